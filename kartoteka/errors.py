@@ -1,0 +1,77 @@
+"""One exception hierarchy for the whole platform; the web layer maps it to HTTP in one place."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+class KartotekaError(Exception):
+    """Base of every error the platform raises on purpose."""
+
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+
+
+class MetadataError(KartotekaError):
+    """The metadata under the config directory is broken; `problems` lists every finding."""
+
+    title = "Invalid metadata"
+
+    def __init__(self, problems: Sequence[object]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class RecordValidationError(KartotekaError):
+    """A record failed validation; `errors` maps a field name (or '_record') to messages."""
+
+    status = 422
+    title = "Invalid record"
+
+    def __init__(self, errors: Mapping[str, Sequence[str]], detail: str = "") -> None:
+        self.errors = {k: list(v) for k, v in errors.items()}
+        count = sum(len(v) for v in self.errors.values())
+        super().__init__(detail or f"The record has {count} invalid value{'s' if count != 1 else ''}.")
+
+
+class BadRequest(KartotekaError):
+    """The request itself is malformed (bad filter, bad cursor, bad JSON)."""
+
+    status = 400
+    title = "Bad request"
+
+
+class NotFound(KartotekaError):
+    """The entity or record does not exist (or is not visible to the user)."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(KartotekaError):
+    """A stale version or a uniqueness race: the client must reload and retry."""
+
+    status = 409
+    title = "Conflict"
+
+    def __init__(self, detail: str = "", current_version: int | None = None) -> None:
+        super().__init__(detail)
+        self.current_version = current_version
+
+
+class AuthenticationRequired(KartotekaError):
+    """No valid credentials were presented."""
+
+    status = 401
+    title = "Authentication required"
+
+
+class PermissionDenied(KartotekaError):
+    """The user is known but may not do this."""
+
+    status = 403
+    title = "Forbidden"

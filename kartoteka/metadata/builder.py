@@ -1,0 +1,387 @@
+"""Turning one schema-valid entity document into an EntityDef, collecting every cross-reference problem."""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+from kartoteka.metadata.expressions import CompiledExpression, ExpressionError, compile_expression, suggest
+from kartoteka.metadata.fieldtypes import FIELD_TYPES, FieldValueError, ParseContext
+from kartoteka.metadata.model import (
+    EVERYONE,
+    EXPRESSION_SYSTEM_NAMES,
+    RESERVED_NAMES,
+    SYSTEM_FIELDS,
+    Access,
+    EntityDef,
+    FieldDef,
+    Group,
+    Label,
+    Layout,
+    ListSpec,
+    Option,
+    RuleAction,
+    RuleDef,
+    Tab,
+    TitleTemplate,
+    Validation,
+)
+from kartoteka.metadata.sources import Path_, Problem, Source
+from kartoteka.rules.actions import check_action
+
+TEXT_SEARCHABLE = frozenset({"text", "textarea", "email", "phone", "url"})
+
+
+class EntityBuilder:
+    """Builds one entity; `problems` collects what is wrong instead of stopping at the first."""
+
+    def __init__(self, source: Source, entity_names: Collection[str], roles: Collection[str] | None,
+                 departments: Collection[str] | None, parse_context: ParseContext) -> None:
+        self.source = source
+        self.raw: dict[str, Any] = source.data
+        self.entity_names = entity_names
+        self.roles = roles
+        self.departments = departments
+        self.ctx = parse_context
+        self.problems: list[Problem] = []
+        self.field_names = list(self.raw["fields"])
+        self.known_names = [*self.field_names, *EXPRESSION_SYSTEM_NAMES]
+
+    def report(self, path: Path_, message: str) -> None:
+        """Record a problem at `path` of this file."""
+        self.problems.append(self.source.problem(path, message))
+
+    def expression(self, path: Path_, text: str | None) -> CompiledExpression | None:
+        """Compile an expression, reporting a problem instead of raising."""
+        if text is None:
+            return None
+        try:
+            return compile_expression(text, self.known_names)
+        except ExpressionError as exc:
+            self.report(path, str(exc))
+            return None
+
+    def access(self, path: Path_, raw: Mapping[str, Any] | None) -> Access:
+        """An Access from metadata, checking role names."""
+        if not raw:
+            return EVERYONE
+        for kind in ("view", "edit"):
+            for i, role in enumerate(raw.get(kind) or ()):
+                if self.roles is not None and role not in self.roles:
+                    self.report((*path, kind, i), f"unknown role '{role}'{suggest(role, self.roles)}")
+        view, edit = raw.get("view"), raw.get("edit")
+        return Access(frozenset(view) if view is not None else None, frozenset(edit) if edit is not None else None)
+
+    def build(self) -> EntityDef | None:
+        """The EntityDef, or None if a problem makes it unusable."""
+        raw = self.raw
+        fields = {}
+        for name, spec in raw["fields"].items():
+            field = self.field(name, spec)
+            if field is not None:
+                fields[name] = field
+        formula_order = self.formula_order(fields)
+        layout = self.layout(("layout",), raw.get("layout") or {}, fields)
+        variants = {}
+        for dept, spec in (raw.get("layout") or {}).get("variants", {}).items():
+            if self.departments is not None and dept not in self.departments:
+                self.report(("layout", "variants", dept),
+                            f"unknown department '{dept}'{suggest(dept, self.departments)}")
+            variants[dept] = self.layout(("layout", "variants", dept), spec, fields)
+        validations = tuple(self.validations(raw.get("validations") or []))
+        entity = EntityDef(
+            name=raw["entity"],
+            label=Label.of(raw["label"]),
+            label_plural=Label.of(raw.get("label_plural") or raw["label"]),
+            title=self.title(raw.get("title"), fields),
+            fields=MappingProxyType(fields),
+            formula_order=formula_order,
+            validations=validations,
+            layout=layout,
+            variants=MappingProxyType(variants),
+            rules=tuple(self.rules(raw.get("rules") or [])),
+            list=self.list_spec(raw.get("list") or {}, fields),
+            description=Label.of(raw["description"]) if raw.get("description") else None,
+            icon=raw.get("icon"),
+            source=self.source.file,
+        )
+        return entity if len(fields) == len(raw["fields"]) else None
+
+    # --- fields -------------------------------------------------------------------------------------
+
+    def field(self, name: str, spec: Mapping[str, Any]) -> FieldDef | None:
+        """One FieldDef, or None when its type or options are unusable."""
+        path: Path_ = ("fields", name)
+        ok = True
+        if name in RESERVED_NAMES:
+            reason = "a system field" if name in SYSTEM_FIELDS else "reserved"
+            self.report(path, f"field name '{name}' is {reason}; choose another name")
+            ok = False
+        field_type = FIELD_TYPES.get(spec["type"])
+        allowed = field_type.allowed_options()
+        for key in spec:
+            if key not in allowed:
+                hint = suggest(key, allowed - {"type"})
+                self.report((*path, key), f"'{key}' does not apply to a field of type {field_type.name}{hint}")
+                ok = False
+        if spec.get("multiple") and not field_type.supports_multiple:
+            ok = False  # already reported as not applicable
+        if spec.get("unique") and spec.get("multiple"):
+            self.report((*path, "unique"), "unique cannot be combined with multiple: true")
+            ok = False
+        options = self.options(path, field_type.name, spec)
+        if field_type.name == "reference":
+            target = spec.get("to")
+            if target is None:
+                self.report(path, "a reference needs 'to: <entity>'")
+                ok = False
+            elif target not in self.entity_names:
+                self.report((*path, "to"), f"unknown entity '{target}'{suggest(target, self.entity_names)}")
+                ok = False
+        pattern = None
+        if "pattern" in spec:
+            try:
+                pattern = re.compile(spec["pattern"])
+            except re.error as exc:
+                self.report((*path, "pattern"), f"invalid regular expression: {exc}")
+                ok = False
+        result_type = None
+        if field_type.name == "formula":
+            if "expr" not in spec:
+                self.report(path, "a formula needs 'expr'")
+                ok = False
+            result_type = FIELD_TYPES.get(spec.get("result", "decimal"))
+        if field_type.name == "consent" and "default" in spec:
+            self.report((*path, "default"), "consent is never pre-ticked: remove the default")
+            ok = False
+        if not ok:
+            return None
+        field = FieldDef(
+            name=name, type=field_type, label=Label.of(spec.get("label"), name.replace("_", " ").capitalize()),
+            help=Label.of(spec["help"]) if "help" in spec else None,
+            placeholder=Label.of(spec["placeholder"]) if "placeholder" in spec else None,
+            required=bool(spec.get("required")), unique=bool(spec.get("unique")),
+            indexed=bool(spec.get("indexed")), read_only=bool(spec.get("read_only")),
+            multiple=bool(spec.get("multiple")), min_length=spec.get("min_length"),
+            max_length=spec.get("max_length"), min_items=spec.get("min_items"),
+            max_items=spec.get("max_items"), pattern=pattern,
+            pattern_message=str(Label.of(spec["pattern_message"])) if "pattern_message" in spec else None,
+            options=options, suggestions=tuple(spec.get("suggestions") or ()), to=spec.get("to"),
+            currency=spec.get("currency", "RUB" if "money" in (field_type.name, spec.get("result")) else None),
+            places=spec.get("places"), region=spec.get("region"), rows=spec.get("rows"),
+            accept=tuple(spec.get("accept") or ()), max_size=spec.get("max_size"),
+            expr=self.expression((*path, "expr"), spec.get("expr")), result=result_type,
+            visible_if=self.expression((*path, "visible_if"), spec.get("visible_if")),
+            required_if=self.expression((*path, "required_if"), spec.get("required_if")),
+            read_only_if=self.expression((*path, "read_only_if"), spec.get("read_only_if")),
+            access=self.access((*path, "access"), spec.get("access")),
+            policy_version=spec.get("policy_version"), policy_url=spec.get("policy_url"),
+            text=Label.of(spec["text"]) if "text" in spec else None,
+            line=self.source.line(path),
+        )
+        return self.with_bounds_and_default(path, spec, field)
+
+    def options(self, path: Path_, type_name: str, spec: Mapping[str, Any]) -> tuple[Option, ...]:
+        """Select options, checking that values are unique."""
+        raw_options = spec.get("options") or []
+        if type_name in ("select", "multiselect") and not raw_options:
+            self.report(path, f"a {type_name} field needs 'options'")
+        options, seen = [], set()
+        for i, raw in enumerate(raw_options):
+            raw = {"value": raw} if isinstance(raw, str) else raw
+            value = raw["value"]
+            if value in seen:
+                self.report((*path, "options", i), f"option '{value}' is listed twice")
+            seen.add(value)
+            options.append(Option(value, Label.of(raw.get("label"), value), raw.get("color")))
+        return tuple(options)
+
+    def with_bounds_and_default(self, path: Path_, spec: Mapping[str, Any], field: FieldDef) -> FieldDef | None:
+        """Parse min/max and the default with the field's own type and constraints."""
+        from dataclasses import replace
+
+        value_type = field.value_type
+        changes: dict[str, Any] = {}
+        for key in ("min", "max"):
+            if key in spec:
+                try:
+                    changes[key] = value_type.parse(spec[key], field, self.ctx)
+                except FieldValueError as exc:
+                    self.report((*path, key), f"{key} {spec[key]!r} is not valid: {exc}")
+                    return None
+        if changes.get("min") is not None and changes.get("max") is not None and changes["min"] > changes["max"]:
+            self.report((*path, "min"), f"min {spec['min']!r} is greater than max {spec['max']!r}")
+            return None
+        if field.min_length is not None and field.max_length is not None and field.min_length > field.max_length:
+            self.report((*path, "min_length"), "min_length is greater than max_length")
+            return None
+        field = replace(field, **changes)
+        if "default" not in spec:
+            return field
+        raw_default = spec["default"]
+        if field.is_formula:
+            self.report((*path, "default"), "a formula is computed and cannot have a default")
+            return None
+        try:
+            if field.multiple:
+                items = raw_default if isinstance(raw_default, list) else [raw_default]
+                default = [field.type.parse(item, field, self.ctx) for item in items]
+                messages = [m for item in default for m in field.type.check(item, field)]
+            else:
+                default = field.type.parse(raw_default, field, self.ctx)
+                messages = field.type.check(default, field) if default is not None else []
+        except FieldValueError as exc:
+            self.report((*path, "default"), f"default {raw_default!r} is not valid: {exc}")
+            return None
+        if messages:
+            self.report((*path, "default"), f"default {raw_default!r} violates a constraint: {messages[0]}")
+            return None
+        return replace(field, default=default)
+
+    def formula_order(self, fields: Mapping[str, FieldDef]) -> tuple[str, ...]:
+        """Formulas in an order where each comes after the formulas it reads; cycles are reported."""
+        formulas = {name: f for name, f in fields.items() if f.expr is not None}
+        order: list[str] = []
+        state: dict[str, str] = {}
+
+        def visit(name: str, trail: list[str]) -> None:
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "active":
+                cycle = [*trail[trail.index(name):], name]
+                self.report(("fields", cycle[0], "expr"), f"formula cycle: {' -> '.join(cycle)}")
+                return
+            state[name] = "active"
+            expr = formulas[name].expr
+            for dep in sorted((expr.names if expr else frozenset()) & formulas.keys()):
+                visit(dep, [*trail, name])
+            state[name] = "done"
+            order.append(name)
+
+        for name in formulas:
+            visit(name, [])
+        return tuple(order)
+
+    # --- layout, title, list ------------------------------------------------------------------------
+
+    def layout(self, path: Path_, raw: Mapping[str, Any], fields: Mapping[str, FieldDef]) -> Layout:
+        """Tabs of groups; every name must be a field, placed once; required fields must be placed."""
+        if "tabs" in raw and "groups" in raw:
+            self.report(path, "use either 'tabs' or 'groups', not both")
+        if "tabs" not in raw and "groups" not in raw:
+            if path != ("layout",):
+                self.report(path, "a layout variant needs 'tabs' or 'groups'")
+            return Layout((Tab(None, (Group(None, tuple(fields)),)),))
+        raw_tabs = raw.get("tabs") or [{"groups": raw["groups"]}]
+        tab_path = (*path, "tabs") if "tabs" in raw else path
+        placed: dict[str, Path_] = {}
+        tabs = []
+        for t, raw_tab in enumerate(raw_tabs):
+            groups = []
+            tp: Path_ = (*tab_path, t) if "tabs" in raw else path
+            for g, raw_group in enumerate(raw_tab["groups"]):
+                gp: Path_ = (*tp, "groups", g)
+                names = []
+                for i, name in enumerate(raw_group["fields"]):
+                    if name not in self.field_names:
+                        self.report((*gp, "fields", i), f"unknown field '{name}'{suggest(name, self.field_names)}")
+                    elif name in placed:
+                        self.report((*gp, "fields", i), f"field '{name}' is placed twice in this layout "
+                                    f"(first at {self.source.line(placed[name])})")
+                    else:
+                        placed[name] = (*gp, "fields", i)
+                        names.append(name)
+                groups.append(Group(
+                    Label.of(raw_group["label"]) if "label" in raw_group else None, tuple(names),
+                    raw_group.get("columns", 1), self.access((*gp, "access"), raw_group.get("access")),
+                    self.expression((*gp, "visible_if"), raw_group.get("visible_if")),
+                ))
+            tabs.append(Tab(Label.of(raw_tab["label"]) if "label" in raw_tab else None, tuple(groups),
+                            self.access((*tp, "access"), raw_tab.get("access")),
+                            self.expression((*tp, "visible_if"), raw_tab.get("visible_if"))))
+        for name, field in fields.items():
+            if field.required and name not in placed and field.default is None:
+                self.report(path, f"required field '{name}' is placed nowhere in this layout")
+        return Layout(tuple(tabs))
+
+    def title(self, raw: str | None, fields: Mapping[str, FieldDef]) -> TitleTemplate:
+        """The title template; defaults to the first text field, else '#{id}'."""
+        if raw is None:
+            first = next((n for n, f in fields.items() if f.type.name == "text" and not f.multiple), None)
+            raw = f"{{{first}}}" if first else "#{id}"
+        parts: list[tuple[str, str | None]] = []
+        try:
+            for literal, name, spec, conversion in string.Formatter().parse(raw):
+                if name is not None and (spec or conversion):
+                    self.report(("title",), f"'{{{name}}}': format specs are not supported in titles")
+                if name is not None and name not in self.known_names:
+                    self.report(("title",), f"unknown field '{name}' in title{suggest(name, self.known_names)}")
+                    name = None
+                elif name is not None and name in fields and fields[name].access.view is not None:
+                    self.report(("title",), f"field '{name}' has restricted view access and cannot be "
+                                "part of the title, which everybody sees")
+                    name = None
+                parts.append((literal, name or None))
+        except ValueError as exc:
+            self.report(("title",), f"malformed title template: {exc}")
+        return TitleTemplate(raw, tuple(parts))
+
+    def list_spec(self, raw: Mapping[str, Any], fields: Mapping[str, FieldDef]) -> ListSpec:
+        """List columns, default sort and search fields."""
+        sortable = [*self.field_names, *SYSTEM_FIELDS]
+        columns = raw.get("columns") or [n for n, f in fields.items() if not f.type.storage == "json"][:6]
+        for i, name in enumerate(raw.get("columns") or []):
+            if name not in sortable:
+                self.report(("list", "columns", i), f"unknown field '{name}'{suggest(name, sortable)}")
+        sort = raw.get("sort", "-id")
+        if sort.lstrip("-") not in sortable:
+            self.report(("list", "sort"), f"unknown field '{sort.lstrip('-')}'{suggest(sort.lstrip('-'), sortable)}")
+        search = raw.get("search") or [n for n, f in fields.items() if f.type.name in TEXT_SEARCHABLE]
+        for i, name in enumerate(raw.get("search") or []):
+            if name not in fields:
+                self.report(("list", "search", i), f"unknown field '{name}'{suggest(name, self.field_names)}")
+            elif fields[name].type.name not in TEXT_SEARCHABLE:
+                self.report(("list", "search", i), f"field '{name}' is not a text field and cannot be searched")
+        return ListSpec(tuple(c for c in columns if c in sortable), sort,
+                        tuple(n for n in search if n in fields))
+
+    # --- validations and rules ----------------------------------------------------------------------
+
+    def validations(self, raw: Iterable[Mapping[str, Any]]) -> Iterable[Validation]:
+        """Cross-field validations."""
+        for i, spec in enumerate(raw):
+            expr = self.expression(("validations", i, "expr"), spec["expr"])
+            target = spec.get("field")
+            if target is not None and target not in self.field_names:
+                self.report(("validations", i, "field"), f"unknown field '{target}'{suggest(target, self.field_names)}")
+                target = None
+            if expr is not None:
+                yield Validation(expr, Label.of(spec["message"]), target)
+
+    def rules(self, raw: Iterable[Mapping[str, Any]]) -> Iterable[RuleDef]:
+        """Rules: trigger fields, condition and action parameters are checked now; the engine runs them later."""
+        names: set[str] = set()
+        for i, spec in enumerate(raw):
+            path: Path_ = ("rules", i)
+            if spec["name"] in names:
+                self.report((*path, "name"), f"rule name '{spec['name']}' is used twice")
+            names.add(spec["name"])
+            trigger_fields = spec["trigger"].get("fields") or []
+            for j, name in enumerate(trigger_fields):
+                if name not in self.field_names:
+                    self.report((*path, "trigger", "fields", j), f"unknown field '{name}'"
+                                f"{suggest(name, self.field_names)}")
+            actions = []
+            for j, item in enumerate(spec["actions"]):
+                for rel, message in check_action(item, self.known_names,
+                                                 lambda text: compile_expression(text, self.known_names),
+                                                 suggest):
+                    self.report((*path, "actions", j, *rel), message)
+                (name, params), = item.items()
+                actions.append(RuleAction(name, MappingProxyType(dict(params) if isinstance(params, dict) else {})))
+            yield RuleDef(spec["name"], tuple(spec["trigger"]["on"]), tuple(trigger_fields),
+                          self.expression((*path, "condition"), spec.get("condition")), tuple(actions),
+                          spec.get("enabled", True), spec.get("description", ""))

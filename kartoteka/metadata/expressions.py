@@ -1,0 +1,282 @@
+"""Expressions in metadata: parsed once at load, checked statically, evaluated with simpleeval."""
+
+from __future__ import annotations
+
+import ast
+import calendar
+import difflib
+import operator
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import simpleeval
+
+MAX_EXPRESSION_LENGTH = 2000
+
+
+class ExpressionError(ValueError):
+    """An expression cannot be compiled; the message says why and where."""
+
+
+class EvaluationError(ValueError):
+    """An expression failed on this record's data in a way the data cannot explain."""
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The current moment, passed in explicitly so tests and rules can fix it."""
+
+    now: Callable[[], datetime]
+
+    def today(self) -> date:
+        """Today's date in the clock's timezone."""
+        return self.now().date()
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function expressions may call."""
+
+    name: str
+    min_args: int
+    max_args: int | None
+    doc: str
+    make: Callable[[Clock], Callable[..., Any]]
+
+
+def _to_decimal(value: Any) -> Any:
+    return Decimal(repr(value)) if isinstance(value, float) else value
+
+
+def _numeric(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Keep arithmetic in Decimal: floats (from int division or powers) would break money maths."""
+
+    def apply(left: Any, right: Any) -> Any:
+        return _to_decimal(op(_to_decimal(left), _to_decimal(right)))
+
+    return apply
+
+
+def _divide(left: Any, right: Any) -> Any:
+    if isinstance(left, int | Decimal) and isinstance(right, int | Decimal) and not (
+        isinstance(left, bool) or isinstance(right, bool)
+    ):
+        return Decimal(left) / Decimal(right)
+    return _to_decimal(operator.truediv(_to_decimal(left), _to_decimal(right)))
+
+
+OPERATORS: dict[type, Callable[..., Any]] = {
+    ast.Add: _numeric(simpleeval.safe_add),
+    ast.Sub: _numeric(operator.sub),
+    ast.Mult: _numeric(simpleeval.safe_mult),
+    ast.Div: _divide,
+    ast.FloorDiv: _numeric(operator.floordiv),
+    ast.Mod: _numeric(operator.mod),
+    ast.Pow: _numeric(simpleeval.safe_power),
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Gt: operator.gt,
+    ast.Lt: operator.lt,
+    ast.GtE: operator.ge,
+    ast.LtE: operator.le,
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.In: lambda a, b: a in b if b is not None else False,
+    ast.NotIn: lambda a, b: a not in b if b is not None else True,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
+
+_ALLOWED_NODES = (
+    ast.Expression, ast.Expr, ast.Constant, ast.Name, ast.Load, ast.BinOp, ast.UnaryOp, ast.BoolOp,
+    ast.Compare, ast.IfExp, ast.Call, ast.List, ast.Tuple, ast.And, ast.Or,
+    *OPERATORS.keys(),
+)
+
+
+def _add_months(day: date, months: int) -> date:
+    month_index = day.month - 1 + int(months)
+    year, month = day.year + month_index // 12, month_index % 12 + 1
+    return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def _round(value: Any, places: int = 0) -> Any:
+    if value is None:
+        return None
+    return round(_to_decimal(value), int(places))
+
+
+def _days_between(start: date, end: date) -> int:
+    if isinstance(start, datetime):
+        start = start.date()
+    if isinstance(end, datetime):
+        end = end.date()
+    return (end - start).days
+
+
+def _coalesce(*values: Any) -> Any:
+    return next((v for v in values if v is not None and v != "" and v != []), None)
+
+
+def _const(fn: Callable[..., Any]) -> Callable[[Clock], Callable[..., Any]]:
+    return lambda clock: fn
+
+
+FUNCTIONS: dict[str, FunctionSpec] = {
+    spec.name: spec
+    for spec in (
+        FunctionSpec("today", 0, 0, "today's date", lambda clock: clock.today),
+        FunctionSpec("now", 0, 0, "the current date and time (UTC)", lambda clock: clock.now),
+        FunctionSpec("add_days", 2, 2, "add_days(date, n): n days later",
+                     _const(lambda d, n: d + timedelta(days=int(n)))),
+        FunctionSpec("add_hours", 2, 2, "add_hours(datetime, n): n hours later",
+                     _const(lambda d, n: d + timedelta(hours=float(n)))),
+        FunctionSpec("add_months", 2, 2, "add_months(date, n): same day n months later", _const(_add_months)),
+        FunctionSpec("days_between", 2, 2, "days_between(a, b): whole days from a to b", _const(_days_between)),
+        FunctionSpec("round", 1, 2, "round(x, places=0)", _const(_round)),
+        FunctionSpec("abs", 1, 1, "abs(x)", _const(abs)),
+        FunctionSpec("min", 1, None, "the smallest argument", _const(min)),
+        FunctionSpec("max", 1, None, "the largest argument", _const(max)),
+        FunctionSpec("len", 1, 1, "the length of a text or list (0 when empty)",
+                     _const(lambda v: 0 if v is None else len(v))),
+        FunctionSpec("lower", 1, 1, "text in lower case", _const(lambda s: None if s is None else str(s).lower())),
+        FunctionSpec("upper", 1, 1, "text in upper case", _const(lambda s: None if s is None else str(s).upper())),
+        FunctionSpec("coalesce", 1, None, "the first non-empty argument", _const(_coalesce)),
+        FunctionSpec("is_empty", 1, 1, "true when the value is empty",
+                     _const(lambda v: v is None or v == "" or v == [])),
+        FunctionSpec("concat", 1, None, "the arguments joined as text, empty ones skipped",
+                     _const(lambda *a: "".join(str(v) for v in a if v is not None))),
+        FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year)),
+        FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month)),
+    )
+}
+
+
+class _DecimalLiterals(ast.NodeTransformer):
+    """Float literals become Decimal so that `price * 0.9` works on money."""
+
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        if isinstance(node.value, float):
+            return ast.copy_location(ast.Constant(value=Decimal(repr(node.value))), node)
+        return node
+
+
+@dataclass(frozen=True)
+class CompiledExpression:
+    """A parsed, checked expression; `names` are the field names it reads."""
+
+    source: str
+    tree: ast.AST = field(repr=False, compare=False)
+    names: frozenset[str]
+    functions: frozenset[str]
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """A "; did you mean 'x'?" suffix, or an empty string."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpression:
+    """Parse and statically check `source`; raise ExpressionError naming the first problem."""
+    if not isinstance(source, str) or not source.strip():
+        raise ExpressionError("expression is empty")
+    if len(source) > MAX_EXPRESSION_LENGTH:
+        raise ExpressionError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
+    try:
+        module = ast.parse(source.strip(), mode="eval")
+    except SyntaxError as exc:
+        column = f" at column {exc.offset}" if exc.offset else ""
+        raise ExpressionError(f"syntax error{column} in '{source}': {exc.msg}") from None
+    known = set(known_names)
+    names: set[str] = set()
+    functions: set[str] = set()
+    for node in ast.walk(module):
+        if not isinstance(node, _ALLOWED_NODES):
+            raise ExpressionError(f"'{source}': {_describe(node)} is not allowed in expressions")
+        if isinstance(node, ast.Call):
+            _check_call(node, source)
+            functions.add(node.func.id)  # type: ignore[attr-defined]
+        elif isinstance(node, ast.Name) and not _is_call_target(node, module):
+            if node.id not in known:
+                hint = suggest(node.id, known | FUNCTIONS.keys())
+                raise ExpressionError(f"unknown name '{node.id}' in '{source}'{hint}")
+            names.add(node.id)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, bytes | complex):
+            raise ExpressionError(f"'{source}': this kind of literal is not allowed")
+    tree = ast.fix_missing_locations(_DecimalLiterals().visit(module)).body
+    return CompiledExpression(source, tree, frozenset(names), frozenset(functions))
+
+
+def _is_call_target(name: ast.Name, module: ast.AST) -> bool:
+    return any(isinstance(n, ast.Call) and n.func is name for n in ast.walk(module))
+
+
+def _check_call(node: ast.Call, source: str) -> None:
+    if not isinstance(node.func, ast.Name):
+        raise ExpressionError(f"'{source}': only plain function calls such as today() are allowed")
+    spec = FUNCTIONS.get(node.func.id)
+    if spec is None:
+        raise ExpressionError(f"unknown function '{node.func.id}' in '{source}'{suggest(node.func.id, FUNCTIONS)}")
+    if node.keywords:
+        raise ExpressionError(f"'{source}': {spec.name}() takes no keyword arguments")
+    count = len(node.args)
+    if count < spec.min_args or (spec.max_args is not None and count > spec.max_args):
+        expected = (str(spec.min_args) if spec.min_args == spec.max_args
+                    else f"{spec.min_args} or more" if spec.max_args is None
+                    else f"{spec.min_args} to {spec.max_args}")
+        raise ExpressionError(f"'{source}': {spec.name}() takes {expected} argument(s), got {count}")
+
+
+def _describe(node: ast.AST) -> str:
+    kinds = {
+        ast.Attribute: "attribute access (a.b)", ast.Subscript: "indexing (a[b])",
+        ast.Lambda: "lambda", ast.ListComp: "a comprehension", ast.GeneratorExp: "a generator",
+        ast.DictComp: "a comprehension", ast.SetComp: "a comprehension", ast.Dict: "a dict literal",
+        ast.NamedExpr: "assignment (:=)", ast.JoinedStr: "an f-string", ast.Starred: "unpacking (*x)",
+        ast.Await: "await", ast.Yield: "yield", ast.BitAnd: "the & operator", ast.BitOr: "the | operator",
+        ast.BitXor: "the ^ operator", ast.LShift: "the << operator", ast.RShift: "the >> operator",
+        ast.Invert: "the ~ operator", ast.MatMult: "the @ operator", ast.Set: "a set literal",
+    }
+    return kinds.get(type(node), type(node).__name__)
+
+
+class Evaluator:
+    """Evaluates compiled expressions against one record's values (one instance per save, not shared)."""
+
+    def __init__(self, values: Mapping[str, Any], clock: Clock) -> None:
+        self._values = values
+        self._engine = simpleeval.EvalWithCompoundTypes(
+            operators=OPERATORS,
+            functions={name: spec.make(clock) for name, spec in FUNCTIONS.items()},
+            names=values,
+        )
+
+    def evaluate(self, expression: CompiledExpression) -> Any:
+        """The raw result; Python errors from the data propagate."""
+        return self._engine.eval(expression.source, previously_parsed=expression.tree)
+
+    def value(self, expression: CompiledExpression) -> Any:
+        """The result, or None when an input is empty or a division by zero occurs.
+
+        Raises EvaluationError when the inputs are present but the expression cannot use them.
+        """
+        try:
+            return self.evaluate(expression)
+        except ZeroDivisionError:
+            return None
+        except (TypeError, AttributeError, ArithmeticError, ValueError, simpleeval.InvalidExpression) as exc:
+            if any(self._values.get(name) is None for name in expression.names):
+                return None
+            raise EvaluationError(f"cannot compute '{expression.source}': {exc}") from None
+
+    def condition(self, expression: CompiledExpression) -> bool:
+        """A truth value; a condition on empty or unusable data is false."""
+        try:
+            return bool(self.value(expression))
+        except EvaluationError:
+            return False

@@ -1,0 +1,205 @@
+"""Loading the config directory: read, validate against the JSON Schema, build, cross-check."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+from referencing import Registry, Resource
+
+from kartoteka.errors import MetadataError
+from kartoteka.metadata.builder import EntityBuilder
+from kartoteka.metadata.expressions import suggest
+from kartoteka.metadata.fieldtypes import FIELD_TYPES, ParseContext
+from kartoteka.metadata.model import EntityDef, Label, Metadata, RoleDef
+from kartoteka.metadata.sources import Problem, Source, SourceError, read_source
+
+ENTITY_SUFFIXES = (".yaml", ".yml", ".json")
+
+ROLES_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["roles"],
+    "properties": {
+        "roles": {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,62}$"},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": True,
+                "properties": {"label": {"$ref": "entity#/$defs/label"}, "description": {"type": "string"}},
+            },
+        },
+        "departments": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,62}$"},
+            "additionalProperties": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {"label": {"$ref": "entity#/$defs/label"}},
+            },
+        },
+        "permissions": {"type": "object"},
+    },
+}
+
+
+def entity_schema() -> dict[str, Any]:
+    """The shipped JSON Schema of an entity file, with the registered field types filled in."""
+    text = resources.files("kartoteka.metadata").joinpath("entity.schema.json").read_text("utf-8")
+    schema = json.loads(text)
+    schema["$defs"]["field"]["properties"]["type"]["enum"] = FIELD_TYPES.names()
+    return schema
+
+
+class _Validators:
+    """The entity and roles validators, built once per load."""
+
+    def __init__(self) -> None:
+        entity = entity_schema()
+        self.entity = jsonschema.Draft202012Validator(entity)
+        registry = Registry().with_resource("entity", Resource.from_contents(entity))
+        self.roles = jsonschema.Draft202012Validator(ROLES_SCHEMA, registry=registry)
+
+
+def schema_problems(validator: jsonschema.protocols.Validator, source: Source) -> list[Problem]:
+    """Every JSON Schema violation of `source`, phrased for a person, with did-you-mean hints."""
+    problems = []
+    for error in sorted(validator.iter_errors(source.data), key=lambda e: list(map(str, e.absolute_path))):
+        path = tuple(error.absolute_path)
+        problems.extend(source.problem(p, m) for p, m in _explain(error, path))
+    return problems
+
+
+def _explain(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> Iterable[tuple[tuple[Any, ...], str]]:
+    kind = error.validator
+    if kind == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = set(error.schema.get("properties", {}))
+        for key in sorted(set(error.instance) - allowed):
+            yield (*path, key), f"unknown key '{key}'{suggest(key, allowed)}"
+        return
+    if kind == "enum" and path and path[-1] == "type" and isinstance(error.instance, str):
+        yield path, (f"unknown field type '{error.instance}'{suggest(error.instance, FIELD_TYPES.names())}; "
+                     f"known types: {', '.join(FIELD_TYPES.names())}")
+        return
+    if kind == "enum" and isinstance(error.instance, str):
+        allowed = [str(v) for v in error.validator_value]
+        yield path, f"'{error.instance}' is not one of {', '.join(allowed)}{suggest(error.instance, allowed)}"
+        return
+    if kind == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        yield path, f"missing required key '{missing}'"
+        return
+    if kind == "pattern" and path and path[-1] in ("entity", "to") or kind == "pattern" and "propertyNames" in str(
+        error.schema_path
+    ):
+        yield path, f"'{error.instance}' is not a valid name: use lower case letters, digits and _, starting with a letter"
+        return
+    if kind == "type":
+        expected = error.validator_value
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        yield path, f"must be of type {expected}, not {type(error.instance).__name__}"
+        return
+    yield path, error.message
+
+
+def load_metadata(config_dir: str | Path, parse_context: ParseContext | None = None) -> Metadata:
+    """Load and check the whole config directory; raise MetadataError listing every problem."""
+    metadata, problems = check_config(config_dir, parse_context)
+    if problems or metadata is None:
+        raise MetadataError(problems)
+    return metadata
+
+
+def check_config(config_dir: str | Path, parse_context: ParseContext | None = None) -> tuple[Metadata | None, list[Problem]]:
+    """Load the config directory, returning the metadata (when usable) and every problem found."""
+    root = Path(config_dir)
+    ctx = parse_context or ParseContext()
+    validators = _Validators()
+    problems: list[Problem] = []
+    entities_dir = root / "entities"
+    if not entities_dir.is_dir():
+        return None, [Problem(str(entities_dir), 0, "", "directory not found: put one YAML or JSON file per entity here")]
+
+    roles, departments = _load_roles(root, validators, problems)
+    sources: list[Source] = []
+    digest = hashlib.sha256()
+    for path in sorted(entities_dir.iterdir()):
+        if path.suffix not in ENTITY_SUFFIXES or path.name.startswith("."):
+            continue
+        display = _display(path, root)
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        try:
+            source, found = read_source(path, display)
+        except SourceError as exc:
+            problems.append(exc.problem)
+            continue
+        problems.extend(found)
+        if not isinstance(source.data, dict):
+            problems.append(source.problem((), "an entity file must be a mapping with 'entity', 'label', 'fields'"))
+            continue
+        schema_found = schema_problems(validators.entity, source)
+        problems.extend(schema_found)
+        if not schema_found:
+            sources.append(source)
+
+    names: dict[str, Source] = {}
+    for source in sources:
+        name = source.data["entity"]
+        stem = Path(source.file).stem
+        if name in names:
+            problems.append(source.problem(("entity",), f"entity '{name}' is already defined in {names[name].file}"))
+        elif stem != name:
+            problems.append(source.problem(("entity",), f"entity '{name}' must live in a file named {name}.yaml"))
+        names.setdefault(name, source)
+
+    entities: dict[str, EntityDef] = {}
+    for name, source in names.items():
+        builder = EntityBuilder(source, names.keys(), roles and set(roles), departments and set(departments), ctx)
+        entity = builder.build()
+        problems.extend(builder.problems)
+        if entity is not None:
+            entities[name] = entity
+    if not names and not problems:
+        problems.append(Problem(str(entities_dir), 0, "", "no entity files (*.yaml, *.yml, *.json) found"))
+
+    metadata = Metadata(MappingProxyType(entities), MappingProxyType(roles or {}),
+                        MappingProxyType(departments or {}), digest.hexdigest()[:16])
+    return (None if problems else metadata), sorted(set(problems), key=lambda p: (p.file, p.line, p.path, p.message))
+
+
+def _display(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root.parent)) if root.parent != Path() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def _load_roles(root: Path, validators: _Validators, problems: list[Problem]
+                ) -> tuple[dict[str, RoleDef] | None, dict[str, Label] | None]:
+    """Roles and departments from roles.yaml; None when the file does not exist (no role checks)."""
+    path = next((root / n for n in ("roles.yaml", "roles.yml", "roles.json") if (root / n).exists()), None)
+    if path is None:
+        return None, None
+    try:
+        source, found = read_source(path, _display(path, root))
+    except SourceError as exc:
+        problems.append(exc.problem)
+        return None, None
+    problems.extend(found)
+    found = schema_problems(validators.roles, source)
+    problems.extend(found)
+    if found or not isinstance(source.data, dict):
+        return None, None
+    roles = {name: RoleDef(name, Label.of(spec.get("label"), name), spec.get("description", ""))
+             for name, spec in source.data["roles"].items()}
+    departments = {name: Label.of(spec.get("label"), name)
+                   for name, spec in (source.data.get("departments") or {}).items()}
+    return roles, departments

@@ -1,0 +1,299 @@
+"""Frozen, typed dataclasses the rest of the platform reads metadata from."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from kartoteka.metadata.expressions import CompiledExpression
+from kartoteka.metadata.fieldtypes import FieldType
+
+SYSTEM_FIELDS = ("id", "entity", "version", "owner", "created_at", "updated_at", "deleted_at")
+# Reserved besides the system fields: names the API or expressions use for themselves.
+RESERVED_NAMES = frozenset(
+    (*SYSTEM_FIELDS, "created_by", "updated_by", "title", "data", "true", "false", "none", "null",
+     "sort", "limit", "cursor", "q", "fields")
+)
+# System values every expression may read.
+EXPRESSION_SYSTEM_NAMES = ("id", "owner", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Label:
+    """A text in one or more languages."""
+
+    texts: Mapping[str, str]
+
+    @classmethod
+    def of(cls, raw: str | Mapping[str, str] | None, fallback: str = "") -> Label:
+        """A Label from metadata's string-or-map form."""
+        if raw is None:
+            return cls(MappingProxyType({"en": fallback}))
+        if isinstance(raw, str):
+            return cls(MappingProxyType({"en": raw}))
+        return cls(MappingProxyType(dict(raw)))
+
+    def get(self, language: str = "en") -> str:
+        """The text in `language`, else English, else any."""
+        return self.texts.get(language) or self.texts.get("en") or next(iter(self.texts.values()), "")
+
+    def __str__(self) -> str:
+        return self.get()
+
+    def as_json(self) -> dict[str, str]:
+        """The label as a plain dict."""
+        return dict(self.texts)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Roles that may view / edit something; None means everybody."""
+
+    view: frozenset[str] | None = None
+    edit: frozenset[str] | None = None
+
+    def can_view(self, roles: frozenset[str]) -> bool:
+        """True when one of `roles` may see it."""
+        return self.view is None or bool(self.view & roles)
+
+    def can_edit(self, roles: frozenset[str]) -> bool:
+        """True when one of `roles` may change it (editing implies seeing)."""
+        return self.can_view(roles) and (self.edit is None or bool(self.edit & roles))
+
+
+EVERYONE = Access()
+
+
+@dataclass(frozen=True)
+class Option:
+    """One choice of a select or multiselect field."""
+
+    value: str
+    label: Label
+    color: str | None = None
+
+
+@dataclass(frozen=True)
+class FieldDef:
+    """One field of an entity, with its type and constraints."""
+
+    name: str
+    type: FieldType
+    label: Label
+    help: Label | None = None
+    placeholder: Label | None = None
+    required: bool = False
+    default: Any = None
+    unique: bool = False
+    indexed: bool = False
+    read_only: bool = False
+    multiple: bool = False
+    min: Any = None
+    max: Any = None
+    min_length: int | None = None
+    max_length: int | None = None
+    min_items: int | None = None
+    max_items: int | None = None
+    pattern: re.Pattern[str] | None = None
+    pattern_message: str | None = None
+    options: tuple[Option, ...] = ()
+    suggestions: tuple[str, ...] = ()
+    to: str | None = None
+    currency: str | None = None
+    places: int | None = None
+    region: str | None = None
+    rows: int | None = None
+    accept: tuple[str, ...] = ()
+    max_size: int | None = None
+    expr: CompiledExpression | None = None
+    result: FieldType | None = None
+    visible_if: CompiledExpression | None = None
+    required_if: CompiledExpression | None = None
+    read_only_if: CompiledExpression | None = None
+    access: Access = EVERYONE
+    policy_version: str | None = None
+    policy_url: str | None = None
+    text: Label | None = None
+    line: int = 0
+
+    @property
+    def option_values(self) -> tuple[str, ...]:
+        """The allowed values of a select or multiselect."""
+        return tuple(o.value for o in self.options)
+
+    @property
+    def is_formula(self) -> bool:
+        """True for computed fields."""
+        return self.expr is not None
+
+    @property
+    def value_type(self) -> FieldType:
+        """The type of the stored value: a formula's result type, otherwise the field's own."""
+        return self.result if self.result is not None else self.type
+
+    @property
+    def is_list(self) -> bool:
+        """True when the value is a list (multiple, multiselect, tags)."""
+        return self.multiple or self.type.name in ("multiselect", "tags")
+
+    def option(self, value: str) -> Option | None:
+        """The option with this value, if any."""
+        return next((o for o in self.options if o.value == value), None)
+
+
+@dataclass(frozen=True)
+class Group:
+    """A titled block of fields on a form."""
+
+    label: Label | None
+    fields: tuple[str, ...]
+    columns: int = 1
+    access: Access = EVERYONE
+    visible_if: CompiledExpression | None = None
+
+
+@dataclass(frozen=True)
+class Tab:
+    """A tab of a form; a layout without tabs has one unlabeled tab."""
+
+    label: Label | None
+    groups: tuple[Group, ...]
+    access: Access = EVERYONE
+    visible_if: CompiledExpression | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Tabs of groups of fields."""
+
+    tabs: tuple[Tab, ...]
+
+    def field_names(self) -> Iterator[str]:
+        """Every field placed in the layout, in order."""
+        for tab in self.tabs:
+            for group in tab.groups:
+                yield from group.fields
+
+
+@dataclass(frozen=True)
+class Validation:
+    """A cross-field check: `expr` must be true, else `message` is shown."""
+
+    expr: CompiledExpression
+    message: Label
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class RuleAction:
+    """One action of a rule: a registered action name and its parameters."""
+
+    name: str
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleDef:
+    """Trigger → condition → actions; executed by the rules engine."""
+
+    name: str
+    on: tuple[str, ...]
+    fields: tuple[str, ...]
+    condition: CompiledExpression | None
+    actions: tuple[RuleAction, ...]
+    enabled: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ListSpec:
+    """Default list columns, sort and search fields."""
+
+    columns: tuple[str, ...]
+    sort: str = "-id"
+    search: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TitleTemplate:
+    """'{first_name} {last_name}': literal parts and field names."""
+
+    source: str
+    parts: tuple[tuple[str, str | None], ...]
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Field names the title reads."""
+        return frozenset(name for _, name in self.parts if name)
+
+    def render(self, values: Mapping[str, Any], fmt: Any = str) -> str:
+        """The title of a record; empty values render as nothing."""
+        text = "".join(
+            literal + ("" if name is None or values.get(name) in (None, "", []) else fmt(name, values[name]))
+            for literal, name in self.parts
+        )
+        return " ".join(text.split())
+
+
+@dataclass(frozen=True, eq=False)
+class EntityDef:
+    """A card type: its fields, layout, validations and rules."""
+
+    name: str
+    label: Label
+    label_plural: Label
+    title: TitleTemplate
+    fields: Mapping[str, FieldDef]
+    formula_order: tuple[str, ...]
+    validations: tuple[Validation, ...]
+    layout: Layout
+    variants: Mapping[str, Layout]
+    rules: tuple[RuleDef, ...]
+    list: ListSpec
+    description: Label | None = None
+    icon: str | None = None
+    source: str = ""
+
+    def field(self, name: str) -> FieldDef:
+        """The field called `name` (KeyError if unknown)."""
+        return self.fields[name]
+
+    def layout_for(self, department: str | None) -> Layout:
+        """The department's layout variant, or the default layout."""
+        return self.variants.get(department or "", self.layout)
+
+    @property
+    def indexed_fields(self) -> tuple[FieldDef, ...]:
+        """Fields that get an expression index."""
+        return tuple(f for f in self.fields.values() if (f.indexed or f.unique) and not f.is_list)
+
+    @property
+    def reference_fields(self) -> tuple[FieldDef, ...]:
+        """Fields pointing at other records."""
+        return tuple(f for f in self.fields.values() if f.type.name == "reference")
+
+
+@dataclass(frozen=True)
+class RoleDef:
+    """A role users can hold."""
+
+    name: str
+    label: Label
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Metadata:
+    """Everything loaded from the config directory."""
+
+    entities: Mapping[str, EntityDef]
+    roles: Mapping[str, RoleDef] = field(default_factory=lambda: MappingProxyType({}))
+    departments: Mapping[str, Label] = field(default_factory=lambda: MappingProxyType({}))
+    fingerprint: str = ""
+
+    def entity(self, name: str) -> EntityDef:
+        """The entity called `name` (KeyError if unknown)."""
+        return self.entities[name]

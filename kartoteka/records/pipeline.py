@@ -1,0 +1,238 @@
+"""The pure part of the save pipeline: parse → merge → formulas → conditions → validate.
+
+No database here: lookups the pipeline cannot do itself (uniqueness, references) are the service's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
+from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
+from kartoteka.metadata.model import EntityDef, FieldDef
+from kartoteka.records.access import editable_fields, viewable_fields
+from kartoteka.records.model import Principal
+
+RECORD_ERRORS = "_record"
+
+
+def is_empty(value: Any) -> bool:
+    """None, '' and [] are empty; False and 0 are values."""
+    return value is None or value == "" or value == []
+
+
+@dataclass
+class Prepared:
+    """The outcome of the pure pipeline for one save."""
+
+    values: dict[str, Any]
+    changed: set[str]
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    visible: dict[str, bool] = field(default_factory=dict)
+    required: dict[str, bool] = field(default_factory=dict)
+    read_only: dict[str, bool] = field(default_factory=dict)
+
+    def error(self, name: str, message: str) -> None:
+        """Add one message for `name`."""
+        self.errors.setdefault(name, []).append(message)
+
+
+def parse_value(field: FieldDef, raw: Any, ctx: ParseContext) -> Any:
+    """Parse one field's input, a list for `multiple` fields; FieldValueError on bad input."""
+    if not field.multiple:
+        return field.type.parse(raw, field, ctx)
+    if raw is None or raw == "":
+        return None
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    values = []
+    for position, item in enumerate(items, start=1):
+        try:
+            value = field.type.parse(item, field, ctx)
+        except FieldValueError as exc:
+            raise FieldValueError(f"Value {position}: {exc}") from None
+        if value is not None and value not in values:
+            values.append(value)
+    return values or None
+
+
+def coerce_result(field: FieldDef, value: Any) -> Any:
+    """Normalise a formula's result to its declared result type."""
+    if value is None:
+        return None
+    kind = field.value_type.name
+    if kind in ("decimal", "money", "percent"):
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise EvaluationError(f"the formula gave {value!r}, not a number")
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        places = field.places if field.places is not None else (2 if kind in ("money", "percent") else None)
+        if places is not None:
+            try:
+                number = number.quantize(Decimal(1).scaleb(-places))
+            except InvalidOperation:
+                raise EvaluationError("the result is too large") from None
+        if not number.is_finite() or abs(number) >= Decimal(10) ** 15:
+            raise EvaluationError("the result is too large")
+        return number
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise EvaluationError(f"the formula gave {value!r}, not a number")
+        return int(value)
+    if kind == "boolean":
+        return bool(value)
+    if kind == "text":
+        return str(value)
+    if kind == "date" and isinstance(value, datetime):
+        return value.date()
+    if kind in ("date", "datetime") and isinstance(value, date):
+        return value
+    raise EvaluationError(f"the formula gave {value!r}, not a {kind}")
+
+
+class Pipeline:
+    """Runs the pure steps of a save for one entity."""
+
+    def __init__(self, entity: EntityDef, clock: Clock, ctx: ParseContext) -> None:
+        self.entity = entity
+        self.clock = clock
+        self.ctx = ctx
+
+    def defaults(self) -> dict[str, Any]:
+        """Initial values of a new record."""
+        return {name: (list(f.default) if isinstance(f.default, list) else f.default)
+                for name, f in self.entity.fields.items()}
+
+    def run(self, incoming: Mapping[str, Any], stored: Mapping[str, Any] | None, user: Principal,
+            system: Mapping[str, Any], *, check_writes: bool = True) -> Prepared:
+        """Parse `incoming` over `stored` (None for a new record), compute and validate everything."""
+        entity = self.entity
+        base = dict(stored) if stored is not None else self.defaults()
+        prepared = Prepared(values=base, changed=set())
+        viewable = viewable_fields(entity, user)
+        editable = editable_fields(entity, user)
+        locked = self._locked(stored, system) if stored is not None else set()
+        for name, raw in incoming.items():
+            field = entity.fields.get(name)
+            if field is None or name not in viewable:
+                prepared.error(name, "Unknown field.")
+                continue
+            if check_writes:
+                if field.is_formula:
+                    prepared.error(name, "Is computed by a formula and cannot be set.")
+                    continue
+                if name not in editable:
+                    prepared.error(name, "You may not change this field.")
+                    continue
+                if field.read_only or name in locked:
+                    prepared.error(name, "Is read-only.")
+                    continue
+            try:
+                value = parse_value(field, raw, self.ctx)
+            except FieldValueError as exc:
+                prepared.error(name, str(exc))
+                continue
+            if field.type.name == "consent":
+                value = self._consent(field, value, base.get(name), user)
+            if value != base.get(name):
+                prepared.changed.add(name)
+            base[name] = value
+        evaluator = Evaluator(_Names(base, system), self.clock)
+        self._formulas(prepared, evaluator, stored)
+        self._conditions(prepared, evaluator)
+        self._constraints(prepared)
+        self._validations(prepared, evaluator, user.language)
+        return prepared
+
+    def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
+        # read_only_if looks at the record as stored: a locked field stays locked for this save.
+        evaluator = Evaluator(_Names(stored, system), self.clock)
+        return {n for n, f in self.entity.fields.items() if f.read_only_if and evaluator.condition(f.read_only_if)}
+
+    def _consent(self, field: FieldDef, value: Any, previous: Any, user: Principal) -> Any:
+        if value is None:
+            return previous
+        if previous is not None and previous.get("given") == value["given"]:
+            return previous
+        return {"given": value["given"], "at": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "by": user.id, "policy_version": field.policy_version}
+
+    def _formulas(self, prepared: Prepared, evaluator: Evaluator, stored: Mapping[str, Any] | None) -> None:
+        for name in self.entity.formula_order:
+            field = self.entity.fields[name]
+            assert field.expr is not None  # formula_order holds formulas only
+            try:
+                value = coerce_result(field, evaluator.value(field.expr))
+            except EvaluationError as exc:
+                prepared.error(name, f"Cannot be computed: {exc}.")
+                value = None
+            if value != (stored or {}).get(name):
+                prepared.changed.add(name)
+            prepared.values[name] = value
+
+    def _conditions(self, prepared: Prepared, evaluator: Evaluator) -> None:
+        for name, field in self.entity.fields.items():
+            prepared.visible[name] = field.visible_if is None or evaluator.condition(field.visible_if)
+            prepared.required[name] = prepared.visible[name] and (
+                field.required or (field.required_if is not None and evaluator.condition(field.required_if))
+            )
+            prepared.read_only[name] = field.read_only or field.is_formula or (
+                field.read_only_if is not None and evaluator.condition(field.read_only_if)
+            )
+
+    def _constraints(self, prepared: Prepared) -> None:
+        for name, field in self.entity.fields.items():
+            if name in prepared.errors:
+                continue
+            value = prepared.values.get(name)
+            if is_empty(value):
+                if prepared.required[name]:
+                    prepared.error(name, "Required." if field.type.name != "consent" else "Consent is required.")
+                continue
+            if field.type.name == "consent":
+                if prepared.required[name] and not value.get("given"):
+                    prepared.error(name, "Consent is required.")
+                continue
+            value_type = field.value_type
+            items = value if field.multiple else [value]
+            for item in items:
+                for message in value_type.check(item, field):
+                    prepared.error(name, message)
+            if field.multiple and len(items) > (field.max_items or 100):
+                prepared.error(name, f"Must have at most {field.max_items or 100} values.")
+
+    def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str) -> None:
+        for validation in self.entity.validations:
+            try:
+                ok = evaluator.value(validation.expr)
+            except EvaluationError as exc:
+                prepared.error(RECORD_ERRORS, f"Validation '{validation.expr.source}' failed: {exc}.")
+                continue
+            if ok is None or ok:
+                continue
+            target = validation.field
+            if target is None:
+                inputs = sorted(validation.expr.names & self.entity.fields.keys())
+                target = inputs[0] if len(inputs) == 1 else RECORD_ERRORS
+            prepared.error(target, validation.message.get(language))
+
+
+class _Names(dict):  # type: ignore[type-arg]
+    """Field values with the system values (id, owner, created_at...) visible to expressions."""
+
+    def __init__(self, values: Mapping[str, Any], system: Mapping[str, Any]) -> None:
+        super().__init__(system)
+        self.values = values
+
+    def __getitem__(self, name: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        return super().__getitem__(name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default

@@ -1,0 +1,257 @@
+"""List queries: filters, search, sort and keyset cursors built as SQLAlchemy expressions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Collection
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from kartoteka.errors import BadRequest
+from kartoteka.metadata.expressions import suggest
+from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
+from kartoteka.metadata.model import EntityDef, FieldDef
+from kartoteka.records.model import OPERATORS, Filter
+from kartoteka.records.pipeline import parse_value
+from kartoteka.storage.database import casefold
+from kartoteka.storage.json_sql import JsonArrayContains, JsonValue
+from kartoteka.storage.tables import records
+
+SYSTEM_COLUMNS = {
+    "id": ("number", records.c.id),
+    "owner": ("number", records.c.owner),
+    "version": ("number", records.c.version),
+    "created_at": ("datetime", records.c.created_at),
+    "updated_at": ("datetime", records.c.updated_at),
+    "created_by": ("number", records.c.created_by),
+    "updated_by": ("number", records.c.updated_by),
+}
+MAX_LIMIT = 500
+MAX_IN_VALUES = 200
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+class QueryBuilder:
+    """Turns filters, sorts and cursors for one entity into SQL, using only fields the user can see."""
+
+    def __init__(self, entity: EntityDef, dialect: str, ctx: ParseContext, viewable: Collection[str]) -> None:
+        self.entity = entity
+        self.dialect = dialect
+        self.ctx = ctx
+        self.viewable = viewable
+
+    # --- columns -----------------------------------------------------------------------------------
+
+    def field(self, name: str, purpose: str) -> FieldDef | None:
+        """The field for a filter or sort; None for a system column; BadRequest when unknown or hidden."""
+        if name in SYSTEM_COLUMNS:
+            return None
+        field = self.entity.fields.get(name)
+        if field is None or name not in self.viewable:
+            known = [n for n in self.entity.fields if n in self.viewable] + list(SYSTEM_COLUMNS)
+            raise BadRequest(f"Cannot {purpose} by unknown field '{name}'{suggest(name, known)}.")
+        return field
+
+    def column(self, name: str, field: FieldDef | None) -> sa.ColumnElement[Any]:
+        """The SQL expression of a field, matching its expression index exactly."""
+        if field is None:
+            return SYSTEM_COLUMNS[name][1]
+        return JsonValue(records.c.data, name, field.value_type.storage)
+
+    def bind(self, field: FieldDef | None, value: Any) -> Any:
+        """A typed bind parameter comparable with `column` on this database."""
+        if field is None:
+            return value
+        kind = field.value_type.storage
+        if kind == "number":
+            number = Decimal(value) if not isinstance(value, Decimal) else value
+            if self.dialect == "sqlite":
+                return sa.literal(float(number), sa.Float())
+            return sa.literal(number, sa.Numeric())
+        if kind == "boolean":
+            return sa.literal(bool(value), sa.Boolean())
+        return sa.literal(field.value_type.to_storage(value), sa.String())
+
+    # --- filters -----------------------------------------------------------------------------------
+
+    def filter_clause(self, flt: Filter) -> sa.ColumnElement[bool]:
+        """One `field__op=value` as a WHERE clause."""
+        if flt.op not in OPERATORS:
+            raise BadRequest(f"Unknown filter operator '{flt.op}'{suggest(flt.op, OPERATORS)}; "
+                             f"use one of {', '.join(OPERATORS)}.")
+        field = self.field(flt.field, "filter")
+        column = self.column(flt.field, field)
+        if flt.op == "isnull":
+            wanted = self._parse_bool(flt)
+            return column.is_(None) if wanted else column.isnot(None)
+        if field is not None and field.is_list:
+            return self._list_clause(flt, field)
+        if flt.op == "in":
+            raw_values = flt.value if isinstance(flt.value, list) else str(flt.value).split(",")
+            if len(raw_values) > MAX_IN_VALUES:
+                raise BadRequest(f"At most {MAX_IN_VALUES} values in '{flt.field}__in'.")
+            values = [self._value(flt, field, raw) for raw in raw_values if str(raw).strip()]
+            return column.in_([self.bind(field, v) for v in values])
+        value = self._value(flt, field, flt.value)
+        if flt.op == "contains":
+            if field is None or field.value_type.storage != "text":
+                raise BadRequest(f"'contains' works on text fields; '{flt.field}' is not one.")
+            pattern = "%" + _escape_like(str(field.value_type.to_storage(value)).casefold()) + "%"
+            return casefold(column, self.dialect).like(pattern, escape="\\")
+        bound = self.bind(field, value)
+        if flt.op == "eq":
+            return column == bound
+        if flt.op == "ne":
+            return sa.or_(column != bound, column.is_(None))
+        if field is not None and field.value_type.storage not in ("number", "text"):
+            raise BadRequest(f"'{flt.op}' does not apply to field '{flt.field}'.")
+        comparisons = {"lt": column < bound, "lte": column <= bound, "gt": column > bound, "gte": column >= bound}
+        return comparisons[flt.op]
+
+    def _list_clause(self, flt: Filter, field: FieldDef) -> sa.ColumnElement[bool]:
+        if flt.op not in ("eq", "contains", "in"):
+            raise BadRequest(f"'{flt.op}' does not apply to the list field '{flt.field}'; use contains or in.")
+        raw_values = (flt.value if isinstance(flt.value, list) else str(flt.value).split(",")) if flt.op == "in" \
+            else [flt.value]
+        clauses = []
+        for raw in raw_values[:MAX_IN_VALUES]:
+            value = self._value(flt, field, raw, single=True)
+            stored = field.type.to_storage(value)
+            clauses.append(JsonArrayContains(records.c.data, field.name, stored))
+        return sa.or_(*clauses)
+
+    def _value(self, flt: Filter, field: FieldDef | None, raw: Any, single: bool = False) -> Any:
+        try:
+            if field is None:
+                return self._system_value(flt.field, raw)
+            if field.is_formula or single or field.multiple:
+                value = field.value_type.parse(raw, field, self.ctx)
+            else:
+                value = parse_value(field, raw, self.ctx)
+        except FieldValueError as exc:
+            raise BadRequest(f"Filter '{flt.field}__{flt.op}': {exc}") from None
+        if value is None:
+            raise BadRequest(f"Filter '{flt.field}__{flt.op}' needs a value (use {flt.field}__isnull=true for empty).")
+        if isinstance(value, list):
+            value = value[0]
+        return value
+
+    @staticmethod
+    def _system_value(name: str, raw: Any) -> Any:
+        kind = SYSTEM_COLUMNS[name][0]
+        text = str(raw).strip()
+        if kind == "number":
+            if not text.lstrip("-").isdigit():
+                raise FieldValueError(f"'{text[:40]}' is not a whole number.")
+            return int(text)
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise FieldValueError(f"'{text[:40]}' is not an ISO date and time.") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    @staticmethod
+    def _parse_bool(flt: Filter) -> bool:
+        word = str(flt.value).strip().lower()
+        if word in ("true", "1", "yes"):
+            return True
+        if word in ("false", "0", "no"):
+            return False
+        raise BadRequest(f"'{flt.field}__isnull' takes true or false, not '{flt.value}'.")
+
+    def search_clause(self, text: str) -> sa.ColumnElement[bool]:
+        """Case-insensitive search across the title and the entity's visible search fields."""
+        pattern = "%" + _escape_like(text.strip().casefold()) + "%"
+        columns: list[sa.ColumnElement[Any]] = [records.c.title]
+        columns += [JsonValue(records.c.data, n, "text") for n in self.entity.list.search
+                    if n in self.viewable and not self.entity.fields[n].multiple]
+        return sa.or_(*(casefold(c, self.dialect).like(pattern, escape="\\") for c in columns))
+
+    # --- sort and keyset ---------------------------------------------------------------------------
+
+    def sort_key(self, sort: str) -> tuple[str, bool, FieldDef | None, sa.ColumnElement[Any]]:
+        """(name, descending, field, expression) of a `-field` sort."""
+        descending = sort.startswith("-")
+        name = sort.lstrip("-")
+        field = self.field(name, "sort")
+        if field is not None and field.is_list:
+            raise BadRequest(f"Cannot sort by the list field '{name}'.")
+        return name, descending, field, self.column(name, field)
+
+    def order_by(self, sort: str) -> list[sa.ColumnElement[Any]]:
+        """ORDER BY the sort key, then id, in the same direction (so one index serves both)."""
+        name, descending, _, column = self.sort_key(sort)
+        if name == "id":
+            return [records.c.id.desc() if descending else records.c.id.asc()]
+        if descending:
+            return [column.desc(), records.c.id.desc()]
+        return [column.asc(), records.c.id.asc()]
+
+    def nulls_first(self, descending: bool) -> bool:
+        """Where each database puts NULLs: SQLite first in ascending order, PostgreSQL last."""
+        return (self.dialect == "sqlite") != descending
+
+    def after(self, sort: str, cursor: str) -> sa.ColumnElement[bool]:
+        """Rows that come after the cursor's (value, id) in this sort order."""
+        name, descending, field, column = self.sort_key(sort)
+        last_value, last_id = decode_cursor(cursor, sort)
+        later_id = records.c.id < last_id if descending else records.c.id > last_id
+        if name == "id":
+            return later_id
+        nulls_first = self.nulls_first(descending)
+        if last_value is None:
+            tie = sa.and_(column.is_(None), later_id)
+            return sa.or_(tie, column.isnot(None)) if nulls_first else tie
+        value = self._cursor_value(field, name, last_value)
+        beyond = column < value if descending else column > value
+        # The expanded form (not a row-value comparison) lets SQLite search the index.
+        edge = column <= value if descending else column >= value
+        clause = sa.and_(edge, sa.or_(beyond, later_id))
+        return clause if nulls_first else sa.or_(clause, column.is_(None))
+
+    def _cursor_value(self, field: FieldDef | None, name: str, raw: Any) -> Any:
+        if field is None:
+            kind = SYSTEM_COLUMNS[name][0]
+            return datetime.fromisoformat(raw) if kind == "datetime" else int(raw)
+        kind = field.value_type.storage
+        if kind == "number":
+            return self.bind(field, Decimal(str(raw)))
+        if kind == "boolean":
+            return sa.literal(bool(raw), sa.Boolean())
+        return sa.literal(str(raw), sa.String())
+
+
+def encode_cursor(sort: str, value: Any, record_id: int) -> str:
+    """An opaque cursor holding the sort, the last row's sort value and its id."""
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC).isoformat() if value.tzinfo else value.replace(tzinfo=UTC).isoformat()
+    elif isinstance(value, Decimal | float):
+        value = str(value)
+    payload = json.dumps([sort, value, record_id], ensure_ascii=False, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
+    """(value, id) from a cursor made for the same sort; BadRequest otherwise."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        saved_sort, value, record_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, TypeError):
+        raise BadRequest("The cursor is malformed; start again from the first page.") from None
+    if saved_sort != sort or not isinstance(record_id, int):
+        raise BadRequest("The cursor belongs to another sort order; start again from the first page.")
+    return value, record_id
+
+
+def clamp_limit(limit: int) -> int:
+    """Page sizes between 1 and MAX_LIMIT."""
+    if limit < 1 or limit > MAX_LIMIT:
+        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}.")
+    return limit

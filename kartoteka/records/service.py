@@ -1,0 +1,393 @@
+"""The record service: the only code that writes records. API, UI, import and rules all call it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from kartoteka.errors import Conflict, NotFound, RecordValidationError
+from kartoteka.metadata.expressions import Clock
+from kartoteka.metadata.fieldtypes import ParseContext
+from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.records.access import viewable_fields
+from kartoteka.records.model import SYSTEM, FormState, ListQuery, Page, Principal, Record
+from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
+from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
+from kartoteka.storage.indexes import planned_indexes
+from kartoteka.storage.tables import files, record_links, records, users
+
+TITLE_LENGTH = 300
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a save did, handed to listeners (rules, history) inside the same transaction."""
+
+    kind: str  # created | updated | deleted
+    entity: EntityDef
+    record_id: int
+    before: Mapping[str, Any] | None
+    after: Mapping[str, Any] | None
+    changed: frozenset[str]
+    user: Principal
+
+
+Listener = Callable[[Change, sa.Connection], None]
+
+
+class RecordService:
+    """Creates, updates, deletes, reads and lists records through one validated pipeline."""
+
+    def __init__(self, metadata: Metadata, engine: sa.Engine, clock: Clock,
+                 parse_context: ParseContext | None = None, listeners: Sequence[Listener] = ()) -> None:
+        self.metadata = metadata
+        self.engine = engine
+        self.clock = clock
+        self.ctx = parse_context or ParseContext()
+        self.listeners = list(listeners)
+        self.dialect = engine.dialect.name
+
+    # --- lookups ------------------------------------------------------------------------------------
+
+    def entity(self, name: str) -> EntityDef:
+        """The entity called `name`, or NotFound."""
+        entity = self.metadata.entities.get(name)
+        if entity is None:
+            raise NotFound(f"There is no entity '{name}'.")
+        return entity
+
+    def _row(self, connection: sa.Connection, entity: EntityDef, record_id: int, *, lock: bool = False,
+             include_deleted: bool = False) -> sa.Row[Any]:
+        query = sa.select(records).where(records.c.id == record_id, records.c.entity == entity.name)
+        if not include_deleted:
+            query = query.where(records.c.deleted_at.is_(None))
+        if lock and self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = connection.execute(query).first()
+        if row is None:
+            raise NotFound(f"There is no {entity.name} with id {record_id}.")
+        return row
+
+    def _values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
+        values = {}
+        for name, field in entity.fields.items():
+            stored = data.get(name)
+            if stored is None:
+                values[name] = None
+            elif field.multiple:
+                values[name] = [field.value_type.from_storage(v) for v in stored]
+            else:
+                values[name] = field.value_type.from_storage(stored)
+        return values
+
+    def _record(self, entity: EntityDef, row: sa.Row[Any], user: Principal,
+                values: Mapping[str, Any] | None = None) -> Record:
+        visible = viewable_fields(entity, user)
+        all_values = values if values is not None else self._values(entity, row.data)
+        return Record(
+            id=row.id, entity=entity.name, version=row.version, title=row.title,
+            values={n: v for n, v in all_values.items() if n in visible},
+            owner=row.owner, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
+            created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
+        )
+
+    def get(self, entity_name: str, record_id: int, user: Principal) -> Record:
+        """One live record as `user` may see it."""
+        entity = self.entity(entity_name)
+        with self.engine.connect() as connection:
+            return self._record(entity, self._row(connection, entity, record_id), user)
+
+    # --- writing ------------------------------------------------------------------------------------
+
+    def create(self, entity_name: str, values: Mapping[str, Any], user: Principal, *,
+               owner: int | None = None, connection: sa.Connection | None = None) -> Record:
+        """Validate and store a new record; RecordValidationError lists every problem."""
+        entity = self.entity(entity_name)
+        now = self.clock.now()
+        system = {"id": None, "owner": owner or user.id, "created_at": now, "updated_at": now}
+        prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system)
+        with self._transaction(connection) as conn:
+            self._check_lookups(conn, entity, prepared, None, user)
+            if owner is not None and owner != user.id:
+                self._check_user(conn, owner, "owner", prepared)
+            self._raise_if_invalid(prepared)
+            data = self._storage(entity, prepared.values)
+            row = conn.execute(
+                sa.insert(records).values(
+                    entity=entity.name, data=data, title=self._title(entity, prepared.values), owner=owner or user.id,
+                    version=1, created_at=now, updated_at=now, created_by=user.id, updated_by=user.id,
+                ).returning(*records.c)
+            ).one()
+            self._sync_links(conn, entity, row.id, prepared.values, None)
+            self._notify(conn, Change("created", entity, row.id, None, prepared.values,
+                                      frozenset(prepared.changed), user))
+        return self._record(entity, row, user, prepared.values)
+
+    def update(self, entity_name: str, record_id: int, values: Mapping[str, Any], user: Principal, *,
+               expected_version: int | None, connection: sa.Connection | None = None) -> Record:
+        """Apply a partial change; a stale `expected_version` is a Conflict, never an overwrite."""
+        entity = self.entity(entity_name)
+        now = self.clock.now()
+        with self._transaction(connection) as conn:
+            row = self._row(conn, entity, record_id, lock=True)
+            if expected_version is not None and row.version != expected_version:
+                raise Conflict(
+                    f"{entity.label} #{record_id} was changed by someone else (version {row.version}, "
+                    f"you edited version {expected_version}). Reload it and apply your change again.",
+                    current_version=row.version,
+                )
+            stored = self._values(entity, row.data)
+            system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
+            prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+            self._check_lookups(conn, entity, prepared, record_id, user)
+            self._raise_if_invalid(prepared)
+            if not prepared.changed:
+                return self._record(entity, row, user, prepared.values)
+            result = conn.execute(
+                sa.update(records)
+                .where(records.c.id == record_id, records.c.version == row.version)
+                .values(data=self._storage(entity, prepared.values), title=self._title(entity, prepared.values),
+                        version=row.version + 1, updated_at=now, updated_by=user.id)
+                .returning(*records.c)
+            ).first()
+            if result is None:
+                raise Conflict(f"{entity.label} #{record_id} was changed while saving. Reload it and try again.")
+            self._sync_links(conn, entity, record_id, prepared.values, stored)
+            self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
+                                      frozenset(prepared.changed), user))
+        return self._record(entity, result, user, prepared.values)
+
+    def delete(self, entity_name: str, record_id: int, user: Principal, *,
+               expected_version: int | None = None, connection: sa.Connection | None = None) -> None:
+        """Soft-delete: the record leaves lists and lookups but stays restorable."""
+        entity = self.entity(entity_name)
+        now = self.clock.now()
+        with self._transaction(connection) as conn:
+            row = self._row(conn, entity, record_id, lock=True)
+            if expected_version is not None and row.version != expected_version:
+                raise Conflict(f"{entity.label} #{record_id} was changed by someone else; reload it first.",
+                               current_version=row.version)
+            conn.execute(
+                sa.update(records).where(records.c.id == record_id)
+                .values(deleted_at=now, version=row.version + 1, updated_at=now, updated_by=user.id)
+            )
+            stored = self._values(entity, row.data)
+            self._notify(conn, Change("deleted", entity, record_id, stored, None, frozenset(), user))
+
+    def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
+                 record_id: int | None = None) -> FormState:
+        """Compute formulas, conditions and errors for a form being edited, without saving."""
+        entity = self.entity(entity_name)
+        now = self.clock.now()
+        stored = None
+        system: dict[str, Any] = {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
+        if record_id is not None:
+            with self.engine.connect() as conn:
+                row = self._row(conn, entity, record_id)
+            stored = self._values(entity, row.data)
+            system.update(owner=row.owner, created_at=_utc(row.created_at))
+        prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+        visible = viewable_fields(entity, user)
+        return FormState(
+            values={n: v for n, v in prepared.values.items() if n in visible},
+            visible={n: v for n, v in prepared.visible.items() if n in visible},
+            required={n: v for n, v in prepared.required.items() if n in visible},
+            read_only={n: v for n, v in prepared.read_only.items() if n in visible},
+            errors=prepared.errors,
+        )
+
+    # --- save helpers -------------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self, connection: sa.Connection | None) -> Iterator[sa.Connection]:
+        """A transaction of our own, or a savepoint inside the caller's (import, rules)."""
+        try:
+            if connection is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with connection.begin_nested():
+                    yield connection
+        except sa.exc.IntegrityError as exc:
+            raise self._unique_violation(exc) from None
+
+    def _unique_violation(self, exc: sa.exc.IntegrityError) -> Exception:
+        """Two saves raced past the uniqueness check: name the field, as the check would have."""
+        message = str(exc.orig)
+        for name, (plan, _field) in planned_indexes(self.metadata).items():
+            if name in message:
+                entity = self.metadata.entities[plan.entity]
+                return RecordValidationError({plan.field: [f"Must be unique: another {entity.label} already "
+                                                           "has this value."]})
+        return exc
+
+    def _raise_if_invalid(self, prepared: Prepared) -> None:
+        if prepared.errors:
+            raise RecordValidationError(prepared.errors)
+
+    def _storage(self, entity: EntityDef, values: Mapping[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, value in values.items():
+            if is_empty(value):
+                continue  # absent keys are NULL in SQL on both databases
+            field = entity.fields[name]
+            value_type = field.value_type
+            data[name] = [value_type.to_storage(v) for v in value] if field.multiple else value_type.to_storage(value)
+        return data
+
+    def _title(self, entity: EntityDef, values: Mapping[str, Any]) -> str:
+        def fmt(name: str, value: Any) -> str:
+            field = entity.fields.get(name)
+            if field is not None and field.type.name == "select":
+                option = field.option(value)
+                return str(option.label) if option else str(value)
+            if isinstance(value, list):
+                return ", ".join(str(v) for v in value)
+            return str(value)
+
+        title = entity.title.render(values, fmt)
+        return title[:TITLE_LENGTH] if title else f"{entity.label} (new)"
+
+    def _check_lookups(self, conn: sa.Connection, entity: EntityDef, prepared: Prepared,
+                       record_id: int | None, user: Principal) -> None:
+        """Database checks: unique values, referenced records, users and files exist."""
+        query = QueryBuilder(entity, self.dialect, self.ctx, entity.fields)
+        for name, field in entity.fields.items():
+            value = prepared.values.get(name)
+            if is_empty(value) or name in prepared.errors:
+                continue
+            if field.unique and name in prepared.changed:
+                clause = sa.and_(records.c.entity == entity.name, records.c.deleted_at.is_(None),
+                                 query.column(name, field) == query.bind(field, value))
+                if record_id is not None:
+                    clause = sa.and_(clause, records.c.id != record_id)
+                other = conn.execute(sa.select(records.c.id).where(clause).limit(1)).scalar()
+                if other is not None:
+                    prepared.error(name, f"Must be unique: {entity.label} #{other} already has this value.")
+            if name not in prepared.changed:
+                continue
+            items = value if field.multiple else [value]
+            kind = field.type.name
+            if kind == "reference":
+                self._check_references(conn, field.to or "", items, name, prepared)
+            elif kind == "user":
+                for item in items:
+                    self._check_user(conn, item, name, prepared)
+            elif kind == "file":
+                prepared.values[name] = self._resolve_files(conn, field, items, name, prepared)
+
+    def _check_references(self, conn: sa.Connection, target: str, ids: Iterable[int], name: str,
+                          prepared: Prepared) -> None:
+        wanted = set(ids)
+        found = set(conn.execute(
+            sa.select(records.c.id).where(records.c.id.in_(wanted), records.c.entity == target,
+                                          records.c.deleted_at.is_(None))
+        ).scalars())
+        for missing in sorted(wanted - found):
+            label = self.metadata.entities[target].label if target in self.metadata.entities else target
+            prepared.error(name, f"There is no {label} with id {missing}.")
+
+    def _check_user(self, conn: sa.Connection, user_id: int, name: str, prepared: Prepared) -> None:
+        exists = conn.execute(sa.select(users.c.id).where(users.c.id == user_id, users.c.is_active)).scalar()
+        if exists is None:
+            prepared.error(name, f"There is no active user with id {user_id}.")
+
+    def _resolve_files(self, conn: sa.Connection, field: Any, items: list[dict[str, Any]], name: str,
+                       prepared: Prepared) -> Any:
+        resolved = []
+        for item in items:
+            row = conn.execute(sa.select(files).where(files.c.id == item["id"])).first()
+            if row is None:
+                prepared.error(name, f"There is no uploaded file with id {item['id']}.")
+                continue
+            if field.max_size is not None and row.size > field.max_size:
+                prepared.error(name, f"'{row.name}' is larger than {field.max_size} bytes.")
+            if field.accept and not any(row.content_type == a or row.name.lower().endswith(a) for a in field.accept):
+                prepared.error(name, f"'{row.name}' is not an accepted file type ({', '.join(field.accept)}).")
+            resolved.append({"id": row.id, "name": row.name, "size": row.size, "content_type": row.content_type})
+        return resolved if field.multiple else (resolved[0] if resolved else None)
+
+    def _sync_links(self, conn: sa.Connection, entity: EntityDef, record_id: int,
+                    values: Mapping[str, Any], before: Mapping[str, Any] | None) -> None:
+        for field in entity.reference_fields:
+            new = set(_as_ids(values.get(field.name)))
+            old = set(_as_ids(before.get(field.name))) if before is not None else set()
+            if new == old:
+                continue
+            if old - new:
+                conn.execute(sa.delete(record_links).where(
+                    record_links.c.source_id == record_id, record_links.c.field == field.name,
+                    record_links.c.target_id.in_(old - new)))
+            if new - old:
+                conn.execute(sa.insert(record_links), [
+                    {"source_id": record_id, "field": field.name, "target_id": t, "source_entity": entity.name}
+                    for t in sorted(new - old)])
+
+    def _notify(self, conn: sa.Connection, change: Change) -> None:
+        for listener in self.listeners:
+            listener(change, conn)
+
+    # --- reading many -------------------------------------------------------------------------------
+
+    def list(self, entity_name: str, user: Principal, query: ListQuery, *, with_total: bool = False) -> Page:
+        """One page of live records, filtered and sorted by fields the user can see."""
+        entity = self.entity(entity_name)
+        visible = viewable_fields(entity, user)
+        builder = QueryBuilder(entity, self.dialect, self.ctx, visible)
+        limit = clamp_limit(query.limit)
+        sort = query.sort or entity.list.sort
+        name, _, field, sort_column = builder.sort_key(sort)
+        where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
+        where += [builder.filter_clause(f) for f in query.filters]
+        if query.search and query.search.strip():
+            where.append(builder.search_clause(query.search))
+        page_where = list(where)
+        if query.cursor:
+            page_where.append(builder.after(sort, query.cursor))
+        statement = (sa.select(records, sort_column.label("sort_value")).where(*page_where)
+                     .order_by(*builder.order_by(sort)).limit(limit + 1))
+        with self.engine.connect() as conn:
+            rows = conn.execute(statement).all()
+            total = conn.execute(sa.select(sa.func.count()).select_from(records).where(*where)).scalar() \
+                if with_total else None
+        items = tuple(self._record(entity, row, user) for row in rows[:limit])
+        next_cursor = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            next_cursor = encode_cursor(sort, last.sort_value, last.id)
+        return Page(items, next_cursor, total, sort)
+
+    def referencing(self, entity_name: str, record_id: int, user: Principal) -> dict[tuple[str, str], list[int]]:
+        """Live records that point at this one, by (entity, field): company → its deals and contacts."""
+        self.get(entity_name, record_id, user)
+        query = (sa.select(record_links.c.source_entity, record_links.c.field, record_links.c.source_id)
+                 .join(records, records.c.id == record_links.c.source_id)
+                 .where(record_links.c.target_id == record_id, records.c.deleted_at.is_(None))
+                 .order_by(record_links.c.source_id))
+        result: dict[tuple[str, str], list[int]] = {}
+        with self.engine.connect() as conn:
+            for source_entity, field, source_id in conn.execute(query):
+                entity = self.metadata.entities.get(source_entity)
+                if entity is not None and field in viewable_fields(entity, user):
+                    result.setdefault((source_entity, field), []).append(source_id)
+        return result
+
+
+def _as_ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _utc(moment: datetime | None) -> Any:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+__all__ = ["SYSTEM", "Change", "RecordService"]

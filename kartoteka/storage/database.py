@@ -1,0 +1,66 @@
+"""Creating engines for SQLite (the embedded default) and PostgreSQL, and upgrading the schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _casefold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def create_engine(url: str, **kwargs: Any) -> sa.Engine:
+    """An engine for `url`; SQLite gets WAL, foreign keys and a Unicode casefold() function."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    options: dict[str, Any] = {"json_serializer": _json_dumps, "future": True, **kwargs}
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, **options)
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
+            # SQLite's lower() and LIKE only fold ASCII; Cyrillic search needs Python's casefold.
+            dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            if database and database != ":memory:":
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, **options)
+
+
+def casefold(expression: Any, dialect_name: str) -> Any:
+    """Unicode-aware lower case in SQL on both databases."""
+    return sa.func.casefold(expression) if dialect_name == "sqlite" else sa.func.lower(expression)
+
+
+def alembic_config(engine: sa.Engine) -> Config:
+    """An Alembic config bound to `engine`, pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: sa.Engine) -> None:
+    """Bring the core tables to the newest migration (idempotent)."""
+    command.upgrade(alembic_config(engine), "head")

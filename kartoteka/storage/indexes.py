@@ -1,0 +1,100 @@
+"""Expression indexes derived from metadata: `indexed`/`unique` fields, kept in step with the config."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
+from kartoteka.storage.json_sql import JsonValue
+from kartoteka.storage.tables import records
+
+PREFIXES = ("kix_", "kux_")
+
+
+@dataclass(frozen=True)
+class IndexPlan:
+    """One index the metadata asks for."""
+
+    name: str
+    entity: str
+    field: str
+    unique: bool
+
+    def build(self, field: FieldDef) -> sa.Index:
+        """The SQLAlchemy Index: partial on the entity (and on live rows for unique ones)."""
+        expr = JsonValue(records.c.data, field.name, storage_kind(field))
+        where = records.c.entity == sa.literal(self.entity, literal_execute=True)
+        if self.unique:
+            where = sa.and_(where, records.c.deleted_at.is_(None))
+            return sa.Index(self.name, expr, unique=True, postgresql_where=where, sqlite_where=where)
+        return sa.Index(self.name, expr, records.c.id, postgresql_where=where, sqlite_where=where)
+
+
+def storage_kind(field: FieldDef) -> str:
+    """How the field's value is compared in SQL: text, number, boolean or json."""
+    return field.value_type.storage
+
+
+def index_name(prefix: str, entity: str, field: str) -> str:
+    """A name within PostgreSQL's 63 characters, stable for the same entity and field."""
+    name = f"{prefix}{entity}__{field}"
+    if len(name) <= 63:
+        return name
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:10]
+    return f"{name[:52]}_{digest}"
+
+
+def planned_indexes(metadata: Metadata) -> dict[str, tuple[IndexPlan, FieldDef]]:
+    """Every index the metadata asks for, by name."""
+    plans: dict[str, tuple[IndexPlan, FieldDef]] = {}
+    for entity in metadata.entities.values():
+        for field in _indexed(entity):
+            prefix = "kux_" if field.unique else "kix_"
+            # The kind is part of the name so that a changed field type rebuilds its index.
+            name = index_name(prefix, entity.name, f"{field.name}__{storage_kind(field)[0]}")
+            plan = IndexPlan(name, entity.name, field.name, field.unique)
+            plans[plan.name] = (plan, field)
+    return plans
+
+
+def _indexed(entity: EntityDef) -> Iterable[FieldDef]:
+    return (f for f in entity.indexed_fields if storage_kind(f) != "json")
+
+
+def existing_indexes(connection: sa.Connection) -> set[str]:
+    """Names of the metadata-driven indexes on the records table."""
+    if connection.dialect.name == "postgresql":
+        catalog = sa.table("pg_indexes", sa.column("indexname"), sa.column("tablename"), sa.column("schemaname"))
+        query = sa.select(catalog.c.indexname).where(
+            catalog.c.tablename == "records", catalog.c.schemaname == sa.func.current_schema()
+        )
+    else:
+        catalog = sa.table("sqlite_master", sa.column("name"), sa.column("type"), sa.column("tbl_name"))
+        query = sa.select(catalog.c.name).where(catalog.c.type == "index", catalog.c.tbl_name == "records")
+    return {name for (name,) in connection.execute(query) if name.startswith(PREFIXES)}
+
+
+def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list[str]]:
+    """Create missing and drop obsolete metadata indexes; returns (created, dropped) names.
+
+    A unique index that cannot be built because stored values already repeat raises IntegrityError
+    naming the index; the data must be cleaned up first.
+    """
+    plans = planned_indexes(metadata)
+    created, dropped = [], []
+    with engine.begin() as connection:
+        existing = existing_indexes(connection)
+        for name in sorted(existing - plans.keys()):
+            connection.execute(sa.schema.DropIndex(sa.Index(name)))
+            dropped.append(name)
+    for name, (plan, field) in sorted(plans.items()):
+        if name in existing:
+            continue
+        with engine.begin() as connection:
+            plan.build(field).create(connection)
+        created.append(name)
+    return created, dropped

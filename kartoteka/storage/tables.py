@@ -1,0 +1,88 @@
+"""Core tables (managed by Alembic migrations); every card's values live in records.data."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite needs INTEGER PRIMARY KEY to autoincrement (rowid alias); PostgreSQL gets a bigint identity.
+Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+Timestamp = sa.DateTime(timezone=True)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(150), nullable=False, unique=True),
+    sa.Column("display_name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(254)),
+    sa.Column("password_hash", sa.String(300)),
+    sa.Column("roles", Json, nullable=False),
+    sa.Column("department", sa.String(63)),
+    sa.Column("language", sa.String(8), nullable=False, server_default="en"),
+    sa.Column("is_active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("failed_logins", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("locked_until", Timestamp),
+    sa.Column("last_login_at", Timestamp),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(12), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_used_at", Timestamp),
+    sa.Column("revoked_at", Timestamp),
+)
+
+records = sa.Table(
+    "records", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("title", sa.String(300), nullable=False, server_default=""),
+    sa.Column("owner", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("updated_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("deleted_at", Timestamp),
+    sa.Index("ix_records_entity_id", "entity", "id"),
+    sa.Index("ix_records_entity_updated_at", "entity", "updated_at"),
+    sa.Index("ix_records_entity_owner", "entity", "owner"),
+)
+
+# One row per reference value, so "which deals point at this company" is an index lookup.
+record_links = sa.Table(
+    "record_links", metadata,
+    sa.Column("source_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("field", sa.String(63), primary_key=True),
+    sa.Column("target_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source_entity", sa.String(63), nullable=False),
+    sa.Index("ix_record_links_target", "target_id", "source_entity", "field"),
+)
+
+files = sa.Table(
+    "files", metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("content_type", sa.String(127), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+)
