@@ -1,0 +1,36 @@
+"""Kartoteka: a metadata-driven CRM platform. `create_app` is the application factory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from flask import Flask
+
+from kartoteka.config import Settings
+from kartoteka.metadata.expressions import Clock
+
+__version__ = "0.1.0"
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def system_clock() -> Clock:
+    """The real clock (UTC)."""
+    return Clock(lambda: datetime.now(UTC))
+
+
+def create_app(settings: Settings | None = None, clock: Clock | None = None) -> Flask:
+    """Build the Flask application: load and check metadata, connect storage, register blueprints."""
+    from kartoteka.api import api
+    from kartoteka.extensions import platform
+    from kartoteka.web_errors import register_error_handlers
+
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(settings.instance_dir),
+                template_folder=str(TEMPLATES_DIR))
+    app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, JSON_SORT_KEYS=False,
+                      MAX_CONTENT_LENGTH=20 * 1024 * 1024, KARTOTEKA=settings)
+    platform.init_app(app, settings, clock or system_clock())
+    app.register_blueprint(api)
+    register_error_handlers(app)
+    return app

@@ -71,8 +71,8 @@ class FieldType:
         """The JSON-native form kept in the data column."""
         return value
 
-    def from_storage(self, stored: Any) -> Any:
-        """The Python value from its stored form."""
+    def from_storage(self, stored: Any, field: FieldDef | None = None) -> Any:
+        """The Python value from its stored form (`field` gives options such as decimal places)."""
         return stored
 
     def to_json(self, value: Any) -> Any:
@@ -239,10 +239,15 @@ class DecimalType(FieldType):
             if isinstance(exponent, int) and -exponent > places:
                 raise FieldValueError(f"Must have at most {places} digits after the decimal point.")
         if places is not None:
-            number = number.quantize(Decimal(1).scaleb(-places))
+            try:
+                number = number.quantize(Decimal(1).scaleb(-places))
+            except InvalidOperation:  # more digits than the context holds: far too large anyway
+                raise FieldValueError(f"Is too large: at most {MAX_DECIMAL_DIGITS} significant digits.") from None
         digits = len(number.normalize().as_tuple().digits)
         if digits > MAX_DECIMAL_DIGITS or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
             raise FieldValueError(f"Is too large: at most {MAX_DECIMAL_DIGITS} significant digits.")
+        if number and number.adjusted() < -307:  # below the smallest normal double: stored as 0 or inexact
+            raise FieldValueError("Is too close to zero to be stored.")
         return number
 
     def check(self, value, field):
@@ -252,9 +257,10 @@ class DecimalType(FieldType):
         # Up to 15 significant digits a double holds the decimal exactly; see MAX_DECIMAL_DIGITS.
         return int(value) if value == value.to_integral_value() else float(value)
 
-    def from_storage(self, stored):
+    def from_storage(self, stored, field=None):
         number = Decimal(repr(stored)) if isinstance(stored, float) else Decimal(stored)
-        return number
+        places = self.places(field) if field is not None else self.default_places
+        return number.quantize(Decimal(1).scaleb(-places)) if places is not None else number
 
     def to_json(self, value):
         return format(value, "f")
@@ -266,9 +272,6 @@ class MoneyType(DecimalType):
     supports_multiple = False
     json_schema = {"type": "string", "format": "decimal"}
     default_places = 2
-
-    def from_storage(self, stored):
-        return super().from_storage(stored).quantize(Decimal("0.01"))
 
 
 class PercentType(DecimalType):
@@ -339,7 +342,7 @@ class DateType(FieldType):
     def to_storage(self, value):
         return value.isoformat()
 
-    def from_storage(self, stored):
+    def from_storage(self, stored, field=None):
         return date.fromisoformat(stored)
 
 
@@ -366,16 +369,20 @@ class DateTimeType(FieldType):
                 ) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=ctx.timezone)
-        return moment.astimezone(UTC).replace(microsecond=0)
+        try:
+            return moment.astimezone(UTC).replace(microsecond=0)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable UTC moment
+            raise FieldValueError("Is out of the supported range of dates.") from None
 
     def check(self, value, field):
         return _bounds_checks(value, field, lambda v: v.isoformat())
 
     def to_storage(self, value):
         # One fixed UTC format so that text order is time order in indexes.
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # isoformat() pads the year to four digits; strftime("%Y") does not for years before 1000.
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
-    def from_storage(self, stored):
+    def from_storage(self, stored, field=None):
         return datetime.fromisoformat(stored).astimezone(UTC)
 
 
@@ -613,12 +620,12 @@ class ConsentType(FieldType):
     }
 
     def parse(self, raw, field, ctx):
-        if raw is None:
+        if _blank(raw):
             return None
         if isinstance(raw, dict):
             given = raw.get("given")
         else:
-            given = BooleanType.parse(self, raw, field, ctx)  # type: ignore[arg-type]
+            given = BooleanType().parse(raw, field, ctx)  # BooleanType.parse reads its own word lists
         if not isinstance(given, bool):
             raise FieldValueError("Must be true (consent given) or false (withdrawn or not given).")
         return {"given": given}

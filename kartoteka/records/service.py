@@ -80,9 +80,9 @@ class RecordService:
             if stored is None:
                 values[name] = None
             elif field.multiple:
-                values[name] = [field.value_type.from_storage(v) for v in stored]
+                values[name] = [field.value_type.from_storage(v, field) for v in stored]
             else:
-                values[name] = field.value_type.from_storage(stored)
+                values[name] = field.value_type.from_storage(stored, field)
         return values
 
     def _record(self, entity: EntityDef, row: sa.Row[Any], user: Principal,
@@ -129,7 +129,8 @@ class RecordService:
         return self._record(entity, row, user, prepared.values)
 
     def update(self, entity_name: str, record_id: int, values: Mapping[str, Any], user: Principal, *,
-               expected_version: int | None, connection: sa.Connection | None = None) -> Record:
+               expected_version: int | None, owner: int | None = None,
+               connection: sa.Connection | None = None) -> Record:
         """Apply a partial change; a stale `expected_version` is a Conflict, never an overwrite."""
         entity = self.entity(entity_name)
         now = self.clock.now()
@@ -145,6 +146,10 @@ class RecordService:
             system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
             prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
             self._check_lookups(conn, entity, prepared, record_id, user)
+            new_owner = row.owner if owner is None else owner
+            if new_owner != row.owner:
+                self._check_user(conn, new_owner, "owner", prepared)
+                prepared.changed.add("owner")
             self._raise_if_invalid(prepared)
             if not prepared.changed:
                 return self._record(entity, row, user, prepared.values)
@@ -152,7 +157,7 @@ class RecordService:
                 sa.update(records)
                 .where(records.c.id == record_id, records.c.version == row.version)
                 .values(data=self._storage(entity, prepared.values), title=self._title(entity, prepared.values),
-                        version=row.version + 1, updated_at=now, updated_by=user.id)
+                        owner=new_owner, version=row.version + 1, updated_at=now, updated_by=user.id)
                 .returning(*records.c)
             ).first()
             if result is None:
@@ -387,7 +392,7 @@ def _as_ids(value: Any) -> list[int]:
 def _utc(moment: datetime | None) -> Any:
     if moment is None:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["SYSTEM", "Change", "RecordService"]

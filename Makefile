@@ -1,0 +1,39 @@
+# Kartoteka: `make demo` runs the app with demo data; `make test` runs the checks and the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint install serve bench check-config clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/kartoteka demo
+	$(BIN)/kartoteka serve --host 127.0.0.1 --port 5000
+
+serve: install
+	$(BIN)/kartoteka serve
+
+check-config: install
+	$(BIN)/kartoteka check-config
+
+lint: install
+	$(BIN)/ruff check kartoteka tests bench
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench.bench_records
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache .ruff_cache

@@ -1,0 +1,176 @@
+"""JSON API v1: entities (compiled schemas) and records, authenticated by bearer tokens."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Blueprint, Response, g, jsonify, request, url_for
+
+from kartoteka.api.describe import describe_entity
+from kartoteka.api.schemas import dump_record, load_record, record_schema
+from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError, RecordValidationError
+from kartoteka.extensions import platform
+from kartoteka.records.access import viewable_fields
+from kartoteka.records.model import Filter, ListQuery, Principal
+from kartoteka.users import user_for_token
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+LIST_PARAMS = frozenset({"sort", "limit", "cursor", "q", "total"})
+_VERSION = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
+
+
+class PreconditionRequired(KartotekaError):
+    """A write without the version it was based on."""
+
+    status = 428
+    title = "Precondition required"
+
+
+@api.before_request
+def authenticate() -> None:
+    """Every API call needs `Authorization: Bearer <token>` from `kartoteka token create`."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationRequired("Send 'Authorization: Bearer <token>'; create one with `kartoteka token create`.")
+    state = platform.state
+    user = user_for_token(state.engine, token.strip(), state.clock.now())
+    if user is None:
+        raise AuthenticationRequired("The token is unknown, revoked, or its user is inactive.")
+    g.user = user
+
+
+def _user() -> Principal:
+    return g.user
+
+
+def _schema(entity_name: str) -> Any:
+    entity = platform.service.entity(entity_name)
+    return entity, record_schema(entity, viewable_fields(entity, _user()), platform.service.ctx)
+
+
+def _json_body() -> Any:
+    if not request.is_json:
+        raise BadRequest("Send the record as JSON with 'Content-Type: application/json'.")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise BadRequest("The request body is not valid JSON.")
+    return body
+
+
+def _record_response(schema: Any, record: Any, status: int = 200) -> Response:
+    response = jsonify(dump_record(schema, record))
+    response.status_code = status
+    response.headers["ETag"] = f'"{record.version}"'
+    return response
+
+
+@api.get("/entities")
+def list_entities() -> Response:
+    """The card types with their labels."""
+    items = [{"name": e.name, "label": e.label.as_json(), "label_plural": e.label_plural.as_json(),
+              "url": url_for("api.get_entity", entity_name=e.name)}
+             for e in platform.state.metadata.entities.values()]
+    return jsonify({"items": items})
+
+
+@api.get("/entities/<entity_name>")
+def get_entity(entity_name: str) -> Response:
+    """The compiled schema of one card type, as the calling user may see it."""
+    entity = platform.service.entity(entity_name)
+    return jsonify(describe_entity(entity, _user()))
+
+
+@api.get("/records/<entity_name>")
+def list_records(entity_name: str) -> Response:
+    """A page of records: ?field=value, ?field__op=value, sort, limit, cursor, q, total."""
+    entity, schema = _schema(entity_name)
+    filters = []
+    for key in request.args:
+        if key in LIST_PARAMS:
+            continue
+        name, _, op = key.partition("__")
+        for value in request.args.getlist(key):
+            filters.append(Filter(name, op or "eq", value))
+    try:
+        limit = int(request.args.get("limit", "50"))
+    except ValueError:
+        raise BadRequest("limit must be a whole number.") from None
+    query = ListQuery(tuple(filters), request.args.get("q"), request.args.get("sort"), limit,
+                      request.args.get("cursor"))
+    with_total = request.args.get("total", "").lower() in ("1", "true", "yes")
+    page = platform.service.list(entity.name, _user(), query, with_total=with_total)
+    body: dict[str, Any] = {"items": [dump_record(schema, r) for r in page.items], "sort": page.sort,
+                            "next_cursor": page.next_cursor}
+    if page.total is not None:
+        body["total"] = page.total
+    response = jsonify(body)
+    if page.next_cursor:
+        args = {k: v for k, v in request.args.items() if k != "cursor"}
+        next_url = url_for("api.list_records", entity_name=entity.name, cursor=page.next_cursor, **args)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
+@api.post("/records/<entity_name>")
+def create_record(entity_name: str) -> Response:
+    """Create a record from a flat JSON object of field values."""
+    entity, schema = _schema(entity_name)
+    values, errors = load_record(schema, _json_body())
+    owner = values.pop("owner", None)
+    if errors:
+        raise RecordValidationError(errors)
+    record = platform.service.create(entity.name, values, _user(), owner=owner)
+    response = _record_response(schema, record, 201)
+    response.headers["Location"] = url_for("api.get_record", entity_name=entity.name, record_id=record.id)
+    return response
+
+
+@api.get("/records/<entity_name>/<int:record_id>")
+def get_record(entity_name: str, record_id: int) -> Response:
+    """One record."""
+    entity, schema = _schema(entity_name)
+    return _record_response(schema, platform.service.get(entity.name, record_id, _user()))
+
+
+def _expected_version(body: dict[str, Any] | None, required: bool) -> int | None:
+    header = request.headers.get("If-Match")
+    from_body = body.pop("version", None) if isinstance(body, dict) else None
+    if header:
+        match = _VERSION.match(header.strip())
+        if not match:
+            raise BadRequest(f"If-Match must be the record's version, e.g. If-Match: \"3\", not {header!r}.")
+        return int(match.group(1))
+    if from_body is not None:
+        if isinstance(from_body, bool) or not isinstance(from_body, int):
+            raise BadRequest("'version' must be the whole-number version of the record you edited.")
+        return from_body
+    if required:
+        raise PreconditionRequired("Send the version you edited, as 'If-Match: \"<version>\"' or a 'version' key, "
+                                   "so that a concurrent change is never silently overwritten.")
+    return None
+
+
+@api.patch("/records/<entity_name>/<int:record_id>")
+def update_record(entity_name: str, record_id: int) -> Response:
+    """Change some fields; needs the version the change was based on."""
+    entity, schema = _schema(entity_name)
+    body = _json_body()
+    version = _expected_version(body, required=True)
+    values, errors = load_record(schema, body)
+    owner = values.pop("owner", None) if "owner" in values else None
+    if errors:
+        raise RecordValidationError(errors)
+    record = platform.service.update(entity.name, record_id, values, _user(), expected_version=version,
+                                     owner=owner)
+    return _record_response(schema, record)
+
+
+@api.delete("/records/<entity_name>/<int:record_id>")
+def delete_record(entity_name: str, record_id: int) -> Response:
+    """Move a record to the trash (soft delete); If-Match is honoured when sent."""
+    entity = platform.service.entity(entity_name)
+    platform.service.delete(entity.name, record_id, _user(), expected_version=_expected_version(None, False))
+    return Response(status=204)

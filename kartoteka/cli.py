@@ -1,0 +1,163 @@
+"""The `kartoteka` command: init, serve, demo, check-config, user create, token create."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from kartoteka.config import Settings
+from kartoteka.errors import KartotekaError, MetadataError
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _prepare(settings: Settings) -> object:
+    """Load metadata, migrate the database and sync indexes; returns the app's platform state."""
+    from kartoteka import create_app
+    from kartoteka.storage.database import upgrade
+    from kartoteka.storage.indexes import sync_indexes
+
+    app = create_app(settings)
+    state = app.extensions["kartoteka"]
+    upgrade(state.engine)
+    created, dropped = sync_indexes(state.engine, state.metadata)
+    for name in created:
+        click.echo(f"created index {name}", err=True)
+    for name in dropped:
+        click.echo(f"dropped index {name}", err=True)
+    return app
+
+
+def _fail(message: str) -> None:
+    click.echo(message, err=True)
+    sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """Kartoteka: cards described in metadata, stored in JSON, served by one record service."""
+
+
+@main.command("check-config")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def check_config_command(directory: Path | None) -> None:
+    """Check the metadata in DIRECTORY (default: KARTOTEKA_CONFIG_DIR or ./config); exit 1 on problems."""
+    from kartoteka.metadata.loader import check_config
+
+    root = directory or _settings().config_dir
+    metadata, problems = check_config(root)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found.", err=True)
+        sys.exit(1)
+    assert metadata is not None
+    click.echo(f"OK: {len(metadata.entities)} entities ({', '.join(metadata.entities)}), "
+               f"{len(metadata.roles)} roles.")
+
+
+@main.command("init")
+def init_command() -> None:
+    """Create or upgrade the tables and the metadata indexes (safe to run again)."""
+    try:
+        settings = _settings()
+        _prepare(settings)
+    except MetadataError as exc:
+        _fail(f"The metadata is broken:\n{exc}")
+    click.echo(f"Database ready: {settings.database_url}")
+
+
+@main.command("demo")
+@click.option("--per-entity", default=60, show_default=True, help="Records to create per card.")
+def demo_command(per_entity: int) -> None:
+    """Initialise and load demo users and records (idempotent)."""
+    from kartoteka.demo import DEMO_PASSWORD, seed_demo
+
+    try:
+        app = _prepare(_settings())
+    except MetadataError as exc:
+        _fail(f"The metadata is broken:\n{exc}")
+    state = app.extensions["kartoteka"]  # type: ignore[attr-defined]
+    counts = seed_demo(state.service, state.engine, _now(), per_entity=per_entity)
+    for entity, count in counts.items():
+        click.echo(f"{entity}: {count}")
+    click.echo(f"Demo users share the password '{DEMO_PASSWORD}'; the administrator is 'admin'.")
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+def serve_command(host: str, port: int) -> None:
+    """Serve the application (initialising the database first)."""
+    try:
+        app = _prepare(_settings())
+    except MetadataError as exc:
+        _fail(f"The metadata is broken:\n{exc}")
+    click.echo(f"Kartoteka on http://{host}:{port}/  (API: http://{host}:{port}/api/v1/entities)")
+    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)  # type: ignore[attr-defined]
+
+
+@main.group("user")
+def user_group() -> None:
+    """Manage users."""
+
+
+@user_group.command("create")
+@click.argument("name")
+@click.option("--role", "roles", multiple=True, required=True, help="A role from config/roles.yaml (repeatable).")
+@click.option("--password", default=None, help="Password for signing in (prompted when omitted).")
+@click.option("--department", default=None, help="Department (selects layout variants).")
+@click.option("--language", default="en", type=click.Choice(["en", "ru"]), show_default=True)
+@click.option("--display-name", default=None)
+def user_create_command(name: str, roles: tuple[str, ...], password: str | None, department: str | None,
+                        language: str, display_name: str | None) -> None:
+    """Create user NAME with one or more roles."""
+    from kartoteka.users import create_user
+
+    app = _prepare(_settings())
+    state = app.extensions["kartoteka"]  # type: ignore[attr-defined]
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    known = set(state.metadata.roles) or None
+    if department and state.metadata.departments and department not in state.metadata.departments:
+        _fail(f"Unknown department '{department}'; known: {', '.join(state.metadata.departments)}.")
+    try:
+        user = create_user(state.engine, name, roles, _now(), password=password, department=department,
+                           language=language, display_name=display_name, known_roles=known)
+    except KartotekaError as exc:
+        _fail(exc.detail)
+    click.echo(f"Created user '{user.username}' (id {user.id}) with roles: {', '.join(sorted(user.roles))}.")
+
+
+@main.group("token")
+def token_group() -> None:
+    """Manage API tokens."""
+
+
+@token_group.command("create")
+@click.argument("name")
+@click.option("--label", default="cli", show_default=True, help="What the token is for.")
+def token_create_command(name: str, label: str) -> None:
+    """Create an API token for user NAME and print it (it is shown only once)."""
+    from kartoteka.users import create_token
+
+    app = _prepare(_settings())
+    state = app.extensions["kartoteka"]  # type: ignore[attr-defined]
+    try:
+        token = create_token(state.engine, name, label, _now())
+    except KartotekaError as exc:
+        _fail(exc.detail)
+    click.echo(token)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Settings from the environment (KARTOTEKA_*), with defaults that work out of the box."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path.cwd()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the application factory needs; tests pass their own."""
+
+    database_url: str
+    config_dir: Path
+    secret_key: str
+    instance_dir: Path
+    phone_region: str = "RU"
+    testing: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read KARTOTEKA_DATABASE_URL, KARTOTEKA_CONFIG_DIR, KARTOTEKA_SECRET_KEY, KARTOTEKA_PHONE_REGION."""
+        env = os.environ if environ is None else environ
+        instance = Path(env.get("KARTOTEKA_INSTANCE_DIR", PROJECT_ROOT / "instance")).resolve()
+        settings = cls(
+            database_url=env.get("KARTOTEKA_DATABASE_URL") or f"sqlite:///{instance / 'kartoteka.db'}",
+            config_dir=Path(env.get("KARTOTEKA_CONFIG_DIR", PROJECT_ROOT / "config")).resolve(),
+            secret_key=env.get("KARTOTEKA_SECRET_KEY") or _instance_secret(instance),
+            instance_dir=instance,
+            phone_region=env.get("KARTOTEKA_PHONE_REGION", "RU").upper(),
+        )
+        return replace(settings, **overrides)
+
+
+def _instance_secret(instance: Path) -> str:
+    """A secret kept in instance/secret_key, made on first use, so sessions survive restarts."""
+    path = instance / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_hex(32)
+    path.write_text(secret)
+    path.chmod(0o600)
+    return secret

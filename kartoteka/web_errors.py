@@ -1,0 +1,51 @@
+"""The one place where platform errors become HTTP responses (RFC 9457 problem+json)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, current_app, json, request
+from werkzeug.exceptions import HTTPException
+
+from kartoteka.errors import Conflict, KartotekaError, RecordValidationError
+
+PROBLEM_TYPE = "https://kartoteka.dev/problems/"
+SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
+         409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "invalid-record",
+         428: "precondition-required", 500: "internal-error"}
+
+
+def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
+    """An application/problem+json response."""
+    body = {"type": PROBLEM_TYPE + SLUGS.get(status, "error"), "title": title, "status": status,
+            "detail": detail, "instance": request.path, **extra}
+    response = Response(json.dumps(body, ensure_ascii=False), status=status,
+                        mimetype="application/problem+json")
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="kartoteka"'
+    return response
+
+
+def _platform_error(error: KartotekaError) -> Response:
+    extra: dict[str, Any] = {}
+    if isinstance(error, RecordValidationError):
+        extra["errors"] = error.errors
+    if isinstance(error, Conflict) and error.current_version is not None:
+        extra["current_version"] = error.current_version
+    return problem(error.status, error.title, error.detail, **extra)
+
+
+def _http_error(error: HTTPException) -> Response:
+    return problem(error.code or 500, error.name, error.description or error.name)
+
+
+def _unexpected(error: Exception) -> Response:
+    current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+    return problem(500, "Internal error", "Something went wrong on our side; the error has been logged.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map KartotekaError, HTTP errors and anything unexpected to problem+json."""
+    app.register_error_handler(KartotekaError, _platform_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
