@@ -1,0 +1,198 @@
+"""Storage through the record service on both databases: indexes, links, versions, uniqueness, deletes."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from kartoteka.errors import Conflict, NotFound, RecordValidationError
+from kartoteka.metadata.loader import load_metadata
+from kartoteka.records.model import SYSTEM, Filter, ListQuery
+from kartoteka.records.query import QueryBuilder
+from kartoteka.records.service import RecordService
+from kartoteka.storage.indexes import existing_indexes, sync_indexes
+from kartoteka.storage.tables import records
+from tests.conftest import CRM_CONFIG, write_config
+
+
+@pytest.fixture
+def config_dir():
+    return CRM_CONFIG
+
+
+def test_records_live_in_one_json_column(service, engine):
+    deal = service.create("deal", {"name": "A", "price": "10.5", "tags": ["x"]}, SYSTEM)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(records).where(records.c.id == deal.id)).one()
+    assert row.entity == "deal" and row.version == 1 and row.title == "A"
+    # empty values are not stored; numbers are JSON numbers, so SQL compares them as numbers
+    assert row.data == {"name": "A", "price": 10.5, "stage": "new", "quantity": 1, "discount": 0,
+                        "total": 10.5, "tags": ["x"]}
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.pg_typeof(records.c.data).cast(sa.String))).scalar() == "jsonb"
+
+
+def test_indexed_fields_get_expression_indexes_that_lists_use(service, engine, metadata):
+    names = existing_indexes(engine.connect())
+    assert {"kix_deal__stage__t", "kix_deal__price__n", "kix_deal__close_date__t", "kux_company__inn__t",
+            "kix_deal__company__n", "kix_company__name__t"} <= names
+    builder = QueryBuilder(metadata.entity("deal"), engine.dialect.name, service.ctx, metadata.entity("deal").fields)
+    for flt in (Filter("stage", "eq", "won"), Filter("price", "gte", "100")):
+        query = sa.select(records.c.id).where(records.c.entity == "deal", builder.filter_clause(flt))
+        sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+        index = next(n for n in names if n.startswith(f"kix_deal__{flt.field}__"))
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                # INDEXED BY makes SQLite fail outright when the index cannot serve the query.
+                sql = sql.replace("FROM records", f"FROM records INDEXED BY {index}")
+                plan = " ".join(str(r) for r in conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
+            else:
+                conn.execute(sa.text("SET enable_seqscan = off"))
+                conn.execute(sa.text("SET enable_bitmapscan = off"))
+                plan = " ".join(str(r) for r in conn.execute(sa.text("EXPLAIN " + sql)))
+        assert index in plan, plan
+
+
+def test_sync_indexes_is_idempotent_and_follows_metadata(engine, tmp_path, metadata):
+    sync_indexes(engine, metadata)
+    assert sync_indexes(engine, metadata) == ([], [])
+    changed = load_metadata(write_config(tmp_path, {"deal": {
+        "entity": "deal", "label": "Deal", "fields": {"name": {"type": "text", "indexed": True},
+                                                      "stage": {"type": "integer", "indexed": True}}}}))
+    created, dropped = sync_indexes(engine, changed)
+    assert created == ["kix_deal__name__t", "kix_deal__stage__n"]
+    assert "kix_deal__stage__t" in dropped and "kux_company__inn__t" in dropped
+
+
+def test_references_are_checked_and_reverse_lookups_use_links(service):
+    acme = service.create("company", {"name": "Acme"}, SYSTEM)
+    other = service.create("company", {"name": "Other"}, SYSTEM)
+    d1 = service.create("deal", {"name": "D1", "company": acme.id, "partners": [other.id, acme.id]}, SYSTEM)
+    d2 = service.create("deal", {"name": "D2", "company": acme.id}, SYSTEM)
+    assert service.referencing("company", acme.id, SYSTEM) == {("deal", "company"): [d1.id, d2.id],
+                                                                ("deal", "partners"): [d1.id]}
+    service.update("deal", d2.id, {"company": other.id}, SYSTEM, expected_version=1)
+    service.delete("deal", d1.id, SYSTEM)
+    assert service.referencing("company", acme.id, SYSTEM) == {}
+    assert service.referencing("company", other.id, SYSTEM) == {("deal", "company"): [d2.id]}
+    with pytest.raises(RecordValidationError) as error:
+        service.create("deal", {"name": "D3", "company": d2.id, "partners": [999]}, SYSTEM)
+    assert error.value.errors == {"company": [f"There is no Company with id {d2.id}."],
+                                  "partners": ["There is no Company with id 999."]}
+
+
+def test_stale_versions_conflict_and_never_overwrite(service):
+    deal = service.create("deal", {"name": "A", "price": 1}, SYSTEM)
+    service.update("deal", deal.id, {"price": 2}, SYSTEM, expected_version=1)
+    with pytest.raises(Conflict) as error:
+        service.update("deal", deal.id, {"price": 3}, SYSTEM, expected_version=1)
+    assert error.value.current_version == 2
+    assert service.get("deal", deal.id, SYSTEM)["price"] == Decimal("2.00")
+
+
+def test_an_unchanged_save_keeps_the_version(service):
+    deal = service.create("deal", {"name": "A", "price": 5}, SYSTEM)
+    again = service.update("deal", deal.id, {"price": "5.00"}, SYSTEM, expected_version=1)
+    assert again.version == 1
+
+
+def test_concurrent_updates_one_wins_one_conflicts(service, engine):
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers; the race needs real concurrency")
+    deal = service.create("deal", {"name": "Race", "price": 1}, SYSTEM)
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def save(price: int) -> None:
+        barrier.wait()
+        try:
+            service.update("deal", deal.id, {"price": price}, SYSTEM, expected_version=1)
+            outcomes.append("saved")
+        except Conflict:
+            outcomes.append("conflict")
+
+    threads = [threading.Thread(target=save, args=(p,)) for p in (10, 20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["conflict", "saved"]
+    assert service.get("deal", deal.id, SYSTEM).version == 2
+
+
+def test_unique_values_ignore_deleted_records(service):
+    first = service.create("company", {"name": "A", "inn": "7707083893"}, SYSTEM)
+    with pytest.raises(RecordValidationError) as error:
+        service.create("company", {"name": "B", "inn": "7707083893"}, SYSTEM)
+    assert error.value.errors["inn"][0].startswith("Must be unique: Company #")
+    service.delete("company", first.id, SYSTEM)
+    assert service.create("company", {"name": "B", "inn": "7707083893"}, SYSTEM).values["inn"] == "7707083893"
+
+
+def test_the_unique_index_catches_a_race_past_the_check(service, engine, monkeypatch):
+    service.create("company", {"name": "A", "inn": "7707083893"}, SYSTEM)
+    monkeypatch.setattr(RecordService, "_check_lookups", lambda *args: None)
+    with pytest.raises(RecordValidationError) as error:
+        service.create("company", {"name": "B", "inn": "7707083893"}, SYSTEM)
+    assert error.value.errors == {"inn": ["Must be unique: another Company already has this value."]}
+
+
+def test_deleted_records_leave_lists_and_lookups(service):
+    deal = service.create("deal", {"name": "A"}, SYSTEM)
+    service.delete("deal", deal.id, SYSTEM)
+    with pytest.raises(NotFound):
+        service.get("deal", deal.id, SYSTEM)
+    with pytest.raises(NotFound):
+        service.update("deal", deal.id, {"name": "B"}, SYSTEM, expected_version=2)
+    assert service.list("deal", SYSTEM, ListQuery()).items == ()
+
+
+def test_wrong_entity_for_an_id_is_not_found(service):
+    company = service.create("company", {"name": "A"}, SYSTEM)
+    with pytest.raises(NotFound):
+        service.get("deal", company.id, SYSTEM)
+
+
+@pytest.mark.parametrize("sort", ["price", "-price", "close_date", "-close_date", "name", "-updated_at", "id"])
+def test_keyset_pages_cover_every_record_once_with_empty_values(service, sort):
+    expected = []
+    for i in range(11):
+        values = {"name": f"D{i % 4}", "price": None if i % 3 == 0 else i % 5,
+                  "close_date": None if i % 4 == 0 else f"2030-01-{1 + i % 3:02d}"}
+        expected.append(service.create("deal", values, SYSTEM).id)
+    seen, cursor = [], None
+    while True:
+        page = service.list("deal", SYSTEM, ListQuery(sort=sort, limit=3, cursor=cursor))
+        seen += [r.id for r in page.items]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(expected) and len(seen) == len(set(seen))
+    one_page = [r.id for r in service.list("deal", SYSTEM, ListQuery(sort=sort, limit=100)).items]
+    assert seen == one_page
+
+
+def test_search_is_case_insensitive_for_cyrillic(service):
+    service.create("company", {"name": "ООО «Ромашка»"}, SYSTEM)
+    service.create("company", {"name": "Northwind"}, SYSTEM)
+    found = service.list("company", SYSTEM, ListQuery(search="РОМАШ"))
+    assert [r["name"] for r in found.items] == ["ООО «Ромашка»"]
+    found = service.list("company", SYSTEM, ListQuery(filters=(Filter("name", "contains", "north"),)))
+    assert [r["name"] for r in found.items] == ["Northwind"]
+    found = service.list("company", SYSTEM, ListQuery(filters=(Filter("name", "contains", "%"),)))
+    assert found.items == ()
+
+
+def test_formula_division_by_zero_is_empty_not_an_error(engine, tmp_path, clock):
+    metadata = load_metadata(write_config(tmp_path, {"deal": {
+        "entity": "deal", "label": "Deal", "fields": {
+            "won": {"type": "integer"}, "total": {"type": "integer"},
+            "rate": {"type": "formula", "expr": "won / total * 100", "result": "percent"}}}}))
+    service = RecordService(metadata, engine, clock)
+    record = service.create("deal", {"won": 1, "total": 4}, SYSTEM)
+    assert record["rate"] == Decimal("25.00")
+    assert service.update("deal", record.id, {"total": 0}, SYSTEM, expected_version=1)["rate"] is None
