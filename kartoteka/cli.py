@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
+from flask import Flask
 
 from kartoteka.config import Settings
 from kartoteka.errors import KartotekaError, MetadataError
+from kartoteka.extensions import PlatformState
 
 
 def _settings() -> Settings:
@@ -20,24 +25,31 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _prepare(settings: Settings) -> object:
-    """Load metadata, migrate the database and sync indexes; returns the app's platform state."""
+@contextmanager
+def _platform(settings: Settings | None = None) -> Iterator[tuple[Flask, PlatformState]]:
+    """The app with its database migrated and indexes in step with the metadata; closed on exit."""
     from kartoteka import create_app
     from kartoteka.storage.database import upgrade
     from kartoteka.storage.indexes import sync_indexes
 
-    app = create_app(settings)
-    state = app.extensions["kartoteka"]
-    upgrade(state.engine)
-    created, dropped = sync_indexes(state.engine, state.metadata)
-    for name in created:
-        click.echo(f"created index {name}", err=True)
-    for name in dropped:
-        click.echo(f"dropped index {name}", err=True)
-    return app
+    try:
+        app = create_app(settings or _settings())
+    except MetadataError as exc:
+        _fail(f"The metadata is broken:\n{exc}")
+    state: PlatformState = app.extensions["kartoteka"]
+    try:
+        upgrade(state.engine)
+        created, dropped = sync_indexes(state.engine, state.metadata)
+        for name in created:
+            click.echo(f"created index {name}", err=True)
+        for name in dropped:
+            click.echo(f"dropped index {name}", err=True)
+        yield app, state
+    finally:
+        state.engine.dispose()
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     click.echo(message, err=True)
     sys.exit(1)
 
@@ -68,11 +80,9 @@ def check_config_command(directory: Path | None) -> None:
 @main.command("init")
 def init_command() -> None:
     """Create or upgrade the tables and the metadata indexes (safe to run again)."""
-    try:
-        settings = _settings()
-        _prepare(settings)
-    except MetadataError as exc:
-        _fail(f"The metadata is broken:\n{exc}")
+    settings = _settings()
+    with _platform(settings):
+        pass
     click.echo(f"Database ready: {settings.database_url}")
 
 
@@ -82,12 +92,8 @@ def demo_command(per_entity: int) -> None:
     """Initialise and load demo users and records (idempotent)."""
     from kartoteka.demo import DEMO_PASSWORD, seed_demo
 
-    try:
-        app = _prepare(_settings())
-    except MetadataError as exc:
-        _fail(f"The metadata is broken:\n{exc}")
-    state = app.extensions["kartoteka"]  # type: ignore[attr-defined]
-    counts = seed_demo(state.service, state.engine, _now(), per_entity=per_entity)
+    with _platform() as (_app, state):
+        counts = seed_demo(state.service, state.engine, _now(), per_entity=per_entity)
     for entity, count in counts.items():
         click.echo(f"{entity}: {count}")
     click.echo(f"Demo users share the password '{DEMO_PASSWORD}'; the administrator is 'admin'.")
@@ -98,12 +104,9 @@ def demo_command(per_entity: int) -> None:
 @click.option("--port", default=5000, show_default=True, type=int)
 def serve_command(host: str, port: int) -> None:
     """Serve the application (initialising the database first)."""
-    try:
-        app = _prepare(_settings())
-    except MetadataError as exc:
-        _fail(f"The metadata is broken:\n{exc}")
-    click.echo(f"Kartoteka on http://{host}:{port}/  (API: http://{host}:{port}/api/v1/entities)")
-    app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)  # type: ignore[attr-defined]
+    with _platform() as (app, _state):
+        click.echo(f"Kartoteka on http://{host}:{port}/  (API: http://{host}:{port}/api/v1/entities)")
+        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
 
 
 @main.group("user")
@@ -121,12 +124,16 @@ def user_group() -> None:
 def user_create_command(name: str, roles: tuple[str, ...], password: str | None, department: str | None,
                         language: str, display_name: str | None) -> None:
     """Create user NAME with one or more roles."""
-    from kartoteka.users import create_user
-
-    app = _prepare(_settings())
-    state = app.extensions["kartoteka"]  # type: ignore[attr-defined]
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _platform() as (_app, state):
+        _create_user(state, name, roles, password, department, language, display_name)
+
+
+def _create_user(state: PlatformState, name: str, roles: tuple[str, ...], password: str,
+                 department: str | None, language: str, display_name: str | None) -> None:
+    from kartoteka.users import create_user
+
     known = set(state.metadata.roles) or None
     if department and state.metadata.departments and department not in state.metadata.departments:
         _fail(f"Unknown department '{department}'; known: {', '.join(state.metadata.departments)}.")
@@ -150,12 +157,11 @@ def token_create_command(name: str, label: str) -> None:
     """Create an API token for user NAME and print it (it is shown only once)."""
     from kartoteka.users import create_token
 
-    app = _prepare(_settings())
-    state = app.extensions["kartoteka"]  # type: ignore[attr-defined]
-    try:
-        token = create_token(state.engine, name, label, _now())
-    except KartotekaError as exc:
-        _fail(exc.detail)
+    with _platform() as (_app, state):
+        try:
+            token = create_token(state.engine, name, label, _now())
+        except KartotekaError as exc:
+            _fail(exc.detail)
     click.echo(token)
 
 

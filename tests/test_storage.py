@@ -37,7 +37,8 @@ def test_records_live_in_one_json_column(service, engine):
 
 
 def test_indexed_fields_get_expression_indexes_that_lists_use(service, engine, metadata):
-    names = existing_indexes(engine.connect())
+    with engine.connect() as conn:
+        names = existing_indexes(conn)
     assert {"kix_deal__stage__t", "kix_deal__price__n", "kix_deal__close_date__t", "kux_company__inn__t",
             "kix_deal__company__n", "kix_company__name__t"} <= names
     builder = QueryBuilder(metadata.entity("deal"), engine.dialect.name, service.ctx, metadata.entity("deal").fields)
