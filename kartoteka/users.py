@@ -15,7 +15,7 @@ from kartoteka.errors import BadRequest, Conflict, NotFound
 from kartoteka.records.model import Principal
 from kartoteka.storage.tables import api_tokens, users
 
-TOKEN_PREFIX = "kt_"
+TOKEN_PREFIX = "kt_"  # noqa: S105 (a public marker of our tokens, not a secret)
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,149}$")
 MIN_PASSWORD = 8
 

@@ -83,7 +83,10 @@ def test_invalid_records_get_422_with_every_error(client, admin):
     assert errors["unknown"] == ["Unknown field."]
     assert errors["id"] == ["Is set by the system and cannot be changed."]
     assert "computed" in errors["total"][0]
-    # values that parse are validated by the service in a second step, all reported together
+    # what parses is validated by the service too, and reported in the same response
+    assert errors["company"] == ["There is no Company with id 999."]
+    assert errors["close_date"] == ["Close date is in the past"]
+    assert errors["quantity"] == ["Must be at least 1."] and errors["name"] == ["Required."]
     response = client.post("/api/v1/records/deal", headers=admin, json={
         "name": "", "quantity": 0, "close_date": "2020-01-01", "company": 999, "stage": "lost"})
     errors = _problem(response, 422)["errors"]

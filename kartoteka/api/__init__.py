@@ -114,14 +114,23 @@ def list_records(entity_name: str) -> Response:
     return response
 
 
+def _raise_all_errors(entity_name: str, values: dict[str, Any], errors: dict[str, list[str]],
+                      record_id: int | None = None) -> None:
+    """When some values do not parse, report them together with what the service finds in the rest."""
+    if not errors:
+        return
+    for name, messages in platform.service.validate(entity_name, values, _user(), record_id).items():
+        errors.setdefault(name, messages)
+    raise RecordValidationError(errors)
+
+
 @api.post("/records/<entity_name>")
 def create_record(entity_name: str) -> Response:
     """Create a record from a flat JSON object of field values."""
     entity, schema = _schema(entity_name)
     values, errors = load_record(schema, _json_body())
     owner = values.pop("owner", None)
-    if errors:
-        raise RecordValidationError(errors)
+    _raise_all_errors(entity.name, values, errors)
     record = platform.service.create(entity.name, values, _user(), owner=owner)
     response = _record_response(schema, record, 201)
     response.headers["Location"] = url_for("api.get_record", entity_name=entity.name, record_id=record.id)
@@ -161,8 +170,7 @@ def update_record(entity_name: str, record_id: int) -> Response:
     version = _expected_version(body, required=True)
     values, errors = load_record(schema, body)
     owner = values.pop("owner", None) if "owner" in values else None
-    if errors:
-        raise RecordValidationError(errors)
+    _raise_all_errors(entity.name, values, errors, record_id)
     record = platform.service.update(entity.name, record_id, values, _user(), expected_version=version,
                                      owner=owner)
     return _record_response(schema, record)
@@ -174,3 +182,6 @@ def delete_record(entity_name: str, record_id: int) -> Response:
     entity = platform.service.entity(entity_name)
     platform.service.delete(entity.name, record_id, _user(), expected_version=_expected_version(None, False))
     return Response(status=204)
+
+
+from kartoteka.api import files  # noqa: E402, F401  (registers the file routes on the blueprint)

@@ -15,6 +15,8 @@ from typing import Any
 import simpleeval
 
 MAX_EXPRESSION_LENGTH = 2000
+# Whole-number powers with a larger result are refused (far beyond any money or count).
+MAX_POWER_BITS = 10_000
 
 
 class ExpressionError(ValueError):
@@ -68,6 +70,14 @@ def _divide(left: Any, right: Any) -> Any:
     return _to_decimal(operator.truediv(_to_decimal(left), _to_decimal(right)))
 
 
+def _power(left: Any, right: Any) -> Any:
+    # simpleeval only bounds each operand: 4000000 ** 4000000 would take a minute of whole-number maths.
+    if (isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1
+            and right * abs(left).bit_length() > MAX_POWER_BITS):
+        raise simpleeval.NumberTooHigh(f"{left} ** {right} is too large")
+    return simpleeval.safe_power(left, right)
+
+
 OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Add: _numeric(simpleeval.safe_add),
     ast.Sub: _numeric(operator.sub),
@@ -75,7 +85,7 @@ OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Div: _divide,
     ast.FloorDiv: _numeric(operator.floordiv),
     ast.Mod: _numeric(operator.mod),
-    ast.Pow: _numeric(simpleeval.safe_power),
+    ast.Pow: _numeric(_power),
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
     ast.Gt: operator.gt,
@@ -202,6 +212,8 @@ def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpre
             _check_call(node, source)
             functions.add(node.func.id)  # type: ignore[attr-defined]
         elif isinstance(node, ast.Name) and not _is_call_target(node, module):
+            if node.id not in known and node.id in FUNCTIONS:
+                raise ExpressionError(f"'{node.id}' in '{source}' is a function: call it as {node.id}()")
             if node.id not in known:
                 hint = suggest(node.id, known | FUNCTIONS.keys())
                 raise ExpressionError(f"unknown name '{node.id}' in '{source}'{hint}")

@@ -59,11 +59,15 @@ class Source:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: `no`, `on`, `yes` stay strings (option values!)."""
+    """SafeLoader with YAML 1.2 booleans: `no`, `on`, `yes` stay strings (option values!).
+
+    Nor are there implicit timestamps: `min: 2025-01-01` stays text that the field's type parses.
+    """
 
 
 _Loader.yaml_implicit_resolvers = {
-    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    key: [(tag, regexp) for tag, regexp in resolvers
+          if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp")]
     for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Loader.add_implicit_resolver(

@@ -184,6 +184,21 @@ class RecordService:
             stored = self._values(entity, row.data)
             self._notify(conn, Change("deleted", entity, record_id, stored, None, frozenset(), user))
 
+    def validate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
+                 record_id: int | None = None) -> dict[str, list[str]]:
+        """Every error a save of `values` would report, without saving anything."""
+        entity = self.entity(entity_name)
+        now = self.clock.now()
+        with self.engine.connect() as conn:
+            stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
+            if record_id is not None:
+                row = self._row(conn, entity, record_id)
+                stored = self._values(entity, row.data)
+                system.update(owner=row.owner, created_at=_utc(row.created_at))
+            prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+            self._check_lookups(conn, entity, prepared, record_id, user)
+        return prepared.errors
+
     def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None) -> FormState:
         """Compute formulas, conditions and errors for a form being edited, without saving."""
@@ -346,7 +361,7 @@ class RecordService:
         builder = QueryBuilder(entity, self.dialect, self.ctx, visible)
         limit = clamp_limit(query.limit)
         sort = query.sort or entity.list.sort
-        name, _, field, sort_column = builder.sort_key(sort)
+        sort_column = builder.sort_key(sort)[3]
         where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
         where += [builder.filter_clause(f) for f in query.filters]
         if query.search and query.search.strip():
