@@ -97,6 +97,7 @@ def test_invalid_records_get_422_with_every_error(client, admin):
 
 
 @pytest.mark.parametrize("body,content_type", [("not json", "application/json"), ("[]", "application/json"),
+                                               ("[" * 100_000, "application/json"),
                                                ("name=x", "application/x-www-form-urlencoded")])
 def test_malformed_bodies_are_refused_clearly(client, admin, body, content_type):
     response = client.post("/api/v1/records/deal", data=body, headers={**admin, "Content-Type": content_type})

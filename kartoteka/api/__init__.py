@@ -54,7 +54,10 @@ def _schema(entity_name: str) -> Any:
 def _json_body() -> Any:
     if not request.is_json:
         raise BadRequest("Send the record as JSON with 'Content-Type: application/json'.")
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:
+        raise BadRequest("The JSON body is nested too deeply.") from None
     if body is None:
         raise BadRequest("The request body is not valid JSON.")
     return body
