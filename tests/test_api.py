@@ -199,3 +199,9 @@ def test_unknown_routes_and_methods_are_problems(client, admin):
     _problem(client.get("/api/v1/records/nothing", headers=admin), 404)
     _problem(client.put("/api/v1/records/deal/1", json={}, headers=admin), 405)
     _problem(client.get("/api/v1/records/deal/999", headers=admin), 404)
+
+
+@pytest.mark.parametrize("text", ["nul\u0000byte", "bell\u0007", "esc\u001b[31m"])
+def test_control_characters_are_refused_not_a_500(client, admin, text):
+    body = _problem(client.post("/api/v1/records/deal", json={"name": text}, headers=admin), 422)
+    assert body["errors"]["name"] == ["Contains control characters; remove them."]

@@ -290,7 +290,7 @@ class EntityBuilder:
                         self.report((*gp, "fields", i), f"unknown field '{name}'{suggest(name, self.field_names)}")
                     elif name in placed:
                         self.report((*gp, "fields", i), f"field '{name}' is placed twice in this layout "
-                                    f"(first at {self.source.line(placed[name])})")
+                                    f"(first at line {self.source.line(placed[name])})")
                     else:
                         placed[name] = (*gp, "fields", i)
                         names.append(name)

@@ -9,7 +9,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import simpleeval
@@ -115,9 +115,11 @@ def _add_months(day: date, months: int) -> date:
 
 
 def _round(value: Any, places: int = 0) -> Any:
+    """Half away from zero, as people and accountants round (not Python's banker's rounding)."""
     if value is None:
         return None
-    return round(_to_decimal(value), int(places))
+    number = Decimal(value) if isinstance(value, int) else _to_decimal(value)
+    return number.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
 
 
 def _days_between(start: date, end: date) -> int:
@@ -169,8 +171,13 @@ FUNCTIONS: dict[str, FunctionSpec] = {
 class _DecimalLiterals(ast.NodeTransformer):
     """Float literals become Decimal so that `price * 0.9` works on money."""
 
+    def __init__(self, source: str) -> None:
+        self.source = source
+
     def visit_Constant(self, node: ast.Constant) -> ast.Constant:
         if isinstance(node.value, float):
+            if node.value != node.value or node.value in (float("inf"), float("-inf")):
+                raise ExpressionError(f"the number {ast.get_source_segment(self.source, node) or ''} is too large")
             return ast.copy_location(ast.Constant(value=Decimal(repr(node.value))), node)
         return node
 
@@ -220,7 +227,7 @@ def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpre
             names.add(node.id)
         elif isinstance(node, ast.Constant) and isinstance(node.value, bytes | complex):
             raise ExpressionError(f"'{source}': this kind of literal is not allowed")
-    tree = ast.fix_missing_locations(_DecimalLiterals().visit(module)).body
+    tree = ast.fix_missing_locations(_DecimalLiterals(source.strip()).visit(module)).body
     return CompiledExpression(source, tree, frozenset(names), frozenset(functions))
 
 

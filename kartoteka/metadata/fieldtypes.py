@@ -97,9 +97,15 @@ def _length_checks(text: str, field: FieldDef, limit: int) -> list[str]:
     return problems
 
 
+# Control characters (but tab, newline, carriage return): invisible, and NUL is refused by PostgreSQL's jsonb.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def _require_str(raw: Any, what: str = "text") -> str:
     if not isinstance(raw, str):
         raise FieldValueError(f"Must be {what}, not {_json_type(raw)}.")
+    if _CONTROL.search(raw):
+        raise FieldValueError("Contains control characters; remove them.")
     return raw
 
 
@@ -182,7 +188,8 @@ class IntegerType(FieldType):
         if isinstance(raw, int):
             number = raw
         elif isinstance(raw, float | Decimal):
-            if raw != raw or raw in (float("inf"), float("-inf")) or raw != int(raw):
+            # is_finite first: comparing a signalling Decimal NaN raises InvalidOperation.
+            if not Decimal(raw).is_finite() or raw != int(raw):
                 raise FieldValueError("Must be a whole number.")
             number = int(raw)
         elif isinstance(raw, str):
@@ -622,10 +629,8 @@ class ConsentType(FieldType):
     def parse(self, raw, field, ctx):
         if _blank(raw):
             return None
-        if isinstance(raw, dict):
-            given = raw.get("given")
-        else:
-            given = BooleanType().parse(raw, field, ctx)  # BooleanType.parse reads its own word lists
+        # A BooleanType instance: its parse reads the word lists of its own class.
+        given = raw.get("given") if isinstance(raw, dict) else BooleanType().parse(raw, field, ctx)
         if not isinstance(given, bool):
             raise FieldValueError("Must be true (consent given) or false (withdrawn or not given).")
         return {"given": given}

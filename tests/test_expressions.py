@@ -1,0 +1,393 @@
+"""Expressions in metadata: what an admin is told when one is wrong, and what it computes on a record."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from kartoteka.metadata.expressions import (
+    FUNCTIONS,
+    MAX_EXPRESSION_LENGTH,
+    Clock,
+    EvaluationError,
+    Evaluator,
+    ExpressionError,
+    compile_expression,
+)
+
+FIELDS = ("price", "quantity", "discount", "name", "stage", "close_date", "signed_at", "tags", "amount", "note")
+
+
+def compiled(source: str):
+    return compile_expression(source, FIELDS)
+
+
+def values(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "price": Decimal("10.50"), "quantity": 3, "discount": Decimal("10"), "name": "Иван",
+        "stage": "new", "close_date": date(2026, 1, 31), "signed_at": datetime(2026, 3, 1, 18, 0, tzinfo=UTC),
+        "tags": ["vip"], "amount": None, "note": None,
+    }
+    base.update(overrides)
+    return base
+
+
+@pytest.fixture
+def evaluate(clock):
+    def run(source: str, **overrides: Any) -> Any:
+        return Evaluator(values(**overrides), clock).value(compiled(source))
+    return run
+
+
+# --- compile errors -------------------------------------------------------------------------------
+
+COMPILE_ERRORS = [
+    ("price * * 2", "syntax error at column 9 in 'price * * 2'"),
+    ("quantity; 1", "syntax error at column 9"),
+    ("x = 1", "syntax error at column 3"),
+    ("(price", "syntax error at column 1 in '(price': '(' was never closed"),
+    ("price +", "syntax error in 'price +'"),
+    ("pricee * 2", "unknown name 'pricee' in 'pricee * 2'; did you mean 'price'?"),
+    ("quantty > 1", "did you mean 'quantity'?"),
+    ("zzz > 1", "unknown name 'zzz' in 'zzz > 1'"),
+    ("todya()", "unknown function 'todya' in 'todya()'; did you mean 'today'?"),
+    ("rount(price)", "did you mean 'round'?"),
+    ("today", "'today' in 'today' is a function: call it as today()"),
+    ("today(1)", "today() takes 0 argument(s), got 1"),
+    ("add_months(close_date)", "add_months() takes 2 argument(s), got 1"),
+    ("round(price, 2, 3)", "round() takes 1 to 2 argument(s), got 3"),
+    ("max()", "max() takes 1 or more argument(s), got 0"),
+    ("round(price, places=2)", "round() takes no keyword arguments"),
+    ("price * 1e400", "the number 1e400 is too large"),
+    ("", "expression is empty"),
+    ("   ", "expression is empty"),
+    ("price + " * 400 + "1", f"expression is longer than {MAX_EXPRESSION_LENGTH} characters"),
+]
+
+
+@pytest.mark.parametrize(("source", "message"), COMPILE_ERRORS, ids=[s[:30] for s, _ in COMPILE_ERRORS])
+def test_compile_errors_say_what_and_where(source, message):
+    with pytest.raises(ExpressionError) as raised:
+        compiled(source)
+    assert message in str(raised.value)
+
+
+def test_a_suggestion_is_only_given_when_something_is_close():
+    with pytest.raises(ExpressionError) as raised:
+        compiled("xyzzy + 1")
+    assert "did you mean" not in str(raised.value)
+
+
+def test_system_names_are_known_only_when_passed():
+    with pytest.raises(ExpressionError, match="unknown name 'created_at'"):
+        compiled("now() - created_at")
+    assert compile_expression("now() - created_at", [*FIELDS, "created_at"]).names == {"created_at"}
+
+
+def test_a_compiled_expression_knows_the_fields_and_functions_it_uses():
+    expression = compiled("round(quantity * price * (1 - discount / 100), 2) + len(name)")
+    assert expression.names == {"quantity", "price", "discount", "name"}
+    assert expression.functions == {"round", "len"}
+    assert compiled("today() > close_date").names == {"close_date"}
+    assert compiled("1 + 1").names == frozenset()
+
+
+# --- hostile expressions --------------------------------------------------------------------------
+
+HOSTILE = [
+    ("__import__('os')", "unknown function '__import__'"),
+    ("__import__('os').system('id')", "only plain function calls such as today() are allowed"),
+    ("().__class__", "attribute access (a.b) is not allowed in expressions"),
+    ("name.__class__.__mro__", "attribute access (a.b) is not allowed"),
+    ("name.upper()", "only plain function calls such as today() are allowed"),
+    ("tags[0]", "indexing (a[b]) is not allowed in expressions"),
+    ("name[1:2]", "indexing (a[b]) is not allowed"),
+    ("lambda: 1", "lambda is not allowed in expressions"),
+    ("(lambda x: x)(1)", "only plain function calls"),
+    ("[x for x in tags]", "a comprehension is not allowed in expressions"),
+    ("{x for x in tags}", "a comprehension is not allowed"),
+    ("{k: 1 for k in tags}", "a comprehension is not allowed"),
+    ("(x for x in tags)", "a generator is not allowed"),
+    ("f'{name}'", "an f-string is not allowed in expressions"),
+    ("f'{name.__class__}'", "an f-string is not allowed"),
+    ("(x := 1)", "assignment (:=) is not allowed in expressions"),
+    ("{'a': 1}", "a dict literal is not allowed"),
+    ("{1, 2}", "a set literal is not allowed"),
+    ("concat(*tags)", "unpacking (*x) is not allowed"),
+    ("await price", "await is not allowed"),
+    ("b'bytes'", "this kind of literal is not allowed"),
+    ("1j", "this kind of literal is not allowed"),
+    ("quantity & 1", "the & operator is not allowed"),
+    ("quantity | 1", "the | operator is not allowed"),
+    ("quantity ^ 1", "the ^ operator is not allowed"),
+    ("quantity << 2", "the << operator is not allowed"),
+    ("~quantity", "the ~ operator is not allowed"),
+    ("open('/etc/passwd')", "unknown function 'open'"),
+    ("eval('1')", "unknown function 'eval'"),
+    ("getattr(name, 'upper')", "unknown function 'getattr'"),
+    ("type(name)", "unknown function 'type'"),
+    ("__builtins__", "unknown name '__builtins__'"),
+    ("1 if True else __import__", "unknown name '__import__'"),
+    ("import os", "syntax error"),
+    ("yield 1", "syntax error"),
+]
+
+
+@pytest.mark.parametrize(("source", "message"), HOSTILE, ids=[s for s, _ in HOSTILE])
+def test_hostile_expressions_are_refused_when_metadata_loads(source, message):
+    with pytest.raises(ExpressionError) as raised:
+        compiled(source)
+    assert message in str(raised.value)
+
+
+RUNAWAY = [
+    "9**9**9",
+    "4000000 ** 4000000",
+    "quantity ** 4000000",
+    "2 ** 100000",
+    "(10 ** 6) ** 4000000",
+    "'a' * 10**10",
+    "name * 100000000",
+    "concat(name) * 10**9",
+    "tags * 10**9",
+    "'x' * 100001",
+    "'a' + 'b' * 100000",
+]
+
+
+@pytest.mark.parametrize("source", RUNAWAY)
+def test_runaway_computations_stop_with_an_error_instead_of_hanging(clock, source):
+    expression = compiled(source)  # allowed by the static checks, stopped when evaluated
+    with pytest.raises(EvaluationError, match="cannot compute"):
+        Evaluator(values(), clock).value(expression)
+
+
+def test_runaway_computations_make_a_condition_false(clock):
+    assert Evaluator(values(), clock).condition(compiled("quantity ** 4000000 > 1")) is False
+
+
+def test_modest_powers_still_work(evaluate):
+    assert evaluate("2 ** 10") == 1024
+    assert evaluate("quantity ** 2") == 9
+    assert evaluate("(-2) ** 3") == -8
+    assert evaluate("1 ** 4000000") == 1
+    assert evaluate("price ** 2") == Decimal("110.2500")
+    assert evaluate("2 ** -1") == Decimal("0.5")
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+RESULTS = [
+    ("price * 0.9", {}, Decimal("9.450")),
+    ("round(price * 0.9, 2)", {}, Decimal("9.45")),
+    ("0.1 + 0.2", {}, Decimal("0.3")),
+    ("0.1 + 0.2 == 0.3", {}, True),
+    ("price - 0.5", {}, Decimal("10.00")),
+    ("quantity * price * (1 - discount / 100)", {}, Decimal("28.3500")),
+    ("7 / 2", {}, Decimal("3.5")),
+    ("quantity / 4", {}, Decimal("0.75")),
+    ("1 / 3", {}, Decimal(1) / Decimal(3)),
+    ("quantity // 2", {}, 1),
+    ("quantity % 2", {}, 1),
+    ("-price", {}, Decimal("-10.50")),
+    ("abs(-price)", {}, Decimal("10.50")),
+    ("min(quantity, price)", {}, 3),
+    ("max(quantity, 2.5)", {}, 3),
+    ("round(price)", {"price": Decimal("10.49")}, Decimal("10")),
+    ("round(price)", {"price": Decimal("10.5")}, Decimal("11")),
+    ("round(price, 1)", {"price": Decimal("-0.25")}, Decimal("-0.3")),
+    ("stage == 'new' and quantity > 2", {}, True),
+    ("stage in ['new', 'won']", {}, True),
+    ("'vip' in tags", {}, True),
+    ("1 < quantity < 5", {}, True),
+    ("quantity if quantity > 5 else 0", {}, 0),
+    ("len(name)", {}, 4),
+    ("upper(name)", {}, "ИВАН"),
+    ("lower('ÀÉ')", {}, "àé"),
+    ("concat(name, ' ', quantity, note)", {}, "Иван 3"),
+    ("coalesce(note, amount, name)", {}, "Иван"),
+    ("coalesce(note, '', name)", {}, "Иван"),
+    ("is_empty(note)", {}, True),
+    ("is_empty(tags)", {"tags": []}, True),
+    ("is_empty(quantity)", {"quantity": 0}, False),
+    ("len(note)", {}, 0),
+    ("year(close_date)", {}, 2026),
+    ("month(close_date)", {}, 1),
+    ("note is None", {}, True),
+]
+
+
+@pytest.mark.parametrize(("source", "overrides", "expected"), RESULTS, ids=[s for s, _, _ in RESULTS])
+def test_evaluation(evaluate, source, overrides, expected):
+    result = evaluate(source, **overrides)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+def test_float_literals_become_decimals_so_money_maths_works(evaluate):
+    assert isinstance(evaluate("price * 0.9"), Decimal)
+    assert isinstance(evaluate("0.1"), Decimal)
+    assert evaluate("0.1") == Decimal("0.1")  # not 0.1000000000000000055511151231257827
+
+
+def test_division_of_whole_numbers_is_exact_decimal(evaluate):
+    assert evaluate("10 / 4") == Decimal("2.5")
+    assert isinstance(evaluate("10 / 5"), Decimal)
+
+
+EMPTY_INPUTS = [
+    "amount * 2",
+    "amount + price",
+    "price / amount",
+    "amount > 5",
+    "price > amount",
+    "-amount",
+    "abs(amount)",
+    "round(amount, 2)",
+    "upper(note)",
+    "year(amount)",
+    "add_days(amount, 3)",
+    "add_months(amount, 1)",
+    "days_between(amount, today())",
+    "note + name",
+]
+
+
+@pytest.mark.parametrize("source", EMPTY_INPUTS)
+def test_an_empty_input_gives_an_empty_result(evaluate, source):
+    assert evaluate(source) is None
+
+
+@pytest.mark.parametrize("source", ["price / 0", "quantity / 0", "quantity // 0", "quantity % 0",
+                                    "price / (quantity - 3)"])
+def test_division_by_zero_gives_an_empty_result(evaluate, source):
+    assert evaluate(source) is None
+
+
+TYPE_ERRORS = [
+    "quantity + name",
+    "name + 1",
+    "quantity < name",
+    "-name",
+    "len(quantity)",
+    "days_between(close_date, 'x')",
+    "add_months(name, 1)",
+    "today() + 1",
+    "add_days(close_date, 10 ** 10)",
+    "round(price, 1000000)",
+]
+
+
+@pytest.mark.parametrize("source", TYPE_ERRORS)
+def test_present_inputs_the_expression_cannot_use_raise_an_evaluation_error(clock, source):
+    with pytest.raises(EvaluationError) as raised:
+        Evaluator(values(), clock).value(compiled(source))
+    assert str(raised.value).startswith(f"cannot compute '{source}': ")
+
+
+CONDITIONS = [
+    ("stage == 'new'", {}, True),
+    ("stage == 'lost'", {}, False),
+    ("amount > 5", {}, False),
+    ("amount < 5", {}, False),
+    ("not amount", {}, True),
+    ("note == 'x'", {}, False),
+    ("name + 1", {}, False),  # a type error is not a reason to show or require a field
+    ("price / 0 > 1", {}, False),
+    ("len(tags) > 0", {}, True),
+    ("len(tags) > 0", {"tags": None}, False),
+    ("tags", {"tags": []}, False),
+]
+
+
+@pytest.mark.parametrize(("source", "overrides", "expected"), CONDITIONS, ids=[s for s, o, _ in CONDITIONS])
+def test_conditions_are_plain_booleans_and_false_on_empty_or_unusable_data(clock, source, overrides, expected):
+    assert Evaluator(values(**overrides), clock).condition(compiled(source)) is expected
+
+
+def test_conditions_on_a_completely_empty_record_are_false(clock):
+    empty = dict.fromkeys(FIELDS)
+    for source in ("price > 0", "stage == 'new'", "quantity * price > 100", "close_date < today()", "name"):
+        assert Evaluator(empty, clock).condition(compiled(source)) is False, source
+
+
+# --- functions ------------------------------------------------------------------------------------
+
+def test_today_and_now_come_from_the_clock(fixed_clock, clock):
+    assert Evaluator({}, clock).value(compile_expression("today()", [])) == date(2026, 3, 2)
+    assert Evaluator({}, clock).value(compile_expression("now()", [])) == datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    fixed_clock.advance(days=30)
+    assert Evaluator({}, clock).value(compile_expression("today()", [])) == date(2026, 4, 1)
+
+
+def test_a_clock_in_another_timezone_changes_today():
+    late_evening_utc = datetime(2026, 3, 1, 22, 30, tzinfo=UTC)
+    moscow = Clock(lambda: late_evening_utc.astimezone(timezone(timedelta(hours=3))))
+    assert Evaluator({}, moscow).value(compile_expression("today()", [])) == date(2026, 3, 2)
+
+
+ADD_MONTHS = [
+    (date(2026, 1, 31), 1, date(2026, 2, 28)),
+    (date(2024, 1, 31), 1, date(2024, 2, 29)),
+    (date(2026, 3, 31), 1, date(2026, 4, 30)),
+    (date(2026, 1, 31), -2, date(2025, 11, 30)),
+    (date(2026, 1, 15), 12, date(2027, 1, 15)),
+    (date(2026, 1, 31), 13, date(2027, 2, 28)),
+    (date(2026, 12, 31), 2, date(2027, 2, 28)),
+    (date(2026, 3, 31), -1, date(2026, 2, 28)),
+    (date(2026, 5, 10), 0, date(2026, 5, 10)),
+]
+
+
+@pytest.mark.parametrize(("start", "months", "expected"), ADD_MONTHS, ids=[f"{s}{m:+d}" for s, m, _ in ADD_MONTHS])
+def test_add_months_clamps_to_the_end_of_the_month(clock, start, months, expected):
+    expression = compile_expression("add_months(day, n)", ["day", "n"])
+    assert Evaluator({"day": start, "n": months}, clock).value(expression) == expected
+
+
+DAYS_BETWEEN = [
+    (date(2026, 1, 1), date(2026, 3, 2), 60),
+    (date(2026, 3, 2), date(2026, 1, 1), -60),
+    (date(2024, 2, 28), date(2024, 3, 1), 2),
+    (date(2026, 3, 2), date(2026, 3, 2), 0),
+    (datetime(2026, 3, 1, 23, 59, tzinfo=UTC), datetime(2026, 3, 2, 0, 1, tzinfo=UTC), 1),
+    (datetime(2026, 3, 1, 0, 1, tzinfo=UTC), date(2026, 3, 1), 0),
+]
+
+
+@pytest.mark.parametrize(("start", "end", "expected"), DAYS_BETWEEN)
+def test_days_between_counts_calendar_days(clock, start, end, expected):
+    expression = compile_expression("days_between(a, b)", ["a", "b"])
+    assert Evaluator({"a": start, "b": end}, clock).value(expression) == expected
+
+
+def test_date_functions_against_the_clock(evaluate):
+    assert evaluate("days_between(close_date, today())") == 30
+    assert evaluate("add_days(close_date, 1)") == date(2026, 2, 1)
+    assert evaluate("add_hours(signed_at, 1.5)") == datetime(2026, 3, 1, 19, 30, tzinfo=UTC)
+    assert evaluate("close_date < today()") is True
+    assert evaluate("signed_at < now()") is True
+
+
+def test_every_function_is_documented_and_checked_for_arity():
+    for name, spec in FUNCTIONS.items():
+        assert spec.doc, name
+        too_many = spec.max_args is not None
+        if too_many:
+            with pytest.raises(ExpressionError, match=f"{name}\\(\\) takes"):
+                compile_expression(f"{name}({', '.join(['1'] * (spec.max_args + 1))})", [])
+        if spec.min_args:
+            with pytest.raises(ExpressionError, match=f"{name}\\(\\) takes"):
+                compile_expression(f"{name}()", [])
+
+
+def test_an_evaluator_reads_the_values_it_was_given_not_a_copy(clock):
+    data = values()
+    evaluator = Evaluator(data, clock)
+    expression = compiled("quantity * 2")
+    assert evaluator.value(expression) == 6
+    data["quantity"] = 5
+    assert evaluator.value(expression) == 10
