@@ -332,7 +332,7 @@ class EntityBuilder:
     def list_spec(self, raw: Mapping[str, Any], fields: Mapping[str, FieldDef]) -> ListSpec:
         """List columns, default sort and search fields."""
         sortable = [*self.field_names, *SYSTEM_FIELDS]
-        columns = raw.get("columns") or [n for n, f in fields.items() if not f.type.storage == "json"][:6]
+        columns = raw.get("columns") or [n for n, f in fields.items() if f.type.storage != "json"][:6]
         for i, name in enumerate(raw.get("columns") or []):
             if name not in sortable:
                 self.report(("list", "columns", i), f"unknown field '{name}'{suggest(name, sortable)}")

@@ -97,10 +97,10 @@ def _explain(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> Iterab
         missing = error.message.split("'")[1] if "'" in error.message else error.message
         yield path, f"missing required key '{missing}'"
         return
-    if kind == "pattern" and path and path[-1] in ("entity", "to") or kind == "pattern" and "propertyNames" in str(
-        error.schema_path
-    ):
-        yield path, f"'{error.instance}' is not a valid name: use lower case letters, digits and _, starting with a letter"
+    names_a_thing = (bool(path) and path[-1] in ("entity", "to")) or "propertyNames" in str(error.schema_path)
+    if kind == "pattern" and names_a_thing:
+        yield path, (f"'{error.instance}' is not a valid name: use lower case letters, digits and _, "
+                     "starting with a letter")
         return
     if kind == "type":
         expected = error.validator_value
@@ -118,7 +118,9 @@ def load_metadata(config_dir: str | Path, parse_context: ParseContext | None = N
     return metadata
 
 
-def check_config(config_dir: str | Path, parse_context: ParseContext | None = None) -> tuple[Metadata | None, list[Problem]]:
+def check_config(
+    config_dir: str | Path, parse_context: ParseContext | None = None
+) -> tuple[Metadata | None, list[Problem]]:
     """Load the config directory, returning the metadata (when usable) and every problem found."""
     root = Path(config_dir)
     ctx = parse_context or ParseContext()
@@ -126,7 +128,8 @@ def check_config(config_dir: str | Path, parse_context: ParseContext | None = No
     problems: list[Problem] = []
     entities_dir = root / "entities"
     if not entities_dir.is_dir():
-        return None, [Problem(str(entities_dir), 0, "", "directory not found: put one YAML or JSON file per entity here")]
+        message = "directory not found: put one YAML or JSON file per entity here"
+        return None, [Problem(str(entities_dir), 0, "", message)]
 
     roles, departments = _load_roles(root, validators, problems)
     sources: list[Source] = []

@@ -5,8 +5,9 @@ No database here: lookups the pipeline cannot do itself (uniqueness, references)
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -31,10 +32,10 @@ class Prepared:
 
     values: dict[str, Any]
     changed: set[str]
-    errors: dict[str, list[str]] = field(default_factory=dict)
-    visible: dict[str, bool] = field(default_factory=dict)
-    required: dict[str, bool] = field(default_factory=dict)
-    read_only: dict[str, bool] = field(default_factory=dict)
+    errors: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    visible: dict[str, bool] = dataclasses.field(default_factory=dict)
+    required: dict[str, bool] = dataclasses.field(default_factory=dict)
+    read_only: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     def error(self, name: str, message: str) -> None:
         """Add one message for `name`."""
