@@ -23,6 +23,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     """Build the Flask application: load and check metadata, connect storage, register blueprints."""
     from kartoteka.api import api
     from kartoteka.extensions import platform
+    from kartoteka.home import home
     from kartoteka.web_errors import register_error_handlers
 
     settings = settings or Settings.from_env()
@@ -32,5 +33,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
                       MAX_CONTENT_LENGTH=20 * 1024 * 1024, KARTOTEKA=settings)
     platform.init_app(app, settings, clock or system_clock())
     app.register_blueprint(api)
+    app.register_blueprint(home)
     register_error_handlers(app)
     return app

@@ -205,3 +205,8 @@ def test_unknown_routes_and_methods_are_problems(client, admin):
 def test_control_characters_are_refused_not_a_500(client, admin, text):
     body = _problem(client.post("/api/v1/records/deal", json={"name": text}, headers=admin), 422)
     assert body["errors"]["name"] == ["Contains control characters; remove them."]
+
+
+def test_the_root_url_points_at_the_api(client):
+    body = client.get("/").get_json()
+    assert body["api"] == "/api/v1/entities" and body["records"]["deal"] == "/api/v1/records/deal"
