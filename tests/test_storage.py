@@ -67,6 +67,11 @@ def test_sync_indexes_is_idempotent_and_follows_metadata(engine, tmp_path, metad
     created, dropped = sync_indexes(engine, changed)
     assert created == ["kix_deal__name__t", "kix_deal__stage__n"]
     assert "kix_deal__stage__t" in dropped and "kux_company__inn__t" in dropped
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            statistics = set(conn.execute(sa.text(
+                "SELECT stxname FROM pg_statistic_ext WHERE stxrelid = 'records'::regclass")).scalars())
+        assert statistics == {"kst_name__t", "kst_stage__n"}
 
 
 def test_references_are_checked_and_reverse_lookups_use_links(service):

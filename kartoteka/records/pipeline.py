@@ -149,8 +149,11 @@ class Pipeline:
 
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
         # read_only_if looks at the record as stored: a locked field stays locked for this save.
+        conditional = [f for f in self.entity.fields.values() if f.read_only_if is not None]
+        if not conditional:
+            return set()
         evaluator = Evaluator(_Names(stored, system), self.clock)
-        return {n for n, f in self.entity.fields.items() if f.read_only_if and evaluator.condition(f.read_only_if)}
+        return {f.name for f in conditional if f.read_only_if is not None and evaluator.condition(f.read_only_if)}
 
     def _consent(self, field: FieldDef, value: Any, previous: Any, user: Principal) -> Any:
         if value is None:

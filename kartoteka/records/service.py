@@ -22,6 +22,8 @@ from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.tables import files, record_links, records, users
 
 TITLE_LENGTH = 300
+# A write already has the values in hand: do not ship the JSON back and decode it again.
+WRITE_RETURNING = tuple(c for c in records.c if c.name != "data")
 
 
 @dataclass(frozen=True)
@@ -121,7 +123,7 @@ class RecordService:
                 sa.insert(records).values(
                     entity=entity.name, data=data, title=self._title(entity, prepared.values), owner=owner or user.id,
                     version=1, created_at=now, updated_at=now, created_by=user.id, updated_by=user.id,
-                ).returning(*records.c)
+                ).returning(*WRITE_RETURNING)
             ).one()
             self._sync_links(conn, entity, row.id, prepared.values, None)
             self._notify(conn, Change("created", entity, row.id, None, prepared.values,
@@ -158,7 +160,7 @@ class RecordService:
                 .where(records.c.id == record_id, records.c.version == row.version)
                 .values(data=self._storage(entity, prepared.values), title=self._title(entity, prepared.values),
                         owner=new_owner, version=row.version + 1, updated_at=now, updated_by=user.id)
-                .returning(*records.c)
+                .returning(*WRITE_RETURNING)
             ).first()
             if result is None:
                 raise Conflict(f"{entity.label} #{record_id} was changed while saving. Reload it and try again.")

@@ -45,7 +45,8 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
             cursor.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True, **options)
+    options.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, **options)
 
 
 def casefold(expression: Any, dialect_name: str) -> Any:
