@@ -13,6 +13,7 @@ from kartoteka.metadata.fieldtypes import FIELD_TYPES, FieldValueError, ParseCon
 from kartoteka.metadata.model import (
     EVERYONE,
     EXPRESSION_SYSTEM_NAMES,
+    LISTABLE_SYSTEM_FIELDS,
     RESERVED_NAMES,
     SYSTEM_FIELDS,
     Access,
@@ -49,6 +50,7 @@ class EntityBuilder:
         self.problems: list[Problem] = []
         self.field_names = list(self.raw["fields"])
         self.known_names = [*self.field_names, *EXPRESSION_SYSTEM_NAMES]
+        self.formula_names_in_order: tuple[str, ...] = ()
 
     def report(self, path: Path_, message: str) -> None:
         """Record a problem at `path` of this file."""
@@ -84,6 +86,7 @@ class EntityBuilder:
             if field is not None:
                 fields[name] = field
         formula_order = self.formula_order(fields)
+        self.formula_names_in_order = formula_order
         layout = self.layout(("layout",), raw.get("layout") or {}, fields)
         variants = {}
         for dept, spec in (raw.get("layout") or {}).get("variants", {}).items():
@@ -129,6 +132,14 @@ class EntityBuilder:
                 ok = False
         if spec.get("multiple") and not field_type.supports_multiple:
             ok = False  # already reported as not applicable
+        if spec.get("indexed") and (spec.get("multiple") or field_type.storage == "json"):
+            self.report((*path, "indexed"), "indexed applies to single values; filters on a field with several "
+                        "values use its contains operator")
+            ok = False
+        if spec.get("min_items") is not None and spec.get("max_items") is not None \
+                and spec["min_items"] > spec["max_items"]:
+            self.report((*path, "min_items"), "min_items is greater than max_items")
+            ok = False
         if spec.get("unique") and spec.get("multiple"):
             self.report((*path, "unique"), "unique cannot be combined with multiple: true")
             ok = False
@@ -312,6 +323,11 @@ class EntityBuilder:
         if raw is None:
             first = next((n for n, f in fields.items() if f.type.name == "text" and not f.multiple), None)
             raw = f"{{{first}}}" if first else "#{id}"
+        restricted = {n for n, f in fields.items() if f.access.view is not None}
+        for formula in self.formula_names_in_order:
+            expr = fields[formula].expr
+            if expr is not None and expr.names & restricted:
+                restricted.add(formula)
         parts: list[tuple[str, str | None]] = []
         try:
             for literal, name, spec, conversion in string.Formatter().parse(raw):
@@ -320,9 +336,9 @@ class EntityBuilder:
                 if name is not None and name not in self.known_names:
                     self.report(("title",), f"unknown field '{name}' in title{suggest(name, self.known_names)}")
                     name = None
-                elif name is not None and name in fields and fields[name].access.view is not None:
-                    self.report(("title",), f"field '{name}' has restricted view access and cannot be "
-                                "part of the title, which everybody sees")
+                elif name is not None and name in restricted:
+                    self.report(("title",), f"field '{name}' has restricted view access (or is computed from "
+                                "such a field) and cannot be part of the title, which everybody sees")
                     name = None
                 parts.append((literal, name or None))
         except ValueError as exc:
@@ -331,14 +347,17 @@ class EntityBuilder:
 
     def list_spec(self, raw: Mapping[str, Any], fields: Mapping[str, FieldDef]) -> ListSpec:
         """List columns, default sort and search fields."""
-        sortable = [*self.field_names, *SYSTEM_FIELDS]
+        sortable = [*self.field_names, *LISTABLE_SYSTEM_FIELDS]
         columns = raw.get("columns") or [n for n, f in fields.items() if f.type.storage != "json"][:6]
         for i, name in enumerate(raw.get("columns") or []):
             if name not in sortable:
                 self.report(("list", "columns", i), f"unknown field '{name}'{suggest(name, sortable)}")
         sort = raw.get("sort", "-id")
-        if sort.lstrip("-") not in sortable:
-            self.report(("list", "sort"), f"unknown field '{sort.lstrip('-')}'{suggest(sort.lstrip('-'), sortable)}")
+        sort_name = sort.lstrip("-")
+        if sort_name not in sortable:
+            self.report(("list", "sort"), f"unknown field '{sort_name}'{suggest(sort_name, sortable)}")
+        elif sort_name in fields and fields[sort_name].is_list:
+            self.report(("list", "sort"), f"cannot sort by '{sort_name}', which holds several values")
         search = raw.get("search") or [n for n, f in fields.items() if f.type.name in TEXT_SEARCHABLE]
         for i, name in enumerate(raw.get("search") or []):
             if name not in fields:

@@ -62,6 +62,17 @@ def _numeric(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
     return apply
 
 
+def _no_zero(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Division by zero is ZeroDivisionError for every number type (Decimal 0/0 is InvalidOperation)."""
+
+    def apply(left: Any, right: Any) -> Any:
+        if isinstance(right, int | float | Decimal) and not isinstance(right, bool) and right == 0:
+            raise ZeroDivisionError("division by zero")
+        return op(left, right)
+
+    return apply
+
+
 def _divide(left: Any, right: Any) -> Any:
     if isinstance(left, int | Decimal) and isinstance(right, int | Decimal) and not (
         isinstance(left, bool) or isinstance(right, bool)
@@ -82,9 +93,9 @@ OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Add: _numeric(simpleeval.safe_add),
     ast.Sub: _numeric(operator.sub),
     ast.Mult: _numeric(simpleeval.safe_mult),
-    ast.Div: _divide,
-    ast.FloorDiv: _numeric(operator.floordiv),
-    ast.Mod: _numeric(operator.mod),
+    ast.Div: _no_zero(_divide),
+    ast.FloorDiv: _no_zero(_numeric(operator.floordiv)),
+    ast.Mod: _no_zero(_numeric(operator.mod)),
     ast.Pow: _numeric(_power),
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,

@@ -57,7 +57,8 @@ class FieldType:
 
     def allowed_options(self) -> frozenset[str]:
         """Metadata keys this type accepts."""
-        return COMMON_OPTIONS | self.options | (frozenset({"multiple"}) if self.supports_multiple else frozenset())
+        repeatable = frozenset({"multiple", "min_items", "max_items"}) if self.supports_multiple else frozenset()
+        return COMMON_OPTIONS | self.options | repeatable
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         """Turn one input value (JSON or form string) into its Python value; None means empty."""
@@ -501,10 +502,11 @@ class MultiselectType(FieldType):
         return values or None
 
     def check(self, value, field):
-        return _item_count_checks(value, field)
+        return item_count_checks(value, field)
 
 
-def _item_count_checks(values: list[Any], field: FieldDef) -> list[str]:
+def item_count_checks(values: list[Any], field: FieldDef) -> list[str]:
+    """min_items / max_items messages for a list value."""
     if len(values) > (field.max_items or MAX_ITEMS):
         return [f"Must have at most {field.max_items or MAX_ITEMS} values."]
     if field.min_items is not None and len(values) < field.min_items:
@@ -536,7 +538,7 @@ class TagsType(FieldType):
         return tags or None
 
     def check(self, value, field):
-        return _item_count_checks(value, field)
+        return item_count_checks(value, field)
 
 
 def _parse_id(raw: Any, what: str) -> int:

@@ -160,12 +160,14 @@ def check_config(
         if name in names:
             problems.append(source.problem(("entity",), f"entity '{name}' is already defined in {names[name].file}"))
         elif stem != name:
-            problems.append(source.problem(("entity",), f"entity '{name}' must live in a file named {name}.yaml"))
+            expected = f"{name}{Path(source.file).suffix}"
+            problems.append(source.problem(("entity",), f"entity '{name}' must live in a file named {expected}"))
         names.setdefault(name, source)
 
     entities: dict[str, EntityDef] = {}
     for name, source in names.items():
-        builder = EntityBuilder(source, names.keys(), roles and set(roles), departments and set(departments), ctx)
+        builder = EntityBuilder(source, names.keys(), set(roles) if roles is not None else None,
+                                set(departments) if departments else None, ctx)
         entity = builder.build()
         problems.extend(builder.problems)
         if entity is not None:

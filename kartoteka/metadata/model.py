@@ -17,6 +17,8 @@ RESERVED_NAMES = frozenset(
     (*SYSTEM_FIELDS, "created_by", "updated_by", "title", "data", "true", "false", "none", "null",
      "sort", "limit", "cursor", "q", "fields")
 )
+# System columns lists may show, sort and filter by.
+LISTABLE_SYSTEM_FIELDS = ("id", "owner", "version", "created_at", "updated_at", "created_by", "updated_by")
 # System values every expression may read.
 EXPRESSION_SYSTEM_NAMES = ("id", "owner", "created_at", "updated_at")
 

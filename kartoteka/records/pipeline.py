@@ -8,12 +8,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
-from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
+from kartoteka.metadata.fieldtypes import MAX_DECIMAL_DIGITS, FieldValueError, ParseContext, item_count_checks
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
@@ -61,34 +61,35 @@ def parse_value(field: FieldDef, raw: Any, ctx: ParseContext) -> Any:
 
 
 def coerce_result(field: FieldDef, value: Any) -> Any:
-    """Normalise a formula's result to its declared result type."""
+    """Normalise a formula's result to its declared result type, within what storage can hold."""
     if value is None:
         return None
     kind = field.value_type.name
-    if kind in ("decimal", "money", "percent"):
+    if kind in ("decimal", "money", "percent", "integer"):
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise EvaluationError(f"the formula gave {value!r}, not a number")
         number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        if not number.is_finite() or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
+            raise EvaluationError("the result is too large")
+        if kind == "integer":
+            return int(number.to_integral_value(rounding=ROUND_HALF_UP))
         places = field.places if field.places is not None else (2 if kind in ("money", "percent") else None)
         if places is not None:
-            try:
-                number = number.quantize(Decimal(1).scaleb(-places))
-            except InvalidOperation:
-                raise EvaluationError("the result is too large") from None
-        if not number.is_finite() or abs(number) >= Decimal(10) ** 15:
-            raise EvaluationError("the result is too large")
-        return number
-    if kind == "integer":
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise EvaluationError(f"the formula gave {value!r}, not a number")
-        return int(value)
+            return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        with localcontext() as context:  # what a JSON number (a double) holds exactly
+            context.prec = MAX_DECIMAL_DIGITS
+            return (+number).normalize()
     if kind == "boolean":
         return bool(value)
     if kind == "text":
         return str(value)
     if kind == "date" and isinstance(value, datetime):
         return value.date()
-    if kind in ("date", "datetime") and isinstance(value, date):
+    if kind == "datetime" and isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if kind == "datetime" and isinstance(value, date):
+        return datetime.combine(value, time(), UTC)
+    if kind == "date" and isinstance(value, date):
         return value
     raise EvaluationError(f"the formula gave {value!r}, not a {kind}")
 
@@ -204,8 +205,9 @@ class Pipeline:
             for item in items:
                 for message in value_type.check(item, field):
                     prepared.error(name, message)
-            if field.multiple and len(items) > (field.max_items or 100):
-                prepared.error(name, f"Must have at most {field.max_items or 100} values.")
+            if field.multiple:
+                for message in item_count_checks(items, field):
+                    prepared.error(name, message)
 
     def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str) -> None:
         for validation in self.entity.validations:

@@ -21,7 +21,7 @@ from kartoteka.storage.database import casefold
 from kartoteka.storage.json_sql import JsonArrayContains, JsonValue
 from kartoteka.storage.tables import records
 
-SYSTEM_COLUMNS = {
+SYSTEM_COLUMNS: dict[str, tuple[str, Any]] = {
     "id": ("number", records.c.id),
     "owner": ("number", records.c.owner),
     "version": ("number", records.c.version),
