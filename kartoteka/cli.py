@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,10 +64,12 @@ def main() -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 def check_config_command(directory: Path | None) -> None:
     """Check the metadata in DIRECTORY (default: KARTOTEKA_CONFIG_DIR or ./config); exit 1 on problems."""
+    from kartoteka.config import phone_region
+    from kartoteka.metadata.fieldtypes import ParseContext
     from kartoteka.metadata.loader import check_config
 
-    root = directory or _settings().config_dir
-    metadata, problems = check_config(root)
+    root = directory or Path(os.environ.get("KARTOTEKA_CONFIG_DIR", "config"))
+    metadata, problems = check_config(root, ParseContext(phone_region=phone_region()))
     for problem in problems:
         click.echo(str(problem))
     if problems:

@@ -34,9 +34,15 @@ class Settings:
             config_dir=Path(env.get("KARTOTEKA_CONFIG_DIR", PROJECT_ROOT / "config")).resolve(),
             secret_key=env.get("KARTOTEKA_SECRET_KEY") or _instance_secret(instance),
             instance_dir=instance,
-            phone_region=env.get("KARTOTEKA_PHONE_REGION", "RU").upper(),
+            phone_region=phone_region(env),
         )
         return replace(settings, **overrides)
+
+
+def phone_region(environ: Mapping[str, str] | None = None) -> str:
+    """The region for phone numbers written without a country code (KARTOTEKA_PHONE_REGION, default RU)."""
+    env = os.environ if environ is None else environ
+    return env.get("KARTOTEKA_PHONE_REGION", "RU").strip().upper()
 
 
 def _instance_secret(instance: Path) -> str:

@@ -202,3 +202,31 @@ def test_formula_division_by_zero_is_empty_not_an_error(engine, tmp_path, clock)
     record = service.create("deal", {"won": 1, "total": 4}, SYSTEM)
     assert record["rate"] == Decimal("25.00")
     assert service.update("deal", record.id, {"total": 0}, SYSTEM, expected_version=1)["rate"] is None
+
+
+def test_search_finds_any_of_several_phones_and_emails(service):
+    service.create("deal", {"name": "One", "phones": ["+7 912 345-67-89", "+44 20 7946 0958"]}, SYSTEM)
+    service.create("deal", {"name": "Two", "emails": ["Boss@Example.com"]}, SYSTEM)
+    assert [r["name"] for r in service.list("deal", SYSTEM, ListQuery(search="7946")).items] == ["One"]
+    assert [r["name"] for r in service.list("deal", SYSTEM, ListQuery(search="BOSS@")).items] == ["Two"]
+    assert service.list("deal", SYSTEM, ListQuery(search="0000")).items == ()
+
+
+def test_titles_can_show_the_id(engine, tmp_path, clock):
+    metadata = load_metadata(write_config(tmp_path, {"ticket": {
+        "entity": "ticket", "label": "Ticket", "title": "#{id}: {subject}",
+        "fields": {"subject": {"type": "text"}}}}))
+    service = RecordService(metadata, engine, clock)
+    ticket = service.create("ticket", {"subject": "Printer"}, SYSTEM)
+    assert ticket.title == f"#{ticket.id}: Printer"
+    assert service.get("ticket", ticket.id, SYSTEM).title == f"#{ticket.id}: Printer"
+
+
+def test_a_validation_that_went_stale_does_not_block_unrelated_edits(service, fixed_clock):
+    deal = service.create("deal", {"name": "A", "close_date": "2026-03-10"}, SYSTEM)
+    fixed_clock.advance(days=30)  # the close date is now in the past
+    edited = service.update("deal", deal.id, {"name": "B"}, SYSTEM, expected_version=1)
+    assert edited["name"] == "B"
+    with pytest.raises(RecordValidationError) as error:
+        service.update("deal", deal.id, {"close_date": "2026-03-20"}, SYSTEM, expected_version=2)
+    assert error.value.errors == {"close_date": ["Close date is in the past"]}

@@ -145,7 +145,7 @@ class Pipeline:
         self._formulas(prepared, evaluator, stored)
         self._conditions(prepared, evaluator)
         self._constraints(prepared)
-        self._validations(prepared, evaluator, user.language)
+        self._validations(prepared, evaluator, user.language, creating=stored is None)
         return prepared
 
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
@@ -209,8 +209,12 @@ class Pipeline:
                 for message in item_count_checks(items, field):
                     prepared.error(name, message)
 
-    def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str) -> None:
+    def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str, *, creating: bool) -> None:
         for validation in self.entity.validations:
+            # On an update, a rule is checked when a field it reads changes: a deal whose close date
+            # passed yesterday must stay editable until someone touches that date.
+            if not creating and not (validation.expr.names & prepared.changed):
+                continue
             try:
                 ok = evaluator.value(validation.expr)
             except EvaluationError as exc:

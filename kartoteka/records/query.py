@@ -18,7 +18,7 @@ from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.model import OPERATORS, Filter
 from kartoteka.records.pipeline import parse_value
 from kartoteka.storage.database import casefold
-from kartoteka.storage.json_sql import JsonArrayContains, JsonValue
+from kartoteka.storage.json_sql import JsonArrayAnyLike, JsonArrayContains, JsonValue
 from kartoteka.storage.tables import records
 
 SYSTEM_COLUMNS: dict[str, tuple[str, Any]] = {
@@ -169,10 +169,16 @@ class QueryBuilder:
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
         pattern = "%" + _escape_like(text.strip().casefold()) + "%"
-        columns: list[sa.ColumnElement[Any]] = [records.c.title]
-        columns += [JsonValue(records.c.data, n, "text") for n in self.entity.list.search
-                    if n in self.viewable and not self.entity.fields[n].multiple]
-        return sa.or_(*(casefold(c, self.dialect).like(pattern, escape="\\") for c in columns))
+        clauses = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
+        for name in self.entity.list.search:
+            if name not in self.viewable:
+                continue
+            if self.entity.fields[name].multiple:  # several phones or e-mails: match any of them
+                clauses.append(JsonArrayAnyLike(records.c.data, name, pattern))
+            else:
+                value = JsonValue(records.c.data, name, "text")
+                clauses.append(casefold(value, self.dialect).like(pattern, escape="\\"))
+        return sa.or_(*clauses)
 
     # --- sort and keyset ---------------------------------------------------------------------------
 

@@ -121,10 +121,17 @@ class RecordService:
             data = self._storage(entity, prepared.values)
             row = conn.execute(
                 sa.insert(records).values(
-                    entity=entity.name, data=data, title=self._title(entity, prepared.values), owner=owner or user.id,
-                    version=1, created_at=now, updated_at=now, created_by=user.id, updated_by=user.id,
+                    entity=entity.name, data=data, title=self._title(entity, prepared.values, system),
+                    owner=owner or user.id, version=1, created_at=now, updated_at=now, created_by=user.id,
+                    updated_by=user.id,
                 ).returning(*WRITE_RETURNING)
             ).one()
+            if "id" in entity.title.names:  # the id exists only now
+                row = conn.execute(
+                    sa.update(records).where(records.c.id == row.id)
+                    .values(title=self._title(entity, prepared.values, {**system, "id": row.id}))
+                    .returning(*WRITE_RETURNING)
+                ).one()
             self._sync_links(conn, entity, row.id, prepared.values, None)
             self._notify(conn, Change("created", entity, row.id, None, prepared.values,
                                       frozenset(prepared.changed), user))
@@ -158,7 +165,7 @@ class RecordService:
             result = conn.execute(
                 sa.update(records)
                 .where(records.c.id == record_id, records.c.version == row.version)
-                .values(data=self._storage(entity, prepared.values), title=self._title(entity, prepared.values),
+                .values(data=self._storage(entity, prepared.values), title=self._title(entity, prepared.values, system),
                         owner=new_owner, version=row.version + 1, updated_at=now, updated_by=user.id)
                 .returning(*WRITE_RETURNING)
             ).first()
@@ -262,7 +269,7 @@ class RecordService:
             data[name] = [value_type.to_storage(v) for v in value] if field.multiple else value_type.to_storage(value)
         return data
 
-    def _title(self, entity: EntityDef, values: Mapping[str, Any]) -> str:
+    def _title(self, entity: EntityDef, values: Mapping[str, Any], system: Mapping[str, Any]) -> str:
         def fmt(name: str, value: Any) -> str:
             field = entity.fields.get(name)
             if field is not None and field.type.name == "select":
@@ -272,7 +279,7 @@ class RecordService:
                 return ", ".join(str(v) for v in value)
             return str(value)
 
-        title = entity.title.render(values, fmt)
+        title = entity.title.render({**system, **values}, fmt)
         return title[:TITLE_LENGTH] if title else f"{entity.label} (new)"
 
     def _check_lookups(self, conn: sa.Connection, entity: EntityDef, prepared: Prepared,

@@ -95,3 +95,37 @@ def _sqlite_contains(element: JsonArrayContains, compiler: Any, **kw: Any) -> st
     value = compiler.process(element.value, **kw)
     # The key is a checked field name and the value a bind placeholder: nothing here comes from input.
     return f"EXISTS (SELECT 1 FROM json_each({column}, '$.{element.key}') AS je WHERE je.value = {value})"  # noqa: S608
+
+
+class JsonArrayAnyLike(ColumnElement[bool]):
+    """True when some element of the JSON array under `key`, case-folded, is LIKE `pattern`."""
+
+    inherit_cache = True
+    type = sa.Boolean()
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("key", InternalTraversal.dp_string),
+        ("pattern", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, column: ColumnElement[Any], key: str, pattern: str) -> None:
+        self.column = column
+        self.key = _checked(key)
+        self.pattern = sa.bindparam(None, pattern, type_=sa.String(), unique=True)
+
+
+@compiles(JsonArrayAnyLike, "postgresql")
+def _pg_any_like(element: JsonArrayAnyLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return (f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof({column} -> '{element.key}') "
+            f"WHEN 'array' THEN {column} -> '{element.key}' END) AS je(v) "
+            f"WHERE lower(je.v) LIKE {pattern} ESCAPE '\\')")
+
+
+@compiles(JsonArrayAnyLike, "sqlite")
+def _sqlite_any_like(element: JsonArrayAnyLike, compiler: Any, **kw: Any) -> str:
+    column = compiler.process(element.column, **kw)
+    pattern = compiler.process(element.pattern, **kw)
+    return (f"EXISTS (SELECT 1 FROM json_each({column}, '$.{element.key}') AS je "  # noqa: S608 (checked key)
+            f"WHERE casefold(je.value) LIKE {pattern} ESCAPE '\\')")
