@@ -118,7 +118,7 @@ class JsonArrayAnyLike(ColumnElement[bool]):
 def _pg_any_like(element: JsonArrayAnyLike, compiler: Any, **kw: Any) -> str:
     column = compiler.process(element.column, **kw)
     pattern = compiler.process(element.pattern, **kw)
-    return (f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof({column} -> '{element.key}') "
+    return (f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof({column} -> '{element.key}') "  # noqa: S608
             f"WHEN 'array' THEN {column} -> '{element.key}' END) AS je(v) "
             f"WHERE lower(je.v) LIKE {pattern} ESCAPE '\\')")
 
