@@ -29,8 +29,11 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     settings = settings or Settings.from_env()
     app = Flask(__name__, instance_path=str(settings.instance_dir),
                 template_folder=str(TEMPLATES_DIR))
-    app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing, JSON_SORT_KEYS=False,
+    app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing,
                       MAX_CONTENT_LENGTH=20 * 1024 * 1024, KARTOTEKA=settings)
+    # Records read as people write them: Cyrillic as is, keys in the card's order (system keys first).
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.json.sort_keys = False  # type: ignore[attr-defined]
     platform.init_app(app, settings, clock or system_clock())
     app.register_blueprint(api)
     app.register_blueprint(home)

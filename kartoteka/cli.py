@@ -100,6 +100,8 @@ def demo_command(per_entity: int) -> None:
     for entity, count in counts.items():
         click.echo(f"{entity}: {count}")
     click.echo(f"Demo users share the password '{DEMO_PASSWORD}'; the administrator is 'admin'.")
+    click.echo("For the API: TOKEN=$(.venv/bin/kartoteka token create admin), then "
+               "curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:5000/api/v1/records/deal")
 
 
 @main.command("serve")

@@ -210,3 +210,11 @@ def test_control_characters_are_refused_not_a_500(client, admin, text):
 def test_the_root_url_points_at_the_api(client):
     body = client.get("/").get_json()
     assert body["api"] == "/api/v1/entities" and body["records"]["deal"] == "/api/v1/records/deal"
+
+
+def test_json_keeps_cyrillic_and_the_card_order(client, admin):
+    response = client.post("/api/v1/records/deal", json={"name": "Сделка", "price": 1}, headers=admin)
+    text = response.get_data(as_text=True)
+    assert "Сделка" in text
+    keys = list(response.get_json())
+    assert keys[:3] == ["id", "entity", "version"] and keys.index("name") < keys.index("stage") < keys.index("price")
