@@ -210,3 +210,9 @@ def make_user(engine, clock):
         return user, {"Authorization": f"Bearer {token}"}
 
     return make
+
+
+@pytest.fixture
+def admin(make_user):
+    """API headers of an administrator."""
+    return make_user("admin", ["admin"])[1]

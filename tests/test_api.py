@@ -12,11 +12,6 @@ def config_dir():
     return CRM_CONFIG
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin", ["admin"])[1]
-
-
 def _problem(response, status):
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.mimetype == "application/problem+json"

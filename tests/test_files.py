@@ -14,11 +14,6 @@ def config_dir():
     return CRM_CONFIG
 
 
-@pytest.fixture
-def admin(make_user):
-    return make_user("admin", ["admin"])[1]
-
-
 def upload(client, headers, content: bytes, name: str, content_type: str = "application/octet-stream"):
     return client.post("/api/v1/files", headers=headers,
                        data={"file": (io.BytesIO(content), name, content_type)}, content_type="multipart/form-data")

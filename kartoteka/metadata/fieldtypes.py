@@ -48,7 +48,6 @@ class FieldType:
     name: str = ""
     options: frozenset[str] = frozenset()
     supports_multiple = False
-    supports_unique = True
     # What the value looks like inside the JSON column: text, number, boolean or json.
     storage = "text"
     # JSON Schema of one value as the API shows it (for OpenAPI and docs).
@@ -146,7 +145,6 @@ class TextareaType(TextType):
     name = "textarea"
     options = frozenset({"min_length", "max_length", "pattern", "pattern_message", "rows"})
     supports_multiple = False
-    supports_unique = False
     limit = MAX_TEXTAREA_LENGTH
 
     def parse(self, raw, field, ctx):
@@ -297,7 +295,6 @@ class PercentType(DecimalType):
 class BooleanType(FieldType):
     name = "boolean"
     storage = "boolean"
-    supports_unique = False
     json_schema = {"type": "boolean"}
     _TRUE = frozenset({"true", "1", "yes", "on", "да", "y"})
     _FALSE = frozenset({"false", "0", "no", "off", "нет", "n"})
@@ -322,7 +319,6 @@ class DateType(FieldType):
     name = "date"
     options = frozenset({"min", "max"})
     supports_multiple = True
-    supports_unique = False
     json_schema = {"type": "string", "format": "date"}
 
     def parse(self, raw, field, ctx):
@@ -357,7 +353,6 @@ class DateType(FieldType):
 class DateTimeType(FieldType):
     name = "datetime"
     options = frozenset({"min", "max"})
-    supports_unique = False
     json_schema = {"type": "string", "format": "date-time"}
 
     def parse(self, raw, field, ctx):
@@ -488,7 +483,6 @@ class MultiselectType(FieldType):
     name = "multiselect"
     options = frozenset({"options", "min_items", "max_items"})
     storage = "json"
-    supports_unique = False
     json_schema = {"type": "array", "items": {"type": "string"}}
 
     def parse(self, raw, field, ctx):
@@ -518,7 +512,6 @@ class TagsType(FieldType):
     name = "tags"
     options = frozenset({"suggestions", "min_items", "max_items"})
     storage = "json"
-    supports_unique = False
     json_schema = {"type": "array", "items": {"type": "string"}}
 
     def parse(self, raw, field, ctx):
@@ -557,7 +550,6 @@ class ReferenceType(FieldType):
     name = "reference"
     options = frozenset({"to"})
     supports_multiple = True
-    supports_unique = False
     storage = "number"
     json_schema = {"type": "integer"}
 
@@ -570,7 +562,6 @@ class ReferenceType(FieldType):
 class UserType(FieldType):
     name = "user"
     supports_multiple = True
-    supports_unique = False
     storage = "number"
     json_schema = {"type": "integer"}
 
@@ -586,7 +577,6 @@ class FileType(FieldType):
     name = "file"
     options = frozenset({"accept", "max_size"})
     supports_multiple = True
-    supports_unique = False
     storage = "json"
     json_schema = {
         "type": "object",
@@ -609,7 +599,6 @@ class FormulaType(FieldType):
     name = "formula"
     options = frozenset({"expr", "result", "places", "currency"})
     computed = True
-    supports_unique = False
 
     def parse(self, raw, field, ctx):
         raise FieldValueError("Is computed by a formula and cannot be set.")
@@ -621,7 +610,6 @@ class ConsentType(FieldType):
     name = "consent"
     options = frozenset({"policy_version", "policy_url", "text"})
     storage = "json"
-    supports_unique = False
     json_schema = {
         "type": "object",
         "properties": {"given": {"type": "boolean"}, "at": {"type": "string", "format": "date-time"},
