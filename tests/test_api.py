@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kartoteka.records.query import encode_cursor
 from tests.conftest import CRM_CONFIG
 
 
@@ -156,6 +157,9 @@ def test_list_filters_sort_and_cursor(client, admin):
     ("limit=0", "limit must be between"),
     ("limit=x", "limit must be a whole number"),
     ("cursor=zzz", "cursor is malformed"),
+    ("sort=price&cursor=" + encode_cursor("price", "abc", 1), "cursor is malformed"),
+    ("sort=-created_at&cursor=" + encode_cursor("-created_at", "yesterday", 1), "cursor is malformed"),
+    ("cursor=" + encode_cursor("name", "x", 1), "belongs to another sort order"),
     ("tags__gt=1", "does not apply"),
     ("margin=1", "unknown field 'margin'"),
 ])

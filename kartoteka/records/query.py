@@ -215,7 +215,10 @@ class QueryBuilder:
         if last_value is None:
             tie = sa.and_(column.is_(None), later_id)
             return sa.or_(tie, column.isnot(None)) if nulls_first else tie
-        value = self._cursor_value(field, name, last_value)
+        try:
+            value = self._cursor_value(field, name, last_value)
+        except (ValueError, TypeError, ArithmeticError):
+            raise BadRequest("The cursor is malformed; start again from the first page.") from None
         beyond = column < value if descending else column > value
         # The expanded form (not a row-value comparison) lets SQLite search the index.
         edge = column <= value if descending else column >= value
