@@ -24,6 +24,12 @@ from kartoteka.storage.tables import files, record_links, records, users
 TITLE_LENGTH = 300
 # A write already has the values in hand: do not ship the JSON back and decode it again.
 WRITE_RETURNING = tuple(c for c in records.c if c.name != "data")
+# Statements of the hot paths are built once; only their parameters change per call.
+_SELECT_ANY = sa.select(records).where(records.c.id == sa.bindparam("record_id"),
+                                       records.c.entity == sa.bindparam("entity"))
+_SELECT_LIVE = _SELECT_ANY.where(records.c.deleted_at.is_(None))
+_SELECT_LIVE_LOCKED = _SELECT_LIVE.with_for_update()
+_INSERT = sa.insert(records).returning(*WRITE_RETURNING)
 
 
 @dataclass(frozen=True)
@@ -65,12 +71,9 @@ class RecordService:
 
     def _row(self, connection: sa.Connection, entity: EntityDef, record_id: int, *, lock: bool = False,
              include_deleted: bool = False) -> sa.Row[Any]:
-        query = sa.select(records).where(records.c.id == record_id, records.c.entity == entity.name)
-        if not include_deleted:
-            query = query.where(records.c.deleted_at.is_(None))
-        if lock and self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = connection.execute(query).first()
+        query = (_SELECT_ANY if include_deleted else
+                 _SELECT_LIVE_LOCKED if lock and self.dialect == "postgresql" else _SELECT_LIVE)
+        row = connection.execute(query, {"record_id": record_id, "entity": entity.name}).first()
         if row is None:
             raise NotFound(f"There is no {entity.name} with id {record_id}.")
         return row
@@ -119,13 +122,11 @@ class RecordService:
                 self._check_user(conn, owner, "owner", prepared)
             self._raise_if_invalid(prepared)
             data = self._storage(entity, prepared.values)
-            row = conn.execute(
-                sa.insert(records).values(
-                    entity=entity.name, data=data, title=self._title(entity, prepared.values, system),
-                    owner=owner or user.id, version=1, created_at=now, updated_at=now, created_by=user.id,
-                    updated_by=user.id,
-                ).returning(*WRITE_RETURNING)
-            ).one()
+            row = conn.execute(_INSERT, {
+                "entity": entity.name, "data": data, "title": self._title(entity, prepared.values, system),
+                "owner": owner or user.id, "version": 1, "created_at": now, "updated_at": now,
+                "created_by": user.id, "updated_by": user.id,
+            }).one()
             if "id" in entity.title.names:  # the id exists only now
                 row = conn.execute(
                     sa.update(records).where(records.c.id == row.id)
