@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from importlib import metadata as dist
 from pathlib import Path
 from typing import Any
@@ -206,7 +206,7 @@ def check_deal(incoming: dict[str, Any], stored: dict[str, Any] | None = None) -
         raise Invalid(errors)
     price = row.get("price")
     row["total"] = None if price is None else (
-        row["quantity"] * price * (1 - row["discount"] / HUNDRED)).quantize(CENT)
+        row["quantity"] * price * (1 - row["discount"] / HUNDRED)).quantize(CENT, rounding=ROUND_HALF_UP)
     return row
 
 

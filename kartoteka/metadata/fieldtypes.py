@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -662,7 +662,3 @@ for _type in (TextType(), TextareaType(), IntegerType(), DecimalType(), MoneyTyp
               SelectType(), MultiselectType(), TagsType(), ReferenceType(), UserType(), FileType(),
               FormulaType(), ConsentType()):
     FIELD_TYPES.register(_type)
-
-# The types a formula may produce, and how its result is normalised.
-FORMULA_RESULTS = ("text", "integer", "decimal", "money", "percent", "boolean", "date", "datetime")
-ONE_DAY = timedelta(days=1)
