@@ -136,6 +136,11 @@ class EntityBuilder:
             self.report((*path, "indexed"), "indexed applies to single values; filters on a field with several "
                         "values use its contains operator")
             ok = False
+        counted = spec.get("multiple") or field_type.name in ("multiselect", "tags")
+        for key in ("min_items", "max_items"):
+            if key in spec and not counted:
+                self.report((*path, key), f"{key} applies to fields with several values: add multiple: true")
+                ok = False
         if spec.get("min_items") is not None and spec.get("max_items") is not None \
                 and spec["min_items"] > spec["max_items"]:
             self.report((*path, "min_items"), "min_items is greater than max_items")

@@ -278,6 +278,8 @@ class RecordService:
                 return str(option.label) if option else str(value)
             if isinstance(value, list):
                 return ", ".join(str(v) for v in value)
+            if isinstance(value, datetime):
+                return value.strftime("%Y-%m-%d %H:%M")
             return str(value)
 
         title = entity.title.render({**system, **values}, fmt)
