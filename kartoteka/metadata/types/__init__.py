@@ -1,0 +1,1 @@
+"""Field types, by family; `kartoteka.metadata.fieldtypes` holds the registry."""

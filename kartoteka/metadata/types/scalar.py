@@ -1,0 +1,341 @@
+"""Single values: text, contact data, numbers, booleans, dates."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from kartoteka.metadata.types.base import (
+    MAX_DECIMAL_DIGITS,
+    MAX_SAFE_INTEGER,
+    MAX_TEXT_LENGTH,
+    MAX_TEXTAREA_LENGTH,
+    FieldType,
+    FieldValueError,
+    blank,
+    bounds_checks,
+    json_type,
+    length_checks,
+    number_text,
+    require_str,
+)
+
+if TYPE_CHECKING:
+    from kartoteka.metadata.model import FieldDef
+
+
+class TextType(FieldType):
+    name = "text"
+    options = frozenset({"min_length", "max_length", "pattern", "pattern_message", "unique"})
+    supports_multiple = True
+    limit = MAX_TEXT_LENGTH
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        text = require_str(raw).strip()
+        if "\n" in text or "\r" in text:
+            raise FieldValueError("Must be a single line.")
+        return text
+
+    def check(self, value, field):
+        return length_checks(value, field, self.limit)
+
+
+class TextareaType(TextType):
+    name = "textarea"
+    options = frozenset({"min_length", "max_length", "pattern", "pattern_message", "rows"})
+    supports_multiple = False
+    limit = MAX_TEXTAREA_LENGTH
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        return require_str(raw).strip().replace("\r\n", "\n")
+
+
+_EMAIL = re.compile(r"[^@\s\"<>,;:]+@[^@\s\"<>,;:]+\.[^@\s\"<>,;:.]{2,}")
+
+
+class EmailType(FieldType):
+    name = "email"
+    options = frozenset({"unique", "max_length"})
+    supports_multiple = True
+    json_schema = {"type": "string", "format": "email"}
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        text = require_str(raw, "an e-mail address").strip()
+        if len(text) > 254 or not _EMAIL.fullmatch(text) or ".." in text:
+            raise FieldValueError(f"'{text[:60]}' is not a valid e-mail address.")
+        return text.lower()
+
+    def check(self, value, field):
+        return length_checks(value, field, 254)
+
+
+class PhoneType(FieldType):
+    name = "phone"
+    options = frozenset({"unique", "region"})
+    supports_multiple = True
+    json_schema = {"type": "string", "format": "phone"}
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            raw = str(raw)
+        text = require_str(raw, "a phone number").strip()
+        region = field.region or ctx.phone_region
+        try:
+            number = phonenumbers.parse(text, region)
+        except phonenumbers.NumberParseException:
+            raise FieldValueError(f"'{text[:40]}' is not a phone number.") from None
+        if not phonenumbers.is_valid_number(number):
+            raise FieldValueError(f"'{text[:40]}' is not a valid phone number for its country.")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+class UrlType(FieldType):
+    name = "url"
+    options = frozenset({"unique", "max_length"})
+    supports_multiple = True
+    json_schema = {"type": "string", "format": "uri"}
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        text = require_str(raw, "a web address").strip()
+        if "://" not in text:
+            text = "https://" + text
+        parts = urlsplit(text)
+        host = parts.hostname or ""
+        if parts.scheme not in ("http", "https") or "." not in host or " " in text or len(text) > 2000:
+            raise FieldValueError(f"'{text[:60]}' is not a valid http(s) address.")
+        return text
+
+    def check(self, value, field):
+        return length_checks(value, field, 2000)
+
+
+class IntegerType(FieldType):
+    name = "integer"
+    options = frozenset({"min", "max", "unique"})
+    supports_multiple = True
+    storage = "number"
+    json_schema = {"type": "integer"}
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, bool):
+            raise FieldValueError("Must be a whole number, not a boolean.")
+        if isinstance(raw, int):
+            number = raw
+        elif isinstance(raw, float | Decimal):
+            # is_finite first: comparing a signalling Decimal NaN raises InvalidOperation.
+            if not Decimal(raw).is_finite() or raw != int(raw):
+                raise FieldValueError("Must be a whole number.")
+            number = int(raw)
+        elif isinstance(raw, str):
+            text = number_text(raw)
+            if not re.fullmatch(r"[+-]?\d{1,30}", text):
+                raise FieldValueError(f"'{raw.strip()[:40]}' is not a whole number.")
+            number = int(text)
+        else:
+            raise FieldValueError(f"Must be a whole number, not {json_type(raw)}.")
+        if abs(number) > MAX_SAFE_INTEGER:
+            raise FieldValueError(f"Must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.")
+        return number
+
+    def check(self, value, field):
+        return bounds_checks(value, field)
+
+
+class DecimalType(FieldType):
+    name = "decimal"
+    options = frozenset({"min", "max", "places", "unique"})
+    supports_multiple = True
+    storage = "number"
+    json_schema = {"type": "string", "format": "decimal"}
+    default_places: int | None = None
+
+    def places(self, field: FieldDef) -> int | None:
+        return field.places if field.places is not None else self.default_places
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, bool):
+            raise FieldValueError("Must be a number, not a boolean.")
+        if isinstance(raw, Decimal):
+            number = raw
+        elif isinstance(raw, int):
+            number = Decimal(raw)
+        elif isinstance(raw, float):
+            number = Decimal(repr(raw))
+        elif isinstance(raw, str):
+            text = number_text(raw)
+            if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", text):
+                raise FieldValueError(f"'{raw.strip()[:40]}' is not a number.")
+            number = Decimal(text)
+        else:
+            raise FieldValueError(f"Must be a number, not {json_type(raw)}.")
+        if not number.is_finite():
+            raise FieldValueError("Must be a finite number.")
+        places = self.places(field)
+        exponent = number.as_tuple().exponent
+        if places is not None and isinstance(exponent, int) and -exponent > places:
+            number = number.normalize()
+            exponent = number.as_tuple().exponent
+            if isinstance(exponent, int) and -exponent > places:
+                raise FieldValueError(f"Must have at most {places} digits after the decimal point.")
+        if places is not None:
+            try:
+                number = number.quantize(Decimal(1).scaleb(-places))
+            except InvalidOperation:  # more digits than the context holds: far too large anyway
+                raise FieldValueError(f"Is too large: at most {MAX_DECIMAL_DIGITS} significant digits.") from None
+        digits = len(number.normalize().as_tuple().digits)
+        if digits > MAX_DECIMAL_DIGITS or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
+            raise FieldValueError(f"Is too large: at most {MAX_DECIMAL_DIGITS} significant digits.")
+        if number and number.adjusted() < -307:  # below the smallest normal double: stored as 0 or inexact
+            raise FieldValueError("Is too close to zero to be stored.")
+        return number
+
+    def check(self, value, field):
+        return bounds_checks(value, field, lambda v: f"{v:f}" if isinstance(v, Decimal) else str(v))
+
+    def to_storage(self, value):
+        # Up to 15 significant digits a double holds the decimal exactly; see MAX_DECIMAL_DIGITS.
+        return int(value) if value == value.to_integral_value() else float(value)
+
+    def from_storage(self, stored, field=None):
+        number = Decimal(repr(stored)) if isinstance(stored, float) else Decimal(stored)
+        places = self.places(field) if field is not None else self.default_places
+        return number.quantize(Decimal(1).scaleb(-places)) if places is not None else number
+
+    def to_json(self, value):
+        return format(value, "f")
+
+
+class MoneyType(DecimalType):
+    name = "money"
+    options = frozenset({"min", "max", "currency", "places", "unique"})
+    supports_multiple = False
+    json_schema = {"type": "string", "format": "decimal"}
+    default_places = 2
+
+
+class PercentType(DecimalType):
+    name = "percent"
+    options = frozenset({"min", "max", "places"})
+    supports_multiple = False
+    default_places = 2
+
+    def parse(self, raw, field, ctx):
+        if isinstance(raw, str):
+            raw = raw.strip().removesuffix("%")
+        return super().parse(raw, field, ctx)
+
+
+class BooleanType(FieldType):
+    name = "boolean"
+    storage = "boolean"
+    json_schema = {"type": "boolean"}
+    _TRUE = frozenset({"true", "1", "yes", "on", "да", "y"})
+    _FALSE = frozenset({"false", "0", "no", "off", "нет", "n"})
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, int) and raw in (0, 1):
+            return bool(raw)
+        if isinstance(raw, str):
+            word = raw.strip().lower()
+            if word in self._TRUE:
+                return True
+            if word in self._FALSE:
+                return False
+        raise FieldValueError("Must be true or false.")
+
+
+class DateType(FieldType):
+    name = "date"
+    options = frozenset({"min", "max"})
+    supports_multiple = True
+    json_schema = {"type": "string", "format": "date"}
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, datetime):
+            raise FieldValueError("Must be a date without a time.")
+        if isinstance(raw, date):
+            return raw
+        text = require_str(raw, "a date").strip()
+        match = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text)
+        try:
+            if match:
+                day, month, year = (int(g) for g in match.groups())
+                return date(year, month, day)
+            if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+                return date.fromisoformat(text)
+        except ValueError as exc:
+            raise FieldValueError(f"'{text[:40]}' is not a valid date: {exc}.") from None
+        raise FieldValueError(f"'{text[:40]}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.")
+
+    def check(self, value, field):
+        return bounds_checks(value, field, lambda v: v.isoformat())
+
+    def to_storage(self, value):
+        return value.isoformat()
+
+    def from_storage(self, stored, field=None):
+        return date.fromisoformat(stored)
+
+
+class DateTimeType(FieldType):
+    name = "datetime"
+    options = frozenset({"min", "max"})
+    json_schema = {"type": "string", "format": "date-time"}
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, datetime):
+            moment = raw
+        elif isinstance(raw, date):
+            raise FieldValueError("Must be a date with a time.")
+        else:
+            text = require_str(raw, "a date and time").strip()
+            try:
+                moment = datetime.fromisoformat(text.replace(" ", "T", 1))
+            except ValueError:
+                raise FieldValueError(
+                    f"'{text[:40]}' is not a date and time; use ISO 8601, e.g. 2025-03-01T14:30:00+03:00."
+                ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=ctx.timezone)
+        try:
+            return moment.astimezone(UTC).replace(microsecond=0)
+        except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable UTC moment
+            raise FieldValueError("Is out of the supported range of dates.") from None
+
+    def check(self, value, field):
+        return bounds_checks(value, field, lambda v: v.isoformat())
+
+    def to_storage(self, value):
+        # One fixed UTC format so that text order is time order in indexes.
+        # isoformat() pads the year to four digits; strftime("%Y") does not for years before 1000.
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+    def from_storage(self, stored, field=None):
+        return datetime.fromisoformat(stored).astimezone(UTC)
