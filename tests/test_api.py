@@ -217,3 +217,37 @@ def test_json_keeps_cyrillic_and_the_card_order(client, admin):
     assert "Сделка" in text
     keys = list(response.get_json())
     assert keys[:3] == ["id", "entity", "version"] and keys.index("name") < keys.index("stage") < keys.index("price")
+
+
+def test_a_check_on_hidden_fields_holds_without_telling_what_it_saw(client, admin, make_user):
+    _, sales = make_user("sasha", ["sales"])
+    deal = create(client, admin, name="Quiet", price=100, margin=60)
+    url = f"/api/v1/records/deal/{deal['id']}"
+    body = _problem(client.patch(url, json={"price": 5, "version": 1}, headers=sales), 422)
+    assert body["errors"] == {"_record": ["The change breaks a check on data you cannot see; "
+                                          "ask a colleague who has access to it."]}
+    assert "margin" not in response_text(body)
+    body = _problem(client.patch(url, json={"price": 5, "version": 1}, headers=admin), 422)
+    assert body["errors"] == {"_record": ["A cheap deal cannot have a margin of 50% or more"]}
+
+
+def response_text(body):
+    import json
+
+    return json.dumps(body)
+
+
+def test_a_record_read_can_be_sent_back_whole(client, admin, make_user):
+    _, sales = make_user("sasha", ["sales"])
+    deal = create(client, admin, name="Whole", price=100, quantity=2, margin=10)
+    url = f"/api/v1/records/deal/{deal['id']}"
+    seen = client.get(url, headers=sales).get_json()
+    fields = {k: v for k, v in seen.items() if k not in ("id", "entity", "title", "created_at", "updated_at",
+                                                         "created_by", "updated_by")}
+    fields["quantity"] = 3
+    response = client.patch(url, json=fields, headers=sales)
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["total"] == "300.00" and response.get_json()["version"] == 2
+    fields.update(total="1.00", version=2)
+    errors = _problem(client.patch(url, json=fields, headers=sales), 422)["errors"]
+    assert errors == {"total": ["Is computed by a formula and cannot be set."]}

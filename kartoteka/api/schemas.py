@@ -26,7 +26,7 @@ class MetadataField(fields.Field):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
         try:
-            return parse_value(self.field, value, self.ctx)
+            return parse_value(self.field, value, self.ctx, as_stored=self.field.is_formula)
         except FieldValueError as exc:
             raise ValidationError(str(exc)) from None
 

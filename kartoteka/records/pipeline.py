@@ -19,6 +19,7 @@ from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
 
 RECORD_ERRORS = "_record"
+HIDDEN_CHECK = "The change breaks a check on data you cannot see; ask a colleague who has access to it."
 
 
 def is_empty(value: Any) -> bool:
@@ -42,21 +43,28 @@ class Prepared:
         self.errors.setdefault(name, []).append(message)
 
 
-def parse_value(field: FieldDef, raw: Any, ctx: ParseContext) -> Any:
-    """Parse one field's input, a list for `multiple` fields; FieldValueError on bad input."""
+def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool = False) -> Any:
+    """Parse one field's input, a list for `multiple` fields; FieldValueError on bad input.
+
+    `as_stored` parses a formula's value as its result type, to compare what a client sent back.
+    """
+    value_type = field.value_type if as_stored else field.type
     if not field.multiple:
-        return field.type.parse(raw, field, ctx)
+        return value_type.parse(raw, field, ctx)
     if raw is None or raw == "":
         return None
     items = raw if isinstance(raw, list | tuple) else [raw]
-    values = []
+    values, problems = [], []
     for position, item in enumerate(items, start=1):
         try:
-            value = field.type.parse(item, field, ctx)
+            value = value_type.parse(item, field, ctx)
         except FieldValueError as exc:
-            raise FieldValueError(f"Value {position}: {exc}") from None
+            problems.append(f"Value {position}: {exc}")
+            continue
         if value is not None and value not in values:
             values.append(value)
+    if problems:
+        raise FieldValueError(" ".join(problems))
     return values or None
 
 
@@ -121,23 +129,19 @@ class Pipeline:
             if field is None or name not in viewable:
                 prepared.error(name, "Unknown field.")
                 continue
-            if check_writes:
-                if field.is_formula:
-                    prepared.error(name, "Is computed by a formula and cannot be set.")
-                    continue
-                if name not in editable:
-                    prepared.error(name, "You may not change this field.")
-                    continue
-                if field.read_only or name in locked:
-                    prepared.error(name, "Is read-only.")
-                    continue
+            refusal = self._refusal(field, editable, locked) if check_writes else None
             try:
-                value = parse_value(field, raw, self.ctx)
+                value = parse_value(field, raw, self.ctx, as_stored=refusal is not None)
             except FieldValueError as exc:
-                prepared.error(name, str(exc))
+                prepared.error(name, refusal or str(exc))
                 continue
             if field.type.name == "consent":
                 value = self._consent(field, value, base.get(name), user)
+            if refusal is not None:
+                # Sending back an unchanged value (a record read, edited elsewhere, PATCHed whole) is fine.
+                if value != base.get(name):
+                    prepared.error(name, refusal)
+                continue
             if value != base.get(name):
                 prepared.changed.add(name)
             base[name] = value
@@ -145,8 +149,19 @@ class Pipeline:
         self._formulas(prepared, evaluator, stored)
         self._conditions(prepared, evaluator)
         self._constraints(prepared)
-        self._validations(prepared, evaluator, user.language, creating=stored is None)
+        self._validations(prepared, evaluator, user.language, viewable, creating=stored is None)
         return prepared
+
+    @staticmethod
+    def _refusal(field: FieldDef, editable: frozenset[str], locked: set[str]) -> str | None:
+        """Why this user may not change this field now, or None."""
+        if field.is_formula:
+            return "Is computed by a formula and cannot be set."
+        if field.name not in editable:
+            return "You may not change this field."
+        if field.read_only or field.name in locked:
+            return "Is read-only."
+        return None
 
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
         # read_only_if looks at the record as stored: a locked field stays locked for this save.
@@ -209,8 +224,11 @@ class Pipeline:
                 for message in item_count_checks(items, field):
                     prepared.error(name, message)
 
-    def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str, *, creating: bool) -> None:
+    def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str, viewable: frozenset[str],
+                     *, creating: bool) -> None:
         for validation in self.entity.validations:
+            inputs = validation.expr.names & self.entity.fields.keys()
+            hidden_inputs = not inputs <= viewable
             # On an update, a rule is checked when a field it reads changes: a deal whose close date
             # passed yesterday must stay editable until someone touches that date.
             if not creating and not (validation.expr.names & prepared.changed):
@@ -218,14 +236,18 @@ class Pipeline:
             try:
                 ok = evaluator.value(validation.expr)
             except EvaluationError as exc:
-                prepared.error(RECORD_ERRORS, f"Validation '{validation.expr.source}' failed: {exc}.")
+                prepared.error(RECORD_ERRORS, HIDDEN_CHECK if hidden_inputs
+                               else f"Validation '{validation.expr.source}' failed: {exc}.")
                 continue
             if ok is None or ok:
                 continue
+            if hidden_inputs:
+                # The check still holds, but its message and field would tell what the user may not see.
+                prepared.error(RECORD_ERRORS, HIDDEN_CHECK)
+                continue
             target = validation.field
             if target is None:
-                inputs = sorted(validation.expr.names & self.entity.fields.keys())
-                target = inputs[0] if len(inputs) == 1 else RECORD_ERRORS
+                target = next(iter(inputs)) if len(inputs) == 1 else RECORD_ERRORS
             prepared.error(target, validation.message.get(language))
 
 
