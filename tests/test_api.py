@@ -162,6 +162,16 @@ def test_list_filters_sort_and_cursor(client, admin):
     ("cursor=" + encode_cursor("name", "x", 1), "belongs to another sort order"),
     ("tags__gt=1", "does not apply"),
     ("margin=1", "unknown field 'margin'"),
+    ("id=--5", "is not a whole number"),
+    ("owner__in=1,--2", "is not a whole number"),
+    ("id=99999999999999999999999", "is not a whole number"),
+    ("cursor=" + encode_cursor("-id", None, 10**25), "cursor is malformed"),
+    ("sort=price&cursor=" + encode_cursor("price", "NaN", 1), "cursor is malformed"),
+    ("sort=price&cursor=" + encode_cursor("price", "1e999", 1), "cursor is malformed"),
+    ("consent=true", "holds a structured value"),
+    ("sort=consent", "Cannot sort by 'consent'"),
+    ("stage__in=,", "needs at least one value"),
+    ("name__contains=", "needs some text"),
 ])
 def test_bad_list_queries_get_400(client, make_user, query, fragment):
     _, headers = make_user("sam", ["sales"])
@@ -251,3 +261,31 @@ def test_a_record_read_can_be_sent_back_whole(client, admin, make_user):
     fields.update(total="1.00", version=2)
     errors = _problem(client.patch(url, json=fields, headers=sales), 422)["errors"]
     assert errors == {"total": ["Is computed by a formula and cannot be set."]}
+
+
+def test_the_next_link_keeps_repeated_filters(client, admin):
+    for i, stage in enumerate(["new", "won", "lost", "new", "new", "won"]):
+        create(client, admin, name=f"D{i}", stage=stage, lost_reason="x" if stage == "lost" else None)
+    url, seen = "/api/v1/records/deal?stage__ne=won&stage__ne=lost&limit=1", []
+    while url:
+        response = client.get(url, headers=admin)
+        seen += [d["stage"] for d in response.get_json()["items"]]
+        link = response.headers.get("Link")
+        url = link[1:link.index(">")] if link else None
+    assert seen == ["new", "new", "new"]
+
+
+def test_contains_matches_fragments_of_emails_phones_and_names(client, admin):
+    create(client, admin, name="Ёлка Соловьёв", emails=["boss@romashka.ru"], phones=["+7 912 345-67-89"])
+    get = lambda query: client.get(f"/api/v1/records/deal?{query}", headers=admin).get_json()  # noqa: E731
+    assert len(get("emails__contains=romashka")["items"]) == 1
+    assert len(get("phones__contains=912345")["items"]) == 1
+    assert len(get("name__contains=соловьев")["items"]) == 1
+    assert len(get("q=елка")["items"]) == 1
+
+
+def test_if_match_and_version_must_agree(client, admin):
+    deal = create(client, admin, name="A")
+    response = client.patch(f"/api/v1/records/deal/{deal['id']}", json={"name": "B", "version": 2},
+                            headers={**admin, "If-Match": '"1"'})
+    assert "send one" in _problem(response, 400)["detail"]

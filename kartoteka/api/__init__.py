@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import Blueprint, Response, g, jsonify, request, url_for
 
@@ -111,8 +112,10 @@ def list_records(entity_name: str) -> Response:
         body["total"] = page.total
     response = jsonify(body)
     if page.next_cursor:
-        args = {k: v for k, v in request.args.items() if k != "cursor"}
-        next_url = url_for("api.list_records", entity_name=entity.name, cursor=page.next_cursor, **args)
+        # Every repeated filter (stage__ne=won&stage__ne=lost) must survive into the next page's URL.
+        args = [(k, v) for k, v in request.args.items(multi=True) if k != "cursor"]
+        query_string = urlencode([*args, ("cursor", page.next_cursor)])
+        next_url = url_for("api.list_records", entity_name=entity.name) + "?" + query_string
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 
@@ -154,6 +157,8 @@ def _expected_version(body: dict[str, Any] | None, required: bool) -> int | None
         match = _VERSION.match(header.strip())
         if not match:
             raise BadRequest(f"If-Match must be the record's version, e.g. If-Match: \"3\", not {header!r}.")
+        if from_body is not None and from_body != int(match.group(1)):
+            raise BadRequest(f"If-Match says version {match.group(1)} but the body says {from_body!r}; send one.")
         return int(match.group(1))
     if from_body is not None:
         if isinstance(from_body, bool) or not isinstance(from_body, int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Collection
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,7 +18,7 @@ from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.model import OPERATORS, Filter
 from kartoteka.records.pipeline import parse_value
-from kartoteka.storage.database import casefold
+from kartoteka.storage.database import casefold, fold
 from kartoteka.storage.json_sql import JsonArrayAnyLike, JsonArrayContains, JsonValue
 from kartoteka.storage.tables import records
 
@@ -56,7 +57,8 @@ class QueryBuilder:
         field = self.entity.fields.get(name)
         if field is None or name not in self.viewable:
             known = [n for n in self.entity.fields if n in self.viewable] + list(SYSTEM_COLUMNS)
-            raise BadRequest(f"Cannot {purpose} by unknown field '{name}'{suggest(name, known)}.")
+            hint = suggest(name, known)
+            raise BadRequest(f"Cannot {purpose} by unknown field '{name}'{hint or '.'}")
         return field
 
     def column(self, name: str, field: FieldDef | None) -> sa.ColumnElement[Any]:
@@ -91,6 +93,8 @@ class QueryBuilder:
         if flt.op == "isnull":
             wanted = self._parse_bool(flt)
             return column.is_(None) if wanted else column.isnot(None)
+        if field is not None and field.value_type.storage == "json" and not field.is_list:
+            raise BadRequest(f"'{flt.field}' holds a structured value; filter it with {flt.field}__isnull only.")
         if field is not None and field.is_list:
             return self._list_clause(flt, field)
         if flt.op == "in":
@@ -98,13 +102,19 @@ class QueryBuilder:
             if len(raw_values) > MAX_IN_VALUES:
                 raise BadRequest(f"At most {MAX_IN_VALUES} values in '{flt.field}__in'.")
             values = [self._value(flt, field, raw) for raw in raw_values if str(raw).strip()]
+            if not values:
+                raise BadRequest(f"'{flt.field}__in' needs at least one value, e.g. {flt.field}__in=a,b.")
             return column.in_([self.bind(field, v) for v in values])
-        value = self._value(flt, field, flt.value)
         if flt.op == "contains":
+            # A fragment of an e-mail, phone or address is not a valid value itself: match the text.
             if field is None or field.value_type.storage != "text":
                 raise BadRequest(f"'contains' works on text fields; '{flt.field}' is not one.")
-            pattern = "%" + _escape_like(str(field.value_type.to_storage(value)).casefold()) + "%"
+            fragment = str(flt.value).strip()
+            if not fragment:
+                raise BadRequest(f"'{flt.field}__contains' needs some text.")
+            pattern = "%" + _escape_like(fold(fragment)) + "%"
             return casefold(column, self.dialect).like(pattern, escape="\\")
+        value = self._value(flt, field, flt.value)
         bound = self.bind(field, value)
         if flt.op == "eq":
             return column == bound
@@ -117,7 +127,12 @@ class QueryBuilder:
 
     def _list_clause(self, flt: Filter, field: FieldDef) -> sa.ColumnElement[bool]:
         if flt.op not in ("eq", "contains", "in"):
-            raise BadRequest(f"'{flt.op}' does not apply to the list field '{flt.field}'; use contains or in.")
+            raise BadRequest(f"'{flt.op}' does not apply to the list field '{flt.field}'; use eq, in or contains.")
+        if flt.op == "contains":  # some value contains the text: a fragment of one of several e-mails
+            fragment = str(flt.value).strip()
+            if not fragment:
+                raise BadRequest(f"'{flt.field}__contains' needs some text.")
+            return JsonArrayAnyLike(records.c.data, field.name, "%" + _escape_like(fold(fragment)) + "%")
         raw_values = (flt.value if isinstance(flt.value, list) else str(flt.value).split(",")) if flt.op == "in" \
             else [flt.value]
         clauses = []
@@ -148,8 +163,8 @@ class QueryBuilder:
         kind = SYSTEM_COLUMNS[name][0]
         text = str(raw).strip()
         if kind == "number":
-            if not text.lstrip("-").isdigit():
-                raise FieldValueError(f"'{text[:40]}' is not a whole number.")
+            if not re.fullmatch(r"-?\d{1,15}", text):
+                raise FieldValueError(f"'{text[:40]}' is not a whole number of at most 15 digits.")
             return int(text)
         try:
             moment = datetime.fromisoformat(text)
@@ -168,7 +183,7 @@ class QueryBuilder:
 
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
-        pattern = "%" + _escape_like(text.strip().casefold()) + "%"
+        pattern = "%" + _escape_like(fold(text.strip())) + "%"
         clauses = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
         for name in self.entity.list.search:
             if name not in self.viewable:
@@ -187,8 +202,8 @@ class QueryBuilder:
         descending = sort.startswith("-")
         name = sort.lstrip("-")
         field = self.field(name, "sort")
-        if field is not None and field.is_list:
-            raise BadRequest(f"Cannot sort by the list field '{name}'.")
+        if field is not None and (field.is_list or field.value_type.storage == "json"):
+            raise BadRequest(f"Cannot sort by '{name}', which holds several or structured values.")
         return name, descending, field, self.column(name, field)
 
     def order_by(self, sort: str) -> list[sa.ColumnElement[Any]]:
@@ -228,10 +243,15 @@ class QueryBuilder:
     def _cursor_value(self, field: FieldDef | None, name: str, raw: Any) -> Any:
         if field is None:
             kind = SYSTEM_COLUMNS[name][0]
-            return datetime.fromisoformat(raw) if kind == "datetime" else int(raw)
+            if kind == "datetime":
+                return datetime.fromisoformat(raw)
+            return self._system_value(name, raw)
         kind = field.value_type.storage
         if kind == "number":
-            return self.bind(field, Decimal(str(raw)))
+            number = Decimal(str(raw))
+            if not number.is_finite() or abs(number) >= Decimal(10) ** 16:
+                raise ValueError("not a stored number")
+            return self.bind(field, number)
         if kind == "boolean":
             return sa.literal(bool(raw), sa.Boolean())
         return sa.literal(str(raw), sa.String())
@@ -254,7 +274,9 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
         saved_sort, value, record_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, TypeError):
         raise BadRequest("The cursor is malformed; start again from the first page.") from None
-    if saved_sort != sort or not isinstance(record_id, int):
+    if not isinstance(record_id, int) or isinstance(record_id, bool) or not 0 < record_id < 2**53:
+        raise BadRequest("The cursor is malformed; start again from the first page.")
+    if saved_sort != sort:
         raise BadRequest("The cursor belongs to another sort order; start again from the first page.")
     return value, record_id
 

@@ -17,8 +17,13 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
+def fold(text: str) -> str:
+    """Text as search compares it: case-folded, with ё read as е (Russian writers use either)."""
+    return text.casefold().replace("ё", "е")
+
+
 def _casefold(value: Any) -> Any:
-    return value.casefold() if isinstance(value, str) else value
+    return fold(value) if isinstance(value, str) else value
 
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
@@ -50,8 +55,10 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
 
 
 def casefold(expression: Any, dialect_name: str) -> Any:
-    """Unicode-aware lower case in SQL on both databases."""
-    return sa.func.casefold(expression) if dialect_name == "sqlite" else sa.func.lower(expression)
+    """`fold` in SQL on both databases (SQLite's own lower() folds ASCII only)."""
+    if dialect_name == "sqlite":
+        return sa.func.casefold(expression)
+    return sa.func.replace(sa.func.lower(expression), "ё", "е")
 
 
 def alembic_config(engine: sa.Engine) -> Config:

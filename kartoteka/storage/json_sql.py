@@ -120,7 +120,7 @@ def _pg_any_like(element: JsonArrayAnyLike, compiler: Any, **kw: Any) -> str:
     pattern = compiler.process(element.pattern, **kw)
     return (f"EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof({column} -> '{element.key}') "  # noqa: S608
             f"WHEN 'array' THEN {column} -> '{element.key}' END) AS je(v) "
-            f"WHERE lower(je.v) LIKE {pattern} ESCAPE '\\')")
+            f"WHERE replace(lower(je.v), 'ё', 'е') LIKE {pattern} ESCAPE '\\')")
 
 
 @compiles(JsonArrayAnyLike, "sqlite")
