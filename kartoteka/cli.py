@@ -40,7 +40,10 @@ def _platform(settings: Settings | None = None) -> Iterator[tuple[Flask, Platfor
     state: PlatformState = app.extensions["kartoteka"]
     try:
         upgrade(state.engine)
-        created, dropped = sync_indexes(state.engine, state.metadata)
+        try:
+            created, dropped = sync_indexes(state.engine, state.metadata)
+        except KartotekaError as exc:
+            _fail(exc.detail)
         for name in created:
             click.echo(f"created index {name}", err=True)
         for name in dropped:
@@ -76,8 +79,9 @@ def check_config_command(directory: Path | None) -> None:
         click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found.", err=True)
         sys.exit(1)
     assert metadata is not None
-    click.echo(f"OK: {len(metadata.entities)} entities ({', '.join(metadata.entities)}), "
-               f"{len(metadata.roles)} roles.")
+    entities, roles = len(metadata.entities), len(metadata.roles)
+    click.echo(f"OK: {entities} entit{'y' if entities == 1 else 'ies'} ({', '.join(metadata.entities)}), "
+               f"{roles} role{'' if roles == 1 else 's'}.")
 
 
 @main.command("init")
@@ -93,13 +97,15 @@ def init_command() -> None:
 @click.option("--per-entity", default=60, show_default=True, help="Records to create per card.")
 def demo_command(per_entity: int) -> None:
     """Initialise and load demo users and records (idempotent)."""
-    from kartoteka.demo import DEMO_PASSWORD, seed_demo
+    from kartoteka.demo import DEMO_PASSWORD, DEMO_USERS, seed_demo
 
     with _platform() as (_app, state):
         counts = seed_demo(state.service, state.engine, _now(), per_entity=per_entity)
     for entity, count in counts.items():
-        click.echo(f"{entity}: {count}")
-    click.echo(f"Demo users share the password '{DEMO_PASSWORD}'; the administrator is 'admin'.")
+        click.echo(f"{entity}: {count} live records")
+    click.echo(f"Demo logins (password '{DEMO_PASSWORD}' for all):")
+    for user in DEMO_USERS:
+        click.echo(f"  {user.username:<14} {', '.join(user.roles):<22} {user.department:<10} {user.display_name}")
     click.echo("For the API: TOKEN=$(.venv/bin/kartoteka token create admin), then "
                "curl -H \"Authorization: Bearer $TOKEN\" http://127.0.0.1:5000/api/v1/records/deal")
 
@@ -129,19 +135,25 @@ def user_group() -> None:
 def user_create_command(name: str, roles: tuple[str, ...], password: str | None, department: str | None,
                         language: str, display_name: str | None) -> None:
     """Create user NAME with one or more roles."""
-    if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     with _platform() as (_app, state):
         _create_user(state, name, roles, password, department, language, display_name)
 
 
-def _create_user(state: PlatformState, name: str, roles: tuple[str, ...], password: str,
+def _create_user(state: PlatformState, name: str, roles: tuple[str, ...], password: str | None,
                  department: str | None, language: str, display_name: str | None) -> None:
+    from kartoteka.metadata.expressions import suggest
     from kartoteka.users import create_user
 
     known = set(state.metadata.roles) or None
-    if department and state.metadata.departments and department not in state.metadata.departments:
-        _fail(f"Unknown department '{department}'; known: {', '.join(state.metadata.departments)}.")
+    for role in roles:
+        if known is not None and role not in known:
+            _fail(f"Unknown role '{role}'{suggest(role, known) or '.'} Known roles: {', '.join(sorted(known))}.")
+    departments = state.metadata.departments
+    if department and departments and department not in departments:
+        _fail(f"Unknown department '{department}'{suggest(department, departments) or '.'} "
+              f"Known: {', '.join(departments)}.")
+    if password is None:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:
         user = create_user(state.engine, name, roles, _now(), password=password, department=department,
                            language=language, display_name=display_name, known_roles=known)

@@ -75,3 +75,9 @@ class PermissionDenied(KartotekaError):
 
     status = 403
     title = "Forbidden"
+
+
+class IndexBuildError(KartotekaError):
+    """Stored data does not fit an index the metadata asks for (repeated unique values, a changed type)."""
+
+    title = "Index cannot be built"

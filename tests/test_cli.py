@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from kartoteka import system_clock
+from kartoteka.metadata.loader import load_metadata
+from kartoteka.records.model import SYSTEM
+from kartoteka.records.service import RecordService
+from kartoteka.storage.database import create_engine
 from tests.conftest import CRM_CONFIG, write_config
 
 
@@ -60,7 +65,8 @@ def test_user_and_token_then_the_api_accepts_the_token(runner, app):
 
 @pytest.mark.parametrize("args,message", [
     (["user", "create", "bad name", "--role", "sales", "--password", "long enough"], "not a valid user name"),
-    (["user", "create", "ivan", "--role", "wizard", "--password", "long enough"], "Unknown role(s): wizard"),
+    (["user", "create", "ivan", "--role", "wizard", "--password", "long enough"], "Unknown role 'wizard'."),
+    (["user", "create", "ivan", "--role", "salse"], "Unknown role 'salse'; did you mean 'sales'?"),
     (["user", "create", "ivan", "--role", "sales", "--password", "short"], "at least 8 characters"),
     (["token", "create", "nobody"], "no active user nobody"),
 ])
@@ -74,3 +80,25 @@ def test_duplicate_user_is_refused(runner):
     assert runner.invoke("user", "create", "ivan", "--role", "sales", "--password", "long enough").exit_code == 0
     again = runner.invoke("user", "create", "ivan", "--role", "sales", "--password", "long enough")
     assert again.exit_code == 1 and "already a user named 'ivan'" in again.stderr
+
+
+def test_init_explains_an_index_the_data_does_not_fit(runner, tmp_path):
+    assert runner.invoke("init").exit_code == 0
+    write_config(tmp_path, {"company": {"entity": "company", "label": "Company",
+                                        "fields": {"name": {"type": "text"}}}})
+    from kartoteka.metadata.loader import load_metadata
+    from kartoteka.records.model import SYSTEM
+    from kartoteka.records.service import RecordService
+    from kartoteka.storage.database import create_engine
+
+    engine = create_engine(runner.env["KARTOTEKA_DATABASE_URL"])
+    service = RecordService(load_metadata(tmp_path), engine, __import__("kartoteka").system_clock())
+    for _ in range(2):
+        service.create("company", {"name": "Same"}, SYSTEM)
+    engine.dispose()
+    write_config(tmp_path, {"company": {"entity": "company", "label": "Company",
+                                        "fields": {"name": {"type": "text", "unique": True}}}})
+    result = runner.invoke("init", env={"KARTOTEKA_CONFIG_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "company.name: cannot build index kux_company__name__t: some live records share a value" in result.stderr
+    assert "Traceback" not in result.output

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from kartoteka.errors import IndexBuildError
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.tables import records
@@ -125,11 +126,22 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
         for name in sorted(existing - plans.keys()):
             connection.execute(sa.schema.DropIndex(sa.Index(name)))
             dropped.append(name)
+    failures = []
     for name, (plan, field) in sorted(plans.items()):
         if name in existing:
             continue
-        with engine.begin() as connection:
-            plan.build(field).create(connection)
+        try:
+            with engine.begin() as connection:
+                plan.build(field).create(connection)
+        except sa.exc.DBAPIError as exc:
+            reason = ("some live records share a value" if plan.unique and isinstance(exc, sa.exc.IntegrityError)
+                      else f"stored values do not fit a {field.value_type.name} field")
+            detail = str(exc.orig).strip().splitlines()[0]
+            failures.append(f"{plan.entity}.{plan.field}: cannot build index {name}: {reason} ({detail}). "
+                            "Fix those records, or the field's type or unique flag, and run `kartoteka init` again.")
+            continue
         created.append(name)
     _sync_statistics(engine, metadata)
+    if failures:
+        raise IndexBuildError("\n".join(failures))
     return created, dropped
