@@ -86,13 +86,8 @@ def test_init_explains_an_index_the_data_does_not_fit(runner, tmp_path):
     assert runner.invoke("init").exit_code == 0
     write_config(tmp_path, {"company": {"entity": "company", "label": "Company",
                                         "fields": {"name": {"type": "text"}}}})
-    from kartoteka.metadata.loader import load_metadata
-    from kartoteka.records.model import SYSTEM
-    from kartoteka.records.service import RecordService
-    from kartoteka.storage.database import create_engine
-
     engine = create_engine(runner.env["KARTOTEKA_DATABASE_URL"])
-    service = RecordService(load_metadata(tmp_path), engine, __import__("kartoteka").system_clock())
+    service = RecordService(load_metadata(tmp_path), engine, system_clock())
     for _ in range(2):
         service.create("company", {"name": "Same"}, SYSTEM)
     engine.dispose()
