@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import string
 from collections.abc import Collection, Iterable, Mapping
@@ -61,10 +62,23 @@ class EntityBuilder:
         if text is None:
             return None
         try:
-            return compile_expression(text, self.known_names)
+            compiled = compile_expression(text, self.known_names)
         except ExpressionError as exc:
             self.report(path, str(exc))
             return None
+        for name, literal in _compared_literals(compiled.tree):
+            options = self.option_values(name)
+            if options is not None and literal not in options:
+                hint = suggest(literal, options) or "; its options: " + ", ".join(options)
+                self.report(path, f"'{literal}' is not an option of '{name}'{hint}")
+        return compiled
+
+    def option_values(self, name: str) -> list[str] | None:
+        """The option values of a select or multiselect field, else None."""
+        spec = self.raw["fields"].get(name)
+        if not isinstance(spec, Mapping) or spec.get("type") not in ("select", "multiselect"):
+            return None
+        return [o if isinstance(o, str) else o.get("value") for o in spec.get("options") or []]
 
     def access(self, path: Path_, raw: Mapping[str, Any] | None) -> Access:
         """An Access from metadata, checking role names."""
@@ -409,3 +423,19 @@ class EntityBuilder:
             yield RuleDef(spec["name"], tuple(spec["trigger"]["on"]), tuple(trigger_fields),
                           self.expression((*path, "condition"), spec.get("condition")), tuple(actions),
                           spec.get("enabled", True), spec.get("description", ""))
+
+
+def _compared_literals(tree: ast.AST) -> Iterable[tuple[str, str]]:
+    """(field, text) for comparisons such as `stage == 'won'` or `stage in ['won', 'lost']`."""
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        names = [o.id for o in operands if isinstance(o, ast.Name)]
+        if len(names) != 1:
+            continue
+        for operand in operands:
+            items = operand.elts if isinstance(operand, ast.List | ast.Tuple) else [operand]
+            for item in items:
+                if isinstance(item, ast.Constant) and isinstance(item.value, str):
+                    yield names[0], item.value
