@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 from kartoteka.metadata.types.base import (
     MAX_TAG_LENGTH,
@@ -17,6 +18,22 @@ from kartoteka.metadata.types.base import (
 )
 from kartoteka.metadata.types.scalar import BooleanType
 
+if TYPE_CHECKING:
+    from kartoteka.metadata.model import FieldDef
+
+
+def option_value(raw: Any, field: FieldDef) -> str | None:
+    """One of the field's option values, from text or a number; FieldValueError otherwise."""
+    if blank(raw):
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, str | int):
+        raise FieldValueError(f"Must be one of the options, not {json_type(raw)}.")
+    value = str(raw).strip()
+    if value not in field.option_values:
+        allowed = ", ".join(field.option_values)
+        raise FieldValueError(f"'{value[:40]}' is not one of the options: {allowed}.")
+    return value
+
 
 class SelectType(FieldType):
     name = "select"
@@ -24,42 +41,37 @@ class SelectType(FieldType):
     json_schema = {"type": "string"}
 
     def parse(self, raw, field, ctx):
-        if blank(raw):
-            return None
-        if isinstance(raw, bool) or not isinstance(raw, str | int):
-            raise FieldValueError(f"Must be one of the options, not {json_type(raw)}.")
-        value = str(raw).strip()
-        if value not in field.option_values:
-            allowed = ", ".join(field.option_values)
-            raise FieldValueError(f"'{value[:40]}' is not one of the options: {allowed}.")
-        return value
+        return option_value(raw, field)
 
 
-class MultiselectType(FieldType):
-    name = "multiselect"
-    options = frozenset({"options", "min_items", "max_items"})
+class ListFieldType(FieldType):
+    """A value that is a list of texts: stored as a JSON array, limited by min_items / max_items."""
+
     storage = "json"
     json_schema = {"type": "array", "items": {"type": "string"}}
+
+    def check(self, value, field):
+        return item_count_checks(value, field)
+
+
+class MultiselectType(ListFieldType):
+    name = "multiselect"
+    options = frozenset({"options", "min_items", "max_items"})
 
     def parse(self, raw, field, ctx):
         if raw is None:
             return None
         values: list[str] = []
         for item in as_list(raw):
-            value = SelectType.parse(self, item, field, ctx)  # type: ignore[arg-type]
+            value = option_value(item, field)
             if value is not None and value not in values:
                 values.append(value)
         return values or None
 
-    def check(self, value, field):
-        return item_count_checks(value, field)
 
-
-class TagsType(FieldType):
+class TagsType(ListFieldType):
     name = "tags"
     options = frozenset({"suggestions", "min_items", "max_items"})
-    storage = "json"
-    json_schema = {"type": "array", "items": {"type": "string"}}
 
     def parse(self, raw, field, ctx):
         if raw is None:
@@ -76,9 +88,6 @@ class TagsType(FieldType):
                 seen.add(tag.casefold())
                 tags.append(tag)
         return tags or None
-
-    def check(self, value, field):
-        return item_count_checks(value, field)
 
 
 class ReferenceType(FieldType):
