@@ -39,6 +39,18 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _like_pattern(text: str) -> str:
+    """A LIKE pattern (escape '\\') matching folded text that contains `text`."""
+    return "%" + _escape_like(fold(text.strip())) + "%"
+
+
+def _contains_pattern(flt: Filter) -> str:
+    """The pattern of a `field__contains=text` filter; BadRequest when the text is empty."""
+    if not str(flt.value).strip():
+        raise BadRequest(f"'{flt.field}__contains' needs some text.")
+    return _like_pattern(str(flt.value))
+
+
 class QueryBuilder:
     """Turns filters, sorts and cursors for one entity into SQL, using only fields the user can see."""
 
@@ -109,11 +121,7 @@ class QueryBuilder:
             # A fragment of an e-mail, phone or address is not a valid value itself: match the text.
             if field is None or field.value_type.storage != "text":
                 raise BadRequest(f"'contains' works on text fields; '{flt.field}' is not one.")
-            fragment = str(flt.value).strip()
-            if not fragment:
-                raise BadRequest(f"'{flt.field}__contains' needs some text.")
-            pattern = "%" + _escape_like(fold(fragment)) + "%"
-            return casefold(column, self.dialect).like(pattern, escape="\\")
+            return casefold(column, self.dialect).like(_contains_pattern(flt), escape="\\")
         value = self._value(flt, field, flt.value)
         bound = self.bind(field, value)
         if flt.op == "eq":
@@ -129,10 +137,7 @@ class QueryBuilder:
         if flt.op not in ("eq", "contains", "in"):
             raise BadRequest(f"'{flt.op}' does not apply to the list field '{flt.field}'; use eq, in or contains.")
         if flt.op == "contains":  # some value contains the text: a fragment of one of several e-mails
-            fragment = str(flt.value).strip()
-            if not fragment:
-                raise BadRequest(f"'{flt.field}__contains' needs some text.")
-            return JsonArrayAnyLike(records.c.data, field.name, "%" + _escape_like(fold(fragment)) + "%")
+            return JsonArrayAnyLike(records.c.data, field.name, _contains_pattern(flt))
         raw_values = (flt.value if isinstance(flt.value, list) else str(flt.value).split(",")) if flt.op == "in" \
             else [flt.value]
         clauses = []
@@ -183,7 +188,7 @@ class QueryBuilder:
 
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
-        pattern = "%" + _escape_like(fold(text.strip())) + "%"
+        pattern = _like_pattern(text)
         clauses = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
         for name in self.entity.list.search:
             if name not in self.viewable:

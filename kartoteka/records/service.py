@@ -198,30 +198,28 @@ class RecordService:
                  record_id: int | None = None) -> dict[str, list[str]]:
         """Every error a save of `values` would report, without saving anything."""
         entity = self.entity(entity_name)
-        now = self.clock.now()
         with self.engine.connect() as conn:
-            stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
-            if record_id is not None:
-                row = self._row(conn, entity, record_id)
-                stored = self._values(entity, row.data)
-                system.update(owner=row.owner, created_at=_utc(row.created_at))
-            prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+            prepared = self._dry_run(conn, entity, values, user, record_id)
             self._check_lookups(conn, entity, prepared, record_id, user)
         return prepared.errors
+
+    def _dry_run(self, conn: sa.Connection, entity: EntityDef, values: Mapping[str, Any], user: Principal,
+                 record_id: int | None) -> Prepared:
+        """The pure pipeline over the stored record (or a new one), as a save would run it."""
+        now = self.clock.now()
+        stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
+        if record_id is not None:
+            row = self._row(conn, entity, record_id)
+            stored = self._values(entity, row.data)
+            system.update(owner=row.owner, created_at=_utc(row.created_at))
+        return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
 
     def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None) -> FormState:
         """Compute formulas, conditions and errors for a form being edited, without saving."""
         entity = self.entity(entity_name)
-        now = self.clock.now()
-        stored = None
-        system: dict[str, Any] = {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
-        if record_id is not None:
-            with self.engine.connect() as conn:
-                row = self._row(conn, entity, record_id)
-            stored = self._values(entity, row.data)
-            system.update(owner=row.owner, created_at=_utc(row.created_at))
-        prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+        with self.engine.connect() as conn:
+            prepared = self._dry_run(conn, entity, values, user, record_id)
         visible = viewable_fields(entity, user)
         return FormState(
             values={n: v for n, v in prepared.values.items() if n in visible},
