@@ -52,6 +52,8 @@ class EntityBuilder:
         self.field_names = list(self.raw["fields"])
         self.known_names = [*self.field_names, *EXPRESSION_SYSTEM_NAMES]
         self.formula_names_in_order: tuple[str, ...] = ()
+        # Fields placed in a group or tab with view access in any layout: hidden from some readers.
+        self.restricted_by_layout: set[str] = set()
 
     def report(self, path: Path_, message: str) -> None:
         """Record a problem at `path` of this file."""
@@ -324,6 +326,9 @@ class EntityBuilder:
                     else:
                         placed[name] = (*gp, "fields", i)
                         names.append(name)
+                if (raw_group.get("access") or {}).get("view") is not None or \
+                        (raw_tab.get("access") or {}).get("view") is not None:
+                    self.restricted_by_layout.update(names)
                 groups.append(Group(
                     Label.of(raw_group["label"]) if "label" in raw_group else None, tuple(names),
                     raw_group.get("columns", 1), self.access((*gp, "access"), raw_group.get("access")),
@@ -342,7 +347,7 @@ class EntityBuilder:
         if raw is None:
             first = next((n for n, f in fields.items() if f.type.name == "text" and not f.multiple), None)
             raw = f"{{{first}}}" if first else "#{id}"
-        restricted = {n for n, f in fields.items() if f.access.view is not None}
+        restricted = {n for n, f in fields.items() if f.access.view is not None} | self.restricted_by_layout
         for formula in self.formula_names_in_order:
             expr = fields[formula].expr
             if expr is not None and expr.names & restricted:
@@ -356,8 +361,9 @@ class EntityBuilder:
                     self.report(("title",), f"unknown field '{name}' in title{suggest(name, self.known_names)}")
                     name = None
                 elif name is not None and name in restricted:
-                    self.report(("title",), f"field '{name}' has restricted view access (or is computed from "
-                                "such a field) and cannot be part of the title, which everybody sees")
+                    self.report(("title",), f"field '{name}' has restricted view access (its own, its group's or "
+                                "its tab's, or it is computed from such a field) and cannot be part of the title, "
+                                "which everybody sees")
                     name = None
                 parts.append((literal, name or None))
         except ValueError as exc:

@@ -18,6 +18,7 @@ from kartoteka.metadata.builder import EntityBuilder
 from kartoteka.metadata.expressions import suggest
 from kartoteka.metadata.fieldtypes import FIELD_TYPES, ParseContext
 from kartoteka.metadata.model import EntityDef, Label, Metadata, RoleDef
+from kartoteka.metadata.permissions import Permissions, build_permissions
 from kartoteka.metadata.sources import Problem, Source, SourceError, read_source
 
 ENTITY_SUFFIXES = (".yaml", ".yml", ".json")
@@ -46,6 +47,7 @@ ROLES_SCHEMA: dict[str, Any] = {
                 "properties": {"label": {"$ref": "entity#/$defs/label"}},
             },
         },
+        # Checked against the roles and entities by permissions.build_permissions, with suggestions.
         "permissions": {"type": "object"},
     },
 }
@@ -131,7 +133,7 @@ def check_config(
         message = "directory not found: put one YAML or JSON file per entity here"
         return None, [Problem(str(entities_dir), 0, "", message)]
 
-    roles, departments = _load_roles(root, validators, problems)
+    roles, departments, roles_source = _load_roles(root, validators, problems)
     sources: list[Source] = []
     digest = hashlib.sha256()
     for path in sorted(entities_dir.iterdir()):
@@ -175,8 +177,13 @@ def check_config(
     if not names and not problems:
         problems.append(Problem(str(entities_dir), 0, "", "no entity files (*.yaml, *.yml, *.json) found"))
 
+    permissions = Permissions()
+    if roles_source is not None:
+        permissions, found = build_permissions(roles_source, roles_source.data.get("permissions"),
+                                               roles or {}, names.keys())
+        problems.extend(found)
     metadata = Metadata(MappingProxyType(entities), MappingProxyType(roles or {}),
-                        MappingProxyType(departments or {}), digest.hexdigest()[:16])
+                        MappingProxyType(departments or {}), digest.hexdigest()[:16], permissions)
     return (None if problems else metadata), sorted(set(problems), key=lambda p: (p.file, p.line, p.path, p.message))
 
 
@@ -188,23 +195,23 @@ def _display(path: Path, root: Path) -> str:
 
 
 def _load_roles(root: Path, validators: _Validators, problems: list[Problem]
-                ) -> tuple[dict[str, RoleDef] | None, dict[str, Label] | None]:
-    """Roles and departments from roles.yaml; None when the file does not exist (no role checks)."""
+                ) -> tuple[dict[str, RoleDef] | None, dict[str, Label] | None, Source | None]:
+    """Roles, departments and the source of roles.yaml; None when the file does not exist (no role checks)."""
     path = next((root / n for n in ("roles.yaml", "roles.yml", "roles.json") if (root / n).exists()), None)
     if path is None:
-        return None, None
+        return None, None, None
     try:
         source, found = read_source(path, _display(path, root))
     except SourceError as exc:
         problems.append(exc.problem)
-        return None, None
+        return None, None, None
     problems.extend(found)
     found = schema_problems(validators.roles, source)
     problems.extend(found)
     if found or not isinstance(source.data, dict):
-        return None, None
+        return None, None, None
     roles = {name: RoleDef(name, Label.of(spec.get("label"), name), spec.get("description", ""))
              for name, spec in source.data["roles"].items()}
     departments = {name: Label.of(spec.get("label"), name)
                    for name, spec in (source.data.get("departments") or {}).items()}
-    return roles, departments
+    return roles, departments, source

@@ -10,6 +10,7 @@ from typing import Any
 
 from kartoteka.metadata.expressions import CompiledExpression
 from kartoteka.metadata.fieldtypes import FieldType
+from kartoteka.metadata.permissions import Permissions
 
 SYSTEM_FIELDS = ("id", "entity", "version", "owner", "created_at", "updated_at", "deleted_at")
 # Reserved besides the system fields: names the API or expressions use for themselves.
@@ -295,6 +296,7 @@ class Metadata:
     roles: Mapping[str, RoleDef] = field(default_factory=lambda: MappingProxyType({}))
     departments: Mapping[str, Label] = field(default_factory=lambda: MappingProxyType({}))
     fingerprint: str = ""
+    permissions: Permissions = field(default_factory=Permissions)
 
     def entity(self, name: str) -> EntityDef:
         """The entity called `name` (KeyError if unknown)."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kartoteka.errors import Conflict, NotFound, RecordValidationError
+from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
@@ -18,6 +18,7 @@ from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import SYSTEM, FormState, ListQuery, Page, Principal, Record
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
+from kartoteka.records.scopes import in_scope, owner_message, require, scope_clause, scope_of
 from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.tables import files, record_links, records, users
 
@@ -78,6 +79,25 @@ class RecordService:
             raise NotFound(f"There is no {entity.name} with id {record_id}.")
         return row
 
+    def _visible_row(self, connection: sa.Connection, entity: EntityDef, record_id: int, user: Principal, *,
+                     lock: bool = False) -> sa.Row[Any]:
+        """A live row within the user's read scope; outside it the record does not exist for them."""
+        scope = require(self.metadata, user, entity, "read")
+        row = self._row(connection, entity, record_id, lock=lock)
+        if not in_scope(connection, scope, user, row.owner):
+            raise NotFound(f"There is no {entity.name} with id {record_id}.")
+        return row
+
+    def _require_in_scope(self, conn: sa.Connection, entity: EntityDef, row: sa.Row[Any], user: Principal,
+                          action: str) -> str:
+        """The user's scope for changing `row`; PermissionDenied when the record lies outside it."""
+        scope = require(self.metadata, user, entity, action)
+        if not in_scope(conn, scope, user, row.owner):
+            verb = "change" if action == "update" else "delete"
+            raise PermissionDenied(f"You may open {entity.label.get(user.language)} #{row.id} but not {verb} it: "
+                                   "it is assigned to someone outside your scope.")
+        return scope
+
     def _values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
         values = {}
         for name, field in entity.fields.items():
@@ -105,7 +125,7 @@ class RecordService:
         """One live record as `user` may see it."""
         entity = self.entity(entity_name)
         with self.engine.connect() as connection:
-            return self._record(entity, self._row(connection, entity, record_id), user)
+            return self._record(entity, self._visible_row(connection, entity, record_id, user), user)
 
     # --- writing ------------------------------------------------------------------------------------
 
@@ -113,13 +133,14 @@ class RecordService:
                owner: int | None = None, connection: sa.Connection | None = None) -> Record:
         """Validate and store a new record; RecordValidationError lists every problem."""
         entity = self.entity(entity_name)
+        scope = require(self.metadata, user, entity, "create")
         now = self.clock.now()
         system = {"id": None, "owner": owner or user.id, "created_at": now, "updated_at": now}
         prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system)
         with self._transaction(connection) as conn:
             self._check_lookups(conn, entity, prepared, None, user)
             if owner is not None and owner != user.id:
-                self._check_user(conn, owner, "owner", prepared)
+                self._check_owner(conn, owner, scope, user, prepared)
             self._raise_if_invalid(prepared)
             data = self._storage(entity, prepared.values)
             row = conn.execute(_INSERT, {
@@ -145,7 +166,8 @@ class RecordService:
         entity = self.entity(entity_name)
         now = self.clock.now()
         with self._transaction(connection) as conn:
-            row = self._row(conn, entity, record_id, lock=True)
+            row = self._visible_row(conn, entity, record_id, user, lock=True)
+            scope = self._require_in_scope(conn, entity, row, user, "update")
             if expected_version is not None and row.version != expected_version:
                 raise Conflict(
                     f"{entity.label} #{record_id} was changed by someone else (version {row.version}, "
@@ -158,7 +180,7 @@ class RecordService:
             self._check_lookups(conn, entity, prepared, record_id, user)
             new_owner = row.owner if owner is None else owner
             if new_owner != row.owner:
-                self._check_user(conn, new_owner, "owner", prepared)
+                self._check_owner(conn, new_owner, scope, user, prepared)
                 prepared.changed.add("owner")
             self._raise_if_invalid(prepared)
             if not prepared.changed:
@@ -183,7 +205,8 @@ class RecordService:
         entity = self.entity(entity_name)
         now = self.clock.now()
         with self._transaction(connection) as conn:
-            row = self._row(conn, entity, record_id, lock=True)
+            row = self._visible_row(conn, entity, record_id, user, lock=True)
+            self._require_in_scope(conn, entity, row, user, "delete")
             if expected_version is not None and row.version != expected_version:
                 raise Conflict(f"{entity.label} #{record_id} was changed by someone else; reload it first.",
                                current_version=row.version)
@@ -209,7 +232,7 @@ class RecordService:
         now = self.clock.now()
         stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
         if record_id is not None:
-            row = self._row(conn, entity, record_id)
+            row = self._visible_row(conn, entity, record_id, user)
             stored = self._values(entity, row.data)
             system.update(owner=row.owner, created_at=_utc(row.created_at))
         return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
@@ -304,7 +327,7 @@ class RecordService:
             items = value if field.multiple else [value]
             kind = field.type.name
             if kind == "reference":
-                self._check_references(conn, field.to or "", items, name, prepared)
+                self._check_references(conn, field.to or "", items, name, prepared, user)
             elif kind == "user":
                 for item in items:
                     self._check_user(conn, item, name, prepared)
@@ -312,15 +335,26 @@ class RecordService:
                 prepared.values[name] = self._resolve_files(conn, field, items, name, prepared)
 
     def _check_references(self, conn: sa.Connection, target: str, ids: Iterable[int], name: str,
-                          prepared: Prepared) -> None:
+                          prepared: Prepared, user: Principal) -> None:
+        """Referenced records must exist and lie within the user's read scope (else: no such record)."""
         wanted = set(ids)
-        found = set(conn.execute(
-            sa.select(records.c.id).where(records.c.id.in_(wanted), records.c.entity == target,
-                                          records.c.deleted_at.is_(None))
-        ).scalars())
+        where = [records.c.id.in_(wanted), records.c.entity == target, records.c.deleted_at.is_(None)]
+        target_entity = self.metadata.entities.get(target)
+        if target_entity is not None:
+            clause = scope_clause(scope_of(self.metadata, user, target_entity, "read"), user)
+            if clause is not None:
+                where.append(clause)
+        found = set(conn.execute(sa.select(records.c.id).where(*where)).scalars())
         for missing in sorted(wanted - found):
             label = self.metadata.entities[target].label if target in self.metadata.entities else target
             prepared.error(name, f"There is no {label} with id {missing}.")
+
+    def _check_owner(self, conn: sa.Connection, owner: int, scope: str, user: Principal,
+                     prepared: Prepared) -> None:
+        """The new owner must be an active user the scope lets this user assign records to."""
+        self._check_user(conn, owner, "owner", prepared)
+        if "owner" not in prepared.errors and not in_scope(conn, scope, user, owner):
+            prepared.error("owner", owner_message(scope, user))
 
     def _check_user(self, conn: sa.Connection, user_id: int, name: str, prepared: Prepared) -> None:
         exists = conn.execute(sa.select(users.c.id).where(users.c.id == user_id, users.c.is_active)).scalar()
@@ -367,12 +401,16 @@ class RecordService:
     def list(self, entity_name: str, user: Principal, query: ListQuery, *, with_total: bool = False) -> Page:
         """One page of live records, filtered and sorted by fields the user can see."""
         entity = self.entity(entity_name)
+        scope = require(self.metadata, user, entity, "read")
         visible = viewable_fields(entity, user)
         builder = QueryBuilder(entity, self.dialect, self.ctx, visible)
         limit = clamp_limit(query.limit)
         sort = query.sort or entity.list.sort
         sort_column = builder.sort_key(sort)[3]
         where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
+        clause = scope_clause(scope, user)
+        if clause is not None:
+            where.append(clause)
         where += [builder.filter_clause(f) for f in query.filters]
         if query.search and query.search.strip():
             where.append(builder.search_clause(query.search))
@@ -395,9 +433,18 @@ class RecordService:
     def referencing(self, entity_name: str, record_id: int, user: Principal) -> dict[tuple[str, str], list[int]]:
         """Live records that point at this one, by (entity, field): company → its deals and contacts."""
         self.get(entity_name, record_id, user)
+        readable = []
+        for entity in self.metadata.entities.values():
+            scope = scope_of(self.metadata, user, entity, "read")
+            if scope != "none" and entity.reference_fields:
+                clause = scope_clause(scope, user)
+                readable.append(records.c.entity == entity.name if clause is None
+                                else sa.and_(records.c.entity == entity.name, clause))
+        if not readable:
+            return {}
         query = (sa.select(record_links.c.source_entity, record_links.c.field, record_links.c.source_id)
                  .join(records, records.c.id == record_links.c.source_id)
-                 .where(record_links.c.target_id == record_id, records.c.deleted_at.is_(None))
+                 .where(record_links.c.target_id == record_id, records.c.deleted_at.is_(None), sa.or_(*readable))
                  .order_by(record_links.c.source_id))
         result: dict[tuple[str, str], list[int]] = {}
         with self.engine.connect() as conn:

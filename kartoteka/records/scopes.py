@@ -1,0 +1,67 @@
+"""Record scopes: which records of an entity a user may create, read, update or delete.
+
+A scope is own (records the user owns), department (records owned by anyone in the user's
+department), all or none, taken from roles.yaml. Lists get it as a SQL clause; single records and
+owner assignments are checked against the owner's department.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from kartoteka.errors import PermissionDenied
+from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.records.model import Principal
+from kartoteka.storage.tables import records, users
+
+_VERBS = {"create": "create", "read": "open", "update": "change", "delete": "delete"}
+
+
+def scope_of(metadata: Metadata, user: Principal, entity: EntityDef, action: str) -> str:
+    """The user's scope for `action` on `entity` (admins and the system: all)."""
+    if user.is_admin:
+        return "all"
+    return metadata.permissions.scope(user.roles, entity.name, action)
+
+
+def require(metadata: Metadata, user: Principal, entity: EntityDef, action: str) -> str:
+    """The scope, or PermissionDenied when it is none."""
+    scope = scope_of(metadata, user, entity, action)
+    if scope == "none":
+        raise PermissionDenied(f"Your role may not {_VERBS[action]} {entity.label_plural.get(user.language)}.")
+    return scope
+
+
+def scope_clause(scope: str, user: Principal) -> sa.ColumnElement[bool] | None:
+    """A WHERE clause on `records` limiting rows to the scope; None for all."""
+    if scope == "all":
+        return None
+    if scope == "none" or user.id is None:
+        return sa.false()
+    if scope == "department" and user.department:
+        same_department = sa.select(users.c.id).where(users.c.department == user.department)
+        return sa.or_(records.c.owner == user.id, records.c.owner.in_(same_department.scalar_subquery()))
+    return records.c.owner == user.id
+
+
+def in_scope(conn: sa.Connection, scope: str, user: Principal, owner: Any) -> bool:
+    """True when a record owned by `owner` (a user id or None) lies within `scope` for `user`."""
+    if scope == "all":
+        return True
+    if scope == "none" or owner is None or user.id is None:
+        return False
+    if owner == user.id:
+        return True
+    if scope == "department" and user.department:
+        department = conn.execute(sa.select(users.c.department).where(users.c.id == owner)).scalar()
+        return department == user.department
+    return False
+
+
+def owner_message(scope: str, user: Principal) -> str:
+    """Why an owner may not be assigned under `scope`."""
+    if scope == "department" and user.department:
+        return "You may assign records only to yourself or to colleagues of your department."
+    return "You may assign records only to yourself."
