@@ -203,8 +203,10 @@ def make_user(engine, clock):
     """Create a user (and an API token): make_user('anna', ['sales']) -> (Principal, headers)."""
     from kartoteka.users import create_token, create_user
 
-    def make(username: str, roles=("admin",), department: str | None = None, language: str = "en"):
-        user = create_user(engine, username, roles, clock.now(), password="correct horse",
+    def make(username: str, roles=("admin",), department: str | None = None, language: str = "en",
+             password: str | None = None):
+        # No password unless a test logs in with one: scrypt costs ~0.1 s per user on purpose.
+        user = create_user(engine, username, roles, clock.now(), password=password,
                            department=department, language=language)
         token = create_token(engine, username, "tests", clock.now())
         return user, {"Authorization": f"Bearer {token}"}

@@ -12,8 +12,10 @@ from kartoteka.api.describe import describe_entity
 from kartoteka.api.schemas import dump_record, load_record, record_schema
 from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError, RecordValidationError
 from kartoteka.extensions import platform
+from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Filter, ListQuery, Principal
+from kartoteka.records.scopes import scope_of
 from kartoteka.users import user_for_token
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -74,9 +76,10 @@ def _record_response(schema: Any, record: Any, status: int = 200) -> Response:
 @api.get("/entities")
 def list_entities() -> Response:
     """The card types with their labels."""
+    metadata = platform.state.metadata
     items = [{"name": e.name, "label": e.label.as_json(), "label_plural": e.label_plural.as_json(),
               "url": url_for("api.get_entity", entity_name=e.name)}
-             for e in platform.state.metadata.entities.values()]
+             for e in metadata.entities.values() if scope_of(metadata, _user(), e, "read") != "none"]
     return jsonify({"items": items})
 
 
@@ -84,7 +87,9 @@ def list_entities() -> Response:
 def get_entity(entity_name: str) -> Response:
     """The compiled schema of one card type, as the calling user may see it."""
     entity = platform.service.entity(entity_name)
-    return jsonify(describe_entity(entity, _user()))
+    metadata = platform.state.metadata
+    scopes = {action: scope_of(metadata, _user(), entity, action) for action in ACTIONS}
+    return jsonify(describe_entity(entity, _user(), scopes))
 
 
 @api.get("/records/<entity_name>")
