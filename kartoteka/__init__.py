@@ -12,6 +12,8 @@ from kartoteka.metadata.expressions import Clock
 
 __version__ = "0.1.0"
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
 
 
 def system_clock() -> Clock:
@@ -24,11 +26,12 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from kartoteka.api import api
     from kartoteka.extensions import platform
     from kartoteka.home import home
+    from kartoteka.web import init_web
     from kartoteka.web_errors import register_error_handlers
 
     settings = settings or Settings.from_env()
     app = Flask(__name__, instance_path=str(settings.instance_dir),
-                template_folder=str(TEMPLATES_DIR))
+                template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing,
                       MAX_CONTENT_LENGTH=20 * 1024 * 1024, KARTOTEKA=settings)
     # Records read as people write them: Cyrillic as is, keys in the card's order (system keys first).
@@ -37,5 +40,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     platform.init_app(app, settings, clock or system_clock())
     app.register_blueprint(api)
     app.register_blueprint(home)
+    init_web(app, settings.extra.get("node_modules", NODE_MODULES))
     register_error_handlers(app)
     return app

@@ -45,6 +45,17 @@ class BadRequest(KartotekaError):
     title = "Bad request"
 
 
+class CsrfError(KartotekaError):
+    """A form of the web UI came back without the session's CSRF token (expired or forged)."""
+
+    status = 400
+    title = "Form expired"
+
+    def __init__(self) -> None:
+        super().__init__("The form has expired (security token missing or wrong). Reload the page and submit "
+                         "it again.")
+
+
 class NotFound(KartotekaError):
     """The entity or record does not exist (or is not visible to the user)."""
 

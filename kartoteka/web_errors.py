@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, json, request
+from flask import Flask, Response, current_app, g, json, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from kartoteka.errors import Conflict, KartotekaError, RecordValidationError
@@ -26,7 +26,26 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
     return response
 
 
+def _wants_html() -> bool:
+    """Pages of the web UI get an HTML error page; the API and its clients get problem+json."""
+    if request.path.startswith("/api/"):
+        return False
+    return request.blueprint not in (None, "home") or request.accept_mimetypes.accept_html
+
+
+def error_page(status: int, title: str, detail: str) -> Response:
+    """An HTML error page in the user's language, with the detail as the platform phrased it."""
+    from kartoteka.web.i18n import translate
+
+    language = getattr(g, "language", "en")
+    html = render_template("error.html", status=status, title=translate(language, title),
+                           detail=translate(language, detail))
+    return Response(html, status=status, mimetype="text/html")
+
+
 def _platform_error(error: KartotekaError) -> Response:
+    if _wants_html():
+        return error_page(error.status, error.title, error.detail)
     extra: dict[str, Any] = {}
     if isinstance(error, RecordValidationError):
         extra["errors"] = error.errors
@@ -36,11 +55,15 @@ def _platform_error(error: KartotekaError) -> Response:
 
 
 def _http_error(error: HTTPException) -> Response:
+    if _wants_html():
+        return error_page(error.code or 500, error.name, error.description or error.name)
     return problem(error.code or 500, error.name, error.description or error.name)
 
 
 def _unexpected(error: Exception) -> Response:
     current_app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+    if _wants_html():
+        return error_page(500, "Internal error", "Something went wrong on our side; the error has been logged.")
     return problem(500, "Internal error", "Something went wrong on our side; the error has been logged.")
 
 

@@ -12,15 +12,15 @@ from kartoteka.api.describe import describe_entity
 from kartoteka.api.schemas import dump_record, load_record, record_schema
 from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError, RecordValidationError
 from kartoteka.extensions import platform
+from kartoteka.listargs import list_query
 from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.access import viewable_fields
-from kartoteka.records.model import Filter, ListQuery, Principal
+from kartoteka.records.model import Principal
 from kartoteka.records.scopes import scope_of
 from kartoteka.users import user_for_token
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
-LIST_PARAMS = frozenset({"sort", "limit", "cursor", "q", "total"})
 _VERSION = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
 
 
@@ -96,19 +96,7 @@ def get_entity(entity_name: str) -> Response:
 def list_records(entity_name: str) -> Response:
     """A page of records: ?field=value, ?field__op=value, sort, limit, cursor, q, total."""
     entity, schema = _schema(entity_name)
-    filters = []
-    for key in request.args:
-        if key in LIST_PARAMS:
-            continue
-        name, _, op = key.partition("__")
-        for value in request.args.getlist(key):
-            filters.append(Filter(name, op or "eq", value))
-    try:
-        limit = int(request.args.get("limit", "50"))
-    except ValueError:
-        raise BadRequest("limit must be a whole number.") from None
-    query = ListQuery(tuple(filters), request.args.get("q"), request.args.get("sort"), limit,
-                      request.args.get("cursor"))
+    query = list_query(request.args)
     with_total = request.args.get("total", "").lower() in ("1", "true", "yes")
     page = platform.service.list(entity.name, _user(), query, with_total=with_total)
     body: dict[str, Any] = {"items": [dump_record(schema, r) for r in page.items], "sort": page.sort,

@@ -90,3 +90,4 @@ class FormState:
     required: dict[str, bool] = field(default_factory=dict)
     read_only: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
+    sections: dict[str, bool] = field(default_factory=dict)

@@ -37,6 +37,8 @@ class Prepared:
     visible: dict[str, bool] = dataclasses.field(default_factory=dict)
     required: dict[str, bool] = dataclasses.field(default_factory=dict)
     read_only: dict[str, bool] = dataclasses.field(default_factory=dict)
+    # Tabs and groups of the user's layout by key ("t0", "t0g1"): False when their visible_if is false.
+    sections: dict[str, bool] = dataclasses.field(default_factory=dict)
 
     def error(self, name: str, message: str) -> None:
         """Add one message for `name`."""
@@ -147,7 +149,7 @@ class Pipeline:
             base[name] = value
         evaluator = Evaluator(_Names(base, system), self.clock)
         self._formulas(prepared, evaluator, stored)
-        self._conditions(prepared, evaluator)
+        self._conditions(prepared, evaluator, user)
         self._constraints(prepared)
         self._validations(prepared, evaluator, user.language, viewable, creating=stored is None)
         return prepared
@@ -192,9 +194,24 @@ class Pipeline:
                 prepared.changed.add(name)
             prepared.values[name] = value
 
-    def _conditions(self, prepared: Prepared, evaluator: Evaluator) -> None:
+    def _sections(self, prepared: Prepared, evaluator: Evaluator, user: Principal) -> dict[str, bool]:
+        """Visibility of the tabs and groups of the user's layout; returns each placed field's section's."""
+        placed: dict[str, bool] = {}
+        for t, tab in enumerate(self.entity.layout_for(user.department).tabs):
+            tab_shown = tab.visible_if is None or evaluator.condition(tab.visible_if)
+            prepared.sections[f"t{t}"] = tab_shown
+            for g, group in enumerate(tab.groups):
+                shown = tab_shown and (group.visible_if is None or evaluator.condition(group.visible_if))
+                prepared.sections[f"t{t}g{g}"] = shown
+                placed.update(dict.fromkeys(group.fields, shown))
+        return placed
+
+    def _conditions(self, prepared: Prepared, evaluator: Evaluator, user: Principal) -> None:
+        # A field in a hidden tab or group is hidden too, so it is not required either.
+        section_shown = self._sections(prepared, evaluator, user)
         for name, field in self.entity.fields.items():
-            prepared.visible[name] = field.visible_if is None or evaluator.condition(field.visible_if)
+            prepared.visible[name] = section_shown.get(name, True) and (
+                field.visible_if is None or evaluator.condition(field.visible_if))
             prepared.required[name] = prepared.visible[name] and (
                 field.required or (field.required_if is not None and evaluator.condition(field.required_if))
             )

@@ -39,7 +39,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _like_pattern(text: str) -> str:
+def like_pattern(text: str) -> str:
     """A LIKE pattern (escape '\\') matching folded text that contains `text`."""
     return "%" + _escape_like(fold(text.strip())) + "%"
 
@@ -48,7 +48,7 @@ def _contains_pattern(flt: Filter) -> str:
     """The pattern of a `field__contains=text` filter; BadRequest when the text is empty."""
     if not str(flt.value).strip():
         raise BadRequest(f"'{flt.field}__contains' needs some text.")
-    return _like_pattern(str(flt.value))
+    return like_pattern(str(flt.value))
 
 
 class QueryBuilder:
@@ -188,7 +188,7 @@ class QueryBuilder:
 
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
-        pattern = _like_pattern(text)
+        pattern = like_pattern(text)
         clauses = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
         for name in self.entity.list.search:
             if name not in self.viewable:

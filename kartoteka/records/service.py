@@ -401,19 +401,13 @@ class RecordService:
     def list(self, entity_name: str, user: Principal, query: ListQuery, *, with_total: bool = False) -> Page:
         """One page of live records, filtered and sorted by fields the user can see."""
         entity = self.entity(entity_name)
-        scope = require(self.metadata, user, entity, "read")
+        require(self.metadata, user, entity, "read")  # refuse before looking at the query
         visible = viewable_fields(entity, user)
         builder = QueryBuilder(entity, self.dialect, self.ctx, visible)
         limit = clamp_limit(query.limit)
         sort = query.sort or entity.list.sort
         sort_column = builder.sort_key(sort)[3]
-        where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
-        clause = scope_clause(scope, user)
-        if clause is not None:
-            where.append(clause)
-        where += [builder.filter_clause(f) for f in query.filters]
-        if query.search and query.search.strip():
-            where.append(builder.search_clause(query.search))
+        where = self.list_where(entity, user, query, builder)
         page_where = list(where)
         if query.cursor:
             page_where.append(builder.after(sort, query.cursor))
@@ -429,6 +423,22 @@ class RecordService:
             last = rows[limit - 1]
             next_cursor = encode_cursor(sort, last.sort_value, last.id)
         return Page(items, next_cursor, total, sort)
+
+    def list_where(self, entity: EntityDef, user: Principal, query: ListQuery,
+                   builder: QueryBuilder) -> list[sa.ColumnElement[bool]]:
+        """The WHERE clauses of a list (entity, live, read scope, filters, search), without its cursor.
+
+        Anything that counts or aggregates "the records of this list" builds on these clauses.
+        """
+        scope = require(self.metadata, user, entity, "read")
+        where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
+        clause = scope_clause(scope, user)
+        if clause is not None:
+            where.append(clause)
+        where += [builder.filter_clause(f) for f in query.filters]
+        if query.search and query.search.strip():
+            where.append(builder.search_clause(query.search))
+        return where
 
     def referencing(self, entity_name: str, record_id: int, user: Principal) -> dict[tuple[str, str], list[int]]:
         """Live records that point at this one, by (entity, field): company → its deals and contacts."""

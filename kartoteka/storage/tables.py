@@ -86,3 +86,17 @@ files = sa.Table(
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
 )
+
+# Saved list filters ("segments"): a list URL's query string under a name, private or shared per entity.
+saved_views = sa.Table(
+    "saved_views", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("query", sa.String(2000), nullable=False),
+    sa.Column("shared", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_saved_views_entity_user_id", "entity", "user_id"),
+    sa.UniqueConstraint("user_id", "entity", "name"),
+)

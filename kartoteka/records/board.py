@@ -1,0 +1,135 @@
+"""Kanban board totals: per option of a select field, how many records and the sum of a number field.
+
+The totals cover exactly the records the list shows for the same query (entity, live records, the
+user's read scope, filters and search; the cursor, sort and page size do not matter) and are counted
+in one grouped statement. Grouping by the field's JSON expression lets an indexed select use its index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from kartoteka.errors import BadRequest
+from kartoteka.metadata.model import FieldDef
+from kartoteka.records.access import viewable_fields
+from kartoteka.records.model import ListQuery, Principal
+from kartoteka.records.query import QueryBuilder
+from kartoteka.records.scopes import require
+from kartoteka.records.service import RecordService
+from kartoteka.storage.tables import records
+
+SUMMABLE_TYPES = ("money", "decimal", "integer")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a board: the option value (None: empty or unknown value), its count and its sum."""
+
+    value: str | None
+    count: int
+    total: Decimal | None  # None without a sum field, or when no record of the column has a value to sum
+
+
+def board_totals(service: RecordService, entity_name: str, user: Principal, group_field: str,
+                 sum_field: str | None, query: ListQuery) -> dict[str | None, Column]:
+    """Count (and sum `sum_field` over) the records of the list `query`, per option of `group_field`.
+
+    The result holds every option of the field in its configured order, then the None column for
+    records whose value is empty or no longer one of the options; empty columns have count 0 and
+    total None. NotFound for an unknown entity, PermissionDenied without read access, BadRequest for
+    a group field that is not a visible select or a sum field that is not a visible money, decimal
+    or integer field, and for the query's own bad filters.
+    """
+    entity = service.entity(entity_name)
+    require(service.metadata, user, entity, "read")  # refuse before looking at the query, as the list does
+    builder = QueryBuilder(entity, service.dialect, service.ctx, viewable_fields(entity, user))
+    group = _group_field(builder, entity_name, group_field)
+    summed = _sum_field(builder, entity_name, sum_field) if sum_field is not None else None
+    places = _places(summed) if summed is not None else None
+
+    group_column = builder.column(group.name, group)
+    selected: list[sa.ColumnElement[Any]] = [group_column.label("value"), sa.func.count().label("count")]
+    if summed is not None:
+        selected.append(_sum(builder.column(summed.name, summed), places, service.dialect).label("total"))
+    statement = (sa.select(*selected).select_from(records)
+                 .where(*service.list_where(entity, user, query, builder))
+                 .group_by(group_column))
+    with service.engine.connect() as conn:
+        rows = conn.execute(statement).all()
+
+    options = group.option_values
+    counts: dict[str | None, int] = dict.fromkeys([*options, None], 0)
+    totals: dict[str | None, Decimal | None] = dict.fromkeys([*options, None])
+    for row in rows:
+        key = row.value if isinstance(row.value, str) and row.value in options else None
+        counts[key] += row.count
+        if summed is not None and row.total is not None:
+            amount = _decimal(row.total, places, service.dialect)
+            totals[key] = amount if totals[key] is None else totals[key] + amount
+    return {key: Column(key, counts[key], totals[key]) for key in counts}
+
+
+def _group_field(builder: QueryBuilder, entity_name: str, name: str) -> FieldDef:
+    """The select field to group by; BadRequest when unknown, hidden or of another type."""
+    field = builder.field(name, "group")
+    if field is None or field.type.name != "select" or field.is_list:
+        raise BadRequest(f"Cannot group {entity_name} by '{name}': a board groups by a select field "
+                         f"(one of: {', '.join(_names(builder, ('select',))) or 'none'}).")
+    return field
+
+
+def _sum_field(builder: QueryBuilder, entity_name: str, name: str) -> FieldDef:
+    """The number field to sum; BadRequest when unknown, hidden or not money, decimal or integer."""
+    field = builder.field(name, "sum")
+    if field is None or field.value_type.name not in SUMMABLE_TYPES or field.is_list:
+        raise BadRequest(f"Cannot sum '{name}' of {entity_name}: a board sums a money, decimal or integer field "
+                         f"(one of: {', '.join(_names(builder, SUMMABLE_TYPES)) or 'none'}).")
+    return field
+
+
+def _names(builder: QueryBuilder, kinds: tuple[str, ...]) -> list[str]:
+    """The visible single-valued fields whose value is of one of `kinds` (for error messages)."""
+    return [n for n, f in builder.entity.fields.items()
+            if n in builder.viewable and f.value_type.name in kinds and not f.is_list]
+
+
+def _places(field: FieldDef) -> int | None:
+    """Decimal places of the summed values: the field's (2 for money), 0 for integers, None when free."""
+    value_type = field.value_type
+    if value_type.name == "integer":
+        return 0
+    if field.places is not None:
+        return field.places
+    return getattr(value_type, "default_places", None)
+
+
+def _sum(column: sa.ColumnElement[Any], places: int | None, dialect: str) -> sa.ColumnElement[Any]:
+    """SUM of the field, exact on both databases.
+
+    PostgreSQL sums numerics. SQLite reads JSON numbers as doubles, so with known places it sums the
+    values scaled to whole units of the last place (integers add up exactly); otherwise it sums doubles.
+    """
+    if dialect != "sqlite":
+        return sa.func.sum(column)
+    if places is None:
+        return sa.type_coerce(sa.func.sum(column), sa.Float())
+    scaled = sa.cast(sa.func.round(column * sa.literal(10**places, sa.Integer())), sa.Integer())
+    return sa.type_coerce(sa.func.sum(scaled), sa.Integer())
+
+
+def _decimal(raw: Any, places: int | None, dialect: str) -> Decimal:
+    """The database's sum as a Decimal with the field's places."""
+    if dialect == "sqlite" and places is not None:
+        number = Decimal(int(raw)).scaleb(-places)
+    elif isinstance(raw, float):
+        number = Decimal(format(raw, ".15g"))  # a double holds 15 significant digits; the rest is noise
+    else:
+        number = Decimal(str(raw))
+    return number.quantize(Decimal(1).scaleb(-places)) if places is not None else number
+
+
+__all__ = ["Column", "board_totals"]

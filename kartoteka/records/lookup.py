@@ -1,0 +1,59 @@
+"""Titles of records for links and reference pickers, within the reader's read scope."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+
+from kartoteka.records.model import Principal
+from kartoteka.records.query import like_pattern
+from kartoteka.records.scopes import scope_clause, scope_of
+from kartoteka.records.service import RecordService
+from kartoteka.storage.database import casefold
+from kartoteka.storage.tables import records
+
+MAX_SUGGESTIONS = 20
+
+
+def _readable(service: RecordService, entity_name: str, user: Principal) -> list[sa.ColumnElement[bool]] | None:
+    """WHERE clauses for live records of the entity the user may read; None when they may read none."""
+    entity = service.metadata.entities.get(entity_name)
+    if entity is None:
+        return None
+    scope = scope_of(service.metadata, user, entity, "read")
+    if scope == "none":
+        return None
+    where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
+    clause = scope_clause(scope, user)
+    if clause is not None:
+        where.append(clause)
+    return where
+
+
+def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], user: Principal) -> dict[int, str]:
+    """id → title of the records among `ids` the user may read (titles never hold restricted fields)."""
+    wanted = {i for i in ids if isinstance(i, int)}
+    where = _readable(service, entity_name, user)
+    if not wanted or where is None:
+        return {}
+    with service.engine.connect() as conn:
+        rows = conn.execute(sa.select(records.c.id, records.c.title).where(records.c.id.in_(wanted), *where))
+        return {row.id: row.title for row in rows}
+
+
+def search_titles(service: RecordService, entity_name: str, text: str, user: Principal,
+                  limit: int = MAX_SUGGESTIONS) -> list[tuple[int, str]]:
+    """(id, title) of readable records whose title contains `text` (or whose id it is), for pickers."""
+    where = _readable(service, entity_name, user)
+    if where is None:
+        return []
+    text = text.strip().lstrip("#").strip()
+    title = casefold(records.c.title, service.dialect)
+    if text.isdigit() and len(text) < 19:
+        where.append(sa.or_(records.c.id == int(text), title.like(like_pattern(text), escape="\\")))
+    elif text:
+        where.append(title.like(like_pattern(text), escape="\\"))
+    query = sa.select(records.c.id, records.c.title).where(*where).order_by(records.c.title, records.c.id)
+    with service.engine.connect() as conn:
+        return [(row.id, row.title) for row in conn.execute(query.limit(limit))]

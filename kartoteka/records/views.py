@@ -1,0 +1,121 @@
+"""Saved views: a list's filters, search and sort saved under a name, private or shared with everybody.
+
+A view stores the list URL's query string as it was (minus the page cursor and the CSRF token), so
+opening it is a redirect to the list with that query; the list checks the filters as on any request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlencode
+
+import sqlalchemy as sa
+
+from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from kartoteka.records.model import Principal
+from kartoteka.storage.database import fold
+from kartoteka.storage.tables import saved_views
+
+MAX_NAME = 100
+MAX_QUERY = 2000
+MAX_ENTITY = 63
+# Keys of a list URL that describe a moment, not the view: the page reached and the form's token.
+DROPPED_KEYS = frozenset({"cursor", "csrf_token"})
+
+
+@dataclass(frozen=True)
+class SavedView:
+    """A saved list filter; `mine` is true when the reading user is its author."""
+
+    id: int
+    user_id: int
+    entity: str
+    name: str
+    query: str
+    shared: bool
+    created_at: datetime
+    mine: bool
+
+
+def clean_query(query: str) -> str:
+    """The query string without `cursor` and `csrf_token`, repeated keys and their order kept."""
+    pairs = parse_qsl(query.strip().removeprefix("?"), keep_blank_values=True)
+    return urlencode([(key, value) for key, value in pairs if key not in DROPPED_KEYS], safe=",")
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; everything stored is UTC.
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _view(row: sa.Row, user: Principal) -> SavedView:  # type: ignore[type-arg]
+    return SavedView(row.id, row.user_id, row.entity, row.name, row.query, bool(row.shared), _utc(row.created_at),
+                     row.user_id == user.id)
+
+
+def _validate(user: Principal, entity: str, name: str, query: str) -> None:
+    if user.id is None:
+        raise BadRequest("Only a signed-in user can save views.")
+    if not entity or len(entity) > MAX_ENTITY:
+        raise BadRequest(f"'{entity}' is not a valid entity name.")
+    if not name:
+        raise BadRequest("The view needs a name.")
+    if len(name) > MAX_NAME:
+        raise BadRequest(f"The view name may have at most {MAX_NAME} characters (it has {len(name)}).")
+    if len(query) > MAX_QUERY:
+        raise BadRequest(f"The view's filters are too long: at most {MAX_QUERY} characters (they have {len(query)}).")
+
+
+def _upsert(engine: sa.Engine, user: Principal, entity: str, name: str, query: str, shared: bool,
+            now: datetime) -> SavedView:
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(saved_views).where(
+            saved_views.c.user_id == user.id, saved_views.c.entity == entity, saved_views.c.name == name,
+        ).with_for_update()).first()
+        if row is None:
+            view_id = conn.execute(sa.insert(saved_views).values(
+                user_id=user.id, entity=entity, name=name, query=query, shared=shared, created_at=now,
+            ).returning(saved_views.c.id)).scalar_one()
+        else:
+            view_id = row.id
+            conn.execute(sa.update(saved_views).where(saved_views.c.id == view_id).values(query=query, shared=shared))
+        stored = conn.execute(sa.select(saved_views).where(saved_views.c.id == view_id)).one()
+    return _view(stored, user)
+
+
+def save_view(engine: sa.Engine, user: Principal, entity: str, name: str, query: str, shared: bool,
+              now: datetime) -> SavedView:
+    """Save `query` as the user's view `name` of `entity`, replacing a view of the same name; BadRequest if invalid."""
+    name = name.strip()
+    query = clean_query(query)
+    _validate(user, entity, name, query)
+    try:
+        return _upsert(engine, user, entity, name, query, shared, now)
+    except sa.exc.IntegrityError:
+        # Another request inserted the same name between our select and insert: now it is an update.
+        try:
+            return _upsert(engine, user, entity, name, query, shared, now)
+        except sa.exc.IntegrityError as error:
+            raise Conflict(f"The view '{name}' could not be saved; try again.") from error
+
+
+def list_views(engine: sa.Engine, user: Principal, entity: str) -> list[SavedView]:
+    """The user's own views of `entity` and those others shared: own first, then by name (case-insensitive)."""
+    query = sa.select(saved_views).where(
+        saved_views.c.entity == entity, sa.or_(saved_views.c.user_id == user.id, saved_views.c.shared),
+    )
+    with engine.connect() as conn:
+        views = [_view(row, user) for row in conn.execute(query)]
+    return sorted(views, key=lambda v: (not v.mine, fold(v.name), v.name, v.id))
+
+
+def delete_view(engine: sa.Engine, user: Principal, view_id: int) -> None:
+    """Delete the user's own view; NotFound if the user cannot see it, PermissionDenied if somebody else's."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(saved_views).where(saved_views.c.id == view_id).with_for_update()).first()
+        if row is None or (row.user_id != user.id and not row.shared):
+            raise NotFound(f"There is no saved view {view_id}.")
+        if row.user_id != user.id:
+            raise PermissionDenied("Only the author of a shared view may delete it.")
+        conn.execute(sa.delete(saved_views).where(saved_views.c.id == view_id))

@@ -1,0 +1,183 @@
+// Kartoteka's own behaviour on top of htmx: every page works without it, through plain forms and links.
+(function () {
+  "use strict";
+  const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
+
+  // Language switch and other selects that submit their form when changed.
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
+  });
+
+  // Repeatable values (several phones, e-mails, references): add and remove inputs.
+  document.addEventListener("click", (event) => {
+    const add = event.target.closest("[data-add]");
+    if (add) {
+      const box = add.closest("[data-repeat]");
+      const item = box.querySelector("template").content.firstElementChild.cloneNode(true);
+      box.insertBefore(item, add);
+      if (window.htmx) htmx.process(item);
+      item.querySelector("input").focus();
+      return;
+    }
+    const remove = event.target.closest("[data-remove]");
+    if (remove) {
+      const box = remove.closest("[data-repeat]");
+      const item = remove.closest(".repeat-item");
+      const next = item.nextElementSibling && item.nextElementSibling.querySelector("input, button");
+      item.remove();
+      (next || box.querySelector("[data-add]")).focus();
+      box.closest("form").dispatchEvent(new Event("change", { bubbles: true }));
+      return;
+    }
+    const tag = event.target.closest("[data-tag-add]");
+    if (tag) {
+      const input = document.getElementById(tag.dataset.tagAdd);
+      const tags = input.value.split(",").map((s) => s.trim()).filter(Boolean);
+      if (!tags.includes(tag.dataset.tag)) tags.push(tag.dataset.tag);
+      input.value = tags.join(", ");
+      input.dispatchEvent(new Event("change", { bubbles: true }));
+    }
+  });
+
+  // Confirm before destructive forms (delete).
+  document.addEventListener("submit", (event) => {
+    const message = event.target.dataset.confirm;
+    if (message && !window.confirm(message)) event.preventDefault();
+  });
+
+  // Tabs: links and stacked panels without JavaScript, ARIA tabs with it.
+  function setupTabs(list) {
+    const tabs = Array.from(list.querySelectorAll('[role="tab"]'));
+    const panels = tabs.map((tab) => document.getElementById(tab.getAttribute("aria-controls")));
+    const select = (index, focus) => {
+      tabs.forEach((tab, i) => {
+        const active = i === index;
+        tab.setAttribute("aria-selected", active ? "true" : "false");
+        tab.tabIndex = active ? 0 : -1;
+        if (panels[i]) panels[i].classList.toggle("inactive", !active);
+      });
+      if (focus) tabs[index].focus();
+    };
+    list.classList.add("enhanced");
+    panels.forEach((panel) => panel && panel.classList.add("enhanced"));
+    tabs.forEach((tab, i) => {
+      tab.addEventListener("click", (event) => { event.preventDefault(); select(i, false); });
+      tab.addEventListener("keydown", (event) => {
+        const visible = tabs.filter((t) => !t.hidden);
+        const at = visible.indexOf(tab);
+        let to = null;
+        if (event.key === "ArrowRight") to = visible[(at + 1) % visible.length];
+        if (event.key === "ArrowLeft") to = visible[(at - 1 + visible.length) % visible.length];
+        if (event.key === "Home") to = visible[0];
+        if (event.key === "End") to = visible[visible.length - 1];
+        if (to) { event.preventDefault(); select(tabs.indexOf(to), true); }
+      });
+    });
+    // Open the tab holding the first error, else the first tab.
+    const firstError = panels.findIndex((p) => p && p.querySelector('[aria-invalid="true"]'));
+    select(firstError >= 0 ? firstError : 0, false);
+  }
+
+  // Fields the user has left: live checks show their errors only, not those of untouched fields.
+  function touch(event) {
+    const form = event.target.closest("#card-form");
+    const name = event.target.name;
+    if (!form || !name || name.startsWith("_")) return;
+    const box = form.querySelector("#touched");
+    const names = new Set(box.value.split(",").filter(Boolean));
+    names.add(name);
+    box.value = Array.from(names).join(",");
+  }
+  document.addEventListener("change", touch);
+  document.addEventListener("focusout", touch);
+
+  // After a live check: show/hide conditional fields and sections, required and read-only marks.
+  // Inputs are never replaced, so focus and typed text stay where they are.
+  function applyState() {
+    const holder = document.getElementById("form-state");
+    const form = document.getElementById("card-form");
+    if (!holder || !form) return;
+    const state = JSON.parse(holder.dataset.state || "{}");
+    const hidden = new Set(state.hidden || []);
+    const required = new Set(state.required || []);
+    const readonly = new Set(state.readonly || []);
+    form.querySelectorAll("[data-field]").forEach((row) => {
+      const name = row.dataset.field;
+      row.hidden = hidden.has(name);
+      row.classList.toggle("is-required", required.has(name));
+      row.querySelectorAll(`[name="${name}"]`).forEach((input) => {
+        if (input.type === "hidden") return;
+        if (required.has(name)) input.setAttribute("aria-required", "true"); else input.removeAttribute("aria-required");
+        const lock = readonly.has(name);
+        if (input.tagName === "SELECT" || input.type === "checkbox" || input.type === "radio") input.disabled = lock;
+        else input.readOnly = lock;
+      });
+      const error = row.querySelector(".field-error");
+      const input = row.querySelector(`[name="${name}"]:not([type="hidden"])`);
+      if (input) {
+        if (error && error.textContent.trim()) input.setAttribute("aria-invalid", "true");
+        else input.removeAttribute("aria-invalid");
+      }
+    });
+    const hiddenSections = new Set(state.hiddenSections || []);
+    form.querySelectorAll("[data-section]").forEach((section) => {
+      section.hidden = hiddenSections.has(section.dataset.section);
+    });
+  }
+  document.addEventListener("htmx:afterSettle", applyState);
+  document.addEventListener("htmx:oobAfterSwap", applyState);
+
+  // Colour of the chosen option next to a select.
+  function paint(select) {
+    const option = select.selectedOptions[0];
+    select.style.setProperty("--opt", option && option.dataset.color ? option.dataset.color : "transparent");
+  }
+  document.addEventListener("change", (event) => {
+    if (event.target.matches("select[data-colored]")) paint(event.target);
+  });
+
+  // Kanban: drag a card to another column; the server answers with where to go next.
+  function setupKanban(board) {
+    let dragged = null;
+    board.addEventListener("dragstart", (event) => {
+      dragged = event.target.closest(".kanban-card");
+      if (!dragged) return;
+      event.dataTransfer.setData("text/plain", dragged.dataset.id);
+      event.dataTransfer.effectAllowed = "move";
+      dragged.classList.add("dragging");
+    });
+    board.addEventListener("dragend", () => { if (dragged) dragged.classList.remove("dragging"); });
+    board.addEventListener("dragover", (event) => {
+      const column = event.target.closest(".kanban-col");
+      if (column && dragged) { event.preventDefault(); column.classList.add("drop-target"); }
+    });
+    board.addEventListener("dragleave", (event) => {
+      const column = event.target.closest(".kanban-col");
+      if (column && !column.contains(event.relatedTarget)) column.classList.remove("drop-target");
+    });
+    board.addEventListener("drop", async (event) => {
+      const column = event.target.closest(".kanban-col");
+      if (!column || !dragged) return;
+      event.preventDefault();
+      column.classList.remove("drop-target");
+      if (column.contains(dragged)) return;
+      const url = board.dataset.moveUrl.replace(/\/0\/move$/, `/${dragged.dataset.id}/move`);
+      const body = new URLSearchParams({ to: column.dataset.stage, version: dragged.dataset.version,
+                                         board: board.dataset.board, csrf_token: csrf() });
+      column.querySelector(".kanban-cards").appendChild(dragged);
+      const response = await fetch(url, { method: "POST", body, headers: { "HX-Request": "true", "X-CSRF-Token": csrf() } });
+      const target = response.headers.get("HX-Redirect");
+      window.location.assign(target || window.location.href);
+    });
+  }
+
+  function init(root) {
+    root.querySelectorAll("[data-tabs]").forEach(setupTabs);
+    root.querySelectorAll("select[data-colored]").forEach(paint);
+    root.querySelectorAll("[data-kanban]").forEach(setupKanban);
+    root.querySelectorAll(".move-form button").forEach((b) => b.classList.add("when-no-drag"));
+    applyState();
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => init(document));
+  else init(document);
+})();

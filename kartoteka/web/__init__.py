@@ -1,0 +1,50 @@
+"""The browser UI: sign-in, card lists, card pages, forms and kanban, generated from the metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, abort, g, send_from_directory
+from flask_htmx import HTMX
+from werkzeug.wrappers import Response
+
+from kartoteka.metadata.model import Label
+from kartoteka.web.auth import init_auth, t
+
+htmx = HTMX()
+
+# Third-party front-end files come from node_modules (npm ci from package-lock.json), never from git.
+VENDOR_FILES = {
+    "htmx.min.js": Path("htmx.org/dist/htmx.min.js"),
+    "pico.min.css": Path("@picocss/pico/css/pico.min.css"),
+}
+
+
+def init_web(app: Flask, node_modules: Path) -> None:
+    """Register the UI blueprints, the vendor route, template helpers and htmx support."""
+    from kartoteka.web.cards import cards
+
+    htmx.init_app(app)
+    init_auth(app)
+    app.register_blueprint(cards)
+    app.jinja_env.globals.update(t=t, label=label_text)
+    app.jinja_env.trim_blocks = True
+    app.jinja_env.lstrip_blocks = True
+
+    @app.get("/vendor/<name>")
+    def vendor(name: str) -> Response:
+        """htmx and Pico from node_modules; `make assets` installs them."""
+        path = VENDOR_FILES.get(name)
+        if path is None or not (node_modules / path).is_file():
+            abort(404, f"Front-end file {name} is not installed; run `make assets` (npm ci).")
+        response = send_from_directory(node_modules / path.parent, path.name, max_age=86400)
+        return response
+
+
+def label_text(label: Label | str | None) -> str:
+    """A metadata label in the current user's language."""
+    if label is None:
+        return ""
+    if isinstance(label, str):
+        return label
+    return label.get(getattr(g, "language", "en"))

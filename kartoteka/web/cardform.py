@@ -1,0 +1,188 @@
+"""What a card form template needs: the user's layout, each field's state, value and errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from werkzeug.datastructures import MultiDict
+
+from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
+from kartoteka.records.model import FormState, Principal, Record
+from kartoteka.web.formatting import format_value
+from kartoteka.web.i18n import translate
+
+# One Jinja macro per field type (templates/macros/fields.html); a type without one fails loudly.
+WIDGETS: Mapping[str, str] = {
+    "text": "text_input", "textarea": "textarea", "email": "email_input", "phone": "phone_input",
+    "url": "url_input", "integer": "integer_input", "decimal": "decimal_input", "money": "money_input",
+    "percent": "percent_input", "boolean": "checkbox", "date": "date_input", "datetime": "datetime_input",
+    "select": "select", "multiselect": "multiselect", "tags": "tags", "reference": "reference",
+    "user": "user_select", "file": "file_input", "formula": "formula_output", "consent": "consent",
+}
+
+
+def widget_for(field_def: FieldDef) -> str:
+    """The macro rendering this field's input."""
+    try:
+        return WIDGETS[field_def.type.name]
+    except KeyError:
+        raise LookupError(f"No form widget for field type '{field_def.type.name}' (field '{field_def.name}'); "
+                          f"add one to WIDGETS and templates/macros/fields.html.") from None
+
+
+@dataclass(frozen=True)
+class SectionView:
+    """A group of a tab as the user sees it: its key, definition and the fields shown to them."""
+
+    key: str
+    group: Group
+    fields: tuple[FieldDef, ...]
+
+
+@dataclass(frozen=True)
+class TabView:
+    """A tab as the user sees it."""
+
+    key: str
+    tab: Tab
+    groups: tuple[SectionView, ...]
+
+
+@dataclass
+class CardForm:
+    """The state of one card form (new or edit) for one user."""
+
+    entity: EntityDef
+    user: Principal
+    state: FormState
+    viewable: frozenset[str]
+    editable: frozenset[str]
+    record: Record | None = None
+    submitted: MultiDict[str, str] | None = None
+    reference_titles: Mapping[int, str] = field(default_factory=dict)
+    users: Sequence[tuple[int, str]] = ()
+    form_errors: Mapping[str, list[str]] = field(default_factory=dict)
+    touched: frozenset[str] | None = None  # live checks: show errors only of fields the user has left
+    live_url: str | None = None
+    language: str = "en"
+
+    # --- layout -------------------------------------------------------------------------------------
+
+    def tabs(self) -> list[TabView]:
+        """Tabs and groups of the user's layout holding at least one field they may see."""
+        result = []
+        for t, tab in enumerate(self.entity.layout_for(self.user.department).tabs):
+            groups = []
+            for g, group in enumerate(tab.groups):
+                shown = tuple(self.entity.fields[n] for n in group.fields if n in self.viewable)
+                if shown:
+                    groups.append(SectionView(f"t{t}g{g}", group, shown))
+            if groups:
+                result.append(TabView(f"t{t}", tab, tuple(groups)))
+        return result
+
+    def section_shown(self, key: str) -> bool:
+        """False when the tab's or group's visible_if is false now."""
+        return self.state.sections.get(key, True)
+
+    # --- per field ----------------------------------------------------------------------------------
+
+    def shown(self, name: str) -> bool:
+        """The field's visible_if holds (hidden fields stay in the page, with `hidden`, to reappear live)."""
+        return self.state.visible.get(name, True)
+
+    def required(self, name: str) -> bool:
+        """Required now (plainly or by required_if)."""
+        return self.state.required.get(name, False)
+
+    def read_only(self, name: str) -> bool:
+        """The user cannot change it now: no edit access, computed, read_only or read_only_if."""
+        return name not in self.editable or self.state.read_only.get(name, False)
+
+    def errors(self, name: str) -> list[str]:
+        """Messages to show next to the field."""
+        if self.touched is not None and name not in self.touched:
+            return []
+        messages = (*self.form_errors.get(name, []), *self.state.errors.get(name, []))
+        return [translate(self.language, m) for m in messages]
+
+    def record_errors(self) -> list[str]:
+        """Messages about the record as a whole, and about fields the page does not show (a crafted request)."""
+        shown = [translate(self.language, m) for key, messages in self.state.errors.items()
+                 if key not in self.entity.fields and key != "owner" for m in messages]
+        unshown = [f"{key}: {translate(self.language, m)}" for key, messages in self.state.errors.items()
+                   if key in self.entity.fields and key not in self.viewable for m in messages]
+        return shown + unshown
+
+    def value(self, name: str) -> Any:
+        """The typed value (computed for formulas)."""
+        return self.state.values.get(name)
+
+    def text(self, name: str) -> str:
+        """The input's text: what the user typed when the form comes back, else the value for an input."""
+        if self.submitted is not None and name in self.submitted and name not in self._computed():
+            return self.submitted.get(name, "")
+        return input_text(self.entity.fields[name], self.value(name), self.reference_titles)
+
+    def texts(self, name: str) -> list[str]:
+        """The texts of a field with several values (phones, e-mails, references)."""
+        if self.submitted is not None and name in self.submitted:
+            return [v for v in self.submitted.getlist(name) if v.strip()]
+        value = self.value(name) or []
+        return [input_text(self.entity.fields[name], v, self.reference_titles) for v in value]
+
+    def chosen(self, name: str) -> set[str]:
+        """Chosen options of a multiselect (or a select)."""
+        if self.submitted is not None and name in self.submitted:
+            return set(self.submitted.getlist(name))
+        value = self.value(name)
+        if value is None:
+            return set()
+        return {str(v) for v in value} if isinstance(value, list) else {str(value)}
+
+    def display(self, name: str) -> str:
+        """The value as text for reading (formulas, the card page)."""
+        users = dict(self.users)
+        return format_value(self.entity.fields[name], self.value(name), self.language, user_names=users,
+                            record_titles=self.reference_titles)
+
+    def _computed(self) -> set[str]:
+        return {n for n, f in self.entity.fields.items() if f.is_formula}
+
+    # --- live updates -------------------------------------------------------------------------------
+
+    def state_json(self) -> str:
+        """What app.js applies after a live check: hidden, required and read-only fields, hidden sections."""
+        names = [n for n in self.entity.fields if n in self.viewable]
+        return json.dumps({
+            "hidden": [n for n in names if not self.shown(n)],
+            "required": [n for n in names if self.required(n)],
+            "readonly": [n for n in names if self.read_only(n) and not self.entity.fields[n].is_formula],
+            "hiddenSections": [k for k, shown in self.state.sections.items() if not shown],
+        }, ensure_ascii=False)
+
+
+def input_text(field_def: FieldDef, value: Any, titles: Mapping[int, str]) -> str:
+    """One value as an HTML input holds it (ISO dates, plain decimals, 'Title #id' for references)."""
+    if value is None:
+        return ""
+    kind = field_def.value_type.name
+    if isinstance(value, list):
+        return ", ".join(input_text(field_def, v, titles) for v in value)
+    if kind == "reference" and isinstance(value, int):
+        title = titles.get(value)
+        return f"{title} #{value}" if title else f"#{value}"
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

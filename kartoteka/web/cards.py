@@ -1,0 +1,289 @@
+"""Card pages: the list, a card, its form (new and edit, live with htmx), reference lookups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
+from kartoteka.extensions import platform
+from kartoteka.files import store_file
+from kartoteka.metadata.model import EntityDef
+from kartoteka.metadata.permissions import ACTIONS
+from kartoteka.records.access import editable_fields, viewable_fields
+from kartoteka.records.lookup import record_titles, search_titles
+from kartoteka.records.model import FormState, Principal, Record
+from kartoteka.records.scopes import in_scope, scope_of
+from kartoteka.users import list_users, user_names
+from kartoteka.web.auth import login_required, t
+from kartoteka.web.cardform import CardForm, widget_for
+from kartoteka.web.formatting import format_datetime
+from kartoteka.web.forms import CONTROL_KEYS, form_values
+
+cards = Blueprint("cards", __name__, url_prefix="/cards")
+
+
+def _user() -> Principal:
+    return g.user
+
+
+def _entity(name: str, action: str = "read") -> EntityDef:
+    """The entity, if the user may do `action` with some of its records (PermissionDenied otherwise)."""
+    entity = platform.service.entity(name)
+    if scope_of(platform.state.metadata, _user(), entity, action) == "none":
+        raise PermissionDenied(t("Your role may not open {what}.", what=entity.label_plural.get(g.language)))
+    return entity
+
+
+def scopes(entity: EntityDef) -> dict[str, str]:
+    """The user's scope per action on `entity`, for showing only the buttons that will work."""
+    return {a: scope_of(platform.state.metadata, _user(), entity, a) for a in ACTIONS}
+
+
+@cards.app_context_processor
+def navigation() -> dict[str, Any]:
+    """The cards the signed-in user may open, for the top navigation."""
+    user = getattr(g, "user", None)
+    if user is None:
+        return {"nav_entities": []}
+    metadata = platform.state.metadata
+    return {"nav_entities": [e for e in metadata.entities.values()
+                             if scope_of(metadata, user, e, "read") != "none"]}
+
+
+@cards.get("/")
+@login_required
+def index() -> str:
+    """The start page: every card the user may open, with links to its list, kanban and a new record."""
+    metadata = platform.state.metadata
+    entries = [(e, scopes(e)) for e in metadata.entities.values() if scope_of(metadata, _user(), e, "read") != "none"]
+    return render_template("cards/index.html", entries=entries, board_field=board_field)
+
+
+# --- forms -------------------------------------------------------------------------------------------
+
+
+def _saver() -> Any:
+    state = platform.state
+
+    def save(upload: FileStorage) -> dict[str, Any]:
+        return store_file(state.engine, state.settings.instance_dir / "files", upload.stream, upload.filename or "",
+                          upload.mimetype, _user().id, state.clock.now())
+    return save
+
+
+def build_form(entity: EntityDef, state: FormState, record: Record | None = None, *,
+               submitted: MultiDict[str, str] | None = None, form_errors: dict[str, list[str]] | None = None,
+               touched: frozenset[str] | None = None) -> CardForm:
+    """A CardForm with the titles of referenced records and the users a user field can name."""
+    user = _user()
+    viewable = viewable_fields(entity, user)
+    ids: dict[str, set[int]] = {}
+    for f in entity.reference_fields:
+        value = state.values.get(f.name)
+        if f.name in viewable and value is not None:
+            ids.setdefault(f.to or "", set()).update(value if isinstance(value, list) else [value])
+    titles: dict[int, str] = {}
+    for target, wanted in ids.items():
+        titles.update(record_titles(platform.service, target, wanted, user))
+    has_users = any(f.type.name == "user" and f.name in viewable for f in entity.fields.values())
+    users = list_users(platform.state.engine, limit=500) if has_users else []
+    live_url = (url_for("cards.live_edit", entity_name=entity.name, record_id=record.id) if record
+                else url_for("cards.live_new", entity_name=entity.name))
+    return CardForm(entity, user, state, viewable, editable_fields(entity, user), record, submitted, titles,
+                    users, form_errors or {}, touched, live_url=live_url, language=g.language)
+
+
+def _inferable(entity: EntityDef, state: FormState) -> set[str]:
+    return {n for n in editable_fields(entity, _user()) if not state.read_only.get(n)}
+
+
+def _submitted_values(entity: EntityDef, before: FormState, current: dict[str, Any] | None
+                      ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    return form_values(entity, request.form, request.files, current, _inferable(entity, before), _saver())
+
+
+def _prefill(entity: EntityDef) -> dict[str, Any]:
+    """?company=12&stage=lost on /new or /edit: values to start from (a related record, a kanban move)."""
+    return {k: v for k, v in request.args.items() if k in entity.fields and k not in CONTROL_KEYS}
+
+
+def _owner_choice(entity: EntityDef, action: str) -> int | None:
+    raw = request.form.get("owner", "").strip()
+    if not raw or not raw.isdigit() or scope_of(platform.state.metadata, _user(), entity, action) == "own":
+        return None
+    return int(raw)
+
+
+@cards.route("/<entity_name>/new", methods=["GET", "POST"])
+@login_required
+def new_record(entity_name: str) -> Any:
+    """The empty card form; POST creates the record (full page, works without JavaScript)."""
+    entity = _entity(entity_name, "create")
+    service = platform.service
+    before = service.evaluate(entity.name, _prefill(entity), _user())
+    if request.method == "GET":  # nothing typed yet: no messages until the user leaves a field or saves
+        return _render_form(entity, build_form(entity, before, touched=frozenset()))
+    values, form_errors = _submitted_values(entity, before, None)
+    try:
+        if form_errors:
+            raise RecordValidationError(form_errors)
+        record = service.create(entity.name, values, _user(), owner=_owner_choice(entity, "create"))
+    except RecordValidationError as exc:
+        state = service.evaluate(entity.name, _parsable(values, exc.errors), _user())
+        state.errors = exc.errors
+        flash(t("Please correct the highlighted fields."), "error")
+        form = build_form(entity, state, submitted=request.form, form_errors=form_errors)
+        return _render_form(entity, form), 422
+    flash(t("Created."), "success")
+    return redirect(url_for("cards.view_record", entity_name=entity.name, record_id=record.id))
+
+
+def _parsable(values: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+    """The submitted values without those that failed, so the form state can still be evaluated."""
+    return {k: v for k, v in values.items() if k not in errors}
+
+
+@cards.route("/<entity_name>/<int:record_id>/edit", methods=["GET", "POST"])
+@login_required
+def edit_record(entity_name: str, record_id: int) -> Any:
+    """The card form of a record; POST saves with the version it was loaded at (stale edits are refused)."""
+    entity = _entity(entity_name)
+    service = platform.service
+    record = service.get(entity.name, record_id, _user())
+    if scope_of(platform.state.metadata, _user(), entity, "update") == "none":
+        raise PermissionDenied(t("Your role may not change {what}.", what=entity.label_plural.get(g.language)))
+    before = service.evaluate(entity.name, {}, _user(), record.id)
+    if request.method == "GET":
+        prefill = _prefill(entity)
+        state = service.evaluate(entity.name, prefill, _user(), record.id) if prefill else before
+        # A prefilled change (a kanban move that needs more) shows its errors at once; a plain edit none.
+        form = build_form(entity, state, record, submitted=MultiDict(prefill) if prefill else None,
+                          touched=None if prefill else frozenset())
+        return _render_form(entity, form)
+    values, form_errors = _submitted_values(entity, before, dict(record.values))
+    version = request.form.get("version", "")
+    try:
+        if form_errors:
+            raise RecordValidationError(form_errors)
+        saved = service.update(entity.name, record.id, values, _user(),
+                               expected_version=int(version) if version.isdigit() else None,
+                               owner=_owner_choice(entity, "update"))
+    except RecordValidationError as exc:
+        state = service.evaluate(entity.name, _parsable(values, exc.errors), _user(), record.id)
+        state.errors = exc.errors
+        flash(t("Please correct the highlighted fields."), "error")
+        return _render_form(entity, build_form(entity, state, record, submitted=request.form,
+                                               form_errors=form_errors)), 422
+    except Conflict:
+        fresh = service.get(entity.name, record.id, _user())
+        state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record.id)
+        flash(t("Someone else changed this record while you were editing it. Your changes are kept below; review "
+                "the current values and save again."), "error")
+        return _render_form(entity, build_form(entity, state, fresh, submitted=request.form)), 409
+    flash(t("Saved."), "success")
+    return redirect(url_for("cards.view_record", entity_name=entity.name, record_id=saved.id))
+
+
+def _render_form(entity: EntityDef, form: CardForm) -> str:
+    owner_scope = scope_of(platform.state.metadata, _user(), entity, "update" if form.record else "create")
+    owners = list_users(platform.state.engine, limit=500) if owner_scope != "own" else []
+    return render_template("cards/form.html", entity=entity, form=form, widget_for=widget_for, owners=owners,
+                           scopes=scopes(entity))
+
+
+def _live(entity: EntityDef, record_id: int | None) -> str:
+    """Re-evaluate the form as typed: formulas, conditions and errors of the fields the user has left."""
+    service = platform.service
+    current = dict(service.get(entity.name, record_id, _user()).values) if record_id else None
+    before = service.evaluate(entity.name, {}, _user(), record_id)
+    values, form_errors = form_values(entity, request.form, MultiDict(), current, _inferable(entity, before))
+    values = {k: v for k, v in values.items() if entity.fields[k].type.name != "file"}
+    state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record_id)
+    touched = frozenset(n for n in request.form.get("_touched", "").split(",") if n)
+    record = service.get(entity.name, record_id, _user()) if record_id else None
+    form = build_form(entity, state, record, submitted=request.form, form_errors=form_errors, touched=touched)
+    return render_template("cards/_live.html", entity=entity, form=form)
+
+
+@cards.post("/<entity_name>/live")
+@login_required
+def live_new(entity_name: str) -> str:
+    """htmx: the new-record form re-evaluated."""
+    return _live(_entity(entity_name, "create"), None)
+
+
+@cards.post("/<entity_name>/<int:record_id>/live")
+@login_required
+def live_edit(entity_name: str, record_id: int) -> str:
+    """htmx: the edit form re-evaluated."""
+    return _live(_entity(entity_name), record_id)
+
+
+# --- a card ------------------------------------------------------------------------------------------
+
+
+@cards.get("/<entity_name>/<int:record_id>")
+@login_required
+def view_record(entity_name: str, record_id: int) -> str:
+    """The card: title and tags, fields by tab, records referring to it, actions the user may take."""
+    entity = _entity(entity_name)
+    service = platform.service
+    record = service.get(entity.name, record_id, _user())
+    state = service.evaluate(entity.name, {}, _user(), record.id)
+    form = build_form(entity, state, record)
+    related = []
+    for (source, field_name), ids in service.referencing(entity.name, record.id, _user()).items():
+        source_entity = platform.state.metadata.entities[source]
+        titles = record_titles(service, source, ids, _user())
+        related.append((source_entity, source_entity.fields[field_name], [(i, titles.get(i, f"#{i}")) for i in ids]))
+    people = user_names(platform.state.engine, [record.owner, record.created_by, record.updated_by])
+    metadata = platform.state.metadata
+    creatable = [(e, f) for e in metadata.entities.values() for f in e.reference_fields
+                 if f.to == entity.name and not f.multiple and scope_of(metadata, _user(), e, "create") != "none"
+                 and f.name in editable_fields(e, _user())]
+    with platform.state.engine.connect() as conn:
+        may = {a: in_scope(conn, scope_of(metadata, _user(), entity, a), _user(), record.owner)
+               for a in ("update", "delete")}
+    return render_template("cards/card.html", entity=entity, record=record, form=form, related=related,
+                           people=people, creatable=creatable, may_update=may["update"], may_delete=may["delete"],
+                           format_datetime=lambda moment: format_datetime(moment, g.language))
+
+
+@cards.post("/<entity_name>/<int:record_id>/delete")
+@login_required
+def delete_record(entity_name: str, record_id: int) -> Response:
+    """Move the record to the trash."""
+    entity = _entity(entity_name, "delete")
+    version = request.form.get("version", "")
+    platform.service.delete(entity.name, record_id, _user(),
+                            expected_version=int(version) if version.isdigit() else None)
+    flash(t("Deleted."), "success")
+    return redirect(url_for("cards.list_view", entity_name=entity.name))
+
+
+@cards.get("/<entity_name>/lookup")
+@login_required
+def lookup(entity_name: str) -> str:
+    """htmx: <option>s of records matching what was typed into a reference picker."""
+    field_name = request.args.get("field", "")
+    text = request.args.get(field_name, request.args.get("q", ""))
+    try:
+        found = search_titles(platform.service, entity_name, text, _user())
+    except NotFound:
+        found = []
+    return render_template("cards/_lookup.html", found=found)
+
+
+def board_field(entity: EntityDef) -> str | None:
+    """The select a kanban board groups by: `stage` or `status`, else the first select of the card."""
+    selects = [n for n, f in entity.fields.items() if f.type.name == "select" and not f.is_formula]
+    for preferred in ("stage", "status"):
+        if preferred in selects:
+            return preferred
+    return selects[0] if selects else None
+
+
+from kartoteka.web import lists  # noqa: E402, F401  (registers the list, kanban and saved-view routes)

@@ -1,0 +1,76 @@
+"""Turning a submitted HTML form back into field values for the record service."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+
+from werkzeug.datastructures import FileStorage, MultiDict
+
+from kartoteka.metadata.model import EntityDef, FieldDef
+
+# "Northwind Trading Ltd #12" (a suggestion picked in a reference picker) or just "12" / "#12".
+_PICKED = re.compile(r"(?:^|#)\s*(\d{1,18})\s*$")
+# Form keys that are not fields: the form's own bookkeeping.
+CONTROL_KEYS = frozenset({"csrf_token", "_present", "_touched", "version", "owner", "_action"})
+
+FileSaver = Callable[[FileStorage], dict[str, Any]]
+
+
+def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
+                current: Mapping[str, Any] | None, inferable: Collection[str],
+                save_file: FileSaver | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """Values of every field the form sent (or rendered, for unticked boxes), and form-level errors.
+
+    An unticked checkbox sends nothing, so `_present` names the fields the page rendered; their
+    absence means "empty" only for fields in `inferable` (those the user may change now). Fields
+    the user may not edit are passed on when a hand-made request sends them, so the record service
+    refuses them with its message instead of this layer dropping them silently.
+    """
+    present = set(form.getlist("_present")) & set(inferable)
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, field in entity.fields.items():
+        sent = name in form or name in files
+        if not sent and name not in present:
+            continue
+        try:
+            values[name] = _raw(field, form, files, current, save_file)
+        except ValueError as exc:
+            errors[name] = [str(exc)]
+    return values, errors
+
+
+def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
+         current: Mapping[str, Any] | None, save_file: FileSaver | None) -> Any:
+    name, kind = field.name, field.type.name
+    if kind == "boolean":
+        return form.get(name, "false")
+    if kind == "consent":
+        if name in form:
+            return "true"
+        given = (current or {}).get(name)
+        return "false" if isinstance(given, Mapping) and given.get("given") else None
+    if kind == "file":
+        kept = [{"id": i} for i in form.getlist(name) if i]
+        uploads = [f for f in files.getlist(name) if f and f.filename]
+        if uploads and save_file is not None:
+            kept += [save_file(f) for f in uploads]
+        if field.multiple:
+            return kept
+        return kept[-1] if kept else None
+    if kind == "reference":
+        picked = [_reference(field, text) for text in form.getlist(name) if text.strip()]
+        return picked if field.multiple else (picked[0] if picked else None)
+    if field.multiple or kind == "multiselect":
+        return [v for v in form.getlist(name) if v.strip()]
+    return form.get(name)
+
+
+def _reference(field: FieldDef, text: str) -> str:
+    match = _PICKED.search(text)
+    if match is None:
+        raise ValueError(f"Pick a record from the suggestions (or type its number as #12); '{text[:60]}' "
+                         "is not one.")
+    return match.group(1)

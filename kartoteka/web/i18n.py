@@ -1,0 +1,148 @@
+"""Interface texts in English and Russian; metadata labels carry their own translations.
+
+Messages are keyed by their English text, so a missing translation shows English, never a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+LANGUAGES = ("en", "ru")
+DEFAULT_LANGUAGE = "en"
+
+RU: Mapping[str, str] = {
+    # sign-in
+    "Sign in": "Вход",
+    "Sign out": "Выйти",
+    "User name": "Имя пользователя",
+    "Password": "Пароль",
+    "Wrong user name or password.": "Неверное имя пользователя или пароль.",
+    "Too many failed attempts: the account is locked until {until} (UTC). Try again later or ask an "
+    "administrator.": "Слишком много неудачных попыток: учётная запись заблокирована до {until} (UTC). "
+                      "Повторите позже или обратитесь к администратору.",
+    "Too many sign-in attempts from your address; wait a minute and try again.":
+        "Слишком много попыток входа с вашего адреса; подождите минуту и повторите.",
+    "The form has expired (security token missing or wrong). Reload the page and submit it again.":
+        "Форма устарела (нет или неверен ключ безопасности). Обновите страницу и отправьте её снова.",
+    "Please sign in to continue.": "Войдите, чтобы продолжить.",
+    "You have signed out.": "Вы вышли из системы.",
+    # navigation and lists
+    "Cards": "Картотека",
+    "Skip to content": "Перейти к содержимому",
+    "Language": "Язык",
+    "Search": "Поиск",
+    "Search…": "Поиск…",
+    "Filters": "Фильтры",
+    "Apply": "Применить",
+    "Reset": "Сбросить",
+    "New": "Создать",
+    "List": "Список",
+    "Kanban": "Канбан",
+    "Edit": "Изменить",
+    "Save": "Сохранить",
+    "Cancel": "Отмена",
+    "Delete": "Удалить",
+    "Delete this record? It goes to the trash and can be restored.":
+        "Удалить запись? Она попадёт в корзину, её можно будет восстановить.",
+    "Next page": "Следующая страница",
+    "First page": "Первая страница",
+    "{count} records": "Записей: {count}",
+    "Nothing found.": "Ничего не найдено.",
+    "Any": "Любое",
+    "Empty": "Пусто",
+    "Not empty": "Заполнено",
+    "from": "от",
+    "to": "до",
+    "Sort by {column}": "Сортировать по «{column}»",
+    "Owner": "Ответственный",
+    "Created": "Создано",
+    "Updated": "Изменено",
+    "Saved views": "Сохранённые виды",
+    "Save this view": "Сохранить вид",
+    "View name": "Название вида",
+    "Share with everyone": "Доступен всем",
+    "Shared": "Общий",
+    "Delete view": "Удалить вид",
+    "View saved.": "Вид сохранён.",
+    "View deleted.": "Вид удалён.",
+    # cards
+    "Related": "Связанные записи",
+    "History": "История",
+    "Version {version}": "Версия {version}",
+    "Saved.": "Сохранено.",
+    "Created.": "Создано.",
+    "Deleted.": "Удалено.",
+    "Please correct the highlighted fields.": "Исправьте отмеченные поля.",
+    "Required": "Обязательное поле",
+    "required": "обязательно",
+    "Add": "Добавить",
+    "Remove": "Убрать",
+    "Choose…": "Выберите…",
+    "Yes": "Да",
+    "No": "Нет",
+    "(calculated)": "(вычисляется)",
+    "Type to search…": "Начните вводить…",
+    "No matches.": "Нет совпадений.",
+    "I agree to the processing of my personal data": "Я согласен на обработку персональных данных",
+    "Policy": "Политика",
+    "Consent given {when}, policy version {version}.": "Согласие дано {when}, версия политики {version}.",
+    "Someone else changed this record while you were editing it. Your changes are kept below; review the "
+    "current values and save again.": "Кто-то изменил запись, пока вы её редактировали. Ваши изменения "
+                                      "сохранены ниже; проверьте текущие значения и сохраните снова.",
+    "Current file": "Текущий файл",
+    "Stage": "Стадия",
+    "Move to": "Перенести в",
+    "Moved.": "Перенесено.",
+    "The move needs more information: fill in the card.": "Для перевода нужны данные: заполните карточку.",
+    "Not allowed": "Нет доступа",
+    "Not found": "Не найдено",
+    "Page {number}": "Страница {number}",
+    "Records {first}–{last} of {total}": "Записи {first}–{last} из {total}",
+    "Total": "Итого",
+    "Main": "Основное",
+    "Nothing to show here yet.": "Здесь пока ничего нет.",
+    "Forbidden": "Доступ запрещён",
+    "Open": "Открыть",
+    "Error": "Ошибка",
+    "Your role may not open {what}.": "Ваша роль не даёт открывать раздел «{what}».",
+    "Your role may not change {what}.": "Ваша роль не даёт изменять раздел «{what}».",
+    "This card has no stage or status to arrange a board by.": "У этой карточки нет стадии или статуса для доски.",
+    # messages of the record service shown next to fields
+    "Required.": "Обязательное поле.",
+    "Consent is required.": "Нужно согласие.",
+    "Unknown field.": "Неизвестное поле.",
+    "You may not change this field.": "Вам нельзя изменять это поле.",
+    "Is read-only.": "Поле только для чтения.",
+    "Is computed by a formula and cannot be set.": "Вычисляется по формуле, задать нельзя.",
+    "Must be true or false.": "Должно быть «да» или «нет».",
+    "You may assign records only to yourself.": "Назначать записи можно только на себя.",
+    "You may assign records only to yourself or to colleagues of your department.":
+        "Назначать записи можно только на себя или коллег своего отдела.",
+    "Contains control characters; remove them.": "Содержит управляющие символы; удалите их.",
+    "Must be the id of an uploaded file.": "Должен быть загруженный файл.",
+    "Form expired": "Форма устарела",
+    "Invalid record": "Запись не сохранена",
+    "Conflict": "Конфликт",
+    "Internal error": "Внутренняя ошибка",
+    "Bad request": "Неверный запрос",
+}
+
+CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU}
+
+
+def translate(language: str, message: str, **values: Any) -> str:
+    """`message` in `language` (English when untranslated), with {placeholders} filled in."""
+    text = CATALOGS.get(language, {}).get(message, message)
+    return text.format(**values) if values else text
+
+
+def pick_language(requested: str | None, accept: Any = None) -> str:
+    """A supported language: the requested one, else the best from Accept-Language, else English."""
+    if requested in LANGUAGES:
+        return requested
+    if accept is not None:
+        best = accept.best_match(LANGUAGES)
+        if best:
+            return best
+    return DEFAULT_LANGUAGE

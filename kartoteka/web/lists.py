@@ -1,0 +1,294 @@
+"""Lists of cards (columns, sort, search, filters, keyset pages, saved views) and the kanban board."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, flash, g, redirect, render_template, request, url_for
+from werkzeug.datastructures import MultiDict
+
+from kartoteka.errors import BadRequest, Conflict, RecordValidationError
+from kartoteka.extensions import platform
+from kartoteka.listargs import list_query, without
+from kartoteka.metadata.model import EntityDef, FieldDef
+from kartoteka.records.access import viewable_fields
+from kartoteka.records.board import board_totals
+from kartoteka.records.lookup import record_titles
+from kartoteka.records.model import Filter, ListQuery, Record
+from kartoteka.records.query import SYSTEM_COLUMNS
+from kartoteka.records.views import delete_view, list_views, save_view
+from kartoteka.users import list_users, user_names
+from kartoteka.web.auth import login_required, t
+from kartoteka.web.cards import _entity, _user, board_field, cards, scopes
+from kartoteka.web.formatting import format_datetime, format_value
+
+NUMERIC = frozenset({"integer", "decimal", "money", "percent"})
+DATES = frozenset({"date", "datetime"})
+MAX_FILTERS = 12
+_PICKED = re.compile(r"#\s*(\d{1,18})\s*$")
+SYSTEM_LABELS = {"id": "#", "owner": "Owner", "created_at": "Created", "updated_at": "Updated",
+                 "version": "Version", "created_by": "Created", "updated_by": "Updated"}
+
+
+@dataclass(frozen=True)
+class Column:
+    """A list column: a field of the card or a system column (id, owner, created_at...)."""
+
+    name: str
+    field: FieldDef | None
+
+    @property
+    def sortable(self) -> bool:
+        """Lists sort by single values only."""
+        return self.field is None or not (self.field.is_list or self.field.value_type.storage == "json")
+
+
+@dataclass(frozen=True)
+class FilterControl:
+    """One filter in the filter panel: which widget, for which field, with the values now in the URL."""
+
+    name: str
+    kind: str  # options | range | boolean | user | reference | text
+    field: FieldDef | None
+    options: tuple[tuple[str, str], ...] = ()
+
+
+def _columns(entity: EntityDef, visible: frozenset[str]) -> list[Column]:
+    return [Column(n, entity.fields.get(n)) for n in entity.list.columns
+            if n in visible or (n in SYSTEM_COLUMNS and n not in entity.fields)]
+
+
+def _filter_controls(entity: EntityDef, visible: frozenset[str]) -> list[FilterControl]:
+    """Filters for the list's columns and the card's selects and tags, as far as the user may see them."""
+    names = [n for n in entity.list.columns if n in visible]
+    names += [n for n, f in entity.fields.items() if n in visible and n not in names
+              and f.type.name in ("select", "multiselect", "tags", "boolean")]
+    controls = []
+    for name in names[:MAX_FILTERS]:
+        field = entity.fields[name]
+        kind = field.value_type.name
+        if kind in ("select", "multiselect"):
+            controls.append(FilterControl(name, "options", field,
+                                          tuple((o.value, o.label.get(g.language)) for o in field.options)))
+        elif kind == "tags":
+            controls.append(FilterControl(name, "options", field, tuple((s, s) for s in field.suggestions)))
+        elif kind in NUMERIC or kind in DATES:
+            controls.append(FilterControl(name, "range", field))
+        elif kind == "boolean":
+            controls.append(FilterControl(name, "boolean", field))
+        elif kind == "user":
+            controls.append(FilterControl(name, "user", field))
+        elif kind == "reference":
+            controls.append(FilterControl(name, "reference", field))
+        elif field.value_type.storage == "text":
+            controls.append(FilterControl(name, "text", field))
+    controls.append(FilterControl("owner", "user", None))
+    return controls
+
+
+def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
+    """The query string with picked references ("Northwind #12") turned into their ids."""
+    args: MultiDict[str, str] = MultiDict()
+    for key, value in request.args.items(multi=True):
+        name = key.partition("__")[0]
+        field = entity.fields.get(name)
+        if field is not None and field.type.name == "reference" and not key.endswith("__isnull"):
+            match = _PICKED.search(value)
+            value = match.group(1) if match else value.strip()
+        args.add(key, value)
+    return args
+
+
+class ListPage:
+    """Everything the list template shows, formatted for the user."""
+
+    def __init__(self, entity: EntityDef, args: MultiDict[str, str], query: ListQuery) -> None:
+        user = _user()
+        service = platform.service
+        self.entity = entity
+        self.args = args
+        self.visible = viewable_fields(entity, user)
+        self.columns = _columns(entity, self.visible)
+        self.page = service.list(entity.name, user, query, with_total=True)
+        self.sort = self.page.sort
+        self.people = user_names(platform.state.engine, [r.owner for r in self.page.items] + [
+            v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.name == "user"
+            for v in _ids(r.values.get(c.name))])
+        self.titles: dict[str, dict[int, str]] = {}
+        for c in self.columns:
+            if c.field is not None and c.field.type.name == "reference":
+                ids = [i for r in self.page.items for i in _ids(r.values.get(c.name))]
+                self.titles[c.name] = record_titles(service, c.field.to or "", ids, user)
+
+    def cell(self, record: Record, column: Column) -> str:
+        """A cell's text."""
+        if column.field is None:
+            value = getattr(record, column.name, None)
+            if column.name in ("owner", "created_by", "updated_by"):
+                return self.people.get(value, "") if value else ""
+            if hasattr(value, "isoformat"):
+                return format_datetime(value, g.language)
+            return "" if value is None else str(value)
+        return format_value(column.field, record.values.get(column.name), g.language, user_names=self.people,
+                            record_titles=self.titles.get(column.name, {}))
+
+    def header(self, column: Column) -> str:
+        """A column's heading in the user's language."""
+        if column.field is not None:
+            return column.field.label.get(g.language)
+        return t(SYSTEM_LABELS.get(column.name, column.name))
+
+    def sort_url(self, column: Column) -> str:
+        """The list sorted by this column; ascending first, descending when it is already ascending."""
+        target = f"-{column.name}" if self.sort == column.name else column.name
+        return "?" + urlencode(without(self.args, "cursor", sort=target))
+
+    def aria_sort(self, column: Column) -> str:
+        """ascending | descending | none, for the column header."""
+        if self.sort == column.name:
+            return "ascending"
+        if self.sort == f"-{column.name}":
+            return "descending"
+        return "none"
+
+    def next_url(self) -> str | None:
+        """The next page, keeping every filter."""
+        if not self.page.next_cursor:
+            return None
+        return "?" + urlencode(without(self.args, "cursor", cursor=self.page.next_cursor))
+
+    def first_url(self) -> str | None:
+        """The first page, when this is not it."""
+        if not self.args.get("cursor"):
+            return None
+        return "?" + urlencode(without(self.args, "cursor"))
+
+    def query_string(self) -> str:
+        """The filters, search and sort of this list (what a saved view keeps)."""
+        return urlencode(without(self.args, "cursor"))
+
+    def values(self, key: str) -> list[str]:
+        """Values of a filter key in the URL, for re-filling the filter panel."""
+        return self.args.getlist(key)
+
+    def filtered(self) -> bool:
+        """True when any filter is set (the panel opens)."""
+        return any(k not in ("sort", "cursor", "q", "view") for k in self.args)
+
+
+def _ids(value: Any) -> list[int]:
+    if value is None:
+        return []
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
+
+
+@cards.get("/<entity_name>/")
+@login_required
+def list_view(entity_name: str) -> Any:
+    """The list: columns from the metadata, sort, search, filters, total, keyset pages, saved views."""
+    entity = _entity(entity_name)
+    args = _clean_args(entity)
+    try:
+        page = ListPage(entity, args, list_query(args, skip_empty=True))
+        error = None
+    except BadRequest as exc:
+        # A bad filter in the URL shows the list unfiltered with the reason, instead of an error page.
+        error = exc.detail
+        page = ListPage(entity, MultiDict(), ListQuery())
+    views = list_views(platform.state.engine, _user(), entity.name)
+    return render_template("cards/list.html", entity=entity, page=page, controls=_filter_controls(
+        entity, page.visible), views=views, error=error, scopes=scopes(entity), board=board_field(entity),
+        users=list_users(platform.state.engine, limit=500)), (400 if error else 200)
+
+
+@cards.post("/<entity_name>/views")
+@login_required
+def save_list_view(entity_name: str) -> Response:
+    """Save the current filters and sort under a name, for oneself or shared with everybody."""
+    entity = _entity(entity_name)
+    query = request.form.get("query", "")
+    view = save_view(platform.state.engine, _user(), entity.name, request.form.get("name", ""), query,
+                     request.form.get("shared") == "true", platform.state.clock.now())
+    flash(t("View saved."), "success")
+    return redirect(url_for("cards.list_view", entity_name=entity.name) + "?" + view.query)
+
+
+@cards.post("/<entity_name>/views/<int:view_id>/delete")
+@login_required
+def delete_list_view(entity_name: str, view_id: int) -> Response:
+    """Delete one of one's saved views."""
+    entity = _entity(entity_name)
+    delete_view(platform.state.engine, _user(), view_id)
+    flash(t("View deleted."), "success")
+    return redirect(url_for("cards.list_view", entity_name=entity.name))
+
+
+# --- kanban ------------------------------------------------------------------------------------------
+
+BOARD_LIMIT = 50
+
+
+def _sum_field(entity: EntityDef, visible: frozenset[str]) -> str | None:
+    """What a column adds up: the first money field the user can see (deal amount)."""
+    return next((n for n, f in entity.fields.items() if f.value_type.name == "money" and n in visible
+                 and not f.multiple), None)
+
+
+@cards.get("/<entity_name>/kanban")
+@login_required
+def kanban(entity_name: str) -> Any:
+    """One column per stage with its count and sum; cards move by drag and drop or a keyboard form."""
+    entity = _entity(entity_name)
+    user = _user()
+    visible = viewable_fields(entity, user)
+    group = request.args.get("board") or board_field(entity)
+    if group is None or group not in visible or entity.fields[group].type.name != "select":
+        raise BadRequest(t("This card has no stage or status to arrange a board by."))
+    field = entity.fields[group]
+    sum_name = _sum_field(entity, visible)
+    args = _clean_args(entity)
+    base = list_query(args, skip_empty=True)
+    totals = board_totals(platform.service, entity.name, user, group, sum_name, base)
+    columns = []
+    for option in field.options:
+        query = ListQuery((*base.filters, Filter(group, "eq", option.value)), base.search,
+                          base.sort or entity.list.sort, BOARD_LIMIT)
+        page = platform.service.list(entity.name, user, query)
+        columns.append((option, totals.get(option.value), page.items))
+    people = user_names(platform.state.engine, [r.owner for _, _, items in columns for r in items])
+    return render_template("cards/kanban.html", entity=entity, field=field, columns=columns,
+                           sum_field=entity.fields.get(sum_name) if sum_name else None, people=people,
+                           scopes=scopes(entity), format_value=format_value, args=args, limit=BOARD_LIMIT)
+
+
+@cards.post("/<entity_name>/<int:record_id>/move")
+@login_required
+def move(entity_name: str, record_id: int) -> Any:
+    """Move a card to another column through the record service; a refusal opens the card's form."""
+    from kartoteka.web import htmx
+
+    entity = _entity(entity_name)
+    group = request.form.get("board") or board_field(entity) or ""
+    target = request.form.get("to", "")
+    version = request.form.get("version", "")
+    try:
+        platform.service.update(entity.name, record_id, {group: target}, _user(),
+                                expected_version=int(version) if version.isdigit() else None)
+    except Conflict as exc:
+        flash(t(exc.detail), "error")
+        return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
+            redirect(url_for("cards.kanban", entity_name=entity.name))
+    except RecordValidationError:
+        # lost_reason becomes required on "lost": let the user fill it in rather than fail silently.
+        flash(t("The move needs more information: fill in the card."), "info")
+        form_url = url_for("cards.edit_record", entity_name=entity.name, record_id=record_id, **{group: target})
+        if htmx:
+            return Response(status=204, headers={"HX-Redirect": form_url})
+        return redirect(form_url)
+    if htmx:
+        return Response(status=204, headers={"HX-Refresh": "true"})
+    flash(t("Moved."), "success")
+    return redirect(url_for("cards.kanban", entity_name=entity.name))

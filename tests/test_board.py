@@ -1,0 +1,212 @@
+"""Kanban board totals: count and sum per option of a select, over exactly the records the list shows."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from kartoteka.errors import BadRequest, NotFound, PermissionDenied
+from kartoteka.records.board import Column, board_totals
+from kartoteka.records.model import SYSTEM, Filter, ListQuery
+from kartoteka.storage.tables import records
+
+STAGES = ["new", "qualification", "proposal", "negotiation", "contract", "won", "lost", None]
+
+
+@pytest.fixture
+def company(service):
+    return service.create("company", {"name": "Northwind Trading Ltd", "country": "gb"}, SYSTEM)
+
+
+@pytest.fixture
+def deal(service, company):
+    def make(name, stage="new", amount=None, user=SYSTEM, **values):
+        values = {"name": name, "company": company.id, "stage": stage, **values}
+        if amount is not None:
+            values["amount"] = amount
+        if stage == "won":
+            values.setdefault("won_date", "2026-03-01")
+        if stage == "lost":
+            values.setdefault("lost_reason", "price")
+        return service.create("deal", values, user)
+
+    return make
+
+
+@pytest.fixture
+def pipeline(service, deal):
+    """A small pipeline: three new deals (one without amount), two proposals, one won, one lost, one deleted."""
+    made = [
+        deal("Alpha licenses", "new", "1000.10"),
+        deal("Beta support", "new", "250.05"),
+        deal("Gamma pilot", "new"),
+        deal("Delta small one", "proposal", "0.10"),
+        deal("Epsilon small two", "proposal", "0.20"),
+        deal("Zeta rollout", "won", "5000"),
+        deal("Eta tender", "lost", "300"),
+    ]
+    gone = deal("Theta deleted", "new", "999")
+    service.delete("deal", gone.id, SYSTEM)
+    return made
+
+
+def totals(result):
+    """{value: (count, total as text)} for compact assertions."""
+    return {key: (column.count, None if column.total is None else str(column.total)) for key, column in result.items()}
+
+
+def test_counts_and_sums_per_stage_in_one_statement(service, pipeline):
+    statements = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        statements.append(statement)
+
+    sa.event.listen(service.engine, "before_cursor_execute", count)
+    try:
+        result = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())
+    finally:
+        sa.event.remove(service.engine, "before_cursor_execute", count)
+
+    assert len(statements) == 1 and "GROUP BY" in statements[0]
+    assert list(result) == STAGES  # every option in its configured order, then the "no stage" column
+    assert totals(result) == {
+        "new": (3, "1250.15"),  # the deleted deal is not counted; the deal without amount counts but adds nothing
+        "qualification": (0, None),
+        "proposal": (2, "0.30"),  # exact, not 0.30000000000000004
+        "negotiation": (0, None),
+        "contract": (0, None),
+        "won": (1, "5000.00"),
+        "lost": (1, "300.00"),
+        None: (0, None),
+    }
+    assert result["won"] == Column("won", 1, Decimal("5000.00"))
+    assert all(isinstance(c.total, Decimal) for c in result.values() if c.total is not None)
+
+
+def test_without_a_sum_field_only_counts(service, pipeline):
+    result = board_totals(service, "deal", SYSTEM, "stage", None, ListQuery())
+    assert {k: c.count for k, c in result.items()} == dict(zip(STAGES, [3, 0, 2, 0, 0, 1, 1, 0], strict=True))
+    assert all(c.total is None for c in result.values())
+
+
+def test_an_empty_board_has_every_column(service):
+    result = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())
+    assert result == {value: Column(value, 0, None) for value in STAGES}
+
+
+def test_empty_and_unknown_values_are_counted_under_none(service, deal, engine):
+    kept = deal("Kept", "proposal", "10.50")
+    emptied = deal("No stage", "proposal", "1.25")
+    retired = deal("Retired stage", "proposal", "2.25")
+    with engine.begin() as conn:  # as data written before the options changed would look
+        for record, stage in ((emptied, None), (retired, "archived")):
+            data = conn.execute(sa.select(records.c.data).where(records.c.id == record.id)).scalar_one()
+            data = {k: v for k, v in data.items() if k != "stage"}
+            if stage is not None:
+                data["stage"] = stage
+            conn.execute(sa.update(records).where(records.c.id == record.id).values(data=data))
+
+    result = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())
+    assert result["proposal"] == Column("proposal", 1, Decimal("10.50"))
+    assert result[None] == Column(None, 2, Decimal("3.50"))
+    assert "archived" not in result
+    assert kept.id
+
+
+def test_filters_and_search_apply(service, pipeline):
+    big = board_totals(service, "deal", SYSTEM, "stage", "amount",
+                       ListQuery(filters=(Filter("amount", "gte", "1000"),)))
+    assert totals(big) == {**dict.fromkeys(STAGES, (0, None)), "new": (1, "1000.10"), "won": (1, "5000.00")}
+
+    small = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery(search="small"))
+    assert totals(small) == {**dict.fromkeys(STAGES, (0, None)), "proposal": (2, "0.30")}
+
+    both = board_totals(service, "deal", SYSTEM, "stage", "amount",
+                        ListQuery(filters=(Filter("stage", "in", "new,won"),), search="a"))
+    names = {r.title for r in service.list("deal", SYSTEM, ListQuery(filters=(Filter("stage", "in", "new,won"),),
+                                                                      search="a")).items}
+    assert names == {"Alpha licenses", "Beta support", "Gamma pilot", "Zeta rollout"}
+    assert totals(both) == {**dict.fromkeys(STAGES, (0, None)), "new": (3, "1250.15"), "won": (1, "5000.00")}
+
+    # The cursor, sort and page size of the list do not narrow the totals.
+    page = service.list("deal", SYSTEM, ListQuery(limit=2, sort="amount"))
+    later = board_totals(service, "deal", SYSTEM, "stage", None, ListQuery(limit=2, sort="amount",
+                                                                           cursor=page.next_cursor))
+    assert sum(c.count for c in later.values()) == 7
+
+
+@pytest.mark.parametrize("query", [ListQuery(), ListQuery(filters=(Filter("amount", "lt", "1000"),)),
+                                   ListQuery(search="e"), ListQuery(filters=(Filter("amount", "isnull", "true"),))])
+def test_counts_add_up_to_the_list_total(service, pipeline, query):
+    result = board_totals(service, "deal", SYSTEM, "stage", "amount", query)
+    assert sum(c.count for c in result.values()) == service.list("deal", SYSTEM, query, with_total=True).total
+
+
+def test_a_sales_rep_sees_totals_of_their_own_deals_only(service, deal, make_user):
+    rep, _ = make_user("rita", ["sales"], "sales")
+    colleague, _ = make_user("sam", ["sales"], "sales")
+    deal("Rita one", "new", "100.00", user=rep)
+    deal("Rita two", "new", "20.00", user=rep)
+    deal("Rita won", "won", "1000", user=rep)
+    deal("Sam one", "new", "7000", user=colleague)
+    deal("Nobody's", "new", "9000")
+
+    mine = board_totals(service, "deal", rep, "stage", "amount", ListQuery())
+    assert totals(mine) == {**dict.fromkeys(STAGES, (0, None)), "new": (2, "120.00"), "won": (1, "1000.00")}
+    assert board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())["new"].count == 4
+
+    # Cost is for finance and admins: hidden from the rep, so it cannot be summed (nor filtered) by them.
+    with pytest.raises(BadRequest, match="cost"):
+        board_totals(service, "deal", rep, "stage", "cost", ListQuery())
+    with pytest.raises(BadRequest, match="cost"):
+        board_totals(service, "deal", rep, "stage", None, ListQuery(filters=(Filter("cost", "gt", "0"),)))
+    assert board_totals(service, "deal", SYSTEM, "stage", "cost", ListQuery())["new"] == Column("new", 4, None)
+
+
+def test_a_user_without_read_access_is_refused(service, pipeline, make_user):
+    clerk, _ = make_user("hanna", ["hr"], "hr")
+    with pytest.raises(PermissionDenied):
+        board_totals(service, "deal", clerk, "stage", "amount", ListQuery())
+    with pytest.raises(PermissionDenied):  # before the query is looked at, as the list does
+        board_totals(service, "deal", clerk, "nope", "nope", ListQuery())
+
+
+@pytest.mark.parametrize(("group", "summed", "message"), [
+    ("nope", None, "unknown field 'nope'"),
+    ("amount", None, "select field"),
+    ("products", None, "select field"),  # a multiselect: a record would sit in several columns
+    ("id", None, "select field"),
+    ("stage", "nope", "unknown field 'nope'"),
+    ("stage", "name", "money, decimal or integer"),
+    ("stage", "probability", "money, decimal or integer"),  # a percent does not add up
+    ("stage", "id", "money, decimal or integer"),
+])
+def test_bad_fields_are_bad_requests(service, group, summed, message):
+    with pytest.raises(BadRequest, match=message):
+        board_totals(service, "deal", SYSTEM, group, summed, ListQuery())
+
+
+def test_unknown_entity_and_bad_filters(service):
+    with pytest.raises(NotFound):
+        board_totals(service, "nothing", SYSTEM, "stage", None, ListQuery())
+    with pytest.raises(BadRequest):
+        board_totals(service, "deal", SYSTEM, "stage", None, ListQuery(filters=(Filter("amount", "gte", "lots"),)))
+
+
+def test_integer_and_formula_sums(service, deal):
+    for name, country, employees in (("Alpha", "gb", 120), ("Beta", "gb", 30), ("Gamma", "de", None)):
+        values = {"name": name, "country": country}
+        if employees is not None:
+            values["employees"] = employees
+        service.create("company", values, SYSTEM)
+    by_country = board_totals(service, "company", SYSTEM, "country", "employees", ListQuery())
+    assert by_country["gb"] == Column("gb", 2 + 1, Decimal(150))  # the Northwind company of the fixture is British
+    assert str(by_country["gb"].total) == "150"
+    assert by_country["de"] == Column("de", 1, None)
+
+    deal("Alpha", "new", "1000.10")  # expected revenue: 10 % of the amount
+    deal("Beta", "new", "333.33")
+    expected = board_totals(service, "deal", SYSTEM, "stage", "expected_revenue", ListQuery())
+    assert str(expected["new"].total) == "133.34"

@@ -1,0 +1,328 @@
+"""The browser UI through Flask's test client: sign-in, lists, cards, forms, live checks, kanban, saved views."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+
+import pytest
+
+from kartoteka.records.model import SYSTEM, ListQuery
+from kartoteka.users import session_stamp
+
+CSRF = "test-csrf-token"
+COMPANY = {"name": "Northwind Trading Ltd", "country": "gb"}
+
+
+def sign_in(client, user) -> None:
+    """Start a session for `user` without the password round trip (scrypt is slow on purpose)."""
+    with client.session_transaction() as session:
+        session.update(uid=user.id, stamp=session_stamp(None), csrf=CSRF)
+
+
+def text_of(response) -> str:
+    return unescape(response.get_data(as_text=True))
+
+
+@pytest.fixture
+def company(service):
+    return service.create("company", COMPANY, SYSTEM)
+
+
+# --- signing in ----------------------------------------------------------------------------------
+
+
+def _login_token(client) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def test_sign_in_and_out(client, make_user):
+    make_user("anna", ["sales"], "sales", password="correct horse")
+    assert client.get("/cards/").status_code == 302
+    token = _login_token(client)
+    wrong = client.post("/login", data={"csrf_token": token, "username": "anna", "password": "wrong horse"})
+    assert wrong.status_code == 401 and "Wrong user name or password." in text_of(wrong)
+    ok = client.post("/login", data={"csrf_token": token, "username": "anna", "password": "correct horse",
+                                     "next": "/cards/deal/"})
+    assert ok.status_code == 302 and ok.headers["Location"] == "/cards/deal/"
+    cookie = ok.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert client.get("/cards/deal/").status_code == 200
+    page = client.get("/cards/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert client.get("/cards/deal/").status_code == 302
+
+
+def test_sign_in_never_redirects_to_another_site(client, make_user):
+    make_user("anna", ["sales"], "sales", password="correct horse")
+    token = _login_token(client)
+    response = client.post("/login", data={"csrf_token": token, "username": "anna", "password": "correct horse",
+                                           "next": "//evil.example/steal"})
+    assert response.headers["Location"] == "/cards/"
+
+
+def test_account_locks_after_five_wrong_passwords(client, make_user):
+    make_user("anna", ["sales"], "sales", password="correct horse")
+    token = _login_token(client)
+    for _ in range(4):
+        assert client.post("/login", data={"csrf_token": token, "username": "anna",
+                                           "password": "nope nope"}).status_code == 401
+    locked = client.post("/login", data={"csrf_token": token, "username": "anna", "password": "nope nope"})
+    assert locked.status_code == 423 and "locked until" in text_of(locked)
+    right = client.post("/login", data={"csrf_token": token, "username": "anna", "password": "correct horse"})
+    assert right.status_code == 423  # even the right password waits for the lock to pass
+
+
+def test_sign_in_attempts_are_limited_per_address(client, app):
+    token = _login_token(client)
+    statuses = [client.post("/login", data={"csrf_token": token, "username": f"nobody{i}", "password": "x" * 9}
+                            ).status_code for i in range(21)]
+    assert statuses[:20] == [401] * 20 and statuses[20] == 429
+
+
+def test_forms_without_the_csrf_token_are_refused(client, make_user):
+    user, _ = make_user("anna", ["sales"], "sales")
+    sign_in(client, user)
+    response = client.post("/cards/lead/new", data={"contact_name": "X"})
+    assert response.status_code == 400 and "The form has expired" in text_of(response)
+    assert client.post("/login", data={"username": "anna", "password": "x"}).status_code == 400
+
+
+def test_interface_language_follows_the_user(client, make_user):
+    user, _ = make_user("olga", ["sales"], "sales", language="ru")
+    sign_in(client, user)
+    page = text_of(client.get("/cards/deal/"))
+    assert "Сделки" in page and "Выйти" in page
+    client.post("/language", data={"csrf_token": CSRF, "language": "en", "next": "/cards/deal/"})
+    page = text_of(client.get("/cards/deal/"))
+    assert "Deals" in page and "Sign out" in page
+
+
+# --- lists ---------------------------------------------------------------------------------------
+
+
+def test_list_shows_only_records_in_scope_with_filters_sort_and_search(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    other, _ = make_user("other", ["sales"], "sales")
+    for name, amount, stage in [("Alpha", 100, "new"), ("Bravo", 300, "qualification"), ("Charlie", 200, "new")]:
+        service.create("deal", {"name": name, "company": company.id, "amount": amount, "stage": stage}, rep)
+    service.create("deal", {"name": "Theirs", "company": company.id}, other)
+    sign_in(client, rep)
+    page = text_of(client.get("/cards/deal/"))
+    assert "Alpha" in page and "Bravo" in page and "Theirs" not in page
+    assert "3 records" in page
+    filtered = text_of(client.get("/cards/deal/?stage__in=new&sort=-amount"))
+    assert filtered.index("Charlie") < filtered.index("Alpha") and "Bravo" not in filtered
+    assert "2 records" in filtered
+    assert "Alpha" in text_of(client.get("/cards/deal/?q=alph")) and "Bravo" not in text_of(
+        client.get("/cards/deal/?q=alph"))
+    ranged = text_of(client.get("/cards/deal/?amount__gte=150&amount__lte=250"))
+    assert "Charlie" in ranged and "Alpha" not in ranged
+
+
+def test_list_pages_with_a_cursor_keep_the_filters(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    for i in range(5):
+        service.create("deal", {"name": f"Deal {i}", "company": company.id, "stage": "new"}, rep)
+    sign_in(client, rep)
+    first = client.get("/cards/deal/?stage__in=new&limit=2").get_data(as_text=True)
+    next_url = unescape(re.search(r'href="(\?[^"]*cursor=[^"]*)" rel="next"', first).group(1))
+    assert "stage__in=new" in next_url
+    second = text_of(client.get("/cards/deal/" + next_url))
+    assert "Deal 2" in second and "Deal 4" not in second
+
+
+def test_a_hidden_field_is_no_column_filter_or_sort(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    service.create("deal", {"name": "Alpha", "company": company.id}, rep)
+    sign_in(client, rep)
+    page = client.get("/cards/deal/").get_data(as_text=True)
+    assert "margin" not in page and "cost" not in page
+    refused = client.get("/cards/deal/?margin__gte=10")
+    assert refused.status_code == 400 and "unknown field 'margin'" in text_of(refused)
+    assert client.get("/cards/deal/?sort=cost").status_code == 400
+
+
+def test_saved_views_per_user_and_shared(client, make_user):
+    anna, _ = make_user("anna", ["sales"], "sales")
+    boris, _ = make_user("boris", ["sales"], "sales")
+    sign_in(client, anna)
+    saved = client.post("/cards/deal/views", data={"csrf_token": CSRF, "name": "My new deals",
+                                                    "query": "stage__in=new&sort=-amount&cursor=abc"})
+    assert saved.status_code == 302 and "cursor" not in saved.headers["Location"]
+    client.post("/cards/deal/views", data={"csrf_token": CSRF, "name": "Team pipeline", "query": "stage__in=proposal",
+                                           "shared": "true"})
+    page = text_of(client.get("/cards/deal/"))
+    assert "My new deals" in page and "Team pipeline" in page
+    sign_in(client, boris)
+    page = text_of(client.get("/cards/deal/"))
+    assert "Team pipeline" in page and "My new deals" not in page
+
+
+# --- a card and its form --------------------------------------------------------------------------
+
+
+def test_card_page_shows_fields_by_tab_and_related_records(client, service, make_user, company):
+    manager, _ = make_user("boss", ["sales_manager"], "sales")
+    deal = service.create("deal", {"name": "CRM rollout", "company": company.id, "tags": ["vip"]}, manager)
+    contact = service.create("contact", {"first_name": "Анна", "last_name": "Петрова", "company": company.id,
+                                         "emails": ["anna@example.org"]}, manager)
+    sign_in(client, manager)
+    page = text_of(client.get(f"/cards/company/{company.id}"))
+    assert "Northwind Trading Ltd" in page
+    assert f'href="/cards/deal/{deal.id}"' in page and f'href="/cards/contact/{contact.id}"' in page
+    card = text_of(client.get(f"/cards/deal/{deal.id}"))
+    assert 'role="tablist"' in card and "#vip" in card
+    assert f'href="/cards/company/{company.id}"' in card
+
+
+@pytest.mark.parametrize(("role", "department", "sees_margin"), [
+    ("finance", "finance", True), ("sales_manager", "sales", False), ("admin", None, True)])
+def test_role_hidden_fields_never_reach_the_page(client, service, make_user, company, role, department,
+                                                 sees_margin):
+    user, _ = make_user("someone", [role], department)
+    deal = service.create("deal", {"name": "Priced", "company": company.id, "amount": 1000, "margin": 40}, SYSTEM)
+    sign_in(client, user)
+    card = client.get(f"/cards/deal/{deal.id}").get_data(as_text=True)
+    assert ('id="view-margin"' in card) == sees_margin
+    assert ('id="view-margin_amount"' in card) == sees_margin
+    if role != "finance":  # finance may not edit deals' other fields but may open the form
+        form = client.get(f"/cards/deal/{deal.id}/edit").get_data(as_text=True)
+        assert ('name="margin"' in form) == sees_margin
+
+
+def test_create_through_the_form_and_errors_next_to_fields(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    sign_in(client, rep)
+    form = client.get("/cards/deal/new").get_data(as_text=True)
+    assert 'name="name"' in form and 'id="f-company"' in form and "Required." not in form
+    bad = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "", "amount": "12abc",
+                                               "_present": ["name", "amount"]})
+    page = text_of(bad)
+    assert bad.status_code == 422
+    assert re.search(r'id="e-name"[^>]*>Required\.', page)
+    assert re.search(r'id="e-amount"[^>]*>[^<]+', page)
+    assert 'value="12abc"' in page  # what the user typed comes back
+    good = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "From the form",
+                                                "company": f"{company.title} #{company.id}", "amount": "1 500,50",
+                                                "stage": "new", "_present": ["name", "company", "amount", "stage"]})
+    assert good.status_code == 302
+    record_id = int(good.headers["Location"].rsplit("/", 1)[1])
+    deal = service.get("deal", record_id, SYSTEM)
+    assert deal["name"] == "From the form" and str(deal["amount"]) == "1500.50" and deal.owner == rep.id
+
+
+def test_a_crafted_post_with_a_field_the_user_may_not_edit_is_refused(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    sign_in(client, rep)
+    crafted = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Sneaky", "company": str(company.id),
+                                                   "margin": "50"})
+    assert crafted.status_code == 422 and "margin: Unknown field." in text_of(crafted)
+    assert service.list("deal", SYSTEM, ListQuery()).items == ()
+    deal = service.create("deal", {"name": "Mine", "company": company.id}, rep)
+    crafted = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": CSRF, "version": str(deal.version),
+                                                               "responsible": str(rep.id)})
+    assert crafted.status_code == 422 and "You may not change this field." in text_of(crafted)
+    assert service.get("deal", deal.id, SYSTEM)["responsible"] is None
+
+
+def test_a_stale_edit_keeps_the_typed_values_and_says_why(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    deal = service.create("deal", {"name": "Original", "company": company.id}, rep)
+    service.update("deal", deal.id, {"next_step": "Call"}, rep, expected_version=deal.version)
+    sign_in(client, rep)
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": CSRF, "version": str(deal.version),
+                                                                "name": "My edit", "_present": ["name"]})
+    page = text_of(response)
+    assert response.status_code == 409 and "Someone else changed this record" in page
+    assert 'value="My edit"' in page and 'name="version" value="2"' in page
+    assert service.get("deal", deal.id, SYSTEM)["name"] == "Original"
+
+
+def test_live_check_recomputes_formulas_and_conditions(client, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    sign_in(client, rep)
+    response = client.post("/cards/deal/live", data={
+        "csrf_token": CSRF, "name": "Live", "company": str(company.id), "amount": "200000", "probability": "25",
+        "stage": "lost", "_touched": "amount"}, headers={"HX-Request": "true"})
+    page = text_of(response)
+    assert response.status_code == 200
+    assert re.search(r'<output id="calc-expected_revenue"[^>]*hx-swap-oob="true">0\.00', page) or \
+        'id="calc-expected_revenue"' in page
+    state = re.search(r'id="form-state"[^>]*data-state="([^"]*)"', response.get_data(as_text=True)).group(1)
+    state = unescape(state)
+    assert '"lost_reason"' in state.split('"required"')[1].split("]")[0]
+    assert '"lost_reason"' not in state.split('"hidden"')[1].split("]")[0]
+    # Untouched fields show no errors yet; the touched one would.
+    assert re.search(r'id="e-lost_reason"[^>]*>\s*</small>', page)
+
+
+def test_reference_lookup_suggests_only_readable_records(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    stranger, _ = make_user("stranger", ["sales"], "support")
+    service.create("contact", {"first_name": "Анна", "last_name": "Своя", "emails": ["a@example.org"]}, rep)
+    service.create("contact", {"first_name": "Анна", "last_name": "Чужая", "emails": ["b@example.org"]}, stranger)
+    sign_in(client, rep)
+    options = text_of(client.get("/cards/contact/lookup?field=contact&contact=анна"))
+    assert "Своя" in options and "Чужая" not in options
+
+
+# --- kanban --------------------------------------------------------------------------------------
+
+
+def test_kanban_counts_sums_and_moves(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    deal = service.create("deal", {"name": "Alpha", "company": company.id, "amount": 1000, "stage": "new"}, rep)
+    service.create("deal", {"name": "Bravo", "company": company.id, "amount": 500, "stage": "new"}, rep)
+    sign_in(client, rep)
+    board = text_of(client.get("/cards/deal/kanban"))
+    assert re.search(r'data-stage="new".*?data-count>2<', board, re.S)
+    assert "1,500.00" in board
+    moved = client.post(f"/cards/deal/{deal.id}/move", data={"csrf_token": CSRF, "to": "qualification",
+                                                             "version": str(deal.version), "board": "stage"})
+    assert moved.status_code == 302
+    assert service.get("deal", deal.id, SYSTEM)["stage"] == "qualification"
+    fresh = service.get("deal", deal.id, SYSTEM)
+    refused = client.post(f"/cards/deal/{deal.id}/move", data={"csrf_token": CSRF, "to": "lost",
+                                                               "version": str(fresh.version), "board": "stage"},
+                          headers={"HX-Request": "true"})
+    assert refused.status_code == 204
+    target = refused.headers["HX-Redirect"]
+    assert target.startswith(f"/cards/deal/{deal.id}/edit") and "stage=lost" in target
+    form = text_of(client.get(target))
+    assert re.search(r'id="e-lost_reason"[^>]*>[^<]*Required', form)
+    assert service.get("deal", deal.id, SYSTEM)["stage"] == "qualification"
+
+
+# --- access to whole cards through the UI ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("role", "department", "entity", "list_status", "new_status"), [
+    ("sales", "sales", "deal", 200, 200),
+    ("sales", "sales", "hr_record", 403, 403),
+    ("support", "support", "deal", 200, 403),
+    ("support", "support", "lead", 403, 403),
+    ("hr", "hr", "hr_record", 200, 200),
+    ("hr", "hr", "company", 403, 403),
+    ("finance", "finance", "deal", 200, 403),
+    ("marketing", "marketing", "lead", 200, 200),
+])
+def test_whole_cards_follow_the_role(client, make_user, role, department, entity, list_status, new_status):
+    user, _ = make_user("someone", [role], department)
+    sign_in(client, user)
+    assert client.get(f"/cards/{entity}/").status_code == list_status
+    assert client.get(f"/cards/{entity}/new").status_code == new_status
+    nav = client.get("/cards/").get_data(as_text=True)
+    assert (f'href="/cards/{entity}/"' in nav) == (list_status == 200)
+
+
+def test_a_record_outside_the_scope_is_not_found(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    other, _ = make_user("other", ["sales"], "sales")
+    theirs = service.create("deal", {"name": "Theirs", "company": company.id}, other)
+    sign_in(client, rep)
+    for path in (f"/cards/deal/{theirs.id}", f"/cards/deal/{theirs.id}/edit"):
+        response = client.get(path)
+        assert response.status_code == 404 and "Theirs" not in text_of(response)
