@@ -326,3 +326,14 @@ def test_a_record_outside_the_scope_is_not_found(client, service, make_user, com
     for path in (f"/cards/deal/{theirs.id}", f"/cards/deal/{theirs.id}/edit"):
         response = client.get(path)
         assert response.status_code == 404 and "Theirs" not in text_of(response)
+
+
+def test_a_readable_record_the_user_may_not_change_has_no_edit(client, service, make_user, company):
+    agent, _ = make_user("agent", ["support"], "support")
+    deal = service.create("deal", {"name": "Visible", "company": company.id}, SYSTEM)
+    sign_in(client, agent)
+    card = text_of(client.get(f"/cards/deal/{deal.id}"))
+    assert "Visible" in card and f"/cards/deal/{deal.id}/edit" not in card and "Delete" not in card
+    assert client.get(f"/cards/deal/{deal.id}/edit").status_code == 403
+    moved = client.post(f"/cards/deal/{deal.id}/move", data={"csrf_token": CSRF, "to": "lost", "board": "stage"})
+    assert moved.status_code == 302 and service.get("deal", deal.id, SYSTEM)["stage"] != "lost"

@@ -153,8 +153,9 @@ def edit_record(entity_name: str, record_id: int) -> Any:
     entity = _entity(entity_name)
     service = platform.service
     record = service.get(entity.name, record_id, _user())
-    if scope_of(platform.state.metadata, _user(), entity, "update") == "none":
-        raise PermissionDenied(t("Your role may not change {what}.", what=entity.label_plural.get(g.language)))
+    with platform.state.engine.connect() as conn:
+        if not in_scope(conn, scope_of(platform.state.metadata, _user(), entity, "update"), _user(), record.owner):
+            raise PermissionDenied(t("You may open this record but not change it."))
     before = service.evaluate(entity.name, {}, _user(), record.id)
     if request.method == "GET":
         prefill = _prefill(entity)

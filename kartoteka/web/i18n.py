@@ -106,7 +106,7 @@ RU: Mapping[str, str] = {
     "Open": "Открыть",
     "Error": "Ошибка",
     "Your role may not open {what}.": "Ваша роль не даёт открывать раздел «{what}».",
-    "Your role may not change {what}.": "Ваша роль не даёт изменять раздел «{what}».",
+    "You may open this record but not change it.": "Эту запись можно открыть, но не изменить.",
     "This card has no stage or status to arrange a board by.": "У этой карточки нет стадии или статуса для доски.",
     # messages of the record service shown next to fields
     "Required.": "Обязательное поле.",

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from flask import Response, flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
 
-from kartoteka.errors import BadRequest, Conflict, RecordValidationError
+from kartoteka.errors import BadRequest, Conflict, PermissionDenied, RecordValidationError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query, without
 from kartoteka.metadata.model import EntityDef, FieldDef
@@ -277,7 +277,7 @@ def move(entity_name: str, record_id: int) -> Any:
     try:
         platform.service.update(entity.name, record_id, {group: target}, _user(),
                                 expected_version=int(version) if version.isdigit() else None)
-    except Conflict as exc:
+    except (Conflict, PermissionDenied) as exc:
         flash(t(exc.detail), "error")
         return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
             redirect(url_for("cards.kanban", entity_name=entity.name))
