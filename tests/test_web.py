@@ -337,3 +337,28 @@ def test_a_readable_record_the_user_may_not_change_has_no_edit(client, service, 
     assert client.get(f"/cards/deal/{deal.id}/edit").status_code == 403
     moved = client.post(f"/cards/deal/{deal.id}/move", data={"csrf_token": CSRF, "to": "lost", "board": "stage"})
     assert moved.status_code == 302 and service.get("deal", deal.id, SYSTEM)["stage"] != "lost"
+
+
+def test_consent_is_never_pre_ticked_and_links_the_policy(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    sign_in(client, rep)
+    form = client.get("/cards/contact/new").get_data(as_text=True)
+    box = re.search(r'<input type="checkbox" value="true" id="f-pd_consent"[^>]*>', form).group(0)
+    assert "checked" not in box
+    field = service.metadata.entity("contact").field("pd_consent")
+    assert field.policy_url and f'href="{field.policy_url}"' in form
+
+
+def test_a_department_gets_its_layout_variant(client, service, make_user, company):
+    finance, _ = make_user("controller", ["finance"], "finance")
+    manager, _ = make_user("boss", ["sales_manager"], "sales")
+    deal = service.create("deal", {"name": "Variant", "company": company.id}, SYSTEM)
+    finance_tabs = service.metadata.entity("deal").layout_for("finance").tabs
+    sign_in(client, finance)
+    card = text_of(client.get(f"/cards/deal/{deal.id}"))
+    first_tab = re.search(r'id="tab-t0"[^>]*>([^<]+)<', card).group(1)
+    assert first_tab == finance_tabs[0].label.get("en")
+    sign_in(client, manager)
+    card = text_of(client.get(f"/cards/deal/{deal.id}"))
+    assert re.search(r'id="tab-t0"[^>]*>([^<]+)<', card).group(1) == \
+        service.metadata.entity("deal").layout.tabs[0].label.get("en")
