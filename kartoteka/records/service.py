@@ -219,9 +219,16 @@ class RecordService:
 
     def validate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None) -> dict[str, list[str]]:
-        """Every error a save of `values` would report, without saving anything."""
+        """Every error a save of `values` would report, without saving anything.
+
+        A save the user may not make at all raises PermissionDenied (or NotFound) first, as the save would.
+        """
         entity = self.entity(entity_name)
         with self.engine.connect() as conn:
+            if record_id is None:
+                require(self.metadata, user, entity, "create")
+            else:
+                self._require_in_scope(conn, entity, self._visible_row(conn, entity, record_id, user), user, "update")
             prepared = self._dry_run(conn, entity, values, user, record_id)
             self._check_lookups(conn, entity, prepared, record_id, user)
         return prepared.errors
