@@ -188,14 +188,13 @@ def test_related_lists_show_only_records_in_scope(service, make_user):
 
 
 def test_a_hidden_group_hides_its_fields_everywhere(tmp_path, engine, clock):
-    from conftest import write_config
-
     from kartoteka.metadata.loader import load_metadata
     from kartoteka.records.model import Principal
     from kartoteka.records.service import RecordService
     from kartoteka.storage.indexes import sync_indexes
 
-    config = write_config(tmp_path, {"deal": {
+    (tmp_path / "entities").mkdir()
+    (tmp_path / "entities" / "deal.yaml").write_text(yaml.safe_dump({
         "entity": "deal", "label": "Deal",
         "fields": {"name": {"type": "text"}, "margin": {"type": "percent"}, "secret_note": {"type": "text"}},
         "layout": {"tabs": [
@@ -203,7 +202,8 @@ def test_a_hidden_group_hides_its_fields_everywhere(tmp_path, engine, clock):
                                          {"fields": ["margin"], "access": {"view": ["finance"], "edit": ["admin"]}}]},
             {"label": "Internal", "access": {"view": ["admin"]}, "groups": [{"fields": ["secret_note"]}]},
         ]},
-    }})
+    }))
+    config = tmp_path
     metadata = load_metadata(config)
     sync_indexes(engine, metadata)
     service = RecordService(metadata, engine, clock)
