@@ -35,7 +35,7 @@ check-config: install
 	$(BIN)/kartoteka check-config
 
 lint: install
-	$(BIN)/ruff check kartoteka tests bench
+	$(BIN)/ruff check kartoteka tests bench scripts
 
 test: lint
 	$(BIN)/pytest -q

@@ -175,7 +175,6 @@
     root.querySelectorAll("[data-tabs]").forEach(setupTabs);
     root.querySelectorAll("select[data-colored]").forEach(paint);
     root.querySelectorAll("[data-kanban]").forEach(setupKanban);
-    root.querySelectorAll(".move-form button").forEach((b) => b.classList.add("when-no-drag"));
     applyState();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => init(document));

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from flask import Flask, abort, g, send_from_directory
+from flask import Flask, abort, g, redirect, send_from_directory, url_for
 from flask_htmx import HTMX
 from werkzeug.wrappers import Response
 
@@ -30,6 +30,11 @@ def init_web(app: Flask, node_modules: Path) -> None:
     app.jinja_env.globals.update(t=t, label=label_text)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
+
+    @app.get("/favicon.ico")
+    def favicon() -> Response:
+        """Browsers ask for it on every site; the icon is an SVG."""
+        return redirect(url_for("static", filename="favicon.svg"), 301)
 
     @app.get("/vendor/<name>")
     def vendor(name: str) -> Response:

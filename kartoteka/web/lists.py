@@ -57,8 +57,9 @@ class FilterControl:
 
 
 def _columns(entity: EntityDef, visible: frozenset[str]) -> list[Column]:
+    """The list's columns the user may see; a column that is the whole title would repeat the title column."""
     return [Column(n, entity.fields.get(n)) for n in entity.list.columns
-            if n in visible or (n in SYSTEM_COLUMNS and n not in entity.fields)]
+            if (n in visible or (n in SYSTEM_COLUMNS and n not in entity.fields)) and entity.title.source != f"{{{n}}}"]
 
 
 def _filter_controls(entity: EntityDef, visible: frozenset[str]) -> list[FilterControl]:
