@@ -362,3 +362,32 @@ def test_a_department_gets_its_layout_variant(client, service, make_user, compan
     card = text_of(client.get(f"/cards/deal/{deal.id}"))
     assert re.search(r'id="tab-t0"[^>]*>([^<]+)<', card).group(1) == \
         service.metadata.entity("deal").layout.tabs[0].label.get("en")
+
+
+class _AttributeChecker(__import__("html.parser").parser.HTMLParser):
+    """Collects tags with a repeated attribute and attribute values that carry escaped markup."""
+
+    def __init__(self):
+        super().__init__()
+        self.problems = []
+
+    def handle_starttag(self, tag, attrs):
+        names = [name for name, _ in attrs]
+        if len(names) != len(set(names)):
+            self.problems.append((tag, attrs))
+        self.problems += [(tag, name, value) for name, value in attrs if value and '="' in value]
+
+
+@pytest.mark.parametrize("entity", ["lead", "contact", "company", "deal", "ticket", "hr_record"])
+def test_generated_forms_are_well_formed(client, service, make_user, entity):
+    admin, _ = make_user("root", ["admin"])
+    sign_in(client, admin)
+    for path in (f"/cards/{entity}/new", f"/cards/{entity}/"):
+        checker = _AttributeChecker()
+        checker.feed(client.get(path).get_data(as_text=True))
+        assert checker.problems == []
+    form = client.get(f"/cards/{entity}/new").get_data(as_text=True)
+    ids = re.findall(r' id="([^"]+)"', form)
+    assert len(ids) == len(set(ids)), "element ids must be unique"
+    for label_for in re.findall(r'<label for="([^"]+)"', form):
+        assert f'id="{label_for}"' in form, f"label for a missing input: {label_for}"
