@@ -6,6 +6,7 @@ import re
 from html import unescape
 
 import pytest
+from werkzeug.datastructures import MultiDict
 
 from kartoteka.records.model import SYSTEM, ListQuery
 from kartoteka.users import session_stamp
@@ -391,3 +392,54 @@ def test_generated_forms_are_well_formed(client, service, make_user, entity):
     assert len(ids) == len(set(ids)), "element ids must be unique"
     for label_for in re.findall(r'<label for="([^"]+)"', form):
         assert f'id="{label_for}"' in form, f"label for a missing input: {label_for}"
+
+
+def _form_fields(html: str) -> list[tuple[str, str]]:
+    """The (name, value) pairs a browser would submit from the card form (text inputs and hidden ones)."""
+    start = html.index('id="card-form"')
+    form = html[start:html.index("</form>", start)]
+    pairs = []
+    for tag in re.findall(r"<input [^>]*>", form):
+        name = re.search(r'name="([^"]+)"', tag)
+        kind = re.search(r'type="([^"]+)"', tag)
+        if not name or (kind and kind.group(1) in ("checkbox", "radio", "file")):
+            continue
+        value = re.search(r'value="([^"]*)"', tag)
+        pairs.append((name.group(1), unescape(value.group(1)) if value else ""))
+    return pairs
+
+
+def test_two_people_editing_one_card_keep_both_changes(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    contact = service.create("contact", {"first_name": "Анна", "last_name": "Петрова", "position": "Head of QA",
+                                         "city": "Пермь", "emails": ["anna@example.org"]}, rep)
+    sign_in(client, rep)
+    tab_a = _form_fields(client.get(f"/cards/contact/{contact.id}/edit").get_data(as_text=True))
+    tab_b = list(tab_a)
+    a = [(k, "Director of QA" if k == "position" else v) for k, v in tab_a]
+    first = client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*a, ("csrf_token", CSRF)]))
+    assert first.status_code == 302
+    b = [(k, "Казань" if k == "city" else v) for k, v in tab_b]
+    conflict = client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*b, ("csrf_token", CSRF)]))
+    assert conflict.status_code == 409
+    page = text_of(conflict)
+    assert 'value="Director of QA"' in page and 'value="Казань"' in page
+    assert "Someone else saved" not in page  # no field was changed by both
+    again = _form_fields(conflict.get_data(as_text=True))
+    resaved = client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*again, ("csrf_token", CSRF)]))
+    assert resaved.status_code == 302
+    saved = service.get("contact", contact.id, SYSTEM)
+    assert saved["position"] == "Director of QA" and saved["city"] == "Казань"
+
+
+def test_a_field_both_people_changed_is_marked(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    contact = service.create("contact", {"first_name": "Анна", "last_name": "Петрова", "city": "Пермь",
+                                         "emails": ["anna@example.org"]}, rep)
+    sign_in(client, rep)
+    loaded = _form_fields(client.get(f"/cards/contact/{contact.id}/edit").get_data(as_text=True))
+    service.update("contact", contact.id, {"city": "Омск"}, rep, expected_version=contact.version)
+    mine = [(k, "Казань" if k == "city" else v) for k, v in loaded]
+    page = text_of(client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)])))
+    assert 'value="Казань"' in page
+    assert re.search(r'id="e-city"[^>]*>Someone else saved «Омск» here meanwhile', page)

@@ -145,6 +145,25 @@ class CardForm:
             return set()
         return {str(v) for v in value} if isinstance(value, list) else {str(value)}
 
+    def base_json(self) -> str:
+        """The editable values this form was loaded with, so a save after a concurrent change can merge."""
+        if self.submitted is not None and "_base" in self.submitted:
+            return self.submitted["_base"]  # a form shown again keeps the snapshot it started from
+        base = {}
+        for name in self.entity.fields:
+            if name in self.editable:
+                field_def = self.entity.fields[name]
+                value = self.value(name)
+                if field_def.multiple or field_def.type.name == "multiselect":
+                    base[name] = [input_text(field_def, v, {}) for v in value or []]
+                elif field_def.type.name == "reference" and isinstance(value, int):
+                    base[name] = [f"#{value}"]
+                elif field_def.type.name == "consent":
+                    base[name] = ["true"] if isinstance(value, Mapping) and value.get("given") else []
+                else:
+                    base[name] = [input_text(field_def, value, {})] if value is not None else []
+        return json.dumps(base, ensure_ascii=False)
+
     def display(self, name: str) -> str:
         """The value as text for reading (formulas, the card page)."""
         users = dict(self.users)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
@@ -19,7 +20,7 @@ from kartoteka.records.scopes import in_scope, scope_of
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
 from kartoteka.web.cardform import CardForm, widget_for
-from kartoteka.web.formatting import format_datetime
+from kartoteka.web.formatting import format_datetime, format_value
 from kartoteka.web.forms import CONTROL_KEYS, form_values
 
 cards = Blueprint("cards", __name__, url_prefix="/cards")
@@ -179,13 +180,49 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         return _render_form(entity, build_form(entity, state, record, submitted=request.form,
                                                form_errors=form_errors)), 422
     except Conflict:
-        fresh = service.get(entity.name, record.id, _user())
-        state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record.id)
-        flash(t("Someone else changed this record while you were editing it. Your changes are kept below; review "
-                "the current values and save again."), "error")
-        return _render_form(entity, build_form(entity, state, fresh, submitted=request.form)), 409
+        return _conflict(entity, record.id, values, form_errors), 409
     flash(t("Saved."), "success")
     return redirect(url_for("cards.view_record", entity_name=entity.name, record_id=saved.id))
+
+
+def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_errors: dict[str, list[str]]) -> str:
+    """The form again after a concurrent change: the saved values, the user's own edits on top, clashes marked.
+
+    The form carries the values it was loaded with (`_base`), so this is a three-way merge: fields
+    the user changed keep what they typed, fields only the other person changed show the saved value,
+    and a field both changed keeps the user's value with a note naming the other one. Saving again
+    therefore never puts back a value someone else has just changed.
+    """
+    service = platform.service
+    fresh = service.get(entity.name, record_id, _user())
+    try:
+        base_texts = json.loads(request.form.get("_base", ""))
+        base_form = MultiDict([(k, v) for k, texts in base_texts.items() for v in texts])
+        base, _ = form_values(entity, base_form, MultiDict(), None, set(base_texts))
+    except (ValueError, TypeError, AttributeError):
+        base = dict(fresh.values)  # no snapshot (a hand-made request): everything that differs is the user's
+    mine = {n for n, v in values.items() if v != base.get(n)}
+    kept = {n: values[n] for n in mine if n not in form_errors}
+    notes: dict[str, list[str]] = {}
+    titles: dict[int, str] = {}
+    for name in kept:
+        saved = fresh.values.get(name)
+        if saved != values[name] and saved != base.get(name) and name in entity.fields:
+            field = entity.fields[name]
+            if field.type.name == "reference":
+                titles.update(record_titles(service, field.to or "", _ids_of(saved), _user()))
+            shown = format_value(field, saved, g.language, record_titles=titles) or "—"
+            notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.", value=shown)]
+    state = service.evaluate(entity.name, kept, _user(), record_id)
+    submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True) if k in mine or k not in entity.fields])
+    flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
+            "with your changes on top; check the marked fields and save again."), "error")
+    return _render_form(entity, build_form(entity, state, fresh, submitted=submitted,
+                                           form_errors={**form_errors, **notes}))
+
+
+def _ids_of(value: Any) -> list[int]:
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
 
 
 def _render_form(entity: EntityDef, form: CardForm) -> str:

@@ -87,9 +87,12 @@ RU: Mapping[str, str] = {
     "I agree to the processing of my personal data": "Я согласен на обработку персональных данных",
     "Policy": "Политика",
     "Consent given {when}, policy version {version}.": "Согласие дано {when}, версия политики {version}.",
-    "Someone else changed this record while you were editing it. Your changes are kept below; review the "
-    "current values and save again.": "Кто-то изменил запись, пока вы её редактировали. Ваши изменения "
-                                      "сохранены ниже; проверьте текущие значения и сохраните снова.",
+    "Someone else changed this record while you were editing it. The form now shows the saved values with your "
+    "changes on top; check the marked fields and save again.": "Кто-то изменил запись, пока вы её "
+    "редактировали. В форме теперь сохранённые значения и поверх них ваши изменения; проверьте отмеченные поля "
+    "и сохраните снова.",
+    "Someone else saved «{value}» here meanwhile; keep yours or take theirs.":
+        "Тем временем здесь сохранили «{value}»; оставьте своё значение или возьмите это.",
     "Current file": "Текущий файл",
     "Stage": "Стадия",
     "Move to": "Перенести в",
