@@ -443,3 +443,18 @@ def test_a_field_both_people_changed_is_marked(client, service, make_user):
     page = text_of(client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)])))
     assert 'value="Казань"' in page
     assert re.search(r'id="e-city"[^>]*>Someone else saved «Омск» here meanwhile', page)
+
+
+def test_a_reference_typed_by_its_exact_name_needs_no_suggestion(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    sign_in(client, rep)
+    data = {"csrf_token": CSRF, "name": "Typed", "stage": "new", "_present": ["name", "company", "stage"]}
+    created = client.post("/cards/deal/new", data={**data, "company": "northwind trading ltd"})
+    assert created.status_code == 302
+    deal_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    assert service.get("deal", deal_id, SYSTEM)["company"] == company.id
+    unknown = text_of(client.post("/cards/deal/new", data={**data, "company": "Nowhere Ltd"}))
+    message = re.search(r'id="e-company"[^>]*>([^<]*)<', unknown).group(1)
+    assert message == "Nothing is called 'Nowhere Ltd'; pick a record from the suggestions (or type its number as #12)."
+    listed = text_of(client.get("/cards/deal/?company=Northwind Trading Ltd"))
+    assert "Typed" in listed and "1 records" in listed

@@ -10,7 +10,7 @@ from kartoteka.records.model import Principal
 from kartoteka.records.query import like_pattern
 from kartoteka.records.scopes import scope_clause, scope_of
 from kartoteka.records.service import RecordService
-from kartoteka.storage.database import casefold
+from kartoteka.storage.database import casefold, fold
 from kartoteka.storage.tables import records
 
 MAX_SUGGESTIONS = 20
@@ -40,6 +40,12 @@ def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], 
     with service.engine.connect() as conn:
         rows = conn.execute(sa.select(records.c.id, records.c.title).where(records.c.id.in_(wanted), *where))
         return {row.id: row.title for row in rows}
+
+
+def exact_titles(service: RecordService, entity_name: str, text: str, user: Principal) -> list[int]:
+    """Ids of readable records whose title is `text`, ignoring case (at most a few, for a clear message)."""
+    wanted = fold(text.strip())
+    return [i for i, title in search_titles(service, entity_name, text, user) if fold(title) == wanted]
 
 
 def search_titles(service: RecordService, entity_name: str, text: str, user: Principal,

@@ -1,6 +1,7 @@
 // Kartoteka's own behaviour on top of htmx: every page works without it, through plain forms and links.
 (function () {
   "use strict";
+  document.documentElement.classList.add("js");
   const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
   // Language switch and other selects that submit their form when changed.
@@ -73,6 +74,13 @@
         if (to) { event.preventDefault(); select(tabs.indexOf(to), true); }
       });
     });
+    // A link to a field (the error summary) opens the tab holding it.
+    document.addEventListener("click", (event) => {
+      const link = event.target.closest('a[href^="#f-"], a[href^="#calc-"]');
+      const target = link && document.getElementById(link.getAttribute("href").slice(1));
+      const index = target ? panels.findIndex((p) => p && p.contains(target)) : -1;
+      if (index >= 0) { event.preventDefault(); select(index, false); target.focus(); }
+    });
     // Open the tab holding the first error, else the first tab.
     const firstError = panels.findIndex((p) => p && p.querySelector('[aria-invalid="true"]'));
     select(firstError >= 0 ? firstError : 0, false);
@@ -88,8 +96,9 @@
     names.add(name);
     box.value = Array.from(names).join(",");
   }
-  document.addEventListener("change", touch);
-  document.addEventListener("focusout", touch);
+  // Capture phase: the field counts as touched before htmx (listening on the form) sends the change.
+  document.addEventListener("change", touch, true);
+  document.addEventListener("focusout", touch, true);
 
   // After a live check: show/hide conditional fields and sections, required and read-only marks.
   // Inputs are never replaced, so focus and typed text stay where they are.
@@ -171,7 +180,22 @@
     });
   }
 
+  // After a failed save: move focus to the summary of errors so it is read out and can be followed.
+  function focusErrors() {
+    const summary = document.getElementById("error-summary");
+    if (summary) summary.focus();
+  }
+
+  // After a keyboard move on the board, come back to the moved card.
+  function focusMovedCard() {
+    const match = window.location.hash.match(/^#card-(\d+)$/);
+    const card = match && document.getElementById(`card-${match[1]}`);
+    if (card) { card.tabIndex = -1; card.focus(); }
+  }
+
   function init(root) {
+    focusErrors();
+    focusMovedCard();
     root.querySelectorAll("[data-tabs]").forEach(setupTabs);
     root.querySelectorAll("select[data-colored]").forEach(paint);
     root.querySelectorAll("[data-kanban]").forEach(setupKanban);

@@ -108,8 +108,18 @@ class CardForm:
         """Messages to show next to the field."""
         if self.touched is not None and name not in self.touched:
             return []
-        messages = (*self.form_errors.get(name, []), *self.state.errors.get(name, []))
-        return [translate(self.language, m) for m in messages]
+        # A value that did not even parse has only that message: the "Required." its absence caused is noise.
+        messages = self.form_errors.get(name) or self.state.errors.get(name, [])
+        return list(dict.fromkeys(translate(self.language, m) for m in messages))
+
+    def fields_with_errors(self) -> list[tuple[FieldDef, list[str]]]:
+        """Fields shown to the user that carry messages, in form order (for the error summary)."""
+        return [(self.entity.fields[n], self.errors(n)) for n in self.entity.fields
+                if n in self.viewable and self.errors(n)]
+
+    def tab_has_errors(self, tab: TabView) -> bool:
+        """True when a field of the tab carries a message (the tab is marked)."""
+        return any(self.errors(f.name) for group in tab.groups for f in group.fields)
 
     def record_errors(self) -> list[str]:
         """Messages about the record as a whole, and about fields the page does not show (a crafted request)."""

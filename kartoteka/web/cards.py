@@ -14,7 +14,7 @@ from kartoteka.files import store_file
 from kartoteka.metadata.model import EntityDef
 from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.access import editable_fields, viewable_fields
-from kartoteka.records.lookup import record_titles, search_titles
+from kartoteka.records.lookup import exact_titles, record_titles, search_titles
 from kartoteka.records.model import FormState, Principal, Record
 from kartoteka.records.scopes import in_scope, scope_of
 from kartoteka.users import list_users, user_names
@@ -103,7 +103,13 @@ def _inferable(entity: EntityDef, state: FormState) -> set[str]:
 
 def _submitted_values(entity: EntityDef, before: FormState, current: dict[str, Any] | None
                       ) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    return form_values(entity, request.form, request.files, current, _inferable(entity, before), _saver())
+    return form_values(entity, request.form, request.files, current, _inferable(entity, before), _saver(),
+                       _resolver())
+
+
+def _resolver() -> Any:
+    user = _user()
+    return lambda target, text: exact_titles(platform.service, target, text, user)
 
 
 def _prefill(entity: EntityDef) -> dict[str, Any]:
@@ -237,7 +243,8 @@ def _live(entity: EntityDef, record_id: int | None) -> str:
     service = platform.service
     current = dict(service.get(entity.name, record_id, _user()).values) if record_id else None
     before = service.evaluate(entity.name, {}, _user(), record_id)
-    values, form_errors = form_values(entity, request.form, MultiDict(), current, _inferable(entity, before))
+    values, form_errors = form_values(entity, request.form, MultiDict(), current, _inferable(entity, before),
+                                      resolve=_resolver())
     values = {k: v for k, v in values.items() if entity.fields[k].type.name != "file"}
     state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record_id)
     touched = frozenset(n for n in request.form.get("_touched", "").split(",") if n)

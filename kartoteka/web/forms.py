@@ -16,11 +16,14 @@ _PICKED = re.compile(r"(?:^|#)\s*(\d{1,18})\s*$")
 CONTROL_KEYS = frozenset({"csrf_token", "_present", "_touched", "_base", "version", "owner", "_action"})
 
 FileSaver = Callable[[FileStorage], dict[str, Any]]
+# Records of an entity whose title is exactly the text typed into a picker (no suggestion chosen).
+TitleResolver = Callable[[str, str], list[int]]
 
 
 def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
                 current: Mapping[str, Any] | None, inferable: Collection[str],
-                save_file: FileSaver | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+                save_file: FileSaver | None = None, resolve: TitleResolver | None = None
+                ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Values of every field the form sent (or rendered, for unticked boxes), and form-level errors.
 
     An unticked checkbox sends nothing, so `_present` names the fields the page rendered; their
@@ -36,14 +39,14 @@ def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[s
         if not sent and name not in present:
             continue
         try:
-            values[name] = _raw(field, form, files, current, save_file)
+            values[name] = _raw(field, form, files, current, save_file, resolve)
         except ValueError as exc:
             errors[name] = [str(exc)]
     return values, errors
 
 
 def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
-         current: Mapping[str, Any] | None, save_file: FileSaver | None) -> Any:
+         current: Mapping[str, Any] | None, save_file: FileSaver | None, resolve: TitleResolver | None) -> Any:
     name, kind = field.name, field.type.name
     if kind == "boolean":
         return form.get(name, "false")
@@ -61,16 +64,22 @@ def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileS
             return kept
         return kept[-1] if kept else None
     if kind == "reference":
-        picked = [_reference(field, text) for text in form.getlist(name) if text.strip()]
+        picked = [_reference(field, text, resolve) for text in form.getlist(name) if text.strip()]
         return picked if field.multiple else (picked[0] if picked else None)
     if field.multiple or kind == "multiselect":
         return [v for v in form.getlist(name) if v.strip()]
     return form.get(name)
 
 
-def _reference(field: FieldDef, text: str) -> str:
+def _reference(field: FieldDef, text: str, resolve: TitleResolver | None) -> str:
+    """The id in "Title #12", else the one record whose title is exactly the text (typed without JavaScript)."""
     match = _PICKED.search(text)
-    if match is None:
-        raise ValueError(f"Pick a record from the suggestions (or type its number as #12); '{text[:60]}' "
-                         "is not one.")
-    return match.group(1)
+    if match is not None:
+        return match.group(1)
+    found = resolve(field.to or "", text.strip()) if resolve is not None else []
+    if len(found) == 1:
+        return str(found[0])
+    if found:
+        raise ValueError(f"Several records are called '{text[:60]}'; pick one from the suggestions.")
+    raise ValueError(f"Nothing is called '{text[:60]}'; pick a record from the suggestions (or type its number "
+                     "as #12).")

@@ -43,8 +43,11 @@ RU: Mapping[str, str] = {
     "Save": "Сохранить",
     "Cancel": "Отмена",
     "Delete": "Удалить",
-    "Delete this record? It goes to the trash and can be restored.":
-        "Удалить запись? Она попадёт в корзину, её можно будет восстановить.",
+    "Delete this record?": "Удалить запись?",
+    "Errors": "Ошибки",
+    "{count} fields need attention:": "Поля с ошибками: {count}",
+    "breadcrumb": "навигационная цепочка",
+    "pagination": "страницы",
     "Next page": "Следующая страница",
     "First page": "Первая страница",
     "{count} records": "Записей: {count}",

@@ -16,7 +16,7 @@ from kartoteka.listargs import list_query, without
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.board import board_totals
-from kartoteka.records.lookup import record_titles
+from kartoteka.records.lookup import exact_titles, record_titles
 from kartoteka.records.model import Filter, ListQuery, Record
 from kartoteka.records.query import SYSTEM_COLUMNS
 from kartoteka.records.views import delete_view, list_views, save_view
@@ -96,9 +96,13 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
     for key, value in request.args.items(multi=True):
         name = key.partition("__")[0]
         field = entity.fields.get(name)
-        if field is not None and field.type.name == "reference" and not key.endswith("__isnull"):
+        if field is not None and field.type.name == "reference" and not key.endswith("__isnull") and value.strip():
             match = _PICKED.search(value)
-            value = match.group(1) if match else value.strip()
+            if match:
+                value = match.group(1)
+            elif not value.strip().isdigit():
+                found = exact_titles(platform.service, field.to or "", value, _user())
+                value = str(found[0]) if len(found) == 1 else value.strip()
         args.add(key, value)
     return args
 
@@ -292,4 +296,4 @@ def move(entity_name: str, record_id: int) -> Any:
     if htmx:
         return Response(status=204, headers={"HX-Refresh": "true"})
     flash(t("Moved."), "success")
-    return redirect(url_for("cards.kanban", entity_name=entity.name))
+    return redirect(url_for("cards.kanban", entity_name=entity.name) + f"#card-{record_id}")
