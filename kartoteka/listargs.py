@@ -42,6 +42,6 @@ def list_query(args: MultiDict[str, str], default_limit: int = 50, *, skip_empty
 
 def without(args: MultiDict[str, str], *keys: str, **replace: Any) -> list[tuple[str, str]]:
     """The query as pairs, without `keys`, with `replace` keys set: for next-page and sort links."""
-    pairs = [(k, v) for k, v in args.items(multi=True) if k not in keys and k not in replace]
+    pairs = [(k, v) for k, v in args.items(multi=True) if k not in keys and k not in replace and v != ""]
     pairs += [(k, str(v)) for k, v in replace.items() if v is not None]
     return pairs

@@ -10,6 +10,7 @@ from werkzeug.wrappers import Response
 
 from kartoteka.metadata.model import Label
 from kartoteka.web.auth import init_auth, t
+from kartoteka.web.formatting import currency_symbol
 
 htmx = HTMX()
 
@@ -27,7 +28,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     htmx.init_app(app)
     init_auth(app)
     app.register_blueprint(cards)
-    app.jinja_env.globals.update(t=t, label=label_text)
+    app.jinja_env.globals.update(t=t, label=label_text, currency_symbol=currency_symbol)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

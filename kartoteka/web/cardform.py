@@ -137,7 +137,10 @@ class CardForm:
         """The input's text: what the user typed when the form comes back, else the value for an input."""
         if self.submitted is not None and name in self.submitted and name not in self._computed():
             return self.submitted.get(name, "")
-        return input_text(self.entity.fields[name], self.value(name), self.reference_titles)
+        text = input_text(self.entity.fields[name], self.value(name), self.reference_titles)
+        if self.language == "ru" and isinstance(self.value(name), Decimal):
+            return text.replace(".", ",")  # "1500,50" as Russian users write it; the parser reads both
+        return text
 
     def texts(self, name: str) -> list[str]:
         """The texts of a field with several values (phones, e-mails, references)."""

@@ -27,6 +27,13 @@ NARROW_NBSP = "\u202f"
 CURRENCY_SYMBOLS: Mapping[str, str] = {"RUB": "₽", "USD": "$", "EUR": "€", "GBP": "£", "CNY": "¥", "KZT": "₸"}
 _PREFIX_SYMBOLS = frozenset({"USD", "EUR", "GBP"})
 
+
+def currency_symbol(code: str | None) -> str:
+    """The symbol of a currency code (₽ for RUB), or the code itself when there is none."""
+    if not code:
+        return ""
+    return CURRENCY_SYMBOLS.get(code.upper(), code.upper())
+
 # Numbers with more integer or leading fractional digits than this are written in scientific notation.
 _MAX_POSITIONAL_DIGITS = 1000
 
