@@ -458,3 +458,26 @@ def test_a_reference_typed_by_its_exact_name_needs_no_suggestion(client, service
     assert message == "Nothing is called 'Nowhere Ltd'; pick a record from the suggestions (or type its number as #12)."
     listed = text_of(client.get("/cards/deal/?company=Northwind Trading Ltd"))
     assert "Typed" in listed and "1 records" in listed
+
+
+@pytest.mark.parametrize(("english", "russian"), [
+    ("Required.", "Обязательное поле."),
+    ("'12abc' is not a number.", "«12abc» — не число."),
+    ("Value 2: 'x@' is not a valid e-mail address.", "Значение 2: «x@» — неверный адрес электронной почты."),
+    ("Must have at most 2 digits after the decimal point.", "Не больше 2 знаков после запятой."),
+    ("An unknown message stays as it is.", "An unknown message stays as it is."),
+])
+def test_service_messages_read_in_russian(english, russian):
+    from kartoteka.web.i18n import translate
+
+    assert translate("ru", english) == russian
+    assert translate("en", english) == english
+
+
+def test_form_errors_in_the_users_language(client, make_user, company):
+    olga, _ = make_user("olga", ["sales"], "sales", language="ru")
+    sign_in(client, olga)
+    page = text_of(client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "", "amount": "12abc",
+                                                        "_present": ["name", "amount"]}))
+    assert re.search(r'id="e-amount"[^>]*>«12abc» — не число\.<', page)
+    assert re.search(r'id="e-name"[^>]*>Обязательное поле\.<', page)

@@ -1,11 +1,15 @@
 """Interface texts in English and Russian; metadata labels carry their own translations.
 
 Messages are keyed by their English text, so a missing translation shows English, never a key.
+Messages of the record service carry values ("'12abc' is not a number."): PATTERNS holds their
+English shape with {placeholders}, matched once each and refilled in the translation.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 LANGUAGES = ("en", "ru")
@@ -134,13 +138,71 @@ RU: Mapping[str, str] = {
     "Bad request": "Неверный запрос",
 }
 
+# Messages of the record service and its field types, with the values they quote as placeholders.
+RU_PATTERNS: Mapping[str, str] = {
+    "'{text}' is not a number.": "«{text}» — не число.",
+    "'{text}' is not a whole number.": "«{text}» — не целое число.",
+    "'{text}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.": "«{text}» — не дата; пишите ДД.ММ.ГГГГ или ГГГГ-ММ-ДД.",
+    "'{text}' is not a valid date: {reason}.": "«{text}» — несуществующая дата ({reason}).",
+    "'{text}' is not a phone number.": "«{text}» — не номер телефона.",
+    "'{text}' is not a valid phone number for its country.": "«{text}» — неверный номер для своей страны.",
+    "'{text}' is not a valid e-mail address.": "«{text}» — неверный адрес электронной почты.",
+    "'{text}' is not a valid http(s) address.": "«{text}» — неверный адрес сайта (http или https).",
+    "'{text}' is not one of the options: {options}.": "«{text}» — нет среди вариантов: {options}.",
+    "'{text}' is not a date and time; use ISO 8601, e.g. 2025-03-01T14:30:00+03:00.":
+        "«{text}» — не дата и время.",
+    "Value {position}: {message}": "Значение {position}: {message}",
+    "Must be at least {limit}.": "Не меньше {limit}.",
+    "Must be at most {limit}.": "Не больше {limit}.",
+    "Must be at least {count} characters.": "Не короче {count} символов.",
+    "Must be at most {count} characters (has {has}).": "Не длиннее {count} символов (сейчас {has}).",
+    "Must have at least {count} values.": "Нужно не меньше {count} значений.",
+    "Must have at most {count} values.": "Допустимо не больше {count} значений.",
+    "Must have at most {places} digits after the decimal point.": "Не больше {places} знаков после запятой.",
+    "Is too large: at most {digits} significant digits.": "Слишком большое число: не больше {digits} значащих цифр.",
+    "Tag '{tag}' is longer than {count} characters.": "Тег «{tag}» длиннее {count} символов.",
+    "Must be unique: {what} #{id} already has this value.": "Значение должно быть уникальным: у записи «{what}» "
+                                                          "№{id} оно уже есть.",
+    "There is no {what} with id {id}.": "Записи «{what}» с номером {id} нет.",
+    "There is no active user with id {id}.": "Нет активного пользователя с номером {id}.",
+    "Your role may not {verb} {what}.": "Ваша роль не даёт доступа к разделу «{what}».",
+    "Nothing is called '{text}'; pick a record from the suggestions (or type its number as #12).":
+        "Ничего не называется «{text}»; выберите запись из подсказок (или введите её номер как #12).",
+    "Several records are called '{text}'; pick one from the suggestions.":
+        "Так называются несколько записей («{text}»); выберите одну из подсказок.",
+    "Cannot be computed: {reason}.": "Не удаётся вычислить: {reason}.",
+    "Filter '{name}': {message}": "Фильтр «{name}»: {message}",
+    "Cannot {purpose} by unknown field '{name}'{hint}": "Нет поля «{name}» для этой операции.",
+}
+
 CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU}
+PATTERN_CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU_PATTERNS}
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+@lru_cache(maxsize=8)
+def _patterns(language: str) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """The language's message patterns as anchored regular expressions, built once."""
+    compiled = []
+    for english, translated in PATTERN_CATALOGS.get(language, {}).items():
+        parts = _PLACEHOLDER.split(english)
+        regex = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.*?)" for i, part in enumerate(parts))
+        compiled.append((re.compile(f"^{regex}$", re.S), translated))
+    return tuple(compiled)
 
 
 def translate(language: str, message: str, **values: Any) -> str:
     """`message` in `language` (English when untranslated), with {placeholders} filled in."""
-    text = CATALOGS.get(language, {}).get(message, message)
-    return text.format(**values) if values else text
+    catalog = CATALOGS.get(language, {})
+    if message in catalog or values:
+        text = catalog.get(message, message)
+        return text.format(**values) if values else text
+    for pattern, translated in _patterns(language):
+        match = pattern.match(message)
+        if match:
+            found = {k: translate(language, v) if k == "message" else v for k, v in match.groupdict().items()}
+            return translated.format(**found)
+    return message
 
 
 def pick_language(requested: str | None, accept: Any = None) -> str:
