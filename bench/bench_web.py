@@ -48,6 +48,7 @@ import sqlalchemy as sa
 from flask import Flask, abort, g, render_template, request, session
 from werkzeug.datastructures import MultiDict
 
+from bench.bench_records import server_version
 from kartoteka import STATIC_DIR, create_app
 from kartoteka.config import Settings
 from kartoteka.metadata.expressions import Clock
@@ -671,13 +672,6 @@ def database(kind: str, pg_url: str, keep: bool) -> Iterator[tuple[str, str]]:
             with admin.begin() as conn:
                 conn.execute(sa.schema.DropSchema(schema, cascade=True))
         admin.dispose()
-
-
-def server_version(engine: sa.Engine) -> str:
-    with engine.connect() as conn:
-        if engine.dialect.name == "postgresql":
-            return "PostgreSQL " + conn.exec_driver_sql("SHOW server_version").scalar_one().split()[0]
-        return "SQLite " + conn.exec_driver_sql("SELECT sqlite_version()").scalar_one()
 
 
 def environment(version: str) -> str:
