@@ -28,6 +28,13 @@ class Principal:
 SYSTEM = Principal(None, "system", frozenset({"admin"}), is_system=True)
 
 
+def ids_in(value: Any) -> list[int]:
+    """The record or user ids held by a reference or user value (one id, a list of them, or empty)."""
+    if value is None:
+        return []
+    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
+
+
 @dataclass(frozen=True)
 class Record:
     """One stored card with typed values (Decimal, date, ...), already filtered for the reader."""

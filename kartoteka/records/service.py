@@ -15,7 +15,7 @@ from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
-from kartoteka.records.model import SYSTEM, FormState, ListQuery, Page, Principal, Record
+from kartoteka.records.model import SYSTEM, FormState, ListQuery, Page, Principal, Record, ids_in
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
 from kartoteka.records.scopes import in_scope, owner_message, require, scope_clause, scope_of
@@ -386,8 +386,8 @@ class RecordService:
     def _sync_links(self, conn: sa.Connection, entity: EntityDef, record_id: int,
                     values: Mapping[str, Any], before: Mapping[str, Any] | None) -> None:
         for field in entity.reference_fields:
-            new = set(_as_ids(values.get(field.name)))
-            old = set(_as_ids(before.get(field.name))) if before is not None else set()
+            new = set(ids_in(values.get(field.name)))
+            old = set(ids_in(before.get(field.name))) if before is not None else set()
             if new == old:
                 continue
             if old - new:
@@ -470,12 +470,6 @@ class RecordService:
                 if entity is not None and field in viewable_fields(entity, user):
                     result.setdefault((source_entity, field), []).append(source_id)
         return result
-
-
-def _as_ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, list) else [value]
 
 
 def _utc(moment: datetime | None) -> Any:

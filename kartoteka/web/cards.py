@@ -15,7 +15,7 @@ from kartoteka.metadata.model import EntityDef
 from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.lookup import exact_titles, record_titles, search_titles
-from kartoteka.records.model import FormState, Principal, Record
+from kartoteka.records.model import FormState, Principal, Record, ids_in
 from kartoteka.records.scopes import in_scope, scope_of
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
@@ -216,7 +216,7 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         if saved != values[name] and saved != base.get(name) and name in entity.fields:
             field = entity.fields[name]
             if field.type.name == "reference":
-                titles.update(record_titles(service, field.to or "", _ids_of(saved), _user()))
+                titles.update(record_titles(service, field.to or "", ids_in(saved), _user()))
             shown = format_value(field, saved, g.language, record_titles=titles) or "—"
             notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.", value=shown)]
     state = service.evaluate(entity.name, kept, _user(), record_id)
@@ -225,10 +225,6 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
             "with your changes on top; check the marked fields and save again."), "error")
     return _render_form(entity, build_form(entity, state, fresh, submitted=submitted,
                                            form_errors={**form_errors, **notes}))
-
-
-def _ids_of(value: Any) -> list[int]:
-    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
 
 
 def _render_form(entity: EntityDef, form: CardForm) -> str:
@@ -241,14 +237,14 @@ def _render_form(entity: EntityDef, form: CardForm) -> str:
 def _live(entity: EntityDef, record_id: int | None) -> str:
     """Re-evaluate the form as typed: formulas, conditions and errors of the fields the user has left."""
     service = platform.service
-    current = dict(service.get(entity.name, record_id, _user()).values) if record_id else None
+    record = service.get(entity.name, record_id, _user()) if record_id else None
+    current = dict(record.values) if record else None
     before = service.evaluate(entity.name, {}, _user(), record_id)
     values, form_errors = form_values(entity, request.form, MultiDict(), current, _inferable(entity, before),
                                       resolve=_resolver())
     values = {k: v for k, v in values.items() if entity.fields[k].type.name != "file"}
     state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record_id)
     touched = frozenset(n for n in request.form.get("_touched", "").split(",") if n)
-    record = service.get(entity.name, record_id, _user()) if record_id else None
     form = build_form(entity, state, record, submitted=request.form, form_errors=form_errors, touched=touched)
     return render_template("cards/_live.html", entity=entity, form=form)
 

@@ -71,11 +71,17 @@ def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileS
     return form.get(name)
 
 
+def picked_id(text: str) -> int | None:
+    """The id of a suggestion picked in a reference picker ("Northwind Trading Ltd #12", "#12", "12")."""
+    match = _PICKED.search(text)
+    return int(match.group(1)) if match else None
+
+
 def _reference(field: FieldDef, text: str, resolve: TitleResolver | None) -> str:
     """The id in "Title #12", else the one record whose title is exactly the text (typed without JavaScript)."""
-    match = _PICKED.search(text)
-    if match is not None:
-        return match.group(1)
+    picked = picked_id(text)
+    if picked is not None:
+        return str(picked)
     found = resolve(field.to or "", text.strip()) if resolve is not None else []
     if len(found) == 1:
         return str(found[0])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -17,18 +16,18 @@ from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.board import board_totals
 from kartoteka.records.lookup import exact_titles, record_titles
-from kartoteka.records.model import Filter, ListQuery, Record
+from kartoteka.records.model import Filter, ListQuery, Record, ids_in
 from kartoteka.records.query import SYSTEM_COLUMNS
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
 from kartoteka.web.cards import _entity, _user, board_field, cards, scopes
 from kartoteka.web.formatting import format_datetime, format_value
+from kartoteka.web.forms import picked_id
 
 NUMERIC = frozenset({"integer", "decimal", "money", "percent"})
 DATES = frozenset({"date", "datetime"})
 MAX_FILTERS = 12
-_PICKED = re.compile(r"#\s*(\d{1,18})\s*$")
 SYSTEM_LABELS = {"id": "#", "owner": "Owner", "created_at": "Created", "updated_at": "Updated",
                  "version": "Version", "created_by": "Created", "updated_by": "Updated"}
 
@@ -97,9 +96,9 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
         name = key.partition("__")[0]
         field = entity.fields.get(name)
         if field is not None and field.type.name == "reference" and not key.endswith("__isnull") and value.strip():
-            match = _PICKED.search(value)
-            if match:
-                value = match.group(1)
+            picked = picked_id(value)
+            if picked is not None:
+                value = str(picked)
             elif not value.strip().isdigit():
                 found = exact_titles(platform.service, field.to or "", value, _user())
                 value = str(found[0]) if len(found) == 1 else value.strip()
@@ -121,11 +120,11 @@ class ListPage:
         self.sort = self.page.sort
         self.people = user_names(platform.state.engine, [r.owner for r in self.page.items] + [
             v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.name == "user"
-            for v in _ids(r.values.get(c.name))])
+            for v in ids_in(r.values.get(c.name))])
         self.titles: dict[str, dict[int, str]] = {}
         for c in self.columns:
             if c.field is not None and c.field.type.name == "reference":
-                ids = [i for r in self.page.items for i in _ids(r.values.get(c.name))]
+                ids = [i for r in self.page.items for i in ids_in(r.values.get(c.name))]
                 self.titles[c.name] = record_titles(service, c.field.to or "", ids, user)
 
     def cell(self, record: Record, column: Column) -> str:
@@ -182,12 +181,6 @@ class ListPage:
     def filtered(self) -> bool:
         """True when any filter is set (the panel opens)."""
         return any(k not in ("sort", "cursor", "q", "view") for k in self.args)
-
-
-def _ids(value: Any) -> list[int]:
-    if value is None:
-        return []
-    return [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int)]
 
 
 @cards.get("/<entity_name>/")
