@@ -481,3 +481,13 @@ def test_form_errors_in_the_users_language(client, make_user, company):
                                                         "_present": ["name", "amount"]}))
     assert re.search(r'id="e-amount"[^>]*>«12abc» — не число\.<', page)
     assert re.search(r'id="e-name"[^>]*>Обязательное поле\.<', page)
+
+
+def test_a_crafted_owner_outside_the_scope_is_refused(client, service, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    other, _ = make_user("other", ["sales"], "sales")
+    sign_in(client, rep)
+    assert 'name="owner"' not in client.get("/cards/deal/new").get_data(as_text=True)
+    response = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Gift", "company": str(company.id),
+                                                    "owner": str(other.id)})
+    assert response.status_code == 422 and "You may assign records only to yourself." in text_of(response)

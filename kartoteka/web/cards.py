@@ -84,8 +84,8 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
     ids: dict[str, set[int]] = {}
     for f in entity.reference_fields:
         value = state.values.get(f.name)
-        if f.name in viewable and value is not None:
-            ids.setdefault(f.to or "", set()).update(value if isinstance(value, list) else [value])
+        if f.name in viewable:
+            ids.setdefault(f.to or "", set()).update(ids_in(value))
     titles: dict[int, str] = {}
     for target, wanted in ids.items():
         titles.update(record_titles(platform.service, target, wanted, user))
@@ -117,11 +117,10 @@ def _prefill(entity: EntityDef) -> dict[str, Any]:
     return {k: v for k, v in request.args.items() if k in entity.fields and k not in CONTROL_KEYS}
 
 
-def _owner_choice(entity: EntityDef, action: str) -> int | None:
+def _owner_choice() -> int | None:
+    """The owner chosen on the form; the record service decides whether this user may assign it."""
     raw = request.form.get("owner", "").strip()
-    if not raw or not raw.isdigit() or scope_of(platform.state.metadata, _user(), entity, action) == "own":
-        return None
-    return int(raw)
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
 
 
 @cards.route("/<entity_name>/new", methods=["GET", "POST"])
@@ -137,7 +136,7 @@ def new_record(entity_name: str) -> Any:
     try:
         if form_errors:
             raise RecordValidationError(form_errors)
-        record = service.create(entity.name, values, _user(), owner=_owner_choice(entity, "create"))
+        record = service.create(entity.name, values, _user(), owner=_owner_choice())
     except RecordValidationError as exc:
         state = service.evaluate(entity.name, _parsable(values, exc.errors), _user())
         state.errors = exc.errors
@@ -178,7 +177,7 @@ def edit_record(entity_name: str, record_id: int) -> Any:
             raise RecordValidationError(form_errors)
         saved = service.update(entity.name, record.id, values, _user(),
                                expected_version=int(version) if version.isdigit() else None,
-                               owner=_owner_choice(entity, "update"))
+                               owner=_owner_choice())
     except RecordValidationError as exc:
         state = service.evaluate(entity.name, _parsable(values, exc.errors), _user(), record.id)
         state.errors = exc.errors
