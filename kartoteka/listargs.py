@@ -12,8 +12,8 @@ from werkzeug.datastructures import MultiDict
 from kartoteka.errors import BadRequest
 from kartoteka.records.model import Filter, ListQuery
 
-# Keys that are not filters. `view` and `field`/`sum` belong to the web lists and the kanban.
-LIST_PARAMS = frozenset({"sort", "limit", "cursor", "q", "total", "view", "board", "sum", "page_size"})
+# Keys that are not filters; `board` names the select a kanban board groups by.
+LIST_PARAMS = frozenset({"sort", "limit", "cursor", "q", "total", "board"})
 
 
 def list_query(args: MultiDict[str, str], default_limit: int = 50, *, skip_empty: bool = False) -> ListQuery:

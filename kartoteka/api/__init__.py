@@ -13,10 +13,9 @@ from kartoteka.api.schemas import dump_record, load_record, record_schema
 from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError, RecordValidationError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
-from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
-from kartoteka.records.scopes import scope_of
+from kartoteka.records.scopes import readable_entities, scopes_for
 from kartoteka.users import user_for_token
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -79,7 +78,7 @@ def list_entities() -> Response:
     metadata = platform.state.metadata
     items = [{"name": e.name, "label": e.label.as_json(), "label_plural": e.label_plural.as_json(),
               "url": url_for("api.get_entity", entity_name=e.name)}
-             for e in metadata.entities.values() if scope_of(metadata, _user(), e, "read") != "none"]
+             for e in readable_entities(metadata, _user())]
     return jsonify({"items": items})
 
 
@@ -88,8 +87,7 @@ def get_entity(entity_name: str) -> Response:
     """The compiled schema of one card type, as the calling user may see it."""
     entity = platform.service.entity(entity_name)
     metadata = platform.state.metadata
-    scopes = {action: scope_of(metadata, _user(), entity, action) for action in ACTIONS}
-    return jsonify(describe_entity(entity, _user(), scopes))
+    return jsonify(describe_entity(entity, _user(), scopes_for(metadata, _user(), entity)))
 
 
 @api.get("/records/<entity_name>")

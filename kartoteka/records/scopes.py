@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from kartoteka.errors import PermissionDenied
 from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.model import Principal
 from kartoteka.storage.tables import records, users
 
@@ -24,6 +25,16 @@ def scope_of(metadata: Metadata, user: Principal, entity: EntityDef, action: str
     if user.is_admin:
         return "all"
     return metadata.permissions.scope(user.roles, entity.name, action)
+
+
+def scopes_for(metadata: Metadata, user: Principal, entity: EntityDef) -> dict[str, str]:
+    """The user's scope for each action on `entity` (what the UI offers, what the API describes)."""
+    return {action: scope_of(metadata, user, entity, action) for action in ACTIONS}
+
+
+def readable_entities(metadata: Metadata, user: Principal) -> list[EntityDef]:
+    """The entities with some records the user may read (navigation, the start page, the API's index)."""
+    return [e for e in metadata.entities.values() if scope_of(metadata, user, e, "read") != "none"]
 
 
 def require(metadata: Metadata, user: Principal, entity: EntityDef, action: str) -> str:

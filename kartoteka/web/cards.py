@@ -12,11 +12,10 @@ from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidat
 from kartoteka.extensions import platform
 from kartoteka.files import store_file
 from kartoteka.metadata.model import EntityDef
-from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.lookup import exact_titles, record_titles, search_titles
 from kartoteka.records.model import FormState, Principal, Record, ids_in
-from kartoteka.records.scopes import in_scope, scope_of
+from kartoteka.records.scopes import in_scope, readable_entities, require, scope_of, scopes_for
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
 from kartoteka.web.cardform import CardForm, widget_for
@@ -33,14 +32,13 @@ def _user() -> Principal:
 def _entity(name: str, action: str = "read") -> EntityDef:
     """The entity, if the user may do `action` with some of its records (PermissionDenied otherwise)."""
     entity = platform.service.entity(name)
-    if scope_of(platform.state.metadata, _user(), entity, action) == "none":
-        raise PermissionDenied(t("Your role may not open {what}.", what=entity.label_plural.get(g.language)))
+    require(platform.state.metadata, _user(), entity, action)
     return entity
 
 
 def scopes(entity: EntityDef) -> dict[str, str]:
     """The user's scope per action on `entity`, for showing only the buttons that will work."""
-    return {a: scope_of(platform.state.metadata, _user(), entity, a) for a in ACTIONS}
+    return scopes_for(platform.state.metadata, _user(), entity)
 
 
 @cards.app_context_processor
@@ -49,17 +47,14 @@ def navigation() -> dict[str, Any]:
     user = getattr(g, "user", None)
     if user is None:
         return {"nav_entities": []}
-    metadata = platform.state.metadata
-    return {"nav_entities": [e for e in metadata.entities.values()
-                             if scope_of(metadata, user, e, "read") != "none"]}
+    return {"nav_entities": readable_entities(platform.state.metadata, user)}
 
 
 @cards.get("/")
 @login_required
 def index() -> str:
     """The start page: every card the user may open, with links to its list, kanban and a new record."""
-    metadata = platform.state.metadata
-    entries = [(e, scopes(e)) for e in metadata.entities.values() if scope_of(metadata, _user(), e, "read") != "none"]
+    entries = [(e, scopes(e)) for e in readable_entities(platform.state.metadata, _user())]
     return render_template("cards/index.html", entries=entries, board_field=board_field)
 
 

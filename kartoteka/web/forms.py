@@ -13,7 +13,7 @@ from kartoteka.metadata.model import EntityDef, FieldDef
 # "Northwind Trading Ltd #12" (a suggestion picked in a reference picker) or just "12" / "#12".
 _PICKED = re.compile(r"(?:^|#)\s*(\d{1,18})\s*$")
 # Form keys that are not fields: the form's own bookkeeping.
-CONTROL_KEYS = frozenset({"csrf_token", "_present", "_touched", "_base", "version", "owner", "_action"})
+CONTROL_KEYS = frozenset({"csrf_token", "_present", "_touched", "_base", "version", "owner"})
 
 FileSaver = Callable[[FileStorage], dict[str, Any]]
 # Records of an entity whose title is exactly the text typed into a picker (no suggestion chosen).

@@ -115,7 +115,6 @@ RU: Mapping[str, str] = {
     "Forbidden": "Доступ запрещён",
     "Open": "Открыть",
     "Error": "Ошибка",
-    "Your role may not open {what}.": "Ваша роль не даёт открывать раздел «{what}».",
     "You may open this record but not change it.": "Эту запись можно открыть, но не изменить.",
     "This card has no stage or status to arrange a board by.": "У этой карточки нет стадии или статуса для доски.",
     # messages of the record service shown next to fields

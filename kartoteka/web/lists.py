@@ -180,7 +180,7 @@ class ListPage:
 
     def filtered(self) -> bool:
         """True when any filter is set (the panel opens)."""
-        return any(k not in ("sort", "cursor", "q", "view") for k in self.args)
+        return any(k not in ("sort", "cursor", "q") for k in self.args)
 
 
 @cards.get("/<entity_name>/")
