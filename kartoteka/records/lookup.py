@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from kartoteka.records.model import Principal
 from kartoteka.records.query import like_pattern
-from kartoteka.records.scopes import scope_clause, scope_of
+from kartoteka.records.scopes import readable_where
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import casefold, fold
 from kartoteka.storage.tables import records
@@ -17,18 +17,9 @@ MAX_SUGGESTIONS = 20
 
 
 def _readable(service: RecordService, entity_name: str, user: Principal) -> list[sa.ColumnElement[bool]] | None:
-    """WHERE clauses for live records of the entity the user may read; None when they may read none."""
+    """WHERE clauses for live records of the entity the user may read; None for none or an unknown entity."""
     entity = service.metadata.entities.get(entity_name)
-    if entity is None:
-        return None
-    scope = scope_of(service.metadata, user, entity, "read")
-    if scope == "none":
-        return None
-    where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
-    clause = scope_clause(scope, user)
-    if clause is not None:
-        where.append(clause)
-    return where
+    return None if entity is None else readable_where(service.metadata, user, entity)
 
 
 def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], user: Principal) -> dict[int, str]:

@@ -57,6 +57,18 @@ def scope_clause(scope: str, user: Principal) -> sa.ColumnElement[bool] | None:
     return records.c.owner == user.id
 
 
+def readable_where(metadata: Metadata, user: Principal, entity: EntityDef) -> list[sa.ColumnElement[bool]] | None:
+    """WHERE clauses for the live records of `entity` the user may read; None when they may read none."""
+    scope = scope_of(metadata, user, entity, "read")
+    if scope == "none":
+        return None
+    where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
+    clause = scope_clause(scope, user)
+    if clause is not None:
+        where.append(clause)
+    return where
+
+
 def in_scope(conn: sa.Connection, scope: str, user: Principal, owner: Any) -> bool:
     """True when a record owned by `owner` (a user id or None) lies within `scope` for `user`."""
     if scope == "all":

@@ -18,7 +18,7 @@ from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import SYSTEM, FormState, ListQuery, Page, Principal, Record, ids_in
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
-from kartoteka.records.scopes import in_scope, owner_message, require, scope_clause, scope_of
+from kartoteka.records.scopes import in_scope, owner_message, readable_where, require
 from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.tables import files, record_links, records, users
 
@@ -345,13 +345,10 @@ class RecordService:
                           prepared: Prepared, user: Principal) -> None:
         """Referenced records must exist and lie within the user's read scope (else: no such record)."""
         wanted = set(ids)
-        where = [records.c.id.in_(wanted), records.c.entity == target, records.c.deleted_at.is_(None)]
         target_entity = self.metadata.entities.get(target)
-        if target_entity is not None:
-            clause = scope_clause(scope_of(self.metadata, user, target_entity, "read"), user)
-            if clause is not None:
-                where.append(clause)
-        found = set(conn.execute(sa.select(records.c.id).where(*where)).scalars())
+        readable = readable_where(self.metadata, user, target_entity) if target_entity is not None else None
+        found = set() if readable is None else set(
+            conn.execute(sa.select(records.c.id).where(records.c.id.in_(wanted), *readable)).scalars())
         for missing in sorted(wanted - found):
             label = self.metadata.entities[target].label if target in self.metadata.entities else target
             prepared.error(name, f"There is no {label} with id {missing}.")
@@ -437,11 +434,8 @@ class RecordService:
 
         Anything that counts or aggregates "the records of this list" builds on these clauses.
         """
-        scope = require(self.metadata, user, entity, "read")
-        where = [records.c.entity == entity.name, records.c.deleted_at.is_(None)]
-        clause = scope_clause(scope, user)
-        if clause is not None:
-            where.append(clause)
+        require(self.metadata, user, entity, "read")
+        where = readable_where(self.metadata, user, entity) or [sa.false()]
         where += [builder.filter_clause(f) for f in query.filters]
         if query.search and query.search.strip():
             where.append(builder.search_clause(query.search))
@@ -452,11 +446,9 @@ class RecordService:
         self.get(entity_name, record_id, user)
         readable = []
         for entity in self.metadata.entities.values():
-            scope = scope_of(self.metadata, user, entity, "read")
-            if scope != "none" and entity.reference_fields:
-                clause = scope_clause(scope, user)
-                readable.append(records.c.entity == entity.name if clause is None
-                                else sa.and_(records.c.entity == entity.name, clause))
+            where = readable_where(self.metadata, user, entity) if entity.reference_fields else None
+            if where is not None:
+                readable.append(sa.and_(*where))
         if not readable:
             return {}
         query = (sa.select(record_links.c.source_entity, record_links.c.field, record_links.c.source_id)
