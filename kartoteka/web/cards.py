@@ -223,7 +223,8 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
 
 def _render_form(entity: EntityDef, form: CardForm) -> str:
     owner_scope = scope_of(platform.state.metadata, _user(), entity, "update" if form.record else "create")
-    owners = list_users(platform.state.engine, limit=500) if owner_scope != "own" else []
+    # The same active users a user field offers, when the form already loaded them.
+    owners = (list(form.users) or list_users(platform.state.engine, limit=500)) if owner_scope != "own" else []
     return render_template("cards/form.html", entity=entity, form=form, widget_for=widget_for, owners=owners,
                            scopes=scopes(entity))
 
