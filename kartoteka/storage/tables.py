@@ -61,6 +61,8 @@ records = sa.Table(
     sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("updated_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("deleted_at", Timestamp),
+    # Checks over fields the saving user could not see, which the saved values break (their sources).
+    sa.Column("flags", Json),
     sa.Index("ix_records_entity_id", "entity", "id"),
     sa.Index("ix_records_entity_updated_at", "entity", "updated_at"),
     sa.Index("ix_records_entity_owner", "entity", "owner"),
@@ -85,6 +87,16 @@ files = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+)
+
+# Which records hold which uploaded file: a download is allowed to whoever may read one of them.
+file_links = sa.Table(
+    "file_links", metadata,
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("record_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("field", sa.String(63), primary_key=True),
+    sa.Column("source_entity", sa.String(63), nullable=False),
+    sa.Index("ix_file_links_record_id", "record_id"),
 )
 
 # Saved list filters ("segments"): a list URL's query string under a name, private or shared per entity.
