@@ -13,7 +13,7 @@ from kartoteka.records.model import Record
 from kartoteka.records.pipeline import parse_value
 
 # System keys a client may send back unchanged but never set (besides `version` and `owner`).
-SYSTEM_KEYS = ("id", "entity", "title", "created_at", "updated_at", "created_by", "updated_by")
+SYSTEM_KEYS = ("id", "entity", "title", "created_at", "updated_at", "created_by", "updated_by", "needs_attention")
 
 
 class MetadataField(fields.Field):
@@ -63,7 +63,10 @@ def dump_record(schema: Schema, record: Record) -> dict[str, Any]:
     flat = {"id": record.id, "entity": record.entity, "version": record.version, "title": record.title,
             "owner": record.owner, "created_at": record.created_at, "updated_at": record.updated_at,
             "created_by": record.created_by, "updated_by": record.updated_by, **record.values}
-    return schema.dump(flat)
+    dumped = schema.dump(flat)
+    if record.attention:  # problems someone who could not see them left behind, for those who can
+        dumped["needs_attention"] = [{"field": a.field, "message": a.message} for a in record.attention]
+    return dumped
 
 
 def load_record(schema: Schema, body: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:

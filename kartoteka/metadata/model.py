@@ -189,6 +189,11 @@ class Validation:
     message: Label
     field: str | None = None
 
+    @property
+    def key(self) -> str:
+        """What identifies the check in a record's flags: its expression as written."""
+        return self.expr.source
+
 
 @dataclass(frozen=True)
 class RuleAction:

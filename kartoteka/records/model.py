@@ -36,6 +36,14 @@ def ids_in(value: Any) -> list[int]:
 
 
 @dataclass(frozen=True)
+class Attention:
+    """A problem of a stored record that the user who saved it could not see: a flag for those who can."""
+
+    field: str | None
+    message: str
+
+
+@dataclass(frozen=True)
 class Record:
     """One stored card with typed values (Decimal, date, ...), already filtered for the reader."""
 
@@ -50,6 +58,7 @@ class Record:
     created_by: int | None = None
     updated_by: int | None = None
     deleted_at: datetime | None = None
+    attention: tuple[Attention, ...] = ()
 
     def __getitem__(self, name: str) -> Any:
         return self.values.get(name)

@@ -6,20 +6,25 @@ No database here: lookups the pipeline cannot do itself (uniqueness, references)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
-from kartoteka.metadata.fieldtypes import MAX_DECIMAL_DIGITS, FieldValueError, ParseContext, item_count_checks
+from kartoteka.metadata.fieldtypes import (
+    MAX_DECIMAL_DIGITS,
+    FieldValueError,
+    ParseContext,
+    check_item_count,
+    item_count_checks,
+)
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
 
 RECORD_ERRORS = "_record"
-HIDDEN_CHECK = "The change breaks a check on data you cannot see; ask a colleague who has access to it."
 
 
 def is_empty(value: Any) -> bool:
@@ -39,10 +44,21 @@ class Prepared:
     read_only: dict[str, bool] = dataclasses.field(default_factory=dict)
     # Tabs and groups of the user's layout by key ("t0", "t0g1"): False when their visible_if is false.
     sections: dict[str, bool] = dataclasses.field(default_factory=dict)
+    # Problems the acting user may not learn of (fields or checks over fields they cannot view): they do
+    # not stop the save; the service stores them as the record's flags for those who can see them.
+    unseen: list[dict[str, str]] = dataclasses.field(default_factory=list)
+    # Names sent that the user may not view (or that do not exist): refused alike as unknown fields.
+    unknown: set[str] = dataclasses.field(default_factory=set)
 
     def error(self, name: str, message: str) -> None:
         """Add one message for `name`."""
         self.errors.setdefault(name, []).append(message)
+
+    def hide_unseen(self, hidden: Collection[str]) -> None:
+        """Move messages about the `hidden` fields (those the user may not view) out of `errors`, into `unseen`."""
+        for name in [n for n in self.errors if n in hidden and n not in self.unknown]:
+            for message in self.errors.pop(name):
+                self.unseen.append({"field": name, "message": message})
 
 
 def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool = False) -> Any:
@@ -56,14 +72,22 @@ def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool
     if raw is None or raw == "":
         return None
     items = raw if isinstance(raw, list | tuple) else [raw]
-    values, problems = [], []
+    check_item_count(items, field)  # before parsing: the work grows with every item sent
+    values: list[Any] = []
+    seen: set[Any] = set()
+    problems: list[str] = []
     for position, item in enumerate(items, start=1):
         try:
             value = value_type.parse(item, field, ctx)
         except FieldValueError as exc:
             problems.append(f"Value {position}: {exc}")
             continue
-        if value is not None and value not in values:
+        if value is None:
+            continue
+        # Repeats go by a hashed key (a file's value is a dict), so removing them stays linear.
+        key = tuple(sorted(value.items())) if isinstance(value, dict) else value
+        if key not in seen:
+            seen.add(key)
             values.append(value)
     if problems:
         raise FieldValueError(" ".join(problems))
@@ -118,8 +142,13 @@ class Pipeline:
                 for name, f in self.entity.fields.items()}
 
     def run(self, incoming: Mapping[str, Any], stored: Mapping[str, Any] | None, user: Principal,
-            system: Mapping[str, Any], *, check_writes: bool = True) -> Prepared:
-        """Parse `incoming` over `stored` (None for a new record), compute and validate everything."""
+            system: Mapping[str, Any], *, check_writes: bool = True, flagged: frozenset[str] = frozenset()
+            ) -> Prepared:
+        """Parse `incoming` over `stored` (None for a new record), compute and validate everything.
+
+        `flagged` holds the checks the stored record is flagged for: they run even if none of their
+        fields changed, so the next save by someone who can see them must fix them.
+        """
         entity = self.entity
         base = dict(stored) if stored is not None else self.defaults()
         prepared = Prepared(values=base, changed=set())
@@ -129,7 +158,7 @@ class Pipeline:
         for name, raw in incoming.items():
             field = entity.fields.get(name)
             if field is None or name not in viewable:
-                prepared.error(name, "Unknown field.")
+                prepared.unknown.add(name)  # a field the user may not view is as unknown as one that does not exist
                 continue
             refusal = self._refusal(field, editable, locked) if check_writes else None
             try:
@@ -151,7 +180,10 @@ class Pipeline:
         self._formulas(prepared, evaluator, stored)
         self._conditions(prepared, evaluator, user)
         self._constraints(prepared)
-        self._validations(prepared, evaluator, user.language, viewable, creating=stored is None)
+        self._validations(prepared, evaluator, user.language, viewable, creating=stored is None, flagged=flagged)
+        prepared.hide_unseen(entity.fields.keys() - viewable)
+        for name in prepared.unknown:
+            prepared.errors[name] = ["Unknown field."]
         return prepared
 
     @staticmethod
@@ -242,30 +274,29 @@ class Pipeline:
                     prepared.error(name, message)
 
     def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str, viewable: frozenset[str],
-                     *, creating: bool) -> None:
+                     *, creating: bool, flagged: frozenset[str]) -> None:
         for validation in self.entity.validations:
             inputs = validation.expr.names & self.entity.fields.keys()
-            hidden_inputs = not inputs <= viewable
             # On an update, a rule is checked when a field it reads changes: a deal whose close date
             # passed yesterday must stay editable until someone touches that date.
-            if not creating and not (validation.expr.names & prepared.changed):
-                continue
-            try:
-                ok = evaluator.value(validation.expr)
-            except EvaluationError as exc:
-                prepared.error(RECORD_ERRORS, HIDDEN_CHECK if hidden_inputs
-                               else f"Validation '{validation.expr.source}' failed: {exc}.")
-                continue
-            if ok is None or ok:
-                continue
-            if hidden_inputs:
-                # The check still holds, but its message and field would tell what the user may not see.
-                prepared.error(RECORD_ERRORS, HIDDEN_CHECK)
+            if not creating and not (validation.expr.names & prepared.changed) and validation.key not in flagged:
                 continue
             target = validation.field
             if target is None:
                 target = next(iter(inputs)) if len(inputs) == 1 else RECORD_ERRORS
-            prepared.error(target, validation.message.get(language))
+            try:
+                ok = evaluator.value(validation.expr)
+                problem = None if ok is None or ok else validation.message.get(language)
+            except EvaluationError as exc:
+                problem = f"Validation '{validation.expr.source}' failed: {exc}."
+            if problem is None:
+                continue
+            if not inputs <= viewable or (target != RECORD_ERRORS and target not in viewable):
+                # Whether a check over fields the user cannot see holds would tell them about those
+                # fields (a refusal is an oracle too): it does not stop this save, it flags the record.
+                prepared.unseen.append({"check": validation.key, "field": target})
+                continue
+            prepared.error(target, problem)
 
 
 class _Names(dict):  # type: ignore[type-arg]

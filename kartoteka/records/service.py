@@ -15,7 +15,7 @@ from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
-from kartoteka.records.model import SYSTEM, FormState, ListQuery, Page, Principal, Record, ids_in
+from kartoteka.records.model import SYSTEM, Attention, FormState, ListQuery, Page, Principal, Record, ids_in
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
 from kartoteka.records.scopes import in_scope, owner_message, readable_where, require
@@ -119,6 +119,7 @@ class RecordService:
             values={n: v for n, v in all_values.items() if n in visible},
             owner=row.owner, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
             created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
+            attention=attention(entity, row.flags, visible, user.language),
         )
 
     def get(self, entity_name: str, record_id: int, user: Principal) -> Record:
@@ -141,12 +142,12 @@ class RecordService:
             self._check_lookups(conn, entity, prepared, None, user)
             if owner is not None and owner != user.id:
                 self._check_owner(conn, owner, scope, user, prepared)
-            self._raise_if_invalid(prepared)
+            self._raise_if_invalid(entity, prepared, user)
             data = self._storage(entity, prepared.values)
             row = conn.execute(_INSERT, {
                 "entity": entity.name, "data": data, "title": self._title(entity, prepared.values, system),
                 "owner": owner or user.id, "version": 1, "created_at": now, "updated_at": now,
-                "created_by": user.id, "updated_by": user.id,
+                "created_by": user.id, "updated_by": user.id, "flags": prepared.unseen or None,
             }).one()
             if "id" in entity.title.names:  # the id exists only now
                 row = conn.execute(
@@ -166,6 +167,7 @@ class RecordService:
         entity = self.entity(entity_name)
         now = self.clock.now()
         with self._transaction(connection) as conn:
+            require(self.metadata, user, entity, "update")  # refuse before reading anything
             row = self._visible_row(conn, entity, record_id, user, lock=True)
             scope = self._require_in_scope(conn, entity, row, user, "update")
             if expected_version is not None and row.version != expected_version:
@@ -176,20 +178,22 @@ class RecordService:
                 )
             stored = self._values(entity, row.data)
             system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
-            prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+            prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system,
+                                                                  flagged=_flagged_checks(row.flags))
             self._check_lookups(conn, entity, prepared, record_id, user)
             new_owner = row.owner if owner is None else owner
             if new_owner != row.owner:
                 self._check_owner(conn, new_owner, scope, user, prepared)
                 prepared.changed.add("owner")
-            self._raise_if_invalid(prepared)
-            if not prepared.changed:
+            self._raise_if_invalid(entity, prepared, user)
+            flags = prepared.unseen or None
+            if not prepared.changed and flags == (row.flags or None):
                 return self._record(entity, row, user, prepared.values)
             result = conn.execute(
                 sa.update(records)
                 .where(records.c.id == record_id, records.c.version == row.version)
                 .values(data=self._storage(entity, prepared.values), title=self._title(entity, prepared.values, system),
-                        owner=new_owner, version=row.version + 1, updated_at=now, updated_by=user.id)
+                        owner=new_owner, version=row.version + 1, updated_at=now, updated_by=user.id, flags=flags)
                 .returning(*WRITE_RETURNING)
             ).first()
             if result is None:
@@ -205,6 +209,7 @@ class RecordService:
         entity = self.entity(entity_name)
         now = self.clock.now()
         with self._transaction(connection) as conn:
+            require(self.metadata, user, entity, "delete")  # refuse before reading anything
             row = self._visible_row(conn, entity, record_id, user, lock=True)
             self._require_in_scope(conn, entity, row, user, "delete")
             if expected_version is not None and row.version != expected_version:
@@ -231,6 +236,7 @@ class RecordService:
                 self._require_in_scope(conn, entity, self._visible_row(conn, entity, record_id, user), user, "update")
             prepared = self._dry_run(conn, entity, values, user, record_id)
             self._check_lookups(conn, entity, prepared, record_id, user)
+            prepared.hide_unseen(entity.fields.keys() - viewable_fields(entity, user))
         return prepared.errors
 
     def _dry_run(self, conn: sa.Connection, entity: EntityDef, values: Mapping[str, Any], user: Principal,
@@ -238,11 +244,13 @@ class RecordService:
         """The pure pipeline over the stored record (or a new one), as a save would run it."""
         now = self.clock.now()
         stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
+        flagged: frozenset[str] = frozenset()
         if record_id is not None:
             row = self._visible_row(conn, entity, record_id, user)
             stored = self._values(entity, row.data)
             system.update(owner=row.owner, created_at=_utc(row.created_at))
-        return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system)
+            flagged = _flagged_checks(row.flags)
+        return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system, flagged=flagged)
 
     def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None) -> FormState:
@@ -284,7 +292,10 @@ class RecordService:
                                                            "has this value."]})
         return exc
 
-    def _raise_if_invalid(self, prepared: Prepared) -> None:
+    @staticmethod
+    def _raise_if_invalid(entity: EntityDef, prepared: Prepared, user: Principal) -> None:
+        # The database checks may have found problems with fields the user cannot see, too.
+        prepared.hide_unseen(entity.fields.keys() - viewable_fields(entity, user))
         if prepared.errors:
             raise RecordValidationError(prepared.errors)
 
@@ -462,6 +473,32 @@ class RecordService:
                 if entity is not None and field in viewable_fields(entity, user):
                     result.setdefault((source_entity, field), []).append(source_id)
         return result
+
+
+def attention(entity: EntityDef, flags: Any, visible: frozenset[str], language: str) -> tuple[Attention, ...]:
+    """The record's flags that a reader who sees `visible` may know of, with their messages."""
+    if not flags:
+        return ()
+    checks = {v.key: v for v in entity.validations}
+    found = []
+    for flag in flags:
+        field = flag.get("field") if isinstance(flag, dict) else None
+        field = field if field in entity.fields else None
+        if field is not None and field not in visible:
+            continue
+        if "check" in flag:
+            check = checks.get(flag["check"])
+            if check is None or not (check.expr.names & entity.fields.keys()) <= visible:
+                continue  # a check the metadata no longer has, or one over fields this reader cannot see
+            found.append(Attention(field, check.message.get(language)))
+        elif field is not None and isinstance(flag.get("message"), str):
+            found.append(Attention(field, flag["message"]))
+    return tuple(found)
+
+
+def _flagged_checks(flags: Any) -> frozenset[str]:
+    """The keys of the checks a stored record is flagged for."""
+    return frozenset(f["check"] for f in flags or () if isinstance(f, dict) and isinstance(f.get("check"), str))
 
 
 def _utc(moment: datetime | None) -> Any:
