@@ -13,7 +13,11 @@ from kartoteka.metadata.types.base import (
     FieldType,
     FieldValueError,
     ParseContext,
+    check_item_count,
     item_count_checks,
+    max_items,
+    parse_id,
+    unstorable,
 )
 from kartoteka.metadata.types.scalar import (
     BooleanType,
@@ -43,7 +47,7 @@ from kartoteka.metadata.types.structured import (
 __all__ = [
     "COMMON_OPTIONS", "FIELD_TYPES", "MAX_DECIMAL_DIGITS", "MAX_ITEMS", "MAX_SAFE_INTEGER", "MAX_TAG_LENGTH",
     "MAX_TEXTAREA_LENGTH", "MAX_TEXT_LENGTH", "FieldType", "FieldValueError", "ParseContext", "TypeRegistry",
-    "item_count_checks",
+    "check_item_count", "item_count_checks", "max_items", "parse_id", "unstorable",
 ]
 
 

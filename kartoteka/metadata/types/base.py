@@ -100,12 +100,29 @@ def length_checks(text: str, field: FieldDef, limit: int) -> list[str]:
 
 # Control characters (but tab, newline, carriage return): invisible, and NUL is refused by PostgreSQL's jsonb.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# What no database column can hold: NUL (PostgreSQL text and jsonb refuse it) and UTF-16 surrogates, which
+# JSON's "\ud800" escapes can produce but which are not characters (encoding them as UTF-8 raises).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable(text: str) -> str | None:
+    """What in `text` cannot be stored ("a NUL character (U+0000)"), or None when it can be."""
+    found = _UNSTORABLE.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    if char == "\x00":
+        return "a NUL character (U+0000)"
+    return f"an unpaired surrogate (U+{ord(char):04X}), which is not a character"
 
 
 def require_str(raw: Any, what: str = "text") -> str:
-    """The text itself, or FieldValueError for another JSON type or control characters."""
+    """The text itself, or FieldValueError for another JSON type, NUL, surrogates or control characters."""
     if not isinstance(raw, str):
         raise FieldValueError(f"Must be {what}, not {json_type(raw)}.")
+    problem = unstorable(raw)
+    if problem is not None:
+        raise FieldValueError(f"Contains {problem}, which cannot be stored.")
     if _CONTROL.search(raw):
         raise FieldValueError("Contains control characters; remove them.")
     return raw
@@ -155,23 +172,43 @@ def as_list(raw: Any) -> list[Any]:
     raise FieldValueError(f"Must be a list, not {json_type(raw)}.")
 
 
+def max_items(field: FieldDef) -> int:
+    """How many values a list field holds at most: its max_items, else MAX_ITEMS."""
+    return field.max_items or MAX_ITEMS
+
+
 def item_count_checks(values: list[Any], field: FieldDef) -> list[str]:
     """min_items / max_items messages for a list value."""
-    if len(values) > (field.max_items or MAX_ITEMS):
-        return [f"Must have at most {field.max_items or MAX_ITEMS} values."]
+    if len(values) > max_items(field):
+        return [f"Must have at most {max_items(field)} values."]
     if field.min_items is not None and len(values) < field.min_items:
         return [f"Must have at least {field.min_items} values."]
     return []
 
 
+def check_item_count(items: Any, field: FieldDef) -> None:
+    """Refuse a list longer than the field may hold before any of its items is parsed (CPU is per item)."""
+    if len(items) > max_items(field):
+        raise FieldValueError(f"Must have at most {max_items(field)} values.")
+
+
+_ID_TEXT = re.compile(r"[0-9]{1,19}")
+
+
 def parse_id(raw: Any, what: str) -> int:
-    """A record or user id from a number, a digit string or an object with 'id'."""
+    """A record or user id (1..MAX_SAFE_INTEGER) from a whole number (6 or 6.0), digits ("6") or {"id": 6}."""
     if isinstance(raw, bool):
         raise FieldValueError(f"Must be {what} id, not a boolean.")
     if isinstance(raw, dict) and "id" in raw:
         raw = raw["id"]
-    if isinstance(raw, str) and raw.strip().isdigit():
+    if isinstance(raw, str) and _ID_TEXT.fullmatch(raw.strip()):
         raw = int(raw.strip())
-    if not isinstance(raw, int) or raw <= 0 or raw > MAX_SAFE_INTEGER:
+    elif isinstance(raw, float | Decimal) and not isinstance(raw, bool):
+        # A JSON number written as 6.0 is the whole number 6, as for integer fields; 6.5 is no id.
+        # Magnitude first: int() of Decimal("1E+999999") would build a number of a million digits.
+        if not Decimal(raw).is_finite() or abs(raw) > MAX_SAFE_INTEGER or raw != int(raw):
+            raise FieldValueError(f"Must be {what} id (a positive whole number), not {raw}.")
+        raw = int(raw)
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw <= 0 or raw > MAX_SAFE_INTEGER:
         raise FieldValueError(f"Must be {what} id (a positive whole number).")
     return raw

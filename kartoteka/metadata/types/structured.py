@@ -11,6 +11,7 @@ from kartoteka.metadata.types.base import (
     FieldValueError,
     as_list,
     blank,
+    check_item_count,
     item_count_checks,
     json_type,
     parse_id,
@@ -61,12 +62,14 @@ class MultiselectType(ListFieldType):
     def parse(self, raw, field, ctx):
         if raw is None:
             return None
-        values: list[str] = []
-        for item in as_list(raw):
+        items = as_list(raw)
+        check_item_count(items, field)
+        values: dict[str, None] = {}  # ordered and hashed: removing repeats stays linear
+        for item in items:
             value = option_value(item, field)
-            if value is not None and value not in values:
-                values.append(value)
-        return values or None
+            if value is not None:
+                values.setdefault(value)
+        return list(values) or None
 
 
 class TagsType(ListFieldType):
@@ -78,7 +81,9 @@ class TagsType(ListFieldType):
             return None
         tags: list[str] = []
         seen: set[str] = set()
-        for item in as_list(raw):
+        items = as_list(raw)
+        check_item_count(items, field)
+        for item in items:
             tag = " ".join(require_str(item, "text").split())
             if not tag:
                 continue
