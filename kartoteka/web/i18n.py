@@ -22,15 +22,34 @@ RU: Mapping[str, str] = {
     "User name": "Имя пользователя",
     "Password": "Пароль",
     "Wrong user name or password.": "Неверное имя пользователя или пароль.",
-    "Too many failed attempts: the account is locked until {until} (UTC). Try again later or ask an "
-    "administrator.": "Слишком много неудачных попыток: учётная запись заблокирована до {until} (UTC). "
-                      "Повторите позже или обратитесь к администратору.",
-    "Too many sign-in attempts from your address; wait a minute and try again.":
-        "Слишком много попыток входа с вашего адреса; подождите минуту и повторите.",
+    "Too many failed sign-in attempts. Try again in {minutes} min.":
+        "Слишком много неудачных попыток входа. Повторите через {minutes} мин.",
     "The form has expired (security token missing or wrong). Reload the page and submit it again.":
         "Форма устарела (нет или неверен ключ безопасности). Обновите страницу и отправьте её снова.",
     "Please sign in to continue.": "Войдите, чтобы продолжить.",
+    # flags left by saves of users who could not see the fields
+    "Needs attention": "Требует внимания",
+    "Someone who cannot see these fields saved the card; the next save must fix them.":
+        "Карточку сохранил сотрудник, который не видит этих полей; следующее сохранение должно их исправить.",
     "You have signed out.": "Вы вышли из системы.",
+    # user administration
+    "Users": "Пользователи",
+    "Users, their sessions and sign-in locks": "Пользователи, их сеансы и блокировки входа",
+    "Name": "Имя",
+    "Roles": "Роли",
+    "Active sessions": "Активные сеансы",
+    "Sign-in": "Вход",
+    "Actions": "Действия",
+    "deactivated": "отключён",
+    "Waits until {until} (UTC) from {count} address(es)": "Ждёт до {until} (UTC), адресов: {count}",
+    "Not locked": "Не заблокирован",
+    "Sign out everywhere": "Выйти на всех устройствах",
+    "Unlock": "Разблокировать",
+    "{name} is signed out everywhere ({count} sessions ended).":
+        "{name}: выход выполнен на всех устройствах (завершено сеансов: {count}).",
+    "{name} may sign in again from everywhere.": "{name} снова может входить с любого адреса.",
+    "Only administrators may manage users.": "Управлять пользователями могут только администраторы.",
+    "There is no such active user.": "Такого активного пользователя нет.",
     # navigation and lists
     "Cards": "Картотека",
     "Skip to content": "Перейти к содержимому",
