@@ -50,3 +50,128 @@ def test_bad_uploads(client, admin):
     assert response.status_code == 400 and "part named 'file'" in response.get_json()["detail"]
     assert client.get("/api/v1/files/" + "a" * 32, headers=admin).status_code == 404
     assert client.get("/api/v1/files/../../etc/passwd", headers=admin).status_code == 404
+
+
+# --- who may read a file ---------------------------------------------------------------------------
+
+def status(client, url, headers=None) -> int:
+    with client.get(url, headers=headers) as response:
+        return response.status_code
+
+
+SCOPED = {
+    "case": {"entity": "case", "label": "Case", "title": "{name}",
+             "fields": {"name": {"type": "text", "required": True},
+                        "scan": {"type": "file"},
+                        "secret_scan": {"type": "file", "access": {"view": ["admin", "lawyer"]}}}},
+}
+SCOPED_ROLES = {
+    "roles": {"admin": {"label": "Admin"}, "clerk": {"label": "Clerk"}, "lawyer": {"label": "Lawyer"}},
+    "permissions": {"admin": {"*": "all"}, "clerk": {"case": "own"}, "lawyer": {"case": "all"}},
+}
+
+
+@pytest.fixture
+def scoped_config(tmp_path):
+    from tests.conftest import write_config
+
+    return write_config(tmp_path / "scoped", SCOPED, SCOPED_ROLES)
+
+
+@pytest.fixture
+def scoped(scoped_config, engine, database_url, clock, fixed_clock, tmp_path, make_user):
+    """An app whose clerks see only their own cases; lawyers see all, and the secret scan."""
+    from kartoteka import create_app
+    from kartoteka.config import Settings
+    from kartoteka.storage.indexes import sync_indexes
+
+    settings = Settings(database_url=database_url, config_dir=scoped_config, secret_key="test-secret",
+                        instance_dir=tmp_path / "instance", testing=True)
+    app = create_app(settings, clock)
+    sync_indexes(engine, app.extensions["kartoteka"].metadata)
+    people = {name: make_user(name, [role]) for name, role in
+              (("anna", "clerk"), ("boris", "clerk"), ("lena", "lawyer"))}
+    yield app.test_client(), people, fixed_clock, tmp_path / "instance" / "files"
+    app.extensions["kartoteka"].engine.dispose()
+
+
+def test_a_file_is_readable_by_whoever_may_read_a_record_holding_it_and_no_one_else(scoped):
+    client, people, _, _ = scoped
+    (_, anna), (_, boris), (_, lena) = people["anna"], people["boris"], people["lena"]
+    scan = upload(client, anna, b"%PDF-1.4 contract", "contract.pdf", "application/pdf").get_json()
+    url = f"/api/v1/files/{scan['id']}"
+    assert status(client, url, headers=anna) == 200  # the uploader, before any record holds it
+    assert status(client, url, headers=boris) == 404  # knowing the id is not enough
+    assert status(client, url, headers=lena) == 404
+    # Nobody may attach a file they cannot read to a record of their own to read it that way.
+    stolen = client.post("/api/v1/records/case", headers=boris, json={"name": "Mine", "scan": scan["id"]})
+    assert stolen.status_code == 422
+    assert stolen.get_json()["errors"]["scan"] == [f"There is no uploaded file with id {scan['id']}."]
+    case = client.post("/api/v1/records/case", headers=anna, json={"name": "Anna's", "scan": scan["id"]})
+    assert case.status_code == 201
+    assert status(client, url, headers=anna) == 200
+    assert status(client, url, headers=lena) == 200  # lawyers read every case
+    assert status(client, url, headers=boris) == 404  # clerks only their own
+    # Once attached, the uploader reads it only as far as the record lets them.
+    record = case.get_json()
+    client.patch(f"/api/v1/records/case/{record['id']}", headers=anna,
+                 json={"version": record["version"], "scan": None})
+    assert status(client, url, headers=anna) == 404
+
+
+def test_a_file_in_a_field_the_reader_may_not_view_is_not_theirs(scoped):
+    client, people, _, _ = scoped
+    (_, lena), (anna_user, anna) = people["lena"], people["anna"]
+    secret = upload(client, lena, b"%PDF secret", "secret.pdf", "application/pdf").get_json()
+    case = client.post("/api/v1/records/case", headers=lena,
+                       json={"name": "Shared", "secret_scan": secret["id"], "owner": anna_user.id})
+    assert case.status_code == 201, case.get_data(as_text=True)
+    assert status(client, f"/api/v1/records/case/{case.get_json()['id']}", headers=anna) == 200
+    assert status(client, f"/api/v1/files/{secret['id']}", headers=anna) == 404
+    assert status(client, f"/api/v1/files/{secret['id']}", headers=lena) == 200
+
+
+def test_downloads_never_run_in_the_browser(scoped):
+    client, people, _, _ = scoped
+    _, lena = people["lena"]
+    page = upload(client, lena, b"<script>alert(1)</script>", "evil.html", "text/html").get_json()
+    with client.get(f"/api/v1/files/{page['id']}", headers=lena) as download:
+        assert download.status_code == 200
+        assert download.headers["Content-Type"] == "application/octet-stream"
+        assert download.headers["X-Content-Type-Options"] == "nosniff"
+        assert "sandbox" in download.headers["Content-Security-Policy"]
+        assert download.headers["Content-Disposition"].startswith("attachment")
+    pdf = upload(client, lena, b"%PDF-1.4", "a.pdf", "application/pdf").get_json()
+    with client.get(f"/api/v1/files/{pdf['id']}", headers=lena) as download:
+        assert download.headers["Content-Type"] == "application/pdf"
+
+
+def test_uploads_no_record_holds_are_removed_after_a_day(scoped):
+    client, people, clock, folder = scoped
+    _, anna = people["anna"]
+    kept = upload(client, anna, b"kept", "kept.txt", "text/plain").get_json()
+    abandoned = upload(client, anna, b"abandoned", "abandoned.txt", "text/plain").get_json()
+    client.post("/api/v1/records/case", headers=anna, json={"name": "Kept", "scan": kept["id"]})
+    clock.advance(hours=25)
+    upload(client, anna, b"fresh", "fresh.txt", "text/plain")  # each upload sweeps the abandoned ones
+    assert not (folder / abandoned["id"]).exists() and (folder / kept["id"]).exists()
+    assert status(client, f"/api/v1/files/{abandoned['id']}", headers=anna) == 404
+    assert status(client, f"/api/v1/files/{kept['id']}", headers=anna) == 200
+
+
+def test_the_card_links_its_files_for_download(scoped):
+    from tests.test_web import sign_in
+
+    client, people, _, _ = scoped
+    anna_user, anna = people["anna"]
+    boris_user, _ = people["boris"]
+    scan = upload(client, anna, b"%PDF-1.4", "scan.pdf", "application/pdf").get_json()
+    case = client.post("/api/v1/records/case", headers=anna, json={"name": "Linked", "scan": scan["id"]}).get_json()
+    assert status(client, f"/files/{scan['id']}") == 302  # signed out: to the sign-in page
+    sign_in(client, anna_user)
+    card = client.get(f"/cards/case/{case['id']}").get_data(as_text=True)
+    assert f'href="/files/{scan["id"]}"' in card
+    with client.get(f"/files/{scan['id']}") as download:
+        assert download.data == b"%PDF-1.4"
+    sign_in(client, boris_user)
+    assert status(client, f"/files/{scan['id']}") == 404

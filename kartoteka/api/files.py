@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Response, jsonify, request, send_file, url_for
 
 from kartoteka.api import _user, api
-from kartoteka.errors import BadRequest
+from kartoteka.errors import BadRequest, NotFound
 from kartoteka.extensions import platform
 from kartoteka.files import file_info, store_file
+from kartoteka.records.files import purge_unattached
+from kartoteka.records.model import Principal
+
+# Types a browser may be told a download is; anything else (HTML, SVG, scripts) goes as plain bytes.
+INERT_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain",
+                         "text/csv", "application/zip", "application/vnd.openxmlformats-officedocument."
+                         "spreadsheetml.sheet", "application/vnd.openxmlformats-officedocument."
+                         "wordprocessingml.document", "application/msword", "application/vnd.ms-excel"})
 
 
-def _folder():
+def files_folder() -> Path:
+    """Where uploaded content lives."""
     return platform.state.settings.instance_dir / "files"
 
 
@@ -21,7 +32,8 @@ def upload_file() -> Response:
     if upload is None:
         raise BadRequest("Send the file as multipart/form-data in a part named 'file'.")
     state = platform.state
-    info = store_file(state.engine, _folder(), upload.stream, upload.filename or "", upload.mimetype,
+    purge_unattached(state.engine, files_folder(), state.clock.now())
+    info = store_file(state.engine, files_folder(), upload.stream, upload.filename or "", upload.mimetype,
                       _user().id, state.clock.now())
     response = jsonify(info)
     response.status_code = 201
@@ -31,7 +43,19 @@ def upload_file() -> Response:
 
 @api.get("/files/<file_id>")
 def download_file(file_id: str) -> Response:
-    """The file's content, as an attachment."""
-    row, path = file_info(platform.state.engine, _folder(), file_id)
-    return send_file(path, mimetype=row.content_type, as_attachment=True, download_name=row.name,
-                     max_age=0, etag=row.sha256)
+    """The file's content, as an attachment, to whoever may read a record holding it."""
+    return send_stored_file(file_id, _user())
+
+
+def send_stored_file(file_id: str, user: Principal) -> Response:
+    """The download of a file `user` may read; NotFound alike for a missing file and a forbidden one."""
+    row, path = file_info(platform.state.engine, files_folder(), file_id)
+    if not platform.service.readable_file(row.id, user):
+        raise NotFound("There is no such file.")
+    content_type = row.content_type if row.content_type in INERT_TYPES else "application/octet-stream"
+    response = send_file(path, mimetype=content_type, as_attachment=True, download_name=row.name,
+                         max_age=0, etag=row.sha256)
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response

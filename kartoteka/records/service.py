@@ -15,12 +15,13 @@ from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
+from kartoteka.records.files import readable_files, sync_file_links
 from kartoteka.records.model import SYSTEM, Attention, FormState, ListQuery, Page, Principal, Record, ids_in
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
 from kartoteka.records.scopes import in_scope, owner_message, readable_where, require
 from kartoteka.storage.indexes import planned_indexes
-from kartoteka.storage.tables import files, record_links, records, users
+from kartoteka.storage.tables import file_links, files, record_links, records, users
 
 TITLE_LENGTH = 300
 # A write already has the values in hand: do not ship the JSON back and decode it again.
@@ -122,6 +123,11 @@ class RecordService:
             attention=attention(entity, row.flags, visible, user.language),
         )
 
+    def readable_file(self, file_id: str, user: Principal) -> bool:
+        """True when `user` may download the file (see records/files.py for who may)."""
+        with self.engine.connect() as conn:
+            return file_id in readable_files(conn, self.metadata, user, [file_id])
+
     def get(self, entity_name: str, record_id: int, user: Principal) -> Record:
         """One live record as `user` may see it."""
         entity = self.entity(entity_name)
@@ -156,6 +162,7 @@ class RecordService:
                     .returning(*WRITE_RETURNING)
                 ).one()
             self._sync_links(conn, entity, row.id, prepared.values, None)
+            sync_file_links(conn, entity, row.id, prepared.values, None, now)
             self._notify(conn, Change("created", entity, row.id, None, prepared.values,
                                       frozenset(prepared.changed), user))
         return self._record(entity, row, user, prepared.values)
@@ -199,6 +206,7 @@ class RecordService:
             if result is None:
                 raise Conflict(f"{entity.label} #{record_id} was changed while saving. Reload it and try again.")
             self._sync_links(conn, entity, record_id, prepared.values, stored)
+            sync_file_links(conn, entity, record_id, prepared.values, stored, now)
             self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
                                       frozenset(prepared.changed), user))
         return self._record(entity, result, user, prepared.values)
@@ -350,7 +358,7 @@ class RecordService:
                 for item in items:
                     self._check_user(conn, item, name, prepared)
             elif kind == "file":
-                prepared.values[name] = self._resolve_files(conn, field, items, name, prepared)
+                prepared.values[name] = self._resolve_files(conn, field, items, name, prepared, record_id, user)
 
     def _check_references(self, conn: sa.Connection, target: str, ids: Iterable[int], name: str,
                           prepared: Prepared, user: Principal) -> None:
@@ -377,10 +385,17 @@ class RecordService:
             prepared.error(name, f"There is no active user with id {user_id}.")
 
     def _resolve_files(self, conn: sa.Connection, field: Any, items: list[dict[str, Any]], name: str,
-                       prepared: Prepared) -> Any:
+                       prepared: Prepared, record_id: int | None, user: Principal) -> Any:
+        """File values as stored: each file must exist and be the user's to attach (else: no such file)."""
+        wanted = {item["id"] for item in items}
+        held = set() if record_id is None else set(conn.execute(
+            sa.select(file_links.c.file_id).where(file_links.c.record_id == record_id)).scalars())
+        # Attaching a file someone else uploaded to a record of one's own would be a way to read it.
+        allowed = held | readable_files(conn, self.metadata, user, wanted - held)
         resolved = []
         for item in items:
-            row = conn.execute(sa.select(files).where(files.c.id == item["id"])).first()
+            row = conn.execute(sa.select(files).where(files.c.id == item["id"])).first() \
+                if item["id"] in allowed else None
             if row is None:
                 prepared.error(name, f"There is no uploaded file with id {item['id']}.")
                 continue

@@ -23,11 +23,12 @@ VENDOR_FILES = {
 
 def init_web(app: Flask, node_modules: Path) -> None:
     """Register the UI blueprints, the vendor route, template helpers and htmx support."""
-    from kartoteka.web.cards import cards
+    from kartoteka.web.cards import cards, download_file
 
     htmx.init_app(app)
     init_auth(app)
     app.register_blueprint(cards)
+    app.add_url_rule("/files/<file_id>", "download_file", download_file)
     app.jinja_env.globals.update(t=t, label=label_text, currency_symbol=currency_symbol)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

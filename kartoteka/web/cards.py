@@ -300,6 +300,15 @@ def delete_record(entity_name: str, record_id: int) -> Response:
     return redirect(url_for("cards.list_view", entity_name=entity.name))
 
 
+def download_file(file_id: str) -> Response:
+    """A file held by a record the signed-in user may read (the card links its file fields here)."""
+    from kartoteka.api.files import send_stored_file
+
+    if g.user is None:
+        return login_required(lambda: None)()  # type: ignore[no-any-return]
+    return send_stored_file(file_id, _user())
+
+
 @cards.get("/<entity_name>/lookup")
 @login_required
 def lookup(entity_name: str) -> str:

@@ -1,4 +1,4 @@
-"""Record flags (checks over fields the saving user could not see, failing) and file links.
+"""Record flags (checks over fields the saving user could not see, failing), file links and attachment times.
 
 Revision ID: 0003
 Revises: 0002
@@ -21,6 +21,9 @@ Json = sa.JSON().with_variant(JSONB(), "postgresql")
 def upgrade() -> None:
     with op.batch_alter_table("records") as batch:
         batch.add_column(sa.Column("flags", Json))
+    with op.batch_alter_table("files") as batch:
+        # Uploads never attached to a record are removed after a while; attached ones are kept.
+        batch.add_column(sa.Column("attached_at", sa.DateTime(timezone=True)))
     op.create_table(
         "file_links",
         sa.Column("file_id", sa.String(32), nullable=False),
@@ -49,10 +52,14 @@ def upgrade() -> None:
             "WHERE (kv.type = 'object' AND json_extract(kv.value, '$.id') = f.id) "
             "OR (kv.type = 'array' AND EXISTS (SELECT 1 FROM json_each(kv.value) item "
             "WHERE item.type = 'object' AND json_extract(item.value, '$.id') = f.id))"))
+    bind.execute(sa.text("UPDATE files SET attached_at = created_at "
+                         "WHERE id IN (SELECT file_id FROM file_links)"))
 
 
 def downgrade() -> None:
     op.drop_index("ix_file_links_record_id", table_name="file_links")
     op.drop_table("file_links")
+    with op.batch_alter_table("files") as batch:
+        batch.drop_column("attached_at")
     with op.batch_alter_table("records") as batch:
         batch.drop_column("flags")

@@ -1,0 +1,89 @@
+"""Who may read an uploaded file, which records hold it, and removing uploads nobody attached.
+
+A file is readable by whoever may read a live record that holds it in a field they may view, and,
+until some record holds it, by the user who uploaded it. Nobody else: not by knowing its id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.records.access import viewable_fields
+from kartoteka.records.model import Principal
+from kartoteka.records.scopes import readable_where
+from kartoteka.storage.tables import file_links, files, records
+
+# An upload that no record holds after this long was abandoned (a form never saved).
+UNATTACHED_LIFETIME = timedelta(days=1)
+PURGE_BATCH = 500
+
+
+def file_ids(value: Any) -> list[str]:
+    """The file ids held by a file field's value (one file, a list of them, or empty)."""
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    return [item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), str)]
+
+
+def readable_files(conn: sa.Connection, metadata: Metadata, user: Principal, wanted: Collection[str]) -> set[str]:
+    """The ids among `wanted` that `user` may read."""
+    wanted = set(wanted)
+    if not wanted:
+        return set()
+    readable = set(conn.execute(sa.select(files.c.id).where(
+        files.c.id.in_(wanted), files.c.created_by == user.id, files.c.attached_at.is_(None))).scalars())
+    holders = []
+    for entity in metadata.entities.values():
+        fields = [f.name for f in entity.fields.values() if f.type.name == "file" and f.name in
+                  viewable_fields(entity, user)]
+        where = readable_where(metadata, user, entity) if fields else None
+        if where is not None:
+            holders.append(sa.and_(*where, file_links.c.field.in_(fields)))
+    if holders and wanted - readable:
+        query = (sa.select(file_links.c.file_id).join(records, records.c.id == file_links.c.record_id)
+                 .where(file_links.c.file_id.in_(wanted - readable), sa.or_(*holders)))
+        readable.update(conn.execute(query).scalars())
+    return readable
+
+
+def sync_file_links(conn: sa.Connection, entity: EntityDef, record_id: int, values: Mapping[str, Any],
+                    before: Mapping[str, Any] | None, now: datetime) -> None:
+    """Keep file_links in step with the record's file fields; mark files attached the first time."""
+    for field in (f for f in entity.fields.values() if f.type.name == "file"):
+        new = set(file_ids(values.get(field.name)))
+        old = set(file_ids(before.get(field.name))) if before is not None else set()
+        if old - new:
+            conn.execute(sa.delete(file_links).where(file_links.c.record_id == record_id,
+                                                     file_links.c.field == field.name,
+                                                     file_links.c.file_id.in_(old - new)))
+        if new - old:
+            conn.execute(sa.insert(file_links), [
+                {"file_id": f, "record_id": record_id, "field": field.name, "source_entity": entity.name}
+                for f in sorted(new - old)])
+            conn.execute(sa.update(files).where(files.c.id.in_(new - old), files.c.attached_at.is_(None))
+                         .values(attached_at=now))
+
+
+def purge_unattached(engine: sa.Engine, folder: Path, now: datetime,
+                     lifetime: timedelta = UNATTACHED_LIFETIME) -> int:
+    """Delete uploads no record ever held that are older than `lifetime` (rows and content); their count."""
+    removed = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(conn.execute(sa.select(files.c.id).where(
+                files.c.attached_at.is_(None), files.c.created_at < now - lifetime).limit(PURGE_BATCH)).scalars())
+            if not ids:
+                return removed
+            conn.execute(sa.delete(files).where(files.c.id.in_(ids), files.c.attached_at.is_(None)))
+        _unlink(folder, ids)
+        removed += len(ids)
+
+
+def _unlink(folder: Path, ids: Iterable[str]) -> None:
+    for file_id in ids:
+        (folder / file_id).unlink(missing_ok=True)
