@@ -60,7 +60,7 @@ from kartoteka.records.views import save_view
 from kartoteka.storage.database import _json_dumps, create_engine, upgrade
 from kartoteka.storage.indexes import sync_indexes
 from kartoteka.storage.tables import record_links, records, saved_views, users
-from kartoteka.users import create_user, session_stamp
+from kartoteka.users import create_user, session_stamp, start_session
 
 BENCH_DIR = Path(__file__).resolve().parent
 CONFIG_DIR = BENCH_DIR / "config_web"
@@ -921,9 +921,16 @@ class Run:
 
 
 def sign_in(client: Any, user_id: int, csrf: str) -> None:
-    """A session for the user without the password round trip (as tests/test_web.py does)."""
+    """A session for the user without the password round trip (as tests/test_web.py does).
+
+    Kartoteka keeps sessions in the database (the cookie holds their id); the fixed app checks uid and stamp.
+    """
+    state = client.application.extensions.get("kartoteka")
     with client.session_transaction() as s:
-        s.update(uid=user_id, stamp=session_stamp(None), csrf=csrf)
+        if state is not None:
+            s.update(sid=start_session(state.engine, user_id, state.clock.now()), csrf=csrf)
+        else:
+            s.update(uid=user_id, stamp=session_stamp(None), csrf=csrf)
 
 
 def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | None = None) -> Run:

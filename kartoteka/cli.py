@@ -1,4 +1,4 @@
-"""The `kartoteka` command: init, serve, demo, check-config, user create, token create."""
+"""The `kartoteka` command: init, serve, demo, check-config, user create/signout/unlock/password, token create."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 from flask import Flask
@@ -160,6 +160,56 @@ def _create_user(state: PlatformState, name: str, roles: tuple[str, ...], passwo
     except KartotekaError as exc:
         _fail(exc.detail)
     click.echo(f"Created user '{user.username}' (id {user.id}) with roles: {', '.join(sorted(user.roles))}.")
+
+
+def _user_named(state: PlatformState, name: str) -> Any:
+    from kartoteka.users import get_user
+
+    try:
+        return get_user(state.engine, username=name)
+    except KartotekaError as exc:
+        _fail(exc.detail)
+
+
+@user_group.command("signout")
+@click.argument("name")
+def user_signout_command(name: str) -> None:
+    """Sign user NAME out everywhere: end all their browser sessions (API tokens stay)."""
+    from kartoteka.users import end_user_sessions
+
+    with _platform() as (_app, state):
+        user = _user_named(state, name)
+        count = end_user_sessions(state.engine, user.id)
+    click.echo(f"Signed '{user.username}' out everywhere ({count} session{'' if count == 1 else 's'} ended).")
+
+
+@user_group.command("unlock")
+@click.argument("name")
+def user_unlock_command(name: str) -> None:
+    """Forget the failed sign-ins of user NAME from every address, so they may sign in at once."""
+    from kartoteka.users import clear_sign_in_failures
+
+    with _platform() as (_app, state):
+        user = _user_named(state, name)
+        count = clear_sign_in_failures(state.engine, user.username)
+    click.echo(f"Unlocked '{user.username}' ({count} sign-in counter{'' if count == 1 else 's'} cleared).")
+
+
+@user_group.command("password")
+@click.argument("name")
+@click.option("--password", default=None, help="The new password (prompted when omitted).")
+def user_password_command(name: str, password: str | None) -> None:
+    """Set a new password for user NAME; this ends all their browser sessions."""
+    from kartoteka.users import set_password
+
+    if password is None:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
+    with _platform() as (_app, state):
+        try:
+            user = set_password(state.engine, name, password)
+        except KartotekaError as exc:
+            _fail(exc.detail)
+    click.echo(f"Password of '{user.username}' changed; their sessions have ended.")
 
 
 @main.group("token")

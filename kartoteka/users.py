@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
+import ipaddress
 import re
 import secrets
 from collections.abc import Iterable
@@ -10,18 +12,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kartoteka.errors import BadRequest, Conflict, NotFound
 from kartoteka.records.model import Principal
-from kartoteka.storage.tables import api_tokens, users
+from kartoteka.storage.tables import api_tokens, sign_in_attempts, user_sessions, users
 
 TOKEN_PREFIX = "kt_"  # noqa: S105 (a public marker of our tokens, not a secret)
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,149}$")
 MIN_PASSWORD = 8
-# After this many wrong passwords in a row the account is locked for LOCK_DURATION.
-MAX_FAILED_LOGINS = 5
-LOCK_DURATION = timedelta(minutes=15)
 # Compared against when the user does not exist, so both cases take the same time.
 _DUMMY_HASH = generate_password_hash("not a password of anybody")
 
@@ -66,13 +66,14 @@ def get_user(engine: sa.Engine, *, user_id: int | None = None, username: str | N
     return _principal(row)
 
 
-@dataclass(frozen=True)
-class SignIn:
-    """The outcome of a sign-in: the user, or why not (a wrong password or a lock until a time)."""
-
-    user: Principal | None
-    stamp: str = ""
-    locked_until: datetime | None = None
+# --- browser sessions ----------------------------------------------------------------------------
+# A session ends SESSION_LIFETIME after sign-in, or SESSION_IDLE after its last request, whichever is first;
+# its last_seen_at is written at most every SESSION_TOUCH, not on every request.
+SESSION_LIFETIME = timedelta(hours=12)
+SESSION_IDLE = timedelta(hours=2)
+SESSION_TOUCH = timedelta(minutes=5)
+# Expired sessions and forgotten sign-in counters removed per sign-in attempt (skipping rows in use).
+CLEANUP_BATCH = 100
 
 
 def session_stamp(password_hash: str | None) -> str:
@@ -80,35 +81,218 @@ def session_stamp(password_hash: str | None) -> str:
     return hashlib.sha256((password_hash or "").encode()).hexdigest()[:16]
 
 
-def sign_in(engine: sa.Engine, username: str, password: str, now: datetime) -> SignIn:
-    """Check a password, counting failures and locking the account after MAX_FAILED_LOGINS of them."""
+def start_session(engine: sa.Engine, user_id: int, now: datetime, *, address: str = "", user_agent: str = "") -> str:
+    """A new session for the user; returns its id for the cookie (the database keeps only its hash)."""
+    session_id = secrets.token_urlsafe(32)
     with engine.begin() as conn:
-        row = conn.execute(sa.select(users).where(users.c.username == username, users.c.is_active)
-                           .with_for_update()).first()
-        if row is None:
-            check_password_hash(_DUMMY_HASH, password)
-            return SignIn(None)
-        locked_until = _aware(row.locked_until)
-        if locked_until is not None and locked_until > now:
-            return SignIn(None, locked_until=locked_until)
-        if row.password_hash and check_password_hash(row.password_hash, password):
-            conn.execute(sa.update(users).where(users.c.id == row.id)
-                         .values(failed_logins=0, locked_until=None, last_login_at=now))
-            return SignIn(_principal(row), session_stamp(row.password_hash))
-        failures = row.failed_logins + 1
-        lock = now + LOCK_DURATION if failures >= MAX_FAILED_LOGINS else None
-        conn.execute(sa.update(users).where(users.c.id == row.id)
-                     .values(failed_logins=0 if lock else failures, locked_until=lock))
-        return SignIn(None, locked_until=lock)
+        password_hash = conn.execute(sa.select(users.c.password_hash).where(users.c.id == user_id)).scalar()
+        conn.execute(sa.delete(user_sessions).where(
+            user_sessions.c.user_id == user_id,
+            sa.or_(user_sessions.c.expires_at <= now, user_sessions.c.last_seen_at <= now - SESSION_IDLE)))
+        conn.execute(sa.insert(user_sessions).values(
+            token_hash=_hash_token(session_id), user_id=user_id, password_stamp=session_stamp(password_hash),
+            created_at=now, last_seen_at=now, expires_at=now + SESSION_LIFETIME,
+            address=(address or "")[:64], user_agent=(user_agent or "")[:300]))
+    return session_id
 
 
-def session_user(engine: sa.Engine, user_id: int, stamp: str) -> Principal | None:
-    """The active user of a session, if the session was made with their current password."""
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(users).where(users.c.id == user_id, users.c.is_active)).first()
-    if row is None or session_stamp(row.password_hash) != stamp:
+def _live_session(now: datetime) -> sa.ColumnElement[bool]:
+    return sa.and_(user_sessions.c.expires_at > now, user_sessions.c.last_seen_at > now - SESSION_IDLE)
+
+
+def session_user(engine: sa.Engine, session_id: str, now: datetime) -> Principal | None:
+    """The active user of a live session made with their current password, else None."""
+    if not isinstance(session_id, str) or not 20 <= len(session_id) <= 100:
         return None
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(users, user_sessions.c.id.label("session_id"), user_sessions.c.password_stamp,
+                      user_sessions.c.last_seen_at)
+            .join(user_sessions, user_sessions.c.user_id == users.c.id)
+            .where(user_sessions.c.token_hash == _hash_token(session_id), users.c.is_active, _live_session(now))
+        ).first()
+    if row is None or not hmac.compare_digest(row.password_stamp, session_stamp(row.password_hash)):
+        return None
+    last_seen = _aware(row.last_seen_at)
+    if last_seen is None or now - last_seen >= SESSION_TOUCH:
+        with engine.begin() as conn:
+            conn.execute(sa.update(user_sessions).where(user_sessions.c.id == row.session_id)
+                         .values(last_seen_at=now))
     return _principal(row)
+
+
+def end_session(engine: sa.Engine, session_id: str) -> None:
+    """Sign one session out: its cookie no longer works anywhere."""
+    if isinstance(session_id, str):
+        with engine.begin() as conn:
+            conn.execute(sa.delete(user_sessions).where(user_sessions.c.token_hash == _hash_token(session_id)))
+
+
+def end_user_sessions(engine: sa.Engine, user_id: int) -> int:
+    """Sign the user out everywhere; returns how many sessions were live or not yet cleaned up."""
+    with engine.begin() as conn:
+        return conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == user_id)).rowcount or 0
+
+
+def set_password(engine: sa.Engine, username: str, password: str) -> Principal:
+    """Change a user's password and end all their sessions."""
+    if len(password) < MIN_PASSWORD:
+        raise BadRequest(f"The password must have at least {MIN_PASSWORD} characters.")
+    user = get_user(engine, username=username)
+    with engine.begin() as conn:
+        conn.execute(sa.update(users).where(users.c.id == user.id)
+                     .values(password_hash=generate_password_hash(password)))
+        conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == user.id))
+    return user
+
+
+def live_session_counts(engine: sa.Engine, now: datetime) -> dict[int, int]:
+    """How many live sessions each user has (users without any are left out)."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(user_sessions.c.user_id, sa.func.count())
+                            .where(_live_session(now)).group_by(user_sessions.c.user_id))
+        return {user_id: count for user_id, count in rows}
+
+
+# --- signing in: failures counted per (user name as typed, address) and per address -----------------
+# After PAIR_LIMIT failures of one name from one address, that pair waits FIRST_DELAY, doubling with each
+# further failure up to MAX_DELAY; an address gets the same after ADDRESS_LIMIT failures over any names.
+# Attempts refused while waiting are not counted. Counters restart FORGET_AFTER after their last failure;
+# a successful sign-in clears its pair and takes its own attempt back from the address.
+PAIR_LIMIT = 5
+ADDRESS_LIMIT = 20
+FIRST_DELAY = timedelta(minutes=1)
+MAX_DELAY = timedelta(minutes=15)
+FORGET_AFTER = timedelta(hours=1)
+ANY_NAME = ""  # the username of an address's own counter (never a valid user name)
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of a sign-in: the user, or None; retry_after when the attempt was refused unchecked."""
+
+    user: Principal | None
+    retry_after: datetime | None = None
+
+
+def delay_after(failures: int, limit: int) -> timedelta | None:
+    """How long a pair (limit PAIR_LIMIT) or an address (ADDRESS_LIMIT) waits after its failures-th failure."""
+    if failures < limit:
+        return None
+    return min(FIRST_DELAY * 2 ** min(failures - limit, 10), MAX_DELAY)
+
+
+def attempt_name(username: str) -> str:
+    """The counter key of a typed user name: the name itself, or a digest of a name no user can have."""
+    if USERNAME.fullmatch(username):
+        return username
+    return "!" + hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def attempt_address(address: str | None) -> str:
+    """The counter key of a client address: IPv4 as is, IPv6 by its /64 (one host usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return "?"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+def sign_in(engine: sa.Engine, username: str, password: str, now: datetime, address: str | None = None) -> SignIn:
+    """Check a password, unless this name from this address (or this address) must wait first.
+
+    Existing and unknown names take the same path: the attempt is counted as a failure before the password
+    is checked (so parallel guesses cannot slip past the limit), one password hash is always checked
+    (a dummy one for unknown names and users without a password), and a success takes the count back.
+    """
+    name, where = attempt_name(username), attempt_address(address)
+    _clean_up(engine, now)
+    retry_after = _count_failure(engine, name, where, now)
+    if retry_after is not None:
+        return SignIn(None, retry_after=retry_after)
+    row = None
+    if USERNAME.fullmatch(username):
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(users).where(users.c.username == username, users.c.is_active)).first()
+    password_hash = row.password_hash if row is not None and row.password_hash else None
+    matches = check_password_hash(password_hash or _DUMMY_HASH, password)
+    if row is None or password_hash is None or not matches:
+        return SignIn(None)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(sign_in_attempts).where(sign_in_attempts.c.username == name,
+                                                       sign_in_attempts.c.address == where))
+        failures = sign_in_attempts.c.failures
+        conn.execute(sa.update(sign_in_attempts)
+                     .where(sign_in_attempts.c.username == ANY_NAME, sign_in_attempts.c.address == where)
+                     .values(failures=sa.case((failures > 0, failures - 1), else_=0),
+                             blocked_until=sa.case((failures - 1 >= ADDRESS_LIMIT, sign_in_attempts.c.blocked_until),
+                                                   else_=None)))
+        conn.execute(sa.update(users).where(users.c.id == row.id).values(last_login_at=now))
+    return SignIn(_principal(row))
+
+
+def _count_failure(engine: sa.Engine, name: str, where: str, now: datetime) -> datetime | None:
+    """Count an attempt of the pair and the address as failed; if either must still wait, undo it and say until when."""
+    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+    table = sign_in_attempts
+    with engine.connect() as conn, conn.begin() as transaction:
+        counts = []
+        for username, limit in ((name, PAIR_LIMIT), (ANY_NAME, ADDRESS_LIMIT)):
+            statement = insert(table).values(username=username, address=where, failures=1, last_failure_at=now)
+            statement = statement.on_conflict_do_update(
+                index_elements=[table.c.username, table.c.address],
+                set_={"failures": sa.case((table.c.last_failure_at < now - FORGET_AFTER, 1),
+                                          else_=table.c.failures + 1),
+                      "last_failure_at": now},
+            ).returning(table.c.id, table.c.failures, table.c.blocked_until)
+            row = conn.execute(statement).one()
+            counts.append((row.id, row.failures, limit, _aware(row.blocked_until)))
+        waits = [until for *_, until in counts if until is not None and until > now]
+        if waits:
+            transaction.rollback()
+            return max(waits)
+        for row_id, failures, limit, _until in counts:
+            delay = delay_after(failures, limit)
+            if delay is not None:
+                conn.execute(sa.update(table).where(table.c.id == row_id).values(blocked_until=now + delay))
+    return None
+
+
+def _clean_up(engine: sa.Engine, now: datetime) -> None:
+    """Drop a batch of expired sessions and forgotten sign-in counters, skipping rows others hold."""
+    stale_sessions = (sa.select(user_sessions.c.id).where(sa.not_(_live_session(now)))
+                      .limit(CLEANUP_BATCH).with_for_update(skip_locked=True))
+    stale_counters = (sa.select(sign_in_attempts.c.id)
+                      .where(sign_in_attempts.c.last_failure_at < now - FORGET_AFTER,
+                             sa.or_(sign_in_attempts.c.blocked_until.is_(None),
+                                    sign_in_attempts.c.blocked_until < now))
+                      .limit(CLEANUP_BATCH).with_for_update(skip_locked=True))
+    with engine.begin() as conn:
+        conn.execute(sa.delete(user_sessions).where(user_sessions.c.id.in_(stale_sessions.scalar_subquery())))
+        conn.execute(sa.delete(sign_in_attempts).where(sign_in_attempts.c.id.in_(stale_counters.scalar_subquery())))
+
+
+def clear_sign_in_failures(engine: sa.Engine, username: str) -> int:
+    """Unlock a user name: forget its failures from every address; returns how many counters went."""
+    with engine.begin() as conn:
+        return conn.execute(sa.delete(sign_in_attempts).where(
+            sa.func.lower(sign_in_attempts.c.username) == username.lower(),
+            sign_in_attempts.c.username != ANY_NAME)).rowcount or 0
+
+
+def sign_in_blocks(engine: sa.Engine, now: datetime) -> dict[str, tuple[datetime, int]]:
+    """User names (lower case) that must wait from some address: (until when at the latest, from how many)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(sa.func.lower(sign_in_attempts.c.username).label("name"),
+                      sa.func.max(sign_in_attempts.c.blocked_until).label("until"), sa.func.count().label("n"))
+            .where(sign_in_attempts.c.blocked_until > now, sign_in_attempts.c.username != ANY_NAME)
+            .group_by(sa.func.lower(sign_in_attempts.c.username)))
+        return {row.name: (_aware(row.until), row.n) for row in rows}  # type: ignore[misc]
 
 
 def set_language(engine: sa.Engine, user_id: int, language: str) -> None:

@@ -56,8 +56,9 @@ def test_field_access(role, entity, checks, service, make_user, client, subtests
     api = client.get(f"/api/v1/records/{entity}/{record.id}", headers=headers).get_json()
     schema = {f["name"] for f in client.get(f"/api/v1/entities/{entity}", headers=headers).get_json()["fields"]}
     with client.session_transaction() as session:
-        from kartoteka.users import session_stamp
-        session.update(uid=user.id, stamp=session_stamp(None), csrf="t")
+        from kartoteka.users import start_session
+        state = client.application.extensions["kartoteka"]
+        session.update(sid=start_session(state.engine, user.id, state.clock.now()), csrf="t")
     card = client.get(f"/cards/{entity}/{record.id}").get_data(as_text=True)
 
     for field, sees, edits in checks:

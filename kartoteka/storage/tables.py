@@ -112,3 +112,32 @@ saved_views = sa.Table(
     sa.Index("ix_saved_views_entity_user_id", "entity", "user_id"),
     sa.UniqueConstraint("user_id", "entity", "name"),
 )
+
+# Signed-in browser sessions: the cookie carries a random id, the table only its SHA-256, so signing out
+# (or an administrator's "sign out everywhere", or a password change) ends a session for good.
+user_sessions = sa.Table(
+    "user_sessions", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    # A digest of the password hash the session was made with: a password changed in any way ends it.
+    sa.Column("password_stamp", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False, index=True),
+    sa.Column("address", sa.String(64), nullable=False, server_default=""),
+    sa.Column("user_agent", sa.String(300), nullable=False, server_default=""),
+)
+
+# Failed sign-ins per (user name as typed, client address), and per address alone (username ''), shared
+# by every process; blocked_until is when the pair (or the address) may try again.
+sign_in_attempts = sa.Table(
+    "sign_in_attempts", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("username", sa.String(150), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("last_failure_at", Timestamp, nullable=False, index=True),
+    sa.Column("blocked_until", Timestamp),
+    sa.UniqueConstraint("username", "address"),
+)

@@ -1,11 +1,10 @@
-"""Signing in and out with a password; the session cookie, CSRF tokens and sign-in rate limits."""
+"""Signing in and out with a password; server-side sessions, CSRF tokens, sign-in delays, user administration."""
 
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
-import time
-from collections import defaultdict, deque
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -15,7 +14,7 @@ from flask import (
     Blueprint,
     Flask,
     Response,
-    current_app,
+    abort,
     flash,
     g,
     redirect,
@@ -25,50 +24,39 @@ from flask import (
     url_for,
 )
 
-from kartoteka.errors import CsrfError
+from kartoteka.errors import CsrfError, KartotekaError
 from kartoteka.extensions import platform
-from kartoteka.users import session_user, set_language, sign_in
+from kartoteka.users import (
+    SESSION_LIFETIME,
+    clear_sign_in_failures,
+    end_session,
+    end_user_sessions,
+    get_user,
+    live_session_counts,
+    session_user,
+    set_language,
+    sign_in,
+    sign_in_blocks,
+    start_session,
+)
 from kartoteka.web.i18n import LANGUAGES, pick_language, translate
 
 auth = Blueprint("auth", __name__)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Sign-in attempts one client address may make per window, whatever the user names (password spraying).
-ATTEMPTS_PER_ADDRESS = 20
-ATTEMPT_WINDOW = 60.0
-
-
-class AttemptLimiter:
-    """A sliding window of sign-in attempts per client address, kept in this process."""
-
-    def __init__(self, limit: int = ATTEMPTS_PER_ADDRESS, window: float = ATTEMPT_WINDOW,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window, self.monotonic = limit, window, monotonic
-        self.attempts: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, address: str) -> bool:
-        """Count an attempt from `address`; False once it has used up its window."""
-        now = self.monotonic()
-        seen = self.attempts[address]
-        while seen and now - seen[0] > self.window:
-            seen.popleft()
-        if len(seen) >= self.limit:
-            return False
-        seen.append(now)
-        return True
 
 
 def init_auth(app: Flask) -> None:
-    """Session cookie settings, the per-request user, CSRF checks and the sign-in limiter."""
+    """Session cookie settings, the per-request user and CSRF checks."""
     settings = app.config["KARTOTEKA"]
     app.config.update(
         SESSION_COOKIE_NAME="kartoteka_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
+        # Always Secure when configured; otherwise Secure whenever the request came over HTTPS (web/security.py).
         SESSION_COOKIE_SECURE=bool(settings.extra.get("secure_cookies", False)),
-        PERMANENT_SESSION_LIFETIME=12 * 3600,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
-    app.extensions["kartoteka_login_limiter"] = AttemptLimiter()
     app.before_request(load_user)
     app.before_request(check_csrf)
     app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES)
@@ -76,13 +64,21 @@ def init_auth(app: Flask) -> None:
 
 
 def load_user() -> None:
-    """Put the signed-in user (or None) and their language on `g`."""
+    """Put the signed-in user (or None) and their language on `g`.
+
+    The cookie holds only a random session id; the session itself lives in the database, so signing out,
+    "sign out everywhere" and a password change end it for every copy of the cookie.
+    """
     g.user = None
-    user_id, stamp = session.get("uid"), session.get("stamp")
-    if isinstance(user_id, int) and isinstance(stamp, str):
-        g.user = session_user(platform.state.engine, user_id, stamp)
+    session_id = session.get("sid")
+    if session_id is not None:
+        state = platform.state
+        g.user = session_user(state.engine, session_id, state.clock.now()) if isinstance(session_id, str) else None
         if g.user is None:
+            language = session.get("language")
             session.clear()
+            if language in LANGUAGES:
+                session["language"] = language
     g.language = g.user.language if g.user is not None else pick_language(session.get("language"),
                                                                            request.accept_languages)
 
@@ -135,43 +131,43 @@ def _safe_next(target: str | None) -> str:
 
 @auth.route("/login", methods=["GET", "POST"])
 def login() -> Any:
-    """The sign-in form; a wrong password or a locked account says so plainly."""
+    """The sign-in form. An unknown name, a wrong password and a name that must wait answer alike for every name."""
     if g.user is not None and request.method == "GET":
         return redirect(_safe_next(request.args.get("next")))
-    error, status = None, 200
+    error, status, headers = None, 200, {}
     username = request.form.get("username", "").strip()
     if request.method == "POST":
-        limiter: AttemptLimiter = current_app.extensions["kartoteka_login_limiter"]
-        if not limiter.allow(request.remote_addr or "?"):
-            error, status = t("Too many sign-in attempts from your address; wait a minute and try again."), 429
+        state = platform.state
+        now = state.clock.now()
+        result = sign_in(state.engine, username, request.form.get("password", ""), now, request.remote_addr)
+        if result.user is not None:
+            language = session.get("language")
+            session.clear()
+            session.permanent = True
+            session["sid"] = start_session(state.engine, result.user.id, now, address=request.remote_addr or "",
+                                           user_agent=request.user_agent.string)
+            if language in LANGUAGES and language != result.user.language:
+                set_language(state.engine, result.user.id, language)
+            return redirect(_safe_next(request.form.get("next")))
+        if result.retry_after is not None:
+            seconds = max(1, math.ceil((result.retry_after - now).total_seconds()))
+            error = t("Too many failed sign-in attempts. Try again in {minutes} min.", minutes=math.ceil(seconds / 60))
+            status, headers = 429, {"Retry-After": str(seconds)}
         else:
-            state = platform.state
-            result = sign_in(state.engine, username, request.form.get("password", ""), state.clock.now())
-            if result.user is not None:
-                language = session.get("language")
-                session.clear()
-                session.permanent = True
-                session.update(uid=result.user.id, stamp=result.stamp)
-                if language in LANGUAGES and language != result.user.language:
-                    set_language(state.engine, result.user.id, language)
-                return redirect(_safe_next(request.form.get("next")))
-            if result.locked_until is not None:
-                until = result.locked_until.strftime("%Y-%m-%d %H:%M")
-                error = t("Too many failed attempts: the account is locked until {until} (UTC). Try again later "
-                          "or ask an administrator.", until=until)
-                status = 423
-            else:
-                error, status = t("Wrong user name or password."), 401
+            error, status = t("Wrong user name or password."), 401
     response = render_template("auth/login.html", error=error, username=username,
                                next=request.values.get("next", ""))
-    return response, status
+    return response, status, headers
 
 
 @auth.route("/logout", methods=["GET", "POST"])
 def logout() -> Any:
-    """POST signs out; GET shows the button (signing out by a link would be a CSRF target)."""
+    """POST signs out (ending the session in the database); GET shows the button (a link would be a CSRF target)."""
     if request.method == "POST":
         language = g.language
+        session_id = session.get("sid")
+        if isinstance(session_id, str):
+            end_session(platform.state.engine, session_id)
         session.clear()
         session["language"] = language
         flash(translate(language, "You have signed out."), "info")
@@ -189,3 +185,63 @@ def choose_language() -> Response:
     if g.user is not None:
         set_language(platform.state.engine, g.user.id, language)
     return redirect(_safe_next(request.form.get("next")))
+
+
+# --- user administration (admin role) -------------------------------------------------------------
+
+
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Signed-in administrators only: others get 403, anonymous visitors the sign-in page."""
+    @wraps(view)
+    @login_required
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if not g.user.is_admin:
+            abort(403, "Only administrators may manage users.")
+        return view(*args, **kwargs)
+    return wrapped
+
+
+@auth.get("/admin/users")
+@admin_required
+def admin_users() -> str:
+    """Every user with their live sessions and whether a sign-in from somewhere must wait."""
+    from kartoteka.storage.tables import users
+
+    state = platform.state
+    now = state.clock.now()
+    with state.engine.connect() as conn:
+        rows = conn.execute(users.select().order_by(users.c.username)).all()
+    sessions, blocks = live_session_counts(state.engine, now), sign_in_blocks(state.engine, now)
+    people = [{"id": row.id, "username": row.username, "display_name": row.display_name,
+               "roles": ", ".join(sorted(row.roles or ())), "active": row.is_active,
+               "sessions": sessions.get(row.id, 0), "block": blocks.get(row.username.lower())} for row in rows]
+    return render_template("admin/users.html", people=people)
+
+
+def _admin_target(user_id: int) -> Any:
+    if user_id > 2**63 - 1:
+        abort(404, "There is no such active user.")
+    try:
+        return get_user(platform.state.engine, user_id=user_id)
+    except KartotekaError:
+        abort(404, "There is no such active user.")
+
+
+@auth.post("/admin/users/<int:user_id>/sign-out")
+@admin_required
+def admin_sign_out(user_id: int) -> Response:
+    """End every session of the user (their API tokens are not touched)."""
+    user = _admin_target(user_id)
+    count = end_user_sessions(platform.state.engine, user.id)
+    flash(t("{name} is signed out everywhere ({count} sessions ended).", name=user.username, count=count), "info")
+    return redirect(url_for("auth.admin_users"))
+
+
+@auth.post("/admin/users/<int:user_id>/unlock")
+@admin_required
+def admin_unlock(user_id: int) -> Response:
+    """Forget the failed sign-ins of the user's name from every address."""
+    user = _admin_target(user_id)
+    clear_sign_in_failures(platform.state.engine, user.username)
+    flash(t("{name} may sign in again from everywhere.", name=user.username), "info")
+    return redirect(url_for("auth.admin_users"))

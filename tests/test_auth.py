@@ -1,0 +1,403 @@
+"""Sessions and sign-in: revocable server-side sessions, delays per (name, address) and per address, admin tools.
+
+Each test here failed before sessions moved into the database and the per-account lock was replaced:
+a cookie copied before /logout kept working, five wrong passwords from anyone locked any account, and the
+423 answer appeared only for names that exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from datetime import timedelta
+from html import unescape
+
+import pytest
+import sqlalchemy as sa
+
+from kartoteka import create_app
+from kartoteka.storage.tables import sign_in_attempts, user_sessions, users
+from kartoteka.users import (
+    ADDRESS_LIMIT,
+    PAIR_LIMIT,
+    attempt_address,
+    delay_after,
+    set_password,
+    sign_in,
+    start_session,
+)
+
+PASSWORD = "correct horse"
+WRONG = "wrong horse"
+ATTACKER = "10.66.0.1"
+HOME = "10.0.0.5"
+
+
+def _token(client) -> str:
+    page = client.get("/login").get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def _page_token(client, path: str = "/cards/") -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def attempt(client, username: str, password: str, address: str = "127.0.0.1"):
+    """One sign-in through the form from `address`."""
+    return client.post("/login", data={"csrf_token": _token(client), "username": username, "password": password},
+                       environ_base={"REMOTE_ADDR": address})
+
+
+def error_of(response) -> str:
+    match = re.search(r'<p class="form-error"[^>]*>(.*?)</p>', response.get_data(as_text=True), re.S)
+    return unescape(match.group(1)).strip() if match else ""
+
+
+def signed_in(client) -> bool:
+    return client.get("/cards/").status_code == 200
+
+
+@pytest.fixture
+def anna(make_user):
+    return make_user("anna", ["sales"], "sales", password=PASSWORD)[0]
+
+
+def _state(app):
+    return app.extensions["kartoteka"]
+
+
+def session_for(app, client, user) -> str:
+    """A session for `user` in `client` without the password round trip; returns the session id."""
+    state = _state(app)
+    session_id = start_session(state.engine, user.id, state.clock.now())
+    with client.session_transaction() as session:
+        session.update(sid=session_id, csrf="t")
+    return session_id
+
+
+# --- sessions -------------------------------------------------------------------------------------
+
+
+def test_a_cookie_copied_before_sign_out_stops_working(app, anna):
+    browser, thief = app.test_client(), app.test_client()
+    assert attempt(browser, "anna", PASSWORD).status_code == 302
+    cookie = browser.get_cookie("kartoteka_session")
+    thief.set_cookie(cookie.key, cookie.value)
+    assert signed_in(thief)
+    assert browser.post("/logout", data={"csrf_token": _page_token(browser)}).status_code == 302
+    assert not signed_in(browser)
+    assert not signed_in(thief)
+    with _state(app).engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(user_sessions)).scalar() == 0
+
+
+def test_the_database_keeps_only_a_hash_of_the_session_id(app, client, anna):
+    assert attempt(client, "anna", PASSWORD, address=HOME).status_code == 302
+    with client.session_transaction() as session:
+        session_id = session["sid"]
+        assert set(session) <= {"sid", "csrf", "language", "_permanent", "_flashes"}
+    with _state(app).engine.connect() as conn:
+        row = conn.execute(sa.select(user_sessions)).one()
+    assert row.token_hash == hashlib.sha256(session_id.encode()).hexdigest() and session_id not in row.token_hash
+    assert row.user_id == anna.id and row.address == HOME and row.user_agent.startswith("Werkzeug")
+    assert row.expires_at.replace(tzinfo=None) - row.created_at.replace(tzinfo=None) == timedelta(hours=12)
+
+
+def test_signing_in_starts_a_new_session(app, client, anna):
+    """The session id is made at sign-in, never taken over from the visitor (no fixation)."""
+    with client.session_transaction() as session:
+        session["sid"] = "planted-by-an-attacker-0123456789"
+    assert attempt(client, "anna", PASSWORD).status_code == 302
+    with client.session_transaction() as session:
+        assert session["sid"] != "planted-by-an-attacker-0123456789"
+
+
+def test_sessions_end_after_twelve_hours_and_after_two_idle_hours(app, fixed_clock, anna):
+    busy, idle = app.test_client(), app.test_client()
+    session_for(app, busy, anna)
+    session_for(app, idle, anna)
+    for _ in range(6):  # busy keeps working every 110 minutes; idle does nothing
+        fixed_clock.advance(minutes=110)
+        assert signed_in(busy)
+    assert not signed_in(idle)
+    fixed_clock.advance(minutes=12 * 60 - 6 * 110 - 1)
+    assert signed_in(busy)
+    fixed_clock.advance(minutes=2)
+    assert not signed_in(busy)
+
+
+def test_last_seen_is_written_at_most_every_five_minutes(app, client, fixed_clock, anna):
+    session_for(app, client, anna)
+    started = fixed_clock.now()
+
+    def last_seen():
+        with _state(app).engine.connect() as conn:
+            return conn.execute(sa.select(user_sessions.c.last_seen_at)).scalar_one().replace(tzinfo=None)
+
+    fixed_clock.advance(minutes=4)
+    assert signed_in(client) and last_seen() == started.replace(tzinfo=None)
+    fixed_clock.advance(minutes=1)
+    assert signed_in(client) and last_seen() == fixed_clock.now().replace(tzinfo=None)
+
+
+def test_a_password_change_ends_every_session(app, anna):
+    first, second = app.test_client(), app.test_client()
+    session_for(app, first, anna)
+    session_for(app, second, anna)
+    assert signed_in(first) and signed_in(second)
+    set_password(_state(app).engine, "anna", "a new long password")
+    assert not signed_in(first) and not signed_in(second)
+    # A hash changed behind the app's back (another tool, a restore) ends sessions too.
+    third = app.test_client()
+    session_for(app, third, anna)
+    with _state(app).engine.begin() as conn:
+        conn.execute(sa.update(users).where(users.c.id == anna.id).values(password_hash="scrypt:changed"))
+    assert not signed_in(third)
+
+
+def test_a_deactivated_user_is_signed_out(app, client, anna):
+    session_for(app, client, anna)
+    with _state(app).engine.begin() as conn:
+        conn.execute(sa.update(users).where(users.c.id == anna.id).values(is_active=False))
+    assert not signed_in(client)
+
+
+def test_an_unknown_or_forged_session_id_is_anonymous(app, client, anna):
+    for forged in ("x" * 43, 12345, "", "a" * 5000):
+        with client.session_transaction() as session:
+            session["sid"] = forged
+        assert not signed_in(client)
+
+
+# --- signing in: delays per (name, address) and per address ------------------------------------------
+
+
+def test_unknown_and_existing_names_answer_alike_at_every_step(app, anna):
+    """Same status, message and Retry-After for an existing and an unknown name, wrong password or waiting."""
+    steps = {}
+    for name in ("anna", "ghost"):
+        client = app.test_client()
+        answers = []
+        for _ in range(PAIR_LIMIT + 3):
+            response = attempt(client, name, WRONG, address=ATTACKER)
+            answers.append((response.status_code, error_of(response), response.headers.get("Retry-After")))
+        steps[name] = answers
+    assert steps["anna"] == steps["ghost"]
+    statuses = [status for status, _, _ in steps["anna"]]
+    assert statuses == [401] * PAIR_LIMIT + [429] * 3
+    assert steps["anna"][-1][1] == "Too many failed sign-in attempts. Try again in 1 min."
+    assert 423 not in statuses
+
+
+def test_someone_elsewhere_cannot_lock_the_real_user_out(app, anna):
+    attacker = app.test_client()
+    for _ in range(PAIR_LIMIT * 3):
+        attempt(attacker, "anna", WRONG, address=ATTACKER)
+    assert attempt(attacker, "anna", PASSWORD, address=ATTACKER).status_code == 429  # the attacker waits
+    user = app.test_client()
+    assert attempt(user, "anna", PASSWORD, address=HOME).status_code == 302
+    assert signed_in(user)
+
+
+def test_delays_double_from_one_minute_up_to_fifteen(app, client, fixed_clock, anna):
+    waits = []
+    for _ in range(PAIR_LIMIT - 1):
+        assert attempt(client, "anna", WRONG).status_code == 401
+    for _ in range(6):
+        assert attempt(client, "anna", WRONG).status_code == 401  # counted; the pair now waits
+        refused = attempt(client, "anna", PASSWORD)  # not even the right password is checked meanwhile
+        assert refused.status_code == 429
+        waits.append(int(refused.headers["Retry-After"]))
+        fixed_clock.advance(seconds=waits[-1] - 1)
+        assert attempt(client, "anna", WRONG).status_code == 429  # still waiting, and not counted
+        fixed_clock.advance(seconds=1)
+    assert waits == [60, 120, 240, 480, 900, 900]
+    assert [delay_after(n, PAIR_LIMIT).total_seconds() for n in range(PAIR_LIMIT, PAIR_LIMIT + 6)] == waits
+    # The right password, once the wait is over, signs in and forgets the pair's failures.
+    assert attempt(client, "anna", PASSWORD).status_code == 302
+    with _state(app).engine.connect() as conn:
+        names = conn.execute(sa.select(sign_in_attempts.c.username)).scalars().all()
+    assert names == [""]  # only the address's own counter is left
+
+
+def test_failures_are_forgotten_an_hour_after_the_last(app, client, fixed_clock, anna):
+    for _ in range(PAIR_LIMIT - 1):
+        attempt(client, "anna", WRONG)
+    fixed_clock.advance(minutes=61)
+    for _ in range(PAIR_LIMIT - 1):
+        assert attempt(client, "anna", WRONG).status_code == 401
+    assert attempt(client, "anna", WRONG).status_code == 401
+    assert attempt(client, "anna", WRONG).status_code == 429
+
+
+def test_an_address_failing_across_many_names_waits_and_others_do_not(app, anna):
+    sprayer = app.test_client()
+    statuses = [attempt(sprayer, f"name{i}", WRONG, address=ATTACKER).status_code for i in range(ADDRESS_LIMIT)]
+    assert statuses == [401] * ADDRESS_LIMIT
+    refused = attempt(sprayer, "anna", PASSWORD, address=ATTACKER)
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
+    assert attempt(app.test_client(), "anna", PASSWORD, address=HOME).status_code == 302
+
+
+def test_ipv6_addresses_are_counted_by_their_64_bit_prefix():
+    assert attempt_address("2001:db8:1:2:aaaa::1") == attempt_address("2001:db8:1:2:bbbb::2") == "2001:db8:1:2::/64"
+    assert attempt_address("::ffff:10.0.0.5") == "10.0.0.5"
+    assert attempt_address(None) == attempt_address("not an address") == "?"
+
+
+def test_a_success_gives_back_its_own_attempt_to_the_address(app, anna):
+    client = app.test_client()
+    for i in range(ADDRESS_LIMIT - 1):
+        attempt(client, f"name{i}", WRONG, address=ATTACKER)
+    assert attempt(client, "anna", PASSWORD, address=ATTACKER).status_code == 302
+    other = app.test_client()
+    assert attempt(other, "someone", WRONG, address=ATTACKER).status_code == 401  # the 20th failure
+    assert attempt(other, "someone else", WRONG, address=ATTACKER).status_code == 429
+
+
+def test_every_attempt_checks_one_password_hash_unless_it_must_wait(app, client, make_user, monkeypatch):
+    """An unknown name and a user without a password cost the same hash check as a real one (the dummy hash)."""
+    import kartoteka.users as module
+
+    make_user("anna", ["sales"], "sales", password=PASSWORD)
+    make_user("nopass", ["sales"], "sales")
+    checks = []
+    real = module.check_password_hash
+    monkeypatch.setattr(module, "check_password_hash", lambda stored, given: checks.append(stored) or real(stored, given))
+    for name in ("anna", "ghost", "nopass", "x" * 500):
+        checks.clear()
+        assert attempt(client, name, WRONG, address=f"10.1.0.{len(name) % 250}").status_code == 401
+        assert len(checks) == 1, name
+    assert attempt(client, "nopass", "", address="10.2.0.1").status_code == 401  # no password is no way in
+    assert attempt(client, "bad\x00name", WRONG, address="10.2.0.2").status_code in (400, 401)  # never a 500
+    waiting = app.test_client()
+    for _ in range(PAIR_LIMIT):
+        attempt(waiting, "ghost", WRONG, address="10.3.0.1")
+    checks.clear()
+    assert attempt(waiting, "ghost", WRONG, address="10.3.0.1").status_code == 429
+    assert checks == []
+
+
+def test_parallel_guesses_cannot_slip_past_the_limit(app, engine, fixed_clock, anna, monkeypatch):
+    """Each attempt is counted before its password is checked, so a burst gets no more guesses than the limit."""
+    import kartoteka.users as module
+
+    checked = []
+    real = module.check_password_hash
+    monkeypatch.setattr(module, "check_password_hash", lambda stored, given: checked.append(1) or real(stored, given))
+    for _ in range(PAIR_LIMIT - 1):
+        assert sign_in(engine, "anna", WRONG, fixed_clock.now(), ATTACKER).user is None
+    checked.clear()
+    results, start = [], threading.Barrier(8)
+
+    def guess() -> None:
+        start.wait()
+        results.append(sign_in(engine, "anna", WRONG, fixed_clock.now(), ATTACKER))
+
+    threads = [threading.Thread(target=guess) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(checked) == 1
+    assert sorted(r.retry_after is None for r in results) == [False] * 7 + [True]
+
+
+def test_counters_are_shared_by_every_process(app, anna):
+    """Two app instances on one database (two workers) see the same failures."""
+    settings = _state(app).settings
+    other = create_app(settings, _state(app).clock)
+    try:
+        for _ in range(PAIR_LIMIT):
+            attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
+        assert attempt(other.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
+    finally:
+        other.extensions["kartoteka"].engine.dispose()
+
+
+# --- administration: the page and the command -----------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(app, make_user):
+    admin = make_user("boss", ["admin"])[0]
+    client = app.test_client()
+    session_for(app, client, admin)
+    return client
+
+
+def test_admin_page_lists_sessions_and_locks_and_signs_out_everywhere(app, admin_client, anna):
+    phones = [app.test_client(), app.test_client()]
+    for phone in phones:
+        session_for(app, phone, anna)
+    for _ in range(PAIR_LIMIT):
+        attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
+    page = admin_client.get("/admin/users")
+    assert page.status_code == 200
+    row = re.search(rf'<tr id="user-{anna.id}">(.*?)</tr>', page.get_data(as_text=True), re.S).group(1)
+    assert re.search(r"<td data-sessions>2</td>", row)
+    assert "Waits until" in row and "1 address" in row
+    assert admin_client.post(f"/admin/users/{anna.id}/sign-out").status_code == 400  # no CSRF token
+    assert all(signed_in(phone) for phone in phones)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    assert done.status_code == 200 and "anna is signed out everywhere (2 sessions ended)." in unescape(done.text)
+    assert not any(signed_in(phone) for phone in phones)
+    assert signed_in(admin_client)
+
+
+def test_admin_unlocks_a_name(app, admin_client, anna):
+    for _ in range(PAIR_LIMIT):
+        attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
+    assert admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}).status_code == 302
+    assert "Not locked" in admin_client.get("/admin/users").get_data(as_text=True)
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+
+
+def test_only_admins_manage_users(app, client, anna):
+    assert client.get("/admin/users").status_code == 302  # anonymous: to the sign-in page
+    session_for(app, client, anna)
+    assert client.get("/admin/users").status_code == 403
+    assert client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}).status_code == 403
+    assert client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}).status_code == 403
+    assert signed_in(client)
+
+
+def test_admin_page_answers_404_for_no_such_user(admin_client):
+    for user_id in (999, 2**63, 2**70):
+        assert admin_client.post(f"/admin/users/{user_id}/sign-out", data={"csrf_token": "t"}).status_code == 404
+
+
+def test_admin_page_is_in_russian_for_russian_admins(app, make_user):
+    admin = make_user("olga", ["admin"], language="ru")[0]
+    client = app.test_client()
+    session_for(app, client, admin)
+    page = unescape(client.get("/admin/users").get_data(as_text=True))
+    assert "Выйти на всех устройствах" in page and "Разблокировать" in page and "Активные сеансы" in page
+
+
+def test_cli_signs_out_everywhere_and_unlocks(app, runner, anna):
+    browser = app.test_client()
+    session_for(app, browser, anna)
+    for _ in range(PAIR_LIMIT):
+        attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
+    result = runner.invoke("user", "signout", "anna")
+    assert result.exit_code == 0 and "Signed 'anna' out everywhere (1 session ended)." in result.output
+    assert not signed_in(browser)
+    result = runner.invoke("user", "unlock", "anna")
+    assert result.exit_code == 0 and "Unlocked 'anna' (1 sign-in counter cleared)." in result.output
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+    missing = runner.invoke("user", "signout", "nobody")
+    assert missing.exit_code == 1 and "There is no active user nobody." in missing.stderr
+
+
+def test_cli_password_change_ends_sessions(app, runner, anna):
+    browser = app.test_client()
+    session_for(app, browser, anna)
+    result = runner.invoke("user", "password", "anna", "--password", "another long one")
+    assert result.exit_code == 0, result.output
+    assert not signed_in(browser)
+    assert attempt(app.test_client(), "anna", "another long one").status_code == 302
+    assert runner.invoke("user", "password", "anna", "--password", "short").exit_code == 1
