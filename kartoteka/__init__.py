@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from kartoteka.extensions import platform
     from kartoteka.home import home
     from kartoteka.web import init_web
+    from kartoteka.web.security import init_security
     from kartoteka.web_errors import register_error_handlers
 
     settings = settings or Settings.from_env()
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     platform.init_app(app, settings, clock or system_clock())
+    init_security(app)
     app.register_blueprint(api)
     app.register_blueprint(home)
     init_web(app, settings.extra.get("node_modules", NODE_MODULES))

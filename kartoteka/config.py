@@ -22,11 +22,13 @@ class Settings:
     instance_dir: Path
     phone_region: str = "RU"
     testing: bool = False
+    # How many reverse proxies in front of the app to believe about X-Forwarded-For/-Proto/-Host (0: none).
+    trusted_proxies: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read KARTOTEKA_DATABASE_URL, KARTOTEKA_CONFIG_DIR, KARTOTEKA_SECRET_KEY, KARTOTEKA_PHONE_REGION."""
+        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _SECRET_KEY, _PHONE_REGION and _TRUSTED_PROXIES."""
         env = os.environ if environ is None else environ
         instance = Path(env.get("KARTOTEKA_INSTANCE_DIR", PROJECT_ROOT / "instance")).resolve()
         settings = cls(
@@ -35,6 +37,7 @@ class Settings:
             secret_key=env.get("KARTOTEKA_SECRET_KEY") or _instance_secret(instance),
             instance_dir=instance,
             phone_region=phone_region(env),
+            trusted_proxies=_count(env.get("KARTOTEKA_TRUSTED_PROXIES", "0"), "KARTOTEKA_TRUSTED_PROXIES"),
         )
         return replace(settings, **overrides)
 
@@ -43,6 +46,17 @@ def phone_region(environ: Mapping[str, str] | None = None) -> str:
     """The region for phone numbers written without a country code (KARTOTEKA_PHONE_REGION, default RU)."""
     env = os.environ if environ is None else environ
     return env.get("KARTOTEKA_PHONE_REGION", "RU").strip().upper()
+
+
+def _count(text: str, name: str) -> int:
+    """A small non-negative whole number from the environment."""
+    try:
+        value = int(text.strip() or "0")
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {text!r}.") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative.")
+    return value
 
 
 def _instance_secret(instance: Path) -> str:
