@@ -384,7 +384,7 @@ def test_generated_forms_are_well_formed(client, service, make_user, entity):
 
 
 def _form_fields(html: str) -> list[tuple[str, str]]:
-    """The (name, value) pairs a browser would submit from the card form (text inputs and hidden ones)."""
+    """The (name, value) pairs a browser would submit from the card form (inputs, selects, text areas)."""
     start = html.index('id="card-form"')
     form = html[start:html.index("</form>", start)]
     pairs = []
@@ -395,6 +395,10 @@ def _form_fields(html: str) -> list[tuple[str, str]]:
             continue
         value = re.search(r'value="([^"]*)"', tag)
         pairs.append((name.group(1), unescape(value.group(1)) if value else ""))
+    for name, options in re.findall(r'<select [^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+        pairs += [(name, unescape(v)) for v in re.findall(r'<option value="([^"]*)"[^>]* selected', options)]
+    for name, text in re.findall(r'<textarea [^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', form, re.S):
+        pairs.append((name, unescape(text)))
     return pairs
 
 
@@ -480,3 +484,89 @@ def test_a_crafted_owner_outside_the_scope_is_refused(client, service, make_user
     response = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Gift", "company": str(company.id),
                                                     "owner": str(other.id)})
     assert response.status_code == 422 and "You may assign records only to yourself." in text_of(response)
+
+
+def test_a_field_only_the_other_person_filled_comes_through_a_conflict(client, service, make_user):
+    """Empty city: A sets it, B (loaded before) sets the position; B's second save keeps A's city."""
+    rep, _ = make_user("rep", ["sales"], "sales")
+    lead = service.create("lead", {"contact_name": "Иван Петров", "source": "website",
+                                   "phones": ["+7 912 345-67-89"]}, rep)
+    sign_in(client, rep)
+    tab_a = _form_fields(client.get(f"/cards/lead/{lead.id}/edit").get_data(as_text=True))
+    tab_b = list(tab_a)
+    a = [(k, "Москва" if k == "city" else v) for k, v in tab_a]
+    assert client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*a, ("csrf_token", CSRF)])).status_code == 302
+    b = [(k, "CFO" if k == "position" else v) for k, v in tab_b]
+    conflict = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*b, ("csrf_token", CSRF)]))
+    assert conflict.status_code == 409
+    again = _form_fields(conflict.get_data(as_text=True))
+    assert dict(again)["city"] == "Москва" and dict(again)["position"] == "CFO"
+    assert "Someone else saved" not in text_of(conflict)  # only A changed the city: nothing to choose
+    resaved = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*again, ("csrf_token", CSRF)]))
+    assert resaved.status_code == 302
+    saved = service.get("lead", lead.id, SYSTEM)
+    assert saved["city"] == "Москва" and saved["position"] == "CFO"
+
+
+def test_a_field_both_changed_offers_theirs_in_one_click(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    lead = service.create("lead", {"contact_name": "Иван Петров", "source": "website", "city": "Пермь",
+                                   "phones": ["+7 912 345-67-89"]}, rep)
+    sign_in(client, rep)
+    loaded = _form_fields(client.get(f"/cards/lead/{lead.id}/edit").get_data(as_text=True))
+    service.update("lead", lead.id, {"city": "Омск"}, rep, expected_version=lead.version)
+    mine = [(k, "Казань" if k == "city" else v) for k, v in loaded]
+    page = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)]))
+    html = text_of(page)
+    assert page.status_code == 409 and 'value="Казань"' in html and "«Омск»" in html
+    take = re.search(r'<button[^>]*name="_take_theirs"[^>]*value="city"[^>]*>([^<]+)</button>', html)
+    assert take and "Омск" in take.group(1)
+    # The button re-shows the form with their value in the box (nothing saved yet); saving keeps it.
+    theirs = client.post(f"/cards/lead/{lead.id}/edit",
+                         data=MultiDict([*_form_fields(page.get_data(as_text=True)), ("_take_theirs", "city"),
+                                         ("csrf_token", CSRF)]))
+    assert theirs.status_code == 200
+    fields = _form_fields(theirs.get_data(as_text=True))
+    assert dict(fields)["city"] == "Омск" and service.get("lead", lead.id, SYSTEM)["city"] == "Омск"
+    saved = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*fields, ("csrf_token", CSRF)]))
+    assert saved.status_code == 302 and service.get("lead", lead.id, SYSTEM)["city"] == "Омск"
+
+
+@pytest.mark.parametrize("version", [None, "", "abc", "1.0", "99999999999999999999999"])
+def test_every_browser_write_carries_its_version(client, service, make_user, company, version):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    deal = service.create("deal", {"name": "Versioned", "company": company.id, "stage": "new"}, rep)
+    sign_in(client, rep)
+    data = {"csrf_token": CSRF} if version is None else {"csrf_token": CSRF, "version": version}
+    edit = client.post(f"/cards/deal/{deal.id}/edit", data={**data, "name": "Overwritten"})
+    assert edit.status_code == 409 and "Overwritten" in text_of(edit)  # what was typed is kept
+    move = client.post(f"/cards/deal/{deal.id}/move", data={**data, "to": "qualification"})
+    assert move.status_code in (302, 409)
+    sign_in(client, make_user("boss", ["sales_manager"], "sales")[0])
+    delete = client.post(f"/cards/deal/{deal.id}/delete", data=data)
+    assert delete.status_code == 409
+    stored = service.get("deal", deal.id, SYSTEM)
+    assert stored.version == 1 and stored["name"] == "Versioned" and stored["stage"] == "new"
+
+
+def test_concurrent_browser_edits_lose_no_write(client, service, make_user):
+    """Tabs that each add one tag and save, retrying after every conflict: every tag ends up stored."""
+    rep, _ = make_user("rep", ["sales"], "sales")
+    lead = service.create("lead", {"contact_name": "Иван Петров", "source": "website",
+                                   "phones": ["+7 912 345-67-89"]}, rep)
+    sign_in(client, rep)
+    tabs = {f"t{i}": _form_fields(client.get(f"/cards/lead/{lead.id}/edit").get_data(as_text=True))
+            for i in range(6)}
+    pending = {tag: [(k, tag if k == "tags" else v) for k, v in fields] for tag, fields in tabs.items()}
+    for _ in range(20):
+        if not pending:
+            break
+        for tag, fields in list(pending.items()):  # a conflict shows the merged card: saved again as shown
+            response = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*fields, ("csrf_token", CSRF)]))
+            if response.status_code == 302:
+                del pending[tag]
+            else:
+                assert response.status_code == 409
+                pending[tag] = _form_fields(response.get_data(as_text=True))
+    assert not pending
+    assert sorted(service.get("lead", lead.id, SYSTEM)["tags"]) == sorted(tabs)

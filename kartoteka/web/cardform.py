@@ -70,6 +70,7 @@ class CardForm:
     touched: frozenset[str] | None = None  # live checks: show errors only of fields the user has left
     live_url: str | None = None
     language: str = "en"
+    theirs: Mapping[str, str] = field(default_factory=dict)  # after a conflict: the other person's value, shown
 
     # --- layout -------------------------------------------------------------------------------------
 

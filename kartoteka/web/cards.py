@@ -21,6 +21,7 @@ from kartoteka.web.auth import login_required, t
 from kartoteka.web.cardform import CardForm, widget_for
 from kartoteka.web.formatting import format_datetime, format_value
 from kartoteka.web.forms import CONTROL_KEYS, form_values
+from kartoteka.web.merge import merge_edit
 
 cards = Blueprint("cards", __name__, url_prefix="/cards")
 
@@ -112,6 +113,12 @@ def _prefill(entity: EntityDef) -> dict[str, Any]:
     return {k: v for k, v in request.args.items() if k in entity.fields and k not in CONTROL_KEYS}
 
 
+def submitted_version() -> int | None:
+    """The version a browser form says it was loaded at; None when it is missing or not a version."""
+    text = request.form.get("version", "")
+    return int(text) if text.isdigit() and text.isascii() and len(text) < 10 else None
+
+
 def _owner_choice() -> int | None:
     """The owner chosen on the form; the record service decides whether this user may assign it."""
     raw = request.form.get("owner", "").strip()
@@ -166,12 +173,16 @@ def edit_record(entity_name: str, record_id: int) -> Any:
                           touched=None if prefill else frozenset())
         return _render_form(entity, form)
     values, form_errors = _submitted_values(entity, before, dict(record.values))
-    version = request.form.get("version", "")
+    take = request.form.getlist("_take_theirs")
+    if take:  # "take theirs" on a field both people changed: show the form again with their value
+        return _conflict(entity, record.id, values, form_errors, take_theirs=frozenset(take))
+    version = submitted_version()
+    if version is None:
+        return _conflict(entity, record.id, values, form_errors, reason="missing"), 409
     try:
         if form_errors:
             raise RecordValidationError(form_errors)
-        saved = service.update(entity.name, record.id, values, _user(),
-                               expected_version=int(version) if version.isdigit() else None,
+        saved = service.update(entity.name, record.id, values, _user(), expected_version=version,
                                owner=_owner_choice())
     except RecordValidationError as exc:
         state = service.evaluate(entity.name, _parsable(values, exc.errors), _user(), record.id)
@@ -185,40 +196,49 @@ def edit_record(entity_name: str, record_id: int) -> Any:
     return redirect(url_for("cards.view_record", entity_name=entity.name, record_id=saved.id))
 
 
-def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_errors: dict[str, list[str]]) -> str:
+def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_errors: dict[str, list[str]], *,
+              reason: str = "changed", take_theirs: frozenset[str] = frozenset()) -> str:
     """The form again after a concurrent change: the saved values, the user's own edits on top, clashes marked.
 
-    The form carries the values it was loaded with (`_base`), so this is a three-way merge: fields
-    the user changed keep what they typed, fields only the other person changed show the saved value,
-    and a field both changed keeps the user's value with a note naming the other one. Saving again
-    therefore never puts back a value someone else has just changed.
+    The form carries the values it was loaded with (`_base`), so this is a three-way merge (web/merge.py):
+    saving again never puts back a value someone else has just changed, and loses none of the user's.
     """
     service = platform.service
     fresh = service.get(entity.name, record_id, _user())
+    base: dict[str, Any] | None
     try:
         base_texts = json.loads(request.form.get("_base", ""))
         base_form = MultiDict([(k, v) for k, texts in base_texts.items() for v in texts])
         base, _ = form_values(entity, base_form, MultiDict(), None, set(base_texts))
     except (ValueError, TypeError, AttributeError):
-        base = dict(fresh.values)  # no snapshot (a hand-made request): everything that differs is the user's
-    mine = {n for n, v in values.items() if v != base.get(n)}
-    kept = {n: values[n] for n in mine if n not in form_errors}
+        base = None  # no snapshot (a hand-made request): everything that differs is the user's
+    merge = merge_edit(entity, values, base, fresh.values, service.ctx, take_theirs)
+    kept = {n: v for n, v in merge.kept.items() if n not in form_errors}
     notes: dict[str, list[str]] = {}
+    theirs: dict[str, str] = {}
     titles: dict[int, str] = {}
-    for name in kept:
-        saved = fresh.values.get(name)
-        if saved != values[name] and saved != base.get(name) and name in entity.fields:
-            field = entity.fields[name]
-            if field.type.name == "reference":
-                titles.update(record_titles(service, field.to or "", ids_in(saved), _user()))
-            shown = format_value(field, saved, g.language, record_titles=titles) or "—"
-            notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.", value=shown)]
-    state = service.evaluate(entity.name, kept, _user(), record_id)
-    submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True) if k in mine or k not in entity.fields])
-    flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
-            "with your changes on top; check the marked fields and save again."), "error")
-    return _render_form(entity, build_form(entity, state, fresh, submitted=submitted,
-                                           form_errors={**form_errors, **notes}))
+    for name, saved in merge.clashes.items():
+        field = entity.fields[name]
+        if field.type.name == "reference":
+            titles.update(record_titles(service, field.to or "", ids_in(saved), _user()))
+        theirs[name] = format_value(field, saved, g.language, record_titles=titles) or "—"
+        notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.",
+                         value=theirs[name])]
+    state = service.evaluate(entity.name, _parsable(kept, form_errors), _user(), record_id)
+    shown_as_sent = merge.mine | set(form_errors)
+    submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True)
+                           if (k in shown_as_sent or k not in entity.fields) and k != "_take_theirs"])
+    if reason == "missing":
+        flash(t("The form did not say which version of the card it changes. It now shows the saved card with "
+                "your changes on top; check them and save again."), "error")
+    elif take_theirs:
+        flash(t("Their value is in the form now; save to keep it."), "info")
+    else:
+        flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
+                "with your changes on top; check the marked fields and save again."), "error")
+    form = build_form(entity, state, fresh, submitted=submitted, form_errors={**form_errors, **notes})
+    form.theirs = theirs
+    return _render_form(entity, form)
 
 
 def _render_form(entity: EntityDef, form: CardForm) -> str:
@@ -293,9 +313,11 @@ def view_record(entity_name: str, record_id: int) -> str:
 def delete_record(entity_name: str, record_id: int) -> Response:
     """Move the record to the trash."""
     entity = _entity(entity_name, "delete")
-    version = request.form.get("version", "")
-    platform.service.delete(entity.name, record_id, _user(),
-                            expected_version=int(version) if version.isdigit() else None)
+    version = submitted_version()
+    if version is None:
+        raise Conflict(t("The request did not say which version of the card it deletes; reload the card and "
+                         "delete it again."))
+    platform.service.delete(entity.name, record_id, _user(), expected_version=version)
     flash(t("Deleted."), "success")
     return redirect(url_for("cards.list_view", entity_name=entity.name))
 

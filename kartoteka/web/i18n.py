@@ -29,6 +29,16 @@ RU: Mapping[str, str] = {
     "Please sign in to continue.": "Войдите, чтобы продолжить.",
     # flags left by saves of users who could not see the fields
     "Needs attention": "Требует внимания",
+    # edit conflicts and versions
+    "Take theirs: «{value}»": "Взять их значение: «{value}»",
+    "Their value is in the form now; save to keep it.": "Их значение теперь в форме; сохраните, чтобы оставить его.",
+    "The form did not say which version of the card it changes. It now shows the saved card with your changes "
+    "on top; check them and save again.": "Форма не указала, какую версию карточки она меняет. Теперь в ней "
+    "сохранённая карточка с вашими изменениями поверх; проверьте их и сохраните снова.",
+    "The request did not say which version of the card it deletes; reload the card and delete it again.":
+        "Запрос не указал, какую версию карточки он удаляет; обновите карточку и удалите её снова.",
+    "The move did not say which version of the card it changes; reload the board and move the card again.":
+        "Перемещение не указало версию карточки; обновите доску и переместите карточку снова.",
     "Someone who cannot see these fields saved the card; the next save must fix them.":
         "Карточку сохранил сотрудник, который не видит этих полей; следующее сохранение должно их исправить.",
     "You have signed out.": "Вы вышли из системы.",

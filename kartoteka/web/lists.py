@@ -21,7 +21,7 @@ from kartoteka.records.query import SYSTEM_COLUMNS
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
-from kartoteka.web.cards import _entity, _user, board_field, cards, scopes
+from kartoteka.web.cards import _entity, _user, board_field, cards, scopes, submitted_version
 from kartoteka.web.formatting import format_datetime, format_value
 from kartoteka.web.forms import picked_id
 
@@ -271,10 +271,12 @@ def move(entity_name: str, record_id: int) -> Any:
     entity = _entity(entity_name)
     group = request.form.get("board") or board_field(entity) or ""
     target = request.form.get("to", "")
-    version = request.form.get("version", "")
+    version = submitted_version()
     try:
-        platform.service.update(entity.name, record_id, {group: target}, _user(),
-                                expected_version=int(version) if version.isdigit() else None)
+        if version is None:
+            raise Conflict("The move did not say which version of the card it changes; reload the board and "
+                           "move the card again.")
+        platform.service.update(entity.name, record_id, {group: target}, _user(), expected_version=version)
     except (Conflict, PermissionDenied) as exc:
         flash(t(exc.detail), "error")
         return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
