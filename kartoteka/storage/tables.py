@@ -87,6 +87,8 @@ files = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    # When a record first held it; uploads never attached are cleaned up after a day.
+    sa.Column("attached_at", Timestamp),
 )
 
 # Which records hold which uploaded file: a download is allowed to whoever may read one of them.
