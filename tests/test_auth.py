@@ -265,7 +265,8 @@ def test_every_attempt_checks_one_password_hash_unless_it_must_wait(app, client,
     make_user("nopass", ["sales"], "sales")
     checks = []
     real = module.check_password_hash
-    monkeypatch.setattr(module, "check_password_hash", lambda stored, given: checks.append(stored) or real(stored, given))
+    monkeypatch.setattr(module, "check_password_hash",
+                        lambda stored, given: checks.append(stored) or real(stored, given))
     for name in ("anna", "ghost", "nopass", "x" * 500):
         checks.clear()
         assert attempt(client, name, WRONG, address=f"10.1.0.{len(name) % 250}").status_code == 401
