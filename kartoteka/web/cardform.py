@@ -71,6 +71,7 @@ class CardForm:
     live_url: str | None = None
     language: str = "en"
     theirs: Mapping[str, str] = field(default_factory=dict)  # after a conflict: the other person's value, shown
+    base_values: Mapping[str, Any] | None = None  # after a conflict: the saved values the merge started from
 
     # --- layout -------------------------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ class CardForm:
         for name in self.entity.fields:
             if name in self.editable:
                 field_def = self.entity.fields[name]
-                value = self.value(name)
+                value = self.base_values.get(name) if self.base_values is not None else self.value(name)
                 if field_def.multiple or field_def.type.name == "multiselect":
                     base[name] = [input_text(field_def, v, {}) for v in value or []]
                 elif field_def.type.name == "reference" and isinstance(value, int):

@@ -227,7 +227,7 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
     state = service.evaluate(entity.name, _parsable(kept, form_errors), _user(), record_id)
     shown_as_sent = merge.mine | set(form_errors)
     submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True)
-                           if (k in shown_as_sent or k not in entity.fields) and k != "_take_theirs"])
+                           if (k in shown_as_sent or k not in entity.fields) and k not in ("_take_theirs", "_base")])
     if reason == "missing":
         flash(t("The form did not say which version of the card it changes. It now shows the saved card with "
                 "your changes on top; check them and save again."), "error")
@@ -238,6 +238,8 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
                 "with your changes on top; check the marked fields and save again."), "error")
     form = build_form(entity, state, fresh, submitted=submitted, form_errors={**form_errors, **notes})
     form.theirs = theirs
+    # What the form shows was merged with the card as saved now: that is the base of the next merge.
+    form.base_values = fresh.values
     return _render_form(entity, form)
 
 
