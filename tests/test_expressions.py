@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import sys
+import time
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
@@ -10,12 +13,15 @@ import pytest
 
 from kartoteka.metadata.expressions import (
     FUNCTIONS,
+    MAX_EXPRESSION_DEPTH,
     MAX_EXPRESSION_LENGTH,
     Clock,
     EvaluationError,
     Evaluator,
     ExpressionError,
+    FunctionSpec,
     compile_expression,
+    nesting_depth,
 )
 
 FIELDS = ("price", "quantity", "discount", "name", "stage", "close_date", "signed_at", "tags", "amount", "note")
@@ -391,3 +397,189 @@ def test_an_evaluator_reads_the_values_it_was_given_not_a_copy(clock):
     assert evaluator.value(expression) == 6
     data["quantity"] = 5
     assert evaluator.value(expression) == 10
+
+
+# --- nothing in an expression crashes or exhausts the server -------------------------------------
+
+def nested(prefix: str, depth: int, leaf: str = "price") -> str:
+    """`prefix` repeated: `not not price` is 3 levels deep."""
+    return prefix * (depth - 1) + leaf
+
+
+TOO_DEEP = [
+    nested("not ", 490),
+    nested("-", 999, "1"),
+    nested("+", 999, "1"),
+    nested("-", MAX_EXPRESSION_DEPTH + 1, "1"),
+    " + ".join(["price"] * (MAX_EXPRESSION_DEPTH + 1)),
+    "[" * MAX_EXPRESSION_DEPTH + "1" + "]" * MAX_EXPRESSION_DEPTH,
+    "abs(" * MAX_EXPRESSION_DEPTH + "price" + ")" * MAX_EXPRESSION_DEPTH,
+]
+
+
+@pytest.mark.parametrize("source", TOO_DEEP, ids=lambda s: f"{s[:12]}...{len(s)}")
+def test_expressions_nested_beyond_the_limit_are_refused_at_load(source):
+    with pytest.raises(ExpressionError) as raised:
+        compiled(source)
+    message = str(raised.value)
+    assert f"levels deep; at most {MAX_EXPRESSION_DEPTH} levels are allowed" in message
+    assert len(message) < 200, "a long source is shortened in the message"
+
+
+def test_nesting_is_measured_in_expression_levels():
+    assert nesting_depth(ast.parse("price", mode="eval")) == 1
+    assert nesting_depth(ast.parse("-price", mode="eval")) == 2
+    assert nesting_depth(ast.parse("price + quantity + 1", mode="eval")) == 3
+    assert nesting_depth(ast.parse("round(price, 2)", mode="eval")) == 2
+    assert nesting_depth(ast.parse("(((price)))", mode="eval")) == 1  # parentheses are not levels
+
+
+def test_an_expression_at_the_depth_limit_evaluates_even_on_a_deep_stack(clock):
+    """The limit leaves room: a save runs inside Flask, SQLAlchemy and the service, far from the top."""
+    sources = [nested("not ", MAX_EXPRESSION_DEPTH, "quantity"), " + ".join(["quantity"] * MAX_EXPRESSION_DEPTH),
+               nested("-", MAX_EXPRESSION_DEPTH, "quantity")]
+    expressions = [compiled(source) for source in sources]
+
+    def at_depth(frames: int) -> list[Any]:
+        if frames > 0:
+            return at_depth(frames - 1)
+        return [Evaluator(values(), clock).value(e) for e in expressions]
+
+    assert at_depth(sys.getrecursionlimit() - 250) == [False, 3 * MAX_EXPRESSION_DEPTH, -3]
+
+
+@pytest.mark.parametrize("error", [RecursionError("maximum recursion depth exceeded during compilation"),
+                                   MemoryError()])
+def test_a_parser_that_gives_up_is_a_problem_not_a_crash(monkeypatch, error):
+    def give_up(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(ast, "parse", give_up)
+    with pytest.raises(ExpressionError, match=f"too deeply nested or too complex to read; at most "
+                                              f"{MAX_EXPRESSION_DEPTH} levels of nesting are allowed"):
+        compiled("price * 2")
+
+
+def test_a_nul_character_is_a_syntax_error():
+    with pytest.raises(ExpressionError, match="syntax error"):
+        compiled("price\x00 * 2")
+
+
+TEXT_FORMATTING = ["'%*s' % (10**9, 'x')", "'%0*d' % (2*10**9, 1)", "'%s' % name", "'%d%%' % quantity",
+                   "'a' % ()"]
+
+
+@pytest.mark.parametrize("source", TEXT_FORMATTING)
+def test_percent_on_a_text_literal_is_refused_at_load(source):
+    with pytest.raises(ExpressionError, match="% on a text would format it, which is not allowed; "
+                                              "% works on numbers only"):
+        compiled(source)
+
+
+@pytest.mark.parametrize("source", ["name % quantity", "name % (quantity, price)", "stage % ()",
+                                    "(name + '%s') % name", "concat('%0*d') % (2 * 10 ** 9, 1)",
+                                    "tags % 2", "quantity % name"])
+def test_percent_on_anything_but_numbers_is_a_per_field_error(clock, source):
+    started = time.monotonic()
+    with pytest.raises(EvaluationError, match="% works on numbers only"):
+        Evaluator(values(), clock).value(compiled(source))
+    assert time.monotonic() - started < 1
+
+
+def test_percent_still_gives_the_remainder_of_numbers(evaluate):
+    assert evaluate("quantity % 2") == 1
+    assert evaluate("price % 4") == Decimal("2.50")
+    assert evaluate("-7 % 3") == 2
+    assert evaluate("name % 2", name=None) is None  # an empty input still makes the result empty
+
+
+HUGE = [
+    "[[name] * 99999] * 99999",
+    "concat([[name] * 99999] * 99999)",
+    "upper([[name] * 99999] * 99999)",
+    "len([[tags] * 99999] * 99999)",
+    "[name * 99999, name * 99999]",
+    "[tags * 50000] * 3",
+    "concat(name * 20000, name * 20000)",
+    "lower(tags * 50000)",
+    "max(tags * 50000) == 1",
+    "(2 ** 5000) * (2 ** 5000) * (2 ** 5000)",
+    "(quantity ** 6000) * (quantity ** 6000) / 7",
+    "add_days(close_date, 10.0 ** 999999)",
+    "add_days(close_date, 10 ** 9 + 1)",
+    "add_months(close_date, 10.0 ** 999999)",
+    "add_months(close_date, 10 ** 12)",
+    "add_hours(signed_at, 10.0 ** 999999)",
+    "round(price, 10 ** 9)",
+    "round(price, 10.0 ** 999999)",
+    "10.0 ** 999999 * 10",
+    "min(1, 'x')",
+    "max([1, 'x'])",
+    "min(quantity, name, close_date)",
+    "max(tags, 1)",
+]
+
+
+@pytest.mark.parametrize("source", HUGE)
+def test_nothing_builds_huge_texts_lists_or_numbers(clock, source):
+    started = time.monotonic()
+    with pytest.raises(EvaluationError, match="cannot compute"):
+        Evaluator(values(), clock).value(compiled(source))
+    assert time.monotonic() - started < 1
+
+
+def test_big_but_bounded_values_still_work(evaluate):
+    assert len(evaluate("name * 25000")) == 100_000
+    assert len(evaluate("tags * 25000")) == 25_000  # 25,000 items of 3 characters
+    assert evaluate("len(concat(name * 10000, name * 10000))") == 80_000
+    assert evaluate("add_days(close_date, -365)") == date(2025, 1, 31)
+    assert evaluate("add_days(close_date, '2')") == date(2026, 2, 2)
+    assert evaluate("add_months(close_date, 13)") == date(2027, 2, 28)
+
+
+EXCEPTIONS = [RecursionError("maximum recursion depth exceeded"), MemoryError(), OverflowError("too big"),
+              KeyError("x"), IndexError("list index out of range"), RuntimeError("boom"),
+              ArithmeticError("odd"), LookupError("no")]
+
+
+@pytest.mark.parametrize("error", EXCEPTIONS, ids=lambda e: type(e).__name__)
+def test_any_failure_while_evaluating_is_an_evaluation_error(monkeypatch, clock, error):
+    def fail(*args):
+        raise error
+
+    monkeypatch.setitem(FUNCTIONS, "len", FunctionSpec("len", 1, 1, "fails", lambda clock: fail))
+    evaluator = Evaluator(values(), clock)
+    with pytest.raises(EvaluationError, match=r"^cannot compute 'len\(name\) > 1': "):
+        evaluator.value(compiled("len(name) > 1"))
+    assert evaluator.condition(compiled("len(name) > 1")) is False
+    assert evaluator.value(compiled("len(note) > 1")) is None  # an empty input still gives an empty result
+
+
+def _stack_depth() -> int:
+    frame, depth = sys._getframe(1), 0
+    while frame is not None:
+        frame, depth = frame.f_back, depth + 1
+    return depth
+
+
+def test_a_real_recursion_error_is_an_evaluation_error(clock):
+    """However little stack is left, evaluating never lets a RecursionError out."""
+    expression = compiled(nested("not ", MAX_EXPRESSION_DEPTH, "quantity"))
+    evaluator = Evaluator(values(), clock)
+    outcomes = set()
+
+    def at_depth(frames: int) -> Any:
+        if frames > 0:
+            return at_depth(frames - 1)
+        try:
+            return evaluator.value(expression)
+        except EvaluationError as exc:
+            return str(exc)
+
+    for room in range(12, 120, 3):
+        try:
+            outcomes.add(at_depth(sys.getrecursionlimit() - _stack_depth() - room))
+        except RecursionError:  # the test's own frames ran out before evaluating began
+            continue
+    assert f"cannot compute '{expression.source}': it nests too deeply" in outcomes
+    assert outcomes <= {False, f"cannot compute '{expression.source}': it nests too deeply"}

@@ -125,3 +125,36 @@ def test_the_shipped_config_has_no_problems():
     metadata, problems = check_config(CONFIG_DIR)
     assert [str(p) for p in problems] == []
     assert metadata is not None and metadata.entities
+
+
+def test_check_config_prints_a_problem_line_for_hostile_expressions_never_a_traceback(tmp_path):
+    """Deep nesting and text formatting are problem lines of `kartoteka check-config`, exit 1."""
+    from click.testing import CliRunner
+
+    from kartoteka.cli import main
+
+    config = _write_case(tmp_path, {"entities/deal.yaml": (
+        "entity: deal\n"
+        "label: Deal\n"
+        "fields:\n"
+        "  name: {type: text}\n"
+        "  hot: {type: boolean}\n"
+        f"  note: {{type: text, visible_if: \"{'not ' * 490}hot\"}}\n"
+        f"  minus: {{type: formula, expr: \"{'-' * 999}1\"}}\n"
+        f"  plus: {{type: formula, expr: \"{'+' * 999}1\"}}\n"
+        "  padded: {type: formula, result: text, expr: \"'%*s' % (10**9, 'x')\"}\n"
+    )})
+
+    result = CliRunner().invoke(main, ["check-config", str(config)], catch_exceptions=False)
+
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 4, lines
+    assert all(PRINTED.match(line) for line in lines), lines
+    assert "entities/deal.yaml:6: fields.note.visible_if: 'not not not" in lines[0]
+    assert lines[0].endswith("...' is nested 491 levels deep; at most 50 levels are allowed")
+    assert "fields.minus.expr: '----" in lines[1] and "is nested 1000 levels deep" in lines[1]
+    assert "fields.plus.expr: '++++" in lines[2] and "is nested 1000 levels deep" in lines[2]
+    assert "fields.padded.expr: ''%*s' % (10**9, 'x')': % on a text would format it" in lines[3]
+    assert "4 problems found." in result.stderr

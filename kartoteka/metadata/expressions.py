@@ -4,19 +4,34 @@ from __future__ import annotations
 
 import ast
 import calendar
+import decimal
 import difflib
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from types import ModuleType
 from typing import Any
 
 import simpleeval
 
 MAX_EXPRESSION_LENGTH = 2000
-# Whole-number powers with a larger result are refused (far beyond any money or count).
+# Levels of nesting an expression may have (`a + b + c` is 3 deep: each operator nests the one before).
+# Evaluation recurses once per level, so this also bounds the stack an expression can take.
+MAX_EXPRESSION_DEPTH = 50
+# Whole numbers with more bits are refused (far beyond any money or count), whatever made them.
 MAX_POWER_BITS = 10_000
+# Characters and items a value built by an expression may hold (a list inside a list counts with
+# its contents, each time it appears): what simpleeval allows for one `+` or `*` of texts.
+MAX_VALUE_SIZE = simpleeval.MAX_STRING_LENGTH
+# Whole-number arguments of functions (days, months, places) beyond this are refused before use.
+MAX_FUNCTION_COUNT = 10**9
+# The decimal context every evaluation runs in (Python's default, pinned against changes elsewhere).
+DECIMAL_CONTEXT = decimal.Context(
+    prec=28, rounding=decimal.ROUND_HALF_EVEN, Emin=-999_999, Emax=999_999,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
 
 
 class ExpressionError(ValueError):
@@ -54,10 +69,32 @@ def _to_decimal(value: Any) -> Any:
 
 
 def _numeric(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """Keep arithmetic in Decimal: floats (from int division or powers) would break money maths."""
+    """Keep arithmetic in Decimal: floats (from int division or powers) would break money maths.
+
+    Whole numbers are bounded too: a product of big powers would otherwise grow without limit, and
+    turning a huge one into a Decimal (for `/`) or dividing it takes seconds.
+    """
 
     def apply(left: Any, right: Any) -> Any:
-        return _to_decimal(op(_to_decimal(left), _to_decimal(right)))
+        result = _to_decimal(op(_to_decimal(left), _to_decimal(right)))
+        if isinstance(result, int) and result.bit_length() > MAX_POWER_BITS:
+            raise simpleeval.NumberTooHigh(f"the result has more than {MAX_POWER_BITS} bits")
+        return result
+
+    return apply
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | Decimal)
+
+
+def _numbers_only(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`%` is the remainder of numbers; on a text it would be printf formatting ('%*s' % (10**9, 'x'))."""
+
+    def apply(left: Any, right: Any) -> Any:
+        if not (_is_number(left) and _is_number(right)):
+            raise TypeError("% works on numbers only")
+        return op(left, right)
 
     return apply
 
@@ -95,7 +132,7 @@ OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Mult: _numeric(simpleeval.safe_mult),
     ast.Div: _no_zero(_divide),
     ast.FloorDiv: _no_zero(_numeric(operator.floordiv)),
-    ast.Mod: _no_zero(_numeric(operator.mod)),
+    ast.Mod: _numbers_only(_no_zero(_numeric(operator.mod))),
     ast.Pow: _numeric(_power),
     ast.Eq: operator.eq,
     ast.NotEq: operator.ne,
@@ -119,8 +156,33 @@ _ALLOWED_NODES = (
 )
 
 
+def _bounded(value: Any, what: str) -> Any:
+    """A number argument, refused beyond MAX_FUNCTION_COUNT before use: int() of Decimal('1E+999999')
+    alone takes half a minute. A text is read as a number, as int() and float() read it."""
+    if isinstance(value, str):
+        value = Decimal(value.strip()) if len(value) <= 100 else value
+    if not _is_number(value):
+        raise TypeError(f"{what} must be a number, not {type(value).__name__}")
+    if not abs(value) <= MAX_FUNCTION_COUNT:  # also false for NaN
+        raise ValueError(f"{what} must be between -{MAX_FUNCTION_COUNT} and {MAX_FUNCTION_COUNT}")
+    return value
+
+
+def _count(value: Any, what: str) -> int:
+    """A whole-number argument; a fraction is truncated."""
+    return int(_bounded(value, what))
+
+
+def _add_days(day: date, days: Any) -> date:
+    return day + timedelta(days=_count(days, "the number of days"))
+
+
+def _add_hours(moment: date, hours: Any) -> date:
+    return moment + timedelta(hours=float(_bounded(hours, "the number of hours")))
+
+
 def _add_months(day: date, months: int) -> date:
-    month_index = day.month - 1 + int(months)
+    month_index = day.month - 1 + _count(months, "the number of months")
     year, month = day.year + month_index // 12, month_index % 12 + 1
     return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
 
@@ -130,7 +192,7 @@ def _round(value: Any, places: int = 0) -> Any:
     if value is None:
         return None
     number = Decimal(value) if isinstance(value, int) else _to_decimal(value)
-    return number.quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
+    return number.quantize(Decimal(1).scaleb(-_count(places, "places")), rounding=ROUND_HALF_UP)
 
 
 def _days_between(start: date, end: date) -> int:
@@ -139,6 +201,20 @@ def _days_between(start: date, end: date) -> int:
     if isinstance(end, datetime):
         end = end.date()
     return (end - start).days
+
+
+def _concat(*values: Any) -> str:
+    """The arguments as text, stopping as soon as the text would exceed MAX_VALUE_SIZE."""
+    parts, length = [], 0
+    for value in values:
+        if value is None:
+            continue
+        text = str(value)
+        length += len(text)
+        if length > MAX_VALUE_SIZE:
+            raise simpleeval.IterableTooLong(f"the text would be longer than {MAX_VALUE_SIZE} characters")
+        parts.append(text)
+    return "".join(parts)
 
 
 def _coalesce(*values: Any) -> Any:
@@ -154,10 +230,8 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     for spec in (
         FunctionSpec("today", 0, 0, "today's date", lambda clock: clock.today),
         FunctionSpec("now", 0, 0, "the current date and time (UTC)", lambda clock: clock.now),
-        FunctionSpec("add_days", 2, 2, "add_days(date, n): n days later",
-                     _const(lambda d, n: d + timedelta(days=int(n)))),
-        FunctionSpec("add_hours", 2, 2, "add_hours(datetime, n): n hours later",
-                     _const(lambda d, n: d + timedelta(hours=float(n)))),
+        FunctionSpec("add_days", 2, 2, "add_days(date, n): n days later", _const(_add_days)),
+        FunctionSpec("add_hours", 2, 2, "add_hours(datetime, n): n hours later", _const(_add_hours)),
         FunctionSpec("add_months", 2, 2, "add_months(date, n): same day n months later", _const(_add_months)),
         FunctionSpec("days_between", 2, 2, "days_between(a, b): whole days from a to b", _const(_days_between)),
         FunctionSpec("round", 1, 2, "round(x, places=0)", _const(_round)),
@@ -172,7 +246,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("is_empty", 1, 1, "true when the value is empty",
                      _const(lambda v: v is None or v == "" or v == [])),
         FunctionSpec("concat", 1, None, "the arguments joined as text, empty ones skipped",
-                     _const(lambda *a: "".join(str(v) for v in a if v is not None))),
+                     _const(_concat)),
         FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year)),
         FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month)),
     )
@@ -210,26 +284,45 @@ def suggest(word: str, candidates: Iterable[str]) -> str:
 
 
 def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpression:
-    """Parse and statically check `source`; raise ExpressionError naming the first problem."""
+    """Parse and statically check `source`; raise ExpressionError naming the first problem.
+
+    Nothing else escapes: a source the parser cannot cope with (too deeply nested, too complex) is an
+    ExpressionError too, so a bad expression is a problem line in check-config, never a traceback.
+    """
     if not isinstance(source, str) or not source.strip():
         raise ExpressionError("expression is empty")
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
     try:
+        return _compile(source, known_names)
+    except (RecursionError, MemoryError):
+        raise ExpressionError(f"'{_shown(source)}' is too deeply nested or too complex to read; "
+                              f"at most {MAX_EXPRESSION_DEPTH} levels of nesting are allowed") from None
+
+
+def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
+    try:
         module = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         column = f" at column {exc.offset}" if exc.offset else ""
         raise ExpressionError(f"syntax error{column} in '{source}': {exc.msg}") from None
+    except ValueError as exc:  # a NUL character (a SyntaxError from Python 3.12 on)
+        raise ExpressionError(f"syntax error in '{_shown(source)}': {exc}") from None
+    depth = nesting_depth(module)
+    if depth > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(f"'{_shown(source)}' is nested {depth} levels deep; at most "
+                              f"{MAX_EXPRESSION_DEPTH} levels are allowed")
     known = set(known_names)
     names: set[str] = set()
     functions: set[str] = set()
+    call_targets = {id(n.func) for n in ast.walk(module) if isinstance(n, ast.Call)}
     for node in ast.walk(module):
         if not isinstance(node, _ALLOWED_NODES):
             raise ExpressionError(f"'{source}': {_describe(node)} is not allowed in expressions")
         if isinstance(node, ast.Call):
             _check_call(node, source)
             functions.add(node.func.id)  # type: ignore[attr-defined]
-        elif isinstance(node, ast.Name) and not _is_call_target(node, module):
+        elif isinstance(node, ast.Name) and id(node) not in call_targets:
             if node.id not in known and node.id in FUNCTIONS:
                 raise ExpressionError(f"'{node.id}' in '{source}' is a function: call it as {node.id}()")
             if node.id not in known:
@@ -238,12 +331,30 @@ def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpre
             names.add(node.id)
         elif isinstance(node, ast.Constant) and isinstance(node.value, bytes | complex):
             raise ExpressionError(f"'{source}': this kind of literal is not allowed")
+        elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
+              and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
+            raise ExpressionError(f"'{source}': % on a text would format it, which is not allowed; "
+                                  "% works on numbers only")
     tree = ast.fix_missing_locations(_DecimalLiterals(source.strip()).visit(module)).body
     return CompiledExpression(source, tree, frozenset(names), frozenset(functions))
 
 
-def _is_call_target(name: ast.Name, module: ast.AST) -> bool:
-    return any(isinstance(n, ast.Call) and n.func is name for n in ast.walk(module))
+def nesting_depth(tree: ast.AST) -> int:
+    """How deeply expressions nest in `tree` (`a` is 1, `-a` 2, `a + b + c` 3), measured without recursion."""
+    deepest = 0
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, ast.expr):
+            depth += 1
+            deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+def _shown(source: str, limit: int = 80) -> str:
+    """The source for a message, shortened when it is long."""
+    return source if len(source) <= limit else source[:limit - 3] + "..."
 
 
 def _check_call(node: ast.Call, source: str) -> None:
@@ -275,12 +386,63 @@ def _describe(node: ast.AST) -> str:
     return kinds.get(type(node), type(node).__name__)
 
 
+class _Engine(simpleeval.EvalWithCompoundTypes):
+    """simpleeval with a bound on every value an expression builds.
+
+    simpleeval bounds one `+` or `*` of texts and lists, but a list repeated inside a list
+    (`[[name] * 99999] * 99999`) is small for it and ten billion items for `str()`, `concat()` or its
+    own recursive check of results. Here every value built by an operator, a call or a list literal
+    is measured, a repeated list counting each time it appears, and refused past MAX_VALUE_SIZE.
+    Field values (names) are the record's own and are not measured; constants come from the source.
+    """
+
+    _sizes: dict[int, tuple[Any, int]]
+
+    def eval(self, expr: str, previously_parsed: Any = None) -> Any:
+        self._sizes = {}  # id -> (value, size) of lists measured in this evaluation (kept alive here)
+        try:
+            return super().eval(expr, previously_parsed)
+        finally:
+            self._sizes = {}
+
+    def _eval(self, node: ast.AST) -> Any:
+        try:
+            handler = self.nodes[type(node)]
+        except KeyError:
+            raise simpleeval.FeatureNotAvailable(f"{type(node).__name__} is not available") from None
+        result = handler(node)
+        if not isinstance(node, ast.Name | ast.Constant) and self._size(result) > MAX_VALUE_SIZE:
+            raise simpleeval.IterableTooLong(f"a value holding more than {MAX_VALUE_SIZE} characters and items")
+        return result
+
+    def _size(self, value: Any) -> int:
+        """Characters and items in `value`; stops counting once past MAX_VALUE_SIZE."""
+        if isinstance(value, str):
+            return len(value)
+        if isinstance(value, int):
+            return value.bit_length() // 3 + 1  # about its decimal digits
+        if isinstance(value, list | tuple | dict):
+            known = self._sizes.get(id(value))
+            if known is not None:
+                return known[1]
+            total = len(value)
+            for item in (value.values() if isinstance(value, dict) else value):
+                if total > MAX_VALUE_SIZE:
+                    break
+                total += self._size(item)  # nesting is bounded by MAX_EXPRESSION_DEPTH
+            self._sizes[id(value)] = (value, total)
+            return total
+        if isinstance(value, ModuleType) or callable(value):
+            raise simpleeval.FeatureNotAvailable("functions and modules are not values")
+        return 1
+
+
 class Evaluator:
     """Evaluates compiled expressions against one record's values (one instance per save, not shared)."""
 
     def __init__(self, values: Mapping[str, Any], clock: Clock) -> None:
         self._values = values
-        self._engine = simpleeval.EvalWithCompoundTypes(
+        self._engine = _Engine(
             operators=OPERATORS,
             functions={name: spec.make(clock) for name, spec in FUNCTIONS.items()},
             names=values,
@@ -288,21 +450,24 @@ class Evaluator:
 
     def evaluate(self, expression: CompiledExpression) -> Any:
         """The raw result; Python errors from the data propagate."""
-        return self._engine.eval(expression.source, previously_parsed=expression.tree)
+        with decimal.localcontext(DECIMAL_CONTEXT):
+            return self._engine.eval(expression.source, previously_parsed=expression.tree)
 
     def value(self, expression: CompiledExpression) -> Any:
         """The result, or None when an input is empty or a division by zero occurs.
 
-        Raises EvaluationError when the inputs are present but the expression cannot use them.
+        Raises EvaluationError when the inputs are present but the expression cannot use them, whatever
+        went wrong (a type error, a value too large, even a RecursionError or MemoryError): an
+        expression in metadata never turns a save into a server error.
         """
         try:
             return self.evaluate(expression)
         except ZeroDivisionError:
             return None
-        except (TypeError, AttributeError, ArithmeticError, ValueError, simpleeval.InvalidExpression) as exc:
+        except Exception as exc:  # every failure is this field's error, never a 500
             if any(self._values.get(name) is None for name in expression.names):
                 return None
-            raise EvaluationError(f"cannot compute '{expression.source}': {exc}") from None
+            raise EvaluationError(f"cannot compute '{expression.source}': {_reason(exc)}") from None
 
     def condition(self, expression: CompiledExpression) -> bool:
         """A truth value; a condition on empty or unusable data is false."""
@@ -310,3 +475,16 @@ class Evaluator:
             return bool(self.value(expression))
         except EvaluationError:
             return False
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, in words (decimal's own messages are lists of exception classes)."""
+    if isinstance(exc, RecursionError):
+        return "it nests too deeply"
+    if isinstance(exc, MemoryError):
+        return "it needs too much memory"
+    if isinstance(exc, decimal.Overflow):
+        return "the number is too large"
+    if isinstance(exc, decimal.DecimalException):
+        return "the number is out of range or not a number"
+    return str(exc) or type(exc).__name__
