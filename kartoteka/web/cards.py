@@ -160,10 +160,7 @@ def edit_record(entity_name: str, record_id: int) -> Any:
     """The card form of a record; POST saves with the version it was loaded at (stale edits are refused)."""
     entity = _entity(entity_name)
     service = platform.service
-    record = service.get(entity.name, record_id, _user())
-    with platform.state.engine.connect() as conn:
-        if not in_scope(conn, scope_of(platform.state.metadata, _user(), entity, "update"), _user(), record.owner):
-            raise PermissionDenied(t("You may open this record but not change it."))
+    record = _changeable(entity, record_id)
     before = service.evaluate(entity.name, {}, _user(), record.id)
     if request.method == "GET":
         prefill = _prefill(entity)
@@ -194,6 +191,15 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         return _conflict(entity, record.id, values, form_errors), 409
     flash(t("Saved."), "success")
     return redirect(url_for("cards.view_record", entity_name=entity.name, record_id=saved.id))
+
+
+def _changeable(entity: EntityDef, record_id: int) -> Record:
+    """The record, if the user may change it (its form and live checks are for those who may)."""
+    record = platform.service.get(entity.name, record_id, _user())
+    with platform.state.engine.connect() as conn:
+        if not in_scope(conn, scope_of(platform.state.metadata, _user(), entity, "update"), _user(), record.owner):
+            raise PermissionDenied(t("You may open this record but not change it."))
+    return record
 
 
 def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_errors: dict[str, list[str]], *,
@@ -276,8 +282,9 @@ def live_new(entity_name: str) -> str:
 @cards.post("/<entity_name>/<int:record_id>/live")
 @login_required
 def live_edit(entity_name: str, record_id: int) -> str:
-    """htmx: the edit form re-evaluated."""
-    return _live(_entity(entity_name), record_id)
+    """htmx: the edit form re-evaluated (for those who may change the record)."""
+    entity = _entity(entity_name)
+    return _live(entity, _changeable(entity, record_id).id)
 
 
 # --- a card ------------------------------------------------------------------------------------------
