@@ -14,6 +14,7 @@ import yaml
 
 from kartoteka.errors import MetadataError
 from kartoteka.metadata.loader import check_config, load_metadata
+from kartoteka.metadata.visibility import ADMIN_ROLE, condition_leaks, meets, viewable, witness
 from tests.conftest import CONFIG_DIR
 
 CORPUS = Path(__file__).parent / "fixtures" / "broken_metadata.yaml"
@@ -158,3 +159,105 @@ def test_check_config_prints_a_problem_line_for_hostile_expressions_never_a_trac
     assert "fields.plus.expr: '++++" in lines[2] and "is nested 1000 levels deep" in lines[2]
     assert "fields.padded.expr: ''%*s' % (10**9, 'x')': % on a text would format it" in lines[3]
     assert "4 problems found." in result.stderr
+
+
+# --- conditions may only read what everyone who sees the conditioned field can see ---------------
+
+def _old_viewable(entity, roles, department):
+    """records/access.py's computation before it moved to metadata/visibility.py, kept as a reference."""
+    denied = set()
+    for tab in entity.layout_for(department).tabs:
+        for group in tab.groups:
+            if not all(a.can_view(roles) for a in (tab.access, group.access)):
+                denied.update(group.fields)
+    visible = {name for name, f in entity.fields.items() if f.access.can_view(roles) and name not in denied}
+    for name in entity.formula_order:
+        expr = entity.fields[name].expr
+        if name in visible and expr is not None and not (expr.names & entity.fields.keys()) <= visible:
+            visible.discard(name)
+    return frozenset(visible)
+
+
+def _role_sets(roles):
+    roles = sorted(roles)
+    return [frozenset(r for i, r in enumerate(roles) if mask >> i & 1) for mask in range(1 << len(roles))]
+
+
+def test_viewable_fields_are_what_access_computed_for_every_role_set_and_department(shipped_metadata):
+    departments = [None, *shipped_metadata.departments]
+    for entity in shipped_metadata.entities.values():
+        for roles in _role_sets(set(shipped_metadata.roles) - {ADMIN_ROLE}):
+            for department in departments:
+                assert viewable(entity, roles, department) == _old_viewable(entity, roles, department), \
+                    (entity.name, roles, department)
+        assert viewable(entity, frozenset({ADMIN_ROLE}), None) == frozenset(entity.fields)
+
+
+def test_more_roles_never_hide_a_field(shipped_metadata):
+    """What the condition check relies on, and why it reasons over role sets: viewability only grows."""
+    roles = sorted(set(shipped_metadata.roles) - {ADMIN_ROLE})
+    for entity in shipped_metadata.entities.values():
+        for department in [None, *shipped_metadata.departments]:
+            for some in _role_sets(roles):
+                for role in roles:
+                    assert viewable(entity, some, department) | viewable(entity, frozenset({role}), department) \
+                        <= viewable(entity, some | {role}, department)
+
+
+def test_a_witness_is_found_exactly_when_some_role_set_sees_one_thing_but_not_the_other():
+    """Against brute force over every set of roles, for random requirements."""
+    import random
+
+    roles = ["admin", "a", "b", "c", "d"]
+    sets = _role_sets(set(roles) - {ADMIN_ROLE})
+    chooser = random.Random(7)
+
+    def requirement():
+        return frozenset(frozenset(chooser.sample(roles, chooser.randint(0, 3)))
+                         for _ in range(chooser.randint(0, 3)))
+
+    for _ in range(3000):
+        sees, reads = requirement(), requirement()
+        found = witness(sees, reads, roles)
+        leaking = [s for s in sets if s and meets(sees, s) and not meets(reads, s)]
+        assert (found is not None) == bool(leaking), (sees, reads, found, leaking)
+        if found is not None:
+            assert ADMIN_ROLE not in found.roles
+            assert meets(sees, found.roles) and not meets(reads, found.roles), (sees, reads, found)
+            single = [s for s in leaking if len(s) == 1]
+            assert len(found.roles) == 1 or not single, "one role is named when one role is enough"
+
+
+def test_conditions_over_fields_everyone_who_sees_the_field_can_see_are_accepted(tmp_path):
+    config = _write_case(tmp_path, {
+        "roles.yaml": "roles:\n  admin: {label: Admin}\n  sales: {label: Sales}\n  finance: {label: Finance}\n",
+        "entities/deal.yaml": (
+            "entity: deal\n"
+            "label: Deal\n"
+            "fields:\n"
+            "  name: {type: text}\n"
+            "  stage: {type: select, options: [new, won]}\n"
+            "  cost: {type: money, access: {view: [finance, admin]}}\n"
+            "  margin: {type: formula, expr: \"100 - cost\", visible_if: \"cost > 0\"}\n"
+            "  audit: {type: text, access: {view: [finance]}, visible_if: \"cost > 0 and stage == 'won'\",\n"
+            "          read_only_if: \"margin < 0\", required_if: \"is_empty(cost)\"}\n"
+            "  secret: {type: text, access: {view: [admin]}, visible_if: \"cost > 0\"}\n"
+            "  reason: {type: text, visible_if: \"stage == 'won' and owner is not None\"}\n"
+            "layout:\n"
+            "  tabs:\n"
+            "    - groups:\n"
+            "        - {fields: [name, stage, reason], visible_if: \"stage != 'new'\"}\n"
+            "    - access: {view: [finance]}\n"
+            "      visible_if: \"cost > 0\"\n"
+            "      groups:\n"
+            "        - {fields: [cost, margin, audit], visible_if: \"margin > 0\"}\n"
+            "        - {fields: [secret]}\n"
+        )})
+    metadata, problems = check_config(config)
+    assert [str(p) for p in problems] == []
+    assert metadata is not None
+
+
+def test_the_shipped_cards_leak_no_condition_to_any_role(shipped_metadata):
+    for entity in shipped_metadata.entities.values():
+        assert list(condition_leaks(entity, list(shipped_metadata.roles))) == [], entity.name

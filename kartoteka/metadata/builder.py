@@ -32,6 +32,7 @@ from kartoteka.metadata.model import (
     Validation,
 )
 from kartoteka.metadata.sources import Path_, Problem, Source
+from kartoteka.metadata.visibility import Leak, condition_leaks
 from kartoteka.rules.actions import check_action
 
 TEXT_SEARCHABLE = frozenset({"text", "textarea", "email", "phone", "url"})
@@ -54,6 +55,8 @@ class EntityBuilder:
         self.formula_names_in_order: tuple[str, ...] = ()
         # Fields placed in a group or tab with view access in any layout: hidden from some readers.
         self.restricted_by_layout: set[str] = set()
+        # (department or None, tab index, group index or None) -> path of that tab or group.
+        self.section_paths: dict[tuple[str | None, int, int | None], Path_] = {}
 
     def report(self, path: Path_, message: str) -> None:
         """Record a problem at `path` of this file."""
@@ -127,7 +130,25 @@ class EntityBuilder:
             icon=raw.get("icon"),
             source=self.source.file,
         )
+        for leak in condition_leaks(entity, self.roles):
+            self.report_leak(leak)
         return entity if len(fields) == len(raw["fields"]) else None
+
+    def report_leak(self, leak: Leak) -> None:
+        """A condition reading a field that someone who sees what it conditions may not view."""
+        who, they = leak.witness.describe()
+        if leak.field is not None:
+            path: Path_ = ("fields", leak.field, leak.condition or "visible_if")
+            seen, kind = f"'{leak.field}'", "field"
+            if leak.department is not None:
+                seen += f" (in the layout of department '{leak.department}')"
+        else:
+            assert leak.tab is not None
+            kind = "tab" if leak.group is None else "group"
+            path = (*self.section_paths[(leak.department, leak.tab, leak.group)], "visible_if")
+            seen = f"this {kind}"
+        self.report(path, f"reads '{leak.reads}', which {who} may not view while {they} may view {seen}; "
+                          f"a condition may only read fields everyone who sees the {kind} can see")
 
     # --- fields -------------------------------------------------------------------------------------
 
@@ -308,14 +329,17 @@ class EntityBuilder:
                 self.report(path, "a layout variant needs 'tabs' or 'groups'")
             return Layout((Tab(None, (Group(None, tuple(fields)),)),))
         raw_tabs = raw.get("tabs") or [{"groups": raw["groups"]}]
+        department = str(path[-1]) if path != ("layout",) else None
         tab_path = (*path, "tabs") if "tabs" in raw else path
         placed: dict[str, Path_] = {}
         tabs = []
         for t, raw_tab in enumerate(raw_tabs):
             groups = []
             tp: Path_ = (*tab_path, t) if "tabs" in raw else path
+            self.section_paths[(department, t, None)] = tp
             for g, raw_group in enumerate(raw_tab["groups"]):
                 gp: Path_ = (*tp, "groups", g)
+                self.section_paths[(department, t, g)] = gp
                 names = []
                 for i, name in enumerate(raw_group["fields"]):
                     if name not in self.field_names:

@@ -168,7 +168,7 @@ def check_config(
 
     entities: dict[str, EntityDef] = {}
     for name, source in names.items():
-        builder = EntityBuilder(source, names.keys(), set(roles) if roles is not None else None,
+        builder = EntityBuilder(source, names.keys(), list(roles) if roles is not None else None,
                                 set(departments) if departments else None, ctx)
         entity = builder.build()
         problems.extend(builder.problems)
