@@ -448,6 +448,15 @@ def test_an_expression_at_the_depth_limit_evaluates_even_on_a_deep_stack(clock):
     assert at_depth(sys.getrecursionlimit() - 250) == [False, 3 * MAX_EXPRESSION_DEPTH, -3]
 
 
+def test_any_other_parser_failure_is_a_problem_not_a_crash(monkeypatch):
+    def fail(*args, **kwargs):
+        raise OverflowError("too many digits")
+
+    monkeypatch.setattr(ast, "parse", fail)
+    with pytest.raises(ExpressionError, match="'price \\* 2' cannot be read: too many digits"):
+        compiled("price * 2")
+
+
 @pytest.mark.parametrize("error", [RecursionError("maximum recursion depth exceeded during compilation"),
                                    MemoryError()])
 def test_a_parser_that_gives_up_is_a_problem_not_a_crash(monkeypatch, error):

@@ -308,6 +308,10 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
         raise ExpressionError(f"syntax error{column} in '{source}': {exc.msg}") from None
     except ValueError as exc:  # a NUL character (a SyntaxError from Python 3.12 on)
         raise ExpressionError(f"syntax error in '{_shown(source)}': {exc}") from None
+    except (RecursionError, MemoryError):
+        raise
+    except Exception as exc:  # whatever else the parser may raise is a problem of this expression too
+        raise ExpressionError(f"'{_shown(source)}' cannot be read: {exc or type(exc).__name__}") from None
     depth = nesting_depth(module)
     if depth > MAX_EXPRESSION_DEPTH:
         raise ExpressionError(f"'{_shown(source)}' is nested {depth} levels deep; at most "
