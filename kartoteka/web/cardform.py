@@ -88,6 +88,9 @@ class CardForm:
                 result.append(TabView(f"t{t}", tab, tuple(groups)))
         return result
 
+    def _seen_sections(self) -> set[str]:
+        return {key for tv in self.tabs() for key in (tv.key, *(g.key for g in tv.groups))}
+
     def section_shown(self, key: str) -> bool:
         """False when the tab's or group's visible_if is false now."""
         return self.state.sections.get(key, True)
@@ -197,7 +200,9 @@ class CardForm:
             "hidden": [n for n in names if not self.shown(n)],
             "required": [n for n in names if self.required(n)],
             "readonly": [n for n in names if self.read_only(n) and not self.entity.fields[n].is_formula],
-            "hiddenSections": [k for k, shown in self.state.sections.items() if not shown],
+            # Only sections the user sees: the state of one they may not see would tell about its condition.
+            "hiddenSections": [k for k, shown in self.state.sections.items()
+                               if not shown and k in self._seen_sections()],
         }, ensure_ascii=False)
 
 
