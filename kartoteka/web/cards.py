@@ -122,7 +122,7 @@ def submitted_version() -> int | None:
 def _owner_choice() -> int | None:
     """The owner chosen on the form; the record service decides whether this user may assign it."""
     raw = request.form.get("owner", "").strip()
-    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+    return int(raw) if raw.isdigit() and raw.isascii() and len(raw) < 19 else None
 
 
 @cards.route("/<entity_name>/new", methods=["GET", "POST"])
@@ -216,8 +216,8 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         base_texts = json.loads(request.form.get("_base", ""))
         base_form = MultiDict([(k, v) for k, texts in base_texts.items() for v in texts])
         base, _ = form_values(entity, base_form, MultiDict(), None, set(base_texts))
-    except (ValueError, TypeError, AttributeError):
-        base = None  # no snapshot (a hand-made request): everything that differs is the user's
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        base = None  # no usable snapshot (a hand-made request): everything that differs is the user's
     merge = merge_edit(entity, values, base, fresh.values, service.ctx, take_theirs)
     kept = {n: v for n, v in merge.kept.items() if n not in form_errors}
     notes: dict[str, list[str]] = {}
