@@ -179,7 +179,7 @@ def user_signout_command(name: str) -> None:
 
     with _platform() as (_app, state):
         user = _user_named(state, name)
-        count = end_user_sessions(state.engine, user.id)
+        count = end_user_sessions(state.engine, user.id, _now())
     click.echo(f"Signed '{user.username}' out everywhere ({count} session{'' if count == 1 else 's'} ended).")
 
 

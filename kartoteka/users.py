@@ -72,6 +72,8 @@ def get_user(engine: sa.Engine, *, user_id: int | None = None, username: str | N
 SESSION_LIFETIME = timedelta(hours=12)
 SESSION_IDLE = timedelta(hours=2)
 SESSION_TOUCH = timedelta(minutes=5)
+# A user's oldest sessions end when they sign in beyond this many (nobody fills the table by signing in).
+MAX_SESSIONS_PER_USER = 30
 # Expired sessions and forgotten sign-in counters removed per sign-in attempt (skipping rows in use).
 CLEANUP_BATCH = 100
 
@@ -93,6 +95,10 @@ def start_session(engine: sa.Engine, user_id: int, now: datetime, *, address: st
             token_hash=_hash_token(session_id), user_id=user_id, password_stamp=session_stamp(password_hash),
             created_at=now, last_seen_at=now, expires_at=now + SESSION_LIFETIME,
             address=(address or "")[:64], user_agent=(user_agent or "")[:300]))
+        surplus = (sa.select(user_sessions.c.id).where(user_sessions.c.user_id == user_id)
+                   .order_by(user_sessions.c.created_at.desc(), user_sessions.c.id.desc())
+                   .offset(MAX_SESSIONS_PER_USER))
+        conn.execute(sa.delete(user_sessions).where(user_sessions.c.id.in_(surplus.scalar_subquery())))
     return session_id
 
 
@@ -128,10 +134,13 @@ def end_session(engine: sa.Engine, session_id: str) -> None:
             conn.execute(sa.delete(user_sessions).where(user_sessions.c.token_hash == _hash_token(session_id)))
 
 
-def end_user_sessions(engine: sa.Engine, user_id: int) -> int:
-    """Sign the user out everywhere; returns how many sessions were live or not yet cleaned up."""
+def end_user_sessions(engine: sa.Engine, user_id: int, now: datetime) -> int:
+    """Sign the user out everywhere; returns how many of the sessions ended were still live."""
     with engine.begin() as conn:
-        return conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == user_id)).rowcount or 0
+        live = conn.execute(sa.select(sa.func.count()).select_from(user_sessions)
+                            .where(user_sessions.c.user_id == user_id, _live_session(now))).scalar_one()
+        conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == user_id))
+    return live
 
 
 def set_password(engine: sa.Engine, username: str, password: str) -> Principal:
@@ -146,12 +155,26 @@ def set_password(engine: sa.Engine, username: str, password: str) -> Principal:
     return user
 
 
-def live_session_counts(engine: sa.Engine, now: datetime) -> dict[int, int]:
-    """How many live sessions each user has (users without any are left out)."""
+@dataclass(frozen=True)
+class SessionInfo:
+    """A live session as an administrator sees it (never its id)."""
+
+    created_at: datetime
+    last_seen_at: datetime
+    address: str
+    user_agent: str
+
+
+def live_sessions(engine: sa.Engine, now: datetime) -> dict[int, list[SessionInfo]]:
+    """The live sessions of every user who has any, most recently used first."""
+    found: dict[int, list[SessionInfo]] = {}
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(user_sessions.c.user_id, sa.func.count())
-                            .where(_live_session(now)).group_by(user_sessions.c.user_id))
-        return {user_id: count for user_id, count in rows}
+        rows = conn.execute(sa.select(user_sessions).where(_live_session(now))
+                            .order_by(user_sessions.c.last_seen_at.desc(), user_sessions.c.id.desc()))
+        for row in rows:
+            found.setdefault(row.user_id, []).append(SessionInfo(
+                _aware(row.created_at), _aware(row.last_seen_at), row.address, row.user_agent))  # type: ignore[arg-type]
+    return found
 
 
 # --- signing in: failures counted per (user name as typed, address) and per address -----------------

