@@ -14,6 +14,8 @@ from kartoteka.records.model import Filter, ListQuery
 
 # Keys that are not filters; `board` names the select a kanban board groups by.
 LIST_PARAMS = frozenset({"sort", "limit", "cursor", "q", "total", "board"})
+# A filter form has a dozen controls (two for a range); ticked boxes of one field make one `__in` filter.
+MAX_FILTERS = 50
 
 
 def list_query(args: MultiDict[str, str], default_limit: int = 50, *, skip_empty: bool = False) -> ListQuery:
@@ -33,6 +35,8 @@ def list_query(args: MultiDict[str, str], default_limit: int = 50, *, skip_empty
             filters.append(Filter(name, op, [part for v in values for part in v.split(",")]))
             continue
         filters.extend(Filter(name, op or "eq", value) for value in values)
+    if len(filters) > MAX_FILTERS:  # each is a clause and a parse: refuse before building any
+        raise BadRequest(f"At most {MAX_FILTERS} filters in one list (has {len(filters)}).")
     try:
         limit = int(args.get("limit", str(default_limit)))
     except ValueError:

@@ -56,8 +56,14 @@ def _platform_error(error: KartotekaError) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     if _wants_html():
-        return error_page(error.code or 500, error.name, error.description or error.name)
-    return problem(error.code or 500, error.name, error.description or error.name)
+        response = error_page(error.code or 500, error.name, error.description or error.name)
+    else:
+        response = problem(error.code or 500, error.name, error.description or error.name)
+    # The exception's own headers stay: a 405 names the methods that work (Allow), a 416 its range.
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
 
 
 def _unexpected(error: Exception) -> Response:

@@ -15,7 +15,7 @@ from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
-from kartoteka.records.scopes import readable_entities, scopes_for
+from kartoteka.records.scopes import readable_entities, require, scopes_for
 from kartoteka.users import user_for_token
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -87,6 +87,7 @@ def get_entity(entity_name: str) -> Response:
     """The compiled schema of one card type, as the calling user may see it."""
     entity = platform.service.entity(entity_name)
     metadata = platform.state.metadata
+    require(metadata, _user(), entity, "read")  # an entity the role may not read is 403, as the README says
     return jsonify(describe_entity(entity, _user(), scopes_for(metadata, _user(), entity)))
 
 
@@ -152,7 +153,7 @@ def _expected_version(body: dict[str, Any] | None, required: bool) -> int | None
             raise BadRequest(f"If-Match says version {match.group(1)} but the body says {from_body!r}; send one.")
         return int(match.group(1))
     if from_body is not None:
-        if isinstance(from_body, bool) or not isinstance(from_body, int):
+        if isinstance(from_body, bool) or not isinstance(from_body, int) or not 0 < from_body < 2**31:
             raise BadRequest("'version' must be the whole-number version of the record you edited.")
         return from_body
     if required:

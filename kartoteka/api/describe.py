@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kartoteka.metadata.expressions import CompiledExpression
+from kartoteka.metadata.fieldtypes import max_items
 from kartoteka.metadata.model import EXPRESSION_SYSTEM_NAMES, Access, EntityDef, FieldDef, Label, Layout
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
@@ -31,12 +32,20 @@ def _source(expr: CompiledExpression | None, visible: frozenset[str] | None) -> 
     return expr.source
 
 
+def _value_schema(field: FieldDef) -> dict[str, Any]:
+    """One value's JSON Schema, with the item limit of a list type (tags, multiselect) that is enforced."""
+    schema = dict(field.value_type.json_schema)
+    if schema.get("type") == "array":
+        schema["maxItems"] = max_items(field)
+    return schema
+
+
 def describe_field(field: FieldDef, editable: bool, visible: frozenset[str] | None = None) -> dict[str, Any]:
     """One field's definition for clients (forms, importers, API users)."""
     info: dict[str, Any] = {
         "name": field.name, "type": field.type.name, "label": _label(field.label),
         "required": field.required, "multiple": field.multiple, "editable": editable,
-        "value_schema": dict(field.value_type.json_schema),
+        "value_schema": _value_schema(field),
     }
     optional = {
         "help": _label(field.help), "placeholder": _label(field.placeholder),
@@ -84,8 +93,10 @@ def describe_entity(entity: EntityDef, user: Principal, scopes: dict[str, str]) 
     visible = viewable_fields(entity, user)
     editable = editable_fields(entity, user)
     fields = [describe_field(f, f.name in editable, visible) for f in entity.fields.values() if f.name in visible]
+    # A list longer than its maxItems is refused before any item is read, so the schema says so.
     properties = {f["name"]: f["value_schema"] if not f["multiple"]
-                  else {"type": "array", "items": f["value_schema"]} for f in fields}
+                  else {"type": "array", "items": f["value_schema"], "maxItems": max_items(entity.fields[f["name"]])}
+                  for f in fields}
     return {
         "name": entity.name,
         "label": entity.label.as_json(),

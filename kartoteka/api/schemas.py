@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields
 
-from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
+from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext, parse_id
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.model import Record
 from kartoteka.records.pipeline import parse_value
@@ -37,6 +37,22 @@ class MetadataField(fields.Field):
         return [value_type.to_json(v) for v in value] if self.field.multiple else value_type.to_json(value)
 
 
+class OwnerField(fields.Field):
+    """The owner's user id, read like a user field: 6, 6.0 or "6" (1..2^53-1); 6.5, true or 10^30 are refused."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(allow_none=True, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        try:
+            return parse_id(value, "a user")
+        except FieldValueError as exc:
+            raise ValidationError(str(exc)) from None
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return value
+
+
 @lru_cache(maxsize=512)
 def record_schema(entity: EntityDef, visible: frozenset[str], ctx: ParseContext) -> Schema:
     """The schema of `entity` restricted to `visible` fields (hidden ones are unknown to it)."""
@@ -45,7 +61,7 @@ def record_schema(entity: EntityDef, visible: frozenset[str], ctx: ParseContext)
         "entity": fields.String(dump_only=True),
         "version": fields.Integer(dump_only=True),
         "title": fields.String(dump_only=True),
-        "owner": fields.Integer(allow_none=True, strict=True),
+        "owner": OwnerField(),
         "created_at": fields.DateTime(dump_only=True),
         "updated_at": fields.DateTime(dump_only=True),
         "created_by": fields.Integer(dump_only=True),

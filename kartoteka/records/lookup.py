@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import sqlalchemy as sa
 
+from kartoteka.metadata.fieldtypes import unstorable
 from kartoteka.records.model import Principal
-from kartoteka.records.query import like_pattern
+from kartoteka.records.query import check_search_text, like_pattern
 from kartoteka.records.scopes import readable_where
 from kartoteka.records.service import RecordService
-from kartoteka.storage.database import casefold, fold
+from kartoteka.storage.database import casefold
 from kartoteka.storage.tables import records
 
 MAX_SUGGESTIONS = 20
+MAX_EXACT = 5  # records sharing one title: enough to say "several are called ..."
+_ID = re.compile(r"[0-9]{1,18}")  # ASCII digits: "²".isdigit() is true, but int("²") fails
 
 
 def _readable(service: RecordService, entity_name: str, user: Principal) -> list[sa.ColumnElement[bool]] | None:
@@ -34,20 +38,34 @@ def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], 
 
 
 def exact_titles(service: RecordService, entity_name: str, text: str, user: Principal) -> list[int]:
-    """Ids of readable records whose title is `text`, ignoring case (at most a few, for a clear message)."""
-    wanted = fold(text.strip())
-    return [i for i, title in search_titles(service, entity_name, text, user) if fold(title) == wanted]
+    """Ids of readable records whose title is `text`, ignoring case (at most a few, for a clear message).
+
+    An equality of both sides folded by the database: no LIKE pattern, so a title of any length is
+    found, and no cut-off at the first suggestions.
+    """
+    where = _readable(service, entity_name, user)
+    text = text.strip()
+    if where is None or not text or unstorable(text) is not None:
+        return []
+    title = casefold(records.c.title, service.dialect)
+    where.append(title == casefold(sa.literal(text, sa.String()), service.dialect))
+    query = sa.select(records.c.id).where(*where).order_by(records.c.id).limit(MAX_EXACT)
+    with service.engine.connect() as conn:
+        return list(conn.execute(query).scalars())
 
 
 def search_titles(service: RecordService, entity_name: str, text: str, user: Principal,
                   limit: int = MAX_SUGGESTIONS) -> list[tuple[int, str]]:
-    """(id, title) of readable records whose title contains `text` (or whose id it is), for pickers."""
+    """(id, title) of readable records whose title contains `text` (or whose id it is), for pickers.
+
+    BadRequest for text longer than MAX_SEARCH_LENGTH or holding NUL or surrogates.
+    """
     where = _readable(service, entity_name, user)
     if where is None:
         return []
-    text = text.strip().lstrip("#").strip()
+    text = check_search_text(text.strip().lstrip("#").strip())
     title = casefold(records.c.title, service.dialect)
-    if text.isdigit() and len(text) < 19:
+    if _ID.fullmatch(text):
         where.append(sa.or_(records.c.id == int(text), title.like(like_pattern(text), escape="\\")))
     elif text:
         where.append(title.like(like_pattern(text), escape="\\"))

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from kartoteka.errors import BadRequest
 from kartoteka.metadata.expressions import suggest
-from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
+from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext, unstorable
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.model import OPERATORS, Filter
 from kartoteka.records.pipeline import parse_value
@@ -33,10 +33,26 @@ SYSTEM_COLUMNS: dict[str, tuple[str, Any]] = {
 }
 MAX_LIMIT = 500
 MAX_IN_VALUES = 200
+# Search text (q, pickers) and filter values: far below SQLite's LIKE pattern limit (50,000 bytes), and
+# long enough for any name, e-mail or phone typed into a search box.
+MAX_SEARCH_LENGTH = 200
+MAX_FILTER_VALUE_LENGTH = 500
+# A cursor is base64 of [sort, value, id]; the value is at most a stored text's sort key.
+MAX_CURSOR_LENGTH = 4_000
 
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def check_search_text(text: str, what: str = "The search text") -> str:
+    """`text` when a search may use it; BadRequest when it is too long or holds what no database takes."""
+    if len(text) > MAX_SEARCH_LENGTH:
+        raise BadRequest(f"{what} is too long: at most {MAX_SEARCH_LENGTH} characters (has {len(text)}).")
+    problem = unstorable(text)
+    if problem is not None:
+        raise BadRequest(f"{what} contains {problem}, which cannot be searched for.")
+    return text
 
 
 def like_pattern(text: str) -> str:
@@ -48,7 +64,21 @@ def _contains_pattern(flt: Filter) -> str:
     """The pattern of a `field__contains=text` filter; BadRequest when the text is empty."""
     if not str(flt.value).strip():
         raise BadRequest(f"'{flt.field}__contains' needs some text.")
-    return like_pattern(str(flt.value))
+    return like_pattern(check_search_text(str(flt.value), f"The text of '{flt.field}__contains'"))
+
+
+def _check_filter_values(flt: Filter) -> None:
+    """Refuse filter values no field could hold before parsing them (each costs work and a bind parameter)."""
+    values = _in_values(flt) if flt.op == "in" else [flt.value]
+    name = f"{flt.field}__{flt.op}"
+    for value in values:
+        text = str(value)
+        if len(text) > MAX_FILTER_VALUE_LENGTH:
+            raise BadRequest(f"The value of filter '{name}' is too long: at most {MAX_FILTER_VALUE_LENGTH} "
+                             f"characters (has {len(text)}).")
+        problem = unstorable(text)
+        if problem is not None:
+            raise BadRequest(f"The value of filter '{name}' contains {problem}, which cannot be searched for.")
 
 
 class QueryBuilder:
@@ -102,6 +132,7 @@ class QueryBuilder:
                              f"use one of {', '.join(OPERATORS)}.")
         field = self.field(flt.field, "filter")
         column = self.column(flt.field, field)
+        _check_filter_values(flt)
         if flt.op == "isnull":
             wanted = self._parse_bool(flt)
             return column.is_(None) if wanted else column.isnot(None)
@@ -110,9 +141,7 @@ class QueryBuilder:
         if field is not None and field.is_list:
             return self._list_clause(flt, field)
         if flt.op == "in":
-            raw_values = flt.value if isinstance(flt.value, list) else str(flt.value).split(",")
-            if len(raw_values) > MAX_IN_VALUES:
-                raise BadRequest(f"At most {MAX_IN_VALUES} values in '{flt.field}__in'.")
+            raw_values = _in_values(flt)
             values = [self._value(flt, field, raw) for raw in raw_values if str(raw).strip()]
             if not values:
                 raise BadRequest(f"'{flt.field}__in' needs at least one value, e.g. {flt.field}__in=a,b.")
@@ -138,10 +167,9 @@ class QueryBuilder:
             raise BadRequest(f"'{flt.op}' does not apply to the list field '{flt.field}'; use eq, in or contains.")
         if flt.op == "contains":  # some value contains the text: a fragment of one of several e-mails
             return JsonArrayAnyLike(records.c.data, field.name, _contains_pattern(flt))
-        raw_values = (flt.value if isinstance(flt.value, list) else str(flt.value).split(",")) if flt.op == "in" \
-            else [flt.value]
+        raw_values = _in_values(flt) if flt.op == "in" else [flt.value]
         clauses = []
-        for raw in raw_values[:MAX_IN_VALUES]:
+        for raw in raw_values:
             value = self._value(flt, field, raw, single=True)
             stored = field.type.to_storage(value)
             clauses.append(JsonArrayContains(records.c.data, field.name, stored))
@@ -188,7 +216,7 @@ class QueryBuilder:
 
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
-        pattern = like_pattern(text)
+        pattern = like_pattern(check_search_text(text, "The search text 'q'"))
         clauses = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
         for name in self.entity.list.search:
             if name not in self.viewable:
@@ -274,16 +302,31 @@ def encode_cursor(sort: str, value: Any, record_id: int) -> str:
 
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     """(value, id) from a cursor made for the same sort; BadRequest otherwise."""
+    malformed = BadRequest("The cursor is malformed; start again from the first page.")
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise malformed
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         saved_sort, value, record_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, TypeError):
-        raise BadRequest("The cursor is malformed; start again from the first page.") from None
+    except (ValueError, TypeError, RecursionError):  # RecursionError: [[[[...]]]] nested past the stack
+        raise malformed from None
     if not isinstance(record_id, int) or isinstance(record_id, bool) or not 0 < record_id < 2**53:
-        raise BadRequest("The cursor is malformed; start again from the first page.")
+        raise malformed
+    # Only what encode_cursor writes: a NUL or a surrogate in a hand-made one would reach the database.
+    if not isinstance(saved_sort, str) or not (value is None or isinstance(value, str | int | float)) \
+            or (isinstance(value, str) and unstorable(value) is not None):
+        raise malformed
     if saved_sort != sort:
         raise BadRequest("The cursor belongs to another sort order; start again from the first page.")
     return value, record_id
+
+
+def _in_values(flt: Filter) -> list[Any]:
+    """The values of an `__in` filter (a list, or one comma-separated text), at most MAX_IN_VALUES."""
+    values = flt.value if isinstance(flt.value, list) else str(flt.value).split(",")
+    if len(values) > MAX_IN_VALUES:
+        raise BadRequest(f"At most {MAX_IN_VALUES} values in '{flt.field}__in' (has {len(values)}).")
+    return values
 
 
 def clamp_limit(limit: int) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from kartoteka.metadata.fieldtypes import max_items
 from kartoteka.metadata.model import EntityDef, FieldDef
 
 # "Northwind Trading Ltd #12" (a suggestion picked in a reference picker) or just "12" / "#12".
@@ -58,17 +59,30 @@ def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileS
     if kind == "file":
         kept = [{"id": i} for i in form.getlist(name) if i]
         uploads = [f for f in files.getlist(name) if f and f.filename]
+        # Counted before anything is written to disk: a form may not park a thousand uploads.
+        _check_count(field, len(uploads) if not field.multiple else len(kept) + len(uploads))
         if uploads and save_file is not None:
             kept += [save_file(f) for f in uploads]
         if field.multiple:
             return kept
         return kept[-1] if kept else None
     if kind == "reference":
-        picked = [_reference(field, text, resolve) for text in form.getlist(name) if text.strip()]
+        texts = [text for text in form.getlist(name) if text.strip()]
+        if not field.multiple:
+            texts = texts[:1]  # only the first is used: resolve no more than that
+        _check_count(field, len(texts))  # before resolving: a typed title costs a query
+        picked = [_reference(field, text, resolve) for text in texts]
         return picked if field.multiple else (picked[0] if picked else None)
     if field.multiple or kind == "multiselect":
         return [v for v in form.getlist(name) if v.strip()]
     return form.get(name)
+
+
+def _check_count(field: FieldDef, count: int) -> None:
+    """Refuse more values than the field holds before doing per-value work (queries, files)."""
+    limit = max_items(field) if field.multiple else 1
+    if count > limit:
+        raise ValueError(f"Must have at most {limit} values.")
 
 
 def picked_id(text: str) -> int | None:

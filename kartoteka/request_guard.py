@@ -1,0 +1,132 @@
+"""The edge of every request: input no handler can use is refused before any handler runs.
+
+Two things are checked here, once for the whole app:
+
+- **Ids in URLs.** Flask's `int` converter is replaced by one that matches 1 to 10^18-1 in ASCII
+  digits (inside the database's BIGINT), so `/api/v1/records/deal/99999999999999999999` matches no
+  route and is a 404 for every method, instead of an overflow in the database driver.
+- **Text no database can store.** Every query parameter, form field (names and values), upload name
+  and, for JSON bodies, every key and string value at any depth is checked for NUL (PostgreSQL refuses
+  it in text and jsonb) and for unpaired UTF-16 surrogates (`"\\ud800"` in JSON: not a character;
+  encoding it as UTF-8, for the database or the response, raises). Either is a 400 naming the
+  parameter. The sizes that multiply work are bounded too: the number of query parameters and form
+  values, the length of their names, and a JSON body's size, depth and number of values.
+
+The field types refuse the same characters in their `parse` (a 422 per field), so imports and rules,
+which do not come through HTTP, are safe as well.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, request
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter, Map, ValidationError
+
+from kartoteka.errors import BadRequest
+from kartoteka.metadata.fieldtypes import unstorable
+
+MAX_ID = 2**63 - 1  # PostgreSQL BIGINT and SQLite INTEGER
+MAX_ID_DIGITS = 18  # ids in URLs: up to 10^18 - 1, which any BIGINT holds
+MAX_QUERY_ARGS = 200
+MAX_FORM_VALUES = 2_000
+MAX_KEY_LENGTH = 200
+MAX_JSON_BYTES = 2 * 1024 * 1024  # a record with a full 100,000-character textarea, escaped, fits
+MAX_JSON_DEPTH = 20  # a record is flat: {"files": [{"id": "..."}]} is depth 3
+MAX_JSON_VALUES = 20_000
+
+
+class BoundedIntConverter(IntegerConverter):
+    """`<int:...>` for ids: ASCII digits without a leading zero, 1 to 10^18-1 (inside BIGINT's 2^63-1).
+
+    The bound is in the pattern itself, so a longer number matches no route for any method: a 404,
+    never a database overflow, nor a 405 that werkzeug would infer from a route whose pattern matched
+    before its conversion failed. No sequence comes near 10^18 ids.
+    """
+
+    regex = r"[1-9][0-9]{0,17}"
+
+    def __init__(self, map: Map, fixed_digits: int = 0, min: int | None = 1,
+                 max: int | None = MAX_ID, signed: bool = False) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
+        self.regex = type(self).regex  # `signed` would widen it
+
+    def to_python(self, value: str) -> Any:
+        if len(value) > MAX_ID_DIGITS:  # the pattern already says so; kept for a converter used alone
+            raise ValidationError()
+        return super().to_python(value)
+
+
+def init_request_guard(app: Flask) -> None:
+    """Install the bounded `int` converter and the input check; call before registering blueprints."""
+    app.url_map.converters["int"] = BoundedIntConverter
+    app.before_request(check_request)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 60 else name[:57] + "..."
+
+
+def _check_text(text: str, where: str) -> None:
+    problem = unstorable(text)
+    if problem is not None:
+        raise BadRequest(f"{where} contains {problem}, which cannot be stored.")
+
+
+def _check_pairs(pairs: list[tuple[str, Any]], what: str, limit: int) -> None:
+    if len(pairs) > limit:
+        raise BadRequest(f"The request has {len(pairs)} {what}s; at most {limit} are accepted.")
+    for key, value in pairs:
+        _check_text(key, f"The name of a {what}")
+        if len(key) > MAX_KEY_LENGTH:
+            raise BadRequest(f"The name of a {what} is {len(key)} characters long; at most {MAX_KEY_LENGTH} "
+                             "are accepted.")
+        if isinstance(value, str):
+            _check_text(value, f"The text of '{_short(key)}'")
+
+
+def _check_json() -> None:
+    length = request.content_length
+    if length is not None and length > MAX_JSON_BYTES:
+        raise RequestEntityTooLarge(f"A JSON body may have at most {MAX_JSON_BYTES // 1024 // 1024} MB.")
+    if len(request.get_data(cache=True)) > MAX_JSON_BYTES:
+        raise RequestEntityTooLarge(f"A JSON body may have at most {MAX_JSON_BYTES // 1024 // 1024} MB.")
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the parser itself gives up on [[[[...]]]] nested a thousand deep
+        raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from None
+    if body is None:
+        return  # not JSON at all: the endpoint says so in its own words
+    # Iterative, so that checking cannot exhaust the stack either: (value, path, depth).
+    pending: list[tuple[Any, str, int]] = [(body, "", 1)]
+    count = 0
+    while pending:
+        value, path, depth = pending.pop()
+        count += 1
+        if count > MAX_JSON_VALUES:
+            raise BadRequest(f"The JSON body has more than {MAX_JSON_VALUES} values.")
+        if depth > MAX_JSON_DEPTH:
+            raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+        if isinstance(value, str):
+            _check_text(value, f"The text of '{_short(path)}'" if path else "The JSON body")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(key, "A key of the JSON body")
+                pending.append((item, f"{path}.{key}" if path else key, depth + 1))
+        elif isinstance(value, list):
+            pending.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def check_request() -> None:
+    """Refuse NUL and surrogates anywhere in the input, and inputs whose size multiplies work (400/413)."""
+    _check_text(request.path, "The address")
+    _check_pairs(list(request.args.items(multi=True)), "query parameter", MAX_QUERY_ARGS)
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        _check_pairs(list(request.form.items(multi=True)), "form field", MAX_FORM_VALUES)
+        for key, upload in request.files.items(multi=True):
+            _check_text(key, "The name of a form field")
+            _check_text(upload.filename or "", f"The file name in '{_short(key)}'")
+            _check_text(upload.mimetype, f"The content type in '{_short(key)}'")
+    if request.is_json:
+        _check_json()
