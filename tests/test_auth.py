@@ -129,6 +129,15 @@ def test_sessions_end_after_twelve_hours_and_after_two_idle_hours(app, fixed_clo
     assert not signed_in(busy)
 
 
+def test_a_form_posted_after_the_session_ended_asks_to_sign_in_again(app, client, fixed_clock, anna):
+    session_for(app, client, anna)
+    fixed_clock.advance(hours=3)
+    response = client.post("/cards/lead/new", data={"csrf_token": "t", "contact_name": "Иван"})
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+    with client.session_transaction() as session:
+        assert "sid" not in session and session["csrf"] == "t"
+
+
 def test_last_seen_is_written_at_most_every_five_minutes(app, client, fixed_clock, anna):
     session_for(app, client, anna)
     started = fixed_clock.now()

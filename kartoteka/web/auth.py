@@ -75,10 +75,11 @@ def load_user() -> None:
         state = platform.state
         g.user = session_user(state.engine, session_id, state.clock.now()) if isinstance(session_id, str) else None
         if g.user is None:
-            language = session.get("language")
+            # Signed out elsewhere or expired: the visitor stays, so a form posted now asks them to sign in
+            # again (its CSRF token still holds) instead of calling the form expired.
+            kept = {key: session[key] for key in ("language", "csrf") if isinstance(session.get(key), str)}
             session.clear()
-            if language in LANGUAGES:
-                session["language"] = language
+            session.update(kept)
     g.language = g.user.language if g.user is not None else pick_language(session.get("language"),
                                                                            request.accept_languages)
 
