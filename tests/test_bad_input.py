@@ -26,7 +26,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import IntegerConverter
 
 from kartoteka.files import store_file
-from kartoteka.metadata.fieldtypes import MAX_ITEMS, FieldValueError, ParseContext
+from kartoteka.metadata.fieldtypes import FIELD_TYPES, MAX_ITEMS, FieldValueError, ParseContext
 from kartoteka.records.model import SYSTEM
 from kartoteka.records.pipeline import parse_value
 from kartoteka.records.views import save_view
@@ -65,7 +65,7 @@ QUERY_ATTACKS: list[tuple[str, Any]] = [
     ("unknown field", {"nope__eq": "1"}),
     ("a 5,000-character parameter name", {"x" * 5_000: "1"}),
     ("cursor garbage", {"cursor": "!!!"}),
-    ("cursor too long", {"cursor": "A" * 50_000}),
+    ("cursor too long", {"cursor": "A" * 100_000}),
     ("cursor nested 2,500 deep", {"sort": "last_name", "cursor": b64("[" * 2_500)}),
     ("cursor with nul", {"sort": "last_name", "cursor": b64(["last_name", "\x00", 1])}),
     ("cursor with a surrogate", {"sort": "last_name", "cursor": b64(["last_name", "\ud800", 1])}),
@@ -401,11 +401,13 @@ def test_a_long_list_is_refused_before_any_item_is_parsed(shipped_metadata, monk
 def test_repeats_are_removed_in_linear_time(shipped_metadata):
     from dataclasses import replace
 
-    field = replace(shipped_metadata.entities["contact"].fields["emails"], max_items=40_000)
+    # A text list whose metadata allows 60,000 values: parsing is cheap, so the time is the removal of repeats.
+    emails = shipped_metadata.entities["contact"].fields["emails"]
+    field = replace(emails, type=FIELD_TYPES.get("text"), max_items=60_000)
     started = time.perf_counter()
-    values = parse_value(field, [f"{i % 20_000}@example.org" for i in range(40_000)], ParseContext())
-    assert len(values) == 20_000
-    assert time.perf_counter() - started < 5  # quadratic removal of repeats took minutes here
+    values = parse_value(field, [f"value {i % 30_000}" for i in range(60_000)], ParseContext())
+    assert len(values) == 30_000
+    assert time.perf_counter() - started < 1  # comparing each value with every kept one took ~10 s
 
 
 def test_32000_emails_in_one_request_are_a_quick_422(client, admin, service):
@@ -431,7 +433,8 @@ def test_a_lone_surrogate_in_json_is_a_400_naming_the_field(client, admin, servi
         response = client.post("/api/v1/records/contact", headers=admin, content_type="application/json",
                                data=json.dumps({**CONTACT, "emails": ["a@example.org", text]}))
         detail = _problem(response, 400)["detail"]
-        assert detail.startswith("The text of 'emails[1]' contains an unpaired surrogate (U+"), detail
+        assert re.fullmatch(r"The text of 'emails\[1\]' contains an unpaired surrogate \(U\+D[89A-F][0-9A-F]{2}, "
+                            r"not a character\), which cannot be stored\.", detail), detail
     assert _count(service) == 0
 
 

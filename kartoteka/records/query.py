@@ -33,12 +33,13 @@ SYSTEM_COLUMNS: dict[str, tuple[str, Any]] = {
 }
 MAX_LIMIT = 500
 MAX_IN_VALUES = 200
-# Search text (q, pickers) and filter values: far below SQLite's LIKE pattern limit (50,000 bytes), and
-# long enough for any name, e-mail or phone typed into a search box.
+# Search text (q, `__contains`, pickers): far below SQLite's LIKE pattern limit (50,000 bytes), and long
+# enough for any name, e-mail or phone typed into a search box.
 MAX_SEARCH_LENGTH = 200
-MAX_FILTER_VALUE_LENGTH = 500
-# A cursor is base64 of [sort, value, id]; the value is at most a stored text's sort key.
-MAX_CURSOR_LENGTH = 4_000
+# Any other filter value: the longest web address a url field keeps.
+MAX_FILTER_VALUE_LENGTH = 2_000
+# A cursor is base64 of [sort, value, id]: room for a 10,000-character text field's value in any script.
+MAX_CURSOR_LENGTH = 60_000
 
 
 def _escape_like(text: str) -> str:

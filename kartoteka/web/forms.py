@@ -80,9 +80,10 @@ def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileS
 
 def _check_count(field: FieldDef, count: int) -> None:
     """Refuse more values than the field holds before doing per-value work (queries, files)."""
-    limit = max_items(field) if field.multiple else 1
-    if count > limit:
-        raise ValueError(f"Must have at most {limit} values.")
+    if not field.multiple and count > 1:
+        raise ValueError("Takes one value only.")
+    if field.multiple and count > max_items(field):
+        raise ValueError(f"Must have at most {max_items(field)} values.")
 
 
 def picked_id(text: str) -> int | None:

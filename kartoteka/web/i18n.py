@@ -160,6 +160,7 @@ RU: Mapping[str, str] = {
     "You may assign records only to yourself or to colleagues of your department.":
         "Назначать записи можно только на себя или коллег своего отдела.",
     "Contains control characters; remove them.": "Содержит управляющие символы; удалите их.",
+    "Takes one value only.": "Допустимо только одно значение.",
     "Must be the id of an uploaded file.": "Должен быть загруженный файл.",
     "Form expired": "Форма устарела",
     "Invalid record": "Запись не сохранена",
@@ -188,6 +189,18 @@ RU_PATTERNS: Mapping[str, str] = {
     "Must be at most {count} characters (has {has}).": "Не длиннее {count} символов (сейчас {has}).",
     "Must have at least {count} values.": "Нужно не меньше {count} значений.",
     "Must have at most {count} values.": "Допустимо не больше {count} значений.",
+    "Contains a NUL character (U+0000), which cannot be stored.": "Содержит нулевой символ (U+0000), его нельзя "
+                                                                  "сохранить.",
+    "Contains an unpaired surrogate ({code}, not a character), which cannot be stored.":
+        "Содержит непарный суррогат ({code}, это не символ), его нельзя сохранить.",
+    "The text of '{name}' contains a NUL character (U+0000), which cannot be stored.":
+        "Текст «{name}» содержит нулевой символ (U+0000), его нельзя сохранить.",
+    "The text of '{name}' contains an unpaired surrogate ({code}, not a character), which cannot be stored.":
+        "Текст «{name}» содержит непарный суррогат ({code}, это не символ), его нельзя сохранить.",
+    "The search text 'q' is too long: at most {count} characters (has {has}).":
+        "Текст поиска слишком длинный: не больше {count} символов (сейчас {has}).",
+    "The search text is too long: at most {count} characters (has {has}).":
+        "Текст поиска слишком длинный: не больше {count} символов (сейчас {has}).",
     "Must have at most {places} digits after the decimal point.": "Не больше {places} знаков после запятой.",
     "Is too large: at most {digits} significant digits.": "Слишком большое число: не больше {digits} значащих цифр.",
     "Tag '{tag}' is longer than {count} characters.": "Тег «{tag}» длиннее {count} символов.",

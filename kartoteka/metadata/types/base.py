@@ -113,7 +113,7 @@ def unstorable(text: str) -> str | None:
     char = found.group()
     if char == "\x00":
         return "a NUL character (U+0000)"
-    return f"an unpaired surrogate (U+{ord(char):04X}), which is not a character"
+    return f"an unpaired surrogate (U+{ord(char):04X}, not a character)"
 
 
 def require_str(raw: Any, what: str = "text") -> str:
