@@ -232,5 +232,21 @@ def token_create_command(name: str, label: str) -> None:
     click.echo(token)
 
 
+
+@main.group("files")
+def files_group() -> None:
+    """Manage uploaded files."""
+
+
+@files_group.command("purge")
+def files_purge_command() -> None:
+    """Delete uploads no record ever held that are more than a day old (each upload also does this)."""
+    from kartoteka.records.files import purge_unattached
+
+    with _platform() as (_app, state):
+        count = purge_unattached(state.engine, state.settings.instance_dir / "files", _now())
+    click.echo(f"Removed {count} abandoned upload{'' if count == 1 else 's'}.")
+
+
 if __name__ == "__main__":
     main()

@@ -175,3 +175,22 @@ def test_the_card_links_its_files_for_download(scoped):
         assert download.data == b"%PDF-1.4"
     sign_in(client, boris_user)
     assert status(client, f"/files/{scan['id']}") == 404
+
+
+def test_the_purge_command_removes_abandoned_uploads(runner, engine, tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from kartoteka.files import store_file
+    from kartoteka.storage.tables import files
+
+    folder = tmp_path / "instance" / "files"
+    now = datetime.now(UTC)  # the command runs on the real clock
+    old = store_file(engine, folder, io.BytesIO(b"old"), "old.txt", "text/plain", None, now - timedelta(days=2))
+    new = store_file(engine, folder, io.BytesIO(b"new"), "new.txt", "text/plain", None, now)
+    result = runner.invoke("files", "purge")
+    assert result.exit_code == 0 and "Removed 1 abandoned upload." in result.output
+    with engine.connect() as conn:
+        assert set(conn.execute(sa.select(files.c.id)).scalars()) == {new["id"]}
+    assert not (folder / old["id"]).exists() and (folder / new["id"]).exists()
