@@ -35,7 +35,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app = Flask(__name__, instance_path=str(settings.instance_dir),
                 template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing,
-                      MAX_CONTENT_LENGTH=20 * 1024 * 1024, KARTOTEKA=settings)
+                      MAX_CONTENT_LENGTH=20 * 1024 * 1024,
+                      # A long text area in Cyrillic (2 bytes a letter) must fit in a form post.
+                      MAX_FORM_MEMORY_SIZE=2 * 1024 * 1024, KARTOTEKA=settings)
     # Records read as people write them: Cyrillic as is, keys in the card's order (system keys first).
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]

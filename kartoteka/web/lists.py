@@ -11,6 +11,7 @@ from werkzeug.datastructures import MultiDict
 
 from kartoteka.errors import BadRequest, Conflict, PermissionDenied, RecordValidationError
 from kartoteka.extensions import platform
+from kartoteka.listargs import MAX_FILTERS as MAX_LIST_FILTERS
 from kartoteka.listargs import list_query, without
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import viewable_fields
@@ -92,6 +93,7 @@ def _filter_controls(entity: EntityDef, visible: frozenset[str]) -> list[FilterC
 def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
     """The query string with picked references ("Northwind #12") turned into their ids."""
     args: MultiDict[str, str] = MultiDict()
+    resolved: dict[tuple[str, str], str] = {}
     for key, value in request.args.items(multi=True):
         name = key.partition("__")[0]
         field = entity.fields.get(name)
@@ -100,8 +102,13 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
             if picked is not None:
                 value = str(picked)
             elif not value.strip().isdigit():
-                found = exact_titles(platform.service, field.to or "", value, _user())
-                value = str(found[0]) if len(found) == 1 else value.strip()
+                if len(resolved) >= MAX_LIST_FILTERS:  # each typed title is a query; the list refuses this many
+                    raise BadRequest(f"At most {MAX_LIST_FILTERS} filters in one list.")
+                target = (field.to or "", value.strip())
+                if target not in resolved:
+                    found = exact_titles(platform.service, target[0], value, _user())
+                    resolved[target] = str(found[0]) if len(found) == 1 else value.strip()
+                value = resolved[target]
         args.add(key, value)
     return args
 
