@@ -176,6 +176,8 @@ def edit_record(entity_name: str, record_id: int) -> Any:
     version = submitted_version()
     if version is None:
         return _conflict(entity, record.id, values, form_errors, reason="missing"), 409
+    if version != record.version:  # stale: merge first, even when some value did not parse
+        return _conflict(entity, record.id, values, form_errors), 409
     try:
         if form_errors:
             raise RecordValidationError(form_errors)
