@@ -77,8 +77,14 @@ def merge_edit(entity: EntityDef, values: Mapping[str, Any], base: Mapping[str, 
             continue  # only the user changed it, or both made the same change
         if _is_list(field_def) and isinstance(mine_typed, list | type(None)):
             before, ours, other = list(was or ()), list(mine or ()), list(theirs or ())
-            removed = [v for v in before if v not in ours]
-            combined = [v for v in other if v not in removed] + [v for v in ours if v not in before and v not in other]
+            try:  # sets: a crafted snapshot with a huge list must not cost time quadratic in it
+                ours_set, before_set, other_set = set(ours), set(before), set(other)
+            except TypeError:
+                result.clashes[name] = saved.get(name)
+                continue
+            removed = before_set - ours_set
+            combined = [v for v in other if v not in removed] + [
+                v for v in ours if v not in before_set and v not in other_set]
             result.kept[name] = combined or None
             result.mine.discard(name)
             result.merged.add(name)
