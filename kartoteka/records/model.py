@@ -107,3 +107,5 @@ class FormState:
     read_only: dict[str, bool] = field(default_factory=dict)
     errors: dict[str, list[str]] = field(default_factory=dict)
     sections: dict[str, bool] = field(default_factory=dict)
+    version: int | None = None  # the stored version the state was evaluated over (None for a new record)
+    saved: dict[str, Any] | None = None  # the viewable stored values at that version, before the form's changes

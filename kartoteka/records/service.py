@@ -248,13 +248,13 @@ class RecordService:
         return prepared.errors
 
     def _dry_run(self, conn: sa.Connection, entity: EntityDef, values: Mapping[str, Any], user: Principal,
-                 record_id: int | None) -> Prepared:
+                 record_id: int | None, row: Any = None) -> Prepared:
         """The pure pipeline over the stored record (or a new one), as a save would run it."""
         now = self.clock.now()
         stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
         flagged: frozenset[str] = frozenset()
         if record_id is not None:
-            row = self._visible_row(conn, entity, record_id, user)
+            row = row if row is not None else self._visible_row(conn, entity, record_id, user)
             stored = self._values(entity, row.data)
             system.update(owner=row.owner, created_at=_utc(row.created_at))
             flagged = _flagged_checks(row.flags)
@@ -265,9 +265,14 @@ class RecordService:
         """Compute formulas, conditions and errors for a form being edited, without saving."""
         entity = self.entity(entity_name)
         with self.engine.connect() as conn:
-            prepared = self._dry_run(conn, entity, values, user, record_id)
+            # One read: the version and saved values a form carries must be those its values came from.
+            row = self._visible_row(conn, entity, record_id, user) if record_id is not None else None
+            prepared = self._dry_run(conn, entity, values, user, record_id, row)
         visible = viewable_fields(entity, user)
+        saved = None if row is None else {n: v for n, v in self._values(entity, row.data).items() if n in visible}
         return FormState(
+            version=None if row is None else row.version,
+            saved=saved,
             values={n: v for n, v in prepared.values.items() if n in visible},
             visible={n: v for n, v in prepared.visible.items() if n in visible},
             required={n: v for n, v in prepared.required.items() if n in visible},
