@@ -71,7 +71,8 @@ class CardForm:
     live_url: str | None = None
     language: str = "en"
     theirs: Mapping[str, str] = field(default_factory=dict)  # after a conflict: the other person's value, shown
-    base_values: Mapping[str, Any] | None = None  # after a conflict: the saved values the merge started from
+    base_values: Mapping[str, Any] | None = None  # the saved values the form starts from (default: the state's)
+    version: int | None = None  # the version a save of this form claims to change (default: the state's)
 
     # --- layout -------------------------------------------------------------------------------------
 
@@ -163,6 +164,14 @@ class CardForm:
             return set()
         return {str(v) for v in value} if isinstance(value, list) else {str(value)}
 
+    def loaded_version(self) -> int | None:
+        """The version a save of this form claims to change: the one its values were read at."""
+        if self.version is not None:
+            return self.version
+        if self.state.version is not None:
+            return self.state.version
+        return self.record.version if self.record is not None else None
+
     def base_json(self) -> str:
         """The editable values this form was loaded with, so a save after a concurrent change can merge."""
         if self.submitted is not None and "_base" in self.submitted:
@@ -171,7 +180,8 @@ class CardForm:
         for name in self.entity.fields:
             if name in self.editable:
                 field_def = self.entity.fields[name]
-                value = self.base_values.get(name) if self.base_values is not None else self.value(name)
+                saved = self.base_values if self.base_values is not None else self.state.saved
+                value = saved.get(name) if saved is not None else self.value(name)
                 if field_def.multiple or field_def.type.name == "multiselect":
                     base[name] = [input_text(field_def, v, {}) for v in value or []]
                 elif field_def.type.name == "reference" and isinstance(value, int):

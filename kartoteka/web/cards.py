@@ -187,8 +187,9 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         state = service.evaluate(entity.name, _parsable(values, exc.errors), _user(), record.id)
         state.errors = exc.errors
         flash(t("Please correct the highlighted fields."), "error")
-        return _render_form(entity, build_form(entity, state, record, submitted=request.form,
-                                               form_errors=form_errors)), 422
+        form = build_form(entity, state, record, submitted=request.form, form_errors=form_errors)
+        form.version = version  # the values shown are those sent, made at this version, not the state's
+        return _render_form(entity, form), 422
     except Conflict:
         return _conflict(entity, record.id, values, form_errors), 409
     flash(t("Saved."), "success")
@@ -212,7 +213,6 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
     saving again never puts back a value someone else has just changed, and loses none of the user's.
     """
     service = platform.service
-    fresh = service.get(entity.name, record_id, _user())
     base: dict[str, Any] | None
     try:
         base_texts = json.loads(request.form.get("_base", ""))
@@ -220,8 +220,13 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         base, _ = form_values(entity, base_form, MultiDict(), None, set(base_texts))
     except (ValueError, TypeError, AttributeError, RecursionError):
         base = None  # no usable snapshot (a hand-made request): everything that differs is the user's
-    merge = merge_edit(entity, values, base, fresh.values, service.ctx, take_theirs)
-    kept = {n: v for n, v in merge.kept.items() if n not in form_errors}
+    for _attempt in range(5):  # merged with one saved version, shown over the same one (another save may land)
+        fresh = service.get(entity.name, record_id, _user())
+        merge = merge_edit(entity, values, base, fresh.values, service.ctx, take_theirs)
+        kept = {n: v for n, v in merge.kept.items() if n not in form_errors}
+        state = service.evaluate(entity.name, _parsable(kept, form_errors), _user(), record_id)
+        if state.version == fresh.version:
+            break
     notes: dict[str, list[str]] = {}
     theirs: dict[str, str] = {}
     titles: dict[int, str] = {}
@@ -232,7 +237,6 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         theirs[name] = format_value(field, saved, g.language, record_titles=titles) or "—"
         notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.",
                          value=theirs[name])]
-    state = service.evaluate(entity.name, _parsable(kept, form_errors), _user(), record_id)
     shown_as_sent = merge.mine | set(form_errors)
     submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True)
                            if (k in shown_as_sent or k not in entity.fields) and k not in ("_take_theirs", "_base")])
@@ -245,9 +249,7 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
                 "with your changes on top; check the marked fields and save again."), "error")
     form = build_form(entity, state, fresh, submitted=submitted, form_errors={**form_errors, **notes})
-    form.theirs = theirs
-    # What the form shows was merged with the card as saved now: that is the base of the next merge.
-    form.base_values = fresh.values
+    form.theirs = theirs  # the version and base of the next save are the state's: what the form shows over
     return _render_form(entity, form)
 
 
