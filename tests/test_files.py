@@ -131,6 +131,26 @@ def test_a_file_in_a_field_the_reader_may_not_view_is_not_theirs(scoped):
     assert status(client, f"/api/v1/files/{secret['id']}", headers=lena) == 200
 
 
+def test_a_file_held_in_a_hidden_field_cannot_be_copied_into_a_visible_one(scoped):
+    """Anna may edit her case but not view its secret scan: copying its id into the scan field must not work."""
+    client, people, _, _ = scoped
+    (_, lena), (anna_user, anna) = people["lena"], people["anna"]
+    secret = upload(client, lena, b"%PDF secret", "secret.pdf", "application/pdf").get_json()
+    case = client.post("/api/v1/records/case", headers=lena,
+                       json={"name": "Shared", "secret_scan": secret["id"], "owner": anna_user.id}).get_json()
+    url = f"/api/v1/records/case/{case['id']}"
+    copied = client.patch(url, headers=anna, json={"version": case["version"], "scan": secret["id"]})
+    assert copied.status_code == 422
+    assert copied.get_json()["errors"] == {"scan": [f"There is no uploaded file with id {secret['id']}."]}
+    assert status(client, f"/api/v1/files/{secret['id']}", headers=anna) == 404
+    # The same answer as for an id that was never uploaded: the hidden field's content stays unknown.
+    unknown = client.patch(url, headers=anna, json={"version": case["version"], "scan": "f" * 32})
+    assert unknown.get_json()["errors"] == {"scan": [f"There is no uploaded file with id {'f' * 32}."]}
+    # Lena, who views both fields, may copy it.
+    lena_copy = client.patch(url, headers=lena, json={"version": case["version"], "scan": secret["id"]})
+    assert lena_copy.status_code == 200, lena_copy.get_data(as_text=True)
+
+
 def test_downloads_never_run_in_the_browser(scoped):
     client, people, _, _ = scoped
     _, lena = people["lena"]

@@ -363,7 +363,8 @@ class RecordService:
                 for item in items:
                     self._check_user(conn, item, name, prepared)
             elif kind == "file":
-                prepared.values[name] = self._resolve_files(conn, field, items, name, prepared, record_id, user)
+                prepared.values[name] = self._resolve_files(conn, entity, field, items, name, prepared, record_id,
+                                                          user)
 
     def _check_references(self, conn: sa.Connection, target: str, ids: Iterable[int], name: str,
                           prepared: Prepared, user: Principal) -> None:
@@ -389,12 +390,17 @@ class RecordService:
         if exists is None:
             prepared.error(name, f"There is no active user with id {user_id}.")
 
-    def _resolve_files(self, conn: sa.Connection, field: Any, items: list[dict[str, Any]], name: str,
-                       prepared: Prepared, record_id: int | None, user: Principal) -> Any:
+    def _resolve_files(self, conn: sa.Connection, entity: EntityDef, field: Any, items: list[dict[str, Any]],
+                       name: str, prepared: Prepared, record_id: int | None, user: Principal) -> Any:
         """File values as stored: each file must exist and be the user's to attach (else: no such file)."""
         wanted = {item["id"] for item in items}
-        held = set() if record_id is None else set(conn.execute(
-            sa.select(file_links.c.file_id).where(file_links.c.record_id == record_id)).scalars())
+        # Files this record holds in fields the user may view are theirs to keep or move; one held in a
+        # field hidden from them is not (copying its id into a visible field would be a way to read it).
+        shown = [] if record_id is None else [
+            f.name for f in entity.fields.values() if f.type.name == "file" and f.name in viewable_fields(entity, user)]
+        held = set() if not shown else set(conn.execute(
+            sa.select(file_links.c.file_id).where(file_links.c.record_id == record_id,
+                                                  file_links.c.field.in_(shown))).scalars())
         # Attaching a file someone else uploaded to a record of one's own would be a way to read it.
         allowed = held | readable_files(conn, self.metadata, user, wanted - held)
         resolved = []
