@@ -100,7 +100,7 @@ def _inferable(entity: EntityDef, state: FormState) -> set[str]:
 def _submitted_values(entity: EntityDef, before: FormState, current: dict[str, Any] | None
                       ) -> tuple[dict[str, Any], dict[str, list[str]]]:
     return form_values(entity, request.form, request.files, current, _inferable(entity, before), _saver(),
-                       _resolver())
+                       _resolver(), viewable_fields(entity, _user()))
 
 
 def _resolver() -> Any:
@@ -110,7 +110,8 @@ def _resolver() -> Any:
 
 def _prefill(entity: EntityDef) -> dict[str, Any]:
     """?company=12&stage=lost on /new or /edit: values to start from (a related record, a kanban move)."""
-    return {k: v for k, v in request.args.items() if k in entity.fields and k not in CONTROL_KEYS}
+    viewable = viewable_fields(entity, _user())  # a hidden name is ignored like one no card has
+    return {k: v for k, v in request.args.items() if k in viewable and k not in CONTROL_KEYS}
 
 
 def submitted_version() -> int | None:
@@ -268,7 +269,7 @@ def _live(entity: EntityDef, record_id: int | None) -> str:
     current = dict(record.values) if record else None
     before = service.evaluate(entity.name, {}, _user(), record_id)
     values, form_errors = form_values(entity, request.form, MultiDict(), current, _inferable(entity, before),
-                                      resolve=_resolver())
+                                      resolve=_resolver(), viewable=viewable_fields(entity, _user()))
     values = {k: v for k, v in values.items() if entity.fields[k].type.name != "file"}
     state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record_id)
     touched = frozenset(n for n in request.form.get("_touched", "").split(",") if n)

@@ -23,19 +23,22 @@ TitleResolver = Callable[[str, str], list[int]]
 
 def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
                 current: Mapping[str, Any] | None, inferable: Collection[str],
-                save_file: FileSaver | None = None, resolve: TitleResolver | None = None
-                ) -> tuple[dict[str, Any], dict[str, list[str]]]:
+                save_file: FileSaver | None = None, resolve: TitleResolver | None = None,
+                viewable: Collection[str] | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Values of every field the form sent (or rendered, for unticked boxes), and form-level errors.
 
     An unticked checkbox sends nothing, so `_present` names the fields the page rendered; their
     absence means "empty" only for fields in `inferable` (those the user may change now). Fields
-    the user may not edit are passed on when a hand-made request sends them, so the record service
-    refuses them with its message instead of this layer dropping them silently.
+    the user may see but not edit are passed on when a hand-made request sends them, so the record
+    service refuses them with its message. Fields outside `viewable` are ignored exactly like names
+    no card has: an answer that differed would tell which hidden fields exist.
     """
     present = set(form.getlist("_present")) & set(inferable)
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     for name, field in entity.fields.items():
+        if viewable is not None and name not in viewable:
+            continue
         sent = name in form or name in files
         if not sent and name not in present:
             continue
