@@ -421,6 +421,7 @@ def test_two_people_editing_one_card_keep_both_changes(client, service, make_use
     page = text_of(conflict)
     assert 'value="Director of QA"' in page and 'value="Казань"' in page
     assert "Someone else saved" not in page  # no field was changed by both
+    assert "check the marked fields" not in page and "none of the fields you changed was changed by them" in page
     again = _form_fields(conflict.get_data(as_text=True))
     resaved = client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*again, ("csrf_token", CSRF)]))
     assert resaved.status_code == 302
@@ -698,3 +699,47 @@ def test_a_hidden_field_name_is_answered_like_a_name_no_card_has(client, service
         return response.status_code, re.sub(r'"_base" value="[^"]*"', "", body)
 
     assert answer("cost") == answer("no_such_field")
+
+
+def test_the_edit_form_shows_a_flagged_field_before_any_save(client, service, company, make_user):
+    """A check a sales rep could not see failed on their save: finance's edit form marks it on opening."""
+    rep, _ = make_user("rep", ["sales"], "sales")
+    money, _ = make_user("money", ["finance"], "finance")
+    deal = service.create("deal", {"name": "Big one", "company": company.id, "amount": "1000000", "cost": "900000"},
+                          SYSTEM, owner=rep.id)
+    service.update("deal", deal.id, {"amount": "100000"}, rep, expected_version=1)
+    sign_in(client, rep)
+    assert "need" not in text_of(client.get(f"/cards/deal/{deal.id}/edit")).lower()
+    sign_in(client, money)
+    page = text_of(client.get(f"/cards/deal/{deal.id}/edit"))
+    assert "1 field needs attention:" in page
+    assert re.search(r'id="e-cost"[^>]*>The cost is more than three times the amount', page)
+    assert not re.search(r'id="e-amount"[^>]*>[^<]', page)  # only the flagged field speaks before a save
+
+
+def test_a_field_the_other_person_emptied_is_offered_as_empty(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    lead = service.create("lead", {"contact_name": "Иван Петров", "source": "website", "city": "Пермь",
+                                   "phones": ["+7 912 345-67-89"]}, rep)
+    sign_in(client, rep)
+    loaded = _form_fields(client.get(f"/cards/lead/{lead.id}/edit").get_data(as_text=True))
+    service.update("lead", lead.id, {"city": None}, rep, expected_version=lead.version)
+    mine = [(k, "Казань" if k == "city" else v) for k, v in loaded]
+    page = text_of(client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)])))
+    assert "Someone else emptied this field meanwhile" in page and "«—»" not in page
+    assert re.search(r'name="_take_theirs"[^>]*value="city"[^>]*>Take theirs: empty<', page)
+    assert "check the marked fields" in page
+
+
+def test_the_kanban_offers_moves_only_on_cards_the_user_may_change(client, service, make_user):
+    """Sales read every ticket but change only their own: other tickets show without a move form."""
+    rep, _ = make_user("rep", ["sales"], "sales")
+    other, _ = make_user("other", ["sales"], "sales")
+    values = {"subject": "Cannot log in", "description": "Password reset fails", "reporter_email": "a@example.org"}
+    mine = service.create("ticket", values, rep)
+    theirs = service.create("ticket", {**values, "subject": "Printer"}, other)
+    sign_in(client, rep)
+    board = text_of(client.get("/cards/ticket/kanban"))
+    assert f'action="/cards/ticket/{mine.id}/move"' in board
+    assert f'id="card-{theirs.id}"' in board and f'action="/cards/ticket/{theirs.id}/move"' not in board
+    assert re.search(rf'draggable="false" data-id="{theirs.id}"', board)

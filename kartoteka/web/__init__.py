@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from flask import Flask, abort, g, redirect, send_from_directory, url_for
 from flask_htmx import HTMX
@@ -11,6 +12,7 @@ from werkzeug.wrappers import Response
 from kartoteka.metadata.model import Label
 from kartoteka.web.auth import init_auth, t
 from kartoteka.web.formatting import currency_symbol
+from kartoteka.web.i18n import translate_plural
 
 htmx = HTMX()
 
@@ -21,6 +23,11 @@ VENDOR_FILES = {
 }
 
 
+def tn(singular: str, plural: str, count: int, **values: Any) -> str:
+    """The form of a counted message `count` takes, in the current user's language."""
+    return translate_plural(getattr(g, "language", "en"), singular, plural, count, **values)
+
+
 def init_web(app: Flask, node_modules: Path) -> None:
     """Register the UI blueprints, the vendor route, template helpers and htmx support."""
     from kartoteka.web.cards import cards, download_file
@@ -29,7 +36,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     init_auth(app)
     app.register_blueprint(cards)
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
-    app.jinja_env.globals.update(t=t, label=label_text, currency_symbol=currency_symbol)
+    app.jinja_env.globals.update(t=t, tn=tn, label=label_text, currency_symbol=currency_symbol)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

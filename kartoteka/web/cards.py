@@ -166,9 +166,11 @@ def edit_record(entity_name: str, record_id: int) -> Any:
     if request.method == "GET":
         prefill = _prefill(entity)
         state = service.evaluate(entity.name, prefill, _user(), record.id) if prefill else before
-        # A prefilled change (a kanban move that needs more) shows its errors at once; a plain edit none.
+        # A prefilled change (a kanban move that needs more) shows its errors at once; a plain edit only
+        # those of fields flagged by someone who could not see them (the save must fix them).
+        flagged = frozenset(a.field for a in record.attention if a.field)
         form = build_form(entity, state, record, submitted=MultiDict(prefill) if prefill else None,
-                          touched=None if prefill else frozenset())
+                          touched=None if prefill else flagged)
         return _render_form(entity, form)
     values, form_errors = _submitted_values(entity, before, dict(record.values))
     take = request.form.getlist("_take_theirs")
@@ -235,9 +237,13 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         field = entity.fields[name]
         if field.type.name == "reference":
             titles.update(record_titles(service, field.to or "", ids_in(saved), _user()))
-        theirs[name] = format_value(field, saved, g.language, record_titles=titles) or "—"
-        notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.",
-                         value=theirs[name])]
+        shown = format_value(field, saved, g.language, record_titles=titles)
+        if shown:
+            theirs[name] = t("Take theirs: «{value}»", value=shown)
+            notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.", value=shown)]
+        else:
+            theirs[name] = t("Take theirs: empty")
+            notes[name] = [t("Someone else emptied this field meanwhile; keep yours or take theirs.")]
     shown_as_sent = merge.mine | set(form_errors)
     submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True)
                            if (k in shown_as_sent or k not in entity.fields) and k not in ("_take_theirs", "_base")])
@@ -246,9 +252,13 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
                 "your changes on top; check them and save again."), "error")
     elif take_theirs:
         flash(t("Their value is in the form now; save to keep it."), "info")
-    else:
+    elif notes:
         flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
                 "with your changes on top; check the marked fields and save again."), "error")
+    else:
+        flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
+                "with your changes on top (none of the fields you changed was changed by them); check and save "
+                "again."), "error")
     form = build_form(entity, state, fresh, submitted=submitted, form_errors={**form_errors, **notes})
     form.theirs = theirs  # the version and base of the next save are the state's: what the form shows over
     return _render_form(entity, form)

@@ -31,6 +31,13 @@ RU: Mapping[str, str] = {
     "Needs attention": "Требует внимания",
     # edit conflicts and versions
     "Take theirs: «{value}»": "Взять их значение: «{value}»",
+    "Take theirs: empty": "Взять их значение: пусто",
+    "Someone else emptied this field meanwhile; keep yours or take theirs.":
+        "Тем временем другой сотрудник очистил это поле; оставьте своё значение или возьмите их.",
+    "Someone else changed this record while you were editing it. The form now shows the saved values with your "
+    "changes on top (none of the fields you changed was changed by them); check and save again.":
+        "Пока вы редактировали, запись изменил другой сотрудник. В форме — сохранённые значения с вашими "
+        "изменениями поверх (ваши поля он не менял); проверьте и сохраните снова.",
     "Their value is in the form now; save to keep it.": "Их значение теперь в форме; сохраните, чтобы оставить его.",
     "The form did not say which version of the card it changes. It now shows the saved card with your changes "
     "on top; check them and save again.": "Форма не указала, какую версию карточки она меняет. Теперь в ней "
@@ -80,7 +87,6 @@ RU: Mapping[str, str] = {
     "Delete": "Удалить",
     "Delete this record?": "Удалить запись?",
     "Errors": "Ошибки",
-    "{count} fields need attention:": "Поля с ошибками: {count}",
     "breadcrumb": "навигационная цепочка",
     "pagination": "страницы",
     "Next page": "Следующая страница",
@@ -179,6 +185,8 @@ RU_PATTERNS: Mapping[str, str] = {
     "'{text}' is not a valid phone number for its country.": "«{text}» — неверный номер для своей страны.",
     "'{text}' is not a valid e-mail address.": "«{text}» — неверный адрес электронной почты.",
     "'{text}' is not a valid http(s) address.": "«{text}» — неверный адрес сайта (http или https).",
+    "'{text}' is not a valid http(s) address: the port must be from 1 to 65535.":
+        "«{text}» — неверный адрес сайта: порт должен быть от 1 до 65535.",
     "'{text}' is not one of the options: {options}.": "«{text}» — нет среди вариантов: {options}.",
     "'{text}' is not a date and time; use ISO 8601, e.g. 2025-03-01T14:30:00+03:00.":
         "«{text}» — не дата и время.",
@@ -218,7 +226,16 @@ RU_PATTERNS: Mapping[str, str] = {
     "Cannot {purpose} by unknown field '{name}'{hint}": "Нет поля «{name}» для этой операции.",
 }
 
+# Messages with a count, keyed by their English plural; Russian has three forms (one, few, many).
+RU_PLURALS: Mapping[str, tuple[str, str, str]] = {
+    "{count} fields need attention:": ("{count} поле требует внимания:", "{count} поля требуют внимания:",
+                                       "{count} полей требуют внимания:"),
+    "{count} sessions": ("{count} сеанс", "{count} сеанса", "{count} сеансов"),
+    "{count} records": ("{count} запись", "{count} записи", "{count} записей"),
+}
+
 CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU}
+PLURAL_CATALOGS: Mapping[str, Mapping[str, tuple[str, ...]]] = {"ru": RU_PLURALS}
 PATTERN_CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU_PATTERNS}
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
@@ -246,6 +263,26 @@ def translate(language: str, message: str, **values: Any) -> str:
             found = {k: translate(language, v) if k == "message" else v for k, v in match.groupdict().items()}
             return translated.format(**found)
     return message
+
+
+def _plural_index(language: str, count: int) -> int:
+    """Which plural form `count` takes: English one/other; Russian one/few/many (CLDR rules)."""
+    if language != "ru":
+        return 0 if count == 1 else 1
+    if count % 10 == 1 and count % 100 != 11:
+        return 0
+    if 2 <= count % 10 <= 4 and not 12 <= count % 100 <= 14:
+        return 1
+    return 2
+
+
+def translate_plural(language: str, singular: str, plural: str, count: int, **values: Any) -> str:
+    """The form of a counted message `count` asks for in `language`, with {count} and {placeholders} filled in."""
+    forms = PLURAL_CATALOGS.get(language, {}).get(plural)
+    if forms is None:
+        forms = (singular, plural)
+        language = "en"
+    return forms[_plural_index(language, count)].format(count=count, **values)
 
 
 def pick_language(requested: str | None, accept: Any = None) -> str:

@@ -14,11 +14,12 @@ from kartoteka.extensions import platform
 from kartoteka.listargs import MAX_FILTERS as MAX_LIST_FILTERS
 from kartoteka.listargs import list_query, without
 from kartoteka.metadata.model import EntityDef, FieldDef
-from kartoteka.records.access import viewable_fields
+from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
 from kartoteka.records.lookup import exact_titles, record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
 from kartoteka.records.query import SYSTEM_COLUMNS
+from kartoteka.records.scopes import in_scope, scope_of
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
@@ -265,8 +266,21 @@ def kanban(entity_name: str) -> Any:
         columns.append((option, totals.get(option.value), page.items))
     people = user_names(platform.state.engine, [r.owner for _, _, items in columns for r in items])
     return render_template("cards/kanban.html", entity=entity, field=field, columns=columns,
+                           movable=_movable(entity, group, [r for _, _, items in columns for r in items]),
                            sum_field=entity.fields.get(sum_name) if sum_name else None, people=people,
                            scopes=scopes(entity), format_value=format_value, args=args, limit=BOARD_LIMIT)
+
+
+def _movable(entity: EntityDef, group: str, shown: list[Record]) -> frozenset[int]:
+    """Cards of the board the user may move: the stage is theirs to edit and the record in their update scope."""
+    user = _user()
+    if group not in editable_fields(entity, user):
+        return frozenset()
+    update_scope = scope_of(platform.state.metadata, user, entity, "update")
+    with platform.state.engine.connect() as conn:
+        owners = {r.owner for r in shown}
+        allowed = {owner for owner in owners if in_scope(conn, update_scope, user, owner)}
+    return frozenset(r.id for r in shown if r.owner in allowed)
 
 
 @cards.post("/<entity_name>/<int:record_id>/move")
