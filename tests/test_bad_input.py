@@ -529,6 +529,33 @@ def test_invalid_emails_are_refused(client, admin, service):
     assert _count(service) == 0
 
 
+def test_web_addresses_with_a_broken_host_or_port_are_field_errors(client, admin, make_user, service):
+    """urlsplit raises ValueError on an unclosed or empty IPv6 bracket, and .port on a port out of range."""
+    company = {"name": "Ромашка", "country": "gb"}
+    for address, message in [
+        ("http://[::1", "'http://[::1' is not a valid http(s) address."),
+        ("http://[]", "'http://[]' is not a valid http(s) address."),
+        ("[]", "'https://[]' is not a valid http(s) address."),
+        ("https://example.com]/", "'https://example.com]/' is not a valid http(s) address."),
+        ("http://example.com:99999", "'http://example.com:99999' is not a valid http(s) address: "
+                                     "the port must be from 1 to 65535."),
+        ("http://example.com:0/", "'http://example.com:0/' is not a valid http(s) address: "
+                                  "the port must be from 1 to 65535."),
+        ("http://example.com:80a", "'http://example.com:80a' is not a valid http(s) address: "
+                                   "the port must be from 1 to 65535."),
+    ]:
+        response = client.post("/api/v1/records/company", headers=admin, json={**company, "website": address})
+        assert _problem(response, 422)["errors"]["website"] == [message], address
+    sign_in(client, make_user("sales1", ["sales"], "sales")[0])
+    for address in ["http://[::1", "example.com:65536"]:  # the web form shows it next to the field
+        page = client.post("/cards/company/new", data={"csrf_token": CSRF, **company, "website": address})
+        assert page.status_code == 422 and "is not a valid http(s) address" in unescape(page.get_data(as_text=True))
+    assert _count(service, "company") == 0
+    accepted = client.post("/api/v1/records/company", headers=admin,
+                           json={**company, "website": "http://example.com:8080/a"})
+    assert accepted.status_code == 201 and accepted.get_json()["website"] == "http://example.com:8080/a"
+
+
 def test_the_schema_advertises_the_emails_and_lists_the_api_accepts(client, admin, shipped_metadata):
     schema = client.get("/api/v1/entities/contact", headers=admin).get_json()
     emails = schema["json_schema"]["properties"]["emails"]

@@ -127,10 +127,20 @@ class UrlType(FieldType):
         text = require_str(raw, "a web address").strip()
         if "://" not in text:
             text = "https://" + text
-        parts = urlsplit(text)
+        invalid = FieldValueError(f"'{text[:60]}' is not a valid http(s) address.")
+        try:
+            parts = urlsplit(text)
+        except ValueError:  # an unclosed or empty IPv6 bracket: "http://[::1", "http://[]"
+            raise invalid from None
         host = parts.hostname or ""
         if parts.scheme not in ("http", "https") or "." not in host or " " in text or len(text) > 2000:
-            raise FieldValueError(f"'{text[:60]}' is not a valid http(s) address.")
+            raise invalid
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:  # .port raises on a port beyond 65535 or one that is not digits
+            port_ok = False
+        if not port_ok:
+            raise FieldValueError(f"'{text[:60]}' is not a valid http(s) address: the port must be from 1 to 65535.")
         return text
 
     def check(self, value, field):
