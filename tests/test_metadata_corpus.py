@@ -261,3 +261,191 @@ def test_conditions_over_fields_everyone_who_sees_the_field_can_see_are_accepted
 def test_the_shipped_cards_leak_no_condition_to_any_role(shipped_metadata):
     for entity in shipped_metadata.entities.values():
         assert list(condition_leaks(entity, list(shipped_metadata.roles))) == [], entity.name
+
+
+# --- files the YAML reader chokes on: one located problem each, never a traceback -------------------
+
+HEAD = "entity: deal\nlabel: Deal\nfields:\n  name: {type: text}\n"
+UNREADABLE = [
+    # (case, file name, text, line, what the message says)
+    ("deep_flow_sequences", "deal.yaml", HEAD + "  x: " + "[" * 10_000 + "\n", 5, "nested more than 50 levels"),
+    ("deep_flow_mappings", "deal.yaml", HEAD + "  x: " + "{a: " * 10_000 + "\n", 5, "nested more than 50 levels"),
+    ("deep_block_mappings", "deal.yaml",
+     HEAD + "".join(f"{' ' * (2 * i + 2)}k{i}:\n" for i in range(300)), 53, "nested more than 50 levels"),
+    ("deep_json", "deal.json", '{"entity": "deal",\n "x": ' + "[" * 10_000 + "]" * 10_000 + "}", 2,
+     "nested more than 50 levels"),
+    ("deep_through_aliases", "deal.yaml",
+     HEAD + "  x:\n    - &a0 [end]\n" + "".join(f"    - &a{i} [*a{i - 1}]\n" for i in range(1, 80)), 6,
+     "nested more than 50 levels"),
+    ("alias_of_itself", "deal.yaml", HEAD + "  x: &loop [*loop]\n", 5, "nested more than 50 levels"),
+    ("nul_byte", "deal.yaml", "entity: deal\nlabel: Deal\x00\nfields:\n  name: {type: text}\n", 2,
+     "the character U+0000"),
+    ("escape_character", "deal.yaml", HEAD + "  note: {type: text, help: \"a\x1bb\"}\n", 5, "the character U+001B"),
+    ("decimal_number_of_5000_digits", "deal.yaml", HEAD + "  n: {type: integer, max: " + "9" * 5000 + "}\n", 5,
+     "the number is too large"),
+    ("hex_number_of_5000_digits", "deal.yaml", HEAD + "  n: {type: integer, max: 0x" + "f" * 5000 + "}\n", 5,
+     "the number is too large"),
+    ("sexagesimal_number", "deal.yaml", HEAD + "  n: {type: integer, max: 1" + ":59" * 200_000 + "}\n", 5,
+     "the number is too large"),
+    ("unknown_tag", "deal.yaml", HEAD + "  n: {type: integer, max: !shell 5}\n", 5, "cannot read this value"),
+    ("python_tag", "deal.yaml", HEAD + "  n: {type: integer, max: !!python/name:os.system ''}\n", 5,
+     "cannot read this value"),
+    ("merge_of_a_scalar", "deal.yaml", HEAD + "  n:\n    <<: 5\n    type: integer\n", 6,
+     "a merge key (<<) takes a mapping or a list of mappings"),
+    ("merge_of_its_own_mapping", "deal.yaml", HEAD + "  n: &n\n    type: integer\n    <<: *n\n", 7,
+     "merges a mapping that contains it"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "line", "message"), [case[1:] for case in UNREADABLE],
+                         ids=[case[0] for case in UNREADABLE])
+def test_a_file_the_yaml_reader_chokes_on_is_one_located_problem(tmp_path, name, text, line, message):
+    config = _write_case(tmp_path, {})
+    (config / "entities" / name).write_bytes(text.encode("utf-8"))
+
+    metadata, problems = check_config(config)
+
+    assert metadata is None
+    assert len(problems) == 1, [str(p) for p in problems]
+    printed = str(problems[0])
+    assert PRINTED.match(printed) and "\n" not in printed, printed
+    assert problems[0].file.endswith(f"entities/{name}")
+    assert problems[0].line == line, printed
+    assert message in printed
+
+
+def test_the_same_files_are_problem_lines_of_check_config_and_stop_the_app(tmp_path):
+    """check-config prints each as one `file:line: path: message` line (exit 1); create_app raises the same."""
+    from click.testing import CliRunner
+
+    from kartoteka import create_app
+    from kartoteka.cli import main
+    from kartoteka.config import Settings
+
+    for case, name, text, line, message in UNREADABLE:
+        config = _write_case(tmp_path / case, {})
+        (config / "entities" / name).write_bytes(text.encode("utf-8"))
+
+        result = CliRunner().invoke(main, ["check-config", str(config)], catch_exceptions=False)
+
+        assert result.exit_code == 1, (case, result.output)
+        assert "Traceback" not in result.output
+        lines = result.stdout.strip().splitlines()
+        assert len(lines) == 1 and PRINTED.match(lines[0]), (case, lines)
+        assert f"entities/{name}:{line}: " in lines[0] and message in lines[0], (case, lines)
+        assert "1 problem found." in result.stderr
+
+        settings = Settings(database_url=f"sqlite:///{tmp_path / case / 'k.db'}", config_dir=config,
+                            secret_key="test", instance_dir=tmp_path / case / "instance", testing=True)
+        with pytest.raises(MetadataError) as raised:
+            create_app(settings)
+        assert str(raised.value) == lines[0], case
+
+
+def test_roles_yaml_the_reader_chokes_on_is_a_located_problem(tmp_path):
+    config = _write_case(tmp_path, {"entities/deal.yaml": HEAD})
+    (config / "roles.yaml").write_bytes(b"roles:\n  sales: {label: Sales\x00}\n")
+    metadata, problems = check_config(config)
+    assert metadata is None
+    assert [(p.file.endswith("roles.yaml"), p.line) for p in problems] == [(True, 2)]
+    assert "the character U+0000" in str(problems[0])
+
+
+def test_a_lone_surrogate_or_control_character_is_printed_escaped(tmp_path):
+    """YAML escapes can put "\\ud800" or "\\0" into a value a message echoes; the line stays one printable line."""
+    from click.testing import CliRunner
+
+    from kartoteka.cli import main
+
+    config = _write_case(tmp_path, {"entities/deal.yaml": (
+        HEAD
+        + '  a: {type: "\\ud800"}\n'
+        + '  b: {type: "te\\0xt\\nnext"}\n'
+    )})
+
+    metadata, problems = check_config(config)
+    assert metadata is None
+    printed = [str(p) for p in problems]
+    assert len(printed) == 2
+    assert "fields.a.type: unknown field type '\\ud800'" in printed[0]
+    assert "fields.b.type: unknown field type 'te\\x00xt\\nnext'" in printed[1]
+    for line in printed:
+        line.encode("utf-8")  # no surrogate left: printable anywhere
+        assert "\n" not in line and "\x00" not in line
+
+    result = CliRunner().invoke(main, ["check-config", str(config)], catch_exceptions=False)
+    assert result.exit_code == 1
+    assert result.stdout.strip().splitlines() == printed
+    assert "2 problems found." in result.stderr
+
+
+def test_an_unreadable_entity_file_is_a_problem(tmp_path):
+    config = _write_case(tmp_path, {"entities/company.yaml": HEAD.replace("deal", "company")})
+    (config / "entities" / "deal.yaml").mkdir()
+    (config / "entities" / "broken.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    metadata, problems = check_config(config)
+    assert metadata is None
+    printed = sorted(str(p) for p in problems)
+    assert len(printed) == 2, printed
+    assert "entities/broken.yaml:1: (top): cannot be read:" in printed[0]
+    assert "entities/deal.yaml:1: (top): cannot be read:" in printed[1]
+
+
+# --- merge keys (`<<: *base`) --------------------------------------------------------------------
+
+def test_merge_keys_copy_a_mapping_and_the_keys_written_beside_them_win(tmp_path):
+    config = _write_case(tmp_path, {"entities/deal.yaml": (
+        "entity: deal\n"
+        "label: Deal\n"
+        "fields:\n"
+        "  name: &short {type: text, max_length: 50, help: Short}\n"
+        "  code:\n"
+        "    <<: *short\n"
+        "    max_length: 10\n"
+        "  both:\n"
+        "    <<: [{type: textarea, rows: 3, help: First}, *short]\n"
+        "  note: {help: Own, <<: *short, required: true}\n"
+    )})
+    metadata, problems = check_config(config)
+    assert [str(p) for p in problems] == []
+    deal = metadata.entity("deal")
+    assert list(deal.fields) == ["name", "code", "both", "note"]
+    assert (deal.field("code").type.name, deal.field("code").max_length) == ("text", 10)
+    assert str(deal.field("code").help) == "Short"
+    # In a list, earlier mappings win: type and help from the first, max_length from the second.
+    both = deal.field("both")
+    assert (both.type.name, both.rows, both.max_length, str(both.help)) == ("textarea", 3, 50, "First")
+    note = deal.field("note")
+    assert (note.required, note.max_length, str(note.help)) == (True, 50, "Own")
+
+
+def test_a_problem_in_merged_keys_points_at_the_line_that_holds_them(tmp_path):
+    config = _write_case(tmp_path, {"entities/deal.yaml": (
+        "entity: deal\n"
+        "label: Deal\n"
+        "fields:\n"
+        "  name: {type: text}\n"
+        "  base: &base\n"
+        "    type: text\n"
+        "    lable: Typo\n"
+        "  copy:\n"
+        "    <<: *base\n"
+        "    <<: *base\n"
+        "    help: x\n"
+        "    help: y\n"
+    )})
+    _, problems = check_config(config)
+    printed = [str(p) for p in problems]
+    assert any(line.endswith("deal.yaml:7: fields.base.lable: unknown key 'lable'; did you mean 'label'?")
+               for line in printed), printed
+    assert any(line.endswith("deal.yaml:7: fields.copy.lable: unknown key 'lable'; did you mean 'label'?")
+               for line in printed), printed
+    assert any("deal.yaml:10: fields.copy.<<: duplicate key '<<' (first on line 9)" in line for line in printed)
+    assert any("deal.yaml:12: fields.copy.help: duplicate key 'help' (first on line 11)" in line for line in printed)
+
+
+def test_a_key_that_is_a_list_or_mapping_is_a_problem(tmp_path):
+    config = _write_case(tmp_path, {"entities/deal.yaml": HEAD + "  ? [a, b]\n  : {type: text}\n"})
+    _, problems = check_config(config)
+    assert any("deal.yaml:5: fields: a key must be a single value, not a list or a mapping" in str(p)
+               for p in problems), [str(p) for p in problems]

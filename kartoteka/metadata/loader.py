@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -140,12 +141,12 @@ def check_config(
         if path.suffix not in ENTITY_SUFFIXES or path.name.startswith("."):
             continue
         display = _display(path, root)
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
         try:
             source, found = read_source(path, display)
         except SourceError as exc:
             problems.append(exc.problem)
             continue
+        digest.update(os.fsencode(path.name) + b"\0" + path.read_bytes())
         problems.extend(found)
         if not isinstance(source.data, dict):
             problems.append(source.problem((), "an entity file must be a mapping with 'entity', 'label', 'fields'"))

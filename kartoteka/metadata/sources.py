@@ -12,6 +12,22 @@ import yaml
 Path_ = tuple[str | int, ...]
 MAX_FILE_BYTES = 2_000_000
 MAX_NODES = 200_000
+# Levels of nesting a file may have (metadata itself needs about a dozen). The YAML composer recurses once
+# per level, and so does building the data, so this also bounds the stack either can take.
+MAX_DEPTH = 50
+# Whole numbers in metadata are far smaller (ids, limits, at most 2^53): a longer one is refused before
+# Python converts it, which for thousands of digits raises and for a long sexagesimal 1:59:59:... is slow.
+MAX_NUMBER_DIGITS = 100
+MERGE_TAG = "tag:yaml.org,2002:merge"
+INT_TAG = "tag:yaml.org,2002:int"
+# Control characters (tab excepted) and UTF-16 surrogates: escaped when a message shows them, so that every
+# problem stays one printable line ("\\x00", "\\ud800") that any terminal or log can take.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (but tab) and lone surrogates written as Python escapes."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass(frozen=True, order=True)
@@ -25,7 +41,7 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.path or '(top)'}: {self.message}"
+        return printable(f"{where}: {self.path or '(top)'}: {self.message}")
 
 
 def dotted(path: Path_) -> str:
@@ -62,7 +78,21 @@ class _Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 booleans: `no`, `on`, `yes` stay strings (option values!).
 
     Nor are there implicit timestamps: `min: 2025-01-01` stays text that the field's type parses.
+    Nesting deeper than MAX_DEPTH stops composing with a located error, before the recursion gets deep.
     """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Unreadable(self.peek_event().start_mark, f"values are nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self.depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -83,17 +113,45 @@ class SourceError(Exception):
         self.problem = problem
 
 
+class _Unreadable(Exception):
+    """Reading stops here: `message` at `mark` (None: the file as a whole)."""
+
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        super().__init__(message)
+        self.line = mark.line + 1 if mark is not None else 1
+        self.message = message
+
+
 def read_source(path: Path, display: str) -> tuple[Source, list[Problem]]:
-    """Parse one file; duplicate keys are reported as problems, syntax errors raise SourceError."""
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise SourceError(Problem(display, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes"))
+    """Parse one file; duplicate keys are reported as problems, anything unreadable raises SourceError.
+
+    Whatever the file holds, the outcome is problems naming the file and, where known, the line: never an
+    exception from the YAML library, the recursion limit or Python's number conversion.
+    """
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise SourceError(Problem(display, 1, "", f"file is larger than {MAX_FILE_BYTES} bytes"))
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise SourceError(Problem(display, 1, "", f"file is not UTF-8 text: {exc.reason}")) from None
-    loader = _Loader(text)
+    except OSError as exc:
+        raise SourceError(Problem(display, 1, "", f"cannot be read: {exc.strerror or exc}")) from None
+    bad = yaml.reader.Reader.NON_PRINTABLE.search(text)
+    if bad is not None:
+        line = text.count("\n", 0, bad.start()) + 1
+        raise SourceError(Problem(display, line, "", f"holds the character U+{ord(bad.group()):04X}, which a YAML "
+                                                     "or JSON file may not contain; remove it"))
+    source = Source(display, None)
+    problems: list[Problem] = []
+    loader = None
     try:
+        loader = _Loader(text)
         node = loader.get_single_node()
+        if node is None:
+            raise SourceError(Problem(display, 1, "", "file is empty"))
+        source.data = _Builder(source, loader, problems).build(node, (), 1)
+    except _Unreadable as exc:
+        raise SourceError(Problem(display, exc.line, "", exc.message)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
@@ -101,43 +159,119 @@ def read_source(path: Path, display: str) -> tuple[Source, list[Problem]]:
         raise SourceError(Problem(display, line, "", f"syntax error: {message}")) from None
     except yaml.YAMLError as exc:
         raise SourceError(Problem(display, 1, "", f"syntax error: {exc}")) from None
+    except (RecursionError, MemoryError):  # a safety net: MAX_DEPTH and MAX_NODES stop both long before
+        raise SourceError(Problem(display, 1, "", "file is nested too deeply or too large to read")) from None
     finally:
-        loader.dispose()
-    source = Source(display, None)
-    problems: list[Problem] = []
-    if node is None:
-        raise SourceError(Problem(display, 1, "", "file is empty"))
-    budget = [MAX_NODES]
-    try:
-        source.data = _build(node, (), source, loader, problems, budget)
-    except RecursionError:
-        raise SourceError(Problem(display, 1, "", "file is nested too deeply")) from None
-    if budget[0] < 0:
-        raise SourceError(Problem(display, 1, "", f"file has more than {MAX_NODES} values (alias expansion?)"))
+        if loader is not None:
+            loader.dispose()
     return source, problems
 
 
-def _build(
-    node: yaml.Node, path: Path_, source: Source, loader: _Loader, problems: list[Problem], budget: list[int]
-) -> Any:
-    budget[0] -= 1
-    if budget[0] < 0:
-        return None
-    source.lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        result: dict[Any, Any] = {}
+class _Builder:
+    """Plain data from the composed nodes, recording the line of every path.
+
+    Bounded: at most MAX_NODES values (aliases count each time they are used) and MAX_DEPTH levels
+    (aliases can nest deeper than the text does). Merge keys (`<<: *base`) are resolved here.
+    """
+
+    def __init__(self, source: Source, loader: _Loader, problems: list[Problem]) -> None:
+        self.source = source
+        self.loader = loader
+        self.problems = problems
+        self.budget = MAX_NODES
+
+    def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
+        if depth > MAX_DEPTH:
+            raise _Unreadable(node.start_mark, f"values are nested more than {MAX_DEPTH} levels deep")
+        self.budget -= 1
+        if self.budget < 0:
+            raise _Unreadable(None, f"file has more than {MAX_NODES} values (alias expansion?)")
+        self.source.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[str, Any] = {}
+            for key, key_node, value_node in self.pairs(node, path, ()):
+                child = (*path, key)
+                self.source.lines[child] = key_node.start_mark.line + 1
+                result[key] = self.build(value_node, child, depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i), depth + 1) for i, item in enumerate(node.value)]
+        return self.scalar(node)
+
+    def pairs(self, node: yaml.MappingNode, path: Path_, merging: tuple[yaml.Node, ...]
+              ) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """The (key, key node, value node) of a mapping, with merge keys resolved, in document order.
+
+        `<<: *base` (or `<<: [*a, *b]`) copies the keys of the mapping(s) that are not written in this
+        mapping, where the `<<` stands; in a list, earlier mappings win. Duplicate keys are reported (not
+        within merged mappings: those are reported where they are written) and the first one kept.
+        """
+        report = not merging
+        merging = (*merging, node)
+        written: dict[str, yaml.Node] = {}
+        entries: list[tuple[str, yaml.Node, yaml.Node] | list[tuple[str, yaml.Node, yaml.Node]]] = []
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                key = str(key)
-            child = (*path, key)
-            if key in result:
-                problems.append(Problem(source.file, key_node.start_mark.line + 1, dotted(child),
-                                        f"duplicate key '{key}' (first on line {source.lines[child]})"))
+            if key_node.tag == MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
+                key = "<<"
+            else:
+                key = self.key(key_node, path, report)
+                if key is None:
+                    continue
+            if key in written:
+                if report:
+                    message = f"duplicate key '{key}' (first on line {written[key].start_mark.line + 1})"
+                    self.problems.append(Problem(self.source.file, key_node.start_mark.line + 1,
+                                                 dotted((*path, key)), message))
                 continue
-            source.lines[child] = key_node.start_mark.line + 1
-            result[key] = _build(value_node, child, source, loader, problems, budget)
+            written[key] = key_node
+            if key == "<<" and key_node.tag == MERGE_TAG:
+                entries.append(self.merged(key_node, value_node, path, merging))
+            else:
+                entries.append((key, key_node, value_node))
+        result: list[tuple[str, yaml.Node, yaml.Node]] = []
+        taken: set[str] = set()
+        for entry in entries:
+            for key, key_node, value_node in entry if isinstance(entry, list) else [entry]:
+                if key in taken or (isinstance(entry, list) and key in written):
+                    continue
+                taken.add(key)
+                result.append((key, key_node, value_node))
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), source, loader, problems, budget) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+
+    def merged(self, key: yaml.Node, value: yaml.Node, path: Path_, merging: tuple[yaml.Node, ...]
+               ) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        """The pairs a merge key brings in: of one mapping, or of a list of mappings (earlier ones first)."""
+        mappings = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        if not mappings or not all(isinstance(m, yaml.MappingNode) for m in mappings):
+            raise _Unreadable(value.start_mark, "a merge key (<<) takes a mapping or a list of mappings, "
+                                                "such as <<: *base or <<: [*a, *b]")
+        if any(m is outer for m in mappings for outer in merging):
+            raise _Unreadable(key.start_mark, "a merge key (<<) merges a mapping that contains it")
+        return [pair for mapping in mappings for pair in self.pairs(mapping, path, merging)]
+
+    def key(self, node: yaml.Node, path: Path_, report: bool) -> str | None:
+        """A mapping key as text; a list or mapping as a key is a problem (None)."""
+        if not isinstance(node, yaml.ScalarNode):
+            if report:
+                self.problems.append(Problem(self.source.file, node.start_mark.line + 1, dotted(path),
+                                             "a key must be a single value, not a list or a mapping"))
+            return None
+        key = self.scalar(node)
+        return key if isinstance(key, str) else str(key)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if node.tag == MERGE_TAG:  # `<<` where it is not a key is just text
+            return node.value
+        too_large = f"the number is too large: numbers here have at most {MAX_NUMBER_DIGITS} digits"
+        if node.tag == INT_TAG and len(node.value) > 2 * MAX_NUMBER_DIGITS:
+            raise _Unreadable(node.start_mark, too_large)
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.MarkedYAMLError as exc:
+            raise _Unreadable(node.start_mark, f"cannot read this value: {exc.problem or exc}") from None
+        except ValueError as exc:
+            raise _Unreadable(node.start_mark, too_large if node.tag == INT_TAG else
+                              f"cannot read this value: {exc}") from None
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_NUMBER_DIGITS:
+            raise _Unreadable(node.start_mark, too_large)
+        return value
