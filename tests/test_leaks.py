@@ -235,3 +235,59 @@ def test_a_flag_left_by_a_blind_save_shows_only_to_those_who_see_the_fields(serv
     fixed = client.patch(url, json={"cost": "250000", "version": 2}, headers=money_headers)
     assert fixed.status_code == 200 and "needs_attention" not in fixed.get_json()
     assert service.get("deal", deal.id, SYSTEM).attention == ()
+
+
+# --- a unique value already used by a record the user may not read ----------------------------------
+
+REGISTRY = {
+    "badge": {"entity": "badge", "label": "Badge", "title": "{holder}",
+              "fields": {"holder": {"type": "text", "required": True},
+                         "code": {"type": "text", "unique": True}}},
+}
+REGISTRY_ROLES = {
+    "roles": {"admin": {"label": "Admin"}, "clerk": {"label": "Clerk"}, "auditor": {"label": "Auditor"}},
+    "permissions": {"admin": {"*": "all"}, "clerk": {"badge": "own"},
+                    "auditor": {"badge": {"create": "own", "read": "all", "update": "own", "delete": "none"}}},
+}
+
+
+@pytest.fixture
+def registry(tmp_path, engine, database_url, clock, make_user):
+    """An app whose clerks read only their own badges, while auditors read every badge."""
+    from kartoteka import create_app
+    from kartoteka.config import Settings
+    from kartoteka.storage.indexes import sync_indexes
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "registry", REGISTRY, REGISTRY_ROLES)
+    settings = Settings(database_url=database_url, config_dir=config, secret_key="test-secret",
+                        instance_dir=tmp_path / "instance", testing=True)
+    app = create_app(settings, clock)
+    sync_indexes(engine, app.extensions["kartoteka"].metadata)
+    people = {name: make_user(name, [role]) for name, role in
+              (("anna", "clerk"), ("boris", "clerk"), ("vera", "auditor"))}
+    yield app.test_client(), app.extensions["kartoteka"].service, people
+    app.extensions["kartoteka"].engine.dispose()
+
+
+def test_a_unique_value_taken_by_a_record_the_user_cannot_read_names_no_record(registry):
+    client, service, people = registry
+    (_, anna), (boris_user, boris), (_, vera) = people["anna"], people["boris"], people["vera"]
+    taken = client.post("/api/v1/records/badge", headers=anna, json={"holder": "Anna Secret-Holder", "code": "B-7"})
+    assert taken.status_code == 201
+    taken_id = taken.get_json()["id"]
+    # Boris cannot read Anna's badge: he learns the value is used, not which record holds it.
+    refused = client.post("/api/v1/records/badge", headers=boris, json={"holder": "Boris", "code": "B-7"})
+    assert refused.status_code == 422
+    assert refused.get_json()["errors"] == {"code": ["Must be unique: this value is already used."]}
+    assert f"#{taken_id}" not in refused.get_data(as_text=True) and "Secret" not in refused.get_data(as_text=True)
+    own = client.post("/api/v1/records/badge", headers=boris, json={"holder": "Boris", "code": "B-8"}).get_json()
+    changed = client.patch(f"/api/v1/records/badge/{own['id']}", headers=boris,
+                           json={"version": own["version"], "code": "B-7"})
+    assert changed.get_json()["errors"] == {"code": ["Must be unique: this value is already used."]}
+    assert service.validate("badge", {"holder": "Boris", "code": "B-7"}, boris_user) == {
+        "code": ["Must be unique: this value is already used."]}
+    # Vera reads every badge: she is told which one, by its title.
+    named = client.post("/api/v1/records/badge", headers=vera, json={"holder": "Vera", "code": "B-7"})
+    assert named.get_json()["errors"] == {
+        "code": [f"Must be unique: Badge #{taken_id} 'Anna Secret-Holder' already has this value."]}

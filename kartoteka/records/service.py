@@ -352,7 +352,7 @@ class RecordService:
                     clause = sa.and_(clause, records.c.id != record_id)
                 other = conn.execute(sa.select(records.c.id).where(clause).limit(1)).scalar()
                 if other is not None:
-                    prepared.error(name, f"Must be unique: {entity.label} #{other} already has this value.")
+                    prepared.error(name, self._unique_message(conn, entity, other, user))
             if name not in prepared.changed:
                 continue
             items = value if field.multiple else [value]
@@ -365,6 +365,19 @@ class RecordService:
             elif kind == "file":
                 prepared.values[name] = self._resolve_files(conn, entity, field, items, name, prepared, record_id,
                                                           user)
+
+    def _unique_message(self, conn: sa.Connection, entity: EntityDef, other: int, user: Principal) -> str:
+        """Why a unique value is refused: the record holding it by its title, if the user may read it.
+
+        A record outside the user's read scope does not exist for them: they learn only that the value
+        is taken, never which record has it.
+        """
+        readable = readable_where(self.metadata, user, entity)
+        title = None if readable is None else conn.execute(
+            sa.select(records.c.title).where(records.c.id == other, *readable)).scalar()
+        if title is None:
+            return "Must be unique: this value is already used."
+        return f"Must be unique: {entity.label} #{other} '{title}' already has this value."
 
     def _check_references(self, conn: sa.Connection, target: str, ids: Iterable[int], name: str,
                           prepared: Prepared, user: Principal) -> None:
