@@ -244,7 +244,7 @@ class RecordService:
                 self._require_in_scope(conn, entity, self._visible_row(conn, entity, record_id, user), user, "update")
             prepared = self._dry_run(conn, entity, values, user, record_id)
             self._check_lookups(conn, entity, prepared, record_id, user)
-            prepared.hide_unseen(entity.fields.keys() - viewable_fields(entity, user))
+            self._hide_unseen(entity, prepared, user)
         return prepared.errors
 
     def _dry_run(self, conn: sa.Connection, entity: EntityDef, values: Mapping[str, Any], user: Principal,
@@ -306,9 +306,13 @@ class RecordService:
         return exc
 
     @staticmethod
-    def _raise_if_invalid(entity: EntityDef, prepared: Prepared, user: Principal) -> None:
-        # The database checks may have found problems with fields the user cannot see, too.
+    def _hide_unseen(entity: EntityDef, prepared: Prepared, user: Principal) -> None:
+        """Turn problems with fields the user may not view into flags (the database checks find some too)."""
         prepared.hide_unseen(entity.fields.keys() - viewable_fields(entity, user))
+
+    @classmethod
+    def _raise_if_invalid(cls, entity: EntityDef, prepared: Prepared, user: Principal) -> None:
+        cls._hide_unseen(entity, prepared, user)
         if prepared.errors:
             raise RecordValidationError(prepared.errors)
 
