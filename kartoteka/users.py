@@ -180,8 +180,9 @@ def live_sessions(engine: sa.Engine, now: datetime) -> dict[int, list[SessionInf
 # --- signing in: failures counted per (user name as typed, address) and per address -----------------
 # After PAIR_LIMIT failures of one name from one address, that pair waits FIRST_DELAY, doubling with each
 # further failure up to MAX_DELAY; an address gets the same after ADDRESS_LIMIT failures over any names.
-# Attempts refused while waiting are not counted. Counters restart FORGET_AFTER after their last failure;
-# a successful sign-in clears its pair and takes its own attempt back from the address.
+# Attempts refused while waiting are not counted. Counters restart FORGET_AFTER after their last failure.
+# A successful sign-in clears its pair and takes back from the address its own attempt and that pair's
+# failures, never those over other names; it leaves the address's last failure and wait as they were.
 PAIR_LIMIT = 5
 ADDRESS_LIMIT = 20
 FIRST_DELAY = timedelta(minutes=1)
@@ -234,9 +235,9 @@ def sign_in(engine: sa.Engine, username: str, password: str, now: datetime, addr
     """
     name, where = attempt_name(username), attempt_address(address)
     _clean_up(engine, now)
-    retry_after = _count_failure(engine, name, where, now)
-    if retry_after is not None:
-        return SignIn(None, retry_after=retry_after)
+    counted = _count_failure(engine, name, where, now)
+    if counted.retry_after is not None:
+        return SignIn(None, retry_after=counted.retry_after)
     row = None
     if USERNAME.fullmatch(username):
         with engine.connect() as conn:
@@ -246,43 +247,76 @@ def sign_in(engine: sa.Engine, username: str, password: str, now: datetime, addr
     if row is None or password_hash is None or not matches:
         return SignIn(None)
     with engine.begin() as conn:
-        conn.execute(sa.delete(sign_in_attempts).where(sign_in_attempts.c.username == name,
-                                                       sign_in_attempts.c.address == where))
-        failures = sign_in_attempts.c.failures
-        conn.execute(sa.update(sign_in_attempts)
-                     .where(sign_in_attempts.c.username == ANY_NAME, sign_in_attempts.c.address == where)
-                     .values(failures=sa.case((failures > 0, failures - 1), else_=0),
-                             blocked_until=sa.case((failures - 1 >= ADDRESS_LIMIT, sign_in_attempts.c.blocked_until),
-                                                   else_=None)))
+        _take_back(conn, counted)
         conn.execute(sa.update(users).where(users.c.id == row.id).values(last_login_at=now))
     return SignIn(_principal(row))
 
 
-def _count_failure(engine: sa.Engine, name: str, where: str, now: datetime) -> datetime | None:
-    """Count an attempt of the pair and the address as failed; if either must still wait, undo it and say until when."""
+@dataclass(frozen=True)
+class _Counted:
+    """An attempt counted as failed: the address counter's row as the attempt found and left it."""
+
+    retry_after: datetime | None
+    pair_id: int = 0
+    pair_failures: int = 0
+    address_id: int = 0
+    address_failures: int = 0
+    previous_failure_at: datetime | None = None
+    previous_blocked_until: datetime | None = None
+
+
+def _take_back(conn: sa.Connection, counted: _Counted) -> None:
+    """Undo a successful attempt's count: it clears its pair and leaves the address as it found it.
+
+    The address also forgets the pair's earlier failures (the same name, so the user's own typos), never the
+    failures over other names: an attacker who owns an account cannot reset a password spray by signing in.
+    When nobody counted at the address since, its previous last failure and block come back exactly, so a
+    success neither adds a wait nor keeps the counter from being forgotten; otherwise only the count goes down.
+    """
+    table = sign_in_attempts
+    conn.execute(sa.delete(table).where(table.c.id == counted.pair_id))
+    own = max(counted.pair_failures - 1, 0)  # the pair's failures before this attempt, all counted at the address
+    untouched = conn.execute(
+        sa.update(table).where(table.c.id == counted.address_id, table.c.failures == counted.address_failures)
+        .values(failures=max(counted.address_failures - 1 - own, 0), last_failure_at=counted.previous_failure_at,
+                blocked_until=counted.previous_blocked_until)).rowcount
+    if not untouched:
+        failures = table.c.failures - 1 - own
+        conn.execute(sa.update(table).where(table.c.id == counted.address_id)
+                     .values(failures=sa.case((failures > 0, failures), else_=0)))
+
+
+def _count_failure(engine: sa.Engine, name: str, where: str, now: datetime) -> _Counted:
+    """Count an attempt of the pair and the address as failed; if either must still wait, undo it and say until when.
+
+    The upsert leaves last_failure_at and blocked_until alone, so it returns them as they were (their undo on
+    a success); the row stays locked until the transaction ends, when they are set.
+    """
     insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
     table = sign_in_attempts
     with engine.connect() as conn, conn.begin() as transaction:
         counts = []
-        for username, limit in ((name, PAIR_LIMIT), (ANY_NAME, ADDRESS_LIMIT)):
+        for username in (name, ANY_NAME):
             statement = insert(table).values(username=username, address=where, failures=1, last_failure_at=now)
             statement = statement.on_conflict_do_update(
                 index_elements=[table.c.username, table.c.address],
                 set_={"failures": sa.case((table.c.last_failure_at < now - FORGET_AFTER, 1),
-                                          else_=table.c.failures + 1),
-                      "last_failure_at": now},
-            ).returning(table.c.id, table.c.failures, table.c.blocked_until)
-            row = conn.execute(statement).one()
-            counts.append((row.id, row.failures, limit, _aware(row.blocked_until)))
-        waits = [until for *_, until in counts if until is not None and until > now]
+                                          else_=table.c.failures + 1)},
+            ).returning(table.c.id, table.c.failures, table.c.last_failure_at, table.c.blocked_until)
+            counts.append(conn.execute(statement).one())
+        pair, address = counts
+        waits = [until for until in (_aware(row.blocked_until) for row in counts) if until is not None and until > now]
         if waits:
             transaction.rollback()
-            return max(waits)
-        for row_id, failures, limit, _until in counts:
-            delay = delay_after(failures, limit)
+            return _Counted(max(waits))
+        for row, limit in ((pair, PAIR_LIMIT), (address, ADDRESS_LIMIT)):
+            delay = delay_after(row.failures, limit)
+            values: dict[str, object] = {"last_failure_at": now}
             if delay is not None:
-                conn.execute(sa.update(table).where(table.c.id == row_id).values(blocked_until=now + delay))
-    return None
+                values["blocked_until"] = now + delay
+            conn.execute(sa.update(table).where(table.c.id == row.id).values(**values))
+    return _Counted(None, pair.id, pair.failures, address.id, address.failures,
+                    _aware(address.last_failure_at), _aware(address.blocked_until))
 
 
 def _clean_up(engine: sa.Engine, now: datetime) -> None:

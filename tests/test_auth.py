@@ -279,6 +279,48 @@ def test_a_success_gives_back_its_own_attempt_to_the_address(app, anna):
     assert attempt(other, "someone else", WRONG, address=ATTACKER).status_code == 429
 
 
+def test_a_success_never_blocks_its_address(app, fixed_clock, anna, make_user):
+    """An address past its limit whose wait is over: a right password signs in and leaves no wait behind."""
+    make_user("boris", ["sales"], "sales", password=PASSWORD)
+    sprayer = app.test_client()
+    for i in range(ADDRESS_LIMIT + 1):  # the 20th failure makes the address wait 1 minute, the 21st 2 minutes
+        attempt(sprayer, f"name{i}", WRONG, address=ATTACKER)
+        fixed_clock.advance(minutes=2)
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+    # Nothing waits now: a colleague behind the same address signs in at once.
+    assert attempt(app.test_client(), "boris", PASSWORD, address=ATTACKER).status_code == 302
+    with _state(app).engine.connect() as conn:
+        row = conn.execute(sa.select(sign_in_attempts).where(sign_in_attempts.c.username == "")).one()
+    assert row.failures == ADDRESS_LIMIT + 1  # the failures over other names are all still counted
+    assert row.blocked_until is None or row.blocked_until.replace(tzinfo=None) <= fixed_clock.now().replace(tzinfo=None)
+    # ...so the next failure over any name waits again, as it would have without the sign-ins.
+    assert attempt(sprayer, "name99", WRONG, address=ATTACKER).status_code == 401
+    assert attempt(sprayer, "name98", WRONG, address=ATTACKER).status_code == 429
+
+
+def test_a_success_does_not_keep_the_address_counter_alive(app, fixed_clock, anna):
+    """Failures are forgotten an hour after the last failure, however many sign-ins succeed meanwhile."""
+    sprayer = app.test_client()
+    for i in range(ADDRESS_LIMIT - 1):
+        attempt(sprayer, f"name{i}", WRONG, address=ATTACKER)
+    fixed_clock.advance(minutes=50)
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+    fixed_clock.advance(minutes=11)
+    assert [attempt(sprayer, f"other{i}", WRONG, address=ATTACKER).status_code for i in range(3)] == [401] * 3
+
+
+def test_a_success_takes_back_its_own_names_failures_but_no_others(app, anna):
+    """Mistyping one's own password before getting it right costs the address nothing; spraying other names does."""
+    sprayer = app.test_client()
+    for i in range(ADDRESS_LIMIT - 5):
+        attempt(sprayer, f"name{i}", WRONG, address=ATTACKER)
+    for _ in range(3):
+        assert attempt(app.test_client(), "anna", WRONG, address=ATTACKER).status_code == 401
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+    # 15 failures over other names remain: five more are answered, the next one waits.
+    assert [attempt(sprayer, f"more{i}", WRONG, address=ATTACKER).status_code for i in range(6)] == [401] * 5 + [429]
+
+
 def test_every_attempt_checks_one_password_hash_unless_it_must_wait(app, client, make_user, monkeypatch):
     """An unknown name and a user without a password cost the same hash check as a real one (the dummy hash)."""
     import kartoteka.users as module
