@@ -6,6 +6,7 @@ substrings its printed problems must contain.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -449,3 +450,42 @@ def test_a_key_that_is_a_list_or_mapping_is_a_problem(tmp_path):
     _, problems = check_config(config)
     assert any("deal.yaml:5: fields: a key must be a single value, not a list or a mapping" in str(p)
                for p in problems), [str(p) for p in problems]
+
+
+# --- patterns run on RE2 (linear time): what it cannot run, or would run differently, is refused -------
+
+@pytest.mark.parametrize(("pattern", "message"), [
+    ("[A-Z{3}", "invalid regular expression: missing ]: [A-Z{3}"),
+    ("(a)\\1", "invalid regular expression: invalid escape sequence: \\1; patterns use RE2 syntax"),
+    ("(?=a)a", "invalid regular expression: invalid perl operator: (?=; patterns use RE2 syntax"),
+    ("(?<!a)b", "invalid regular expression: invalid perl operator: (?<!"),
+    ("a{1001}", "invalid regular expression: invalid repetition size: {1001}"),
+    ("\\w+", "\\w matches only ASCII letters, digits and _ in a pattern; write [\\p{L}\\p{N}_] for letters "
+             "and digits of any script, or [A-Za-z0-9_] for ASCII only"),
+    ("[\\W-]+", "\\W matches everything but ASCII letters, digits and _ in a pattern; write [^\\p{L}\\p{N}_]"),
+    ("\\bword", "\\b sees only ASCII letters, digits and _ as word characters in a pattern"),
+    ("x\\B", "\\B sees only ASCII letters"),
+    ("a\ud800", "invalid regular expression: it holds an unpaired surrogate"),
+])
+def test_a_pattern_re2_cannot_run_as_written_is_refused_at_load(tmp_path, pattern, message):
+    field = f"  code: {{type: text, pattern: {json.dumps(pattern)}}}\n"
+    config = _write_case(tmp_path, {"entities/deal.yaml": HEAD + field})
+    metadata, problems = check_config(config)
+    assert metadata is None
+    printed = [str(p) for p in problems]
+    assert len(printed) == 1 and "deal.yaml:5: fields.code.pattern: " in printed[0], printed
+    assert message in printed[0], printed
+
+
+def test_backtracking_patterns_are_accepted_because_matching_is_linear(tmp_path):
+    """`(a+)+b` and friends stall a backtracking engine on a long input; RE2 runs them in linear time."""
+    patterns = ["(a+)+b", "(a|a)*c", "(.*a){20}", "\\d*\\d*\\d*x", "\\\\w", "[\\p{L}\\p{N}_]+", "\\d{10}|\\d{12}"]
+    config = _write_case(tmp_path, {"entities/deal.yaml": HEAD + "".join(
+        f"  p{i}: {{type: text, pattern: {json.dumps(p)}}}\n" for i, p in enumerate(patterns))})
+    metadata, problems = check_config(config)
+    assert [str(p) for p in problems] == []
+    deal = metadata.entity("deal")
+    assert [deal.field(f"p{i}").pattern.pattern for i in range(len(patterns))] == patterns
+    assert deal.field("p4").pattern.fullmatch("\\w")  # an escaped backslash, then a plain w
+    assert deal.field("p5").pattern.fullmatch("Иван_1")
+    assert not deal.field("p6").pattern.fullmatch("١٢٣٤٥٦٧٨٩٠")  # \d is 0-9 only: an INN is ASCII digits

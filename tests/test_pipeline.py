@@ -73,9 +73,22 @@ SIGNUP = {
 }
 
 
+# Patterns a backtracking engine takes exponential or high polynomial time on (with a long input).
+CODES = {
+    "entity": "codes",
+    "label": "Codes",
+    "fields": {
+        "nested": {"type": "text", "pattern": "(a+)+b"},
+        "alternation": {"type": "text", "pattern": "(a|a)*c", "pattern_message": "Only a's, then c."},
+        "repeated": {"type": "textarea", "pattern": "(.*a){20}"},
+        "digits": {"type": "text", "multiple": True, "pattern": "\\d*\\d*\\d*x"},
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def metadata(tmp_path_factory):
-    root = write_config(tmp_path_factory.mktemp("pipeline"), {"deal": DEAL, "signup": SIGNUP},
+    root = write_config(tmp_path_factory.mktemp("pipeline"), {"deal": DEAL, "signup": SIGNUP, "codes": CODES},
                         roles={"roles": {"sales": {"label": "Sales"}, "finance": {"label": "Finance"}}})
     return load_metadata(root)
 
@@ -441,3 +454,25 @@ def test_dates_in_formulas_and_validations_use_the_parsed_values(save):
     assert prepared.errors == {}
     assert prepared.values["starts"] == date(2026, 4, 1)
     assert prepared.values["days_left"] == 59
+
+
+# --- patterns ---------------------------------------------------------------------------------------
+
+def test_a_hostile_input_against_a_backtracking_pattern_is_a_plain_mismatch(metadata, save):
+    """RE2 matches in time linear in the input: the longest inputs against (a+)+b and friends just fail."""
+    codes = metadata.entity("codes")
+    for field in codes.fields.values():  # not Python's backtracking `re`, on which this test would never end
+        assert type(field.pattern).__module__.split(".")[0] == "re2", field.name
+
+    prepared = save({"nested": "a" * 10_000, "alternation": "a" * 10_000, "repeated": "a" * 99_999 + "b",
+                     "digits": ["1" * 10_000] * 100}, entity="codes", user=SYSTEM)
+
+    assert prepared.errors == {
+        "nested": ["Does not match the pattern (a+)+b."],
+        "alternation": ["Only a's, then c."],
+        "repeated": ["Does not match the pattern (.*a){20}."],
+        "digits": ["Does not match the pattern \\d*\\d*\\d*x."],
+    }
+    matching = save({"nested": "aaab", "alternation": "aac", "repeated": "a" * 20 + "b" * 5 + "a",
+                     "digits": ["12x", "x"]}, entity="codes", user=SYSTEM)
+    assert matching.errors == {}

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ast
-import re
 import string
 from collections.abc import Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
+
+import re2
 
 from kartoteka.metadata.expressions import CompiledExpression, ExpressionError, compile_expression, suggest
 from kartoteka.metadata.fieldtypes import FIELD_TYPES, FieldValueError, ParseContext
@@ -36,6 +37,46 @@ from kartoteka.metadata.visibility import Leak, condition_leaks
 from kartoteka.rules.actions import check_action
 
 TEXT_SEARCHABLE = frozenset({"text", "textarea", "email", "phone", "url"})
+
+# Field patterns run on RE2, which matches in time linear in the input whatever the pattern: no pattern
+# can make a long value stall a worker (Python's backtracking `re` takes forever on `(a+)+b` against
+# "aaaa...a"). Compile errors are returned as problems, not logged to stderr.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_RE2_HINT = ("; patterns use RE2 syntax, which matches in linear time and has no backreferences, lookarounds, "
+             "atomic groups or possessive quantifiers")
+# Escapes RE2 reads as ASCII only where Python reads Unicode: refused rather than silently narrowed, since a
+# pattern written for Python would then turn away Cyrillic names. \d and \s are accepted (0-9 and ASCII
+# white space, as documented): digits in codes are ASCII digits anyway.
+_ASCII_ONLY = {
+    "w": "\\w matches only ASCII letters, digits and _ in a pattern; write [\\p{L}\\p{N}_] for letters and "
+         "digits of any script, or [A-Za-z0-9_] for ASCII only",
+    "W": "\\W matches everything but ASCII letters, digits and _ in a pattern; write [^\\p{L}\\p{N}_] for "
+         "anything but letters and digits of any script, or [^A-Za-z0-9_] for ASCII only",
+    "b": "\\b sees only ASCII letters, digits and _ as word characters in a pattern, so it misplaces word "
+         "edges in other scripts; a pattern matches the whole value, so write it without \\b",
+    "B": "\\B sees only ASCII letters, digits and _ as word characters in a pattern, so it misplaces word "
+         "edges in other scripts; write the pattern without \\B",
+}
+
+
+def compile_pattern(text: str) -> tuple[Any, str | None]:
+    """A field's `pattern` compiled with RE2, or (None, the problem to report)."""
+    escaped = False
+    for char in text:
+        if escaped and char in _ASCII_ONLY:
+            return None, _ASCII_ONLY[char]
+        escaped = not escaped and char == "\\"
+    try:
+        return re2.compile(text, _RE2_OPTIONS), None
+    except re2.error as exc:
+        reason = exc.args[0].decode("utf-8", "backslashreplace") if exc.args and isinstance(exc.args[0], bytes) \
+            else str(exc)
+        hint = _RE2_HINT if reason.startswith(("invalid escape sequence", "invalid perl operator",
+                                                "invalid named capture group", "bad repetition operator")) else ""
+        return None, f"invalid regular expression: {reason}{hint}"
+    except UnicodeEncodeError:  # a lone surrogate from a YAML escape: not text RE2 can read
+        return None, "invalid regular expression: it holds an unpaired surrogate, which is not a character"
 
 
 class EntityBuilder:
@@ -196,10 +237,9 @@ class EntityBuilder:
                 ok = False
         pattern = None
         if "pattern" in spec:
-            try:
-                pattern = re.compile(spec["pattern"])
-            except re.error as exc:
-                self.report((*path, "pattern"), f"invalid regular expression: {exc}")
+            pattern, problem = compile_pattern(spec["pattern"])
+            if problem is not None:
+                self.report((*path, "pattern"), problem)
                 ok = False
         result_type = None
         if field_type.name == "formula":
