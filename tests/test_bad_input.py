@@ -89,10 +89,12 @@ QUERY_ATTACKS: list[tuple[str, Any]] = [
     ("isnull nonsense", {"last_name__isnull": "maybe"}),
     ("board unknown", {"board": "nope"}),
     ("next with nul", {"next": "/cards/\x00"}),
+    ("next with a broken host", {"next": "//[::1"}),
 ]
 
 EDGE_QUERY_ATTACKS = frozenset({"nul in q", "nul in a parameter name", "nul in the picker text", "invalid utf-8",
-                                "250 parameters", "a 5,000-character parameter name", "owner 2^63", "reference ²"})
+                                "250 parameters", "a 5,000-character parameter name", "owner 2^63", "reference ²",
+                                "next with a broken host"})
 
 # Form bodies (POST routes of the web UI; the CSRF token is added).
 FORM_ATTACKS: list[tuple[str, Any]] = [
@@ -119,6 +121,7 @@ FORM_ATTACKS: list[tuple[str, Any]] = [
     ("a view name of 100,000 characters", {"name": "x" * 100_000, "query": "q=a"}),
     ("a text of 400,000 characters", {"last_name": "x" * 400_000}),
     ("language nul", {"language": "\x00", "next": "/\x00"}),
+    ("next with a broken host", {"language": "ru", "next": "http://[::1"}),
 ]
 
 # JSON bodies (every non-GET route; also sent with If-Match "1" for PATCH).
@@ -554,6 +557,15 @@ def test_web_addresses_with_a_broken_host_or_port_are_field_errors(client, admin
     accepted = client.post("/api/v1/records/company", headers=admin,
                            json={**company, "website": "http://example.com:8080/a"})
     assert accepted.status_code == 201 and accepted.get_json()["website"] == "http://example.com:8080/a"
+
+
+def test_a_next_address_with_a_broken_host_goes_to_the_start_page(client, make_user):
+    user, _ = make_user("sales1", ["sales"], "sales")
+    sign_in(client, user)
+    for target in ["//[::1", "http://[]"]:
+        for response in [client.get("/login", query_string={"next": target}),
+                         client.post("/language", data={"csrf_token": CSRF, "language": "en", "next": target})]:
+            assert response.status_code == 302 and response.headers["Location"] == "/cards/", target
 
 
 def test_the_schema_advertises_the_emails_and_lists_the_api_accepts(client, admin, shipped_metadata):

@@ -124,7 +124,10 @@ def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an open redirect to another host."""
     if not target:
         return url_for("cards.index")
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # an unclosed or empty IPv6 bracket: "//[::1"
+        return url_for("cards.index")
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return url_for("cards.index")
     return target
