@@ -352,32 +352,49 @@ def test_roles_yaml_the_reader_chokes_on_is_a_located_problem(tmp_path):
     assert "the character U+0000" in str(problems[0])
 
 
-def test_a_lone_surrogate_or_control_character_is_printed_escaped(tmp_path):
-    """YAML escapes can put "\\ud800" or "\\0" into a value a message echoes; the line stays one printable line."""
+def test_control_characters_and_surrogates_in_a_message_are_printed_escaped(tmp_path):
+    """YAML escapes can put a line break or an ESC into a value a message echoes, and a file name that is
+    not UTF-8 comes as surrogates: each problem stays one printable line."""
     from click.testing import CliRunner
 
     from kartoteka.cli import main
 
-    config = _write_case(tmp_path, {"entities/deal.yaml": (
-        HEAD
-        + '  a: {type: "\\ud800"}\n'
-        + '  b: {type: "te\\0xt\\nnext"}\n'
-    )})
+    config = _write_case(tmp_path, {"entities/deal.yaml": HEAD + '  b: {type: "te\\ext\\nnext"}\n'})
+    (config / "entities" / "de\udcffal.yaml").write_text(HEAD, encoding="utf-8")  # the name is b"de\xffal.yaml"
 
     metadata, problems = check_config(config)
     assert metadata is None
     printed = [str(p) for p in problems]
-    assert len(printed) == 2
-    assert "fields.a.type: unknown field type '\\ud800'" in printed[0]
-    assert "fields.b.type: unknown field type 'te\\x00xt\\nnext'" in printed[1]
+    assert len(printed) == 2, printed
+    assert "entities/deal.yaml:5: fields.b.type: unknown field type 'te\\x1bxt\\nnext'" in printed[0]
+    assert "entities/de\\udcffal.yaml:1: entity: entity 'deal' must live in a file named deal.yaml" in printed[1]
     for line in printed:
         line.encode("utf-8")  # no surrogate left: printable anywhere
-        assert "\n" not in line and "\x00" not in line
+        assert "\n" not in line and "\x1b" not in line
 
     result = CliRunner().invoke(main, ["check-config", str(config)], catch_exceptions=False)
     assert result.exit_code == 1
     assert result.stdout.strip().splitlines() == printed
     assert "2 problems found." in result.stderr
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    (HEAD + 'title: "{name}\\0"\n', 5, "holds a NUL character (U+0000), which cannot be stored; remove it"),
+    (HEAD + '  ok: {type: consent, policy_version: "v\\ud800"}\n', 5, "holds an unpaired surrogate (U+D800"),
+    (HEAD + '  s: {type: select, options: [a, "b\\x00"]}\n', 5, "holds a NUL character (U+0000)"),
+    (HEAD + '  "n\\udfff": {type: text}\n', 5, "holds an unpaired surrogate (U+DFFF"),
+    (HEAD + "rules:\n  - name: r\n    trigger: {on: [created]}\n    actions:\n"
+            '      - set: {field: name, value: "\\0"}\n', 9, "holds a NUL character (U+0000)"),
+])
+def test_text_no_database_can_store_is_refused_wherever_it_is_in_metadata(tmp_path, text, line, message):
+    """A NUL or a lone surrogate (from a YAML escape) in a title, option, policy version or rule value would
+    reach the database on some save, which refuses it (PostgreSQL) or cannot encode it (both)."""
+    config = _write_case(tmp_path, {"entities/deal.yaml": text})
+    metadata, problems = check_config(config)
+    assert metadata is None
+    printed = [str(p) for p in problems]
+    assert len(printed) == 1, printed
+    assert f"entities/deal.yaml:{line}: (top): {message}" in printed[0]
 
 
 def test_an_unreadable_entity_file_is_a_problem(tmp_path):
@@ -465,7 +482,6 @@ def test_a_key_that_is_a_list_or_mapping_is_a_problem(tmp_path):
     ("[\\W-]+", "\\W matches everything but ASCII letters, digits and _ in a pattern; write [^\\p{L}\\p{N}_]"),
     ("\\bword", "\\b sees only ASCII letters, digits and _ as word characters in a pattern"),
     ("x\\B", "\\B sees only ASCII letters"),
-    ("a\ud800", "invalid regular expression: it holds an unpaired surrogate"),
 ])
 def test_a_pattern_re2_cannot_run_as_written_is_refused_at_load(tmp_path, pattern, message):
     field = f"  code: {{type: text, pattern: {json.dumps(pattern)}}}\n"

@@ -6,16 +6,24 @@ told (errors per field or for the whole record) and what would be stored.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from kartoteka.errors import RecordValidationError
+from kartoteka.metadata.expressions import CompiledExpression
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.loader import load_metadata
 from kartoteka.records.model import SYSTEM, Principal
 from kartoteka.records.pipeline import RECORD_ERRORS, Pipeline, Prepared
+from kartoteka.records.service import RecordService
+from kartoteka.storage.tables import records
 from tests.conftest import write_config
 
 SALES = Principal(1, "anna", frozenset({"sales"}), language="en")
@@ -85,10 +93,21 @@ CODES = {
     },
 }
 
+# A text formula over a text field: its result is as storable as the field's value.
+NOTES = {
+    "entity": "notes",
+    "label": "Notes",
+    "fields": {
+        "note": {"type": "text"},
+        "echo": {"type": "formula", "result": "text", "expr": "concat(note, '!')"},
+    },
+}
+
 
 @pytest.fixture(scope="module")
 def metadata(tmp_path_factory):
-    root = write_config(tmp_path_factory.mktemp("pipeline"), {"deal": DEAL, "signup": SIGNUP, "codes": CODES},
+    root = write_config(tmp_path_factory.mktemp("pipeline"), {"deal": DEAL, "signup": SIGNUP, "codes": CODES,
+                                                                      "notes": NOTES},
                         roles={"roles": {"sales": {"label": "Sales"}, "finance": {"label": "Finance"}}})
     return load_metadata(root)
 
@@ -476,3 +495,37 @@ def test_a_hostile_input_against_a_backtracking_pattern_is_a_plain_mismatch(meta
     matching = save({"nested": "aaab", "alternation": "aac", "repeated": "a" * 20 + "b" * 5 + "a",
                      "digits": ["12x", "x"]}, entity="codes", user=SYSTEM)
     assert matching.errors == {}
+
+
+# --- formula results no database can store ----------------------------------------------------------
+
+UNSTORABLE = [("a\x00b", "a NUL character (U+0000)"), ("a\ud800", "an unpaired surrogate (U+D800, not a character)")]
+
+
+@pytest.mark.parametrize(("text", "what"), UNSTORABLE, ids=["nul", "surrogate"])
+def test_a_text_formula_over_stored_text_no_database_can_store_is_that_fields_error(save, text, what):
+    """Input never holds NUL or surrogates (the request guard and the types refuse them), but a record
+    stored before (SQLite's JSON takes "\\u0000") or imported around the types can: the formula says so."""
+    prepared = save({}, stored={"note": text, "echo": "x!"}, entity="notes", user=SYSTEM)
+    assert prepared.errors == {"echo": [f"Cannot be computed: the result holds {what}, which cannot be stored."]}
+    assert prepared.values["echo"] is None
+
+
+@pytest.mark.parametrize(("text", "what"), UNSTORABLE, ids=["nul", "surrogate"])
+def test_a_formula_result_no_database_can_store_is_a_422_on_both_databases(engine, metadata, clock, text, what):
+    """Whatever produced it, a formula result holding NUL (PostgreSQL's jsonb refuses it) or a lone
+    surrogate (UTF-8 cannot encode it) is the field's error: a 422, nothing written, never a 500."""
+    notes = metadata.entity("notes")
+    constant = CompiledExpression(repr(text), ast.Constant(value=text), frozenset(), frozenset())
+    echo = dataclasses.replace(notes.field("echo"), expr=constant)
+    patched = dataclasses.replace(notes, fields=MappingProxyType({**notes.fields, "echo": echo}))
+    service = RecordService(dataclasses.replace(metadata, entities=MappingProxyType({"notes": patched})),
+                            engine, clock, ParseContext())
+
+    with pytest.raises(RecordValidationError) as raised:
+        service.create("notes", {"note": "plain"}, SYSTEM)
+
+    assert raised.value.status == 422
+    assert raised.value.errors == {"echo": [f"Cannot be computed: the result holds {what}, which cannot be stored."]}
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar() == 0

@@ -61,7 +61,10 @@ _ASCII_ONLY = {
 
 
 def compile_pattern(text: str) -> tuple[Any, str | None]:
-    """A field's `pattern` compiled with RE2, or (None, the problem to report)."""
+    """A field's `pattern` compiled with RE2, or (None, the problem to report).
+
+    `text` comes from a metadata file, which holds no NUL or lone surrogate (sources.py refuses them).
+    """
     escaped = False
     for char in text:
         if escaped and char in _ASCII_ONLY:
@@ -75,8 +78,6 @@ def compile_pattern(text: str) -> tuple[Any, str | None]:
         hint = _RE2_HINT if reason.startswith(("invalid escape sequence", "invalid perl operator",
                                                 "invalid named capture group", "bad repetition operator")) else ""
         return None, f"invalid regular expression: {reason}{hint}"
-    except UnicodeEncodeError:  # a lone surrogate from a YAML escape: not text RE2 can read
-        return None, "invalid regular expression: it holds an unpaired surrogate, which is not a character"
 
 
 class EntityBuilder:

@@ -16,6 +16,8 @@ from typing import Any
 
 import simpleeval
 
+from kartoteka.metadata.types.base import unstorable
+
 MAX_EXPRESSION_LENGTH = 2000
 # Levels of nesting an expression may have (`a + b + c` is 3 deep: each operator nests the one before).
 # Evaluation recurses once per level, so this also bounds the stack an expression can take.
@@ -335,6 +337,10 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
             names.add(node.id)
         elif isinstance(node, ast.Constant) and isinstance(node.value, bytes | complex):
             raise ExpressionError(f"'{source}': this kind of literal is not allowed")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and unstorable(node.value):
+            # '\x00' or '\ud800' written as an escape: a formula or a rule would hand it to the database.
+            raise ExpressionError(f"'{_shown(source)}': a text in it holds {unstorable(node.value)}, which cannot "
+                                  "be stored")
         elif (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod)
               and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
             raise ExpressionError(f"'{source}': % on a text would format it, which is not allowed; "

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from kartoteka.metadata.types.base import unstorable
+
 Path_ = tuple[str | int, ...]
 MAX_FILE_BYTES = 2_000_000
 MAX_NODES = 200_000
@@ -274,4 +276,7 @@ class _Builder:
                               f"cannot read this value: {exc}") from None
         if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_NUMBER_DIGITS:
             raise _Unreadable(node.start_mark, too_large)
+        if isinstance(value, str) and (problem := unstorable(value)) is not None:
+            # "\0" or "\ud800" in a title, an option or a rule's value would reach the database on some save.
+            raise _Unreadable(node.start_mark, f"holds {problem}, which cannot be stored; remove it")
         return value

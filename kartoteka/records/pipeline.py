@@ -19,6 +19,7 @@ from kartoteka.metadata.fieldtypes import (
     ParseContext,
     check_item_count,
     item_count_checks,
+    unstorable,
 )
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
@@ -116,7 +117,11 @@ def coerce_result(field: FieldDef, value: Any) -> Any:
     if kind == "boolean":
         return bool(value)
     if kind == "text":
-        return str(value)
+        text = str(value)
+        problem = unstorable(text)
+        if problem is not None:  # PostgreSQL's jsonb refuses NUL; UTF-8 cannot encode a lone surrogate
+            raise EvaluationError(f"the result holds {problem}, which cannot be stored")
+        return text
     if kind == "date" and isinstance(value, datetime):
         return value.date()
     if kind == "datetime" and isinstance(value, datetime):
