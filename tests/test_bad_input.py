@@ -77,6 +77,11 @@ QUERY_ATTACKS: list[tuple[str, Any]] = [
     ("limit -1", {"limit": "-1"}),
     ("owner 2^63", {"owner": str(BIG)}),
     ("owner 6.0", {"owner": "6.0"}),
+    ("version 2^31", {"version__gt": str(2**31)}),
+    ("version -2^31-1", {"version__lt": str(-(2**31) - 1)}),
+    ("cursor with a version of 2^31", {"sort": "version", "cursor": b64(["version", 2**31, 1])}),
+    ("cursor with an owner of 2^63", {"sort": "-owner", "cursor": b64(["-owner", str(BIG), 1])}),
+    ("id 2^63", {"id__lte": str(BIG)}),
     ("id 10^30", {"id": str(HUGE)}),
     ("reference 10^30", {"company": str(HUGE)}),
     ("reference ²", {"company": "²"}),
@@ -513,6 +518,40 @@ def test_whole_numbers_written_as_6_0_are_ids(client, make_user, service):
     patched = client.patch(f"/api/v1/records/contact/{record['id']}", headers={**headers, "If-Match": '"1"'},
                            json={"owner": f"{user.id}"})
     assert patched.status_code == 200, patched.get_data(as_text=True)
+
+
+def test_system_numbers_beyond_their_column_are_a_400(client, admin, make_user, service):
+    """version is a 32-bit INTEGER on PostgreSQL, the ids BIGINT: a filter or cursor beyond was its overflow."""
+    record = service.create(ENTITY, CONTACT, SYSTEM)
+    int32 = "a whole number from -2147483648 to 2147483647."
+    int64 = "a whole number from -9223372036854775808 to 9223372036854775807."
+    for query, detail in [
+        ({"version": "99999999999"}, f"Filter 'version__eq': '99999999999' is not {int32}"),
+        ({"version__gt": str(2**31)}, f"Filter 'version__gt': '2147483648' is not {int32}"),
+        ({"version__lte": str(-(2**31) - 1)}, f"Filter 'version__lte': '-2147483649' is not {int32}"),
+        ({"version__in": f"1,{2**31}"}, f"Filter 'version__in': '2147483648' is not {int32}"),
+        ({"owner": str(BIG)}, f"Filter 'owner__eq': '9223372036854775808' is not {int64}"),
+        ({"id__gte": str(HUGE)}, f"Filter 'id__gte': '{HUGE}' is not {int64}"),
+        ({"updated_by__ne": str(-BIG - 1)}, f"Filter 'updated_by__ne': '{-BIG - 1}' is not {int64}"),
+        ({"version": "1.0"}, f"Filter 'version__eq': '1.0' is not {int32}"),
+        ({"sort": "version", "cursor": b64(["version", 99999999999, 1])},
+         "The cursor is malformed; start again from the first page."),
+        ({"sort": "-created_by", "cursor": b64(["-created_by", str(BIG), 1])},
+         "The cursor is malformed; start again from the first page."),
+    ]:
+        body = _problem(client.get(f"/api/v1/records/{ENTITY}", headers=admin, query_string=query), 400)
+        assert body["detail"] == detail, query
+    # The edges of each column are values like any other.
+    for query in [{"version__lt": str(2**31 - 1)}, {"version__gte": str(-(2**31))}, {"id__lt": str(BIG - 1)},
+                  {"owner__gt": str(-BIG)}, {"sort": "version", "cursor": b64(["version", 2**31 - 1, 1])}]:
+        response = client.get(f"/api/v1/records/{ENTITY}", headers=admin, query_string=query)
+        assert response.status_code == 200, (query, response.get_data(as_text=True)[:300])
+    found = client.get(f"/api/v1/records/{ENTITY}", headers=admin, query_string={"version__lt": str(2**31 - 1)})
+    assert [item["id"] for item in found.get_json()["items"]] == [record.id]
+    sign_in(client, make_user("sales1", ["sales"], "sales")[0])
+    for path in [f"/cards/{ENTITY}/", f"/cards/{ENTITY}/kanban"]:
+        page = client.get(path, query_string={"version__gt": "99999999999"}, headers={"Accept": "text/html"})
+        assert page.status_code == 400 and int32 in unescape(page.get_data(as_text=True)), path
 
 
 def test_a_long_search_is_a_400_with_the_limit(client, admin):

@@ -31,6 +31,19 @@ SYSTEM_COLUMNS: dict[str, tuple[str, Any]] = {
     "created_by": ("number", records.c.created_by),
     "updated_by": ("number", records.c.updated_by),
 }
+
+
+def _integer_range(column: sa.Column[Any]) -> tuple[int, int]:
+    """The values an integer column holds on both databases: INTEGER is 32 bits on PostgreSQL, BIGINT 64."""
+    bits = 64 if isinstance(column.type, sa.BigInteger) else 32
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+# Filters and cursors on system numbers stay inside their column, or PostgreSQL fails with an overflow.
+SYSTEM_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    name: _integer_range(column) for name, (kind, column) in SYSTEM_COLUMNS.items() if kind == "number"
+}
+
 MAX_LIMIT = 500
 MAX_IN_VALUES = 200
 # Search text (q, `__contains`, pickers): far below SQLite's LIKE pattern limit (50,000 bytes), and long
@@ -197,8 +210,10 @@ class QueryBuilder:
         kind = SYSTEM_COLUMNS[name][0]
         text = str(raw).strip()
         if kind == "number":
-            if not re.fullmatch(r"-?\d{1,15}", text):
-                raise FieldValueError(f"'{text[:40]}' is not a whole number of at most 15 digits.")
+            low, high = SYSTEM_INTEGER_RANGES[name]
+            # The digit count first bounds int()'s work on a long text.
+            if not re.fullmatch(r"-?\d{1,19}", text) or not low <= int(text) <= high:
+                raise FieldValueError(f"'{text[:40]}' is not a whole number from {low} to {high}.")
             return int(text)
         try:
             moment = datetime.fromisoformat(text)

@@ -179,6 +179,7 @@ RU: Mapping[str, str] = {
 RU_PATTERNS: Mapping[str, str] = {
     "'{text}' is not a number.": "«{text}» — не число.",
     "'{text}' is not a whole number.": "«{text}» — не целое число.",
+    "'{text}' is not a whole number from {low} to {high}.": "«{text}» — не целое число от {low} до {high}.",
     "'{text}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.": "«{text}» — не дата; пишите ДД.ММ.ГГГГ или ГГГГ-ММ-ДД.",
     "'{text}' is not a valid date: {reason}.": "«{text}» — несуществующая дата ({reason}).",
     "'{text}' is not a phone number.": "«{text}» — не номер телефона.",
