@@ -335,10 +335,19 @@ def _clean_up(engine: sa.Engine, now: datetime) -> None:
 
 def clear_sign_in_failures(engine: sa.Engine, username: str) -> int:
     """Unlock a user name: forget its failures from every address; returns how many counters went."""
+    return len(forget_name_failures(engine, username))
+
+
+def forget_name_failures(engine: sa.Engine, username: str) -> list[str]:
+    """Forget the failures of a user name (any case) from every address; returns the counters' addresses.
+
+    Addresses' own counters (failures over all names) stay: see clear_address_block.
+    """
     with engine.begin() as conn:
-        return conn.execute(sa.delete(sign_in_attempts).where(
+        rows = conn.execute(sa.delete(sign_in_attempts).where(
             sa.func.lower(sign_in_attempts.c.username) == username.lower(),
-            sign_in_attempts.c.username != ANY_NAME)).rowcount or 0
+            sign_in_attempts.c.username != ANY_NAME).returning(sign_in_attempts.c.address)).all()
+    return [row.address for row in rows]
 
 
 def sign_in_blocks(engine: sa.Engine, now: datetime) -> dict[str, tuple[datetime, int]]:
@@ -350,6 +359,49 @@ def sign_in_blocks(engine: sa.Engine, now: datetime) -> dict[str, tuple[datetime
             .where(sign_in_attempts.c.blocked_until > now, sign_in_attempts.c.username != ANY_NAME)
             .group_by(sa.func.lower(sign_in_attempts.c.username)))
         return {row.name: (_aware(row.until), row.n) for row in rows}  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class AddressBlock:
+    """An address that must wait before any name is tried from it (too many failures over all names)."""
+
+    address: str
+    failures: int
+    blocked_until: datetime
+
+
+def address_blocks(engine: sa.Engine, now: datetime, limit: int = 100) -> tuple[list[AddressBlock], int]:
+    """Addresses waiting now, the latest to end first (at most `limit`), and how many wait in all."""
+    table = sign_in_attempts
+    waiting = sa.and_(table.c.username == ANY_NAME, table.c.blocked_until > now)
+    with engine.connect() as conn:
+        total = conn.execute(sa.select(sa.func.count()).select_from(table).where(waiting)).scalar_one()
+        rows = conn.execute(sa.select(table.c.address, table.c.failures, table.c.blocked_until).where(waiting)
+                            .order_by(table.c.blocked_until.desc(), table.c.address).limit(limit)).all()
+    return [AddressBlock(row.address, row.failures, _aware(row.blocked_until)) for row in rows], total  # type: ignore[arg-type]
+
+
+def clear_address_block(engine: sa.Engine, address: str) -> int | None:
+    """Forget an address's failures over all names (its wait ends); how many there were, None if it had none.
+
+    Counters of single names from that address stay (unlock those names).
+    """
+    with engine.begin() as conn:
+        row = conn.execute(sa.delete(sign_in_attempts).where(
+            sign_in_attempts.c.username == ANY_NAME, sign_in_attempts.c.address == address)
+            .returning(sign_in_attempts.c.failures)).first()
+    return row.failures if row is not None and row.failures else None
+
+
+def name_blocks_at(engine: sa.Engine, address: str, now: datetime) -> int:
+    """How many users' names must still wait at an address because of their own failures there."""
+    table = sign_in_attempts
+    with engine.connect() as conn:
+        return conn.execute(
+            sa.select(sa.func.count(sa.distinct(users.c.id)))
+            .select_from(table.join(users, sa.func.lower(users.c.username) == sa.func.lower(table.c.username)))
+            .where(table.c.address == address, table.c.username != ANY_NAME, table.c.blocked_until > now)
+        ).scalar_one()
 
 
 def set_language(engine: sa.Engine, user_id: int, language: str) -> None:

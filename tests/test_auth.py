@@ -422,6 +422,101 @@ def test_admin_unlocks_a_name(app, admin_client, anna):
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
 
 
+def flashes(response) -> list[str]:
+    return [unescape(m).strip() for m in re.findall(r'<p class="flash[^"]*">(.*?)</p>', response.get_data(as_text=True), re.S)]
+
+
+def test_admin_tables_scroll_inside_their_box(app, admin_client, anna):
+    """At phone width (390 px) the wide tables scroll sideways in a .table-wrap, like the card lists."""
+    for i in range(ADDRESS_LIMIT):
+        attempt(app.test_client(), f"name{i}", WRONG, address=ATTACKER)
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    assert page.count("<table") == 2
+    assert len(re.findall(r'<div class="table-wrap">\s*<table', page)) == 2
+
+
+def test_admin_page_shows_blocked_addresses_and_clears_one(app, admin_client, anna):
+    for i in range(ADDRESS_LIMIT):
+        attempt(app.test_client(), f"name{i}", WRONG, address=ATTACKER)
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
+    page = admin_client.get("/admin/users").get_data(as_text=True)
+    row = re.search(r'<tr data-address="10.66.0.1">(.*?)</tr>', page, re.S).group(1)
+    assert re.search(r"<td>20</td>\s*<td>2026-03-02 09:31:00</td>", row)
+    # Unlocking anna forgets nothing of hers and says that the address still waits.
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == [
+        "anna had no failed sign-ins to forget.",
+        "Sign-in from 10.66.0.1 still waits for every name (too many failed attempts over all names); "
+        "clear the address under “Blocked addresses” to let it try again."]
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
+    # Clearing the address is a form with the CSRF token, and it says what it forgot.
+    assert admin_client.post("/admin/addresses/unblock", data={"address": ATTACKER}).status_code == 400
+    done = admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+                             follow_redirects=True)
+    assert flashes(done) == ["10.66.0.1 is no longer blocked (20 failed attempts forgotten)."]
+    assert "No address is blocked." in done.get_data(as_text=True)
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+    again = admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+                              follow_redirects=True)
+    assert flashes(again) == ["10.66.0.1 had no failed attempts to forget."]
+    assert admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t"}).status_code == 400
+
+
+def test_clearing_an_address_says_which_names_still_wait_there(app, admin_client, anna):
+    for _ in range(PAIR_LIMIT):
+        attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
+    for i in range(ADDRESS_LIMIT - PAIR_LIMIT):
+        attempt(app.test_client(), f"name{i}", WRONG, address=ATTACKER)
+    done = admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+                             follow_redirects=True)
+    assert flashes(done) == ["10.66.0.1 is no longer blocked (20 failed attempts forgotten).",
+                             "From 10.66.0.1, 1 name still waits after its own failed attempts; unlock it above."]
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["Failed sign-ins of anna are forgotten (from 1 address)."]
+    assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+
+
+def test_admin_messages_count_right_and_say_when_nothing_was_done(app, admin_client, anna):
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["anna had no active sessions."]
+    session_for(app, app.test_client(), anna)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["anna is signed out everywhere (1 session ended)."]
+    for address in (ATTACKER, HOME):
+        for _ in range(PAIR_LIMIT):
+            attempt(app.test_client(), "anna", WRONG, address=address)
+    row = re.search(rf'<tr id="user-{anna.id}">(.*?)</tr>', admin_client.get("/admin/users").text, re.S).group(1)
+    assert "Waits until 09:31 (UTC) from 2 addresses" in row
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["Failed sign-ins of anna are forgotten (from 2 addresses)."]
+    attempt(app.test_client(), "anna", WRONG, address=HOME)
+    attempt(app.test_client(), "Anna", WRONG, address=HOME)  # two spellings, one address
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["Failed sign-ins of anna are forgotten (from 1 address)."]
+    for _ in range(PAIR_LIMIT):
+        attempt(app.test_client(), "anna", WRONG, address=HOME)
+    row = re.search(rf'<tr id="user-{anna.id}">(.*?)</tr>', admin_client.get("/admin/users").text, re.S).group(1)
+    assert "Waits until 09:31 (UTC) from 1 address" in row and "address(es)" not in row
+
+
+def test_admin_messages_are_in_russian_for_russian_admins(app, make_user, anna):
+    admin = make_user("olga", ["admin"], language="ru")[0]
+    client = app.test_client()
+    session_for(app, client, admin)
+    done = client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["anna: активных сеансов не было."]
+    done = client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["anna: неудачных попыток входа не было."]
+    for i in range(ADDRESS_LIMIT):
+        attempt(app.test_client(), f"name{i}", WRONG, address=ATTACKER)
+    page = client.get("/admin/users").get_data(as_text=True)
+    assert "Заблокированные адреса" in page and "Снять" in page
+    done = client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+                       follow_redirects=True)
+    assert flashes(done) == ["10.66.0.1: блокировка снята (забыто неудачных попыток: 20)."]
+
+
 def test_only_admins_manage_users(app, client, anna):
     assert client.get("/admin/users").status_code == 302  # anonymous: to the sign-in page
     session_for(app, client, anna)

@@ -28,18 +28,21 @@ from kartoteka.errors import CsrfError, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.users import (
     SESSION_LIFETIME,
-    clear_sign_in_failures,
+    address_blocks,
+    clear_address_block,
     end_session,
     end_user_sessions,
+    forget_name_failures,
     get_user,
     live_sessions,
+    name_blocks_at,
     session_user,
     set_language,
     sign_in,
     sign_in_blocks,
     start_session,
 )
-from kartoteka.web.i18n import LANGUAGES, pick_language, translate
+from kartoteka.web.i18n import CATALOGS, LANGUAGES, pick_language, translate
 
 auth = Blueprint("auth", __name__)
 
@@ -59,7 +62,7 @@ def init_auth(app: Flask) -> None:
     )
     app.before_request(load_user)
     app.before_request(check_csrf)
-    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES)
+    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES, counted=counted)
     app.register_blueprint(auth)
 
 
@@ -84,9 +87,61 @@ def load_user() -> None:
                                                                            request.accept_languages)
 
 
+# Russian for the messages of sign-in and user administration not yet in the catalogue of web/i18n.py; the
+# catalogue wins once it has them. Counts follow the catalogue's way ("Записей: {count}"), so Russian needs no
+# plural forms; English picks "1 session" or "{count} sessions" by the count (see counted()).
+PENDING: dict[str, dict[str, str]] = {"ru": {
+    "Waits until {until} (UTC) from 1 address": "Ждёт до {until} (UTC), адресов: 1",
+    "Waits until {until} (UTC) from {count} addresses": "Ждёт до {until} (UTC), адресов: {count}",
+    "{name} had no active sessions.": "{name}: активных сеансов не было.",
+    "{name} is signed out everywhere (1 session ended).":
+        "{name}: выход выполнен на всех устройствах (завершено сеансов: 1).",
+    "{name} had no failed sign-ins to forget.": "{name}: неудачных попыток входа не было.",
+    "Failed sign-ins of {name} are forgotten (from 1 address).":
+        "{name}: неудачные попытки входа забыты (адресов: 1).",
+    "Failed sign-ins of {name} are forgotten (from {count} addresses).":
+        "{name}: неудачные попытки входа забыты (адресов: {count}).",
+    "Sign-in from {addresses} still waits for every name (too many failed attempts over all names); clear "
+    "the address under “Blocked addresses” to let it try again.":
+        "Вход с адресов {addresses} по-прежнему ждёт для всех имён (слишком много неудачных попыток со всех "
+        "имён); снимите блокировку в разделе «Заблокированные адреса», чтобы с них снова можно было войти.",
+    "{addresses} and {count} more": "{addresses} и ещё {count}",
+    "Blocked addresses": "Заблокированные адреса",
+    "Addresses that must wait before any name is tried from them": "Адреса, с которых нельзя входить ни под каким "
+                                                                     "именем, пока не истечёт ожидание",
+    "No address is blocked.": "Заблокированных адресов нет.",
+    "Address": "Адрес",
+    "Failed attempts": "Неудачных попыток",
+    "Blocked until (UTC)": "Заблокирован до (UTC)",
+    "Clear": "Снять",
+    "Showing {shown} of {total} blocked addresses, the latest to end first.":
+        "Показано {shown} из {total} заблокированных адресов, сначала те, что ждут дольше.",
+    "{address} is no longer blocked (1 failed attempt forgotten).":
+        "{address}: блокировка снята (забыто неудачных попыток: 1).",
+    "{address} is no longer blocked ({count} failed attempts forgotten).":
+        "{address}: блокировка снята (забыто неудачных попыток: {count}).",
+    "{address} had no failed attempts to forget.": "{address}: неудачных попыток не было.",
+    "From {address}, 1 name still waits after its own failed attempts; unlock it above.":
+        "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: 1); "
+        "разблокируйте их выше.",
+    "From {address}, {count} names still wait after their own failed attempts; unlock them above.":
+        "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: {count}); "
+        "разблокируйте их выше.",
+}}
+
+
 def t(message: str, **values: Any) -> str:
     """`message` in the current user's language."""
-    return translate(getattr(g, "language", "en"), message, **values)
+    language = getattr(g, "language", "en")
+    pending = PENDING.get(language, {}).get(message)
+    if pending is not None and message not in CATALOGS.get(language, {}):
+        return pending.format(**values) if values else pending
+    return translate(language, message, **values)
+
+
+def counted(count: int, one: str, many: str, **values: Any) -> str:
+    """The message for a count: `one` when it is 1 ("1 session"), else `many` with {count} filled in."""
+    return t(one, **values) if count == 1 else t(many, count=count, **values)
 
 
 def csrf_token() -> str:
@@ -208,7 +263,7 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
 @auth.get("/admin/users")
 @admin_required
 def admin_users() -> str:
-    """Every user with their live sessions and whether a sign-in from somewhere must wait."""
+    """Every user with their live sessions and whether a sign-in from somewhere must wait; addresses that wait."""
     from kartoteka.storage.tables import users
 
     state = platform.state
@@ -219,7 +274,8 @@ def admin_users() -> str:
     people = [{"id": row.id, "username": row.username, "display_name": row.display_name,
                "roles": ", ".join(sorted(row.roles or ())), "active": row.is_active,
                "sessions": sessions.get(row.id, []), "block": blocks.get(row.username.lower())} for row in rows]
-    return render_template("admin/users.html", people=people)
+    addresses, blocked_total = address_blocks(state.engine, now)
+    return render_template("admin/users.html", people=people, addresses=addresses, blocked_total=blocked_total)
 
 
 def _admin_target(user_id: int) -> Any:
@@ -237,15 +293,65 @@ def admin_sign_out(user_id: int) -> Response:
     """End every session of the user (their API tokens are not touched)."""
     user = _admin_target(user_id)
     count = end_user_sessions(platform.state.engine, user.id, platform.state.clock.now())
-    flash(t("{name} is signed out everywhere ({count} sessions ended).", name=user.username, count=count), "info")
+    if count == 0:
+        flash(t("{name} had no active sessions.", name=user.username), "info")
+    else:
+        flash(counted(count, "{name} is signed out everywhere (1 session ended).",
+                      "{name} is signed out everywhere ({count} sessions ended).", name=user.username), "info")
     return redirect(url_for("auth.admin_users"))
+
+
+def _address_list(addresses: list[str], most: int = 3) -> str:
+    shown = ", ".join(addresses[:most])
+    return shown if len(addresses) <= most else t("{addresses} and {count} more", addresses=shown,
+                                                   count=len(addresses) - most)
 
 
 @auth.post("/admin/users/<int:user_id>/unlock")
 @admin_required
 def admin_unlock(user_id: int) -> Response:
-    """Forget the failed sign-ins of the user's name from every address."""
+    """Forget the failed sign-ins of the user's name from every address, and say which waits remain.
+
+    An address waiting after failures over all names still refuses the user there: the page says so rather
+    than claiming the user may sign in from everywhere (clearing an address is its own action).
+    """
     user = _admin_target(user_id)
-    clear_sign_in_failures(platform.state.engine, user.username)
-    flash(t("{name} may sign in again from everywhere.", name=user.username), "info")
+    state = platform.state
+    cleared = sorted(set(forget_name_failures(state.engine, user.username)))
+    if not cleared:
+        flash(t("{name} had no failed sign-ins to forget.", name=user.username), "info")
+    else:
+        flash(counted(len(cleared), "Failed sign-ins of {name} are forgotten (from 1 address).",
+                      "Failed sign-ins of {name} are forgotten (from {count} addresses).", name=user.username),
+              "success")
+    blocked, _total = address_blocks(state.engine, state.clock.now(), limit=1000)
+    if blocked:
+        # The addresses the user failed from first: those are the ones that probably matter to them.
+        ordered = sorted((b.address for b in blocked), key=lambda address: address not in cleared)
+        flash(t("Sign-in from {addresses} still waits for every name (too many failed attempts over all names); "
+                "clear the address under “Blocked addresses” to let it try again.",
+                addresses=_address_list(ordered)), "error")
+    return redirect(url_for("auth.admin_users"))
+
+
+@auth.post("/admin/addresses/unblock")
+@admin_required
+def admin_unblock_address() -> Response:
+    """End an address's wait: forget its failures over all names (single names' waits there stay)."""
+    address = request.form.get("address", "")
+    if not address or len(address) > 64:
+        abort(400, "Say which address to clear.")
+    state = platform.state
+    forgotten = clear_address_block(state.engine, address)
+    if forgotten is None:
+        flash(t("{address} had no failed attempts to forget.", address=address), "info")
+    else:
+        flash(counted(forgotten, "{address} is no longer blocked (1 failed attempt forgotten).",
+                      "{address} is no longer blocked ({count} failed attempts forgotten).", address=address),
+              "success")
+    waiting = name_blocks_at(state.engine, address, state.clock.now())
+    if waiting:
+        flash(counted(waiting, "From {address}, 1 name still waits after its own failed attempts; unlock it above.",
+                      "From {address}, {count} names still wait after their own failed attempts; unlock them above.",
+                      address=address), "error")
     return redirect(url_for("auth.admin_users"))
