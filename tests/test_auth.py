@@ -423,7 +423,8 @@ def test_admin_unlocks_a_name(app, admin_client, anna):
 
 
 def flashes(response) -> list[str]:
-    return [unescape(m).strip() for m in re.findall(r'<p class="flash[^"]*">(.*?)</p>', response.get_data(as_text=True), re.S)]
+    page = response.get_data(as_text=True)
+    return [unescape(m).strip() for m in re.findall(r'<p class="flash[^"]*">(.*?)</p>', page, re.S)]
 
 
 def test_admin_tables_scroll_inside_their_box(app, admin_client, anna):
