@@ -295,6 +295,10 @@ UNREADABLE = [
      "a merge key (<<) takes a mapping or a list of mappings"),
     ("merge_of_its_own_mapping", "deal.yaml", HEAD + "  n: &n\n    type: integer\n    <<: *n\n", 7,
      "merges a mapping that contains it"),
+    ("merge_bomb", "deal.yaml", HEAD + "  m0: &m0 {type: text}\n" + "".join(
+        f"  m{i}: &m{i} {{<<: [{', '.join([f'*m{i - 1}'] * 10)}]}}\n" for i in range(1, 10)), 1, "alias expansion?"),
+    ("merge_chain", "deal.yaml", HEAD + "  m0: &m0 {type: text}\n" + "".join(
+        f"  m{i}: &m{i} {{<<: *m{i - 1}}}\n" for i in range(1, 80)), 5, "merge keys (<<) are nested more than 50"),
 ]
 
 

@@ -208,6 +208,12 @@ class _Builder:
         mapping, where the `<<` stands; in a list, earlier mappings win. Duplicate keys are reported (not
         within merged mappings: those are reported where they are written) and the first one kept.
         """
+        # Merging is work too: a mapping merged ten times over, ten levels deep, would take 10^10 steps.
+        self.budget -= len(node.value) + 1
+        if self.budget < 0:
+            raise _Unreadable(None, f"file has more than {MAX_NODES} values (alias expansion?)")
+        if len(merging) >= MAX_DEPTH:
+            raise _Unreadable(node.start_mark, f"merge keys (<<) are nested more than {MAX_DEPTH} levels deep")
         report = not merging
         merging = (*merging, node)
         written: dict[str, yaml.Node] = {}
