@@ -10,6 +10,33 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path.cwd()
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """How much one user may upload, counted in the database (so every app worker sees the same); 0: no limit.
+
+    "Pending" uploads are those no record holds yet (a form not saved yet); they count until attached
+    or removed a day later. `user_bytes` is everything of theirs still stored, held or pending.
+    """
+
+    pending_files: int = 100
+    pending_bytes: int = 200 * MIB
+    user_bytes: int = 10 * 1024 * MIB
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> UploadLimits:
+        """KARTOTEKA_UPLOAD_PENDING_FILES, _UPLOAD_PENDING_BYTES and _UPLOAD_USER_BYTES (sizes may end in K, M, G)."""
+        default = cls()
+        return cls(
+            pending_files=_count(env.get("KARTOTEKA_UPLOAD_PENDING_FILES", str(default.pending_files)),
+                                 "KARTOTEKA_UPLOAD_PENDING_FILES"),
+            pending_bytes=_size(env.get("KARTOTEKA_UPLOAD_PENDING_BYTES", str(default.pending_bytes)),
+                                "KARTOTEKA_UPLOAD_PENDING_BYTES"),
+            user_bytes=_size(env.get("KARTOTEKA_UPLOAD_USER_BYTES", str(default.user_bytes)),
+                             "KARTOTEKA_UPLOAD_USER_BYTES"),
+        )
 
 
 @dataclass(frozen=True)
@@ -24,11 +51,12 @@ class Settings:
     testing: bool = False
     # How many reverse proxies in front of the app to believe about X-Forwarded-For/-Proto/-Host (0: none).
     trusted_proxies: int = 0
+    uploads: UploadLimits = field(default_factory=UploadLimits)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _SECRET_KEY, _PHONE_REGION and _TRUSTED_PROXIES."""
+        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES and _UPLOAD_*."""
         env = os.environ if environ is None else environ
         instance = Path(env.get("KARTOTEKA_INSTANCE_DIR", PROJECT_ROOT / "instance")).resolve()
         settings = cls(
@@ -38,6 +66,7 @@ class Settings:
             instance_dir=instance,
             phone_region=phone_region(env),
             trusted_proxies=_count(env.get("KARTOTEKA_TRUSTED_PROXIES", "0"), "KARTOTEKA_TRUSTED_PROXIES"),
+            uploads=UploadLimits.from_env(env),
         )
         return replace(settings, **overrides)
 
@@ -57,6 +86,19 @@ def _count(text: str, name: str) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative.")
     return value
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _size(text: str, name: str) -> int:
+    """A number of bytes from the environment: 1048576, 512K, 200M, 10G (powers of 1024)."""
+    cleaned = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = cleaned[-1] if cleaned and cleaned[-1] in "KMGT" else ""
+    number = cleaned[:-1].strip() if unit else cleaned
+    if not number.isdigit() or not number.isascii():
+        raise ValueError(f"{name} must be a number of bytes such as 200M or 10G, not {text!r}.")
+    return int(number) * _UNITS[unit]
 
 
 def _instance_secret(instance: Path) -> str:

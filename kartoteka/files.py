@@ -1,22 +1,131 @@
-"""Uploaded files: content on disk under the instance folder, metadata in the files table."""
+"""Uploaded files: content on disk under the instance folder, metadata in the files table.
+
+What one user may upload is bounded (config.UploadLimits): uploads no record holds yet, by count and
+bytes, and everything of theirs still stored. The counts come from the database, inside the transaction
+that adds the file, so any number of app workers keep to the same limits.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import math
 import mimetypes
 import re
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
 import sqlalchemy as sa
 
-from kartoteka.errors import BadRequest, NotFound
-from kartoteka.storage.tables import files
+from kartoteka.config import UploadLimits
+from kartoteka.errors import BadRequest, KartotekaError, NotFound
+from kartoteka.records.files import UNATTACHED_LIFETIME
+from kartoteka.storage.tables import files, users
 
 CHUNK = 1 << 16
 _UNSAFE = re.compile(r"[\x00-\x1f/\\]")
+# Used when the caller names no limits; pass UploadLimits(0, 0, 0) for none at all.
+DEFAULT_UPLOAD_LIMITS = UploadLimits()
+_LATER = "Save the cards they were uploaded for; uploads no record holds are removed a day after upload."
+
+
+class UploadRefused(KartotekaError):
+    """An upload over the user's limits; nothing of it is kept."""
+
+
+class PendingUploadsFull(UploadRefused):
+    """Too many (or too large) uploads no record holds yet: frees up when they are saved or expire."""
+
+    status = 429
+    title = "Too many unsaved uploads"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after  # seconds until the oldest such upload is removed
+
+
+class UploadQuotaFull(UploadRefused):
+    """The upload would take the user past what they may store."""
+
+    status = 413
+    title = "Upload quota exceeded"
+
+
+@dataclass(frozen=True)
+class UploadUsage:
+    """What a user's uploads take now: pending (no record holds them, not yet expired) and all still stored."""
+
+    pending_files: int
+    pending_bytes: int
+    stored_bytes: int
+
+
+def upload_usage(conn: sa.Connection, user_id: int, now: datetime, *, exclude: str | None = None) -> UploadUsage:
+    """The user's usage, from the files table (uploads past their day count for nothing: they are being removed)."""
+    pending = sa.and_(files.c.attached_at.is_(None), files.c.created_at >= now - UNATTACHED_LIFETIME)
+    stored = sa.or_(files.c.attached_at.is_not(None), pending)
+    where = [files.c.created_by == user_id]
+    if exclude is not None:
+        where.append(files.c.id != exclude)
+    row = conn.execute(sa.select(
+        sa.func.coalesce(sa.func.sum(sa.case((pending, 1), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((pending, files.c.size), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((stored, files.c.size), else_=0)), 0),
+    ).where(*where)).one()
+    return UploadUsage(int(row[0]), int(row[1]), int(row[2]))
+
+
+def size_text(size: int) -> str:
+    """1536 -> '1.5 KiB': sizes in messages."""
+    if size < 1024:
+        return f"{size} bytes"
+    amount, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if amount < 1024:
+            break
+        amount, unit = amount / 1024, bigger
+    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
+
+
+def room_left(usage: UploadUsage, limits: UploadLimits) -> int | None:
+    """How many more bytes the user may upload now; None for no byte limit."""
+    rooms = [limit - used for limit, used in ((limits.pending_bytes, usage.pending_bytes),
+                                              (limits.user_bytes, usage.stored_bytes)) if limit]
+    return min(rooms) if rooms else None
+
+
+def require_room(conn: sa.Connection, user_id: int, usage: UploadUsage, limits: UploadLimits, size: int,
+                 now: datetime) -> None:
+    """Refuse an upload of `size` bytes that would take the user past `limits` (given their usage without it)."""
+    if limits.pending_files and usage.pending_files >= limits.pending_files:
+        count = usage.pending_files
+        raise PendingUploadsFull(f"You have {count} upload{'s' if count != 1 else ''} that no record holds yet, the "
+                                 f"most one user may have. {_LATER}", _retry_after(conn, user_id, now))
+    if limits.pending_bytes and size > limits.pending_bytes:
+        raise UploadQuotaFull(f"The file is larger than {size_text(limits.pending_bytes)}, the most one user's "
+                              "unsaved uploads may take.")
+    if limits.pending_bytes and usage.pending_bytes + size > limits.pending_bytes:
+        raise PendingUploadsFull(f"The file does not fit: uploads that no record holds yet may take "
+                                 f"{size_text(limits.pending_bytes)} per user, and yours take "
+                                 f"{size_text(usage.pending_bytes)}. {_LATER}", _retry_after(conn, user_id, now))
+    if limits.user_bytes and usage.stored_bytes + size > limits.user_bytes:
+        raise UploadQuotaFull(f"The file does not fit: one user's files may take {size_text(limits.user_bytes)}, "
+                              f"and yours take {size_text(usage.stored_bytes)}. Ask an administrator for more room.")
+
+
+def _retry_after(conn: sa.Connection, user_id: int, now: datetime) -> int:
+    """Seconds until the user's oldest upload no record holds is removed (and so frees its room)."""
+    oldest = conn.execute(sa.select(sa.func.min(files.c.created_at)).where(
+        files.c.created_by == user_id, files.c.attached_at.is_(None),
+        files.c.created_at >= now - UNATTACHED_LIFETIME)).scalar()
+    if oldest is None:
+        return 1
+    if isinstance(oldest, str):  # SQLite hands back an aggregate over timestamps as text
+        oldest = datetime.fromisoformat(oldest)
+    oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+    return max(1, math.ceil((oldest + UNATTACHED_LIFETIME - now).total_seconds()))
 
 
 def clean_name(name: str) -> str:
@@ -29,27 +138,53 @@ def clean_name(name: str) -> str:
 
 
 def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, content_type: str | None,
-               user_id: int | None, now: datetime) -> dict[str, Any]:
-    """Save an upload and return {id, name, size, content_type} for use as a file field's value."""
+               user_id: int | None, now: datetime, limits: UploadLimits | None = None) -> dict[str, Any]:
+    """Save an upload and return {id, name, size, content_type} for use as a file field's value.
+
+    A user's upload is refused (UploadRefused: 429 or 413) past `limits` (DEFAULT_UPLOAD_LIMITS when
+    not given); uploads without a user (commands) have none.
+    """
     name = clean_name(name)
     content_type = (content_type or "").split(";")[0].strip() or mimetypes.guess_type(name)[0] \
         or "application/octet-stream"
+    limits = DEFAULT_UPLOAD_LIMITS if limits is None else limits
+    limited = user_id if any((limits.pending_files, limits.pending_bytes, limits.user_bytes)) else None
+    usage, room = None, None
+    if limited is not None:
+        # Before anything reaches the disk; the count that decides is taken again when the file is added.
+        with engine.connect() as conn:
+            usage = upload_usage(conn, limited, now)
+            require_room(conn, limited, usage, limits, 0, now)
+        room = room_left(usage, limits)
     file_id = uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / file_id
     digest, size = hashlib.sha256(), 0
-    with path.open("wb") as out:
-        while chunk := stream.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-            out.write(chunk)
-    if size == 0:
-        path.unlink()
-        raise BadRequest("The file is empty.")
-    row = {"id": file_id, "name": name, "content_type": content_type[:127], "size": size,
-           "sha256": digest.hexdigest(), "created_at": now, "created_by": user_id}
-    with engine.begin() as conn:
-        conn.execute(sa.insert(files).values(**row))
+    try:
+        with path.open("wb") as out:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+                if room is not None and size > room:
+                    break  # over a limit: write no more of it
+                out.write(chunk)
+        if limited is not None and usage is not None and room is not None and size > room:
+            with engine.connect() as conn:
+                require_room(conn, limited, usage, limits, size, now)  # says which limit, and raises
+        if size == 0:
+            raise BadRequest("The file is empty.")
+        row = {"id": file_id, "name": name, "content_type": content_type[:127], "size": size,
+               "sha256": digest.hexdigest(), "created_at": now, "created_by": user_id}
+        with engine.begin() as conn:
+            if limited is not None and conn.dialect.name == "postgresql":
+                # One upload of a user at a time decides; on SQLite the insert's write lock does the same.
+                conn.execute(sa.select(users.c.id).where(users.c.id == limited).with_for_update())
+            conn.execute(sa.insert(files).values(**row))
+            if limited is not None:
+                require_room(conn, limited, upload_usage(conn, limited, now, exclude=file_id), limits, size, now)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     return {"id": file_id, "name": name, "size": size, "content_type": row["content_type"]}
 
 

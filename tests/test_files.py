@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 
 import pytest
+import sqlalchemy as sa
 
+from kartoteka.config import UploadLimits
+from kartoteka.storage.tables import files
 from tests.conftest import CRM_CONFIG
 
 
@@ -79,14 +82,20 @@ def scoped_config(tmp_path):
 
 
 @pytest.fixture
-def scoped(scoped_config, engine, database_url, clock, fixed_clock, tmp_path, make_user):
+def upload_limits():
+    """The upload limits of the `scoped` app (a test may parametrize its own)."""
+    return UploadLimits()
+
+
+@pytest.fixture
+def scoped(scoped_config, engine, database_url, clock, fixed_clock, tmp_path, make_user, upload_limits):
     """An app whose clerks see only their own cases; lawyers see all, and the secret scan."""
     from kartoteka import create_app
     from kartoteka.config import Settings
     from kartoteka.storage.indexes import sync_indexes
 
     settings = Settings(database_url=database_url, config_dir=scoped_config, secret_key="test-secret",
-                        instance_dir=tmp_path / "instance", testing=True)
+                        instance_dir=tmp_path / "instance", testing=True, uploads=upload_limits)
     app = create_app(settings, clock)
     sync_indexes(engine, app.extensions["kartoteka"].metadata)
     people = {name: make_user(name, [role]) for name, role in
@@ -214,3 +223,132 @@ def test_the_purge_command_removes_abandoned_uploads(runner, engine, tmp_path):
     with engine.connect() as conn:
         assert set(conn.execute(sa.select(files.c.id)).scalars()) == {new["id"]}
     assert not (folder / old["id"]).exists() and (folder / new["id"]).exists()
+
+
+# --- how much one user may upload ------------------------------------------------------------------
+
+def stored(client, user_id: int | None = None) -> tuple[int, int]:
+    """(rows in the files table, files on disk), of one user's uploads or all of them."""
+    state = client.application.extensions["kartoteka"]
+    query = sa.select(sa.func.count()).select_from(files)
+    if user_id is not None:
+        query = query.where(files.c.created_by == user_id)
+    with state.engine.connect() as conn:
+        rows = conn.execute(query).scalar()
+    folder = state.settings.instance_dir / "files"
+    return rows, len(list(folder.iterdir())) if folder.exists() else 0
+
+
+@pytest.mark.parametrize("upload_limits", [UploadLimits(pending_files=2, pending_bytes=0, user_bytes=0)])
+def test_uploads_no_record_holds_are_limited_per_user(scoped):
+    client, people, clock, _ = scoped
+    (anna_user, anna), (_, boris) = people["anna"], people["boris"]
+    first = upload(client, anna, b"one", "1.txt", "text/plain").get_json()
+    assert upload(client, anna, b"two", "2.txt", "text/plain").status_code == 201
+    clock.advance(hours=1)
+    refused = upload(client, anna, b"three", "3.txt", "text/plain")
+    assert refused.status_code == 429 and refused.mimetype == "application/problem+json"
+    problem = refused.get_json()
+    assert problem["title"] == "Too many unsaved uploads"
+    assert problem["detail"].startswith("You have 2 uploads that no record holds yet, the most one user may have.")
+    assert refused.headers["Retry-After"] == str(23 * 3600)  # when the oldest of them is removed
+    assert stored(client) == (2, 2)  # nothing of the refused upload is kept
+    assert upload(client, boris, b"his", "his.txt", "text/plain").status_code == 201  # per user
+    # A saved card holds one of them: room for another.
+    assert client.post("/api/v1/records/case", headers=anna, json={"name": "Kept", "scan": first["id"]}).status_code \
+        == 201
+    assert upload(client, anna, b"three", "3.txt", "text/plain").status_code == 201
+    assert upload(client, anna, b"four", "4.txt", "text/plain").status_code == 429
+    clock.advance(hours=25)  # the unsaved ones are gone after a day
+    assert upload(client, anna, b"four", "4.txt", "text/plain").status_code == 201
+    assert stored(client, anna_user.id) == (2, 2)  # the one the case holds and the new one (boris's expired too)
+
+
+@pytest.mark.parametrize("upload_limits", [UploadLimits(pending_files=0, pending_bytes=10, user_bytes=0)])
+def test_bytes_of_uploads_no_record_holds_are_limited(scoped):
+    client, people, _, _ = scoped
+    _, anna = people["anna"]
+    assert upload(client, anna, b"123456", "a.txt", "text/plain").status_code == 201
+    refused = upload(client, anna, b"123456", "b.txt", "text/plain")
+    assert refused.status_code == 429
+    assert refused.get_json()["detail"].startswith("The file does not fit: uploads that no record holds yet may "
+                                                   "take 10 bytes per user, and yours take 6 bytes.")
+    too_big = upload(client, anna, b"x" * (1 << 17), "big.bin")  # more than one chunk: stops writing early
+    assert too_big.status_code == 413 and too_big.mimetype == "application/problem+json"
+    assert too_big.get_json()["detail"] == "The file is larger than 10 bytes, the most one user's unsaved uploads " \
+                                           "may take."
+    assert upload(client, anna, b"1234", "c.txt", "text/plain").status_code == 201  # exactly up to the limit
+    assert stored(client) == (2, 2)
+
+
+@pytest.mark.parametrize("upload_limits", [UploadLimits(pending_files=0, pending_bytes=0, user_bytes=20)])
+def test_what_one_user_may_store_is_limited(scoped):
+    client, people, _, _ = scoped
+    (_, anna), (_, boris) = people["anna"], people["boris"]
+    for name in ("a", "b"):
+        held = upload(client, anna, b"12345678", f"{name}.txt", "text/plain").get_json()
+        assert client.post("/api/v1/records/case", headers=anna, json={"name": name, "scan": held["id"]}) \
+            .status_code == 201
+    refused = upload(client, anna, b"12345678", "c.txt", "text/plain")
+    assert refused.status_code == 413
+    assert refused.get_json()["title"] == "Upload quota exceeded"
+    assert refused.get_json()["detail"] == ("The file does not fit: one user's files may take 20 bytes, and yours "
+                                            "take 16 bytes. Ask an administrator for more room.")
+    assert upload(client, anna, b"1234", "d.txt", "text/plain").status_code == 201
+    assert upload(client, boris, b"12345678", "e.txt", "text/plain").status_code == 201
+    assert stored(client) == (4, 4)
+
+
+@pytest.mark.parametrize("upload_limits", [UploadLimits(pending_files=3, pending_bytes=0, user_bytes=0)])
+def test_parallel_uploads_keep_to_the_limit(scoped):
+    """The count is taken from the database inside the transaction that adds the file: no two workers overshoot."""
+    import threading
+
+    client, people, _, _ = scoped
+    _, anna = people["anna"]
+    app = client.application
+    statuses: list[int] = []
+    start = threading.Barrier(8)
+
+    def send(number: int) -> None:
+        own = app.test_client()
+        start.wait()
+        statuses.append(upload(own, anna, f"file {number}".encode(), f"{number}.txt", "text/plain").status_code)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] * 3 + [429] * 5
+    assert stored(client) == (3, 3)
+
+
+def test_the_limits_come_from_the_environment():
+    from kartoteka.config import Settings
+
+    env = {"KARTOTEKA_UPLOAD_PENDING_FILES": "5", "KARTOTEKA_UPLOAD_PENDING_BYTES": "50M",
+           "KARTOTEKA_UPLOAD_USER_BYTES": "2G", "KARTOTEKA_SECRET_KEY": "x"}
+    assert Settings.from_env(env).uploads == UploadLimits(5, 50 << 20, 2 << 30)
+    assert Settings.from_env({"KARTOTEKA_SECRET_KEY": "x"}).uploads == UploadLimits(100, 200 << 20, 10 << 30)
+    assert Settings.from_env({**env, "KARTOTEKA_UPLOAD_USER_BYTES": "0"}).uploads.user_bytes == 0  # no limit
+    with pytest.raises(ValueError, match="KARTOTEKA_UPLOAD_PENDING_BYTES must be a number of bytes"):
+        Settings.from_env({**env, "KARTOTEKA_UPLOAD_PENDING_BYTES": "lots"})
+
+
+def test_uploads_through_the_card_form_are_limited_too(scoped, monkeypatch):
+    from kartoteka import files as files_module
+    from tests.test_web import CSRF, sign_in
+
+    monkeypatch.setattr(files_module, "DEFAULT_UPLOAD_LIMITS", UploadLimits(1, 0, 0))
+    client, people, _, _ = scoped
+    anna_user, _ = people["anna"]
+    sign_in(client, anna_user)
+
+    def post_form(name: str):
+        return client.post("/cards/case/new", content_type="multipart/form-data",
+                           data={"csrf_token": CSRF, "name": "", "scan": (io.BytesIO(b"%PDF"), f"{name}.pdf")})
+
+    assert post_form("first").status_code == 422  # the name is missing: the upload waits for the next save
+    assert post_form("second").status_code in (422, 429)  # refused, as a field error or a page
+    assert stored(client, anna_user.id) == (1, 1)

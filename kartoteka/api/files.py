@@ -9,9 +9,10 @@ from flask import Response, jsonify, request, send_file, url_for
 from kartoteka.api import _user, api
 from kartoteka.errors import BadRequest, NotFound
 from kartoteka.extensions import platform
-from kartoteka.files import file_info, store_file
+from kartoteka.files import PendingUploadsFull, file_info, store_file
 from kartoteka.records.files import purge_unattached
 from kartoteka.records.model import Principal
+from kartoteka.web_errors import problem
 
 # Types a browser may be told a download is; anything else (HTML, SVG, scripts) goes as plain bytes.
 INERT_TYPES = frozenset({"application/pdf", "image/png", "image/jpeg", "image/gif", "image/webp", "text/plain",
@@ -27,14 +28,23 @@ def files_folder() -> Path:
 
 @api.post("/files")
 def upload_file() -> Response:
-    """Store one multipart upload (`file`); the returned id is what a file field takes."""
+    """Store one multipart upload (`file`); the returned id is what a file field takes.
+
+    Past the user's upload limits: 429 with Retry-After while too many uploads wait for a record to
+    hold them, 413 when the file would not fit at all.
+    """
     upload = request.files.get("file")
     if upload is None:
         raise BadRequest("Send the file as multipart/form-data in a part named 'file'.")
     state = platform.state
     purge_unattached(state.engine, files_folder(), state.clock.now())
-    info = store_file(state.engine, files_folder(), upload.stream, upload.filename or "", upload.mimetype,
-                      _user().id, state.clock.now())
+    try:
+        info = store_file(state.engine, files_folder(), upload.stream, upload.filename or "", upload.mimetype,
+                          _user().id, state.clock.now(), state.settings.uploads)
+    except PendingUploadsFull as exc:
+        refused = problem(exc.status, exc.title, exc.detail)
+        refused.headers["Retry-After"] = str(exc.retry_after)
+        return refused
     response = jsonify(info)
     response.status_code = 201
     response.headers["Location"] = url_for("api.download_file", file_id=info["id"])
