@@ -210,3 +210,53 @@ def test_integer_and_formula_sums(service, deal):
     deal("Beta", "new", "333.33")
     expected = board_totals(service, "deal", SYSTEM, "stage", "expected_revenue", ListQuery())
     assert str(expected["new"].total) == "133.34"
+
+
+def test_sums_beyond_64_bit_integers_are_exact(service, deal, client, make_user):
+    """The largest amount a money field takes, 100 times: 10^19 kopecks, past SQLite's integers (its SUM raised
+    "integer overflow", a 500 on the board)."""
+    from tests.test_web import sign_in, text_of
+
+    largest = "999999999999999"  # 15 significant digits: MAX_DECIMAL_DIGITS
+    for i in range(100):
+        deal(f"Huge {i}", "new", largest)
+    deal("Cents", "new", "0.01")
+    deal("Big won", "won", "9999999999999.99")
+    result = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())
+    assert result["new"] == Column("new", 101, Decimal("99999999999999900.01"))
+    assert str(result["new"].total) == "99999999999999900.01"
+    assert result["won"] == Column("won", 1, Decimal("9999999999999.99"))
+
+    admin, _ = make_user("admin", ["admin"])
+    sign_in(client, admin)
+    page = client.get("/cards/deal/kanban")
+    assert page.status_code == 200, text_of(page)[:500]
+    assert "99,999,999,999,999,900.01" in text_of(page).replace("\xa0", ",").replace(" ", ",")
+
+
+def test_sums_of_many_decimal_places_are_exact(engine, clock, tmp_path):
+    """A decimal with 8 places scales 10^14 to 10^22, past what SQLite's CAST to INTEGER keeps (it saturates)."""
+    from kartoteka.metadata.fieldtypes import ParseContext
+    from kartoteka.metadata.loader import load_metadata
+    from kartoteka.records.service import RecordService
+    from kartoteka.storage.indexes import sync_indexes
+    from tests.conftest import write_config
+
+    write_config(tmp_path, {"lot": {"entity": "lot", "label": "Lot", "title": "{name}", "fields": {
+        "name": {"type": "text", "label": "Name", "required": True},
+        "state": {"type": "select", "label": "State", "options": ["open", "closed"]},
+        "weight": {"type": "decimal", "label": "Weight", "places": 8},
+        "free": {"type": "decimal", "label": "Free"},
+    }}})
+    metadata = load_metadata(tmp_path, ParseContext())
+    sync_indexes(engine, metadata)
+    service = RecordService(metadata, engine, clock, ParseContext())
+    for name, weight, free in [("a", "100000000000000", "100000000000000"), ("b", "0.00000001", "0.1"),
+                               ("c", "1234567.12345678", "0.2"), ("d", "-99999999999999.9", "-0.05")]:
+        service.create("lot", {"name": name, "state": "open", "weight": weight, "free": free}, SYSTEM)
+    weights = board_totals(service, "lot", SYSTEM, "state", "weight", ListQuery())
+    assert weights["open"] == Column("open", 4, Decimal("1234567.22345679"))
+    assert str(weights["open"].total) == "1234567.22345679"
+    free = board_totals(service, "lot", SYSTEM, "state", "free", ListQuery())
+    # Without places a sum of doubles kept 15 digits (100000000000000); the sum is exact on both databases.
+    assert str(free["open"].total) == "100000000000000.25"

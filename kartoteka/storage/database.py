@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,38 @@ def _casefold(value: Any) -> Any:
     return fold(value) if isinstance(value, str) else value
 
 
+# Arithmetic that never rounds: a sum or a quantize gets as many digits as it needs.
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+class DecimalSum:
+    """SQLite aggregate `decimal_sum(x)`: the exact sum of the numbers among x, as text (NULL when none).
+
+    A JSON number reaches SQLite as an integer or a double; a double is read back as the shortest decimal
+    that gives it, which is the stored decimal itself (at most 15 significant digits, see MAX_DECIMAL_DIGITS).
+    Python integers and decimals do not overflow. Anything else (NULL, text) adds nothing, as it cannot raise.
+    """
+
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: Any) -> None:
+        """Add one row's value."""
+        if isinstance(value, int):
+            number = Decimal(value)
+        elif isinstance(value, float) and math.isfinite(value):
+            number = Decimal(repr(value))
+        else:
+            return
+        self.total = number if self.total is None else EXACT.add(self.total, number)
+
+    def finalize(self) -> str | None:
+        """The sum as decimal text: a Python int beyond 64 bits could not be handed back to SQLite."""
+        return None if self.total is None else str(self.total)
+
+
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys and a Unicode casefold() function."""
+    """An engine for `url`; SQLite gets WAL, foreign keys, a Unicode casefold() and an exact decimal_sum()."""
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     options: dict[str, Any] = {"json_serializer": _json_dumps, "future": True, **kwargs}
@@ -41,6 +73,7 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
         def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
             # SQLite's lower() and LIKE only fold ASCII; Cyrillic search needs Python's casefold.
             dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
+            dbapi_connection.create_aggregate("decimal_sum", 1, DecimalSum)
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=10000")
