@@ -8,6 +8,8 @@ a cookie copied before /logout kept working, five wrong passwords from anyone lo
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import re
 import threading
 from datetime import timedelta
@@ -15,6 +17,7 @@ from html import unescape
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
 
 from kartoteka import create_app
 from kartoteka.storage.tables import sign_in_attempts, user_sessions, users
@@ -24,6 +27,7 @@ from kartoteka.users import (
     PAIR_LIMIT,
     attempt_address,
     delay_after,
+    end_user_sessions,
     set_password,
     sign_in,
     start_session,
@@ -133,9 +137,112 @@ def test_a_form_posted_after_the_session_ended_asks_to_sign_in_again(app, client
     session_for(app, client, anna)
     fixed_clock.advance(hours=3)
     response = client.post("/cards/lead/new", data={"csrf_token": "t", "contact_name": "Иван"})
-    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+    assert response.status_code == 401 and 'action="/login"' in response.text and "Иван" in response.text
     with client.session_transaction() as session:
         assert "sid" not in session and session["csrf"] == "t"
+
+
+def _hidden(page: str, name: str) -> str | None:
+    match = re.search(rf'<input type="hidden" name="{name}" value="([^"]*)">', page)
+    return unescape(match.group(1)) if match else None
+
+
+@pytest.fixture
+def deal(service, anna):
+    company = service.create("company", {"name": "Northwind Trading Ltd", "country": "gb"}, anna)
+    return service.create("deal", {"name": "Old name", "company": company.id}, anna)
+
+
+def _sign_out_everywhere(app, user) -> None:
+    state = _state(app)
+    assert end_user_sessions(state.engine, user.id, state.clock.now()) >= 1
+
+
+def test_a_form_sent_after_sign_out_everywhere_can_be_sent_again_after_signing_in(app, client, service, anna, deal):
+    """Nothing typed is lost, nothing is saved without a session, and nothing is sent again without a click."""
+    session_for(app, client, anna)
+    _sign_out_everywhere(app, anna)
+    typed = MultiDict([("csrf_token", "t"), ("version", str(deal.version)), ("name", "Новое имя <b>&\"'"),
+                       ("_present", "name"), ("tags", "a"), ("tags", "b")])
+    response = client.post(f"/cards/deal/{deal.id}/edit", data=typed)
+    assert response.status_code == 401
+    page = response.get_data(as_text=True)
+    assert "Your session had ended (signed out elsewhere or idle too long), so the form you sent was not saved." \
+        in unescape(page)
+    carried = _hidden(page, "carried")
+    assert carried and _hidden(page, "csrf_token") == "t"
+    assert service.get("deal", deal.id, anna)["name"] == "Old name"
+    # A wrong password keeps carrying the form.
+    wrong = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": WRONG, "carried": carried})
+    assert wrong.status_code == 401 and _hidden(wrong.text, "carried") == carried
+    # Signing in shows the form ready to go again, with a new CSRF token; nothing is saved yet.
+    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+                                         "carried": carried})
+    assert signed.status_code == 200 and signed_in(client)
+    form = re.search(r'<form method="post" action="([^"]+)" id="resend-form">(.*?)</form>', signed.text, re.S)
+    assert form.group(1) == f"/cards/deal/{deal.id}/edit"
+    fields = [(name, unescape(value))
+              for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2))]
+    assert fields[0][0] == "csrf_token" and fields[0][1] != "t"
+    assert fields[1:] == [(k, v) for k, v in typed.items(multi=True) if k != "csrf_token"]
+    assert f'href="/cards/deal/{deal.id}/edit">Don&#39;t send</a>' in signed.text
+    assert service.get("deal", deal.id, anna)["name"] == "Old name"
+    # The old token went with the old session; the button's form saves.
+    assert client.post(form.group(1), data=typed).status_code == 400
+    sent = client.post(form.group(1), data=MultiDict(fields))
+    assert sent.status_code == 302 and service.get("deal", deal.id, anna)["name"] == "Новое имя <b>&\"'"
+
+
+def test_a_form_sent_after_its_session_ended_still_needs_its_csrf_token(app, client, anna, deal):
+    session_for(app, client, anna)
+    _sign_out_everywhere(app, anna)
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": "forged", "name": "x"})
+    assert response.status_code == 400 and "carried" not in response.text
+
+
+def test_files_cannot_be_carried_and_the_page_says_so(app, client, anna, deal):
+    session_for(app, client, anna)
+    _sign_out_everywhere(app, anna)
+    response = client.post(f"/cards/deal/{deal.id}/delete", data={"csrf_token": "t", "version": "1",
+                                                                  "file": (io.BytesIO(b"data"), "a.txt")})
+    assert response.status_code == 401
+    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+                                         "carried": _hidden(response.text, "carried")})
+    assert "Files you had chosen could not be kept: add them again after sending." in signed.text
+    assert 'href="/cards/">Don&#39;t send</a>' in signed.text  # the delete address has no page of its own
+    assert f'action="/cards/deal/{deal.id}/delete"' in signed.text
+
+
+def test_htmx_requests_after_the_session_ended_go_to_sign_in(app, client, anna):
+    session_for(app, client, anna)
+    _sign_out_everywhere(app, anna)
+    response = client.post("/cards/lead/live", data={"csrf_token": "t"}, headers={"HX-Request": "true"})
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
+
+
+@pytest.mark.parametrize("carried", [
+    json.dumps({"path": "//evil.example/cards/deal/1/edit", "fields": []}),
+    json.dumps({"path": "https://evil.example/cards/deal/1/edit", "fields": []}),
+    json.dumps({"path": "/\\evil.example/", "fields": []}),
+    json.dumps({"path": "/\tevil.example", "fields": []}),
+    json.dumps({"path": "/login", "fields": [["username", "x"]]}),
+    json.dumps({"path": "/logout", "fields": []}),
+    json.dumps({"path": "/cards/", "fields": []}),  # takes no POST
+    json.dumps({"path": "/cards/deal/1/edit", "fields": [["name"]]}),
+    json.dumps({"path": "/cards/deal/1/edit", "fields": [["name", 5]]}),
+    json.dumps({"path": "/cards/deal/1/edit", "fields": {"name": "x"}}),
+    json.dumps({"path": "/cards/deal/1/edit", "fields": [["name", "x"]] * 2001}),
+    '{"path": "/cards/deal/1/edit", "fields": [["name", "\\ud800"]]}',
+    '{"path": "/cards/deal/1/edit", "fields": [["name", "\\u0000"]]}',
+    "[" * 100_000,
+    "not json",
+    json.dumps(["/cards/deal/1/edit"]),
+])
+def test_a_crafted_carried_form_is_ignored(app, client, anna, carried):
+    """Whatever comes in the carried field, signing in only ever sends the user to a page of this site."""
+    signed = client.post("/login", data={"csrf_token": _token(client), "username": "anna", "password": PASSWORD,
+                                         "carried": carried})
+    assert signed.status_code == 302 and signed.headers["Location"] == "/cards/"
 
 
 def test_last_seen_is_written_at_most_every_five_minutes(app, client, fixed_clock, anna):

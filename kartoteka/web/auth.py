@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hmac
+import json
 import math
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,6 +17,7 @@ from flask import (
     Flask,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -23,6 +26,8 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RoutingException
 
 from kartoteka.errors import CsrfError, KartotekaError
 from kartoteka.extensions import platform
@@ -106,6 +111,18 @@ PENDING: dict[str, dict[str, str]] = {"ru": {
         "Вход с адресов {addresses} по-прежнему ждёт для всех имён (слишком много неудачных попыток со всех "
         "имён); снимите блокировку в разделе «Заблокированные адреса», чтобы с них снова можно было войти.",
     "{addresses} and {count} more": "{addresses} и ещё {count}",
+    "Your session had ended (signed out elsewhere or idle too long), so the form you sent was not saved. Sign in "
+    "again to send it once more.": "Ваш сеанс завершился (выход выполнен на другом устройстве или долго не было "
+    "действий), поэтому отправленная форма не сохранена. Войдите снова, чтобы отправить её ещё раз.",
+    "Send the form again?": "Отправить форму ещё раз?",
+    "You are signed in again. The form you sent before was not saved; nothing is sent until you press "
+    "“Send again”.": "Вы снова вошли. Отправленная раньше форма не сохранена; ничего не будет отправлено, "
+    "пока вы не нажмёте «Отправить ещё раз».",
+    "Files you had chosen could not be kept: add them again after sending.":
+        "Выбранные файлы сохранить не удалось: добавьте их снова после отправки.",
+    "What will be sent": "Что будет отправлено",
+    "Send again": "Отправить ещё раз",
+    "Don't send": "Не отправлять",
     "Blocked addresses": "Заблокированные адреса",
     "Addresses that must wait before any name is tried from them": "Адреса, с которых нельзя входить ни под каким "
                                                                      "именем, пока не истечёт ожидание",
@@ -165,27 +182,133 @@ def check_csrf() -> None:
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Send anonymous visitors to /login, coming back here afterwards."""
+    """Send anonymous visitors to /login, coming back here afterwards.
+
+    A form posted after its session ended (signed out elsewhere, idle, expired) is not lost: the sign-in
+    page comes up in its place, carrying what was sent, and after signing in the user may send it again.
+    """
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if g.user is None:
+            if request.method == "POST" and "HX-Request" not in request.headers:
+                return _sign_in_to_resend()
             flash(t("Please sign in to continue."), "info")
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return view(*args, **kwargs)
     return wrapped
 
 
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site: never an open redirect to another host."""
+def _local_path(target: str | None) -> str | None:
+    """`target` if it is a path on this site, else None: never an open redirect to another host."""
     if not target:
-        return url_for("cards.index")
+        return None
     try:
         parts = urlsplit(target)
     except ValueError:  # an unclosed or empty IPv6 bracket: "//[::1"
-        return url_for("cards.index")
+        return None
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("cards.index")
+        return None
+    if "\\" in target or any(ord(c) < 32 or ord(c) == 127 for c in target):  # browsers read /\ as //
+        return None
     return target
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: never an open redirect to another host."""
+    return _local_path(target) or url_for("cards.index")
+
+
+# --- a form posted after its session ended: sign in again, then send it again with one click -------------
+# Nothing is stored on the server or in the cookie: what was sent travels in the sign-in page (one hidden
+# field of JSON) and then in a page of hidden fields that posts to the same address with a new CSRF token,
+# only when the user presses its button. Files cannot be carried; the page says so.
+CARRIED_FIELD = "carried"
+MAX_CARRIED_VALUES = 2000
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A form that reached a page needing a session after its session ended."""
+
+    path: str
+    fields: list[tuple[str, str]]
+    had_files: bool
+
+    def as_json(self) -> str:
+        return json.dumps({"path": self.path, "fields": self.fields, "files": self.had_files}, ensure_ascii=False)
+
+
+def _storable(text: Any) -> bool:
+    if not isinstance(text, str) or "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # an unpaired surrogate from a hand-made \ud800
+        return False
+    return True
+
+
+def _resend_target(path: str) -> tuple[str, str | None] | None:
+    """The URL to post a carried form to, rebuilt from the route it matches, and a page to go to instead.
+
+    Only a site path matching a route that takes POST, other than signing in or out; None otherwise.
+    """
+    local = _local_path(path)
+    if local is None:
+        return None
+    parts = urlsplit(local)
+    adapter = current_app.create_url_adapter(request)
+    if adapter is None:
+        return None
+    try:
+        endpoint, values = adapter.match(parts.path, method="POST")
+    except (HTTPException, RoutingException):
+        return None
+    if endpoint in ("auth.login", "auth.logout"):
+        return None
+    action = url_for(endpoint, **values) + (f"?{parts.query}" if parts.query else "")
+    try:
+        adapter.match(parts.path, method="GET")
+        page = action
+    except (HTTPException, RoutingException):
+        page = None
+    return action, page
+
+
+def _carried(text: str | None) -> Carried | None:
+    """The form carried through the sign-in page, or None if there is none or it is not a well-formed one."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or not _storable(data.get("path")) or _resend_target(data["path"]) is None:
+        return None
+    fields = data.get("fields")
+    if not isinstance(fields, list) or len(fields) > MAX_CARRIED_VALUES:
+        return None
+    if not all(isinstance(item, list) and len(item) == 2 and all(_storable(x) for x in item) for item in fields):
+        return None
+    return Carried(data["path"], [(name, value) for name, value in fields if name != "csrf_token"],
+                   data.get("files") is True)
+
+
+def _sign_in_to_resend() -> Any:
+    """The sign-in page in place of a form posted without a live session (its CSRF token was checked)."""
+    carried = Carried(request.full_path.rstrip("?"),
+                      [(name, value) for name, value in request.form.items(multi=True) if name != "csrf_token"],
+                      any(f.filename for f in request.files.values()))
+    if _resend_target(carried.path) is None or len(carried.fields) > MAX_CARRIED_VALUES:
+        flash(t("Please sign in to continue."), "info")
+        return redirect(url_for("auth.login"))
+    return _login_page(None, carried), 401
+
+
+def _login_page(error: str | None, carried: Carried | None) -> str:
+    return render_template("auth/login.html", error=error, username=request.form.get("username", "").strip(),
+                           next="" if carried else request.values.get("next", ""),
+                           carried=carried.as_json() if carried else "")
 
 
 @auth.route("/login", methods=["GET", "POST"])
@@ -194,10 +317,11 @@ def login() -> Any:
     if g.user is not None and request.method == "GET":
         return redirect(_safe_next(request.args.get("next")))
     error, status, headers = None, 200, {}
-    username = request.form.get("username", "").strip()
+    carried = _carried(request.form.get(CARRIED_FIELD)) if request.method == "POST" else None
     if request.method == "POST":
         state = platform.state
         now = state.clock.now()
+        username = request.form.get("username", "").strip()
         result = sign_in(state.engine, username, request.form.get("password", ""), now, request.remote_addr)
         if result.user is not None:
             language = session.get("language")
@@ -207,6 +331,9 @@ def login() -> Any:
                                            user_agent=request.user_agent.string)
             if language in LANGUAGES and language != result.user.language:
                 set_language(state.engine, result.user.id, language)
+            if carried is not None:
+                g.user, g.language = result.user, result.user.language
+                return _resend_page(carried)
             return redirect(_safe_next(request.form.get("next")))
         if result.retry_after is not None:
             seconds = max(1, math.ceil((result.retry_after - now).total_seconds()))
@@ -214,9 +341,15 @@ def login() -> Any:
             status, headers = 429, {"Retry-After": str(seconds)}
         else:
             error, status = t("Wrong user name or password."), 401
-    response = render_template("auth/login.html", error=error, username=username,
-                               next=request.values.get("next", ""))
-    return response, status, headers
+    return _login_page(error, carried), status, headers
+
+
+def _resend_page(carried: Carried) -> str:
+    """After signing in: what was sent before, ready to go again when the user presses the button."""
+    action, page = _resend_target(carried.path)  # type: ignore[misc]  (checked when carried was read)
+    shown = [(name, value) for name, value in carried.fields if not name.startswith("_") and name != "version"]
+    return render_template("auth/resend.html", action=action, page=page, fields=carried.fields, shown=shown,
+                           had_files=carried.had_files)
 
 
 @auth.route("/logout", methods=["GET", "POST"])
