@@ -12,7 +12,7 @@ from kartoteka.errors import Conflict, KartotekaError, RecordValidationError
 PROBLEM_TYPE = "https://kartoteka.dev/problems/"
 SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
          409: "conflict", 413: "too-large", 415: "unsupported-media-type", 422: "invalid-record",
-         428: "precondition-required", 500: "internal-error"}
+         428: "precondition-required", 429: "too-many-requests", 500: "internal-error"}
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:

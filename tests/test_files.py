@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -337,11 +338,13 @@ def test_the_limits_come_from_the_environment():
 
 
 def test_uploads_through_the_card_form_are_limited_too(scoped, monkeypatch):
-    from kartoteka import files as files_module
+    from dataclasses import replace
+
     from tests.test_web import CSRF, sign_in
 
-    monkeypatch.setattr(files_module, "DEFAULT_UPLOAD_LIMITS", UploadLimits(1, 0, 0))
     client, people, _, _ = scoped
+    state = client.application.extensions["kartoteka"]
+    monkeypatch.setattr(state, "settings", replace(state.settings, uploads=UploadLimits(1, 0, 0)))
     anna_user, _ = people["anna"]
     sign_in(client, anna_user)
 
@@ -350,5 +353,7 @@ def test_uploads_through_the_card_form_are_limited_too(scoped, monkeypatch):
                            data={"csrf_token": CSRF, "name": "", "scan": (io.BytesIO(b"%PDF"), f"{name}.pdf")})
 
     assert post_form("first").status_code == 422  # the name is missing: the upload waits for the next save
-    assert post_form("second").status_code in (422, 429)  # refused, as a field error or a page
+    refused = post_form("second")
+    assert refused.status_code == 422 and 'id="e-scan"' in refused.get_data(as_text=True)
+    assert re.search(r'id="e-scan"[^>]*>[^<]*that no record holds yet', refused.get_data(as_text=True), re.I)
     assert stored(client, anna_user.id) == (1, 1)

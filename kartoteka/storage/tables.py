@@ -89,6 +89,8 @@ files = sa.Table(
     sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
     # When a record first held it; uploads never attached are cleaned up after a day.
     sa.Column("attached_at", Timestamp),
+    # Upload limits count a user's pending and stored files on every upload.
+    sa.Index("ix_files_created_by_attached_at", "created_by", "attached_at"),
 )
 
 # Which records hold which uploaded file: a download is allowed to whoever may read one of them.

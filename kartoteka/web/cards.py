@@ -10,7 +10,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.extensions import platform
-from kartoteka.files import store_file
+from kartoteka.files import UploadRefused, store_file
 from kartoteka.metadata.model import EntityDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.lookup import exact_titles, record_titles, search_titles
@@ -66,8 +66,12 @@ def _saver() -> Any:
     state = platform.state
 
     def save(upload: FileStorage) -> dict[str, Any]:
-        return store_file(state.engine, state.settings.instance_dir / "files", upload.stream, upload.filename or "",
-                          upload.mimetype, _user().id, state.clock.now())
+        try:
+            return store_file(state.engine, state.settings.instance_dir / "files", upload.stream,
+                              upload.filename or "", upload.mimetype, _user().id, state.clock.now(),
+                              state.settings.uploads)
+        except UploadRefused as exc:  # next to the field, with everything else the user typed kept
+            raise ValueError(exc.detail) from None
     return save
 
 
