@@ -176,6 +176,9 @@ RU: Mapping[str, str] = {
 }
 
 # Messages of the record service and its field types, with the values they quote as placeholders.
+_UPLOADS_FULL = ("Несохранённых загрузок у вас: {count}, это предел для одного сотрудника. Сохраните карточки, "
+                 "для которых они загружены; несохранённые загрузки удаляются через сутки.")
+
 RU_PATTERNS: Mapping[str, str] = {
     "'{text}' is not a number.": "«{text}» — не число.",
     "'{text}' is not a whole number.": "«{text}» — не целое число.",
@@ -213,6 +216,24 @@ RU_PATTERNS: Mapping[str, str] = {
     "Must have at most {places} digits after the decimal point.": "Не больше {places} знаков после запятой.",
     "Is too large: at most {digits} significant digits.": "Слишком большое число: не больше {digits} значащих цифр.",
     "Tag '{tag}' is longer than {count} characters.": "Тег «{tag}» длиннее {count} символов.",
+    "Must be unique: this value is already used.": "Значение должно быть уникальным: оно уже используется.",
+    "Must be unique: another {what} already has this value.": "Значение должно быть уникальным: оно уже есть у "
+                                                              "другой записи «{what}».",
+    "Must be unique: {what} #{id} '{title}' already has this value.": "Значение должно быть уникальным: оно уже "
+                                                                      "есть у записи «{title}» ({what} №{id}).",
+    "You have {count} upload that no record holds yet, the most one user may have. Save the cards they were "
+    "uploaded for; uploads no record holds are removed a day after upload.": _UPLOADS_FULL,
+    "You have {count} uploads that no record holds yet, the most one user may have. Save the cards they were "
+    "uploaded for; uploads no record holds are removed a day after upload.": _UPLOADS_FULL,
+    "The file is larger than {limit}, the most one user's unsaved uploads may take.":
+        "Файл больше {limit} — это предел для несохранённых загрузок одного сотрудника.",
+    "The file does not fit: uploads that no record holds yet may take {limit} per user, and yours take {used}. "
+    "Save the cards they were uploaded for; uploads no record holds are removed a day after upload.":
+        "Файл не помещается: несохранённые загрузки одного сотрудника могут занимать {limit}, ваши занимают "
+        "{used}. Сохраните карточки, для которых они загружены; несохранённые загрузки удаляются через сутки.",
+    "The file does not fit: one user's files may take {limit}, and yours take {used}. Ask an administrator for "
+    "more room.": "Файл не помещается: файлы одного сотрудника могут занимать {limit}, ваши занимают {used}. "
+                  "Попросите администратора о дополнительном месте.",
     "Must be unique: {what} #{id} already has this value.": "Значение должно быть уникальным: у записи «{what}» "
                                                           "№{id} оно уже есть.",
     "There is no {what} with id {id}.": "Записи «{what}» с номером {id} нет.",
