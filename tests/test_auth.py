@@ -193,6 +193,17 @@ def test_a_form_sent_after_sign_out_everywhere_can_be_sent_again_after_signing_i
     assert sent.status_code == 302 and service.get("deal", deal.id, anna)["name"] == "Новое имя <b>&\"'"
 
 
+def test_a_form_left_open_in_another_tab_survives_signing_out_in_this_one(app, client, anna, deal):
+    """Signing out keeps the visitor's CSRF token (signing in makes a new one), so the other tab's form is carried."""
+    session_for(app, client, anna)
+    assert client.post("/logout", data={"csrf_token": "t"}).status_code == 302
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": "t", "name": "Typed in tab 2"})
+    assert response.status_code == 401 and "Typed in tab 2" in _hidden(response.text, "carried")
+    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+                                         "carried": _hidden(response.text, "carried")})
+    assert signed.status_code == 200 and _hidden(signed.text, "csrf_token") != "t"
+
+
 def test_a_form_sent_after_its_session_ended_still_needs_its_csrf_token(app, client, anna, deal):
     session_for(app, client, anna)
     _sign_out_everywhere(app, anna)

@@ -360,8 +360,11 @@ def logout() -> Any:
         session_id = session.get("sid")
         if isinstance(session_id, str):
             end_session(platform.state.engine, session_id)
+        token = session.get("csrf")
         session.clear()
         session["language"] = language
+        if isinstance(token, str):  # a form left open in another tab then asks to sign in again, not "expired"
+            session["csrf"] = token
         flash(translate(language, "You have signed out."), "info")
         return redirect(url_for("auth.login"))
     if g.user is None:
