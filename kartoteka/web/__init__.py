@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from flask import Flask, abort, g, redirect, send_from_directory, url_for
 from flask_htmx import HTMX
 from werkzeug.wrappers import Response
 
 from kartoteka.metadata.model import Label
-from kartoteka.web.auth import init_auth, t
+from kartoteka.web.auth import init_auth, t, tn
 from kartoteka.web.formatting import currency_symbol
-from kartoteka.web.i18n import translate_plural
 
 htmx = HTMX()
 
@@ -21,11 +19,6 @@ VENDOR_FILES = {
     "htmx.min.js": Path("htmx.org/dist/htmx.min.js"),
     "pico.min.css": Path("@picocss/pico/css/pico.min.css"),
 }
-
-
-def tn(singular: str, plural: str, count: int, **values: Any) -> str:
-    """The form of a counted message `count` takes, in the current user's language."""
-    return translate_plural(getattr(g, "language", "en"), singular, plural, count, **values)
 
 
 def init_web(app: Flask, node_modules: Path) -> None:

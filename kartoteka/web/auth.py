@@ -47,7 +47,7 @@ from kartoteka.users import (
     sign_in_blocks,
     start_session,
 )
-from kartoteka.web.i18n import CATALOGS, LANGUAGES, pick_language, translate
+from kartoteka.web.i18n import LANGUAGES, pick_language, translate, translate_plural
 
 auth = Blueprint("auth", __name__)
 
@@ -67,7 +67,7 @@ def init_auth(app: Flask) -> None:
     )
     app.before_request(load_user)
     app.before_request(check_csrf)
-    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES, counted=counted)
+    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES)
     app.register_blueprint(auth)
 
 
@@ -92,73 +92,14 @@ def load_user() -> None:
                                                                            request.accept_languages)
 
 
-# Russian for the messages of sign-in and user administration not yet in the catalogue of web/i18n.py; the
-# catalogue wins once it has them. Counts follow the catalogue's way ("Записей: {count}"), so Russian needs no
-# plural forms; English picks "1 session" or "{count} sessions" by the count (see counted()).
-PENDING: dict[str, dict[str, str]] = {"ru": {
-    "Waits until {until} (UTC) from 1 address": "Ждёт до {until} (UTC), адресов: 1",
-    "Waits until {until} (UTC) from {count} addresses": "Ждёт до {until} (UTC), адресов: {count}",
-    "{name} had no active sessions.": "{name}: активных сеансов не было.",
-    "{name} is signed out everywhere (1 session ended).":
-        "{name}: выход выполнен на всех устройствах (завершено сеансов: 1).",
-    "{name} had no failed sign-ins to forget.": "{name}: неудачных попыток входа не было.",
-    "Failed sign-ins of {name} are forgotten (from 1 address).":
-        "{name}: неудачные попытки входа забыты (адресов: 1).",
-    "Failed sign-ins of {name} are forgotten (from {count} addresses).":
-        "{name}: неудачные попытки входа забыты (адресов: {count}).",
-    "Sign-in from {addresses} still waits for every name (too many failed attempts over all names); clear "
-    "the address under “Blocked addresses” to let it try again.":
-        "Вход с адресов {addresses} по-прежнему ждёт для всех имён (слишком много неудачных попыток со всех "
-        "имён); снимите блокировку в разделе «Заблокированные адреса», чтобы с них снова можно было войти.",
-    "{addresses} and {count} more": "{addresses} и ещё {count}",
-    "Your session had ended (signed out elsewhere or idle too long), so the form you sent was not saved. Sign in "
-    "again to send it once more.": "Ваш сеанс завершился (выход выполнен на другом устройстве или долго не было "
-    "действий), поэтому отправленная форма не сохранена. Войдите снова, чтобы отправить её ещё раз.",
-    "Send the form again?": "Отправить форму ещё раз?",
-    "You are signed in again. The form you sent before was not saved; nothing is sent until you press "
-    "“Send again”.": "Вы снова вошли. Отправленная раньше форма не сохранена; ничего не будет отправлено, "
-    "пока вы не нажмёте «Отправить ещё раз».",
-    "Files you had chosen could not be kept: add them again after sending.":
-        "Выбранные файлы сохранить не удалось: добавьте их снова после отправки.",
-    "What will be sent": "Что будет отправлено",
-    "Send again": "Отправить ещё раз",
-    "Don't send": "Не отправлять",
-    "Blocked addresses": "Заблокированные адреса",
-    "Addresses that must wait before any name is tried from them": "Адреса, с которых нельзя входить ни под каким "
-                                                                     "именем, пока не истечёт ожидание",
-    "No address is blocked.": "Заблокированных адресов нет.",
-    "Address": "Адрес",
-    "Failed attempts": "Неудачных попыток",
-    "Blocked until (UTC)": "Заблокирован до (UTC)",
-    "Clear": "Снять",
-    "Showing {shown} of {total} blocked addresses, the latest to end first.":
-        "Показано {shown} из {total} заблокированных адресов, сначала те, что ждут дольше.",
-    "{address} is no longer blocked (1 failed attempt forgotten).":
-        "{address}: блокировка снята (забыто неудачных попыток: 1).",
-    "{address} is no longer blocked ({count} failed attempts forgotten).":
-        "{address}: блокировка снята (забыто неудачных попыток: {count}).",
-    "{address} had no failed attempts to forget.": "{address}: неудачных попыток не было.",
-    "From {address}, 1 name still waits after its own failed attempts; unlock it above.":
-        "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: 1); "
-        "разблокируйте их выше.",
-    "From {address}, {count} names still wait after their own failed attempts; unlock them above.":
-        "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: {count}); "
-        "разблокируйте их выше.",
-}}
-
-
 def t(message: str, **values: Any) -> str:
     """`message` in the current user's language."""
-    language = getattr(g, "language", "en")
-    pending = PENDING.get(language, {}).get(message)
-    if pending is not None and message not in CATALOGS.get(language, {}):
-        return pending.format(**values) if values else pending
-    return translate(language, message, **values)
+    return translate(getattr(g, "language", "en"), message, **values)
 
 
-def counted(count: int, one: str, many: str, **values: Any) -> str:
-    """The message for a count: `one` when it is 1 ("1 session"), else `many` with {count} filled in."""
-    return t(one, **values) if count == 1 else t(many, count=count, **values)
+def tn(singular: str, plural: str, count: int, **values: Any) -> str:
+    """The form of a counted message `count` takes ("1 session", "3 sessions"), in the user's language."""
+    return translate_plural(getattr(g, "language", "en"), singular, plural, count, **values)
 
 
 def csrf_token() -> str:
@@ -432,8 +373,8 @@ def admin_sign_out(user_id: int) -> Response:
     if count == 0:
         flash(t("{name} had no active sessions.", name=user.username), "info")
     else:
-        flash(counted(count, "{name} is signed out everywhere (1 session ended).",
-                      "{name} is signed out everywhere ({count} sessions ended).", name=user.username), "info")
+        flash(tn("{name} is signed out everywhere (1 session ended).",
+                 "{name} is signed out everywhere ({count} sessions ended).", count, name=user.username), "info")
     return redirect(url_for("auth.admin_users"))
 
 
@@ -457,8 +398,9 @@ def admin_unlock(user_id: int) -> Response:
     if not cleared:
         flash(t("{name} had no failed sign-ins to forget.", name=user.username), "info")
     else:
-        flash(counted(len(cleared), "Failed sign-ins of {name} are forgotten (from 1 address).",
-                      "Failed sign-ins of {name} are forgotten (from {count} addresses).", name=user.username),
+        flash(tn("Failed sign-ins of {name} are forgotten (from 1 address).",
+                 "Failed sign-ins of {name} are forgotten (from {count} addresses).", len(cleared),
+                 name=user.username),
               "success")
     blocked, _total = address_blocks(state.engine, state.clock.now(), limit=1000)
     if blocked:
@@ -482,12 +424,12 @@ def admin_unblock_address() -> Response:
     if forgotten is None:
         flash(t("{address} had no failed attempts to forget.", address=address), "info")
     else:
-        flash(counted(forgotten, "{address} is no longer blocked (1 failed attempt forgotten).",
-                      "{address} is no longer blocked ({count} failed attempts forgotten).", address=address),
+        flash(tn("{address} is no longer blocked (1 failed attempt forgotten).",
+                 "{address} is no longer blocked ({count} failed attempts forgotten).", forgotten, address=address),
               "success")
     waiting = name_blocks_at(state.engine, address, state.clock.now())
     if waiting:
-        flash(counted(waiting, "From {address}, 1 name still waits after its own failed attempts; unlock it above.",
-                      "From {address}, {count} names still wait after their own failed attempts; unlock them above.",
-                      address=address), "error")
+        flash(tn("From {address}, 1 name still waits after its own failed attempts; unlock it above.",
+                 "From {address}, {count} names still wait after their own failed attempts; unlock them above.",
+                 waiting, address=address), "error")
     return redirect(url_for("auth.admin_users"))

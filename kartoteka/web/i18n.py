@@ -58,7 +58,6 @@ RU: Mapping[str, str] = {
     "Sign-in lock": "Блокировка входа",
     "Actions": "Действия",
     "deactivated": "отключён",
-    "Waits until {until} (UTC) from {count} address(es)": "Ждёт до {until} (UTC), адресов: {count}",
     "Not locked": "Не заблокирован",
     "since {time}": "с {time}",
     "last seen {time}": "последний запрос {time}",
@@ -66,9 +65,56 @@ RU: Mapping[str, str] = {
     "Unlock": "Разблокировать",
     "{name} is signed out everywhere ({count} sessions ended).":
         "{name}: выход выполнен на всех устройствах (завершено сеансов: {count}).",
-    "{name} may sign in again from everywhere.": "{name} снова может входить с любого адреса.",
     "Only administrators may manage users.": "Управлять пользователями могут только администраторы.",
     "There is no such active user.": "Такого активного пользователя нет.",
+    "Waits until {until} (UTC) from 1 address": "Ждёт до {until} (UTC), адресов: 1",
+    "Waits until {until} (UTC) from {count} addresses": "Ждёт до {until} (UTC), адресов: {count}",
+    "{name} had no active sessions.": "{name}: активных сеансов не было.",
+    "{name} is signed out everywhere (1 session ended).":
+        "{name}: выход выполнен на всех устройствах (завершено сеансов: 1).",
+    "{name} had no failed sign-ins to forget.": "{name}: неудачных попыток входа не было.",
+    "Failed sign-ins of {name} are forgotten (from 1 address).":
+        "{name}: неудачные попытки входа забыты (адресов: 1).",
+    "Failed sign-ins of {name} are forgotten (from {count} addresses).":
+        "{name}: неудачные попытки входа забыты (адресов: {count}).",
+    "Sign-in from {addresses} still waits for every name (too many failed attempts over all names); clear "
+    "the address under “Blocked addresses” to let it try again.":
+        "Вход с адресов {addresses} по-прежнему ждёт для всех имён (слишком много неудачных попыток со всех "
+        "имён); снимите блокировку в разделе «Заблокированные адреса», чтобы с них снова можно было войти.",
+    "{addresses} and {count} more": "{addresses} и ещё {count}",
+    "Your session had ended (signed out elsewhere or idle too long), so the form you sent was not saved. Sign in "
+    "again to send it once more.": "Ваш сеанс завершился (выход выполнен на другом устройстве или долго не было "
+    "действий), поэтому отправленная форма не сохранена. Войдите снова, чтобы отправить её ещё раз.",
+    "Send the form again?": "Отправить форму ещё раз?",
+    "You are signed in again. The form you sent before was not saved; nothing is sent until you press "
+    "“Send again”.": "Вы снова вошли. Отправленная раньше форма не сохранена; ничего не будет отправлено, "
+    "пока вы не нажмёте «Отправить ещё раз».",
+    "Files you had chosen could not be kept: add them again after sending.":
+        "Выбранные файлы сохранить не удалось: добавьте их снова после отправки.",
+    "What will be sent": "Что будет отправлено",
+    "Send again": "Отправить ещё раз",
+    "Don't send": "Не отправлять",
+    "Blocked addresses": "Заблокированные адреса",
+    "Addresses that must wait before any name is tried from them": "Адреса, с которых нельзя входить ни под каким "
+                                                                     "именем, пока не истечёт ожидание",
+    "No address is blocked.": "Заблокированных адресов нет.",
+    "Address": "Адрес",
+    "Failed attempts": "Неудачных попыток",
+    "Blocked until (UTC)": "Заблокирован до (UTC)",
+    "Clear": "Снять",
+    "Showing {shown} of {total} blocked addresses, the latest to end first.":
+        "Показано {shown} из {total} заблокированных адресов, сначала те, что ждут дольше.",
+    "{address} is no longer blocked (1 failed attempt forgotten).":
+        "{address}: блокировка снята (забыто неудачных попыток: 1).",
+    "{address} is no longer blocked ({count} failed attempts forgotten).":
+        "{address}: блокировка снята (забыто неудачных попыток: {count}).",
+    "{address} had no failed attempts to forget.": "{address}: неудачных попыток не было.",
+    "From {address}, 1 name still waits after its own failed attempts; unlock it above.":
+        "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: 1); "
+        "разблокируйте их выше.",
+    "From {address}, {count} names still wait after their own failed attempts; unlock them above.":
+        "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: {count}); "
+        "разблокируйте их выше.",
     # navigation and lists
     "Cards": "Картотека",
     "Skip to content": "Перейти к содержимому",
@@ -301,10 +347,11 @@ def _plural_index(language: str, count: int) -> int:
 def translate_plural(language: str, singular: str, plural: str, count: int, **values: Any) -> str:
     """The form of a counted message `count` asks for in `language`, with {count} and {placeholders} filled in."""
     forms = PLURAL_CATALOGS.get(language, {}).get(plural)
-    if forms is None:
-        forms = (singular, plural)
-        language = "en"
-    return forms[_plural_index(language, count)].format(count=count, **values)
+    if forms is not None:
+        return forms[_plural_index(language, count)].format(count=count, **values)
+    # No plural forms in the catalogue: the English form for the count, translated as a plain message
+    # (Russian messages mostly put the count after a colon, "сеансов: 3", which needs no forms).
+    return translate(language, singular if count == 1 else plural, count=count, **values)
 
 
 def pick_language(requested: str | None, accept: Any = None) -> str:
