@@ -1,4 +1,4 @@
-"""The `kartoteka` command: init, serve, demo, check-config, user create/signout/unlock/password, token create."""
+"""The `kartoteka` command: init, serve, demo, check-config, user create/signout/unlock/password, address, token."""
 
 from __future__ import annotations
 
@@ -179,20 +179,72 @@ def user_signout_command(name: str) -> None:
 
     with _platform() as (_app, state):
         user = _user_named(state, name)
-        count = end_user_sessions(state.engine, user.id, _now())
-    click.echo(f"Signed '{user.username}' out everywhere ({count} session{'' if count == 1 else 's'} ended).")
+        count = end_user_sessions(state.engine, user.id, state.clock.now())
+    if count == 0:
+        click.echo(f"'{user.username}' had no active sessions.")
+    else:
+        click.echo(f"Signed '{user.username}' out everywhere ({count} session{'' if count == 1 else 's'} ended).")
 
 
 @user_group.command("unlock")
 @click.argument("name")
 def user_unlock_command(name: str) -> None:
-    """Forget the failed sign-ins of user NAME from every address, so they may sign in at once."""
-    from kartoteka.users import clear_sign_in_failures
+    """Forget the failed sign-ins of user NAME from every address; say which addresses still wait for all names."""
+    from kartoteka.users import address_blocks, forget_name_failures
 
     with _platform() as (_app, state):
         user = _user_named(state, name)
-        count = clear_sign_in_failures(state.engine, user.username)
-    click.echo(f"Unlocked '{user.username}' ({count} sign-in counter{'' if count == 1 else 's'} cleared).")
+        cleared = sorted(set(forget_name_failures(state.engine, user.username)))
+        blocked, total = address_blocks(state.engine, state.clock.now())
+    if cleared:
+        places = f"{len(cleared)} address{'' if len(cleared) == 1 else 'es'}"
+        click.echo(f"Forgot the failed sign-ins of '{user.username}' (from {places}).")
+    else:
+        click.echo(f"'{user.username}' had no failed sign-ins to forget.")
+    if blocked:
+        click.echo(f"{total} address{'' if total == 1 else 'es'} still wait{'s' if total == 1 else ''} for every name "
+                   f"(too many failures over all names): {', '.join(b.address for b in blocked[:5])}"
+                   f"{' …' if total > 5 else ''}. Clear one with `kartoteka address clear ADDRESS`.")
+
+
+@main.group("address")
+def address_group() -> None:
+    """Client addresses that must wait before signing in (too many failures over all names)."""
+
+
+@address_group.command("list")
+def address_list_command() -> None:
+    """List the addresses waiting now, the latest to end first."""
+    from kartoteka.users import address_blocks
+
+    with _platform() as (_app, state):
+        blocked, total = address_blocks(state.engine, state.clock.now(), limit=1000)
+    if not blocked:
+        click.echo("No address is blocked.")
+    for block in blocked:
+        click.echo(f"{block.address}\t{block.failures} failed attempts\tblocked until "
+                   f"{block.blocked_until.isoformat(timespec='seconds')}")
+    if total > len(blocked):
+        click.echo(f"… and {total - len(blocked)} more.")
+
+
+@address_group.command("clear")
+@click.argument("address")
+def address_clear_command(address: str) -> None:
+    """Let ADDRESS try again: forget its failures over all names (single names' waits there stay)."""
+    from kartoteka.users import clear_address_block, name_blocks_at
+
+    with _platform() as (_app, state):
+        forgotten = clear_address_block(state.engine, address)
+        waiting = name_blocks_at(state.engine, address, state.clock.now())
+    if forgotten is None:
+        click.echo(f"{address} had no failed attempts to forget.")
+    else:
+        click.echo(f"{address} is no longer blocked ({forgotten} failed attempt{'' if forgotten == 1 else 's'} "
+                   "forgotten).")
+    if waiting:
+        click.echo(f"From {address}, {waiting} name{' still waits' if waiting == 1 else 's still wait'} after "
+                   "their own failed attempts; unlock them with `kartoteka user unlock NAME`.")
 
 
 @user_group.command("password")

@@ -665,11 +665,17 @@ def test_cli_signs_out_everywhere_and_unlocks(app, runner, anna):
         attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
     result = runner.invoke("user", "signout", "anna")
     # (The command counts live sessions by the real clock; this one was made at the tests' fixed time.)
-    assert result.exit_code == 0 and re.search(r"Signed 'anna' out everywhere \(\d+ sessions? ended\)\.", result.output)
+    assert result.exit_code == 0 and re.search(r"Signed 'anna' out everywhere \(\d+ sessions? ended\)\.|'anna' had "
+                                               r"no active sessions\.", result.output)
     assert not signed_in(browser)
+    again = runner.invoke("user", "signout", "anna")
+    assert again.exit_code == 0 and "'anna' had no active sessions." in again.output
     result = runner.invoke("user", "unlock", "anna")
-    assert result.exit_code == 0 and "Unlocked 'anna' (1 sign-in counter cleared)." in result.output
+    assert result.exit_code == 0 and "Forgot the failed sign-ins of 'anna' (from 1 address)." in result.output
+    assert "still wait" not in result.output
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
+    nothing = runner.invoke("user", "unlock", "anna")
+    assert "'anna' had no failed sign-ins to forget." in nothing.output
     missing = runner.invoke("user", "signout", "nobody")
     assert missing.exit_code == 1 and "There is no active user nobody." in missing.stderr
 
@@ -682,3 +688,20 @@ def test_cli_password_change_ends_sessions(app, runner, anna):
     assert not signed_in(browser)
     assert attempt(app.test_client(), "anna", "another long one").status_code == 302
     assert runner.invoke("user", "password", "anna", "--password", "short").exit_code == 1
+
+
+def test_cli_lists_and_clears_blocked_addresses(app, runner, anna):
+    from datetime import UTC, datetime
+
+    engine = app.extensions["kartoteka"].engine
+    for i in range(ADDRESS_LIMIT):  # by the real clock, which the command reads
+        sign_in(engine, f"name{i}", WRONG, datetime.now(UTC), ATTACKER)
+    assert runner.invoke("address", "list").output.startswith(f"{ATTACKER}\t{ADDRESS_LIMIT} failed attempts")
+    unlock = runner.invoke("user", "unlock", "anna")  # unlocking a name does not pretend the address may try
+    assert "1 address still waits for every name" in unlock.output and ATTACKER in unlock.output
+    cleared = runner.invoke("address", "clear", ATTACKER)
+    assert cleared.exit_code == 0
+    assert f"{ATTACKER} is no longer blocked ({ADDRESS_LIMIT} failed attempts" in cleared.output
+    assert runner.invoke("address", "list").output == "No address is blocked.\n"
+    assert f"{ATTACKER} had no failed attempts to forget." in runner.invoke("address", "clear", ATTACKER).output
+    assert sign_in(engine, "anna", PASSWORD, datetime.now(UTC), ATTACKER).user is not None
