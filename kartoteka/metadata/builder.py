@@ -253,6 +253,9 @@ class EntityBuilder:
             ok = False
         if not ok:
             return None
+        if spec.get("keep_when_hidden") and "visible_if" not in spec:
+            self.report((*path, "keep_when_hidden"), "'keep_when_hidden' has no effect without 'visible_if'; "
+                        "remove it, or add the condition that hides the field")
         field = FieldDef(
             name=name, type=field_type, label=Label.of(spec.get("label"), name.replace("_", " ").capitalize()),
             help=Label.of(spec["help"]) if "help" in spec else None,
@@ -269,6 +272,7 @@ class EntityBuilder:
             accept=tuple(spec.get("accept") or ()), max_size=spec.get("max_size"),
             expr=self.expression((*path, "expr"), spec.get("expr")), result=result_type,
             visible_if=self.expression((*path, "visible_if"), spec.get("visible_if")),
+            keep_when_hidden=bool(spec.get("keep_when_hidden")),
             required_if=self.expression((*path, "required_if"), spec.get("required_if")),
             read_only_if=self.expression((*path, "read_only_if"), spec.get("read_only_if")),
             access=self.access((*path, "access"), spec.get("access")),

@@ -114,6 +114,7 @@ class FieldDef:
     expr: CompiledExpression | None = None
     result: FieldType | None = None
     visible_if: CompiledExpression | None = None
+    keep_when_hidden: bool = False  # else a save empties the field while its visible_if is false
     required_if: CompiledExpression | None = None
     read_only_if: CompiledExpression | None = None
     access: Access = EVERYONE
@@ -277,6 +278,12 @@ class EntityDef:
     def indexed_fields(self) -> tuple[FieldDef, ...]:
         """Fields that get an expression index."""
         return tuple(f for f in self.fields.values() if (f.indexed or f.unique) and not f.is_list)
+
+    @property
+    def conditionally_emptied(self) -> tuple[FieldDef, ...]:
+        """Fields a save empties while their own visible_if is false (not formulas, consent or kept ones)."""
+        return tuple(f for f in self.fields.values() if f.visible_if is not None and not f.keep_when_hidden
+                     and not f.is_formula and f.type.name != "consent")
 
     @property
     def reference_fields(self) -> tuple[FieldDef, ...]:

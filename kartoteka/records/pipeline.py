@@ -50,6 +50,10 @@ class Prepared:
     unseen: list[dict[str, str]] = dataclasses.field(default_factory=list)
     # Names sent that the user may not view (or that do not exist): refused alike as unknown fields.
     unknown: set[str] = dataclasses.field(default_factory=set)
+    # Fields whose own visible_if is false (whatever the layout): the save empties them unless kept.
+    condition_hidden: set[str] = dataclasses.field(default_factory=set)
+    # Fields sent that this user may not change (formulas, read-only, not theirs to edit).
+    refused: set[str] = dataclasses.field(default_factory=set)
 
     def error(self, name: str, message: str) -> None:
         """Add one message for `name`."""
@@ -166,6 +170,8 @@ class Pipeline:
                 prepared.unknown.add(name)  # a field the user may not view is as unknown as one that does not exist
                 continue
             refusal = self._refusal(field, editable, locked) if check_writes else None
+            if refusal is not None:
+                prepared.refused.add(name)
             try:
                 value = parse_value(field, raw, self.ctx, as_stored=refusal is not None)
             except FieldValueError as exc:
@@ -182,8 +188,15 @@ class Pipeline:
                 prepared.changed.add(name)
             base[name] = value
         evaluator = Evaluator(_Names(base, system), self.clock)
-        self._formulas(prepared, evaluator, stored)
+        formula_errors = self._formulas(prepared, evaluator, stored)
         self._conditions(prepared, evaluator, user)
+        # Emptying a hidden field may hide or change others: repeat until nothing more is emptied (each
+        # round empties at least one field, so this ends).
+        while self._empty_hidden(prepared, stored):
+            formula_errors = self._formulas(prepared, evaluator, stored)
+            self._conditions(prepared, evaluator, user)
+        for name, message in formula_errors.items():
+            prepared.error(name, message)
         self._constraints(prepared)
         self._validations(prepared, evaluator, user.language, viewable, creating=stored is None, flagged=flagged)
         prepared.hide_unseen(entity.fields.keys() - viewable)
@@ -218,18 +231,47 @@ class Pipeline:
         return {"given": value["given"], "at": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "by": user.id, "policy_version": field.policy_version}
 
-    def _formulas(self, prepared: Prepared, evaluator: Evaluator, stored: Mapping[str, Any] | None) -> None:
+    def _formulas(self, prepared: Prepared, evaluator: Evaluator, stored: Mapping[str, Any] | None
+                  ) -> dict[str, str]:
+        """Compute every formula in dependency order; returns the message of each that cannot be computed."""
+        errors: dict[str, str] = {}
         for name in self.entity.formula_order:
             field = self.entity.fields[name]
             assert field.expr is not None  # formula_order holds formulas only
             try:
                 value = coerce_result(field, evaluator.value(field.expr))
             except EvaluationError as exc:
-                prepared.error(name, f"Cannot be computed: {exc}.")
+                errors[name] = f"Cannot be computed: {exc}."
                 value = None
             if value != (stored or {}).get(name):
                 prepared.changed.add(name)
+            else:
+                prepared.changed.discard(name)
             prepared.values[name] = value
+        return errors
+
+    def _empty_hidden(self, prepared: Prepared, stored: Mapping[str, Any] | None) -> bool:
+        """Empty the fields whose own visible_if is false; True when any value went.
+
+        A hidden value would live on unseen (a won deal keeping its lost reason). Tab and group
+        conditions hide without emptying: layouts differ per department, and a save must not
+        depend on who makes it. Formulas are computed anyway; consent is never dropped.
+        """
+        emptied = False
+        for field in self.entity.conditionally_emptied:
+            name = field.name
+            if name not in prepared.condition_hidden:
+                continue
+            if name not in prepared.refused:  # a value sent for a hidden field no longer matters; a refusal does
+                prepared.errors.pop(name, None)
+            if not is_empty(prepared.values.get(name)):
+                prepared.values[name] = None
+                if not is_empty((stored or {}).get(name)):
+                    prepared.changed.add(name)
+                else:
+                    prepared.changed.discard(name)
+                emptied = True
+        return emptied
 
     def _sections(self, prepared: Prepared, evaluator: Evaluator, user: Principal) -> dict[str, bool]:
         """Visibility of the tabs and groups of the user's layout; returns each placed field's section's."""
@@ -246,9 +288,12 @@ class Pipeline:
     def _conditions(self, prepared: Prepared, evaluator: Evaluator, user: Principal) -> None:
         # A field in a hidden tab or group is hidden too, so it is not required either.
         section_shown = self._sections(prepared, evaluator, user)
+        prepared.condition_hidden.clear()
         for name, field in self.entity.fields.items():
-            prepared.visible[name] = section_shown.get(name, True) and (
-                field.visible_if is None or evaluator.condition(field.visible_if))
+            own = field.visible_if is None or evaluator.condition(field.visible_if)
+            if not own:
+                prepared.condition_hidden.add(name)
+            prepared.visible[name] = section_shown.get(name, True) and own
             prepared.required[name] = prepared.visible[name] and (
                 field.required or (field.required_if is not None and evaluator.condition(field.required_if))
             )

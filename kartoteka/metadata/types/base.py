@@ -23,7 +23,7 @@ MAX_ITEMS = 100
 
 COMMON_OPTIONS = frozenset(
     {"type", "label", "help", "placeholder", "required", "default", "read_only", "indexed",
-     "visible_if", "required_if", "read_only_if", "access"}
+     "visible_if", "keep_when_hidden", "required_if", "read_only_if", "access"}
 )
 
 
