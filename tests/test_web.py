@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from html import unescape
 
@@ -743,3 +744,29 @@ def test_the_kanban_offers_moves_only_on_cards_the_user_may_change(client, servi
     assert f'action="/cards/ticket/{mine.id}/move"' in board
     assert f'id="card-{theirs.id}"' in board and f'action="/cards/ticket/{theirs.id}/move"' not in board
     assert re.search(rf'draggable="false" data-id="{theirs.id}"', board)
+
+
+def test_tab_and_group_conditions_reach_the_form(client, make_user):
+    """A new ticket is not resolved: its "Resolution" group is hidden until the status says so."""
+    agent, _ = make_user("agent", ["support"], "support")
+    sign_in(client, agent)
+    page = text_of(client.get("/cards/ticket/new"))
+    group = re.search(r'<fieldset class="group" data-section="[^"]+"( hidden)?>\s*<legend>Resolution</legend>', page)
+    assert group and group.group(1) == " hidden"
+    live = client.post("/cards/ticket/live", data={"csrf_token": CSRF, "status": "resolved", "_touched": "status"})
+    state = json.loads(unescape(re.search(r'data-state="([^"]*)"', live.get_data(as_text=True)).group(1)))
+    assert state["hiddenSections"] == []
+
+
+def test_a_refused_form_shows_its_fields_as_the_save_saw_them(client, service, make_user):
+    """A taken INN (a valid value) must not hide the KPP whose error the summary lists."""
+    boss, _ = make_user("boss", ["admin"])
+    service.create("company", {"name": "Ромашка", "country": "ru", "inn": "7707083893", "kpp": "773601001"}, SYSTEM)
+    sign_in(client, boss)
+    response = client.post("/cards/company/new", data={
+        "csrf_token": CSRF, "name": "Ромашка-2", "country": "ru", "inn": "7707083893", "kpp": "123"})
+    page = text_of(response)
+    assert response.status_code == 422 and "KPP must have 9 digits." in page
+    kpp_row = re.search(r'<div class="field[^"]*" id="field-kpp"[^>]*>', page)
+    assert kpp_row and " hidden" not in kpp_row.group(0)
+    assert 'value="7707083893"' in page

@@ -278,6 +278,8 @@ class RecordService:
             required={n: v for n, v in prepared.required.items() if n in visible},
             read_only={n: v for n, v in prepared.read_only.items() if n in visible},
             errors=prepared.errors,
+            # The user's own layout's tabs and groups (CardForm shows only those they may see).
+            sections=dict(prepared.sections),
         )
 
     # --- save helpers -------------------------------------------------------------------------------

@@ -145,7 +145,7 @@ def new_record(entity_name: str) -> Any:
             raise RecordValidationError(form_errors)
         record = service.create(entity.name, values, _user(), owner=_owner_choice())
     except RecordValidationError as exc:
-        state = service.evaluate(entity.name, _parsable(values, exc.errors), _user())
+        state = service.evaluate(entity.name, _parsable(values, form_errors), _user())
         state.errors = exc.errors
         flash(t("Please correct the highlighted fields."), "error")
         form = build_form(entity, state, submitted=request.form, form_errors=form_errors)
@@ -191,7 +191,7 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         saved = service.update(entity.name, record.id, values, _user(), expected_version=version,
                                owner=_owner_choice())
     except RecordValidationError as exc:
-        state = service.evaluate(entity.name, _parsable(values, exc.errors), _user(), record.id)
+        state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record.id)
         state.errors = exc.errors
         flash(t("Please correct the highlighted fields."), "error")
         form = build_form(entity, state, record, submitted=request.form, form_errors=form_errors)
