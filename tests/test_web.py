@@ -230,7 +230,7 @@ def test_a_stale_edit_keeps_the_typed_values_and_says_why(client, service, make_
     response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": CSRF, "version": str(deal.version),
                                                                 "name": "My edit", "_present": ["name"]})
     page = text_of(response)
-    assert response.status_code == 409 and "Someone else changed this record" in page
+    assert response.status_code == 409 and "You saved this card in another tab meanwhile." in page
     assert 'value="My edit"' in page and 'name="version" value="2"' in page
     assert service.get("deal", deal.id, SYSTEM)["name"] == "Original"
 
@@ -421,8 +421,8 @@ def test_two_people_editing_one_card_keep_both_changes(client, service, make_use
     assert conflict.status_code == 409
     page = text_of(conflict)
     assert 'value="Director of QA"' in page and 'value="Казань"' in page
-    assert "Someone else saved" not in page  # no field was changed by both
-    assert "check the marked fields" not in page and "none of the fields you changed was changed by them" in page
+    assert "was saved here" not in page  # no field was changed by both
+    assert "check the marked fields" not in page and "none of the fields you changed was changed there" in page
     again = _form_fields(conflict.get_data(as_text=True))
     resaved = client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*again, ("csrf_token", CSRF)]))
     assert resaved.status_code == 302
@@ -440,7 +440,7 @@ def test_a_field_both_people_changed_is_marked(client, service, make_user):
     mine = [(k, "Казань" if k == "city" else v) for k, v in loaded]
     page = text_of(client.post(f"/cards/contact/{contact.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)])))
     assert 'value="Казань"' in page
-    assert re.search(r'id="e-city"[^>]*>Someone else saved «Омск» here meanwhile', page)
+    assert re.search(r'id="e-city"[^>]*>Meanwhile «Омск» was saved here \(you, in another tab\)', page)
 
 
 def test_a_reference_typed_by_its_exact_name_needs_no_suggestion(client, service, make_user, company):
@@ -506,7 +506,7 @@ def test_a_field_only_the_other_person_filled_comes_through_a_conflict(client, s
     assert conflict.status_code == 409
     again = _form_fields(conflict.get_data(as_text=True))
     assert dict(again)["city"] == "Москва" and dict(again)["position"] == "CFO"
-    assert "Someone else saved" not in text_of(conflict)  # only A changed the city: nothing to choose
+    assert "was saved here" not in text_of(conflict)  # only A changed the city: nothing to choose
     resaved = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*again, ("csrf_token", CSRF)]))
     assert resaved.status_code == 302
     saved = service.get("lead", lead.id, SYSTEM)
@@ -542,7 +542,7 @@ def test_a_save_landing_while_the_conflict_form_is_built_is_not_taken_for_the_us
     assert dict(again)["city"] == "Томск" and dict(again)["version"] == "3"
     service.update("lead", lead.id, {"city": "Сочи"}, rep, expected_version=3)  # and one more after it
     resaved = client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*again, ("csrf_token", CSRF)]))
-    assert resaved.status_code == 409 and "Someone else saved" not in text_of(resaved)  # the city is not hers
+    assert resaved.status_code == 409 and "was saved here" not in text_of(resaved)  # the city is not hers
     final = client.post(f"/cards/lead/{lead.id}/edit",
                         data=MultiDict([*_form_fields(resaved.get_data(as_text=True)), ("csrf_token", CSRF)]))
     assert final.status_code == 302
@@ -727,8 +727,8 @@ def test_a_field_the_other_person_emptied_is_offered_as_empty(client, service, m
     service.update("lead", lead.id, {"city": None}, rep, expected_version=lead.version)
     mine = [(k, "Казань" if k == "city" else v) for k, v in loaded]
     page = text_of(client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)])))
-    assert "Someone else emptied this field meanwhile" in page and "«—»" not in page
-    assert re.search(r'name="_take_theirs"[^>]*value="city"[^>]*>Take theirs: empty<', page)
+    assert "Meanwhile this field was emptied" in page and "«—»" not in page
+    assert re.search(r'name="_take_theirs"[^>]*value="city"[^>]*>Take the saved value: empty<', page)
     assert "check the marked fields" in page
 
 
@@ -770,3 +770,30 @@ def test_a_refused_form_shows_its_fields_as_the_save_saw_them(client, service, m
     kpp_row = re.search(r'<div class="field[^"]*" id="field-kpp"[^>]*>', page)
     assert kpp_row and " hidden" not in kpp_row.group(0)
     assert 'value="7707083893"' in page
+
+
+def test_a_conflict_names_who_saved_meanwhile(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    boss, _ = make_user("boss", ["sales_manager"], "sales")
+    lead = service.create("lead", {"contact_name": "Иван Петров", "source": "website", "city": "Пермь",
+                                   "phones": ["+7 912 345-67-89"]}, rep)
+    sign_in(client, rep)
+    loaded = _form_fields(client.get(f"/cards/lead/{lead.id}/edit").get_data(as_text=True))
+    service.update("lead", lead.id, {"city": "Омск"}, boss, expected_version=lead.version)
+    mine = [(k, "Казань" if k == "city" else v) for k, v in loaded]
+    page = text_of(client.post(f"/cards/lead/{lead.id}/edit", data=MultiDict([*mine, ("csrf_token", CSRF)])))
+    assert "boss saved this card while you were editing it." in page
+    assert "Meanwhile «Омск» was saved here (boss)" in page and "another tab" not in page
+
+
+def test_a_stale_kanban_move_says_what_happened_in_the_users_words(client, service, company, make_user):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    deal = service.create("deal", {"name": "Поставка", "company": company.id}, rep)
+    service.update("deal", deal.id, {"stage": "proposal"}, rep, expected_version=1)
+    sign_in(client, rep)
+    moved = client.post(f"/cards/deal/{deal.id}/move", data={"csrf_token": CSRF, "version": "1", "board": "stage",
+                                                              "to": "negotiation"}, follow_redirects=True)
+    page = text_of(moved)
+    assert "The card was saved meanwhile (in another tab or by someone else)" in page
+    assert "you edited version" not in page
+    assert service.get("deal", deal.id, SYSTEM)["stage"] == "proposal"

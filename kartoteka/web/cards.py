@@ -234,6 +234,10 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         state = service.evaluate(entity.name, _parsable(kept, form_errors), _user(), record_id)
         if state.version == fresh.version:
             break
+    # Who saved meanwhile: often the same person in another tab, who should not read "someone else".
+    yours = fresh.updated_by == _user().id
+    who = t("you, in another tab") if yours else user_names(platform.state.engine, [fresh.updated_by]).get(
+        fresh.updated_by or 0) or t("someone else")
     notes: dict[str, list[str]] = {}
     theirs: dict[str, str] = {}
     titles: dict[int, str] = {}
@@ -243,11 +247,13 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
             titles.update(record_titles(service, field.to or "", ids_in(saved), _user()))
         shown = format_value(field, saved, g.language, record_titles=titles)
         if shown:
-            theirs[name] = t("Take theirs: «{value}»", value=shown)
-            notes[name] = [t("Someone else saved «{value}» here meanwhile; keep yours or take theirs.", value=shown)]
+            theirs[name] = t("Take the saved value: «{value}»", value=shown)
+            notes[name] = [t("Meanwhile «{value}» was saved here ({who}); keep yours or take the saved value.",
+                             value=shown, who=who)]
         else:
-            theirs[name] = t("Take theirs: empty")
-            notes[name] = [t("Someone else emptied this field meanwhile; keep yours or take theirs.")]
+            theirs[name] = t("Take the saved value: empty")
+            notes[name] = [t("Meanwhile this field was emptied ({who}); keep yours or take the saved value.",
+                             who=who)]
     shown_as_sent = merge.mine | set(form_errors)
     submitted = MultiDict([(k, v) for k, v in request.form.items(multi=True)
                            if (k in shown_as_sent or k not in entity.fields) and k not in ("_take_theirs", "_base")])
@@ -255,14 +261,14 @@ def _conflict(entity: EntityDef, record_id: int, values: dict[str, Any], form_er
         flash(t("The form did not say which version of the card it changes. It now shows the saved card with "
                 "your changes on top; check them and save again."), "error")
     elif take_theirs:
-        flash(t("Their value is in the form now; save to keep it."), "info")
-    elif notes:
-        flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
-                "with your changes on top; check the marked fields and save again."), "error")
+        flash(t("The saved value is in the form now; save to keep it."), "info")
     else:
-        flash(t("Someone else changed this record while you were editing it. The form now shows the saved values "
-                "with your changes on top (none of the fields you changed was changed by them); check and save "
-                "again."), "error")
+        saved_by = t("You saved this card in another tab meanwhile.") if yours else t(
+            "{name} saved this card while you were editing it.", name=who)
+        after = t("The form shows the saved values with your changes on top; check the marked fields and save "
+                  "again.") if notes else t("The form shows the saved values with your changes on top; none of the "
+                                            "fields you changed was changed there. Check and save again.")
+        flash(f"{saved_by} {after}", "error")
     form = build_form(entity, state, fresh, submitted=submitted, form_errors={**form_errors, **notes})
     form.theirs = theirs  # the version and base of the next save are the state's: what the form shows over
     return _render_form(entity, form)

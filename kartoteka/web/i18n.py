@@ -30,15 +30,28 @@ RU: Mapping[str, str] = {
     # flags left by saves of users who could not see the fields
     "Needs attention": "Требует внимания",
     # edit conflicts and versions
-    "Take theirs: «{value}»": "Взять их значение: «{value}»",
-    "Take theirs: empty": "Взять их значение: пусто",
-    "Someone else emptied this field meanwhile; keep yours or take theirs.":
-        "Тем временем другой сотрудник очистил это поле; оставьте своё значение или возьмите их.",
-    "Someone else changed this record while you were editing it. The form now shows the saved values with your "
-    "changes on top (none of the fields you changed was changed by them); check and save again.":
-        "Пока вы редактировали, запись изменил другой сотрудник. В форме — сохранённые значения с вашими "
-        "изменениями поверх (ваши поля он не менял); проверьте и сохраните снова.",
-    "Their value is in the form now; save to keep it.": "Их значение теперь в форме; сохраните, чтобы оставить его.",
+    "The card was saved meanwhile (in another tab or by someone else); the board now shows it as saved. Move it "
+    "again if you still want to.": "Тем временем карточку сохранили (в другой вкладке или другой сотрудник); "
+    "на доске она теперь такая, как сохранена. Перенесите её снова, если это ещё нужно.",
+    "The card cannot be saved in that column as it is: the form shows what to fill in or fix.":
+        "В этой колонке карточку нельзя сохранить как есть: форма покажет, что заполнить или исправить.",
+    "you, in another tab": "вы, в другой вкладке",
+    "someone else": "другой сотрудник",
+    "Take the saved value: «{value}»": "Взять сохранённое: «{value}»",
+    "Take the saved value: empty": "Взять сохранённое: пусто",
+    "Meanwhile «{value}» was saved here ({who}); keep yours or take the saved value.":
+        "Тем временем здесь сохранили «{value}» ({who}); оставьте своё значение или возьмите сохранённое.",
+    "Meanwhile this field was emptied ({who}); keep yours or take the saved value.":
+        "Тем временем это поле очистили ({who}); оставьте своё значение или возьмите сохранённое.",
+    "The saved value is in the form now; save to keep it.": "Сохранённое значение теперь в форме; сохраните, "
+                                                            "чтобы оставить его.",
+    "You saved this card in another tab meanwhile.": "Тем временем вы сохранили эту карточку в другой вкладке.",
+    "{name} saved this card while you were editing it.": "Пока вы редактировали, карточку сохранил(а) {name}.",
+    "The form shows the saved values with your changes on top; check the marked fields and save again.":
+        "В форме — сохранённые значения с вашими изменениями поверх; проверьте отмеченные поля и сохраните снова.",
+    "The form shows the saved values with your changes on top; none of the fields you changed was changed there. "
+    "Check and save again.": "В форме — сохранённые значения с вашими изменениями поверх; поля, которые вы меняли, "
+                             "там не менялись. Проверьте и сохраните снова.",
     "The form did not say which version of the card it changes. It now shows the saved card with your changes "
     "on top; check them and save again.": "Форма не указала, какую версию карточки она меняет. Теперь в ней "
     "сохранённая карточка с вашими изменениями поверх; проверьте их и сохраните снова.",
@@ -46,8 +59,9 @@ RU: Mapping[str, str] = {
         "Запрос не указал, какую версию карточки он удаляет; обновите карточку и удалите её снова.",
     "The move did not say which version of the card it changes; reload the board and move the card again.":
         "Перемещение не указало версию карточки; обновите доску и переместите карточку снова.",
-    "Someone who cannot see these fields saved the card; the next save must fix them.":
-        "Карточку сохранил сотрудник, который не видит этих полей; следующее сохранение должно их исправить.",
+    "Someone who cannot see these fields saved the card; the next save by someone who can must fix them.":
+        "Карточку сохранил сотрудник, который не видит этих полей; следующее сохранение тем, кто их видит, должно "
+        "их исправить.",
     "You have signed out.": "Вы вышли из системы.",
     # user administration
     "Users": "Пользователи",
@@ -177,17 +191,10 @@ RU: Mapping[str, str] = {
     "I agree to the processing of my personal data": "Я согласен на обработку персональных данных",
     "Policy": "Политика",
     "Consent given {when}, policy version {version}.": "Согласие дано {when}, версия политики {version}.",
-    "Someone else changed this record while you were editing it. The form now shows the saved values with your "
-    "changes on top; check the marked fields and save again.": "Кто-то изменил запись, пока вы её "
-    "редактировали. В форме теперь сохранённые значения и поверх них ваши изменения; проверьте отмеченные поля "
-    "и сохраните снова.",
-    "Someone else saved «{value}» here meanwhile; keep yours or take theirs.":
-        "Тем временем здесь сохранили «{value}»; оставьте своё значение или возьмите это.",
     "Current file": "Текущий файл",
     "Stage": "Стадия",
     "Move to": "Перенести в",
     "Moved.": "Перенесено.",
-    "The move needs more information: fill in the card.": "Для перевода нужны данные: заполните карточку.",
     "Not allowed": "Нет доступа",
     "Not found": "Не найдено",
     "Page {number}": "Страница {number}",

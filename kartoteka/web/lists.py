@@ -298,13 +298,20 @@ def move(entity_name: str, record_id: int) -> Any:
             raise Conflict("The move did not say which version of the card it changes; reload the board and "
                            "move the card again.")
         platform.service.update(entity.name, record_id, {group: target}, _user(), expected_version=version)
-    except (Conflict, PermissionDenied) as exc:
+    except Conflict as exc:
+        stale = version is not None  # else the move said no version at all: its own message
+        flash(t("The card was saved meanwhile (in another tab or by someone else); the board now shows it as "
+                "saved. Move it again if you still want to.") if stale else t(exc.detail), "error")
+        return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
+            redirect(url_for("cards.kanban", entity_name=entity.name))
+    except PermissionDenied as exc:
         flash(t(exc.detail), "error")
         return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
             redirect(url_for("cards.kanban", entity_name=entity.name))
     except RecordValidationError:
         # lost_reason becomes required on "lost": let the user fill it in rather than fail silently.
-        flash(t("The move needs more information: fill in the card."), "info")
+        flash(t("The card cannot be saved in that column as it is: the form shows what to fill in or fix."),
+              "info")
         form_url = url_for("cards.edit_record", entity_name=entity.name, record_id=record_id, **{group: target})
         if htmx:
             return Response(status=204, headers={"HX-Redirect": form_url})
