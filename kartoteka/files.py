@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
 from kartoteka.errors import BadRequest, KartotekaError, NotFound
-from kartoteka.records.files import UNATTACHED_LIFETIME
+from kartoteka.records.files import UNATTACHED_LIFETIME, size_text
 from kartoteka.storage.tables import files, users
 
 CHUNK = 1 << 16
@@ -44,6 +44,13 @@ class PendingUploadsFull(UploadRefused):
     def __init__(self, detail: str, retry_after: int) -> None:
         super().__init__(detail)
         self.retry_after = retry_after  # seconds until the oldest such upload is removed
+
+
+class FileTooLarge(UploadRefused):
+    """The upload is larger than the field it is for takes: nothing of it is kept."""
+
+    status = 413
+    title = "File too large"
 
 
 class UploadQuotaFull(UploadRefused):
@@ -75,18 +82,6 @@ def upload_usage(conn: sa.Connection, user_id: int, now: datetime, *, exclude: s
         sa.func.coalesce(sa.func.sum(sa.case((stored, files.c.size), else_=0)), 0),
     ).where(*where)).one()
     return UploadUsage(int(row[0]), int(row[1]), int(row[2]))
-
-
-def size_text(size: int) -> str:
-    """1536 -> '1.5 KiB': sizes in messages."""
-    if size < 1024:
-        return f"{size} bytes"
-    amount, unit = size / 1024, "KiB"
-    for bigger in ("MiB", "GiB", "TiB"):
-        if amount < 1024:
-            break
-        amount, unit = amount / 1024, bigger
-    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
 
 
 def room_left(usage: UploadUsage, limits: UploadLimits) -> int | None:
@@ -128,6 +123,11 @@ def _retry_after(conn: sa.Connection, user_id: int, now: datetime) -> int:
     return max(1, math.ceil((oldest + UNATTACHED_LIFETIME - now).total_seconds()))
 
 
+def upload_type(name: str, content_type: str | None) -> str:
+    """The media type an upload is stored with: the one sent, else guessed from the name."""
+    return (content_type or "").split(";")[0].strip() or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def clean_name(name: str) -> str:
     """A file name without paths or control characters, at most 255 characters."""
     base = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -138,15 +138,16 @@ def clean_name(name: str) -> str:
 
 
 def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, content_type: str | None,
-               user_id: int | None, now: datetime, limits: UploadLimits | None = None) -> dict[str, Any]:
+               user_id: int | None, now: datetime, limits: UploadLimits | None = None,
+               max_size: int | None = None) -> dict[str, Any]:
     """Save an upload and return {id, name, size, content_type} for use as a file field's value.
 
     A user's upload is refused (UploadRefused: 429 or 413) past `limits` (DEFAULT_UPLOAD_LIMITS when
-    not given); uploads without a user (commands) have none.
+    not given); uploads without a user (commands) have none. Past `max_size` bytes (the field's limit,
+    when the upload is for a known field) it is refused too, before more of it is written.
     """
     name = clean_name(name)
-    content_type = (content_type or "").split(";")[0].strip() or mimetypes.guess_type(name)[0] \
-        or "application/octet-stream"
+    content_type = upload_type(name, content_type)
     limits = DEFAULT_UPLOAD_LIMITS if limits is None else limits
     limited = user_id if any((limits.pending_files, limits.pending_bytes, limits.user_bytes)) else None
     usage, room = None, None
@@ -165,6 +166,8 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
             while chunk := stream.read(CHUNK):
                 digest.update(chunk)
                 size += len(chunk)
+                if max_size is not None and size > max_size:
+                    raise FileTooLarge(f"The file is larger than {size_text(max_size)}.")
                 if room is not None and size > room:
                     break  # over a limit: write no more of it
                 out.write(chunk)

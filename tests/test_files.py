@@ -357,3 +357,51 @@ def test_uploads_through_the_card_form_are_limited_too(scoped, monkeypatch):
     assert refused.status_code == 422 and 'id="e-scan"' in refused.get_data(as_text=True)
     assert re.search(r'id="e-scan"[^>]*>[^<]*that no record holds yet', refused.get_data(as_text=True), re.I)
     assert stored(client, anna_user.id) == (1, 1)
+
+
+# --- uploads through the card form ---------------------------------------------------------------
+
+
+def _post_company(client, **fields):
+    from tests.test_web import CSRF
+
+    return client.post("/cards/company/new", content_type="multipart/form-data",
+                       data={"csrf_token": CSRF, **fields})
+
+
+@pytest.fixture
+def boss_client(client, make_user):
+    from tests.test_web import sign_in
+
+    boss, _ = make_user("boss", ["admin"])
+    sign_in(client, boss)
+    return client, boss
+
+
+@pytest.mark.parametrize(("upload_as", "message"), [
+    ((b"%PDF-1.4", "scan.pdf", "application/pdf"),
+     "'scan.pdf' is not an accepted file type (accepted: image/png, .jpg)."),
+    ((b"\x89PNG" + b"0" * 100_000, "big.png", "image/png"), "'big.png' is larger than 97.7 KiB, the most this field "
+                                                          "takes."),
+])
+def test_a_file_the_field_does_not_take_is_refused_before_it_is_kept(boss_client, upload_as, message):
+    client, boss = boss_client
+    content, name, kind = upload_as
+    response = _post_company(client, name="Acme", logo=(io.BytesIO(content), name, kind))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and re.search(r'id="e-logo"[^>]*>' + re.escape(message.replace("'", "&#39;")),
+                                                     page)
+    assert stored(client, boss.id) == (0, 0)  # nothing waits as an unsaved upload
+
+
+def test_a_refused_form_names_the_file_it_keeps_and_every_other_error(boss_client):
+    client, boss = boss_client
+    response = _post_company(client, name="", employees="-5",
+                             documents=(io.BytesIO(b"minutes"), "minutes.txt", "text/plain"),
+                             logo=(io.BytesIO(b"%PDF"), "scan.pdf", "application/pdf"))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    for field in ("name", "employees", "logo"):  # the refused upload does not hide the others
+        assert re.search(rf'id="e-{field}"[^>]*>[^<]+', page), field
+    assert "minutes.txt" in page  # the kept upload shows by its name
+    assert stored(client, boss.id) == (1, 1)

@@ -24,6 +24,32 @@ UNATTACHED_LIFETIME = timedelta(days=1)
 PURGE_BATCH = 500
 
 
+def size_text(size: int) -> str:
+    """1536 -> '1.5 KiB': sizes in messages."""
+    if size < 1024:
+        return f"{size} bytes"
+    amount, unit = size / 1024, "KiB"
+    for bigger in ("MiB", "GiB", "TiB"):
+        if amount < 1024:
+            break
+        amount, unit = amount / 1024, bigger
+    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
+
+
+def accepted_type(field: Any, name: str, content_type: str) -> str | None:
+    """Why a file of this name and type may not go into `field` (its `accept` list), or None."""
+    if field.accept and not any(content_type == a or name.lower().endswith(a) for a in field.accept):
+        return f"'{name}' is not an accepted file type (accepted: {', '.join(field.accept)})."
+    return None
+
+
+def too_large(field: Any, name: str, size: int) -> str | None:
+    """Why a file of `size` bytes is too large for `field` (its `max_size`), or None."""
+    if field.max_size is not None and size > field.max_size:
+        return f"'{name}' is larger than {size_text(field.max_size)}, the most this field takes."
+    return None
+
+
 def file_ids(value: Any) -> list[str]:
     """The file ids held by a file field's value (one file, a list of them, or empty)."""
     items = value if isinstance(value, list) else [value] if value is not None else []

@@ -15,7 +15,7 @@ from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
-from kartoteka.records.files import readable_files, sync_file_links
+from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
 from kartoteka.records.model import SYSTEM, Attention, FormState, ListQuery, Page, Principal, Record, ids_in
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
@@ -261,13 +261,20 @@ class RecordService:
         return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system, flagged=flagged)
 
     def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
-                 record_id: int | None = None) -> FormState:
-        """Compute formulas, conditions and errors for a form being edited, without saving."""
+                 record_id: int | None = None, *, lookups: bool = False) -> FormState:
+        """Compute formulas, conditions and errors for a form being edited, without saving.
+
+        With `lookups` the database checks run too (unique values, references, files, which also
+        gives kept files their names): the form of a refused save shows everything the save said.
+        """
         entity = self.entity(entity_name)
         with self.engine.connect() as conn:
             # One read: the version and saved values a form carries must be those its values came from.
             row = self._visible_row(conn, entity, record_id, user) if record_id is not None else None
             prepared = self._dry_run(conn, entity, values, user, record_id, row)
+            if lookups:
+                self._check_lookups(conn, entity, prepared, record_id, user)
+                self._hide_unseen(entity, prepared, user)
         visible = viewable_fields(entity, user)
         saved = None if row is None else {n: v for n, v in self._values(entity, row.data).items() if n in visible}
         return FormState(
@@ -429,10 +436,9 @@ class RecordService:
             if row is None:
                 prepared.error(name, f"There is no uploaded file with id {item['id']}.")
                 continue
-            if field.max_size is not None and row.size > field.max_size:
-                prepared.error(name, f"'{row.name}' is larger than {field.max_size} bytes.")
-            if field.accept and not any(row.content_type == a or row.name.lower().endswith(a) for a in field.accept):
-                prepared.error(name, f"'{row.name}' is not an accepted file type ({', '.join(field.accept)}).")
+            for problem in (too_large(field, row.name, row.size), accepted_type(field, row.name, row.content_type)):
+                if problem is not None:
+                    prepared.error(name, problem)
             resolved.append({"id": row.id, "name": row.name, "size": row.size, "content_type": row.content_type})
         return resolved if field.multiple else (resolved[0] if resolved else None)
 

@@ -8,11 +8,12 @@ from typing import Any
 from flask import Blueprint, Response, flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import FileStorage, MultiDict
 
-from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
+from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.extensions import platform
-from kartoteka.files import UploadRefused, store_file
-from kartoteka.metadata.model import EntityDef
+from kartoteka.files import FileTooLarge, UploadRefused, clean_name, store_file, upload_type
+from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
+from kartoteka.records.files import accepted_type, too_large
 from kartoteka.records.lookup import exact_titles, record_titles, search_titles
 from kartoteka.records.model import FormState, Principal, Record, ids_in
 from kartoteka.records.scopes import in_scope, readable_entities, require, scope_of, scopes_for
@@ -65,12 +66,20 @@ def index() -> str:
 def _saver() -> Any:
     state = platform.state
 
-    def save(upload: FileStorage) -> dict[str, Any]:
+    def save(field: FieldDef, upload: FileStorage) -> dict[str, Any]:
+        # What the field does not take is refused before it is stored: a refused file would otherwise
+        # wait a day as an unsaved upload, counting against the user's limit.
         try:
+            name = clean_name(upload.filename or "")
+            wrong_type = accepted_type(field, name, upload_type(name, upload.mimetype))
+            if wrong_type is not None:
+                raise ValueError(wrong_type)
             return store_file(state.engine, state.settings.instance_dir / "files", upload.stream,
                               upload.filename or "", upload.mimetype, _user().id, state.clock.now(),
-                              state.settings.uploads)
-        except UploadRefused as exc:  # next to the field, with everything else the user typed kept
+                              state.settings.uploads, max_size=field.max_size)
+        except FileTooLarge:
+            raise ValueError(too_large(field, name, (field.max_size or 0) + 1)) from None
+        except (UploadRefused, BadRequest) as exc:  # next to the field, with everything else the user typed kept
             raise ValueError(exc.detail) from None
     return save
 
@@ -145,8 +154,9 @@ def new_record(entity_name: str) -> Any:
             raise RecordValidationError(form_errors)
         record = service.create(entity.name, values, _user(), owner=_owner_choice())
     except RecordValidationError as exc:
-        state = service.evaluate(entity.name, _parsable(values, form_errors), _user())
-        state.errors = exc.errors
+        # Everything the save would say, not only the form's own errors (an upload refused first).
+        state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), lookups=True)
+        state.errors = {**state.errors, **exc.errors}
         flash(t("Please correct the highlighted fields."), "error")
         form = build_form(entity, state, submitted=request.form, form_errors=form_errors)
         return _render_form(entity, form), 422
@@ -191,8 +201,8 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         saved = service.update(entity.name, record.id, values, _user(), expected_version=version,
                                owner=_owner_choice())
     except RecordValidationError as exc:
-        state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record.id)
-        state.errors = exc.errors
+        state = service.evaluate(entity.name, _parsable(values, form_errors), _user(), record.id, lookups=True)
+        state.errors = {**state.errors, **exc.errors}
         flash(t("Please correct the highlighted fields."), "error")
         form = build_form(entity, state, record, submitted=request.form, form_errors=form_errors)
         form.version = version  # the values shown are those sent, made at this version, not the state's

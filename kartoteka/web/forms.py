@@ -16,7 +16,8 @@ _PICKED = re.compile(r"(?:^|#)\s*(\d{1,18})\s*$")
 # Form keys that are not fields: the form's own bookkeeping.
 CONTROL_KEYS = frozenset({"csrf_token", "_present", "_touched", "_base", "version", "owner"})
 
-FileSaver = Callable[[FileStorage], dict[str, Any]]
+# Stores an upload for a file field (refusing what the field does not take) and returns its value.
+FileSaver = Callable[[FieldDef, FileStorage], dict[str, Any]]
 # Records of an entity whose title is exactly the text typed into a picker (no suggestion chosen).
 TitleResolver = Callable[[str, str], list[int]]
 
@@ -65,7 +66,7 @@ def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileS
         # Counted before anything is written to disk: a form may not park a thousand uploads.
         _check_count(field, len(uploads) if not field.multiple else len(kept) + len(uploads))
         if uploads and save_file is not None:
-            kept += [save_file(f) for f in uploads]
+            kept += [save_file(field, f) for f in uploads]
         if field.multiple:
             return kept
         return kept[-1] if kept else None

@@ -278,6 +278,9 @@ RU_PATTERNS: Mapping[str, str] = {
     "uploaded for; uploads no record holds are removed a day after upload.": _UPLOADS_FULL,
     "You have {count} uploads that no record holds yet, the most one user may have. Save the cards they were "
     "uploaded for; uploads no record holds are removed a day after upload.": _UPLOADS_FULL,
+    "'{name}' is not an accepted file type (accepted: {types}).": "Файл «{name}» не подходит по типу (можно: {types}).",
+    "'{name}' is larger than {limit}, the most this field takes.": "Файл «{name}» больше {limit} — это предел для "
+                                                                   "этого поля.",
     "The file is larger than {limit}, the most one user's unsaved uploads may take.":
         "Файл больше {limit} — это предел для несохранённых загрузок одного сотрудника.",
     "The file does not fit: uploads that no record holds yet may take {limit} per user, and yours take {used}. "
