@@ -78,7 +78,7 @@ def session_for(app, client, user) -> str:
     state = _state(app)
     session_id = start_session(state.engine, user.id, state.clock.now(), address="127.0.0.1", user_agent="pytest")
     with client.session_transaction() as session:
-        session.update(sid=session_id, csrf="t")
+        session.update(sid=session_id, csrf="t", uid=user.id)
     return session_id
 
 
@@ -102,7 +102,7 @@ def test_the_database_keeps_only_a_hash_of_the_session_id(app, client, anna):
     assert attempt(client, "anna", PASSWORD, address=HOME).status_code == 302
     with client.session_transaction() as session:
         session_id = session["sid"]
-        assert set(session) <= {"sid", "csrf", "language", "_permanent", "_flashes"}
+        assert set(session) <= {"sid", "uid", "csrf", "language", "_permanent", "_flashes"}
     with _state(app).engine.connect() as conn:
         row = conn.execute(sa.select(user_sessions)).one()
     assert row.token_hash == hashlib.sha256(session_id.encode()).hexdigest() and session_id not in row.token_hash
@@ -705,3 +705,38 @@ def test_cli_lists_and_clears_blocked_addresses(app, runner, anna):
     assert runner.invoke("address", "list").output == "No address is blocked.\n"
     assert f"{ATTACKER} had no failed attempts to forget." in runner.invoke("address", "clear", ATTACKER).output
     assert sign_in(engine, "anna", PASSWORD, datetime.now(UTC), ATTACKER).user is not None
+
+
+def test_a_carried_form_is_not_offered_to_another_user(app, client, make_user, anna, deal):
+    """Anna's session ended with a form on screen; Boris signs in on that page: he is not offered her form."""
+    make_user("boris", ["admin"], password=PASSWORD)
+    session_for(app, client, anna)
+    _sign_out_everywhere(app, anna)
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": "t", "name": "Anna's draft"})
+    carried = _hidden(response.text, "carried")
+    assert response.status_code == 401 and "Anna's draft" in carried
+    signed = client.post("/login", data={"csrf_token": "t", "username": "boris", "password": PASSWORD,
+                                         "carried": carried}, follow_redirects=True)
+    assert signed.status_code == 200 and "resend-form" not in signed.text and "Anna&#39;s draft" not in signed.text
+    assert "it was not offered to you" in unescape(signed.text)
+    # Anna herself, after Boris signs out, still gets her form back.
+    client.post("/logout", data={"csrf_token": _hidden(signed.text, "csrf_token") or "t"})
+    with client.session_transaction() as session:
+        session.update(uid=anna.id, csrf="t")
+    again = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+                                        "carried": carried})
+    assert again.status_code == 200 and "resend-form" in again.text
+
+
+def test_the_send_again_page_shows_what_the_user_changed_by_label(app, client, anna, deal):
+    from tests.test_web import _form_fields
+
+    session_for(app, client, anna)
+    loaded = _form_fields(client.get(f"/cards/deal/{deal.id}/edit").get_data(as_text=True))
+    _sign_out_everywhere(app, anna)
+    typed = [(k, "New name" if k == "name" else v) for k, v in loaded]
+    response = client.post(f"/cards/deal/{deal.id}/edit", data=MultiDict([*typed, ("csrf_token", "t")]))
+    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+                                         "carried": _hidden(response.text, "carried")})
+    shown = re.search(r'<dl class="resend-fields">(.*?)</dl>', signed.text, re.S).group(1)
+    assert re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", shown) == [("Name", "New name")]

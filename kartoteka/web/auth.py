@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,6 +87,8 @@ def load_user() -> None:
             # Signed out elsewhere or expired: the visitor stays, so a form posted now asks them to sign in
             # again (its CSRF token still holds) instead of calling the form expired.
             kept = {key: session[key] for key in ("language", "csrf") if isinstance(session.get(key), str)}
+            if isinstance(session.get("uid"), int):  # whose form a post now carries through the sign-in page
+                kept["uid"] = session["uid"]
             session.clear()
             session.update(kept)
     g.language = g.user.language if g.user is not None else pick_language(session.get("language"),
@@ -265,11 +268,17 @@ def login() -> Any:
         username = request.form.get("username", "").strip()
         result = sign_in(state.engine, username, request.form.get("password", ""), now, request.remote_addr)
         if result.user is not None:
-            language = session.get("language")
+            language, previous = session.get("language"), session.get("uid")
             session.clear()
             session.permanent = True
             session["sid"] = start_session(state.engine, result.user.id, now, address=request.remote_addr or "",
                                            user_agent=request.user_agent.string)
+            session["uid"] = result.user.id
+            if carried is not None and isinstance(previous, int) and previous != result.user.id:
+                # Typed in someone else's session on this browser: not theirs to send, nor to read.
+                carried = None
+                flash(t("A form sent in another user's session was waiting on the sign-in page; it was not "
+                        "offered to you."), "info")
             if language in LANGUAGES and language != result.user.language:
                 set_language(state.engine, result.user.id, language)
             if carried is not None:
@@ -288,9 +297,40 @@ def login() -> Any:
 def _resend_page(carried: Carried) -> str:
     """After signing in: what was sent before, ready to go again when the user presses the button."""
     action, page = _resend_target(carried.path)  # type: ignore[misc]  (checked when carried was read)
-    shown = [(name, value) for name, value in carried.fields if not name.startswith("_") and name != "version"]
-    return render_template("auth/resend.html", action=action, page=page, fields=carried.fields, shown=shown,
-                           had_files=carried.had_files)
+    return render_template("auth/resend.html", action=action, page=page, fields=carried.fields,
+                           shown=_what_changed(carried), had_files=carried.had_files)
+
+
+def _what_changed(carried: Carried) -> list[tuple[str, str]]:
+    """The carried values to show, by their labels: on a card form only those that differ from what it loaded."""
+    sent: dict[str, list[str]] = {}
+    for name, value in carried.fields:
+        if not name.startswith("_") and name not in ("version", "csrf_token"):
+            sent.setdefault(name, []).append(value)
+    entity = None
+    try:
+        _endpoint, values = current_app.create_url_adapter(request).match(  # type: ignore[union-attr]
+            urlsplit(carried.path).path, method="POST")
+        entity = platform.state.metadata.entities.get(values.get("entity_name", ""))
+    except (HTTPException, RoutingException, ValueError):
+        pass
+    base: Any = None
+    try:
+        base = json.loads(dict(carried.fields).get("_base", "null"))
+    except (ValueError, RecursionError):
+        base = None
+    def same(texts: list[Any]) -> list[str]:  # "Northwind #12" as picked and "#12" as loaded are one reference
+        return [re.sub(r"^.*(#\d+)\s*$", r"\1", x) for x in texts if isinstance(x, str) and x]
+
+    shown = []
+    for name, texts in sent.items():
+        filled = [text for text in texts if text]
+        if isinstance(base, dict) and (name not in base or (isinstance(base[name], list)
+                                                            and same(base[name]) == same(filled))):
+            continue  # not editable here, or loaded like this: not the user's change
+        label = entity.fields[name].label.get(g.language) if entity is not None and name in entity.fields else name
+        shown.append((label, ", ".join(filled) or "—"))
+    return shown
 
 
 @auth.route("/logout", methods=["GET", "POST"])

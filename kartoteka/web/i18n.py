@@ -99,6 +99,8 @@ RU: Mapping[str, str] = {
     "Your session had ended (signed out elsewhere or idle too long), so the form you sent was not saved. Sign in "
     "again to send it once more.": "Ваш сеанс завершился (выход выполнен на другом устройстве или долго не было "
     "действий), поэтому отправленная форма не сохранена. Войдите снова, чтобы отправить её ещё раз.",
+    "A form sent in another user's session was waiting on the sign-in page; it was not offered to you.":
+        "На странице входа ждала форма, отправленная в сеансе другого пользователя; она вам не предложена.",
     "Send the form again?": "Отправить форму ещё раз?",
     "You are signed in again. The form you sent before was not saved; nothing is sent until you press "
     "“Send again”.": "Вы снова вошли. Отправленная раньше форма не сохранена; ничего не будет отправлено, "
