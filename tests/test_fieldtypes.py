@@ -194,6 +194,7 @@ VALID: list[tuple[str, Any, Any]] = [
     ("url", "example.com", "https://example.com"),
     ("url", "www.example.com/path?q=1", "https://www.example.com/path?q=1"),
     ("url", "http://example.com", "http://example.com"),
+    ("url", "example.com:8080/crm", "https://example.com:8080/crm"),
     ("url", "https://пример.рф/страница", "https://пример.рф/страница"),
     ("select", "won", "won"),
     ("select", " lost ", "lost"),
@@ -291,7 +292,9 @@ INVALID: list[tuple[str, Any, str]] = [
     ("url", "ftp://example.com", "'ftp://example.com' is not a valid http(s) address."),
     ("url", "localhost", "is not a valid http(s) address."),
     ("url", "exa mple.com", "is not a valid http(s) address."),
-    ("url", "javascript:alert(1)", "is not a valid http(s) address."),
+    ("url", "javascript:alert(1)", "'javascript:alert(1)' is not a valid http(s) address."),  # as typed
+    ("url", "mailto:anna@example.org", "'mailto:anna@example.org' is not a valid http(s) address."),
+    ("url", "localhost:8080", "'localhost:8080' is not a valid http(s) address."),
     ("url", "example.com/" + "x" * 2000, "is not a valid http(s) address."),
     ("select", "open", "'open' is not one of the options: new, won, lost."),
     ("select", "Won", "'Won' is not one of the options"),

@@ -115,6 +115,10 @@ class PhoneType(FieldType):
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# A scheme of its own ("javascript:", "mailto:"), not a host followed by a port ("example.com:8080").
+_OTHER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!\d)")
+
+
 class UrlType(FieldType):
     name = "url"
     options = frozenset({"unique", "max_length"})
@@ -124,10 +128,13 @@ class UrlType(FieldType):
     def parse(self, raw, field, ctx):
         if blank(raw):
             return None
-        text = require_str(raw, "a web address").strip()
+        typed = text = require_str(raw, "a web address").strip()
         if "://" not in text:
+            if _OTHER_SCHEME.match(text):  # "javascript:alert(1)", "mailto:a@b.ru": not a web page
+                raise FieldValueError(f"'{typed[:60]}' is not a valid http(s) address.")
             text = "https://" + text
-        invalid = FieldValueError(f"'{text[:60]}' is not a valid http(s) address.")
+        # Messages quote what the user typed, not the address completed from it.
+        invalid = FieldValueError(f"'{typed[:60]}' is not a valid http(s) address.")
         try:
             parts = urlsplit(text)
         except ValueError:  # an unclosed or empty IPv6 bracket: "http://[::1", "http://[]"
@@ -140,7 +147,7 @@ class UrlType(FieldType):
         except ValueError:  # .port raises on a port beyond 65535 or one that is not digits
             port_ok = False
         if not port_ok:
-            raise FieldValueError(f"'{text[:60]}' is not a valid http(s) address: the port must be from 1 to 65535.")
+            raise FieldValueError(f"'{typed[:60]}' is not a valid http(s) address: the port must be from 1 to 65535.")
         return text
 
     def check(self, value, field):
