@@ -529,3 +529,12 @@ def test_a_formula_result_no_database_can_store_is_a_422_on_both_databases(engin
     assert raised.value.errors == {"echo": [f"Cannot be computed: the result holds {what}, which cannot be stored."]}
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(records)).scalar() == 0
+
+
+def test_formulas_over_a_value_that_failed_its_checks_show_nothing(save):
+    """A negative price is refused: the subtotal and the total built on it are not shown as if it counted."""
+    prepared = save({"name": "A", "quantity": "2", "price": "-5"})
+    assert "price" in prepared.errors
+    assert prepared.values["subtotal"] is None and prepared.values["total"] is None
+    fine = save({"name": "A", "quantity": "2", "price": "5"})
+    assert not fine.errors and fine.values["subtotal"] == Decimal("10.00")

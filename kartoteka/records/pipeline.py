@@ -200,6 +200,7 @@ class Pipeline:
         self._constraints(prepared)
         self._validations(prepared, evaluator, user.language, viewable, creating=stored is None, flagged=flagged)
         prepared.hide_unseen(entity.fields.keys() - viewable)
+        self._blank_formulas_over_errors(prepared)  # after hiding: only what the user is told counts
         for name in prepared.unknown:
             prepared.errors[name] = ["Unknown field."]
         return prepared
@@ -249,6 +250,20 @@ class Pipeline:
                 prepared.changed.discard(name)
             prepared.values[name] = value
         return errors
+
+    def _blank_formulas_over_errors(self, prepared: Prepared) -> None:
+        """A formula reading a value that failed its checks shows nothing rather than a result built on it.
+
+        Only a refused save or a form being typed has errors; a saved record never holds such a result.
+        """
+        doubtful = {name for name in prepared.errors if name in self.entity.fields}
+        if not doubtful:
+            return
+        for name in self.entity.formula_order:
+            expr = self.entity.fields[name].expr
+            if expr is not None and expr.names & doubtful:
+                prepared.values[name] = None
+                doubtful.add(name)
 
     def _empty_hidden(self, prepared: Prepared, stored: Mapping[str, Any] | None) -> bool:
         """Empty the fields whose own visible_if is false; True when any value went.
