@@ -1,4 +1,4 @@
-"""Settings from the environment (KARTOTEKA_*), with defaults that work out of the box."""
+"""Settings from the environment (KARTOTEKA_*), with defaults that work out of the box, read when asked for."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path.cwd()
 MIB = 1 << 20
 
 
@@ -56,12 +55,18 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES and _UPLOAD_*."""
+        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES
+        and _UPLOAD_*, now (by `create_app` or a command, never at import).
+
+        Relative paths and the defaults (`instance/`, `config/`) are taken from the current directory of this
+        call, and resolved to absolute paths, so a server's workers agree with the process that started them.
+        """
         env = os.environ if environ is None else environ
-        instance = Path(env.get("KARTOTEKA_INSTANCE_DIR", PROJECT_ROOT / "instance")).resolve()
+        here = Path.cwd()
+        instance = (here / env.get("KARTOTEKA_INSTANCE_DIR", "instance")).resolve()
         settings = cls(
             database_url=env.get("KARTOTEKA_DATABASE_URL") or f"sqlite:///{instance / 'kartoteka.db'}",
-            config_dir=Path(env.get("KARTOTEKA_CONFIG_DIR", PROJECT_ROOT / "config")).resolve(),
+            config_dir=(here / env.get("KARTOTEKA_CONFIG_DIR", "config")).resolve(),
             secret_key=env.get("KARTOTEKA_SECRET_KEY") or _instance_secret(instance),
             instance_dir=instance,
             phone_region=phone_region(env),
