@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,9 +12,32 @@ from kartoteka.config import Settings
 from kartoteka.metadata.expressions import Clock
 
 __version__ = "0.1.0"
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-STATIC_DIR = Path(__file__).resolve().parent / "static"
-NODE_MODULES = Path(__file__).resolve().parent.parent / "node_modules"
+PACKAGE_DIR = Path(__file__).resolve().parent
+STATIC_DIR = PACKAGE_DIR / "static"
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Where the app finds its Jinja2 templates and the npm front-end files (a tree shaped like node_modules)."""
+
+    templates: Path
+    node_modules: Path
+
+
+def find_resources(package_dir: Path = PACKAGE_DIR) -> Resources:
+    """The templates and front-end files of an installed package, or else of the source checkout around it.
+
+    A wheel carries copies made by the build (`build_hooks.py`): `kartoteka/templates/` from the top-level
+    `templates/`, and `kartoteka/vendor/` with htmx and Pico from `node_modules/`. A source checkout (and an
+    editable install) has neither copy and uses `templates/` and `node_modules/` beside the package itself.
+    """
+    if (package_dir / "templates").is_dir():
+        return Resources(package_dir / "templates", package_dir / "vendor")
+    checkout = package_dir.parent
+    if (checkout / "templates").is_dir() and (checkout / "pyproject.toml").is_file():
+        return Resources(checkout / "templates", checkout / "node_modules")
+    raise RuntimeError(f"Kartoteka's templates are missing: neither {package_dir / 'templates'} (an installed "
+                       f"package) nor {checkout / 'templates'} (a source checkout) exists; reinstall the package.")
 
 
 def system_clock() -> Clock:
@@ -32,8 +56,9 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from kartoteka.web_errors import register_error_handlers
 
     settings = settings or Settings.from_env()
+    resources = find_resources()
     app = Flask(__name__, instance_path=str(settings.instance_dir),
-                template_folder=str(TEMPLATES_DIR), static_folder=str(STATIC_DIR))
+                template_folder=str(resources.templates), static_folder=str(STATIC_DIR))
     app.config.update(SECRET_KEY=settings.secret_key, TESTING=settings.testing,
                       MAX_CONTENT_LENGTH=20 * 1024 * 1024,
                       # A long text area in Cyrillic (2 bytes a letter) must fit in a form post.
@@ -46,6 +71,6 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     init_security(app)
     app.register_blueprint(api)
     app.register_blueprint(home)
-    init_web(app, settings.extra.get("node_modules", NODE_MODULES))
+    init_web(app, settings.extra.get("node_modules", resources.node_modules))
     register_error_handlers(app)
     return app
