@@ -111,13 +111,32 @@ def demo_command(per_entity: int) -> None:
 
 
 @main.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=5000, show_default=True, type=int)
-def serve_command(host: str, port: int) -> None:
-    """Serve the application (initialising the database first)."""
-    with _platform() as (app, _state):
-        click.echo(f"Kartoteka on http://{host}:{port}/  (API: http://{host}:{port}/api/v1/entities)")
-        app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every one).")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", type=click.IntRange(1, 256), default=None,
+              help="Worker processes [default: 2 × CPUs + 1, at most 8].")
+@click.option("--threads", type=click.IntRange(1, 256), default=None, help="Threads per worker [default: 4].")
+@click.option("--timeout", type=click.IntRange(1, 3600), default=30, show_default=True,
+              help="Seconds before a silent worker is replaced, and the grace given to requests on shutdown.")
+@click.option("--dev", is_flag=True, help="Werkzeug's development server instead: one process, not for production.")
+def serve_command(host: str, port: int, workers: int | None, threads: int | None, timeout: int, dev: bool) -> None:
+    """Serve the application with gunicorn (initialising the database first)."""
+    from kartoteka.server import DEFAULT_THREADS, default_workers, serve
+
+    if dev and (workers or threads):
+        raise click.UsageError("--workers and --threads are gunicorn's; the development server (--dev) has neither.")
+    settings = _settings()
+    base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    with _platform(settings) as (app, _state):
+        if dev:
+            click.echo(f"Kartoteka on {base}/  (API: {base}/api/v1/entities), development server")
+            app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
+            return
+    # The master's engine is closed (above) before gunicorn forks; each worker creates its own app.
+    workers = workers or default_workers()
+    click.echo(f"Kartoteka on {base}/  (API: {base}/api/v1/entities), "
+               f"{workers} worker{'' if workers == 1 else 's'} × {threads or DEFAULT_THREADS} threads")
+    serve(settings, host, port, workers=workers, threads=threads, timeout=timeout)
 
 
 @main.group("user")

@@ -91,7 +91,7 @@ def test_settings_resolve_when_asked_for_against_the_directory_of_that_moment(tm
 
 
 def test_importing_the_package_reads_no_settings_and_writes_nothing(tmp_path):
-    modules = "kartoteka, kartoteka.cli, kartoteka.web, kartoteka.api, kartoteka.extensions"
+    modules = "kartoteka, kartoteka.cli, kartoteka.server, kartoteka.web, kartoteka.api, kartoteka.extensions"
     result = subprocess.run([sys.executable, "-c", f"import {modules}"],  # noqa: S603 (this interpreter)
                             cwd=tmp_path, capture_output=True, text=True, check=False,
                             env={"PYTHONPATH": str(ROOT), "KARTOTEKA_CONFIG_DIR": str(tmp_path / "nowhere")})
@@ -103,6 +103,7 @@ def test_pyproject_metadata():
     project = PYPROJECT["project"]
     assert project["license"] == "MIT"  # an SPDX expression: the table form is deprecated and warned about
     assert not any(c.startswith("License ::") for c in project.get("classifiers", []))
+    assert any(d.startswith("gunicorn") for d in project["dependencies"])
     assert any(r.startswith("setuptools>=77") for r in PYPROJECT["build-system"]["requires"])
     assert PYPROJECT["tool"]["setuptools"]["cmdclass"] == {"build_py": "build_hooks.BuildPy"}
     assert issubclass(build_hooks.BuildPy, build_py)
