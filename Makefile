@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint install assets serve bench check-config clean
+.PHONY: demo test lint install assets serve bench check-config check-wheel clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,13 +35,18 @@ check-config: install
 	$(BIN)/kartoteka check-config
 
 lint: install
-	$(BIN)/ruff check kartoteka tests bench scripts
+	$(BIN)/ruff check kartoteka tests bench scripts build_hooks.py
 
-test: lint
+# The wheel, installed into an empty virtualenv, serves /login with its styles and scripts (about a minute).
+check-wheel: install
+	$(BIN)/python scripts/check_wheel.py
+
+# pytest last: its summary is the closing line of the run.
+test: lint check-wheel
 	$(BIN)/pytest -q
 
 bench: install
 	$(BIN)/python -m bench.bench_records
 
 clean:
-	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache
+	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache build dist
