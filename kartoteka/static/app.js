@@ -4,11 +4,6 @@
   document.documentElement.classList.add("js");
   const csrf = () => document.querySelector('meta[name="csrf-token"]').content;
 
-  // Language switch and other selects that submit their form when changed.
-  document.addEventListener("change", (event) => {
-    if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
-  });
-
   // Repeatable values (several phones, e-mails, references): add and remove inputs.
   document.addEventListener("click", (event) => {
     const add = event.target.closest("[data-add]");

@@ -7,10 +7,11 @@ Every page state reached here is checked with axe-core too.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page
+from playwright.sync_api import Browser, Locator, Page, expect
 
 CHROMIUM = Path("/usr/bin/chromium")  # the same browser conftest.py launches
 if not CHROMIUM.exists():
@@ -51,6 +52,9 @@ FOCUS_RING = """(element) => {
            style: style.outlineStyle, width: parseFloat(style.outlineWidth),
            contrast: Math.round((light + 0.05) / (dark + 0.05) * 100) / 100 };
 }"""
+
+
+LANGUAGE = "header form[action='/language']"
 
 
 def focus_ring(element: Locator) -> dict:
@@ -103,3 +107,53 @@ def test_focus_ring_has_3_to_1_contrast_on_every_kind_of_control(page: Page, log
     _focus_by_keyboard(page, card)
     _assert_ring(card, "kanban card link")
     axe(page, f"kanban with focus on a card ({scheme})")
+
+
+def _sign_in(page: Page, username: str) -> None:
+    page.goto("/login")
+    page.fill("#username", username)
+    page.fill("#password", "kartoteka-demo")
+    page.click("form[action='/login'] button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/cards/$"))
+
+
+def test_language_changes_only_on_an_explicit_action(page: Page, login, axe) -> None:
+    """WCAG 3.2.2: moving through the switch with arrow keys changes nothing; pressing its button does."""
+    navigations: list[str] = []
+    login(page, "marketing1")  # works in English; nobody else's tests depend on this user's language
+    page.goto("/cards/lead/")
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    first = page.locator(f"{LANGUAGE} :is(button, select, input:not([type=hidden]))").first
+    _focus_by_keyboard(page, first)
+    for key in ("ArrowDown", "ArrowDown", "ArrowUp", "ArrowRight", "End"):
+        page.keyboard.press(key)
+    page.wait_for_timeout(300)
+    assert navigations == [], navigations
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    axe(page, "list with focus in the language switch")
+
+    russian = page.locator(f"{LANGUAGE} button[value=ru]")
+    _focus_by_keyboard(page, russian)
+    _assert_ring(russian, "language button")
+    russian.press("Enter")
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page).to_have_url(re.compile(r"/cards/lead/$"))  # back on the same page
+    axe(page, "list after switching to Russian")
+    page.locator(f"{LANGUAGE} button[value=en]").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+
+
+def test_language_switch_works_without_javascript(browser: Browser, live_server: str) -> None:
+    context = browser.new_context(base_url=live_server, java_script_enabled=False, locale="en-US")
+    try:
+        page = context.new_page()
+        _sign_in(page, "marketing1")
+        page.goto("/cards/contact/")
+        page.locator(f"{LANGUAGE} button[value=ru]").click()
+        expect(page.locator("html")).to_have_attribute("lang", "ru")
+        expect(page).to_have_url(re.compile(r"/cards/contact/$"))
+        page.locator(f"{LANGUAGE} button[value=en]").click()
+        expect(page.locator("html")).to_have_attribute("lang", "en")
+    finally:
+        context.close()
