@@ -171,7 +171,8 @@
       column.querySelector(".kanban-cards").appendChild(dragged);
       const response = await fetch(url, { method: "POST", body, headers: { "HX-Request": "true", "X-CSRF-Token": csrf() } });
       const target = response.headers.get("HX-Redirect");
-      window.location.assign(target || window.location.href);
+      // assign() of the same address with a #card-… part only scrolls: reload to show the board as saved.
+      if (target) window.location.assign(target); else window.location.reload();
     });
   }
 
