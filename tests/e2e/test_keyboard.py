@@ -157,3 +157,21 @@ def test_language_switch_works_without_javascript(browser: Browser, live_server:
         expect(page.locator("html")).to_have_attribute("lang", "en")
     finally:
         context.close()
+
+
+def test_date_input_shows_focus_on_its_parts_and_its_calendar_button(page: Page, login, axe) -> None:
+    """Tab walks month, day, year and the calendar button inside a date input: the ring stays on throughout."""
+    login(page, "sales_manager")
+    for path, selector in (("/cards/deal/new", "#f-close_date"), ("/cards/deal/?close_date__gte=", None)):
+        page.goto(path)
+        date = page.locator(selector or ".filters input[type=date]").first
+        date.scroll_into_view_if_needed()
+        _focus_by_keyboard(page, date)
+        stops = 0
+        while date.evaluate("e => e === document.activeElement") and stops < 6:
+            ring = focus_ring(date)
+            assert ring["style"] != "none" and ring["width"] >= 2 and ring["contrast"] >= 3, (path, stops, ring)
+            stops += 1
+            page.keyboard.press("Tab")
+        assert stops >= 4, stops  # month, day, year and the calendar button were all visited
+    axe(page, "deal list, focus moved on from a date filter")
