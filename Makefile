@@ -37,7 +37,7 @@ check-config: install
 lint: install
 	$(BIN)/ruff check kartoteka tests bench scripts build_hooks.py
 
-# The wheel, installed into an empty virtualenv, serves /login with its styles and scripts (about a minute).
+# The wheel, installed into an empty virtualenv, serves /login with its styles and scripts (about 20 s).
 check-wheel: install
 	$(BIN)/python scripts/check_wheel.py
 

@@ -121,8 +121,6 @@ def demo_command(per_entity: int) -> None:
 @click.option("--dev", is_flag=True, help="Werkzeug's development server instead: one process, not for production.")
 def serve_command(host: str, port: int, workers: int | None, threads: int | None, timeout: int, dev: bool) -> None:
     """Serve the application with gunicorn (initialising the database first)."""
-    from kartoteka.server import DEFAULT_THREADS, default_workers, serve
-
     if dev and (workers or threads):
         raise click.UsageError("--workers and --threads are gunicorn's; the development server (--dev) has neither.")
     settings = _settings()
@@ -133,6 +131,8 @@ def serve_command(host: str, port: int, workers: int | None, threads: int | None
             app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
             return
     # The master's engine is closed (above) before gunicorn forks; each worker creates its own app.
+    from kartoteka.server import DEFAULT_THREADS, default_workers, serve
+
     workers = workers or default_workers()
     click.echo(f"Kartoteka on {base}/  (API: {base}/api/v1/entities), "
                f"{workers} worker{'' if workers == 1 else 's'} × {threads or DEFAULT_THREADS} threads")

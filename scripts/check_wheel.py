@@ -9,8 +9,8 @@
    `config/`, with no KARTOTEKA_* variables: the default settings (`./config`, `./instance/kartoteka.db`,
    a generated secret) resolve there, and nothing can come from the checkout.
 4. `/login` must answer 200 with its form, and every stylesheet and script it links (Pico, htmx, app.css,
-   app.js, ...) must answer 200 with the right type; the vendor files must be byte for byte the ones in
-   node_modules/. A request with raw UTF-8 in its URL must be served, not refused.
+   app.js, ...) must answer 200 with the right type, byte for byte the files in the wheel (and the vendor
+   files the ones in node_modules/). A request with raw UTF-8 in its URL must be served, not refused.
 5. SIGTERM must stop the server gracefully (exit status 0).
 
 Any failure prints what went wrong and the server's log, and exits 1. Standard library only.
@@ -30,6 +30,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +117,7 @@ def wait_for_login(base: str, server: subprocess.Popen) -> None:
     raise CheckFailed(f"/login did not answer 200 within {START_TIMEOUT} s")
 
 
-def check_site(base: str, port: int) -> list[str]:
+def check_site(base: str, port: int, wheel: zipfile.ZipFile) -> list[str]:
     """Fetch /login and everything it links; return what was checked."""
     status, content_type, body = fetch(f"{base}/login")
     page = body.decode("utf-8", "replace")
@@ -137,8 +138,8 @@ def check_site(base: str, port: int) -> list[str]:
             raise CheckFailed(f"{url} answered {status} {content_type!r} with {len(body)} bytes")
         if path in VENDOR and body != VENDOR[path].read_bytes():
             raise CheckFailed(f"{url} is not {VENDOR[path].relative_to(ROOT)}")
-        if path.startswith("/static/") and body != (ROOT / "kartoteka" / path.lstrip("/")).read_bytes():
-            raise CheckFailed(f"{url} is not kartoteka{path}")
+        if path.startswith("/static/") and body != wheel.read(f"kartoteka{path}"):
+            raise CheckFailed(f"{url} is not kartoteka{path} of the wheel")
         checked.append(f"{path} ({len(body):,} bytes)")
     status_line = raw_request(port, "/cards/lead/?q=Иван".encode())
     if not status_line.startswith((b"HTTP/1.1 200", b"HTTP/1.1 302")):
@@ -177,19 +178,22 @@ def check(work: Path) -> None:
     step(f"built {wheels[0].name}")
 
     venv = work / "venv"
-    run([sys.executable, "-m", "venv", venv])
+    run([sys.executable, "-m", "venv", "--without-pip", venv])  # nothing in it; this pip installs into it
     python = venv / "bin" / "python"
-    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheels[0]])
+    run([sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--disable-pip-version-check",
+         "--no-compile", wheels[0]])
     step("installed it into an empty virtualenv")
 
     site = work / "site"
     shutil.copytree(ROOT / "config", site / "config")
     env = {name: value for name, value in os.environ.items()
            if not name.startswith(("KARTOTEKA_", "PYTHON", "VIRTUAL_ENV"))}
-    where = subprocess.run([python, "-c",  # noqa: S603 (the interpreter of the virtualenv made above) "import kartoteka; r = kartoteka.find_resources(); "
-                            "print(kartoteka.__file__, r.templates, r.node_modules, sep='\\n')"],
+    code = ("import kartoteka; r = kartoteka.find_resources(); "
+            "print(kartoteka.__file__, r.templates, r.node_modules, sep='\\n')")
+    where = subprocess.run([python, "-c", code],  # noqa: S603 (the interpreter of the virtualenv made above)
                            cwd=site, env=env, capture_output=True, text=True, check=False)
-    if where.returncode != 0 or any(not Path(line).is_relative_to(venv) for line in where.stdout.split()):
+    paths = [Path(line) for line in where.stdout.split()]
+    if where.returncode != 0 or len(paths) != 3 or not all(path.is_relative_to(venv) for path in paths):
         raise CheckFailed(f"the installed package is not the one in use, or its resources are outside it:\n"
                           f"{where.stdout}{where.stderr}")
 
@@ -203,7 +207,8 @@ def check(work: Path) -> None:
         try:
             wait_for_login(base, server)
             step(f"kartoteka serve answers on {base}")
-            checked = check_site(base, port)
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                checked = check_site(base, port, wheel)
         finally:
             if server.poll() is None:
                 stop(server)
