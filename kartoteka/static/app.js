@@ -176,17 +176,109 @@
     });
   }
 
+  // Kanban by keyboard: each card is one tab stop (a roving tabindex on its title link). The arrow keys go
+  // between cards (up, down, Home, End) and columns (left, right; empty columns are skipped), M or the card's
+  // button opens its move form (Escape closes it), Shift + left or right moves the card one column over.
+  function setupBoardKeys(board) {
+    const links = () => Array.from(board.querySelectorAll(".kanban-card > .card-link"));
+    const columns = () => Array.from(board.querySelectorAll(".kanban-col"))
+      .map((column) => ({ column, links: Array.from(column.querySelectorAll(".kanban-card > .card-link")) }));
+    const current = (link) => links().forEach((l) => { l.tabIndex = l === link ? 0 : -1; });
+    const go = (link) => { current(link); link.focus(); };
+    const openMove = (card) => {
+      const form = card.querySelector(".move-form");
+      if (!form) return;
+      form.classList.add("open");
+      card.querySelector(".move-toggle").setAttribute("aria-expanded", "true");
+      form.querySelector("select").focus();
+    };
+    const closeMove = (card) => {
+      const form = card.querySelector(".move-form");
+      if (!form || !form.classList.contains("open")) return;
+      form.classList.remove("open");
+      card.querySelector(".move-toggle").setAttribute("aria-expanded", "false");
+      go(card.querySelector(".card-link"));
+    };
+    const moveOver = (card, step) => {
+      const form = card.querySelector(".move-form");
+      const all = columns();
+      const next = all[all.findIndex((c) => c.column.contains(card)) + step];
+      if (!form || !next) return;
+      form.elements.to.value = next.column.dataset.stage;
+      form.requestSubmit();  // the board comes back with focus on the card (focusMovedCard)
+    };
+
+    links().forEach((link) => link.setAttribute("aria-describedby", "kanban-keys"));
+    const hashed = /^#card-\d+$/.test(window.location.hash) && board.querySelector(`${window.location.hash} > .card-link`);
+    current(hashed || links()[0]);
+    board.addEventListener("focusin", (event) => {
+      if (event.target.matches(".card-link")) current(event.target);
+      else if (event.target.matches(".kanban-card")) event.target.querySelector(".card-link").focus();
+    });
+    board.addEventListener("click", (event) => {
+      const toggle = event.target.closest(".move-toggle");
+      if (!toggle) return;
+      const card = toggle.closest(".kanban-card");
+      if (card.querySelector(".move-form.open")) closeMove(card); else openMove(card);
+    });
+    board.addEventListener("keydown", (event) => {
+      const card = event.target.closest(".kanban-card");
+      if (!card || event.altKey || event.ctrlKey || event.metaKey) return;
+      if (event.key === "Escape" && card.querySelector(".move-form.open")) {
+        event.preventDefault();
+        closeMove(card);
+        return;
+      }
+      const link = event.target.closest(".card-link");
+      if (!link) return;
+      const horizontal = event.key === "ArrowLeft" || event.key === "ArrowRight";
+      const step = event.key === "ArrowRight" ? 1 : -1;
+      if (event.shiftKey) {
+        if (horizontal) { event.preventDefault(); moveOver(card, step); }
+        return;
+      }
+      if (event.code === "KeyM" || event.key === "m" || event.key === "M") {
+        event.preventDefault();
+        openMove(card);
+        return;
+      }
+      const all = columns();
+      const at = all.findIndex((c) => c.column.contains(link));
+      const mine = all[at].links;
+      const index = mine.indexOf(link);
+      let to = null;
+      if (event.key === "ArrowDown") to = mine[index + 1];
+      else if (event.key === "ArrowUp") to = mine[index - 1];
+      else if (event.key === "Home") to = mine[0];
+      else if (event.key === "End") to = mine[mine.length - 1];
+      else if (horizontal) {
+        for (let c = at + step; c >= 0 && c < all.length && !to; c += step) {
+          if (all[c].links.length) to = all[c].links[Math.min(index, all[c].links.length - 1)];
+        }
+      } else return;
+      event.preventDefault();  // no scrolling on arrow keys, even at the board's edges
+      if (to) {
+        go(to);
+        to.scrollIntoView({ block: "nearest", inline: "nearest" });
+      }
+    });
+  }
+
   // After a failed save: move focus to the summary of errors so it is read out and can be followed.
   function focusErrors() {
     const summary = document.getElementById("error-summary");
     if (summary) summary.focus();
   }
 
-  // After a keyboard move on the board, come back to the moved card.
+  // After a keyboard move on the board, come back to the moved card (its title link, the card's tab stop).
+  // The card itself is made focusable: Chromium, scrolling to the #card-N fragment once the page has loaded,
+  // clears the focus unless the fragment's element takes it; setupBoardKeys hands that on to the link.
   function focusMovedCard() {
     const match = window.location.hash.match(/^#card-(\d+)$/);
     const card = match && document.getElementById(`card-${match[1]}`);
-    if (card) { card.tabIndex = -1; card.focus(); }
+    if (!card) return;
+    card.tabIndex = -1;
+    (card.querySelector(".card-link") || card).focus();
   }
 
   function init(root) {
@@ -194,7 +286,7 @@
     focusMovedCard();
     root.querySelectorAll("[data-tabs]").forEach(setupTabs);
     root.querySelectorAll("select[data-colored]").forEach(paint);
-    root.querySelectorAll("[data-kanban]").forEach(setupKanban);
+    root.querySelectorAll("[data-kanban]").forEach((board) => { setupKanban(board); setupBoardKeys(board); });
     applyState();
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", () => init(document));

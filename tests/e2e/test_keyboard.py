@@ -175,3 +175,146 @@ def test_date_input_shows_focus_on_its_parts_and_its_calendar_button(page: Page,
             page.keyboard.press("Tab")
         assert stops >= 4, stops  # month, day, year and the calendar button were all visited
     axe(page, "deal list, focus moved on from a date filter")
+
+
+LEAD_BOARD = "/cards/lead/kanban"  # the deal board is test_browser.py's; these tests move leads only
+CARD_LINK = ".kanban-card > a"
+
+
+def _focused(page: Page) -> dict:
+    return page.evaluate("""() => {
+      const e = document.activeElement, card = e && e.closest(".kanban-card");
+      return { tag: e.tagName, card: card ? card.dataset.id : null, link: e.matches(".kanban-card > a"),
+               column: e.closest(".kanban-col")?.dataset.stage ?? null, inBoard: !!e.closest(".kanban") };
+    }""")
+
+
+def _size(element: Locator) -> tuple[float, float]:
+    box = element.bounding_box()
+    assert box, element
+    return box["width"], box["height"]
+
+
+def test_kanban_board_is_one_tab_stop_per_card_with_arrow_keys_between_cards_and_columns(
+        page: Page, login, axe) -> None:
+    login(page, "sales_manager")
+    page.goto(LEAD_BOARD)
+    expect(page.locator(CARD_LINK).first).to_be_visible()
+    axe(page, "lead board")
+
+    # Tab from the last control before the board: one stop on the board's cards, then out (or to a "+N" link).
+    _focus_by_keyboard(page, page.locator(".list-actions a").last)
+    stops: list[dict] = []
+    for _ in range(300):
+        page.keyboard.press("Tab")
+        where = _focused(page)
+        if not where["inBoard"]:
+            break
+        stops.append(where)
+    in_cards = [s for s in stops if s["card"]]
+    assert len(in_cards) == 1 and in_cards[0]["link"], stops
+
+    # Arrow keys: down and up inside a column, right and left between columns (empty ones are skipped).
+    columns = page.locator(".kanban-col")
+    stages = columns.evaluate_all("cs => cs.map((c) => [c.dataset.stage, c.querySelectorAll('.kanban-card').length])")
+    filled = [stage for stage, count in stages if count]
+    tall = next(stage for stage, count in stages if count >= 2)
+    first = page.locator(f".kanban-col[data-stage='{tall}'] {CARD_LINK}").first
+    second = page.locator(f".kanban-col[data-stage='{tall}'] {CARD_LINK}").nth(1)
+    _focus_by_keyboard(page, first)
+    page.keyboard.press("ArrowDown")
+    expect(second).to_be_focused()
+    page.keyboard.press("ArrowUp")
+    expect(first).to_be_focused()
+    page.keyboard.press("End")
+    expect(page.locator(f".kanban-col[data-stage='{tall}'] {CARD_LINK}").last).to_be_focused()
+    page.keyboard.press("Home")
+    expect(first).to_be_focused()
+    at = filled.index(tall)
+    if at + 1 < len(filled):
+        page.keyboard.press("ArrowRight")
+        assert _focused(page)["column"] == filled[at + 1], _focused(page)
+        page.keyboard.press("ArrowLeft")
+        assert _focused(page)["column"] == tall, _focused(page)
+    if at > 0:
+        page.keyboard.press("ArrowLeft")
+        assert _focused(page)["column"] == filled[at - 1], _focused(page)
+    # Roving tabindex: the card with focus is the board's one stop.
+    focused_card = _focused(page)["card"]
+    assert page.locator(f"{CARD_LINK}[tabindex='0']").count() == 1
+    assert page.locator(f"#card-{focused_card} > a").get_attribute("tabindex") == "0"
+    axe(page, "lead board after moving focus with the arrow keys")
+
+
+def test_kanban_card_moves_by_keyboard_and_its_targets_are_large_enough(page: Page, login, axe) -> None:
+    login(page, "sales_manager")
+    page.goto(LEAD_BOARD)
+    source = page.locator(".kanban-col[data-stage='new']")
+    target = page.locator(".kanban-col[data-stage='in_progress']")
+    before_source, before_target = (int(c.locator("[data-count]").inner_text()) for c in (source, target))
+    card = source.locator(".kanban-card:has(form)").last
+    card_id = card.get_attribute("data-id")
+    link = card.locator("> a")
+
+    for element, name in ((link, "card link"), (page.locator(".kanban .more").first, "more link")):
+        if element.count():
+            width, height = _size(element)
+            assert width >= 24 and height >= 24, (name, width, height)
+
+    # M opens the move form with focus in it; Escape closes it and focus goes back to the card.
+    _focus_by_keyboard(page, link)
+    page.keyboard.press("m")
+    select = card.locator("form select")
+    expect(select).to_be_visible()
+    expect(select).to_be_focused()
+    for element, name in ((select, "move select"), (card.locator("form button[type=submit]"), "move button"),
+                          (card.locator("button[aria-expanded]"), "move toggle")):
+        width, height = _size(element)
+        assert width >= 44 and height >= 44, (name, width, height)  # WCAG 2.5.8 asks 24; 44 as 2.5.5 does
+    axe(page, "lead board with a card's move form open")
+    page.keyboard.press("Escape")
+    expect(select).to_be_hidden()
+    expect(link).to_be_focused()
+
+    # Shift+ArrowRight moves the card to the next column; focus is back on it there.
+    with page.expect_navigation():
+        page.keyboard.press("Shift+ArrowRight")
+    moved = target.locator(f"#card-{card_id}")
+    expect(moved).to_have_count(1)
+    expect(moved.locator("> a")).to_be_focused()
+    expect(source.locator("[data-count]")).to_have_text(str(before_source - 1))
+    expect(target.locator("[data-count]")).to_have_text(str(before_target + 1))
+    axe(page, "lead board after a keyboard move")
+    with page.expect_navigation():
+        page.keyboard.press("Shift+ArrowLeft")  # and back
+    expect(source.locator(f"#card-{card_id} > a")).to_be_focused()
+
+
+def test_kanban_move_form_is_on_every_card_without_javascript(browser: Browser, live_server: str) -> None:
+    context = browser.new_context(base_url=live_server, java_script_enabled=False, locale="en-US")
+    try:
+        page = context.new_page()
+        _sign_in(page, "sales_manager")
+        page.goto(LEAD_BOARD)
+        cards = page.locator(".kanban-col[data-stage='in_progress'] .kanban-card:has(form)")
+        expect(cards.first.locator("form select")).to_be_visible()
+        card = cards.last
+        card_id = card.get_attribute("data-id")
+        for element, name in ((card.locator("form select"), "select"), (card.locator("form button"), "button")):
+            width, height = _size(element)
+            assert width >= 24 and height >= 24, (name, width, height)
+        expect(card.locator("button[aria-expanded]")).to_be_hidden()  # the toggle needs JavaScript
+        card.locator("form select").select_option("qualified")
+        card.locator("form button[type=submit]").click()
+        expect(page.locator(f".kanban-col[data-stage='qualified'] #card-{card_id}")).to_have_count(1)
+    finally:
+        context.close()
+
+
+def test_kanban_without_its_scripts_has_no_axe_violation(page: Page, login, axe) -> None:
+    """The board as a browser without JavaScript shows it (move forms on every card), checked with axe."""
+    login(page, "sales_manager")
+    page.route(re.compile(r"/(static/app\.js|vendor/htmx\.min\.js)(\?.*)?$"), lambda route: route.abort())
+    page.goto(LEAD_BOARD)
+    expect(page.locator(".kanban-card form select").first).to_be_visible()
+    axe(page, "lead board without JavaScript")
