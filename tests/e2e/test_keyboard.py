@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from pathlib import Path
 
 import pytest
@@ -318,3 +319,60 @@ def test_kanban_without_its_scripts_has_no_axe_violation(page: Page, login, axe)
     page.goto(LEAD_BOARD)
     expect(page.locator(".kanban-card form select").first).to_be_visible()
     axe(page, "lead board without JavaScript")
+
+
+def _fits(element: Locator) -> bool:
+    """The element's text stays inside its box, and its box inside <main>."""
+    return element.evaluate("""(e) => {
+      const main = document.querySelector("main").getBoundingClientRect(), box = e.getBoundingClientRect();
+      return e.scrollWidth <= e.clientWidth + 1 && box.right <= main.right + 1;
+    }""")
+
+
+def _page_fits(page: Page) -> bool:
+    """No sideways scrolling of the page, and nothing cut off at <main>'s edge (main clips what overflows)."""
+    return page.evaluate("""() => {
+      const main = document.querySelector("main");
+      return document.documentElement.scrollWidth <= document.documentElement.clientWidth
+        && main.scrollWidth <= main.clientWidth + 1;
+    }""")
+
+
+def test_a_long_unbroken_name_keeps_list_card_and_board_in_shape(page: Page, login, axe) -> None:
+    login(page, "support1")
+    token = uuid.uuid4().hex[:8]
+    subject = f"LONG{token}" + "Ш" * 288  # 300 characters without a space (the subject's max_length)
+    page.goto("/cards/ticket/new")
+    page.fill("#f-subject", subject)
+    page.fill("#f-description", "A subject with no place to break a line.")
+    panel = page.locator("#f-reporter_email").evaluate("e => e.closest('[role=tabpanel]').id")
+    page.click(f"[role=tab][aria-controls='{panel}']")
+    page.fill("#f-reporter_email", "long.name@example.com")
+    page.click("#card-form button[type=submit]")
+    expect(page).to_have_url(re.compile(r"/cards/ticket/\d+$"))
+    card_url = page.url
+
+    # Nothing sticks out of the page or of its own box: the heading and breadcrumb wrap anywhere.
+    for selector in ("main h1", "main nav li:last-child"):
+        assert _fits(page.locator(selector).first), selector
+    assert _page_fits(page), "the card page scrolls sideways"
+    axe(page, "ticket card with a long unbroken subject")
+
+    page.goto(f"/cards/ticket/?q={token}")
+    cell = page.locator("table.records tbody th").first
+    expect(cell).to_contain_text(f"LONG{token}")
+    assert _fits(cell.locator("a")), "the name sticks out of its cell"
+    wrap = page.locator(".table-wrap")
+    width, wrap_width = _size(cell)[0], _size(wrap)[0]
+    assert width <= wrap_width * 0.45, (width, wrap_width)  # one name does not take the table
+    assert wrap.evaluate("e => e.scrollWidth <= e.clientWidth + 1"), "the table scrolls sideways"
+    assert _page_fits(page), "the list page scrolls sideways"
+    axe(page, "ticket list with a long unbroken subject")
+
+    page.goto(f"/cards/ticket/kanban?q={token}")
+    board_card = page.locator(f".kanban-card[data-id='{card_url.rsplit('/', 1)[1]}']")
+    expect(board_card).to_have_count(1)
+    assert _fits(board_card.locator("> a")), "the name sticks out of its kanban card"
+    column = board_card.locator("xpath=ancestor::section[contains(@class, 'kanban-col')]")
+    assert _size(board_card)[0] <= _size(column)[0], "the kanban card is wider than its column"
+    axe(page, "ticket board with a long unbroken subject")
