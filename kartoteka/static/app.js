@@ -35,6 +35,42 @@
     }
   });
 
+  // Text with a length limit: the browser's maxlength drops whatever goes past it without a word. The count
+  // under the field follows the text; its status says when the limit is reached or typed or pasted text was cut.
+  function countCharacters(input, wanted, pasted) {
+    const counter = document.getElementById(input.dataset.counter);
+    const message = counter && document.getElementById(counter.dataset.message);
+    if (!message) return;
+    const max = input.maxLength;
+    const used = input.value.length;
+    counter.querySelector("[data-used]").textContent = used;
+    counter.classList.toggle("at-limit", used >= max);
+    let text = "";
+    if (pasted && wanted > max) text = counter.dataset.cut;
+    else if (used >= max) text = counter.dataset.full;
+    text = text.replace("{max}", max).replace("{length}", wanted);
+    if (message.textContent !== text) message.textContent = text;
+  }
+  document.addEventListener("beforeinput", (event) => {
+    const input = event.target;
+    if (!input.dataset || !input.dataset.counter || !event.inputType.startsWith("insert")) return;
+    let added = event.data;
+    if (added == null) added = event.dataTransfer ? event.dataTransfer.getData("text/plain") : "\n";
+    const start = input.selectionStart ?? input.value.length;
+    const end = input.selectionEnd ?? start;
+    input.wanted = input.value.length - (end - start) + added.length;
+    input.pasted = added.length > 1;
+    // Nothing (or only part) of it gets in: say so now, as no input event may follow.
+    if (input.wanted > input.maxLength) countCharacters(input, input.wanted, input.pasted);
+  });
+  document.addEventListener("input", (event) => {
+    const input = event.target;
+    if (!input.dataset || !input.dataset.counter) return;
+    countCharacters(input, input.wanted || input.value.length, input.pasted);
+    input.wanted = 0;
+    input.pasted = false;
+  });
+
   // Confirm before destructive forms (delete).
   document.addEventListener("submit", (event) => {
     const message = event.target.dataset.confirm;
@@ -286,6 +322,7 @@
     focusMovedCard();
     root.querySelectorAll("[data-tabs]").forEach(setupTabs);
     root.querySelectorAll("select[data-colored]").forEach(paint);
+    root.querySelectorAll("[data-counter][maxlength]").forEach((input) => countCharacters(input, 0, false));
     root.querySelectorAll("[data-kanban]").forEach((board) => { setupKanban(board); setupBoardKeys(board); });
     applyState();
   }

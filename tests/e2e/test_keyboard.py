@@ -321,6 +321,38 @@ def test_kanban_without_its_scripts_has_no_axe_violation(page: Page, login, axe)
     axe(page, "lead board without JavaScript")
 
 
+def test_text_over_its_length_limit_is_not_cut_silently(page: Page, login, axe) -> None:
+    """The browser's maxlength cuts typed and pasted text: a counter says how much is used, a live message when
+    the limit is reached or text was cut."""
+    login(page, "sales1")
+    page.goto("/cards/deal/new")
+    name, counter, message = page.locator("#f-name"), page.locator("#c-name"), page.locator("#cm-name")
+    limit = int(name.get_attribute("maxlength") or 0)
+    assert limit == 200
+    assert "c-name" in (name.get_attribute("aria-describedby") or "").split()
+    expect(counter).to_contain_text(f"0/{limit}")
+    assert message.get_attribute("role") == "status" or message.get_attribute("aria-live") == "polite"
+    expect(message).to_be_empty()
+
+    name.fill("x" * 120)
+    expect(counter).to_contain_text(f"120/{limit}")
+    expect(message).to_be_empty()
+    name.fill("y" * 300)  # pasted or typed past the limit: the browser keeps 200
+    expect(name).to_have_value("y" * limit)
+    expect(counter).to_contain_text(f"{limit}/{limit}")
+    expect(message).to_contain_text(str(limit))
+    expect(message).to_contain_text("300")  # how long the text was
+    axe(page, "deal form with text cut at the limit")
+    name.press("End")
+    name.press("Backspace")
+    expect(counter).to_contain_text(f"{limit - 1}/{limit}")
+    expect(message).to_be_empty()
+    name.press("z")
+    name.press("z")  # one more than fits: not added, and said so
+    expect(name).to_have_value("y" * (limit - 1) + "z")
+    expect(message).to_contain_text(str(limit))
+
+
 def _fits(element: Locator) -> bool:
     """The element's text stays inside its box, and its box inside <main>."""
     return element.evaluate("""(e) => {
