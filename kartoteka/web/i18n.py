@@ -131,6 +131,15 @@ RU: Mapping[str, str] = {
     "From {address}, {count} names still wait after their own failed attempts; unlock them above.":
         "С адреса {address} по-прежнему ждут имена после собственных неудачных попыток (имён: {count}); "
         "разблокируйте их выше.",
+    "Keyboard: the arrow keys go between cards and columns, Enter opens a card, M opens its move form, Shift + ← "
+    "or → moves it to the previous or next column.": "Клавиатура: стрелки — между карточками и колонками, Enter "
+    "открывает карточку, M — её форму переноса, Shift + ← или → переносит её в соседнюю колонку.",
+    "Move": "Перенести",
+    "characters": "символов",
+    "Limit reached: {max} characters. Anything more you type is not added.":
+        "Достигнут предел длины ({max}). Дальнейший ввод не добавится.",
+    "The text was {length} characters long: only the first {max} were kept.":
+        "Текст длиннее предела ({length} при пределе {max}): сохранено только начало.",
     # navigation and lists
     "Cards": "Картотека",
     "Skip to content": "Перейти к содержимому",
