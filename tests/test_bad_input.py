@@ -577,7 +577,7 @@ def test_web_addresses_with_a_broken_host_or_port_are_field_errors(client, admin
     for address, message in [
         ("http://[::1", "'http://[::1' is not a valid http(s) address."),
         ("http://[]", "'http://[]' is not a valid http(s) address."),
-        ("[]", "'https://[]' is not a valid http(s) address."),
+        ("[]", "'[]' is not a valid http(s) address."),  # quoted as typed
         ("https://example.com]/", "'https://example.com]/' is not a valid http(s) address."),
         ("http://example.com:99999", "'http://example.com:99999' is not a valid http(s) address: "
                                      "the port must be from 1 to 65535."),
