@@ -300,6 +300,7 @@ INVALID: list[tuple[str, Any, str]] = [
     ("select", "Won", "'Won' is not one of the options"),
     ("multiselect", ["red", "pink"], "'pink' is not one of the options: red, green, blue."),
     ("tags", "x" * 61, "Tag 'xxxxxxxxxxxxxxxxxxxx…' is longer than 60 characters."),
+    ("tags", ["vip, gold"], "A tag cannot contain a comma ('vip, gold'); send it as separate tags."),
     ("reference", 0, "Must be a probe record id (a positive whole number)."),
     ("reference", -5, "Must be a probe record id (a positive whole number)."),
     ("reference", "abc", "Must be a probe record id (a positive whole number)."),

@@ -395,7 +395,9 @@ def _form_fields(html: str) -> list[tuple[str, str]]:
     for tag in re.findall(r"<input [^>]*>", form):
         name = re.search(r'name="([^"]+)"', tag)
         kind = re.search(r'type="([^"]+)"', tag)
-        if not name or (kind and kind.group(1) in ("checkbox", "radio", "file")):
+        if not name or (kind and kind.group(1) == "file"):
+            continue
+        if kind and kind.group(1) in ("checkbox", "radio") and not re.search(r"\schecked\b", tag):
             continue
         value = re.search(r'value="([^"]*)"', tag)
         pairs.append((name.group(1), unescape(value.group(1)) if value else ""))

@@ -89,6 +89,10 @@ class CardForm:
                 result.append(TabView(f"t{t}", tab, tuple(groups)))
         return result
 
+    def rendered_editable(self) -> list[str]:
+        """Editable fields the form renders (in the user's layout): an unticked box among them means "empty"."""
+        return [f.name for tv in self.tabs() for sv in tv.groups for f in sv.fields if f.name in self.editable]
+
     def _seen_sections(self) -> set[str]:
         return {key for tv in self.tabs() for key in (tv.key, *(g.key for g in tv.groups))}
 
@@ -227,7 +231,8 @@ def input_text(field_def: FieldDef, value: Any, titles: Mapping[int, str]) -> st
         title = titles.get(value)
         return f"{title} #{value}" if title else f"#{value}"
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M")
+        # Seconds only when there are some: a form must not cut 09:15:37 to 09:15 on an unchanged save.
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S" if value.second else "%Y-%m-%dT%H:%M")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, Decimal):

@@ -107,7 +107,13 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
 
 
 def _inferable(entity: EntityDef, state: FormState) -> set[str]:
-    return {n for n in editable_fields(entity, _user()) if not state.read_only.get(n)}
+    """Fields whose absence from a posted form means "emptied": editable now and placed in the user's layout.
+
+    A department's layout may leave fields out; the form never renders them, so their absence says nothing.
+    """
+    user = _user()
+    placed = set(entity.layout_for(user.department).field_names())
+    return {n for n in editable_fields(entity, user) if n in placed and not state.read_only.get(n)}
 
 
 def _submitted_values(entity: EntityDef, before: FormState, current: dict[str, Any] | None

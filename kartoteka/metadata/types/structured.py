@@ -87,6 +87,9 @@ class TagsType(ListFieldType):
             tag = " ".join(require_str(item, "text").split())
             if not tag:
                 continue
+            if "," in tag:
+                # Commas separate tags in forms, filters and spreadsheet cells: a tag holding one would split.
+                raise FieldValueError(f"A tag cannot contain a comma ('{tag[:40]}'); send it as separate tags.")
             if len(tag) > MAX_TAG_LENGTH:
                 raise FieldValueError(f"Tag '{tag[:20]}…' is longer than {MAX_TAG_LENGTH} characters.")
             if tag.casefold() not in seen:
