@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from kartoteka.errors import Conflict
+from kartoteka.records.model import SYSTEM
 from kartoteka.records.query import encode_cursor
+from kartoteka.records.service import RecordService
+from kartoteka.storage.tables import records
 from tests.conftest import CRM_CONFIG
 
 
@@ -119,9 +124,11 @@ def test_delete_hides_the_record(client, admin):
     deal = create(client, admin, name="Gone")
     url = f"/api/v1/records/deal/{deal['id']}"
     _problem(client.delete(url, headers={**admin, "If-Match": '"7"'}), 409)
-    assert client.delete(url, headers=admin).status_code == 204
+    missing = _problem(client.delete(url, headers=admin), 428)  # a delete, too, says which version it saw
+    assert "If-Match" in missing["detail"]
+    assert client.delete(url, headers={**admin, "If-Match": '"1"'}).status_code == 204
     _problem(client.get(url, headers=admin), 404)
-    _problem(client.delete(url, headers=admin), 404)
+    _problem(client.delete(url, headers={**admin, "If-Match": '"2"'}), 404)
     assert client.get("/api/v1/records/deal", headers=admin).get_json()["items"] == []
 
 
@@ -301,3 +308,26 @@ def test_if_match_and_version_must_agree(client, admin):
     response = client.patch(f"/api/v1/records/deal/{deal['id']}", json={"name": "B", "version": 2},
                             headers={**admin, "If-Match": '"1"'})
     assert "send one" in _problem(response, 400)["detail"]
+
+
+def test_a_delete_loses_to_a_save_that_landed_after_it_read_the_card(app, service, monkeypatch):
+    """SQLite takes no row lock: the delete's write must still check the version it read."""
+    if service.dialect == "postgresql":
+        pytest.skip("PostgreSQL locks the row on reading it: no save can land in between")
+    deal = service.create("deal", {"name": "Contested"}, SYSTEM)
+    original = RecordService._values
+    calls = []
+
+    def save_in_between(self, entity, data):
+        if not calls:  # the delete has read the card; someone saves it now
+            calls.append(1)
+            with self.engine.begin() as conn:
+                conn.execute(sa.update(records).where(records.c.id == deal.id)
+                             .values(version=records.c.version + 1))
+        return original(self, entity, data)
+
+    monkeypatch.setattr(RecordService, "_values", save_in_between)
+    with pytest.raises(Conflict):
+        service.delete("deal", deal.id, SYSTEM, expected_version=1)
+    monkeypatch.undo()
+    assert service.get("deal", deal.id, SYSTEM).version == 2  # still there, with the other save

@@ -484,7 +484,7 @@ def test_ids_beyond_the_database_in_urls_are_404(client, admin, make_user):
         _problem(client.get(f"/api/v1/records/deal/{record_id}", headers=admin), 404)
         _problem(client.patch(f"/api/v1/records/deal/{record_id}", headers={**admin, "If-Match": '"1"'}, json={}),
                  404)
-        _problem(client.delete(f"/api/v1/records/deal/{record_id}", headers=admin), 404)
+        _problem(client.delete(f"/api/v1/records/deal/{record_id}", headers={**admin, "If-Match": '"1"'}), 404)
     sign_in(client, rep)
     for record_id in [str(BIG), str(HUGE)]:
         for suffix, method in [("", "GET"), ("/edit", "GET"), ("/edit", "POST"), ("/live", "POST"),

@@ -80,7 +80,8 @@ class ApiActor:
         self._check(self.client.patch(f"/api/v1/records/{entity}/{record.id}", json=body, headers=self.headers))
 
     def delete(self, entity, record):
-        self._check(self.client.delete(f"/api/v1/records/{entity}/{record.id}", headers=self.headers))
+        self._check(self.client.delete(f"/api/v1/records/{entity}/{record.id}",
+                                       headers={**self.headers, "If-Match": f'"{record.version}"'}))
 
     def create(self, entity, values, owner):
         body = dict(values, **({"owner": owner} if owner else {}))

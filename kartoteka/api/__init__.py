@@ -178,9 +178,10 @@ def update_record(entity_name: str, record_id: int) -> Response:
 
 @api.delete("/records/<entity_name>/<int:record_id>")
 def delete_record(entity_name: str, record_id: int) -> Response:
-    """Move a record to the trash (soft delete); If-Match is honoured when sent."""
+    """Move a record to the trash (soft delete); needs the version it was based on, as a change does."""
     entity = platform.service.entity(entity_name)
-    platform.service.delete(entity.name, record_id, _user(), expected_version=_expected_version(None, False))
+    version = _expected_version(None, required=True)
+    platform.service.delete(entity.name, record_id, _user(), expected_version=version)
     return Response(status=204)
 
 

@@ -223,11 +223,15 @@ class RecordService:
             if expected_version is not None and row.version != expected_version:
                 raise Conflict(f"{entity.label} #{record_id} was changed by someone else; reload it first.",
                                current_version=row.version)
-            conn.execute(
-                sa.update(records).where(records.c.id == record_id)
+            stored = self._values(entity, row.data)
+            # The version guard makes a delete lose to a save that landed after the read (SQLite takes no row lock).
+            deleted = conn.execute(
+                sa.update(records).where(records.c.id == record_id, records.c.version == row.version,
+                                         records.c.deleted_at.is_(None))
                 .values(deleted_at=now, version=row.version + 1, updated_at=now, updated_by=user.id)
             )
-            stored = self._values(entity, row.data)
+            if deleted.rowcount != 1:
+                raise Conflict(f"{entity.label} #{record_id} was changed while deleting; reload it first.")
             self._notify(conn, Change("deleted", entity, record_id, stored, None, frozenset(), user))
 
     def validate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
