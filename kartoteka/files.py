@@ -25,7 +25,11 @@ from kartoteka.records.files import UNATTACHED_LIFETIME, size_text
 from kartoteka.storage.tables import files, users
 
 CHUNK = 1 << 16
-_UNSAFE = re.compile(r"[\x00-\x1f/\\]")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
+# Bidirectional controls reorder what follows them: "invoice\u202efdp.exe" shows as "invoiceexe.pdf".
+# They have no business in a file name and are dropped (the marks LRM, RLM and ALM, the embeddings,
+# overrides and isolates, and their terminators).
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Used when the caller names no limits; pass UploadLimits(0, 0, 0) for none at all.
 DEFAULT_UPLOAD_LIMITS = UploadLimits()
 _LATER = "Save the cards they were uploaded for; uploads no record holds are removed a day after upload."
@@ -129,8 +133,8 @@ def upload_type(name: str, content_type: str | None) -> str:
 
 
 def clean_name(name: str) -> str:
-    """A file name without paths or control characters, at most 255 characters."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    """A file name without paths, control or bidirectional control characters, at most 255 characters."""
+    base = _BIDI.sub("", name).replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = _UNSAFE.sub("_", base.strip()).strip(". ")[:255]
     if not cleaned:
         raise BadRequest("The file needs a name.")

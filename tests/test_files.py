@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -67,7 +68,10 @@ SCOPED = {
     "case": {"entity": "case", "label": "Case", "title": "{name}",
              "fields": {"name": {"type": "text", "required": True},
                         "scan": {"type": "file"},
-                        "secret_scan": {"type": "file", "access": {"view": ["admin", "lawyer"]}}}},
+                        "secret_scan": {"type": "file", "access": {"view": ["admin", "lawyer"]}},
+                        # Clerks see the stamp but only lawyers put it there.
+                        "stamp": {"type": "file", "access": {"edit": ["admin", "lawyer"]}},
+                        "attachments": {"type": "file", "multiple": True}}},
 }
 SCOPED_ROLES = {
     "roles": {"admin": {"label": "Admin"}, "clerk": {"label": "Clerk"}, "lawyer": {"label": "Lawyer"}},
@@ -208,7 +212,7 @@ def test_the_card_links_its_files_for_download(scoped):
 
 
 def test_the_purge_command_removes_abandoned_uploads(runner, engine, tmp_path):
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
     import sqlalchemy as sa
 
@@ -405,3 +409,32 @@ def test_a_refused_form_names_the_file_it_keeps_and_every_other_error(boss_clien
         assert re.search(rf'id="e-{field}"[^>]*>[^<]+', page), field
     assert "minutes.txt" in page  # the kept upload shows by its name
     assert stored(client, boss.id) == (1, 1)
+
+
+# --- file fields on the card form, the API and lists ------------------------------------------------
+
+
+@pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u200e", "\u200f",
+                                     "\u2066", "\u2067", "\u2068", "\u2069", "\u061c"])
+def test_file_names_lose_bidirectional_controls(control):
+    from kartoteka.files import clean_name
+
+    assert clean_name(f"invoice{control}fdp.exe") == "invoicefdp.exe"
+
+
+def test_an_uploaded_name_cannot_hide_its_extension(scoped):
+    from tests.test_web import CSRF, sign_in
+
+    client, people, _, _ = scoped
+    anna_user, anna = people["anna"]
+    info = upload(client, anna, b"MZ", "invoice\u202efdp.exe", "application/pdf").get_json()
+    assert info["name"] == "invoicefdp.exe"
+    sign_in(client, anna_user)
+    client.post("/cards/case/new", content_type="multipart/form-data",
+                data={"csrf_token": CSRF, "name": "Bidi", "scan": (io.BytesIO(b"MZ"), "scan\u2067\u202eexe.pdf")})
+    with client.application.extensions["kartoteka"].engine.connect() as conn:
+        names = set(conn.execute(sa.select(files.c.name)).scalars())
+    assert names == {"invoicefdp.exe", "scanexe.pdf"}
+
+
+# --- files no record holds ---------------------------------------------------------------------------
