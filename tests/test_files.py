@@ -71,7 +71,8 @@ SCOPED = {
                         "secret_scan": {"type": "file", "access": {"view": ["admin", "lawyer"]}},
                         # Clerks see the stamp but only lawyers put it there.
                         "stamp": {"type": "file", "access": {"edit": ["admin", "lawyer"]}},
-                        "attachments": {"type": "file", "multiple": True}}},
+                        "attachments": {"type": "file", "multiple": True}},
+             "list": {"columns": ["name", "scan", "attachments"]}},
 }
 SCOPED_ROLES = {
     "roles": {"admin": {"label": "Admin"}, "clerk": {"label": "Clerk"}, "lawyer": {"label": "Lawyer"}},
@@ -412,6 +413,31 @@ def test_a_refused_form_names_the_file_it_keeps_and_every_other_error(boss_clien
 
 
 # --- file fields on the card form, the API and lists ------------------------------------------------
+
+
+def test_file_fields_filter_by_emptiness_only(scoped):
+    from tests.test_web import sign_in
+
+    client, people, _, _ = scoped
+    lena_user, lena = people["lena"]
+    held = upload(client, lena, b"%PDF", "held.pdf", "application/pdf").get_json()
+    client.post("/api/v1/records/case", headers=lena, json={"name": "Held", "attachments": [held["id"]]})
+    client.post("/api/v1/records/case", headers=lena, json={"name": "Empty"})
+    for name in ("attachments", "scan", "attachments__in", "scan__ne"):
+        refused = client.get(f"/api/v1/records/case?{name}={held['id']}", headers=lena)
+        assert refused.status_code == 400, (name, refused.get_data(as_text=True))
+        field = name.partition("__")[0]
+        assert refused.get_json()["detail"] == f"'{field}' holds files; filter it with {field}__isnull only."
+    listed = client.get("/api/v1/records/case?attachments__isnull=false", headers=lena).get_json()
+    assert [r["name"] for r in listed["items"]] == ["Held"]
+    sign_in(client, lena_user)
+    page = client.get(f"/cards/case/?attachments={held['id']}")
+    assert page.status_code == 400 and "filter it with attachments__isnull only" in page.get_data(as_text=True)
+    listed = client.get("/cards/case/?attachments__isnull=false").get_data(as_text=True)
+    assert "Held" in listed and "Empty" not in listed.split("</table>")[0].split("<table")[-1]
+    # The list offers what the API takes: empty or not, no text to match.
+    assert 'name="attachments__isnull"' in listed and 'name="scan__isnull"' in listed
+    assert 'name="attachments__contains"' not in listed and 'name="attachments"' not in listed
 
 
 @pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u200e", "\u200f",

@@ -52,7 +52,7 @@ class FilterControl:
     """One filter in the filter panel: which widget, for which field, with the values now in the URL."""
 
     name: str
-    kind: str  # options | range | boolean | user | reference | text
+    kind: str  # options | range | boolean | user | reference | text | presence (only empty / not empty)
     field: FieldDef | None
     options: tuple[tuple[str, str], ...] = ()
 
@@ -87,6 +87,8 @@ def _filter_controls(entity: EntityDef, visible: frozenset[str]) -> list[FilterC
             controls.append(FilterControl(name, "reference", field))
         elif field.value_type.storage == "text":
             controls.append(FilterControl(name, "text", field))
+        elif kind == "file":  # files are filtered by whether there are any (as the API says), never by id
+            controls.append(FilterControl(name, "presence", field))
     controls.append(FilterControl("owner", "user", None))
     return controls
 
