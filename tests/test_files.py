@@ -440,6 +440,18 @@ def test_file_fields_filter_by_emptiness_only(scoped):
     assert 'name="attachments__contains"' not in listed and 'name="attachments"' not in listed
 
 
+def test_the_form_names_only_file_fields_the_user_may_see(scoped):
+    from tests.test_web import sign_in
+
+    client, people, _, _ = scoped
+    for name, wanted in (("anna", "scan,stamp,attachments"), ("lena", "scan,secret_scan,stamp,attachments")):
+        sign_in(client, people[name][0])
+        page = client.get("/cards/case/new").get_data(as_text=True)
+        assert f'hx-params="not {wanted}"' in page
+    sign_in(client, people["anna"][0])
+    assert "secret_scan" not in client.get("/cards/case/new").get_data(as_text=True)
+
+
 @pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u200e", "\u200f",
                                      "\u2066", "\u2067", "\u2068", "\u2069", "\u061c"])
 def test_file_names_lose_bidirectional_controls(control):
