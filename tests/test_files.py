@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
 
 from kartoteka.config import UploadLimits
 from kartoteka.storage.tables import files
@@ -413,6 +414,72 @@ def test_a_refused_form_names_the_file_it_keeps_and_every_other_error(boss_clien
 
 
 # --- file fields on the card form, the API and lists ------------------------------------------------
+
+
+def _edit_form(client, entity: str, record_id: int) -> MultiDict:
+    from tests.test_web import CSRF, _form_fields
+
+    page = client.get(f"/cards/{entity}/{record_id}/edit")
+    assert page.status_code == 200
+    return MultiDict([*_form_fields(page.get_data(as_text=True)), ("csrf_token", CSRF)])
+
+
+def _conflicting_save(client, case_id: int, form: MultiDict):
+    response = client.post(f"/cards/case/{case_id}/edit", data=form)
+    assert response.status_code == 409
+    return response.get_data(as_text=True)
+
+
+def test_a_conflict_merges_file_fields_by_their_files(scoped):
+    """A file field changed on one side only keeps that side; changed on both, the user chooses."""
+    from tests.test_web import _form_fields, sign_in
+
+    client, people, _, _ = scoped
+    lena_user, lena = people["lena"]
+    first = upload(client, lena, b"%PDF first", "first.pdf", "application/pdf").get_json()
+    second = upload(client, lena, b"%PDF second", "second.pdf", "application/pdf").get_json()
+    third = upload(client, lena, b"%PDF third", "third.pdf", "application/pdf").get_json()
+    case = client.post("/api/v1/records/case", headers=lena,
+                       json={"name": "Shared", "scan": first["id"], "attachments": [first["id"]]}).get_json()
+    url = f"/api/v1/records/case/{case['id']}"
+    sign_in(client, lena_user)
+    # Someone else replaces the scan while the form changes only the name.
+    form = _edit_form(client, "case", case["id"])
+    form["name"] = "Renamed in the form"
+    client.patch(url, headers=lena, json={"version": case["version"], "scan": second["id"]})
+    page = _conflicting_save(client, case["id"], form)
+    assert 'id="e-scan" class="field-error"></small>' in page  # not the user's change: no clash
+    scan_field = re.search(r'id="field-scan".*?id="e-scan"', page, re.S).group()
+    assert f'value="{second["id"]}" checked' in scan_field and first["id"] not in scan_field
+    assert client.post(f"/cards/case/{case['id']}/edit",
+                       data=MultiDict([*_form_fields(page), ("csrf_token", "test-csrf-token")])).status_code == 302
+    saved = client.get(url, headers=lena).get_json()
+    assert saved["name"] == "Renamed in the form" and saved["scan"] == second
+    # The form drops the scan while someone else renames the card: the scan stays dropped.
+    form = _edit_form(client, "case", case["id"])
+    form.poplist("scan")
+    client.patch(url, headers=lena, json={"version": saved["version"], "name": "Renamed elsewhere"})
+    page = _conflicting_save(client, case["id"], form)
+    assert 'id="e-scan" class="field-error"></small>' in page
+    client.post(f"/cards/case/{case['id']}/edit",
+                data=MultiDict([*_form_fields(page), ("csrf_token", "test-csrf-token")]))
+    saved = client.get(url, headers=lena).get_json()
+    assert saved["name"] == "Renamed elsewhere" and saved["scan"] is None and saved["attachments"] == [first]
+    # Both change the attachments: the form asks which to keep.
+    form = _edit_form(client, "case", case["id"])
+    form.poplist("attachments")
+    client.patch(url, headers=lena, json={"version": saved["version"], "attachments": [first["id"], third["id"]]})
+    page = _conflicting_save(client, case["id"], form)
+    assert re.search(r'id="e-attachments"[^>]*>Meanwhile «first\.pdf, third\.pdf» was saved here', page)
+    assert re.search(r'id="e-scan" class="field-error"></small>', page)
+    # The form keeps one of the two while someone else renames the card: the one kept shows by its name.
+    version = client.get(url, headers=lena).get_json()["version"]
+    form = _edit_form(client, "case", case["id"])
+    form.setlist("attachments", [third["id"]])
+    client.patch(url, headers=lena, json={"version": version, "name": "Renamed again"})
+    page = _conflicting_save(client, case["id"], form)
+    kept = re.search(r'id="field-attachments".*?id="e-attachments"', page, re.S).group()
+    assert re.search(rf'value="{third["id"]}" checked> Current file: third\.pdf<', kept) and first["id"] not in kept
 
 
 def test_file_fields_filter_by_emptiness_only(scoped):

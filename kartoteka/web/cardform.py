@@ -12,6 +12,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
+from kartoteka.records.files import file_ids
 from kartoteka.records.model import FormState, Principal, Record
 from kartoteka.web.formatting import format_value
 from kartoteka.web.i18n import translate
@@ -143,6 +144,18 @@ class CardForm:
         """The typed value (computed for formulas)."""
         return self.state.values.get(name)
 
+    def files(self, name: str) -> list[Mapping[str, Any]]:
+        """The files a file field holds now, each with its name where the saved record knows it.
+
+        A value the form changed (after a refused or conflicting save) holds only ids; the files the
+        record held give them their names back.
+        """
+        saved = self.state.saved or {}
+        known = {item["id"]: item for n, f in self.entity.fields.items() if f.type.name == "file"
+                 for item in _items(saved.get(n)) if isinstance(item.get("id"), str)}
+        return [{**item, **known.get(item["id"], {})} for item in _items(self.value(name))
+                if isinstance(item.get("id"), str)]
+
     def text(self, name: str) -> str:
         """The input's text: what the user typed when the form comes back, else the value for an input."""
         if self.submitted is not None and name in self.submitted and name not in self._computed():
@@ -186,7 +199,9 @@ class CardForm:
                 field_def = self.entity.fields[name]
                 saved = self.base_values if self.base_values is not None else self.state.saved
                 value = saved.get(name) if saved is not None else self.value(name)
-                if field_def.multiple or field_def.type.name == "multiselect":
+                if field_def.type.name == "file":  # as the form posts them: the ids of the files held
+                    base[name] = file_ids(value)
+                elif field_def.multiple or field_def.type.name == "multiselect":
                     base[name] = [input_text(field_def, v, {}) for v in value or []]
                 elif field_def.type.name == "reference" and isinstance(value, int):
                     base[name] = [f"#{value}"]
@@ -218,6 +233,12 @@ class CardForm:
             "hiddenSections": [k for k, shown in self.state.sections.items()
                                if not shown and k in self._seen_sections()],
         }, ensure_ascii=False)
+
+
+def _items(value: Any) -> list[Mapping[str, Any]]:
+    """The items of a file field's value (one file or a list of them) that are mappings."""
+    values = value if isinstance(value, list) else [value]
+    return [v for v in values if isinstance(v, Mapping)]
 
 
 def input_text(field_def: FieldDef, value: Any, titles: Mapping[int, str]) -> str:
