@@ -416,12 +416,40 @@ def test_a_refused_form_names_the_file_it_keeps_and_every_other_error(boss_clien
 # --- file fields on the card form, the API and lists ------------------------------------------------
 
 
+def _stamped_case(client, people, **values):
+    """A case of Anna's, made by Lena, holding a stamp (which Anna sees but may not change)."""
+    (anna_user, _), (_, lena) = people["anna"], people["lena"]
+    stamp = upload(client, lena, b"%PDF stamp", "stamp.pdf", "application/pdf").get_json()
+    case = client.post("/api/v1/records/case", headers=lena,
+                       json={"name": "Stamped", "stamp": stamp["id"], "owner": anna_user.id, **values})
+    assert case.status_code == 201, case.get_data(as_text=True)
+    return case.get_json(), stamp
+
+
 def _edit_form(client, entity: str, record_id: int) -> MultiDict:
     from tests.test_web import CSRF, _form_fields
 
     page = client.get(f"/cards/{entity}/{record_id}/edit")
     assert page.status_code == 200
     return MultiDict([*_form_fields(page.get_data(as_text=True)), ("csrf_token", CSRF)])
+
+
+def test_a_file_field_the_user_may_view_but_not_edit_leaves_the_card_saveable(scoped):
+    from tests.test_web import sign_in
+
+    client, people, _, _ = scoped
+    anna_user, anna = people["anna"]
+    case, stamp = _stamped_case(client, people)
+    sign_in(client, anna_user)
+    page = client.get(f"/cards/case/{case['id']}/edit").get_data(as_text=True)
+    assert not re.search(r'<input[^>]*name="stamp"', page)  # the form posts nothing of it
+    assert f'href="/files/{stamp["id"]}"' in page and "stamp.pdf" in page  # shown as a download link
+    form = _edit_form(client, "case", case["id"])
+    form["name"] = "Stamped again"
+    saved = client.post(f"/cards/case/{case['id']}/edit", data=form)
+    assert saved.status_code == 302, saved.get_data(as_text=True)
+    after = client.get(f"/api/v1/records/case/{case['id']}", headers=anna).get_json()
+    assert after["name"] == "Stamped again" and after["stamp"] == stamp
 
 
 def _conflicting_save(client, case_id: int, form: MultiDict):
