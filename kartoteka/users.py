@@ -460,20 +460,34 @@ def create_token(engine: sa.Engine, username: str, name: str, now: datetime) -> 
     return token
 
 
+# A token's last_used_at is written at most this often, so reading through the API costs no write.
+TOKEN_TOUCH = timedelta(minutes=1)
+
+
 def user_for_token(engine: sa.Engine, token: str, now: datetime) -> Principal | None:
-    """The active user owning an unrevoked token, else None."""
+    """The active user owning an unrevoked token, else None.
+
+    Reading is one SELECT; `last_used_at` is written only when it is a minute old or more, by a conditional
+    UPDATE, so of many parallel requests with one token at most one writes (and reads never queue on the row).
+    """
     if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return None
-    with engine.begin() as conn:
+    with engine.connect() as conn:
         row = conn.execute(
-            sa.select(users, api_tokens.c.id.label("token_id"))
+            sa.select(users, api_tokens.c.id.label("token_id"), api_tokens.c.last_used_at.label("token_used_at"))
             .join(api_tokens, api_tokens.c.user_id == users.c.id)
             .where(api_tokens.c.token_hash == _hash_token(token), api_tokens.c.revoked_at.is_(None),
                    users.c.is_active)
         ).first()
-        if row is None:
-            return None
-        conn.execute(sa.update(api_tokens).where(api_tokens.c.id == row.token_id).values(last_used_at=now))
+    if row is None:
+        return None
+    used = _aware(row.token_used_at)
+    if used is None or now - used >= TOKEN_TOUCH:
+        with engine.begin() as conn:
+            conn.execute(sa.update(api_tokens).where(
+                api_tokens.c.id == row.token_id,
+                sa.or_(api_tokens.c.last_used_at.is_(None), api_tokens.c.last_used_at <= now - TOKEN_TOUCH),
+            ).values(last_used_at=now))
     return _principal(row)
 
 

@@ -740,3 +740,36 @@ def test_the_send_again_page_shows_what_the_user_changed_by_label(app, client, a
                                          "carried": _hidden(response.text, "carried")})
     shown = re.search(r'<dl class="resend-fields">(.*?)</dl>', signed.text, re.S).group(1)
     assert re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", shown) == [("Name", "New name")]
+
+
+# --- API tokens ---------------------------------------------------------------------------------------
+
+
+def _statements(engine):
+    """Collect every SQL statement and commit the engine runs: (list of statements, list of commits)."""
+    seen, commits = [], []
+    sa.event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2].lstrip().split()[0].upper()))
+    sa.event.listen(engine, "commit", lambda conn: commits.append(1))
+    return seen, commits
+
+
+def test_reading_through_the_api_writes_last_used_at_at_most_once_a_minute(app, client, fixed_clock, make_user):
+    """A read is a read: only the first request of a minute stamps the token, with one conditional UPDATE."""
+    from kartoteka.storage.tables import api_tokens
+
+    _user, headers = make_user("anna", ["sales"], "sales")
+    engine = _state(app).engine
+    seen, commits = _statements(engine)
+    assert client.get("/api/v1/records/deal", headers=headers).status_code == 200
+    assert seen.count("UPDATE") == 1 and len(commits) == 1  # the first use is stamped
+    for step in (0, 30, 29):  # reads 0, 30 and 59 seconds after the first: no write, no commit
+        fixed_clock.advance(seconds=step)
+        seen.clear(), commits.clear()
+        assert client.get("/api/v1/records/deal", headers=headers).status_code == 200
+        assert [s for s in seen if s in ("INSERT", "UPDATE", "DELETE")] == [] and commits == [], seen
+    fixed_clock.advance(seconds=1)
+    assert client.get("/api/v1/records/deal", headers=headers).status_code == 200
+    assert seen.count("UPDATE") == 1 and len(commits) == 1
+    with engine.connect() as conn:
+        used = conn.execute(sa.select(api_tokens.c.last_used_at)).scalar_one()
+    assert used.replace(tzinfo=None) == fixed_clock.now().replace(tzinfo=None)
