@@ -319,5 +319,34 @@ def files_purge_command() -> None:
     click.echo(f"Removed {count} abandoned upload{'' if count == 1 else 's'}.")
 
 
+@files_group.command("sweep")
+@click.option("--dry-run", is_flag=True, help="Print what would be deleted; delete nothing.")
+@click.option("--older-than", type=click.FloatRange(min=0, min_open=True, max=24 * 366), metavar="HOURS",
+              help="Delete uploads no record ever held once this old (default: KARTOTEKA_UPLOAD_PENDING_HOURS, 24).")
+def files_sweep_command(dry_run: bool, older_than: float | None) -> None:
+    """Delete files no record holds: uploads never saved into a card once old enough, and files a card held
+    before its field was cleared or replaced. Files of records in the trash are kept."""
+    from datetime import timedelta
+
+    from kartoteka.records.files import size_text, sweep_files
+
+    with _platform() as (_app, state):
+        lifetime = timedelta(hours=older_than) if older_than is not None else state.settings.uploads.pending_lifetime
+        swept = sweep_files(state.engine, state.settings.instance_dir / "files", _now(), lifetime, dry_run=dry_run)
+    for row in swept:
+        why = "no record holds it any more" if row.attached_at is not None else \
+            f"never saved into a card, uploaded {_utc(row.created_at):%Y-%m-%d %H:%M} UTC"
+        click.echo(f"{row.id}  {size_text(row.size):>10}  {row.name}  ({why})")
+    count, total = len(swept), sum(row.size for row in swept)
+    freed = size_text(total) if total < 1024 else f"{size_text(total)} ({total} bytes)"
+    files_text = f"{count} file{'' if count == 1 else 's'}"
+    click.echo(f"Would delete {files_text}, freeing {freed}." if dry_run else f"Deleted {files_text}, freed {freed}.")
+
+
+def _utc(moment: datetime) -> datetime:
+    """A stored time in UTC (SQLite hands times back without their zone)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment
+
+
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ import os
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +18,19 @@ class UploadLimits:
     """How much one user may upload, counted in the database (so every app worker sees the same); 0: no limit.
 
     "Pending" uploads are those no record holds yet (a form not saved yet); they count until attached
-    or removed a day later. `user_bytes` is everything of theirs still stored, held or pending.
+    or until `pending_lifetime` has passed (then they are removed). `user_bytes` is everything of
+    theirs still stored that a record holds or that is pending.
     """
 
     pending_files: int = 100
     pending_bytes: int = 200 * MIB
     user_bytes: int = 10 * 1024 * MIB
+    pending_lifetime: timedelta = timedelta(hours=24)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> UploadLimits:
-        """KARTOTEKA_UPLOAD_PENDING_FILES, _UPLOAD_PENDING_BYTES and _UPLOAD_USER_BYTES (sizes may end in K, M, G)."""
+        """KARTOTEKA_UPLOAD_PENDING_FILES, _UPLOAD_PENDING_BYTES and _UPLOAD_USER_BYTES (sizes may end in K, M, G),
+        _UPLOAD_PENDING_HOURS (how long an upload no record holds is kept, default 24)."""
         default = cls()
         return cls(
             pending_files=_count(env.get("KARTOTEKA_UPLOAD_PENDING_FILES", str(default.pending_files)),
@@ -35,6 +39,8 @@ class UploadLimits:
                                 "KARTOTEKA_UPLOAD_PENDING_BYTES"),
             user_bytes=_size(env.get("KARTOTEKA_UPLOAD_USER_BYTES", str(default.user_bytes)),
                              "KARTOTEKA_UPLOAD_USER_BYTES"),
+            pending_lifetime=_hours(env.get("KARTOTEKA_UPLOAD_PENDING_HOURS"), "KARTOTEKA_UPLOAD_PENDING_HOURS",
+                                    default.pending_lifetime),
         )
 
 
@@ -91,6 +97,19 @@ def _count(text: str, name: str) -> int:
     if value < 0:
         raise ValueError(f"{name} must not be negative.")
     return value
+
+
+def _hours(text: str | None, name: str, default: timedelta) -> timedelta:
+    """A duration from the environment in hours (1.5 is an hour and a half), more than none and at most a year."""
+    if text is None or not text.strip():
+        return default
+    try:
+        hours = float(text.strip())
+    except ValueError:
+        hours = -1.0
+    if not 0 < hours <= 24 * 366:  # NaN fails too
+        raise ValueError(f"{name} must be a number of hours greater than 0 (at most a year), not {text!r}.")
+    return timedelta(hours=hours)
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

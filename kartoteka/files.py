@@ -1,8 +1,10 @@
 """Uploaded files: content on disk under the instance folder, metadata in the files table.
 
 What one user may upload is bounded (config.UploadLimits): uploads no record holds yet, by count and
-bytes, and everything of theirs still stored. The counts come from the database, inside the transaction
-that adds the file, so any number of app workers keep to the same limits.
+bytes, and everything of theirs that a record holds or that is pending. Files that no record holds any
+more, and uploads pending for longer than the limits' lifetime, count for nothing (`kartoteka files
+sweep` deletes them). The counts come from the database, inside the transaction that adds the file, so
+any number of app workers keep to the same limits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import mimetypes
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -21,7 +23,7 @@ import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
 from kartoteka.errors import BadRequest, KartotekaError, NotFound
-from kartoteka.records.files import UNATTACHED_LIFETIME, size_text
+from kartoteka.records.files import UNATTACHED_LIFETIME, held, size_text
 from kartoteka.storage.tables import files, users
 
 CHUNK = 1 << 16
@@ -32,7 +34,6 @@ _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f/\\]")
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 # Used when the caller names no limits; pass UploadLimits(0, 0, 0) for none at all.
 DEFAULT_UPLOAD_LIMITS = UploadLimits()
-_LATER = "Save the cards they were uploaded for; uploads no record holds are removed a day after upload."
 
 
 class UploadRefused(KartotekaError):
@@ -73,10 +74,15 @@ class UploadUsage:
     stored_bytes: int
 
 
-def upload_usage(conn: sa.Connection, user_id: int, now: datetime, *, exclude: str | None = None) -> UploadUsage:
-    """The user's usage, from the files table (uploads past their day count for nothing: they are being removed)."""
-    pending = sa.and_(files.c.attached_at.is_(None), files.c.created_at >= now - UNATTACHED_LIFETIME)
-    stored = sa.or_(files.c.attached_at.is_not(None), pending)
+def upload_usage(conn: sa.Connection, user_id: int, now: datetime, *, exclude: str | None = None,
+                 lifetime: timedelta = UNATTACHED_LIFETIME) -> UploadUsage:
+    """The user's usage, from the files table.
+
+    Uploads pending past `lifetime` and files no record holds any more count for nothing: they are
+    being removed.
+    """
+    pending = sa.and_(files.c.attached_at.is_(None), files.c.created_at >= now - lifetime)
+    stored = sa.or_(sa.and_(files.c.attached_at.is_not(None), held(files.c.id)), pending)
     where = [files.c.created_by == user_id]
     if exclude is not None:
         where.append(files.c.id != exclude)
@@ -98,33 +104,46 @@ def room_left(usage: UploadUsage, limits: UploadLimits) -> int | None:
 def require_room(conn: sa.Connection, user_id: int, usage: UploadUsage, limits: UploadLimits, size: int,
                  now: datetime) -> None:
     """Refuse an upload of `size` bytes that would take the user past `limits` (given their usage without it)."""
+    later = (f"Save the cards they were uploaded for; uploads no record holds are removed "
+             f"{_duration_text(limits.pending_lifetime)} after upload.")
     if limits.pending_files and usage.pending_files >= limits.pending_files:
         count = usage.pending_files
         raise PendingUploadsFull(f"You have {count} upload{'s' if count != 1 else ''} that no record holds yet, the "
-                                 f"most one user may have. {_LATER}", _retry_after(conn, user_id, now))
+                                 f"most one user may have. {later}", _retry_after(conn, user_id, now, limits))
     if limits.pending_bytes and size > limits.pending_bytes:
         raise UploadQuotaFull(f"The file is larger than {size_text(limits.pending_bytes)}, the most one user's "
                               "unsaved uploads may take.")
     if limits.pending_bytes and usage.pending_bytes + size > limits.pending_bytes:
         raise PendingUploadsFull(f"The file does not fit: uploads that no record holds yet may take "
                                  f"{size_text(limits.pending_bytes)} per user, and yours take "
-                                 f"{size_text(usage.pending_bytes)}. {_LATER}", _retry_after(conn, user_id, now))
+                                 f"{size_text(usage.pending_bytes)}. {later}", _retry_after(conn, user_id, now, limits))
     if limits.user_bytes and usage.stored_bytes + size > limits.user_bytes:
         raise UploadQuotaFull(f"The file does not fit: one user's files may take {size_text(limits.user_bytes)}, "
                               f"and yours take {size_text(usage.stored_bytes)}. Ask an administrator for more room.")
 
 
-def _retry_after(conn: sa.Connection, user_id: int, now: datetime) -> int:
+def _duration_text(lifetime: timedelta) -> str:
+    """'a day', '36 hours', '90 minutes': how long uploads wait, in messages."""
+    minutes = round(lifetime.total_seconds() / 60)
+    if minutes == 24 * 60:
+        return "a day"
+    if minutes % 60:
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{minutes // 60} hour{'s' if minutes != 60 else ''}"
+
+
+def _retry_after(conn: sa.Connection, user_id: int, now: datetime, limits: UploadLimits) -> int:
     """Seconds until the user's oldest upload no record holds is removed (and so frees its room)."""
+    lifetime = limits.pending_lifetime
     oldest = conn.execute(sa.select(sa.func.min(files.c.created_at)).where(
         files.c.created_by == user_id, files.c.attached_at.is_(None),
-        files.c.created_at >= now - UNATTACHED_LIFETIME)).scalar()
+        files.c.created_at >= now - lifetime)).scalar()
     if oldest is None:
         return 1
     if isinstance(oldest, str):  # SQLite hands back an aggregate over timestamps as text
         oldest = datetime.fromisoformat(oldest)
     oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
-    return max(1, math.ceil((oldest + UNATTACHED_LIFETIME - now).total_seconds()))
+    return max(1, math.ceil((oldest + lifetime - now).total_seconds()))
 
 
 def upload_type(name: str, content_type: str | None) -> str:
@@ -158,7 +177,7 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
     if limited is not None:
         # Before anything reaches the disk; the count that decides is taken again when the file is added.
         with engine.connect() as conn:
-            usage = upload_usage(conn, limited, now)
+            usage = upload_usage(conn, limited, now, lifetime=limits.pending_lifetime)
             require_room(conn, limited, usage, limits, 0, now)
         room = room_left(usage, limits)
     file_id = uuid.uuid4().hex
@@ -188,7 +207,8 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
                 conn.execute(sa.select(users.c.id).where(users.c.id == limited).with_for_update())
             conn.execute(sa.insert(files).values(**row))
             if limited is not None:
-                require_room(conn, limited, upload_usage(conn, limited, now, exclude=file_id), limits, size, now)
+                require_room(conn, limited, upload_usage(conn, limited, now, exclude=file_id,
+                                                         lifetime=limits.pending_lifetime), limits, size, now)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -571,3 +571,79 @@ def test_an_uploaded_name_cannot_hide_its_extension(scoped):
 
 
 # --- files no record holds ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("upload_limits", [UploadLimits(pending_files=0, pending_bytes=0, user_bytes=20)])
+def test_a_file_no_record_holds_any_more_does_not_count_against_the_user(scoped):
+    client, people, _, _ = scoped
+    _, anna = people["anna"]
+    held = upload(client, anna, b"12345678", "a.txt", "text/plain").get_json()
+    case = client.post("/api/v1/records/case", headers=anna, json={"name": "a", "scan": held["id"]}).get_json()
+    assert upload(client, anna, b"1234567890123", "b.txt", "text/plain").status_code == 413
+    client.patch(f"/api/v1/records/case/{case['id']}", headers=anna, json={"version": case["version"], "scan": None})
+    assert upload(client, anna, b"1234567890123", "b.txt", "text/plain").status_code == 201
+
+
+def test_how_long_an_unsaved_upload_waits_is_configurable(scoped, monkeypatch):
+    from dataclasses import replace
+
+    client, people, clock, _ = scoped
+    _, anna = people["anna"]
+    state = client.application.extensions["kartoteka"]
+    limits = UploadLimits(pending_files=1, pending_bytes=0, user_bytes=0, pending_lifetime=timedelta(hours=2))
+    monkeypatch.setattr(state, "settings", replace(state.settings, uploads=limits))
+    assert upload(client, anna, b"one", "1.txt", "text/plain").status_code == 201
+    refused = upload(client, anna, b"two", "2.txt", "text/plain")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == str(2 * 3600)
+    clock.advance(hours=2, seconds=1)
+    assert upload(client, anna, b"two", "2.txt", "text/plain").status_code == 201
+
+
+def test_the_upload_lifetime_comes_from_the_environment():
+    from kartoteka.config import Settings
+
+    base = {"KARTOTEKA_SECRET_KEY": "x"}
+    assert Settings.from_env(base).uploads.pending_lifetime == timedelta(hours=24)
+    assert Settings.from_env({**base, "KARTOTEKA_UPLOAD_PENDING_HOURS": "1.5"}).uploads.pending_lifetime \
+        == timedelta(hours=1.5)
+    with pytest.raises(ValueError, match="KARTOTEKA_UPLOAD_PENDING_HOURS must be a number of hours"):
+        Settings.from_env({**base, "KARTOTEKA_UPLOAD_PENDING_HOURS": "0"})
+
+
+def test_the_sweep_command_deletes_files_no_record_holds(runner, engine, service, tmp_path):
+    from datetime import UTC, datetime
+
+    from kartoteka.files import store_file
+    from kartoteka.records.model import SYSTEM
+
+    folder = tmp_path / "instance" / "files"
+    now = datetime.now(UTC)  # the command runs on the real clock
+
+    def put(content: bytes, name: str, age: timedelta = timedelta(0)) -> str:
+        return store_file(engine, folder, io.BytesIO(content), name, "text/plain", None, now - age)["id"]
+
+    old = put(b"old pending", "old.txt", timedelta(hours=25))
+    fresh = put(b"fresh", "fresh.txt", timedelta(hours=23))
+    live, trashed, dropped = put(b"live", "live.txt"), put(b"trashed", "trashed.txt"), put(b"dropped!", "dropped.txt")
+    kept = service.create("company", {"name": "Live", "documents": [live, dropped]}, SYSTEM)
+    service.update("company", kept.id, {"documents": [live]}, SYSTEM, expected_version=kept.version)
+    gone = service.create("company", {"name": "Trashed", "documents": [trashed]}, SYSTEM)
+    service.delete("company", gone.id, SYSTEM)  # a soft-deleted record may come back with its files
+
+    def ids() -> set[str]:
+        with engine.connect() as conn:
+            return set(conn.execute(sa.select(files.c.id)).scalars())
+
+    everything = {old, fresh, live, trashed, dropped}
+    dry = runner.invoke("files", "sweep", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert old in dry.output and dropped in dry.output and "old.txt" in dry.output and "dropped.txt" in dry.output
+    assert not {fresh, live, trashed} & set(re.findall(r"[0-9a-f]{32}", dry.output))
+    assert "Would delete 2 files, freeing 19 bytes." in dry.output
+    assert ids() == everything and all((folder / i).exists() for i in everything)
+    result = runner.invoke("files", "sweep")
+    assert result.exit_code == 0 and "Deleted 2 files, freed 19 bytes." in result.output
+    assert ids() == {fresh, live, trashed}
+    assert {p.name for p in folder.iterdir()} == {fresh, live, trashed}
+    shorter = runner.invoke("files", "sweep", "--older-than", "12")  # hours; fresh is 23 hours old
+    assert "Deleted 1 file, freed 5 bytes." in shorter.output and ids() == {live, trashed}

@@ -1,7 +1,12 @@
-"""Who may read an uploaded file, which records hold it, and removing uploads nobody attached.
+"""Who may read an uploaded file, which records hold it, and removing files no record holds.
 
 A file is readable by whoever may read a live record that holds it in a field they may view, and,
 until some record holds it, by the user who uploaded it. Nobody else: not by knowing its id.
+
+Records hold files through file_links (one row per record, field and file, kept by every save, and
+kept for records in the trash, which may come back with their files). A file no record holds is
+either pending (uploaded, no record held it yet: its uploader may still save the form it was for)
+or detached (a record held it and no longer does: nobody may read or attach it any more).
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kartoteka.config import UploadLimits
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.scopes import readable_where
 from kartoteka.storage.tables import file_links, files, records
 
-# An upload that no record holds after this long was abandoned (a form never saved).
-UNATTACHED_LIFETIME = timedelta(days=1)
+# An upload that no record holds after this long was abandoned (a form never saved); settings may say
+# otherwise (KARTOTEKA_UPLOAD_PENDING_HOURS, UploadLimits.pending_lifetime).
+UNATTACHED_LIFETIME = UploadLimits().pending_lifetime
 PURGE_BATCH = 500
 
 
@@ -108,6 +115,45 @@ def purge_unattached(engine: sa.Engine, folder: Path, now: datetime,
             conn.execute(sa.delete(files).where(files.c.id.in_(ids), files.c.attached_at.is_(None)))
         _unlink(folder, ids)
         removed += len(ids)
+
+
+def held(file_id: Any) -> sa.ColumnElement[bool]:
+    """Some record (live or in the trash) holds the file."""
+    return sa.exists().where(file_links.c.file_id == file_id)
+
+
+def sweepable(now: datetime, lifetime: timedelta) -> sa.ColumnElement[bool]:
+    """Files no record holds that nobody needs: detached ones, and uploads pending for longer than `lifetime`."""
+    return sa.and_(~held(files.c.id), sa.or_(files.c.attached_at.is_not(None),
+                                             files.c.created_at < now - lifetime))
+
+
+def sweep_files(engine: sa.Engine, folder: Path, now: datetime, lifetime: timedelta = UNATTACHED_LIFETIME, *,
+                dry_run: bool = False) -> list[sa.Row[Any]]:
+    """Delete every file no record holds, pending ones once older than `lifetime` (rows and content).
+
+    Returns the files (id, name, size, created_at, attached_at) deleted, or with `dry_run` those that
+    would be, deleting nothing. A file some record holds, even one in the trash, is never deleted:
+    the delete checks that again, so a save that attaches the file meanwhile keeps it.
+    """
+    columns = (files.c.id, files.c.name, files.c.size, files.c.created_at, files.c.attached_at)
+    swept: list[sa.Row[Any]] = []
+    after = ""
+    while True:
+        with engine.begin() as conn:
+            batch = list(conn.execute(sa.select(*columns).where(sweepable(now, lifetime), files.c.id > after)
+                                      .order_by(files.c.id).limit(PURGE_BATCH)))
+            if not batch:
+                return swept
+            after = batch[-1].id
+            if not dry_run:
+                gone = set(conn.execute(sa.delete(files).where(files.c.id.in_([r.id for r in batch]),
+                                                               sweepable(now, lifetime))
+                                        .returning(files.c.id)).scalars())
+                batch = [r for r in batch if r.id in gone]
+        if not dry_run:
+            _unlink(folder, (r.id for r in batch))
+        swept.extend(batch)
 
 
 def _unlink(folder: Path, ids: Iterable[str]) -> None:
