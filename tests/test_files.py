@@ -547,6 +547,27 @@ def test_the_form_names_only_file_fields_the_user_may_see(scoped):
     assert "secret_scan" not in client.get("/cards/case/new").get_data(as_text=True)
 
 
+@pytest.mark.parametrize(("content", "name", "message"), [
+    (b"", "empty.pdf", "The file is empty."),
+    (b"%PDF", "..", "The file needs a name."),
+    (b"%PDF", "../..", "The file needs a name."),
+])
+def test_an_upload_without_content_or_name_comes_back_on_the_form(scoped, content, name, message):
+    from tests.test_web import CSRF, sign_in
+
+    client, people, _, _ = scoped
+    anna_user, _ = people["anna"]
+    sign_in(client, anna_user)
+    response = client.post("/cards/case/new", content_type="multipart/form-data",
+                           data={"csrf_token": CSRF, "name": "Typed by Anna",
+                                 "scan": (io.BytesIO(content), name, "application/pdf")})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert re.search(r'id="e-scan"[^>]*>' + re.escape(message), page)
+    assert 'value="Typed by Anna"' in page
+    assert stored(client, anna_user.id) == (0, 0)
+
+
 @pytest.mark.parametrize("control", ["\u202e", "\u202d", "\u202a", "\u202b", "\u202c", "\u200e", "\u200f",
                                      "\u2066", "\u2067", "\u2068", "\u2069", "\u061c"])
 def test_file_names_lose_bidirectional_controls(control):
