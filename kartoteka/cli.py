@@ -44,10 +44,7 @@ def _platform(settings: Settings | None = None) -> Iterator[tuple[Flask, Platfor
             created, dropped = sync_indexes(state.engine, state.metadata)
         except KartotekaError as exc:
             _fail(exc.detail)
-        for name in created:
-            click.echo(f"created index {name}", err=True)
-        for name in dropped:
-            click.echo(f"dropped index {name}", err=True)
+        _report_indexes(created, dropped)
         yield app, state
     finally:
         state.engine.dispose()
@@ -58,8 +55,22 @@ def _fail(message: str) -> NoReturn:
     sys.exit(1)
 
 
+def _report_indexes(created: list[str], dropped: list[str]) -> None:
+    """One line about the indexes a start built or dropped; each of them with `kartoteka -v`."""
+    context = click.get_current_context(silent=True)
+    if context is not None and context.find_root().params.get("verbose"):
+        for name in created:
+            click.echo(f"created index {name}", err=True)
+        for name in dropped:
+            click.echo(f"dropped index {name}", err=True)
+    elif created or dropped:
+        click.echo(f"Indexes: {len(created)} created, {len(dropped)} dropped (kartoteka -v ... lists them).",
+                   err=True)
+
+
 @click.group()
-def main() -> None:
+@click.option("-v", "--verbose", is_flag=True, help="Say more: every index created or dropped.")
+def main(verbose: bool) -> None:
     """Kartoteka: cards described in metadata, stored in JSON, served by one record service."""
 
 

@@ -44,6 +44,19 @@ def test_init_is_idempotent(runner):
     assert second.exit_code == 0 and "created index" not in second.stderr
 
 
+def test_init_says_how_many_indexes_it_built_and_lists_them_with_v(runner, tmp_path):
+    card = {"entity": "cli_probe", "label": "Probe", "fields": {"code": {"type": "text", "indexed": True}}}
+    write_config(tmp_path, {"cli_probe": card})
+    env = {"KARTOTEKA_CONFIG_DIR": str(tmp_path)}
+    quiet = runner.invoke("init", env=env)
+    assert quiet.exit_code == 0, quiet.output
+    assert "created index" not in quiet.stderr and "Indexes: 1 created" in quiet.stderr
+    card["fields"]["city"] = {"type": "text", "indexed": True}
+    write_config(tmp_path, {"cli_probe": card})
+    loud = runner.invoke("-v", "init", env=env)
+    assert loud.stderr.splitlines() == ["created index kix_cli_probe__city__t"]
+
+
 def test_init_refuses_broken_metadata(runner, tmp_path):
     write_config(tmp_path, {"deal": {"entity": "deal", "label": "Deal", "fields": {"id": {"type": "text"}}}})
     result = runner.invoke("init", env={"KARTOTEKA_CONFIG_DIR": str(tmp_path)})
