@@ -452,6 +452,47 @@ def test_a_file_field_the_user_may_view_but_not_edit_leaves_the_card_saveable(sc
     assert after["name"] == "Stamped again" and after["stamp"] == stamp
 
 
+def test_a_form_posting_back_a_file_the_user_may_not_change_is_saved(scoped):
+    """A form of before (posting the file's id back, as its checkbox did) is fine; another file is refused."""
+    from tests.test_web import sign_in
+
+    client, people, _, _ = scoped
+    anna_user, _ = people["anna"]
+    case, stamp = _stamped_case(client, people)
+    sign_in(client, anna_user)
+    form = _edit_form(client, "case", case["id"])
+    form["stamp"] = stamp["id"]
+    assert client.post(f"/cards/case/{case['id']}/edit", data=form).status_code == 302
+    after = client.get(f"/api/v1/records/case/{case['id']}", headers=people["anna"][1]).get_json()
+    assert after["version"] == case["version"] and after["stamp"] == stamp  # nothing changed
+    form["stamp"] = "f" * 32
+    refused = client.post(f"/cards/case/{case['id']}/edit", data=form)
+    assert refused.status_code == 422
+    assert re.search(r'id="e-stamp"[^>]*>You may not change this field\.', refused.get_data(as_text=True))
+
+
+def test_an_api_patch_may_send_back_the_file_values_it_read(scoped):
+    client, people, _, _ = scoped
+    _, anna = people["anna"]
+    scan = upload(client, anna, b"%PDF scan", "scan.pdf", "application/pdf").get_json()
+    case, stamp = _stamped_case(client, people)
+    url = f"/api/v1/records/case/{case['id']}"
+    read = client.get(url, headers=anna).get_json()
+    sent = client.patch(url, headers=anna, json={"version": read["version"], "name": "Renamed",
+                                                 "stamp": read["stamp"], "scan": scan["id"]})
+    assert sent.status_code == 200, sent.get_data(as_text=True)
+    body = sent.get_json()
+    assert body["stamp"] == stamp and body["scan"] == scan
+    # The whole value sent back unchanged (an id, or the object read) is no change: the version stays.
+    again = client.patch(url, headers=anna, json={"version": body["version"], "stamp": body["stamp"],
+                                                  "scan": body["scan"], "attachments": None})
+    assert again.status_code == 200 and again.get_json()["version"] == body["version"]
+    assert client.patch(url, headers=anna, json={"version": body["version"], "stamp": stamp["id"],
+                                                 "scan": scan["id"]}).get_json()["version"] == body["version"]
+    refused = client.patch(url, headers=anna, json={"version": body["version"], "stamp": scan["id"]})
+    assert refused.status_code == 422 and refused.get_json()["errors"] == {"stamp": ["You may not change this field."]}
+
+
 def _conflicting_save(client, case_id: int, form: MultiDict):
     response = client.post(f"/cards/case/{case_id}/edit", data=form)
     assert response.status_code == 409

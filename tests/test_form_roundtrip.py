@@ -7,6 +7,8 @@ must come back as it was, never emptied, cut or refused.
 
 from __future__ import annotations
 
+import io
+import mimetypes
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +19,15 @@ import sqlalchemy as sa
 import yaml
 from werkzeug.datastructures import MultiDict
 
+from kartoteka.config import UploadLimits
 from kartoteka.errors import RecordValidationError
+from kartoteka.files import store_file
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.loader import load_metadata
 from kartoteka.metadata.model import FieldDef
 from kartoteka.records.model import SYSTEM
 from kartoteka.storage.tables import records
+from tests.conftest import write_config
 from tests.test_web import CSRF, _form_fields, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,14 +73,31 @@ def _filled(field: FieldDef) -> Any:
     return [one] if field.multiple else one
 
 
-def _full_record(service, entity_name: str, owner: int) -> int:
-    """A valid record of the card with every field it can hold filled (values the card refuses are left out)."""
+def _files(service, field: FieldDef, folder: Path) -> list[str] | str:
+    """Small files uploaded for a file field (two for a multiple one), of a type it takes: their ids."""
+    wanted = (field.accept or [".pdf"])[0]
+    kind = wanted if "/" in wanted else mimetypes.guess_type(f"x{wanted}")[0] or "application/octet-stream"
+    extension = wanted if "/" not in wanted else mimetypes.guess_extension(wanted) or ".bin"
+    ids = [store_file(service.engine, folder, io.BytesIO(f"{field.name} {n}".encode()), f"{field.name}-{n}{extension}",
+                      kind, None, service.clock.now(), UploadLimits(0, 0, 0))["id"]
+           for n in range(2 if field.multiple else 1)]
+    return ids if field.multiple else ids[0]
+
+
+def _full_record(service, entity_name: str, owner: int, folder: Path, sample: dict[str, Any] | None = None) -> int:
+    """A valid record of the card with every field it can hold filled (values the card refuses are left out).
+
+    File fields hold files uploaded into `folder` (the app's) first, as a form's uploads would be.
+    """
     entity = service.metadata.entities[entity_name]
-    sample = MATRIX["samples"][entity_name]
+    sample = sample if sample is not None else MATRIX["samples"][entity_name]
     values = dict(sample["values"])
     if sample.get("needs_company"):
         values["company"] = service.create("company", MATRIX["samples"]["company"]["values"], SYSTEM).id
     for name, field in entity.fields.items():
+        if field.type.name == "file" and name not in values:
+            values[name] = _files(service, field, folder)
+            continue
         value = None if field.is_formula or name in values else _filled(field)
         if value is not None:
             values[name] = value
@@ -93,10 +115,13 @@ def _data(service, record_id: int) -> dict[str, Any]:
         return conn.execute(sa.select(records.c.data).where(records.c.id == record_id)).scalar_one()
 
 
-@pytest.mark.parametrize(("role", "entity_name"), _cases())
-def test_saving_an_unchanged_form_changes_nothing(role, entity_name, service, client, make_user):
-    user, _ = make_user("someone", [role], MATRIX["departments"][role])
-    record_id = _full_record(service, entity_name, user.id)
+def _version(service, record_id: int) -> int:
+    with service.engine.connect() as conn:
+        return conn.execute(sa.select(records.c.version).where(records.c.id == record_id)).scalar_one()
+
+
+def _save_unchanged(client, service, user, entity_name: str, record_id: int) -> None:
+    """Open the card's edit form as `user`, save it as it is, and check nothing of the record changed."""
     before = _data(service, record_id)
     sign_in(client, user)
     page = client.get(f"/cards/{entity_name}/{record_id}/edit")
@@ -107,3 +132,62 @@ def test_saving_an_unchanged_form_changes_nothing(role, entity_name, service, cl
     after = _data(service, record_id)
     changed = {k: (before.get(k), after.get(k)) for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
     assert changed == {}
+
+
+@pytest.mark.parametrize(("role", "entity_name"), _cases())
+def test_saving_an_unchanged_form_changes_nothing(role, entity_name, service, client, make_user, app):
+    user, _ = make_user("someone", [role], MATRIX["departments"][role])
+    record_id = _full_record(service, entity_name, user.id, app.extensions["kartoteka"].settings.instance_dir / "files")
+    _save_unchanged(client, service, user, entity_name, record_id)
+
+
+# No shipped card has a file field: this one has every kind, each role seeing and changing different ones.
+FILE_CARD = {
+    "dossier": {
+        "entity": "dossier", "label": "Dossier", "title": "{name}",
+        "fields": {
+            "name": {"type": "text", "required": True},
+            "scan": {"type": "file", "accept": [".pdf", "application/pdf"]},
+            "photo": {"type": "file", "accept": ["image/png"], "max_size": 1000},
+            "attachments": {"type": "file", "multiple": True},
+            "stamp": {"type": "file", "access": {"edit": ["admin", "lawyer"]}},  # clerks only see it
+            "secret_scan": {"type": "file", "access": {"view": ["admin", "lawyer"]}},  # clerks do not see it
+            "locked_scan": {"type": "file", "read_only_if": "name == 'Sealed'"},
+        },
+        "layout": {
+            "groups": [{"fields": ["name", "scan", "photo", "attachments", "stamp", "secret_scan", "locked_scan"]}],
+            # The front office's form leaves the attachments and the photo out: saving it must keep them.
+            "variants": {"front": {"groups": [{"fields": ["name", "scan", "stamp", "secret_scan", "locked_scan"]}]}},
+        },
+    },
+}
+FILE_ROLES = {
+    "roles": {"admin": {"label": "Admin"}, "clerk": {"label": "Clerk"}, "lawyer": {"label": "Lawyer"}},
+    "departments": {"front": {"label": "Front office"}},
+    "permissions": {"admin": {"*": "all"}, "clerk": {"dossier": "own"}, "lawyer": {"dossier": "all"}},
+}
+
+
+@pytest.fixture
+def config_dir(request, tmp_path):
+    """The shipped config, or the file card's for a test parametrized with config_dir="file card"."""
+    if getattr(request, "param", None) == "file card":
+        return write_config(tmp_path / "file-card", FILE_CARD, FILE_ROLES)
+    return ROOT / "config"
+
+
+@pytest.mark.parametrize("config_dir", ["file card"], indirect=True)
+@pytest.mark.parametrize(("role", "department", "name"), [
+    ("admin", None, "Open"), ("lawyer", None, "Open"), ("clerk", None, "Open"), ("clerk", "front", "Open"),
+    ("lawyer", "front", "Sealed"), ("clerk", None, "Sealed"),
+])
+def test_saving_an_unchanged_form_keeps_every_file(role, department, name, service, client, make_user, app):
+    """Files in fields the user may change, only see, not see, or not find on their form all stay as they were."""
+    user, _ = make_user("someone", [role], department)
+    folder = app.extensions["kartoteka"].settings.instance_dir / "files"
+    record_id = _full_record(service, "dossier", user.id, folder, {"values": {"name": name}})
+    data = _data(service, record_id)
+    assert all(data.get(f) for f in FILE_CARD["dossier"]["fields"]), data  # every file field holds files
+    version = _version(service, record_id)
+    _save_unchanged(client, service, user, "dossier", record_id)
+    assert _version(service, record_id) == version  # nothing changed, so no new version either

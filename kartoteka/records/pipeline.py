@@ -23,6 +23,7 @@ from kartoteka.metadata.fieldtypes import (
 )
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
+from kartoteka.records.files import file_ids
 from kartoteka.records.model import Principal
 
 RECORD_ERRORS = "_record"
@@ -64,6 +65,11 @@ class Prepared:
         for name in [n for n in self.errors if n in hidden and n not in self.unknown]:
             for message in self.errors.pop(name):
                 self.unseen.append({"field": name, "message": message})
+
+
+def same_files(value: Any, stored: Any) -> bool:
+    """Two values of a file field hold the same files in the same order (by id: {"id": ...} is the file stored)."""
+    return file_ids(value) == file_ids(stored)
 
 
 def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool = False) -> Any:
@@ -179,12 +185,16 @@ class Pipeline:
                 continue
             if field.type.name == "consent":
                 value = self._consent(field, value, base.get(name), user)
+            same = value == base.get(name) or (field.type.name == "file" and same_files(value, base.get(name)))
             if refusal is not None:
-                # Sending back an unchanged value (a record read, edited elsewhere, PATCHed whole) is fine.
-                if value != base.get(name):
+                # Sending back an unchanged value (a record read, edited elsewhere, PATCHed whole) is fine;
+                # files are the same by their ids (a form sends only those; names and sizes are the store's).
+                if not same:
                     prepared.error(name, refusal)
                 continue
-            if value != base.get(name):
+            if same and field.type.name == "file":
+                continue  # the same files: kept as stored, with their names, sizes and types
+            if not same:
                 prepared.changed.add(name)
             base[name] = value
         evaluator = Evaluator(_Names(base, system), self.clock)
