@@ -709,3 +709,36 @@ def test_the_sweep_command_deletes_files_no_record_holds(runner, engine, service
     assert {p.name for p in folder.iterdir()} == {fresh, live, trashed}
     shorter = runner.invoke("files", "sweep", "--older-than", "12")  # hours; fresh is 23 hours old
     assert "Deleted 1 file, freed 5 bytes." in shorter.output and ids() == {live, trashed}
+
+
+def test_a_sweep_keeps_a_file_a_save_attaches_meanwhile(engine, service, tmp_path):
+    """The sweep waits for a save holding the file and then sees its link: the file stays, and so does the link."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from kartoteka.files import store_file
+    from kartoteka.records.files import sweep_files
+    from kartoteka.records.model import SYSTEM
+    from kartoteka.storage.tables import file_links
+
+    folder = tmp_path / "files"
+    now = datetime.now(UTC)
+    late = store_file(engine, folder, io.BytesIO(b"late"), "late.txt", "text/plain", None, now - timedelta(hours=30))
+    company = service.create("company", {"name": "Late"}, SYSTEM)
+    swept: list = []
+    with engine.connect() as saving:  # a save attaching the upload just as it expires, not committed yet
+        transaction = saving.begin()
+        saving.execute(sa.insert(file_links).values(file_id=late["id"], record_id=company.id, field="documents",
+                                                    source_entity="company"))
+        saving.execute(sa.update(files).where(files.c.id == late["id"]).values(attached_at=now))
+        sweeper = threading.Thread(target=lambda: swept.extend(sweep_files(engine, folder, now)))
+        sweeper.start()
+        time.sleep(0.5)
+        transaction.commit()
+    sweeper.join(20)
+    assert not sweeper.is_alive() and swept == []
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(files.c.id)).scalars().all() == [late["id"]]
+        assert conn.execute(sa.select(file_links.c.file_id)).scalars().all() == [late["id"]]
+    assert (folder / late["id"]).exists()

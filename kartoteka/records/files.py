@@ -133,16 +133,19 @@ def sweep_files(engine: sa.Engine, folder: Path, now: datetime, lifetime: timede
     """Delete every file no record holds, pending ones once older than `lifetime` (rows and content).
 
     Returns the files (id, name, size, created_at, attached_at) deleted, or with `dry_run` those that
-    would be, deleting nothing. A file some record holds, even one in the trash, is never deleted:
-    the delete checks that again, so a save that attaches the file meanwhile keeps it.
+    would be, deleting nothing. A file some record holds, even one in the trash, is never deleted.
+    A save attaching a file meanwhile keeps it: the batch's rows are locked first (PostgreSQL; that
+    waits for such a save, whose link to the file locks its row), and the delete checks again, seeing
+    what committed (SQLite has one writer at a time anyway).
     """
     columns = (files.c.id, files.c.name, files.c.size, files.c.created_at, files.c.attached_at)
     swept: list[sa.Row[Any]] = []
     after = ""
     while True:
         with engine.begin() as conn:
-            batch = list(conn.execute(sa.select(*columns).where(sweepable(now, lifetime), files.c.id > after)
-                                      .order_by(files.c.id).limit(PURGE_BATCH)))
+            query = (sa.select(*columns).where(sweepable(now, lifetime), files.c.id > after)
+                     .order_by(files.c.id).limit(PURGE_BATCH))
+            batch = list(conn.execute(query if dry_run else query.with_for_update()))
             if not batch:
                 return swept
             after = batch[-1].id
