@@ -1,4 +1,5 @@
-"""The `kartoteka` command: init, serve, demo, check-config, user create/signout/unlock/password, address, token."""
+"""The `kartoteka` command: init, serve, demo, check-config, user create/signout/deactivate/activate/unlock/password,
+address, token create/list/revoke."""
 
 from __future__ import annotations
 
@@ -201,19 +202,68 @@ def _user_named(state: PlatformState, name: str) -> Any:
         _fail(exc.detail)
 
 
+def _plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
 @user_group.command("signout")
 @click.argument("name")
 def user_signout_command(name: str) -> None:
-    """Sign user NAME out everywhere: end all their browser sessions (API tokens stay)."""
+    """Sign user NAME out everywhere: end all their browser sessions and revoke their API tokens."""
     from kartoteka.users import end_user_sessions
 
     with _platform() as (_app, state):
         user = _user_named(state, name)
-        count = end_user_sessions(state.engine, user.id, state.clock.now())
-    if count == 0:
+        ended = end_user_sessions(state.engine, user.id, state.clock.now())
+    if ended.sessions == 0:
         click.echo(f"'{user.username}' had no active sessions.")
     else:
-        click.echo(f"Signed '{user.username}' out everywhere ({count} session{'' if count == 1 else 's'} ended).")
+        click.echo(f"Signed '{user.username}' out everywhere ({_plural(ended.sessions, 'session')} ended).")
+    if ended.tokens:
+        click.echo(f"Revoked {_plural(ended.tokens, 'API token')} of '{user.username}'.")
+
+
+@user_group.command("deactivate")
+@click.argument("name")
+def user_deactivate_command(name: str) -> None:
+    """Deactivate user NAME: no signing in, their sessions end, their API tokens are refused."""
+    from kartoteka.users import set_active
+
+    with _platform() as (_app, state):
+        try:
+            change = set_active(state.engine, name, False, state.clock.now())
+        except KartotekaError as exc:
+            _fail(exc.detail)
+    if not change.changed:
+        click.echo(f"'{change.username}' was already deactivated.")
+    else:
+        click.echo(f"Deactivated '{change.username}': they can no longer sign in.")
+    if change.sessions:
+        click.echo(f"Ended {_plural(change.sessions, 'active session')}.")
+    if change.tokens:
+        click.echo(f"{_plural(change.tokens, 'API token')} of '{change.username}' "
+                   f"{'is' if change.tokens == 1 else 'are'} refused while the user is inactive "
+                   "(`kartoteka token revoke --user NAME` revokes them for good).")
+
+
+@user_group.command("activate")
+@click.argument("name")
+def user_activate_command(name: str) -> None:
+    """Activate user NAME again: they may sign in, and their unrevoked API tokens work again."""
+    from kartoteka.users import set_active
+
+    with _platform() as (_app, state):
+        try:
+            change = set_active(state.engine, name, True, state.clock.now())
+        except KartotekaError as exc:
+            _fail(exc.detail)
+    if not change.changed:
+        click.echo(f"'{change.username}' was already active.")
+    else:
+        click.echo(f"Activated '{change.username}': they may sign in again.")
+        if change.tokens:
+            click.echo(f"{_plural(change.tokens, 'unrevoked API token')} of '{change.username}' "
+                       f"work{'s' if change.tokens == 1 else ''} again.")
 
 
 @user_group.command("unlock")
@@ -281,17 +331,18 @@ def address_clear_command(address: str) -> None:
 @click.argument("name")
 @click.option("--password", default=None, help="The new password (prompted when omitted).")
 def user_password_command(name: str, password: str | None) -> None:
-    """Set a new password for user NAME; this ends all their browser sessions."""
+    """Set a new password for user NAME; this ends all their browser sessions and revokes their API tokens."""
     from kartoteka.users import set_password
 
     if password is None:
         password = click.prompt("New password", hide_input=True, confirmation_prompt=True)
     with _platform() as (_app, state):
         try:
-            user = set_password(state.engine, name, password)
+            ended = set_password(state.engine, name, password, state.clock.now())
         except KartotekaError as exc:
             _fail(exc.detail)
-    click.echo(f"Password of '{user.username}' changed; their sessions have ended.")
+    click.echo(f"Password of '{name}' changed; {_plural(ended.sessions, 'active session')} ended, "
+               f"{_plural(ended.tokens, 'API token')} revoked.")
 
 
 @main.group("token")
@@ -313,6 +364,64 @@ def token_create_command(name: str, label: str) -> None:
             _fail(exc.detail)
     click.echo(token)
 
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "never"
+
+
+@token_group.command("list")
+@click.argument("name", required=False)
+@click.option("--revoked", is_flag=True, help="Show revoked tokens too.")
+def token_list_command(name: str | None, revoked: bool) -> None:
+    """List API tokens (of user NAME, or everybody's): id, user, label, first characters, created, last used."""
+    from kartoteka.users import list_tokens
+
+    with _platform() as (_app, state):
+        tokens = list_tokens(state.engine, name, revoked=revoked)
+    if not tokens:
+        whose = f" of '{name}'" if name else ""
+        click.echo(f"No {'' if revoked else 'unrevoked '}API tokens{whose}.")
+        return
+    click.echo("id\tuser\tlabel\ttoken\tcreated\tlast used\tstate")
+    for token in tokens:
+        status = (f"revoked {_when(token.revoked_at)}" if token.revoked_at else
+                  "refused: user inactive" if not token.user_active else "live")
+        click.echo(f"{token.id}\t{token.username}\t{token.name}\t{token.prefix}…\t{_when(token.created_at)}\t"
+                   f"{_when(token.last_used_at)}\t{status}")
+
+
+@token_group.command("revoke")
+@click.argument("token_ids", nargs=-1, type=click.IntRange(1, 2**63 - 1))
+@click.option("--user", "username", default=None, help="Revoke every token of this user.")
+def token_revoke_command(token_ids: tuple[int, ...], username: str | None) -> None:
+    """Revoke API tokens by id (see `kartoteka token list`), or all of one user with --user NAME."""
+    from kartoteka.users import revoke_token, revoke_user_tokens
+
+    if not token_ids and not username:
+        raise click.UsageError("Name the tokens to revoke by id, or a user with --user NAME.")
+    missing = []
+    with _platform() as (_app, state):
+        now = state.clock.now()
+        for token_id in token_ids:
+            try:
+                token, revoked = revoke_token(state.engine, token_id, now)
+            except KartotekaError:
+                missing.append(token_id)
+                continue
+            if revoked:
+                click.echo(f"Revoked token {token.id} of '{token.username}' ({token.name}, {token.prefix}…).")
+            else:
+                click.echo(f"Token {token.id} of '{token.username}' was already revoked "
+                           f"({_when(token.revoked_at)}).")
+        if username:
+            try:
+                count = revoke_user_tokens(state.engine, username, now)
+            except KartotekaError as exc:
+                _fail(exc.detail)
+            click.echo(f"Revoked {_plural(count, 'API token')} of '{username}'." if count else
+                       f"'{username}' had no unrevoked API tokens.")
+    if missing:
+        _fail(f"No API token with id {', '.join(map(str, missing))}.")
 
 
 @main.group("files")

@@ -134,25 +134,76 @@ def end_session(engine: sa.Engine, session_id: str) -> None:
             conn.execute(sa.delete(user_sessions).where(user_sessions.c.token_hash == _hash_token(session_id)))
 
 
-def end_user_sessions(engine: sa.Engine, user_id: int, now: datetime) -> int:
-    """Sign the user out everywhere; returns how many of the sessions ended were still live."""
+@dataclass(frozen=True)
+class SignedOut:
+    """What signing a user out everywhere ended: live browser sessions, and API tokens revoked."""
+
+    sessions: int
+    tokens: int
+
+
+def _revoke_tokens(conn: sa.Connection, user_id: int, now: datetime) -> int:
+    return conn.execute(sa.update(api_tokens).where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None))
+                        .values(revoked_at=now)).rowcount
+
+
+def end_user_sessions(engine: sa.Engine, user_id: int, now: datetime) -> SignedOut:
+    """Sign the user out everywhere: end every browser session and revoke every API token.
+
+    Returns how many of the sessions ended were still live, and how many tokens were revoked.
+    """
     with engine.begin() as conn:
         live = conn.execute(sa.select(sa.func.count()).select_from(user_sessions)
                             .where(user_sessions.c.user_id == user_id, _live_session(now))).scalar_one()
         conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == user_id))
-    return live
+        tokens = _revoke_tokens(conn, user_id, now)
+    return SignedOut(live, tokens)
 
 
-def set_password(engine: sa.Engine, username: str, password: str) -> Principal:
-    """Change a user's password and end all their sessions."""
+def set_password(engine: sa.Engine, username: str, password: str, now: datetime | None = None) -> SignedOut:
+    """Change a user's password: end all their sessions and revoke their API tokens (what was ended is returned)."""
     if len(password) < MIN_PASSWORD:
         raise BadRequest(f"The password must have at least {MIN_PASSWORD} characters.")
+    now = now or datetime.now(UTC)
     user = get_user(engine, username=username)
     with engine.begin() as conn:
         conn.execute(sa.update(users).where(users.c.id == user.id)
                      .values(password_hash=generate_password_hash(password)))
+        live = conn.execute(sa.select(sa.func.count()).select_from(user_sessions)
+                            .where(user_sessions.c.user_id == user.id, _live_session(now))).scalar_one()
         conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == user.id))
-    return user
+        tokens = _revoke_tokens(conn, user.id, now)
+    return SignedOut(live, tokens)
+
+
+@dataclass(frozen=True)
+class ActiveChange:
+    """The outcome of activating or deactivating a user."""
+
+    username: str
+    changed: bool  # False: the user already was so
+    sessions: int  # live sessions ended (deactivating)
+    tokens: int  # unrevoked API tokens, refused while the user is inactive
+
+
+def set_active(engine: sa.Engine, username: str, active: bool, now: datetime) -> ActiveChange:
+    """Activate or deactivate a user. A deactivated user cannot sign in, their sessions end and their API tokens
+    are refused (not revoked: they work again if the user is activated); NotFound for no such user."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(users.c.id, users.c.username, users.c.is_active)
+                           .where(users.c.username == username)).first()
+        if row is None:
+            raise NotFound(f"There is no user {username}.")
+        changed = conn.execute(sa.update(users).where(users.c.id == row.id, users.c.is_active != active)
+                               .values(is_active=active)).rowcount > 0
+        live = 0
+        if not active:
+            live = conn.execute(sa.select(sa.func.count()).select_from(user_sessions)
+                                .where(user_sessions.c.user_id == row.id, _live_session(now))).scalar_one()
+            conn.execute(sa.delete(user_sessions).where(user_sessions.c.user_id == row.id))
+        tokens = conn.execute(sa.select(sa.func.count()).select_from(api_tokens).where(
+            api_tokens.c.user_id == row.id, api_tokens.c.revoked_at.is_(None))).scalar_one()
+    return ActiveChange(row.username, changed, live, tokens)
 
 
 @dataclass(frozen=True)
@@ -458,6 +509,62 @@ def create_token(engine: sa.Engine, username: str, name: str, now: datetime) -> 
         conn.execute(sa.insert(api_tokens).values(
             user_id=user.id, name=name, token_hash=_hash_token(token), prefix=token[:10], created_at=now))
     return token
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """An API token as `kartoteka token list` shows it (never the token itself: only its first characters)."""
+
+    id: int
+    username: str
+    user_active: bool
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _token_query() -> sa.Select:  # type: ignore[type-arg]
+    return (sa.select(api_tokens, users.c.username, users.c.is_active.label("user_active"))
+            .join(users, users.c.id == api_tokens.c.user_id))
+
+
+def _token_info(row: sa.Row) -> TokenInfo:  # type: ignore[type-arg]
+    return TokenInfo(row.id, row.username, row.user_active, row.name, row.prefix, _aware(row.created_at),  # type: ignore[arg-type]
+                     _aware(row.last_used_at), _aware(row.revoked_at))
+
+
+def list_tokens(engine: sa.Engine, username: str | None = None, *, revoked: bool = False) -> list[TokenInfo]:
+    """API tokens (of one user, or everybody's), oldest first; revoked ones only when asked."""
+    query = _token_query().order_by(api_tokens.c.id)
+    if username is not None:
+        query = query.where(users.c.username == username)
+    if not revoked:
+        query = query.where(api_tokens.c.revoked_at.is_(None))
+    with engine.connect() as conn:
+        return [_token_info(row) for row in conn.execute(query)]
+
+
+def revoke_token(engine: sa.Engine, token_id: int, now: datetime) -> tuple[TokenInfo, bool]:
+    """Revoke one token by its id: (the token as it is now, whether this call revoked it); NotFound if none."""
+    with engine.begin() as conn:
+        revoked = conn.execute(sa.update(api_tokens).where(api_tokens.c.id == token_id,
+                                                           api_tokens.c.revoked_at.is_(None))
+                               .values(revoked_at=now)).rowcount > 0
+        row = conn.execute(_token_query().where(api_tokens.c.id == token_id)).first()
+    if row is None:
+        raise NotFound(f"There is no API token {token_id}.")
+    return _token_info(row), revoked
+
+
+def revoke_user_tokens(engine: sa.Engine, username: str, now: datetime) -> int:
+    """Revoke every token of a user (active or not); how many were revoked. NotFound for no such user."""
+    with engine.begin() as conn:
+        user_id = conn.execute(sa.select(users.c.id).where(users.c.username == username)).scalar()
+        if user_id is None:
+            raise NotFound(f"There is no user {username}.")
+        return _revoke_tokens(conn, user_id, now)
 
 
 # A token's last_used_at is written at most this often, so reading through the API costs no write.

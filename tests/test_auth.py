@@ -155,7 +155,7 @@ def deal(service, anna):
 
 def _sign_out_everywhere(app, user) -> None:
     state = _state(app)
-    assert end_user_sessions(state.engine, user.id, state.clock.now()) >= 1
+    assert end_user_sessions(state.engine, user.id, state.clock.now()).sessions >= 1
 
 
 def test_a_form_sent_after_sign_out_everywhere_can_be_sent_again_after_signing_in(app, client, service, anna, deal):
@@ -598,7 +598,7 @@ def test_clearing_an_address_says_which_names_still_wait_there(app, admin_client
 
 def test_admin_messages_count_right_and_say_when_nothing_was_done(app, admin_client, anna):
     done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
-    assert flashes(done) == ["anna had no active sessions."]
+    assert flashes(done) == ["anna had no active sessions.", "1 API token of anna is revoked."]
     session_for(app, app.test_client(), anna)
     done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
     assert flashes(done) == ["anna is signed out everywhere (1 session ended)."]
@@ -624,7 +624,7 @@ def test_admin_messages_are_in_russian_for_russian_admins(app, make_user, anna):
     client = app.test_client()
     session_for(app, client, admin)
     done = client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
-    assert flashes(done) == ["anna: активных сеансов не было."]
+    assert flashes(done) == ["anna: активных сеансов не было.", "anna: отозвано API-токенов: 1."]
     done = client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
     assert flashes(done) == ["anna: неудачных попыток входа не было."]
     for i in range(ADDRESS_LIMIT):
@@ -773,3 +773,103 @@ def test_reading_through_the_api_writes_last_used_at_at_most_once_a_minute(app, 
     with engine.connect() as conn:
         used = conn.execute(sa.select(api_tokens.c.last_used_at)).scalar_one()
     assert used.replace(tzinfo=None) == fixed_clock.now().replace(tzinfo=None)
+
+
+def _api_works(client, headers) -> bool:
+    return client.get("/api/v1/entities", headers=headers).status_code == 200
+
+
+def test_signing_out_everywhere_revokes_the_users_api_tokens(app, admin_client, make_user):
+    """"Sign out everywhere" (the admin page, the command) is for a stolen laptop: its API tokens go too."""
+    anna, headers = make_user("anna", ["sales"], "sales")
+    _boris, others = make_user("boris", ["sales"], "sales")
+    client = app.test_client()
+    assert _api_works(client, headers)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(done) == ["anna had no active sessions.", "1 API token of anna is revoked."]
+    assert client.get("/api/v1/entities", headers=headers).status_code == 401
+    assert _api_works(client, others)  # nobody else's
+    again = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    assert flashes(again) == ["anna had no active sessions."]  # nothing more to revoke, and it says nothing of it
+
+
+def test_a_password_change_revokes_the_users_api_tokens(app, runner, make_user):
+    anna, headers = make_user("anna", ["sales"], "sales")
+    client = app.test_client()
+    session_for(app, client, anna)
+    ended = set_password(_state(app).engine, "anna", "a new long password", _state(app).clock.now())
+    assert (ended.sessions, ended.tokens) == (1, 1)
+    assert not signed_in(client) and client.get("/api/v1/entities", headers=headers).status_code == 401
+    _again, fresh = make_user("boris", ["sales"], "sales")
+    result = runner.invoke("user", "password", "boris", "--password", "another long one")
+    assert result.exit_code == 0
+    assert result.output == "Password of 'boris' changed; 0 active sessions ended, 1 API token revoked.\n"
+    assert client.get("/api/v1/entities", headers=fresh).status_code == 401
+
+
+def test_cli_sign_out_says_it_revoked_tokens(app, runner, make_user):
+    make_user("anna", ["sales"], "sales")
+    result = runner.invoke("user", "signout", "anna")
+    assert result.output == "'anna' had no active sessions.\nRevoked 1 API token of 'anna'.\n"
+    assert runner.invoke("user", "signout", "anna").output == "'anna' had no active sessions.\n"
+
+
+def test_cli_lists_and_revokes_tokens(app, runner, make_user):
+    from kartoteka.users import create_token
+
+    _anna, headers = make_user("anna", ["sales"], "sales")
+    make_user("boris", ["sales"], "sales")
+    engine = _state(app).engine
+    second = create_token(engine, "anna", "import script", _state(app).clock.now())
+    listed = runner.invoke("token", "list").output.splitlines()
+    assert listed[0] == "id\tuser\tlabel\ttoken\tcreated\tlast used\tstate"
+    rows = [line.split("\t") for line in listed[1:]]
+    assert [(r[0], r[1], r[2], r[6]) for r in rows] == [("1", "anna", "tests", "live"), ("2", "boris", "tests", "live"),
+                                                         ("3", "anna", "import script", "live")]
+    assert rows[2][3] == second[:10] + "…" and second not in "\n".join(listed)  # never the token itself
+    of_anna = runner.invoke("token", "list", "anna").output.splitlines()[1:]
+    assert [line.split("\t")[0] for line in of_anna] == ["1", "3"]
+    client = app.test_client()
+    assert _api_works(client, headers)
+    result = runner.invoke("token", "revoke", "1")
+    assert result.exit_code == 0 and result.output.startswith("Revoked token 1 of 'anna' (tests, kt_")
+    assert client.get("/api/v1/entities", headers=headers).status_code == 401
+    assert _api_works(client, {"Authorization": f"Bearer {second}"})
+    again = runner.invoke("token", "revoke", "1")
+    assert again.exit_code == 0 and again.output.startswith("Token 1 of 'anna' was already revoked (")
+    missing = runner.invoke("token", "revoke", "99")
+    assert missing.exit_code == 1 and "No API token with id 99." in missing.stderr
+    assert runner.invoke("token", "revoke").exit_code == 2  # says what to name
+    everything = runner.invoke("token", "revoke", "--user", "anna")
+    assert everything.output == "Revoked 1 API token of 'anna'.\n"
+    assert runner.invoke("token", "revoke", "--user", "anna").output == "'anna' had no unrevoked API tokens.\n"
+    assert client.get("/api/v1/entities", headers={"Authorization": f"Bearer {second}"}).status_code == 401
+    assert runner.invoke("token", "list", "anna").output == "No unrevoked API tokens of 'anna'.\n"
+    revoked = runner.invoke("token", "list", "anna", "--revoked").output.splitlines()[1:]
+    assert [line.split("\t")[6].split(" ")[0] for line in revoked] == ["revoked", "revoked"]
+
+
+def test_cli_deactivates_and_activates_a_user(app, runner, make_user):
+    anna, headers = make_user("anna", ["sales"], "sales", password=PASSWORD)
+    browser, api = app.test_client(), app.test_client()
+    session_for(app, browser, anna)
+    result = runner.invoke("user", "deactivate", "anna")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == "Deactivated 'anna': they can no longer sign in."
+    assert "1 API token of 'anna' is refused while the user is inactive" in result.output
+    assert not signed_in(browser)
+    with _state(app).engine.connect() as conn:  # the session is gone, not merely refused
+        assert conn.execute(sa.select(sa.func.count()).select_from(user_sessions)).scalar() == 0
+    assert api.get("/api/v1/entities", headers=headers).status_code == 401
+    assert attempt(app.test_client(), "anna", PASSWORD).status_code == 401
+    again = runner.invoke("user", "deactivate", "anna")
+    assert again.output.splitlines()[0] == "'anna' was already deactivated."
+    listed = runner.invoke("token", "list", "anna").output.splitlines()[1]
+    assert listed.endswith("\trefused: user inactive")
+    back = runner.invoke("user", "activate", "anna")
+    assert back.output == "Activated 'anna': they may sign in again.\n1 unrevoked API token of 'anna' works again.\n"
+    assert _api_works(api, headers)
+    assert attempt(app.test_client(), "anna", PASSWORD).status_code == 302
+    assert runner.invoke("user", "activate", "anna").output == "'anna' was already active.\n"
+    missing = runner.invoke("user", "deactivate", "nobody")
+    assert missing.exit_code == 1 and "There is no user nobody." in missing.stderr

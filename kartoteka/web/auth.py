@@ -407,14 +407,18 @@ def _admin_target(user_id: int) -> Any:
 @auth.post("/admin/users/<int:user_id>/sign-out")
 @admin_required
 def admin_sign_out(user_id: int) -> Response:
-    """End every session of the user (their API tokens are not touched)."""
+    """End every session of the user and revoke their API tokens."""
     user = _admin_target(user_id)
-    count = end_user_sessions(platform.state.engine, user.id, platform.state.clock.now())
-    if count == 0:
+    ended = end_user_sessions(platform.state.engine, user.id, platform.state.clock.now())
+    if ended.sessions == 0:
         flash(t("{name} had no active sessions.", name=user.username), "info")
     else:
         flash(tn("{name} is signed out everywhere (1 session ended).",
-                 "{name} is signed out everywhere ({count} sessions ended).", count, name=user.username), "info")
+                 "{name} is signed out everywhere ({count} sessions ended).", ended.sessions, name=user.username),
+              "info")
+    if ended.tokens:
+        flash(tn("1 API token of {name} is revoked.", "{count} API tokens of {name} are revoked.", ended.tokens,
+                 name=user.username), "info")
     return redirect(url_for("auth.admin_users"))
 
 

@@ -87,6 +87,8 @@ RU: Mapping[str, str] = {
     "{name} is signed out everywhere (1 session ended).":
         "{name}: выход выполнен на всех устройствах (завершено сеансов: 1).",
     "{name} had no failed sign-ins to forget.": "{name}: неудачных попыток входа не было.",
+    "1 API token of {name} is revoked.": "{name}: отозвано API-токенов: 1.",
+    "{count} API tokens of {name} are revoked.": "{name}: отозвано API-токенов: {count}.",
     "Failed sign-ins of {name} are forgotten (from 1 address).":
         "{name}: неудачные попытки входа забыты (адресов: 1).",
     "Failed sign-ins of {name} are forgotten (from {count} addresses).":
@@ -163,6 +165,8 @@ RU: Mapping[str, str] = {
     "Next page": "Следующая страница",
     "First page": "Первая страница",
     "{count} records": "Записей: {count}",
+    "More than {count} records": "Записей: больше {count}",
+    "Count all": "Посчитать все",
     "Nothing found.": "Ничего не найдено.",
     "Any": "Любое",
     "Empty": "Пусто",
