@@ -32,8 +32,11 @@ class RecordValidationError(KartotekaError):
     status = 422
     title = "Invalid record"
 
-    def __init__(self, errors: Mapping[str, Sequence[str]], detail: str = "") -> None:
+    def __init__(self, errors: Mapping[str, Sequence[str]], detail: str = "", state: object | None = None) -> None:
         self.errors = {k: list(v) for k, v in errors.items()}
+        # The record service's evaluated form (records.model.FormState) of the refused save, when it ran one:
+        # a form shows it as is instead of evaluating the input again.
+        self.state = state
         count = sum(len(v) for v in self.errors.values())
         super().__init__(detail or f"The record has {count} invalid value{'s' if count != 1 else ''}.")
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from kartoteka.errors import KartotekaError, NotFound, PermissionDenied, RecordValidationError
-from kartoteka.records.model import SYSTEM, ListQuery
+from kartoteka.records.model import SYSTEM, ListQuery, RecordPermissions
 from kartoteka.records.scopes import scope_of
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "fixtures" / "permission_matrix.yaml").read_text("utf-8"))
@@ -132,6 +132,12 @@ def test_record_scopes(role, entity, via, service, make_user, request):
     for who, record in made.items():
         want = "ok" if who in readable else ("denied" if scopes["read"] == "none" else "not found")
         assert _outcome(lambda r=record: actor.get(entity, r.id)) == want, ("read", who)
+
+    if via == "service" and readable:  # what the card page and the board ask before offering edit and delete
+        may = service.permissions(entity, [made[w] for w in readable], me)
+        assert {who: may[made[who].id] for who in readable} == {
+            who: RecordPermissions(update=within(scopes["update"], who), delete=within(scopes["delete"], who))
+            for who in readable}
 
     for action in ("update", "delete"):
         for who, record in made.items():

@@ -6,19 +6,17 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, g, jsonify, request, url_for
+from flask import Response, g, jsonify, request, url_for
 
+from kartoteka.api.blueprint import api, current_user
 from kartoteka.api.describe import describe_entity
-from kartoteka.api.schemas import dump_record, load_record, record_schema
-from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError, RecordValidationError
+from kartoteka.api.schemas import dump_record, read_record, record_schema
+from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
 from kartoteka.records.access import viewable_fields
-from kartoteka.records.model import Principal
 from kartoteka.records.scopes import readable_entities, require, scopes_for
 from kartoteka.users import user_for_token
-
-api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 _VERSION = re.compile(r'^(?:W/)?"?(\d{1,9})"?$')
 
@@ -44,13 +42,12 @@ def authenticate() -> None:
     g.user = user
 
 
-def _user() -> Principal:
-    return g.user
+_user = current_user
 
 
 def _schema(entity_name: str) -> Any:
     entity = platform.service.entity(entity_name)
-    return entity, record_schema(entity, viewable_fields(entity, _user()), platform.service.ctx)
+    return entity, record_schema(entity, viewable_fields(entity, _user()))
 
 
 def _json_body() -> Any:
@@ -112,24 +109,13 @@ def list_records(entity_name: str) -> Response:
     return response
 
 
-def _raise_all_errors(entity_name: str, values: dict[str, Any], errors: dict[str, list[str]],
-                      record_id: int | None = None) -> None:
-    """When some values do not parse, report them together with what the service finds in the rest."""
-    if not errors:
-        return
-    for name, messages in platform.service.validate(entity_name, values, _user(), record_id).items():
-        errors.setdefault(name, messages)
-    raise RecordValidationError(errors)
-
-
 @api.post("/records/<entity_name>")
 def create_record(entity_name: str) -> Response:
     """Create a record from a flat JSON object of field values."""
     entity, schema = _schema(entity_name)
-    values, errors = load_record(schema, _json_body())
-    owner = values.pop("owner", None)
-    _raise_all_errors(entity.name, values, errors)
-    record = platform.service.create(entity.name, values, _user(), owner=owner)
+    sent = read_record(_json_body())
+    record = platform.service.create(entity.name, sent.values, _user(), owner=sent.owner,
+                                     input_errors=sent.errors)
     response = _record_response(schema, record, 201)
     response.headers["Location"] = url_for("api.get_record", entity_name=entity.name, record_id=record.id)
     return response
@@ -168,11 +154,9 @@ def update_record(entity_name: str, record_id: int) -> Response:
     entity, schema = _schema(entity_name)
     body = _json_body()
     version = _expected_version(body, required=True)
-    values, errors = load_record(schema, body)
-    owner = values.pop("owner", None) if "owner" in values else None
-    _raise_all_errors(entity.name, values, errors, record_id)
-    record = platform.service.update(entity.name, record_id, values, _user(), expected_version=version,
-                                     owner=owner)
+    sent = read_record(body)
+    record = platform.service.update(entity.name, record_id, sent.values, _user(), expected_version=version,
+                                     owner=sent.owner, input_errors=sent.errors)
     return _record_response(schema, record)
 
 
@@ -185,4 +169,4 @@ def delete_record(entity_name: str, record_id: int) -> Response:
     return Response(status=204)
 
 
-from kartoteka.api import files  # noqa: E402, F401  (registers the file routes on the blueprint)
+from kartoteka.api import files  # noqa: E402, F401  (registers the file routes; they import only .blueprint)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from flask import Response, jsonify, request, send_file, url_for
 
-from kartoteka.api import _user, api
+from kartoteka.api.blueprint import api
+from kartoteka.api.blueprint import current_user as _user
 from kartoteka.errors import BadRequest, NotFound
 from kartoteka.extensions import platform
 from kartoteka.files import PendingUploadsFull, file_info, store_file

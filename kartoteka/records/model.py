@@ -109,3 +109,12 @@ class FormState:
     sections: dict[str, bool] = field(default_factory=dict)
     version: int | None = None  # the stored version the state was evaluated over (None for a new record)
     saved: dict[str, Any] | None = None  # the viewable stored values at that version, before the form's changes
+    record: Record | None = None  # the stored record as the user sees it (None for a new one)
+
+
+@dataclass(frozen=True)
+class RecordPermissions:
+    """What one user may do with one stored record, decided by the record service."""
+
+    update: bool
+    delete: bool

@@ -157,12 +157,14 @@ class Pipeline:
                 for name, f in self.entity.fields.items()}
 
     def run(self, incoming: Mapping[str, Any], stored: Mapping[str, Any] | None, user: Principal,
-            system: Mapping[str, Any], *, check_writes: bool = True, flagged: frozenset[str] = frozenset()
-            ) -> Prepared:
+            system: Mapping[str, Any], *, check_writes: bool = True, flagged: frozenset[str] = frozenset(),
+            inferred: frozenset[str] = frozenset()) -> Prepared:
         """Parse `incoming` over `stored` (None for a new record), compute and validate everything.
 
         `flagged` holds the checks the stored record is flagged for: they run even if none of their
-        fields changed, so the next save by someone who can see them must fix them.
+        fields changed, so the next save by someone who can see them must fix them. `inferred` names
+        values a form inferred from absence (an unticked box, an emptied list): one the user may not
+        change now is left as stored, not refused, and an unticked consent never given records nothing.
         """
         entity = self.entity
         base = dict(stored) if stored is not None else self.defaults()
@@ -176,6 +178,8 @@ class Pipeline:
                 prepared.unknown.add(name)  # a field the user may not view is as unknown as one that does not exist
                 continue
             refusal = self._refusal(field, editable, locked) if check_writes else None
+            if refusal is not None and name in inferred:
+                continue  # the form did not send it because the user could not change it
             if refusal is not None:
                 prepared.refused.add(name)
             try:
@@ -184,6 +188,8 @@ class Pipeline:
                 prepared.error(name, refusal or str(exc))
                 continue
             if field.type.name == "consent":
+                if name in inferred and base.get(name) is None and value is not None and not value.get("given"):
+                    continue  # an unticked box over a consent never given: nothing was asked or answered
                 value = self._consent(field, value, base.get(name), user)
             same = value == base.get(name) or (field.type.name == "file" and same_files(value, base.get(name)))
             if refusal is not None:

@@ -83,6 +83,20 @@ def in_scope(conn: sa.Connection, scope: str, user: Principal, owner: Any) -> bo
     return False
 
 
+def owners_in_scope(conn: sa.Connection, scope: str, user: Principal, owners: set[Any]) -> set[Any]:
+    """The owners among `owners` whose records lie within `scope` for `user` (one query at most)."""
+    if scope == "all":
+        return set(owners)
+    if scope == "none" or user.id is None:
+        return set()
+    allowed = {user.id} & owners
+    others = {o for o in owners if o is not None and o != user.id}
+    if scope == "department" and user.department and others:
+        allowed |= set(conn.execute(sa.select(users.c.id).where(users.c.id.in_(others),
+                                                                 users.c.department == user.department)).scalars())
+    return allowed
+
+
 def owner_message(scope: str, user: Principal) -> str:
     """Why an owner may not be assigned under `scope`."""
     if scope == "department" and user.department:

@@ -16,10 +16,20 @@ from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
-from kartoteka.records.model import SYSTEM, Attention, FormState, ListQuery, Page, Principal, Record, ids_in
+from kartoteka.records.model import (
+    SYSTEM,
+    Attention,
+    FormState,
+    ListQuery,
+    Page,
+    Principal,
+    Record,
+    RecordPermissions,
+    ids_in,
+)
 from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import QueryBuilder, clamp_limit, encode_cursor
-from kartoteka.records.scopes import in_scope, owner_message, readable_where, require
+from kartoteka.records.scopes import in_scope, owner_message, owners_in_scope, readable_where, require, scope_of
 from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.tables import file_links, files, record_links, records, users
 
@@ -137,18 +147,25 @@ class RecordService:
     # --- writing ------------------------------------------------------------------------------------
 
     def create(self, entity_name: str, values: Mapping[str, Any], user: Principal, *,
-               owner: int | None = None, connection: sa.Connection | None = None) -> Record:
-        """Validate and store a new record; RecordValidationError lists every problem."""
+               owner: int | None = None, connection: sa.Connection | None = None,
+               inferred: frozenset[str] = frozenset(), input_errors: Mapping[str, list[str]] | None = None
+               ) -> Record:
+        """Validate and store a new record; RecordValidationError lists every problem.
+
+        `input_errors` are problems the caller found reading its input (a value that did not parse, an
+        upload refused): the save is refused with them and everything else it finds, in one run, and
+        the error carries the evaluated form state. `inferred`: see Pipeline.run.
+        """
         entity = self.entity(entity_name)
         scope = require(self.metadata, user, entity, "create")
         now = self.clock.now()
         system = {"id": None, "owner": owner or user.id, "created_at": now, "updated_at": now}
-        prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system)
+        prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system, inferred=inferred)
         with self._transaction(connection) as conn:
             self._check_lookups(conn, entity, prepared, None, user)
             if owner is not None and owner != user.id:
                 self._check_owner(conn, owner, scope, user, prepared)
-            self._raise_if_invalid(entity, prepared, user)
+            self._refuse_if_invalid(entity, prepared, user, input_errors)
             data = self._storage(entity, prepared.values)
             row = conn.execute(_INSERT, {
                 "entity": entity.name, "data": data, "title": self._title(entity, prepared.values, system),
@@ -169,8 +186,13 @@ class RecordService:
 
     def update(self, entity_name: str, record_id: int, values: Mapping[str, Any], user: Principal, *,
                expected_version: int | None, owner: int | None = None,
-               connection: sa.Connection | None = None) -> Record:
-        """Apply a partial change; a stale `expected_version` is a Conflict, never an overwrite."""
+               connection: sa.Connection | None = None, inferred: frozenset[str] = frozenset(),
+               input_errors: Mapping[str, list[str]] | None = None) -> Record:
+        """Apply a partial change; a stale `expected_version` is a Conflict, never an overwrite.
+
+        One read, one pipeline run, one write. A refused change raises RecordValidationError with the
+        evaluated form state of this very run (see `create` for `input_errors` and `inferred`).
+        """
         entity = self.entity(entity_name)
         now = self.clock.now()
         with self._transaction(connection) as conn:
@@ -186,13 +208,13 @@ class RecordService:
             stored = self._values(entity, row.data)
             system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
             prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system,
-                                                                  flagged=_flagged_checks(row.flags))
+                                                                  flagged=_flagged_checks(row.flags), inferred=inferred)
             self._check_lookups(conn, entity, prepared, record_id, user)
             new_owner = row.owner if owner is None else owner
             if new_owner != row.owner:
                 self._check_owner(conn, new_owner, scope, user, prepared)
                 prepared.changed.add("owner")
-            self._raise_if_invalid(entity, prepared, user)
+            self._refuse_if_invalid(entity, prepared, user, input_errors, row)
             flags = prepared.unseen or None
             if not prepared.changed and flags == (row.flags or None):
                 return self._record(entity, row, user, prepared.values)
@@ -252,7 +274,7 @@ class RecordService:
         return prepared.errors
 
     def _dry_run(self, conn: sa.Connection, entity: EntityDef, values: Mapping[str, Any], user: Principal,
-                 record_id: int | None, row: Any = None) -> Prepared:
+                 record_id: int | None, row: Any = None, inferred: frozenset[str] = frozenset()) -> Prepared:
         """The pure pipeline over the stored record (or a new one), as a save would run it."""
         now = self.clock.now()
         stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
@@ -262,28 +284,40 @@ class RecordService:
             stored = self._values(entity, row.data)
             system.update(owner=row.owner, created_at=_utc(row.created_at))
             flagged = _flagged_checks(row.flags)
-        return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system, flagged=flagged)
+        return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system, flagged=flagged,
+                                                          inferred=inferred)
 
     def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
-                 record_id: int | None = None, *, lookups: bool = False) -> FormState:
+                 record_id: int | None = None, *, lookups: bool = False, for_update: bool = False,
+                 inferred: frozenset[str] = frozenset()) -> FormState:
         """Compute formulas, conditions and errors for a form being edited, without saving.
 
         With `lookups` the database checks run too (unique values, references, files, which also
-        gives kept files their names): the form of a refused save shows everything the save said.
+        gives kept files their names). With `for_update` a record outside the user's update scope is
+        PermissionDenied: its form is for those who may change it. The state carries the record.
         """
         entity = self.entity(entity_name)
+        if for_update:
+            require(self.metadata, user, entity, "update")
         with self.engine.connect() as conn:
             # One read: the version and saved values a form carries must be those its values came from.
             row = self._visible_row(conn, entity, record_id, user) if record_id is not None else None
-            prepared = self._dry_run(conn, entity, values, user, record_id, row)
+            if for_update and row is not None:
+                self._require_in_scope(conn, entity, row, user, "update")
+            prepared = self._dry_run(conn, entity, values, user, record_id, row, inferred)
             if lookups:
                 self._check_lookups(conn, entity, prepared, record_id, user)
                 self._hide_unseen(entity, prepared, user)
+        return self._form_state(entity, prepared, row, user)
+
+    def _form_state(self, entity: EntityDef, prepared: Prepared, row: sa.Row[Any] | None,
+                    user: Principal) -> FormState:
+        """What a form shows of one pipeline run, restricted to the fields the user may view."""
         visible = viewable_fields(entity, user)
-        saved = None if row is None else {n: v for n, v in self._values(entity, row.data).items() if n in visible}
+        stored = None if row is None else self._values(entity, row.data)
         return FormState(
             version=None if row is None else row.version,
-            saved=saved,
+            saved=None if stored is None else {n: v for n, v in stored.items() if n in visible},
             values={n: v for n, v in prepared.values.items() if n in visible},
             visible={n: v for n, v in prepared.visible.items() if n in visible},
             required={n: v for n, v in prepared.required.items() if n in visible},
@@ -291,7 +325,29 @@ class RecordService:
             errors=prepared.errors,
             # The user's own layout's tabs and groups (CardForm shows only those they may see).
             sections=dict(prepared.sections),
+            record=None if row is None else self._record(entity, row, user, stored),
         )
+
+    def require_changeable(self, entity_name: str, record_id: int, user: Principal) -> None:
+        """NotFound or PermissionDenied unless `user` may change the record (checked before storing uploads)."""
+        entity = self.entity(entity_name)
+        require(self.metadata, user, entity, "update")
+        with self.engine.connect() as conn:
+            self._require_in_scope(conn, entity, self._visible_row(conn, entity, record_id, user), user, "update")
+
+    def permissions(self, entity_name: str, records_: Iterable[Record], user: Principal
+                    ) -> dict[int, RecordPermissions]:
+        """What `user` may do with each of `records_` (ones they may read): change it, delete it."""
+        entity = self.entity(entity_name)
+        shown = list(records_)
+        owners = {r.owner for r in shown}
+        allowed: dict[str, set[Any]] = {}
+        with self.engine.connect() as conn:
+            for action in ("update", "delete"):
+                scope = scope_of(self.metadata, user, entity, action)
+                allowed[action] = owners_in_scope(conn, scope, user, owners)
+        return {r.id: RecordPermissions(update=r.owner in allowed["update"], delete=r.owner in allowed["delete"])
+                for r in shown}
 
     # --- save helpers -------------------------------------------------------------------------------
 
@@ -323,11 +379,15 @@ class RecordService:
         """Turn problems with fields the user may not view into flags (the database checks find some too)."""
         prepared.hide_unseen(entity.fields.keys() - viewable_fields(entity, user))
 
-    @classmethod
-    def _raise_if_invalid(cls, entity: EntityDef, prepared: Prepared, user: Principal) -> None:
-        cls._hide_unseen(entity, prepared, user)
+    def _refuse_if_invalid(self, entity: EntityDef, prepared: Prepared, user: Principal,
+                           input_errors: Mapping[str, list[str]] | None, row: sa.Row[Any] | None = None) -> None:
+        """Refuse the save when anything is wrong, with the form state of this run (the caller's own input
+        errors win over what the pipeline said of the same field)."""
+        self._hide_unseen(entity, prepared, user)
+        for name, messages in (input_errors or {}).items():
+            prepared.errors[name] = list(messages)
         if prepared.errors:
-            raise RecordValidationError(prepared.errors)
+            raise RecordValidationError(prepared.errors, state=self._form_state(entity, prepared, row, user))
 
     def _storage(self, entity: EntityDef, values: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {}

@@ -23,7 +23,9 @@ VENDOR_FILES = {
 
 def init_web(app: Flask, node_modules: Path) -> None:
     """Register the UI blueprints, the vendor route, template helpers and htmx support."""
-    from kartoteka.web.cards import cards, download_file
+    from kartoteka.web import lists  # noqa: F401  (registers the list, kanban and saved-view routes)
+    from kartoteka.web.cards import download_file
+    from kartoteka.web.common import cards
 
     htmx.init_app(app)
     init_auth(app)

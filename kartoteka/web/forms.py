@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -22,44 +23,54 @@ FileSaver = Callable[[FieldDef, FileStorage], dict[str, Any]]
 TitleResolver = Callable[[str, str], list[int]]
 
 
+@dataclass(frozen=True)
+class FormInput:
+    """What a posted card form says: values by field, errors reading them, and which values are inferred."""
+
+    values: dict[str, Any]
+    errors: dict[str, list[str]]
+    # Values inferred from absence (an unticked box, an emptied list): the service leaves one the user
+    # may not change now as stored instead of refusing it (see Pipeline.run).
+    inferred: frozenset[str]
+
+
 def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
-                current: Mapping[str, Any] | None, inferable: Collection[str],
-                save_file: FileSaver | None = None, resolve: TitleResolver | None = None,
-                viewable: Collection[str] | None = None) -> tuple[dict[str, Any], dict[str, list[str]]]:
+                inferable: Collection[str], save_file: FileSaver | None = None,
+                resolve: TitleResolver | None = None, viewable: Collection[str] | None = None) -> FormInput:
     """Values of every field the form sent (or rendered, for unticked boxes), and form-level errors.
 
     An unticked checkbox sends nothing, so `_present` names the fields the page rendered; their
-    absence means "empty" only for fields in `inferable` (those the user may change now). Fields
-    the user may see but not edit are passed on when a hand-made request sends them, so the record
-    service refuses them with its message. Fields outside `viewable` are ignored exactly like names
-    no card has: an answer that differed would tell which hidden fields exist.
+    absence means "empty" only for fields in `inferable` (those the user may change and the page
+    renders). Fields the user may see but not edit are passed on when a hand-made request sends them,
+    so the record service refuses them with its message. Fields outside `viewable` are ignored exactly
+    like names no card has: an answer that differed would tell which hidden fields exist.
     """
     present = set(form.getlist("_present")) & set(inferable)
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
+    inferred: set[str] = set()
     for name, field in entity.fields.items():
         if viewable is not None and name not in viewable:
             continue
         sent = name in form or name in files
         if not sent and name not in present:
             continue
+        if not sent:
+            inferred.add(name)
         try:
-            values[name] = _raw(field, form, files, current, save_file, resolve)
+            values[name] = _raw(field, form, files, save_file, resolve)
         except ValueError as exc:
             errors[name] = [str(exc)]
-    return values, errors
+    return FormInput(values, errors, frozenset(inferred))
 
 
 def _raw(field: FieldDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
-         current: Mapping[str, Any] | None, save_file: FileSaver | None, resolve: TitleResolver | None) -> Any:
+         save_file: FileSaver | None, resolve: TitleResolver | None) -> Any:
     name, kind = field.name, field.type.name
     if kind == "boolean":
         return form.get(name, "false")
-    if kind == "consent":
-        if name in form:
-            return "true"
-        given = (current or {}).get(name)
-        return "false" if isinstance(given, Mapping) and given.get("given") else None
+    if kind == "consent":  # unticked over a consent never given records nothing (the service decides)
+        return "true" if name in form else "false"
     if kind == "file":
         kept = [{"id": i} for i in form.getlist(name) if i]
         uploads = [f for f in files.getlist(name) if f and f.filename]

@@ -19,11 +19,10 @@ from kartoteka.records.board import board_totals
 from kartoteka.records.lookup import exact_titles, record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
 from kartoteka.records.query import SYSTEM_COLUMNS
-from kartoteka.records.scopes import in_scope, scope_of
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
-from kartoteka.web.cards import _entity, _user, board_field, cards, scopes, submitted_version
+from kartoteka.web.common import board_field, cards, current_user, entity_for, scopes, submitted_version
 from kartoteka.web.formatting import format_datetime, format_value
 from kartoteka.web.forms import picked_id
 
@@ -109,7 +108,7 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
                     raise BadRequest(f"At most {MAX_LIST_FILTERS} filters in one list.")
                 target = (field.to or "", value.strip())
                 if target not in resolved:
-                    found = exact_titles(platform.service, target[0], value, _user())
+                    found = exact_titles(platform.service, target[0], value, current_user())
                     resolved[target] = str(found[0]) if len(found) == 1 else value.strip()
                 value = resolved[target]
         args.add(key, value)
@@ -120,7 +119,7 @@ class ListPage:
     """Everything the list template shows, formatted for the user."""
 
     def __init__(self, entity: EntityDef, args: MultiDict[str, str], query: ListQuery) -> None:
-        user = _user()
+        user = current_user()
         service = platform.service
         self.entity = entity
         self.args = args
@@ -197,7 +196,7 @@ class ListPage:
 @login_required
 def list_view(entity_name: str) -> Any:
     """The list: columns from the metadata, sort, search, filters, total, keyset pages, saved views."""
-    entity = _entity(entity_name)
+    entity = entity_for(entity_name)
     args = _clean_args(entity)
     try:
         page = ListPage(entity, args, list_query(args, skip_empty=True))
@@ -206,7 +205,7 @@ def list_view(entity_name: str) -> Any:
         # A bad filter in the URL shows the list unfiltered with the reason, instead of an error page.
         error = exc.detail
         page = ListPage(entity, MultiDict(), ListQuery())
-    views = list_views(platform.state.engine, _user(), entity.name)
+    views = list_views(platform.state.engine, current_user(), entity.name)
     return render_template("cards/list.html", entity=entity, page=page, controls=_filter_controls(
         entity, page.visible), views=views, error=error, scopes=scopes(entity), board=board_field(entity),
         users=list_users(platform.state.engine, limit=500)), (400 if error else 200)
@@ -216,9 +215,9 @@ def list_view(entity_name: str) -> Any:
 @login_required
 def save_list_view(entity_name: str) -> Response:
     """Save the current filters and sort under a name, for oneself or shared with everybody."""
-    entity = _entity(entity_name)
+    entity = entity_for(entity_name)
     query = request.form.get("query", "")
-    view = save_view(platform.state.engine, _user(), entity.name, request.form.get("name", ""), query,
+    view = save_view(platform.state.engine, current_user(), entity.name, request.form.get("name", ""), query,
                      request.form.get("shared") == "true", platform.state.clock.now())
     flash(t("View saved."), "success")
     return redirect(url_for("cards.list_view", entity_name=entity.name) + "?" + view.query)
@@ -228,8 +227,8 @@ def save_list_view(entity_name: str) -> Response:
 @login_required
 def delete_list_view(entity_name: str, view_id: int) -> Response:
     """Delete one of one's saved views."""
-    entity = _entity(entity_name)
-    delete_view(platform.state.engine, _user(), view_id)
+    entity = entity_for(entity_name)
+    delete_view(platform.state.engine, current_user(), view_id)
     flash(t("View deleted."), "success")
     return redirect(url_for("cards.list_view", entity_name=entity.name))
 
@@ -249,8 +248,8 @@ def _sum_field(entity: EntityDef, visible: frozenset[str]) -> str | None:
 @login_required
 def kanban(entity_name: str) -> Any:
     """One column per stage with its count and sum; cards move by drag and drop or a keyboard form."""
-    entity = _entity(entity_name)
-    user = _user()
+    entity = entity_for(entity_name)
+    user = current_user()
     visible = viewable_fields(entity, user)
     group = request.args.get("board") or board_field(entity)
     if group is None or group not in visible or entity.fields[group].type.name != "select":
@@ -275,14 +274,11 @@ def kanban(entity_name: str) -> Any:
 
 def _movable(entity: EntityDef, group: str, shown: list[Record]) -> frozenset[int]:
     """Cards of the board the user may move: the stage is theirs to edit and the record in their update scope."""
-    user = _user()
+    user = current_user()
     if group not in editable_fields(entity, user):
         return frozenset()
-    update_scope = scope_of(platform.state.metadata, user, entity, "update")
-    with platform.state.engine.connect() as conn:
-        owners = {r.owner for r in shown}
-        allowed = {owner for owner in owners if in_scope(conn, update_scope, user, owner)}
-    return frozenset(r.id for r in shown if r.owner in allowed)
+    may = platform.service.permissions(entity.name, shown, user)
+    return frozenset(record_id for record_id, allowed in may.items() if allowed.update)
 
 
 @cards.post("/<entity_name>/<int:record_id>/move")
@@ -291,7 +287,7 @@ def move(entity_name: str, record_id: int) -> Any:
     """Move a card to another column through the record service; a refusal opens the card's form."""
     from kartoteka.web import htmx
 
-    entity = _entity(entity_name)
+    entity = entity_for(entity_name)
     group = request.form.get("board") or board_field(entity) or ""
     target = request.form.get("to", "")
     version = submitted_version()
@@ -299,7 +295,7 @@ def move(entity_name: str, record_id: int) -> Any:
         if version is None:
             raise Conflict("The move did not say which version of the card it changes; reload the board and "
                            "move the card again.")
-        platform.service.update(entity.name, record_id, {group: target}, _user(), expected_version=version)
+        platform.service.update(entity.name, record_id, {group: target}, current_user(), expected_version=version)
     except Conflict as exc:
         stale = version is not None  # else the move said no version at all: its own message
         flash(t("The card was saved meanwhile (in another tab or by someone else); the board now shows it as "
