@@ -116,3 +116,29 @@ def test_views_go_with_their_user(engine, anna, boris, clock):
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": anna.id})
     assert list_views(engine, boris, "deal") == []
+
+
+def test_a_shared_view_over_a_field_someone_may_not_see_is_not_offered_to_them(client, engine, make_user, clock):
+    """Its name and filters would tell a sales rep of the finance-only margin (and where the threshold lies)."""
+    from tests.test_web import sign_in
+
+    finance, _ = make_user("fina", ["finance"], "finance")
+    rep, _ = make_user("rep", ["sales"], "sales")
+    save_view(engine, finance, "deal", "Thin margins", "margin__lt=12.5", True, clock.now())
+    save_view(engine, finance, "deal", "Best margins first", "sort=-margin", True, clock.now())
+    save_view(engine, finance, "deal", "Won", "stage=won&sort=-amount&q=x", True, clock.now())
+    save_view(engine, rep, "deal", "My own", "stage=new", False, clock.now())
+    sign_in(client, rep)
+    page = client.get("/cards/deal/").get_data(as_text=True)
+    assert "Won" in page and "My own" in page
+    assert "Thin margins" not in page and "Best margins" not in page and "margin" not in page
+    sign_in(client, finance)
+    page = client.get("/cards/deal/").get_data(as_text=True)
+    assert "Thin margins" in page and "Best margins first" in page
+
+
+def test_names_fields_reads_filters_and_sort():
+    from kartoteka.records.views import names_fields
+
+    assert names_fields("stage__ne=won&stage__ne=lost&sort=-amount&q=abc&total=exact&owner=3") == {
+        "stage", "amount", "owner"}

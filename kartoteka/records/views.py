@@ -6,6 +6,7 @@ opening it is a redirect to the list with that query; the list checks the filter
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl, urlencode
@@ -100,13 +101,35 @@ def save_view(engine: sa.Engine, user: Principal, entity: str, name: str, query:
             raise Conflict(f"The view '{name}' could not be saved; try again.") from error
 
 
-def list_views(engine: sa.Engine, user: Principal, entity: str) -> list[SavedView]:
-    """The user's own views of `entity` and those others shared: own first, then by name (case-insensitive)."""
+# Keys of a list URL that name no field: the search text, the sort (its value names one), the count and board.
+LIST_KEYS = frozenset({"q", "sort", "total", "board"})
+
+
+def names_fields(query: str) -> set[str]:
+    """The field names a view's query string filters or sorts by (`stage__ne=won&sort=-amount`: stage, amount)."""
+    named = set()
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "sort":
+            named.add(value.strip().lstrip("-"))
+        elif key not in LIST_KEYS:
+            named.add(key.split("__", 1)[0])
+    return named - {""}
+
+
+def list_views(engine: sa.Engine, user: Principal, entity: str,
+               readable: Callable[[str], bool] | None = None) -> list[SavedView]:
+    """The user's own views of `entity` and those others shared: own first, then by name (case-insensitive).
+
+    With `readable`, a view someone else shared is left out when it filters or sorts by a field the user
+    may not view: its name and filters would tell of the hidden field (a threshold on a margin, say).
+    """
     query = sa.select(saved_views).where(
         saved_views.c.entity == entity, sa.or_(saved_views.c.user_id == user.id, saved_views.c.shared),
     )
     with engine.connect() as conn:
         views = [_view(row, user) for row in conn.execute(query)]
+    if readable is not None:
+        views = [v for v in views if v.mine or all(readable(name) for name in names_fields(v.query))]
     return sorted(views, key=lambda v: (not v.mine, fold(v.name), v.name, v.id))
 
 

@@ -205,7 +205,8 @@ def list_view(entity_name: str) -> Any:
         # A bad filter in the URL shows the list unfiltered with the reason, instead of an error page.
         error = exc.detail
         page = ListPage(entity, MultiDict(), ListQuery())
-    views = list_views(platform.state.engine, current_user(), entity.name)
+    readable = page.visible | SYSTEM_COLUMNS.keys()
+    views = list_views(platform.state.engine, current_user(), entity.name, readable.__contains__)
     return render_template("cards/list.html", entity=entity, page=page, controls=_filter_controls(
         entity, page.visible), views=views, error=error, scopes=scopes(entity), board=board_field(entity),
         users=list_users(platform.state.engine, limit=500)), (400 if error else 200)
