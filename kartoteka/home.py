@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, redirect, request, url_for
 
-from kartoteka.extensions import platform
-
 home = Blueprint("home", __name__)
 
 
@@ -17,7 +15,8 @@ def index() -> Response:
     if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
         return redirect(url_for("cards.index"))  # type: ignore[return-value]
 
-    entities = {name: url_for("api.list_records", entity_name=name) for name in platform.state.metadata.entities}
+    # No card names here: the root answers anyone, and which cards exist (hr_record...) is for those signed in;
+    # /api/v1/entities lists the ones the token's user may read.
     return jsonify({"name": "Kartoteka", "version": __version__, "api": url_for("api.list_entities"),
-                    "records": entities, "authentication": "Authorization: Bearer <token from `kartoteka token "
-                    "create NAME`>"})
+                    "records": url_for("api.list_entities").replace("entities", "records") + "/<entity>",
+                    "authentication": "Authorization: Bearer <token from `kartoteka token create NAME`>"})
