@@ -260,3 +260,25 @@ def test_sums_of_many_decimal_places_are_exact(engine, clock, tmp_path):
     free = board_totals(service, "lot", SYSTEM, "state", "free", ListQuery())
     # Without places a sum of doubles kept 15 digits (100000000000000); the sum is exact on both databases.
     assert str(free["open"].total) == "100000000000000.25"
+
+
+def test_a_move_without_javascript_comes_back_to_the_board_as_it_was(client, service, make_user):
+    """The filters and grouping of the board survive a move made with its plain form."""
+    import re
+    from html import unescape
+
+    from tests.test_web import CSRF, sign_in
+
+    rep, _ = make_user("rep", ["sales"], "sales")
+    company = service.create("company", {"name": "Northwind Trading Ltd", "country": "gb"}, rep)
+    deal = service.create("deal", {"name": "Alpha", "company": company.id, "stage": "new"}, rep)
+    sign_in(client, rep)
+    board = client.get("/cards/deal/kanban", query_string={"q": "Alpha", "stage__ne": "lost"}).get_data(as_text=True)
+    form = re.search(rf'<form [^>]*id="move-{deal.id}-form".*?</form>', board, re.S).group(0)
+    sent = {name: unescape(value) for name, value in re.findall(r'name="([^"]+)" value="([^"]*)"', form)}
+    moved = client.post(f"/cards/deal/{deal.id}/move", data={**sent, "to": "qualification", "csrf_token": CSRF})
+    assert moved.status_code == 302
+    assert moved.headers["Location"] == f"/cards/deal/kanban?q=Alpha&stage__ne=lost#card-{deal.id}"
+    hostile = client.post(f"/cards/deal/{deal.id}/move", data={
+        "csrf_token": CSRF, "to": "new", "version": "2", "board": "stage", "args": "//evil.example/x?a=1"})
+    assert hostile.headers["Location"].startswith("/cards/deal/kanban?")  # only ever a query string of the board

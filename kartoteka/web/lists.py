@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from flask import Response, flash, g, redirect, render_template, request, url_for
 from werkzeug.datastructures import MultiDict
@@ -289,6 +289,9 @@ def move(entity_name: str, record_id: int) -> Any:
     from kartoteka.web import htmx
 
     entity = entity_for(entity_name)
+    # Back to the board as it was (its filters and grouping); re-encoded, so only a query string comes through.
+    shown = urlencode(parse_qsl(request.form.get("args", ""), keep_blank_values=True)[:MAX_LIST_FILTERS + 4])
+    board_url = url_for("cards.kanban", entity_name=entity.name) + (f"?{shown}" if shown else "")
     group = request.form.get("board") or board_field(entity) or ""
     target = request.form.get("to", "")
     version = submitted_version()
@@ -301,12 +304,10 @@ def move(entity_name: str, record_id: int) -> Any:
         stale = version is not None  # else the move said no version at all: its own message
         flash(t("The card was saved meanwhile (in another tab or by someone else); the board now shows it as "
                 "saved. Move it again if you still want to.") if stale else t(exc.detail), "error")
-        return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
-            redirect(url_for("cards.kanban", entity_name=entity.name))
+        return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else redirect(board_url)
     except PermissionDenied as exc:
         flash(t(exc.detail), "error")
-        return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else \
-            redirect(url_for("cards.kanban", entity_name=entity.name))
+        return Response(status=204, headers={"HX-Refresh": "true"}) if htmx else redirect(board_url)
     except RecordValidationError:
         # lost_reason becomes required on "lost": let the user fill it in rather than fail silently.
         flash(t("The card cannot be saved in that column as it is: the form shows what to fill in or fix."),
@@ -318,4 +319,4 @@ def move(entity_name: str, record_id: int) -> Any:
     if htmx:
         return Response(status=204, headers={"HX-Refresh": "true"})
     flash(t("Moved."), "success")
-    return redirect(url_for("cards.kanban", entity_name=entity.name) + f"#card-{record_id}")
+    return redirect(f"{board_url}#card-{record_id}")
