@@ -72,7 +72,8 @@ SCOPED = {
                         "secret_scan": {"type": "file", "access": {"view": ["admin", "lawyer"]}},
                         # Clerks see the stamp but only lawyers put it there.
                         "stamp": {"type": "file", "access": {"edit": ["admin", "lawyer"]}},
-                        "attachments": {"type": "file", "multiple": True}},
+                        "attachments": {"type": "file", "multiple": True},
+                        "sealed": {"type": "file", "read_only_if": "name == 'Sealed'"}},
              "list": {"columns": ["name", "scan", "attachments"]}},
 }
 SCOPED_ROLES = {
@@ -580,12 +581,40 @@ def test_the_form_names_only_file_fields_the_user_may_see(scoped):
     from tests.test_web import sign_in
 
     client, people, _, _ = scoped
-    for name, wanted in (("anna", "scan,stamp,attachments"), ("lena", "scan,secret_scan,stamp,attachments")):
+    for name, wanted in (("anna", "scan,stamp,attachments,sealed"),
+                         ("lena", "scan,secret_scan,stamp,attachments,sealed")):
         sign_in(client, people[name][0])
         page = client.get("/cards/case/new").get_data(as_text=True)
         assert f'hx-params="not {wanted}"' in page
     sign_in(client, people["anna"][0])
     assert "secret_scan" not in client.get("/cards/case/new").get_data(as_text=True)
+
+
+def test_an_upload_into_a_field_the_user_may_not_change_is_refused_before_it_is_kept(scoped):
+    from tests.test_web import CSRF, sign_in
+
+    client, people, _, _ = scoped
+    anna_user, _ = people["anna"]
+    case, _ = _stamped_case(client, people)
+    sign_in(client, anna_user)
+    new = client.post("/cards/case/new", content_type="multipart/form-data",
+                      data={"csrf_token": CSRF, "name": "Mine", "stamp": (io.BytesIO(b"%PDF"), "mine.pdf")})
+    assert new.status_code == 422
+    assert re.search(r'id="e-stamp"[^>]*>You may not change this field\.', new.get_data(as_text=True))
+    form = _edit_form(client, "case", case["id"])
+    form.add("stamp", (io.BytesIO(b"%PDF"), "other.pdf"))
+    edit = client.post(f"/cards/case/{case['id']}/edit", data=form, content_type="multipart/form-data")
+    assert edit.status_code == 422
+    assert re.search(r'id="e-stamp"[^>]*>You may not change this field\.', edit.get_data(as_text=True))
+    assert stored(client, anna_user.id)[0] == 0 and stored(client) == (1, 1)  # only Lena's stamp is kept
+    # A field the card locks now (read_only_if over the card as saved) takes no upload either.
+    sealed = client.post("/api/v1/records/case", headers=people["anna"][1], json={"name": "Sealed"}).get_json()
+    form = _edit_form(client, "case", sealed["id"])
+    form.add("sealed", (io.BytesIO(b"%PDF"), "seal.pdf"))
+    edit = client.post(f"/cards/case/{sealed['id']}/edit", data=form, content_type="multipart/form-data")
+    assert edit.status_code == 422
+    assert re.search(r'id="e-sealed"[^>]*>Is read-only\.', edit.get_data(as_text=True))
+    assert stored(client, anna_user.id)[0] == 0
 
 
 @pytest.mark.parametrize(("content", "name", "message"), [

@@ -46,12 +46,29 @@ def index() -> str:
 # --- forms -------------------------------------------------------------------------------------------
 
 
-def _saver() -> Any:
+def _saver(entity: EntityDef, record_id: int | None) -> Any:
     state = platform.state
+    locked: dict[str, bool] = {}
+
+    def refusal(field: FieldDef) -> str | None:
+        """Why the save would refuse any file in `field` from this user (as Pipeline._refusal says), or None."""
+        if field.name not in editable_fields(entity, current_user()):
+            return "You may not change this field."
+        if field.read_only:
+            return "Is read-only."
+        if field.read_only_if is not None and record_id is not None:  # locked by the card as stored
+            if not locked:
+                locked.update(platform.service.evaluate(entity.name, {}, current_user(), record_id).read_only)
+            if locked.get(field.name):
+                return "Is read-only."
+        return None
 
     def save(field: FieldDef, upload: FileStorage) -> dict[str, Any]:
         # What the field does not take is refused before it is stored: a refused file would otherwise
         # wait a day as an unsaved upload, counting against the user's limit.
+        refused = refusal(field)
+        if refused is not None:
+            raise ValueError(refused)
         try:
             name = clean_name(upload.filename or "")
             wrong_type = accepted_type(field, name, upload_type(name, upload.mimetype))
@@ -100,9 +117,10 @@ def _inferable(entity: EntityDef) -> set[str]:
     return {n for n in editable_fields(entity, user) if n in placed}
 
 
-def _submitted(entity: EntityDef, *, with_files: bool = True) -> FormInput:
+def _submitted(entity: EntityDef, *, with_files: bool = True, record_id: int | None = None) -> FormInput:
     return form_values(entity, request.form, request.files if with_files else MultiDict(), _inferable(entity),
-                       _saver() if with_files else None, _resolver(), viewable_fields(entity, current_user()))
+                       _saver(entity, record_id) if with_files else None, _resolver(),
+                       viewable_fields(entity, current_user()))
 
 
 def _resolver() -> Any:
@@ -181,7 +199,7 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         service.require_changeable(entity.name, record_id, current_user())
     else:
         require(platform.state.metadata, current_user(), entity, "update")
-    sent = _submitted(entity)
+    sent = _submitted(entity, record_id=record_id)
     take = request.form.getlist("_take_theirs")
     if take:  # "take theirs" on a field both people changed: show the form again with their value
         return _conflict(entity, record_id, sent, take_theirs=frozenset(take))
