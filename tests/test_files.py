@@ -771,3 +771,21 @@ def test_a_sweep_keeps_a_file_a_save_attaches_meanwhile(engine, service, tmp_pat
         assert conn.execute(sa.select(files.c.id)).scalars().all() == [late["id"]]
         assert conn.execute(sa.select(file_links.c.file_id)).scalars().all() == [late["id"]]
     assert (folder / late["id"]).exists()
+
+
+@pytest.mark.parametrize("hours", [2, 48])
+def test_each_upload_removes_unsaved_uploads_as_old_as_the_setting_says(scoped, monkeypatch, hours):
+    from dataclasses import replace
+
+    client, people, clock, folder = scoped
+    _, anna = people["anna"]
+    state = client.application.extensions["kartoteka"]
+    monkeypatch.setattr(state, "settings", replace(state.settings, uploads=UploadLimits(
+        pending_lifetime=timedelta(hours=hours))))
+    waiting = upload(client, anna, b"waiting", "waiting.txt", "text/plain").get_json()
+    clock.advance(hours=hours - 1)
+    upload(client, anna, b"next", "next.txt", "text/plain")
+    assert (folder / waiting["id"]).exists()  # not yet as old as the setting says
+    clock.advance(hours=1, seconds=1)
+    upload(client, anna, b"later", "later.txt", "text/plain")
+    assert not (folder / waiting["id"]).exists()

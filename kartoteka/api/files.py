@@ -38,7 +38,7 @@ def upload_file() -> Response:
     if upload is None:
         raise BadRequest("Send the file as multipart/form-data in a part named 'file'.")
     state = platform.state
-    purge_unattached(state.engine, files_folder(), state.clock.now())
+    purge_unattached(state.engine, files_folder(), state.clock.now(), state.settings.uploads.pending_lifetime)
     try:
         info = store_file(state.engine, files_folder(), upload.stream, upload.filename or "", upload.mimetype,
                           _user().id, state.clock.now(), state.settings.uploads)
