@@ -7,9 +7,11 @@ import hmac
 import ipaddress
 import re
 import secrets
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -232,14 +234,26 @@ def live_sessions(engine: sa.Engine, now: datetime) -> dict[int, list[SessionInf
 # After PAIR_LIMIT failures of one name from one address, that pair waits FIRST_DELAY, doubling with each
 # further failure up to MAX_DELAY; an address gets the same after ADDRESS_LIMIT failures over any names.
 # Attempts refused while waiting are not counted. Counters restart FORGET_AFTER after their last failure.
-# A successful sign-in clears its pair and takes back from the address its own attempt and that pair's
-# failures, never those over other names; it leaves the address's last failure and wait as they were.
+#
+# Every attempt is first counted as *pending* on its pair and its address (in one short transaction), and
+# only then is its password checked; it ends as a failure (failures + 1, maybe a wait) or a success (it
+# clears its pair, and the address forgets its pending attempt and that pair's failures — the user's own
+# typos — never those over other names; the address's last failure and wait stay as they were). So a
+# success takes back exactly its own attempt, however many run in parallel. An attempt that would be over
+# a limit if every pending attempt ahead of it failed waits (up to CONGESTION_WAIT) for them to end before
+# it is let in or refused: a burst of guesses gets no more password checks than the limit, and parallel
+# successes never refuse each other nor leave a wait behind.
 PAIR_LIMIT = 5
 ADDRESS_LIMIT = 20
 FIRST_DELAY = timedelta(minutes=1)
 MAX_DELAY = timedelta(minutes=15)
 FORGET_AFTER = timedelta(hours=1)
 ANY_NAME = ""  # the username of an address's own counter (never a valid user name)
+# A pending attempt older than this was abandoned (its worker died between counting and ending it).
+PENDING_STALE = timedelta(seconds=30)
+# How long (real seconds) an attempt waits for pending attempts ahead of it before it is refused for a second.
+CONGESTION_WAIT = 3.0
+CONGESTION_POLL = 0.02
 
 
 @dataclass(frozen=True)
@@ -280,80 +294,83 @@ def attempt_address(address: str | None) -> str:
 def sign_in(engine: sa.Engine, username: str, password: str, now: datetime, address: str | None = None) -> SignIn:
     """Check a password, unless this name from this address (or this address) must wait first.
 
-    Existing and unknown names take the same path: the attempt is counted as a failure before the password
-    is checked (so parallel guesses cannot slip past the limit), one password hash is always checked
-    (a dummy one for unknown names and users without a password), and a success takes the count back.
+    Existing and unknown names take the same path: the attempt is counted as pending before the password is
+    checked (so parallel guesses cannot slip past the limit), one password hash is always checked (a dummy
+    one for unknown names and users without a password), and the attempt then ends as a failure or a success.
     """
     name, where = attempt_name(username), attempt_address(address)
     _clean_up(engine, now)
-    counted = _count_failure(engine, name, where, now)
+    counted = _count_attempt(engine, name, where, now)
     if counted.retry_after is not None:
         return SignIn(None, retry_after=counted.retry_after)
-    row = None
-    if USERNAME.fullmatch(username):
-        with engine.connect() as conn:
-            row = conn.execute(sa.select(users).where(users.c.username == username, users.c.is_active)).first()
-    password_hash = row.password_hash if row is not None and row.password_hash else None
-    matches = check_password_hash(password_hash or _DUMMY_HASH, password)
-    if row is None or password_hash is None or not matches:
+    outcome = "abandoned"  # an error while checking counts neither way
+    try:
+        row = None
+        if USERNAME.fullmatch(username):
+            with engine.connect() as conn:
+                row = conn.execute(sa.select(users).where(users.c.username == username, users.c.is_active)).first()
+        password_hash = row.password_hash if row is not None and row.password_hash else None
+        matches = check_password_hash(password_hash or _DUMMY_HASH, password)
+        outcome = "succeeded" if row is not None and password_hash is not None and matches else "failed"
+    finally:
+        _end_attempt(engine, counted, outcome, now)
+    if outcome != "succeeded":
         return SignIn(None)
     with engine.begin() as conn:
-        _take_back(conn, counted)
         conn.execute(sa.update(users).where(users.c.id == row.id).values(last_login_at=now))
     return SignIn(_principal(row))
 
 
 @dataclass(frozen=True)
 class _Counted:
-    """An attempt counted as failed: the address counter's row as the attempt found and left it."""
+    """An attempt counted as pending (or refused: retry_after), with the counters it was counted on."""
 
     retry_after: datetime | None
+    name: str = ""
+    address: str = ""
     pair_id: int = 0
-    pair_failures: int = 0
     address_id: int = 0
-    address_failures: int = 0
-    previous_failure_at: datetime | None = None
-    previous_blocked_until: datetime | None = None
 
 
-def _take_back(conn: sa.Connection, counted: _Counted) -> None:
-    """Undo a successful attempt's count: it clears its pair and leaves the address as it found it.
+_CONGESTED = _Counted(None)
 
-    The address also forgets the pair's earlier failures (the same name, so the user's own typos), never the
-    failures over other names: an attacker who owns an account cannot reset a password spray by signing in.
-    When nobody counted at the address since, its previous last failure and block come back exactly, so a
-    success neither adds a wait nor keeps the counter from being forgotten; otherwise only the count goes down.
+
+def _count_attempt(engine: sa.Engine, name: str, where: str, now: datetime) -> _Counted:
+    """Count an attempt as pending on its pair and address, once no pending attempt ahead of it could make it wait.
+
+    Refused (retry_after) while the pair or the address waits, or, after CONGESTION_WAIT, for a second when
+    pending attempts ahead of it still have not ended.
     """
+    deadline = time.monotonic() + CONGESTION_WAIT
+    while True:
+        counted = _try_count(engine, name, where, now)
+        if counted is not _CONGESTED:
+            return counted
+        if time.monotonic() >= deadline:
+            return _Counted(now + timedelta(seconds=1))
+        time.sleep(CONGESTION_POLL)
+
+
+def _upsert(engine: sa.Engine) -> Any:
+    return postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+
+def _try_count(engine: sa.Engine, name: str, where: str, now: datetime) -> _Counted:
+    """One try of _count_attempt in one transaction: the counted attempt, a refusal, or _CONGESTED (undone)."""
     table = sign_in_attempts
-    conn.execute(sa.delete(table).where(table.c.id == counted.pair_id))
-    own = max(counted.pair_failures - 1, 0)  # the pair's failures before this attempt, all counted at the address
-    untouched = conn.execute(
-        sa.update(table).where(table.c.id == counted.address_id, table.c.failures == counted.address_failures)
-        .values(failures=max(counted.address_failures - 1 - own, 0), last_failure_at=counted.previous_failure_at,
-                blocked_until=counted.previous_blocked_until)).rowcount
-    if not untouched:
-        failures = table.c.failures - 1 - own
-        conn.execute(sa.update(table).where(table.c.id == counted.address_id)
-                     .values(failures=sa.case((failures > 0, failures), else_=0)))
-
-
-def _count_failure(engine: sa.Engine, name: str, where: str, now: datetime) -> _Counted:
-    """Count an attempt of the pair and the address as failed; if either must still wait, undo it and say until when.
-
-    The upsert leaves last_failure_at and blocked_until alone, so it returns them as they were (their undo on
-    a success); the row stays locked until the transaction ends, when they are set.
-    """
-    insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-    table = sign_in_attempts
+    insert = _upsert(engine)
+    abandoned = sa.or_(table.c.pending_since.is_(None), table.c.pending_since < now - PENDING_STALE)
     with engine.connect() as conn, conn.begin() as transaction:
         counts = []
         for username in (name, ANY_NAME):
-            statement = insert(table).values(username=username, address=where, failures=1, last_failure_at=now)
+            statement = insert(table).values(username=username, address=where, failures=0, last_failure_at=now,
+                                             pending=1, pending_since=now)
             statement = statement.on_conflict_do_update(
                 index_elements=[table.c.username, table.c.address],
-                set_={"failures": sa.case((table.c.last_failure_at < now - FORGET_AFTER, 1),
-                                          else_=table.c.failures + 1)},
-            ).returning(table.c.id, table.c.failures, table.c.last_failure_at, table.c.blocked_until)
+                set_={"failures": sa.case((table.c.last_failure_at < now - FORGET_AFTER, 0), else_=table.c.failures),
+                      "pending": sa.case((abandoned, 1), else_=table.c.pending + 1),
+                      "pending_since": now},
+            ).returning(table.c.id, table.c.failures, table.c.pending, table.c.blocked_until)
             counts.append(conn.execute(statement).one())
         pair, address = counts
         waits = [until for until in (_aware(row.blocked_until) for row in counts) if until is not None and until > now]
@@ -361,13 +378,41 @@ def _count_failure(engine: sa.Engine, name: str, where: str, now: datetime) -> _
             transaction.rollback()
             return _Counted(max(waits))
         for row, limit in ((pair, PAIR_LIMIT), (address, ADDRESS_LIMIT)):
-            delay = delay_after(row.failures, limit)
-            values: dict[str, object] = {"last_failure_at": now}
-            if delay is not None:
-                values["blocked_until"] = now + delay
-            conn.execute(sa.update(table).where(table.c.id == row.id).values(**values))
-    return _Counted(None, pair.id, pair.failures, address.id, address.failures,
-                    _aware(address.last_failure_at), _aware(address.blocked_until))
+            ahead = row.pending - 1
+            if ahead > 0 and delay_after(row.failures + ahead, limit) is not None:
+                transaction.rollback()  # if those ahead fail, this one must wait: let them end first
+                return _CONGESTED
+    return _Counted(None, name, where, pair.id, address.id)
+
+
+def _end_attempt(engine: sa.Engine, counted: _Counted, outcome: str, now: datetime) -> None:
+    """End a pending attempt: "failed" counts it (and sets a wait at a limit); "succeeded" clears its pair and
+    takes from the address its own attempt and the pair's failures; "abandoned" only takes it off pending."""
+    table = sign_in_attempts
+    one_less = sa.case((table.c.pending > 0, table.c.pending - 1), else_=0)
+    with engine.begin() as conn:
+        if outcome == "failed":
+            insert = _upsert(engine)
+            for username, limit in ((counted.name, PAIR_LIMIT), (ANY_NAME, ADDRESS_LIMIT)):
+                statement = insert(table).values(username=username, address=counted.address, failures=1,
+                                                 last_failure_at=now, pending=0)
+                statement = statement.on_conflict_do_update(
+                    index_elements=[table.c.username, table.c.address],
+                    set_={"failures": table.c.failures + 1, "pending": one_less, "last_failure_at": now},
+                ).returning(table.c.id, table.c.failures)
+                row = conn.execute(statement).one()
+                delay = delay_after(row.failures, limit)
+                if delay is not None:
+                    conn.execute(sa.update(table).where(table.c.id == row.id).values(blocked_until=now + delay))
+        elif outcome == "succeeded":
+            own = conn.execute(sa.delete(table).where(table.c.id == counted.pair_id)
+                               .returning(table.c.failures)).scalar() or 0
+            left = table.c.failures - own
+            conn.execute(sa.update(table).where(table.c.id == counted.address_id)
+                         .values(failures=sa.case((left > 0, left), else_=0), pending=one_less))
+        else:
+            conn.execute(sa.update(table).where(table.c.id.in_([counted.pair_id, counted.address_id]))
+                         .values(pending=one_less))
 
 
 def _clean_up(engine: sa.Engine, now: datetime) -> None:
@@ -377,7 +422,9 @@ def _clean_up(engine: sa.Engine, now: datetime) -> None:
     stale_counters = (sa.select(sign_in_attempts.c.id)
                       .where(sign_in_attempts.c.last_failure_at < now - FORGET_AFTER,
                              sa.or_(sign_in_attempts.c.blocked_until.is_(None),
-                                    sign_in_attempts.c.blocked_until < now))
+                                    sign_in_attempts.c.blocked_until < now),
+                             sa.or_(sign_in_attempts.c.pending == 0,
+                                    sign_in_attempts.c.pending_since < now - PENDING_STALE))
                       .limit(CLEANUP_BATCH).with_for_update(skip_locked=True))
     with engine.begin() as conn:
         conn.execute(sa.delete(user_sessions).where(user_sessions.c.id.in_(stale_sessions.scalar_subquery())))

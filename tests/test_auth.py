@@ -873,3 +873,70 @@ def test_cli_deactivates_and_activates_a_user(app, runner, make_user):
     assert runner.invoke("user", "activate", "anna").output == "'anna' was already active.\n"
     missing = runner.invoke("user", "deactivate", "nobody")
     assert missing.exit_code == 1 and "There is no user nobody." in missing.stderr
+
+
+def _in_parallel(actions):
+    """Run the callables at the same moment, each in its own thread; their results in order of finishing."""
+    start, results = threading.Barrier(len(actions)), []
+
+    def run(action) -> None:
+        start.wait()
+        results.append(action())
+
+    threads = [threading.Thread(target=run, args=(action,)) for action in actions]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def _address_counter(engine, address: str = ATTACKER):
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sign_in_attempts).where(sign_in_attempts.c.username == "",
+                                                              sign_in_attempts.c.address == address)).one()
+
+
+def test_parallel_sign_ins_take_back_exactly_their_own_attempts(app, engine, fixed_clock, anna):
+    """Six tabs signing in at once from a sprayed address: the spray's ten failures all stay counted.
+
+    (Each success used to take back the attempts of the others in flight as well: 6 + 15 for six at once.)
+    """
+    now = fixed_clock.now()
+    for i in range(10):
+        assert sign_in(engine, f"name{i}", WRONG, now, ATTACKER).user is None
+    results = _in_parallel([lambda: sign_in(engine, "anna", PASSWORD, now, ATTACKER)] * 6)
+    assert [result.user is not None for result in results] == [True] * 6
+    counter = _address_counter(engine)
+    assert counter.failures == 10
+    assert counter.pending == 0
+    # The spray goes on where it was: ten more failures, and the address waits.
+    answers = [sign_in(engine, f"more{i}", WRONG, now, ATTACKER).retry_after is None for i in range(11)]
+    assert answers == [True] * 10 + [False]
+
+
+def test_parallel_sign_ins_near_the_address_limit_all_succeed_and_leave_no_wait(app, engine, fixed_clock, anna,
+                                                                                 make_user):
+    """Colleagues behind one address two failures short of its limit sign in at once: nobody is refused, no wait
+    is left, and the address may still fail exactly twice before it waits."""
+    make_user("boris", ["sales"], "sales", password=PASSWORD)
+    now = fixed_clock.now()
+    for i in range(ADDRESS_LIMIT - 2):
+        sign_in(engine, f"name{i}", WRONG, now, ATTACKER)
+    results = _in_parallel([lambda name=name: sign_in(engine, name, PASSWORD, now, ATTACKER)
+                            for name in ("anna", "boris", "anna", "boris")])
+    assert [(result.user is not None, result.retry_after) for result in results] == [(True, None)] * 4
+    counter = _address_counter(engine)
+    assert (counter.failures, counter.blocked_until) == (ADDRESS_LIMIT - 2, None)
+    answers = [sign_in(engine, f"more{i}", WRONG, now, ATTACKER).retry_after is None for i in range(3)]
+    assert answers == [True, True, False]
+
+
+def test_a_guess_in_parallel_with_a_success_is_still_counted(app, engine, fixed_clock, anna):
+    """An attacker's wrong guess racing the owner's sign-in from the same address counts as a failure."""
+    now = fixed_clock.now()
+    results = _in_parallel([lambda: sign_in(engine, "anna", PASSWORD, now, ATTACKER),
+                            lambda: sign_in(engine, "ghost", WRONG, now, ATTACKER)])
+    assert sorted(result.user is not None for result in results) == [False, True]
+    counter = _address_counter(engine)
+    assert (counter.failures, counter.pending) == (1, 0)

@@ -143,5 +143,8 @@ sign_in_attempts = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False),
     sa.Column("last_failure_at", Timestamp, nullable=False, index=True),
     sa.Column("blocked_until", Timestamp),
+    # Attempts counted but not yet ended (their password is being checked), and when the last was counted.
+    sa.Column("pending", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("pending_since", Timestamp),
     sa.UniqueConstraint("username", "address"),
 )
