@@ -47,6 +47,7 @@ test: lint check-wheel
 
 bench: install
 	$(BIN)/python -m bench.bench_records
+	$(BIN)/python -m bench.bench_formulas
 
 clean:
 	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache build dist

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
+import decimal
+import random
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -10,12 +13,14 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+import simpleeval
 
 from kartoteka.metadata.expressions import (
     FUNCTIONS,
     MAX_EXPRESSION_DEPTH,
     MAX_EXPRESSION_LENGTH,
     Clock,
+    CompiledExpression,
     EvaluationError,
     Evaluator,
     ExpressionError,
@@ -29,6 +34,11 @@ FIELDS = ("price", "quantity", "discount", "name", "stage", "close_date", "signe
 
 def compiled(source: str):
     return compile_expression(source, FIELDS)
+
+
+def interpreted(expression: CompiledExpression) -> CompiledExpression:
+    """The same checked expression without its compiled program: the Evaluator interprets it."""
+    return dataclasses.replace(expression, program=None)
 
 
 def values(**overrides: Any) -> dict[str, Any]:
@@ -72,6 +82,10 @@ COMPILE_ERRORS = [
     ("concat(name, '\\N{NULL}')", "holds a NUL character (U+0000), which cannot be stored"),
     ("name == '\\ud800'", "holds an unpaired surrogate (U+D800, not a character), which cannot be stored"),
     ("['a', ('b\\udfff',)]", "holds an unpaired surrogate (U+DFFF"),
+    ("quantity is 3", "'quantity is 3': 'is' compares with None, True or False only; use == or != to compare"),
+    ("'a' is 'a'", "'is' compares with None, True or False only"),
+    ("name is not stage", "'is not' compares with None, True or False only"),
+    ("note is price is None", "'is' compares with None, True or False only"),
     ("", "expression is empty"),
     ("   ", "expression is empty"),
     ("price + " * 400 + "1", f"expression is longer than {MAX_EXPRESSION_LENGTH} characters"),
@@ -575,9 +589,13 @@ def _stack_depth() -> int:
     return depth
 
 
-def test_a_real_recursion_error_is_an_evaluation_error(clock):
-    """However little stack is left, evaluating never lets a RecursionError out."""
+@pytest.mark.parametrize("how", ["compiled", "interpreted"])
+def test_a_real_recursion_error_is_an_evaluation_error(clock, how):
+    """However little stack is left, evaluating never lets a RecursionError out (the compiled form needs a
+    few frames, the interpreter one or two per level: both are tried at every depth)."""
     expression = compiled(nested("not ", MAX_EXPRESSION_DEPTH, "quantity"))
+    if how == "interpreted":
+        expression = interpreted(expression)
     evaluator = Evaluator(values(), clock)
     outcomes = set()
 
@@ -589,10 +607,236 @@ def test_a_real_recursion_error_is_an_evaluation_error(clock):
         except EvaluationError as exc:
             return str(exc)
 
-    for room in range(12, 120, 3):
+    for room in range(0, 120):
         try:
             outcomes.add(at_depth(sys.getrecursionlimit() - _stack_depth() - room))
         except RecursionError:  # the test's own frames ran out before evaluating began
             continue
     assert f"cannot compute '{expression.source}': it nests too deeply" in outcomes
     assert outcomes <= {False, f"cannot compute '{expression.source}': it nests too deeply"}
+
+
+# --- the compiled form against the interpreter ------------------------------------------------------
+# compile_expression compiles the checked tree into a Python function; Evaluator.interpret walks the same
+# tree with simpleeval (the evaluation before compiling). Over a corpus of expressions and records both
+# must give exactly the same results (value and type) and the same errors (type and message).
+
+SHIPPED = [  # the shipped cards' formulas and conditions, on this module's fields
+    "amount * quantity / 100", "round(amount / quantity, 2)", "stage == 'lost' and name == 'other'",
+    "stage in ['contract', 'won']", "stage in ['won', 'lost'] or close_date is None or close_date >= today()",
+    "stage != 'won' or amount is not None", "close_date is None or close_date <= today()",
+    "price is None or amount is None or price <= amount * 3", "len(name) == 10 and stage == 'ru'",
+    "concat(name, ' ', note, ' ' if note else '', stage)",
+    "None if quantity is None else 'promoter' if quantity >= 9 else 'passive' if quantity >= 7 else 'detractor'",
+    "len(tags) > 0 or len(name) > 0 or note is not None", "not stage or len(tags) > 0",
+    "add_months(close_date, quantity)", "price * 12 * (1 + coalesce(discount, 0) / 100)",
+    "days_between(close_date, signed_at) >= 16 * 365", "(name is None) == (note is None)",
+]
+ARITHMETIC = [
+    "price * quantity", "quantity * price * (1 - discount / 100)", "price / quantity", "quantity / 3",
+    "quantity / 4", "7 / 2", "1 / 3 * 3", "quantity // 2", "price // 4", "quantity % 2", "price % 4", "-7 % 3",
+    "price / 0", "quantity / 0", "price // 0", "price % 0", "0 / 0", "price / (quantity - 3)", "0.0 / 0",
+    "-price", "+quantity", "-quantity", "--price", "quantity ** 2", "price ** 2", "2 ** -1", "quantity ** 0.5",
+    "(-2) ** 3", "2 ** 10", "price * 0.9", "price + 1.5", "0.1 + 0.2", "0.1 + 0.2 == 0.3", "quantity - price",
+    "price - 0.5", "quantity + quantity", "quantity * quantity * quantity", "discount / 100 * price",
+    "price * discount", "quantity * discount / 3", "price + quantity + discount", "1 + 2 * 3 - 4 / 5",
+    "(2 ** 5000) * (2 ** 5000)", "10.0 ** 999999 * 10", "quantity ** 6000 * quantity ** 6000 / 7",
+    "9**9**9", "quantity ** 4000000", "True + 1", "True * price", "price / True", "quantity / False",
+    "price * None", "amount - 1", "-amount", "+amount", "amount / 0",
+]
+TEXT = [
+    "name + '!'", "name * 3", "3 * name", "name * 0", "name * -1", "upper(name)", "lower(name) == 'иван'",
+    "concat(name, ' ', stage, quantity, price)", "name + quantity", "'x' * quantity", "len(name) > 3",
+    "name < stage", "name in tags", "stage in ['new', 'won']", "stage not in ('new',)", "'vip' in tags",
+    "'a' in note", "'a' not in note", "note in ['x']", "tags + ['x']", "tags * 2", "[tags] * 2", "[name, stage]",
+    "(name, stage)", "len([1, 2, 3])", "len((1, 2))", "[]", "()", "[[name] * 3] * 2", "name * 25000",
+    "tags * 25000", "name % quantity", "tags % 2", "quantity % name", "name + note", "note + name",
+    "name * 25001", "[name * 99999, name * 99999]", "[tags * 50000] * 3", "concat(name * 20000, name * 20000)",
+    "lower(tags * 50000)", "max(tags * 50000) == 1", "[[name] * 99999] * 99999", "len([[tags] * 99999] * 99999)",
+    "'a' * 10**10", "concat(name) * 10**9", "'x' * 100001", "'a' + 'b' * 100000",
+]
+LOGIC = [
+    "1 < quantity < 5", "1 < quantity < price < 100", "0 < quantity < 2 < price", "quantity in [1, 2, 3] == True",
+    "stage in tags in [[], ['vip']]", "quantity in [3] in [[3]]", "price < name", "close_date < today()",
+    "close_date > signed_at", "quantity is True", "quantity is not None", "None is note", "False is not stage",
+    "note is None is price", "price == 10.5", "price != 10.50",
+    "price if stage == 'new' else 0", "name if quantity else note", "'a' if amount else 'b'", "not stage",
+    "not not name", "quantity and price", "amount or price", "note or name", "amount and price",
+    "name and tags and stage", "note or amount or 0", "quantity > 1 and name", "stage == 'new' and quantity > 2",
+    "name if amount is None else 1", "amount > 5", "amount < 5", "not amount", "note == 'x'", "amount == None",
+    "amount > 1", "tags", "quantity if quantity > 5 else 0", "(quantity > 1) + (price > 1)",
+    "stage in note", "stage not in note", "None in tags", "1 < amount < 3", "amount < 1 < 3",
+]
+FUNCTION_CALLS = [
+    "today()", "now()", "add_days(close_date, 3)", "add_days(close_date, '2')", "add_days(close_date, name)",
+    "add_days(amount, 3)", "add_days(close_date, -365)", "add_days(close_date, 10 ** 9 + 1)",
+    "add_days(close_date, 10.0 ** 999999)", "add_days(close_date, 10 ** 9)", "add_hours(signed_at, 1.5)",
+    "add_hours(signed_at, 10.0 ** 999999)",
+    "add_months(close_date, 13)", "add_months(close_date, 10 ** 12)", "add_months(name, 1)",
+    "days_between(close_date, signed_at)", "days_between(amount, close_date)", "days_between(close_date, 'x')",
+    "round(price)", "round(price, 1)", "round(quantity / 3, 2)", "round(2.5)", "round(-2.5)", "round(amount, 2)",
+    "round(price, 10 ** 9)", "round(price, 1000000)", "round(price, 10.0 ** 999999)", "round(name)",
+    "abs(-price)", "abs(name)", "abs(amount)", "min(price, quantity)", "max(quantity, 2.5)", "max(tags)",
+    "min(1, 'x')", "max([1, 'x'])", "min(quantity, name, close_date)", "max(tags, 1)", "min(tags)",
+    "len(tags)", "len(quantity)", "len(note)", "coalesce(note, '', [], 5)", "coalesce(note, amount)",
+    "is_empty(note)", "is_empty(tags)", "is_empty(quantity)", "year(close_date)", "month(signed_at)",
+    "year(name)", "month(amount)", "upper(note)", "lower(quantity)", "concat(note)", "concat(tags, tags)",
+    "today() + 1", "today() - close_date", "now() - signed_at", "upper([[name] * 99999] * 99999)",
+    "concat([[name] * 99999] * 99999)", "add_days(today(), quantity) > close_date",
+]
+CORPUS = SHIPPED + ARITHMETIC + TEXT + LOGIC + FUNCTION_CALLS
+
+RECORDS: dict[str, dict[str, Any]] = {
+    "typical": values(),
+    "empty": dict.fromkeys(FIELDS),
+    "zeros": values(quantity=0, price=Decimal("0"), discount=Decimal("100"), name="", tags=[], stage=""),
+    "floats": values(price=10.5, discount=0.1, quantity=2.5),  # Decimal × float, as a value from elsewhere
+    "texts": values(name="x" * 60_000, stage="won", note="note", tags=["a", "b", "vip"]),
+    "negative": values(price=Decimal("-3.25"), quantity=-7, discount=Decimal("-1")),
+    "big": values(quantity=10**30, price=Decimal("1E+20"), amount=Decimal("99999999999999.99")),
+    "booleans": values(quantity=True, price=False, name=True),
+    "missing": {"price": Decimal("1.5"), "quantity": 2},  # a record stored before the other fields existed
+}
+
+
+def outcome(call: Any) -> tuple[Any, ...]:
+    """What a call gives, comparable: the result's type and repr, or the error's type and message."""
+    try:
+        result = call()
+    except Exception as exc:  # every error is an outcome to compare
+        return ("error", type(exc), str(exc))
+    return ("ok", type(result), repr(result))
+
+
+@pytest.mark.parametrize("source", CORPUS)
+def test_the_compiled_form_gives_what_the_interpreter_gives(clock, source):
+    expression = compiled(source)
+    assert expression.program is not None
+    reference = interpreted(expression)
+    for name, record in RECORDS.items():
+        compiled_evaluator, interpreter = Evaluator(record, clock), Evaluator(record, clock)
+        for how in ("evaluate", "value", "condition"):
+            got = outcome(lambda e=compiled_evaluator, h=how: getattr(e, h)(expression))
+            expected = outcome(lambda e=interpreter, h=how: getattr(e, h)(reference))
+            assert got == expected, f"{source} on {name}, {how}"
+        assert outcome(lambda e=compiled_evaluator: e.evaluate(expression)) == outcome(
+            lambda e=compiled_evaluator: e.interpret(expression)), f"{source} on {name}, one evaluator"
+
+
+def test_the_corpus_covers_results_and_every_kind_of_error(clock):
+    """The differential test above means something only if the corpus reaches every path."""
+    kinds = set()
+    for source in CORPUS:
+        for record in RECORDS.values():
+            kinds.add(outcome(lambda r=record, s=source: Evaluator(r, clock).evaluate(compiled(s)))[1])
+    assert {Decimal, int, str, bool, list, tuple, date, datetime, type(None), ZeroDivisionError, TypeError,
+            decimal.InvalidOperation, simpleeval.NumberTooHigh, simpleeval.IterableTooLong,
+            simpleeval.NameNotDefined, ValueError, OverflowError} <= kinds
+
+
+def _random_expression(rng: random.Random, depth: int) -> str:
+    """An expression the checker accepts most of the time, built from every kind of node it allows."""
+    if depth <= 0 or rng.random() < 0.25:
+        return rng.choice([*FIELDS, "0", "1", "2", "3", "0.5", "1.25", "-1", "100", "''", "'vip'", "'new'",
+                           "None", "True", "False", "[]", "[1, 2]", "('a',)"])
+    sub = lambda: _random_expression(rng, depth - 1)  # noqa: E731
+    kind = rng.randrange(8)
+    if kind == 0:
+        return f"({sub()} {rng.choice(['+', '-', '*', '/', '//', '%', '**'])} {sub()})"
+    if kind == 1:
+        return f"({rng.choice(['-', '+', 'not '])}{sub()})"
+    if kind == 2:
+        ops = [rng.choice(["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not"])
+               for _ in range(rng.randint(1, 3))]
+        return "(" + sub() + "".join(f" {op} {sub()}" for op in ops) + ")"
+    if kind == 3:
+        return f"({sub()} {rng.choice(['and', 'or'])} {sub()})"
+    if kind == 4:
+        return f"({sub()} if {sub()} else {sub()})"
+    if kind == 5:
+        return f"[{', '.join(sub() for _ in range(rng.randint(0, 3)))}]"
+    name, spec = rng.choice(sorted(FUNCTIONS.items()))
+    count = rng.randint(spec.min_args, spec.max_args if spec.max_args is not None else spec.min_args + 2)
+    return f"{name}({', '.join(sub() for _ in range(count))})"
+
+
+def test_the_compiled_form_gives_what_the_interpreter_gives_on_random_expressions(clock):
+    rng = random.Random(20260302)
+    checked = 0
+    for _ in range(3000):
+        source = _random_expression(rng, rng.randint(1, 5))
+        try:
+            expression = compiled(source)
+        except ExpressionError:
+            continue
+        checked += 1
+        reference = interpreted(expression)
+        for name in ("typical", "empty", "floats", "texts", "missing"):
+            record = RECORDS[name]
+            got = outcome(lambda r=record, e=expression: Evaluator(r, clock).evaluate(e))
+            expected = outcome(lambda r=record, e=reference: Evaluator(r, clock).evaluate(e))
+            assert got == expected, f"{source} on {name}"
+    assert checked > 2000
+
+
+def test_compiled_code_names_nothing_but_its_helpers_and_has_no_builtins():
+    """No builtins, no attribute access, no global but the operator helpers and its own constants."""
+    from kartoteka.metadata import expressions
+
+    for source in CORPUS:
+        program = compiled(source).program
+        assert program is not None
+        assert program.__globals__["__builtins__"] == {}
+        helpers = set(expressions._RUNTIME) | {n for n in program.__globals__ if n.startswith("_k")}
+        code = program.__code__
+        assert set(code.co_names) <= helpers, source  # LOAD_ATTR would name the attribute here
+        assert set(code.co_varnames) <= {"_v", "_fn"} | {f"_t{i}" for i in range(MAX_EXPRESSION_DEPTH)}, source
+
+
+def test_nothing_is_compiled_before_the_checks_pass(monkeypatch):
+    from kartoteka.metadata import expressions
+
+    made: list[str] = []
+    real = expressions._program
+    monkeypatch.setattr(expressions, "_program", lambda tree, source: made.append(source) or real(tree, source))
+    for source, _ in HOSTILE:
+        with pytest.raises(ExpressionError):
+            compiled(source)
+    assert made == []
+    compiled("price * 2")
+    assert made == ["price * 2"]
+
+
+def test_an_expression_built_without_compiling_is_interpreted(clock):
+    expression = CompiledExpression("price * 2", ast.parse("price * 2", mode="eval").body, frozenset({"price"}),
+                                    frozenset())
+    assert expression.program is None
+    assert Evaluator(values(), clock).value(expression) == Decimal("21.00")
+
+
+def test_a_field_missing_from_a_stored_record_is_not_defined_never_a_function(clock):
+    """A name missing from the values is NameNotDefined in both forms, even one spelled like a function."""
+    expression = compile_expression("year + 1", ["year"])
+    for how in (expression, interpreted(expression)):
+        with pytest.raises(simpleeval.NameNotDefined, match="'year' is not defined for expression 'year \\+ 1'"):
+            Evaluator({}, Clock(lambda: datetime(2026, 3, 2, tzinfo=UTC))).evaluate(how)
+        assert Evaluator({}, Clock(lambda: datetime(2026, 3, 2, tzinfo=UTC))).value(how) is None
+
+
+def test_one_compiled_expression_serves_many_evaluators_at_once(clock):
+    """The program holds no state of its own: threads may share it (the Evaluator is per save)."""
+    import threading
+
+    expression = compiled("round(quantity * price * (1 - discount / 100), 2)")
+    results: list[Any] = []
+
+    def work(quantity: int) -> None:
+        for _ in range(200):
+            results.append((quantity, Evaluator(values(quantity=quantity), clock).value(expression)))
+
+    threads = [threading.Thread(target=work, args=(q,)) for q in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r == (Decimal(q) * Decimal("10.50") * Decimal("0.9")).quantize(Decimal("0.01")) for q, r in results)

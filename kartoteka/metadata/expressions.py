@@ -1,4 +1,13 @@
-"""Expressions in metadata: parsed once at load, checked statically, evaluated with simpleeval."""
+"""Expressions in metadata: parsed once at load, checked statically, then compiled once into a Python function.
+
+`compile_expression` parses the source and walks the tree against an allow-list (names the entity knows,
+the registered functions, arithmetic, comparisons, `and`/`or`/`not`, `x if c else y`, list and tuple
+literals). Only a tree that passed is compiled: every operator becomes a call of a Decimal-aware function
+passed in explicitly, every name a lookup in the record's values, every call one of the registered
+functions; the function runs with no builtins and no attribute access. `Evaluator.interpret` keeps the
+reference evaluation (simpleeval walking the same checked tree): the compiled one gives the same results
+and the same errors (tests/test_expressions.py compares them over a corpus).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,8 @@ import calendar
 import decimal
 import difflib
 import operator
+import threading
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -17,6 +28,8 @@ from typing import Any
 import simpleeval
 
 from kartoteka.metadata.types.base import unstorable
+
+NoneType = type(None)
 
 MAX_EXPRESSION_LENGTH = 2000
 # Levels of nesting an expression may have (`a + b + c` is 3 deep: each operator nests the one before).
@@ -189,12 +202,18 @@ def _add_months(day: date, months: int) -> date:
     return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
 
 
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in range(11)}  # round(x, 2) -> Decimal('0.01')
+
+
 def _round(value: Any, places: int = 0) -> Any:
     """Half away from zero, as people and accountants round (not Python's banker's rounding)."""
     if value is None:
         return None
     number = Decimal(value) if isinstance(value, int) else _to_decimal(value)
-    return number.quantize(Decimal(1).scaleb(-_count(places, "places")), rounding=ROUND_HALF_UP)
+    quantum = _QUANTA.get(places) if type(places) is int else None
+    if quantum is None:
+        quantum = Decimal(1).scaleb(-_count(places, "places"))
+    return number.quantize(quantum, rounding=ROUND_HALF_UP)
 
 
 def _days_between(start: date, end: date) -> int:
@@ -220,7 +239,10 @@ def _concat(*values: Any) -> str:
 
 
 def _coalesce(*values: Any) -> Any:
-    return next((v for v in values if v is not None and v != "" and v != []), None)
+    for value in values:
+        if value is not None and value != "" and value != []:
+            return value
+    return None
 
 
 def _const(fn: Callable[..., Any]) -> Callable[[Clock], Callable[..., Any]]:
@@ -271,12 +293,18 @@ class _DecimalLiterals(ast.NodeTransformer):
 
 @dataclass(frozen=True)
 class CompiledExpression:
-    """A parsed, checked expression; `names` are the field names it reads."""
+    """A parsed, checked expression; `names` are the field names it reads.
+
+    `program` is the checked tree compiled into a Python function (`program(values, functions)`), made by
+    `compile_expression` after the checks passed; an expression built by hand without one is interpreted.
+    """
 
     source: str
     tree: ast.AST = field(repr=False, compare=False)
     names: frozenset[str]
     functions: frozenset[str]
+    program: Callable[[Mapping[str, Any], Mapping[str, Callable[..., Any]] | None], Any] | None = field(
+        default=None, repr=False, compare=False)
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
@@ -345,8 +373,11 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
               and isinstance(node.left, ast.Constant) and isinstance(node.left.value, str)):
             raise ExpressionError(f"'{source}': % on a text would format it, which is not allowed; "
                                   "% works on numbers only")
+        elif isinstance(node, ast.Compare):
+            _check_identity(node, source)
     tree = ast.fix_missing_locations(_DecimalLiterals(source.strip()).visit(module)).body
-    return CompiledExpression(source, tree, frozenset(names), frozenset(functions))
+    # Only now, with every node checked, is the tree turned into code.
+    return CompiledExpression(source, tree, frozenset(names), frozenset(functions), _program(tree, source))
 
 
 def nesting_depth(tree: ast.AST) -> int:
@@ -381,6 +412,19 @@ def _check_call(node: ast.Call, source: str) -> None:
                     else f"{spec.min_args} or more" if spec.max_args is None
                     else f"{spec.min_args} to {spec.max_args}")
         raise ExpressionError(f"'{source}': {spec.name}() takes {expected} argument(s), got {count}")
+
+
+def _check_identity(node: ast.Compare, source: str) -> None:
+    """`is` and `is not` compare with None, True or False only: whether two other values are the same object
+    is an accident of how they were made (`'a' is 'a'`), not something a formula may depend on."""
+    operands = [node.left, *node.comparators]
+    for number, op in enumerate(node.ops):
+        if isinstance(op, ast.Is | ast.IsNot) and not any(
+                isinstance(o, ast.Constant) and (o.value is None or isinstance(o.value, bool))
+                for o in operands[number:number + 2]):
+            word = "is not" if isinstance(op, ast.IsNot) else "is"
+            raise ExpressionError(f"'{_shown(source)}': '{word}' compares with None, True or False only; "
+                                  "use == or != to compare values")
 
 
 def _describe(node: ast.AST) -> str:
@@ -421,47 +465,311 @@ class _Engine(simpleeval.EvalWithCompoundTypes):
         except KeyError:
             raise simpleeval.FeatureNotAvailable(f"{type(node).__name__} is not available") from None
         result = handler(node)
-        if not isinstance(node, ast.Name | ast.Constant) and self._size(result) > MAX_VALUE_SIZE:
-            raise simpleeval.IterableTooLong(f"a value holding more than {MAX_VALUE_SIZE} characters and items")
+        if not isinstance(node, ast.Name | ast.Constant) and _size(result, self._sizes) > MAX_VALUE_SIZE:
+            raise simpleeval.IterableTooLong(TOO_BIG)
         return result
 
-    def _size(self, value: Any) -> int:
-        """Characters and items in `value`; stops counting once past MAX_VALUE_SIZE."""
-        if isinstance(value, str):
-            return len(value)
-        if isinstance(value, int):
-            return value.bit_length() // 3 + 1  # about its decimal digits
-        if isinstance(value, list | tuple | dict):
-            known = self._sizes.get(id(value))
-            if known is not None:
-                return known[1]
-            total = len(value)
-            for item in (value.values() if isinstance(value, dict) else value):
-                if total > MAX_VALUE_SIZE:
-                    break
-                total += self._size(item)  # nesting is bounded by MAX_EXPRESSION_DEPTH
-            self._sizes[id(value)] = (value, total)
-            return total
-        if isinstance(value, ModuleType) or callable(value):
-            raise simpleeval.FeatureNotAvailable("functions and modules are not values")
-        return 1
+    def _eval_name(self, node: ast.Name) -> Any:
+        """A field's value; a name missing from the values is not defined (never one of the functions)."""
+        try:
+            return self.names[node.id]
+        except KeyError:
+            raise simpleeval.NameNotDefined(node.id, self.expr) from None
+
+
+TOO_BIG = f"a value holding more than {MAX_VALUE_SIZE} characters and items"
+
+
+def _size(value: Any, known: dict[int, tuple[Any, int]]) -> int:
+    """Characters and items in `value`; stops counting once past MAX_VALUE_SIZE.
+
+    `known` remembers the lists measured (id -> (list, size), the list kept alive), so a list repeated
+    inside a list is measured once.
+    """
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 1  # about its decimal digits
+    if isinstance(value, list | tuple | dict):
+        seen = known.get(id(value))
+        if seen is not None:
+            return seen[1]
+        total = len(value)
+        for item in (value.values() if isinstance(value, dict) else value):
+            if total > MAX_VALUE_SIZE:
+                break
+            total += _size(item, known)  # nesting is bounded by MAX_EXPRESSION_DEPTH
+        known[id(value)] = (value, total)
+        return total
+    if isinstance(value, ModuleType) or callable(value):
+        raise simpleeval.FeatureNotAvailable("functions and modules are not values")
+    return 1
+
+
+# --- the compiled form --------------------------------------------------------------------------------
+#
+# The checked tree becomes `lambda _v, _fn: <expression>`, compiled once. Names are `_v["name"]`, calls
+# `_fn["name"](...)` (the registered functions, made per clock by the Evaluator), operators calls of the
+# functions below; comparisons, `and`, `or`, `not` and `x if c else y` stay Python's own, which is what
+# the interpreter's operator table does for them. Every value the interpreter measures against
+# MAX_VALUE_SIZE is measured here too, at the same points: results of arithmetic, calls, list and tuple
+# literals, and of `-x`, `and`/`or` and `x if c else y` when they pass a field's value on unmeasured.
+
+_SMALL = frozenset({Decimal, bool, NoneType, float, date, datetime})
+
+
+def _checked(value: Any) -> Any:
+    """`value`, unless it holds more than MAX_VALUE_SIZE characters and items (as the interpreter measures)."""
+    kind = type(value)
+    if kind in _SMALL:
+        return value
+    if kind is str:
+        size = len(value)
+    elif kind is int:
+        size = value.bit_length() // 3 + 1
+    else:
+        size = _size(value, {})
+    if size > MAX_VALUE_SIZE:
+        raise simpleeval.IterableTooLong(TOO_BIG)
+    return value
+
+
+def _arithmetic(op: Callable[[Any, Any], Any], fast: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """`op` from OPERATORS with its result measured, and `fast` for Decimal with Decimal or a whole number.
+
+    For those operands `op` does exactly what `fast` does (no float to convert, no text or list to bound,
+    and the result is a Decimal), so the shortcut changes no result and no error.
+    """
+
+    def apply(left: Any, right: Any) -> Any:
+        kind_l, kind_r = type(left), type(right)
+        if (kind_l is Decimal and (kind_r is Decimal or kind_r is int)) or (kind_l is int and kind_r is Decimal):
+            return fast(left, right)
+        return _checked(op(left, right))
+
+    return apply
+
+
+def _divide_checked(left: Any, right: Any) -> Any:
+    kind_l, kind_r = type(left), type(right)
+    if (kind_l is Decimal or kind_l is int) and (kind_r is Decimal or kind_r is int):
+        if right == 0:
+            raise ZeroDivisionError("division by zero")
+        return (left if kind_l is Decimal else Decimal(left)) / right  # as _divide: Decimal(left) / Decimal(right)
+    return _checked(OPERATORS[ast.Div](left, right))
+
+
+def _measured(op: Callable[..., Any]) -> Callable[..., Any]:
+    def apply(*operands: Any) -> Any:
+        return _checked(op(*operands))
+
+    return apply
+
+
+def _list(*items: Any) -> list[Any]:
+    return _checked(list(items))  # type: ignore[no-any-return]
+
+
+def _tuple(*items: Any) -> tuple[Any, ...]:
+    return _checked(items)  # type: ignore[no-any-return]
+
+
+# What a compiled program may call besides the registered functions: nothing else is in its namespace.
+_RUNTIME: dict[str, Any] = {
+    "_add": _arithmetic(OPERATORS[ast.Add], operator.add),
+    "_sub": _arithmetic(OPERATORS[ast.Sub], operator.sub),
+    "_mul": _arithmetic(OPERATORS[ast.Mult], operator.mul),
+    "_div": _divide_checked,
+    "_floordiv": _measured(OPERATORS[ast.FloorDiv]),
+    "_mod": _measured(OPERATORS[ast.Mod]),
+    "_pow": _measured(OPERATORS[ast.Pow]),
+    "_in": OPERATORS[ast.In],
+    "_not_in": OPERATORS[ast.NotIn],
+    "_checked": _checked,
+    "_list": _list,
+    "_tuple": _tuple,
+}
+_BINARY = {ast.Add: "_add", ast.Sub: "_sub", ast.Mult: "_mul", ast.Div: "_div", ast.FloorDiv: "_floordiv",
+           ast.Mod: "_mod", ast.Pow: "_pow"}
+_PYTHON_COMPARISONS = (ast.Eq, ast.NotEq, ast.Gt, ast.Lt, ast.GtE, ast.LtE, ast.Is, ast.IsNot)
+
+
+class _Translator:
+    """The checked tree as Python's own expression tree (see above); refuses any node the checker would."""
+
+    def __init__(self) -> None:
+        self.constants: dict[str, Any] = {}
+        self.temporaries = 0
+
+    def load(self, name: str) -> ast.Name:
+        return ast.Name(id=name, ctx=ast.Load())
+
+    def call(self, name: str, *args: ast.expr) -> ast.Call:
+        return ast.Call(func=self.load(name), args=list(args), keywords=[])
+
+    def checked(self, node: ast.expr, passes_names: bool) -> ast.expr:
+        """Measured when a field's value may pass through unmeasured, as the interpreter measures it."""
+        return self.call("_checked", node) if passes_names else node
+
+    def expr(self, node: ast.AST) -> ast.expr:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, Decimal):  # Python's own constants cannot hold a Decimal
+                name = f"_k{len(self.constants)}"
+                self.constants[name] = node.value
+                return self.load(name)
+            if node.value is None or isinstance(node.value, bool | int | str):
+                return ast.Constant(value=node.value)
+        elif isinstance(node, ast.Name):
+            return ast.Subscript(value=self.load("_v"), slice=ast.Constant(value=node.id), ctx=ast.Load())
+        elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            return self.call(_BINARY[type(node.op)], self.expr(node.left), self.expr(node.right))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            return ast.UnaryOp(op=ast.Not(), operand=self.expr(node.operand))
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            operand = ast.UnaryOp(op=type(node.op)(), operand=self.expr(node.operand))
+            return self.checked(operand, isinstance(node.operand, ast.Name))
+        elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And | ast.Or):
+            combined = ast.BoolOp(op=type(node.op)(), values=[self.expr(v) for v in node.values])
+            return self.checked(combined, any(isinstance(v, ast.Name) for v in node.values))
+        elif isinstance(node, ast.IfExp):
+            chosen = ast.IfExp(test=self.expr(node.test), body=self.expr(node.body), orelse=self.expr(node.orelse))
+            return self.checked(chosen, isinstance(node.body, ast.Name) or isinstance(node.orelse, ast.Name))
+        elif isinstance(node, ast.Compare):
+            return self.compare(node)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            function = ast.Subscript(value=self.load("_fn"), slice=ast.Constant(value=node.func.id), ctx=ast.Load())
+            called = ast.Call(func=function, args=[self.expr(a) for a in node.args], keywords=[])
+            return self.call("_checked", called)
+        elif isinstance(node, ast.List | ast.Tuple):
+            constant = _constant(node)
+            if constant is not _NOT_CONSTANT and _size(constant, {}) <= MAX_VALUE_SIZE:
+                # Written out in full (['won', 'lost']): its size is known now, a new one is built each time.
+                kind = ast.List if isinstance(node, ast.List) else ast.Tuple
+                return kind(elts=[self.expr(e) for e in node.elts], ctx=ast.Load())
+            return self.call("_list" if isinstance(node, ast.List) else "_tuple", *(self.expr(e) for e in node.elts))
+        raise ExpressionError(f"{_describe(node)} cannot be compiled")  # the checker let through what it should not
+
+    def compare(self, node: ast.Compare) -> ast.expr:
+        """`a < b < c` as Python does it when every operator is Python's own; with `in` (None-safe here),
+        pairwise with each operand evaluated once, in order, stopping at the first false result."""
+        if all(isinstance(op, _PYTHON_COMPARISONS) for op in node.ops):
+            return ast.Compare(left=self.expr(node.left), ops=[type(op)() for op in node.ops],
+                               comparators=[self.expr(c) for c in node.comparators])
+        parts: list[ast.expr] = []
+        left = self.expr(node.left)
+        for number, (op, comparator) in enumerate(zip(node.ops, node.comparators, strict=True)):
+            right = self.expr(comparator)
+            following: ast.expr | None = None
+            if number < len(node.ops) - 1:
+                temporary = f"_t{self.temporaries}"
+                self.temporaries += 1
+                right = ast.NamedExpr(target=ast.Name(id=temporary, ctx=ast.Store()), value=right)
+                following = self.load(temporary)
+            if isinstance(op, ast.In | ast.NotIn):
+                parts.append(self.call("_in" if isinstance(op, ast.In) else "_not_in", left, right))
+            elif isinstance(op, _PYTHON_COMPARISONS):
+                parts.append(ast.Compare(left=left, ops=[type(op)()], comparators=[right]))
+            else:
+                raise ExpressionError(f"{_describe(op)} cannot be compiled")
+            if following is not None:
+                left = following
+        return parts[0] if len(parts) == 1 else ast.BoolOp(op=ast.And(), values=parts)
+
+
+_NOT_CONSTANT = object()
+
+
+def _constant(node: ast.AST) -> Any:
+    """The value of a literal made of constants only (lists and tuples of them), else _NOT_CONSTANT."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.List | ast.Tuple):
+        items = [_constant(e) for e in node.elts]
+        if any(item is _NOT_CONSTANT for item in items):
+            return _NOT_CONSTANT
+        return items if isinstance(node, ast.List) else tuple(items)
+    return _NOT_CONSTANT
+
+
+def _program(tree: ast.AST, source: str) -> Callable[[Mapping[str, Any], Mapping[str, Callable[..., Any]] | None], Any]:
+    """The checked `tree` as a Python function of (values, functions), compiled once."""
+    translator = _Translator()
+    body = translator.expr(tree)
+    function = ast.Lambda(args=ast.arguments(posonlyargs=[], args=[ast.arg(arg="_v"), ast.arg(arg="_fn")],
+                                             kwonlyargs=[], kw_defaults=[], defaults=[]), body=body)
+    module = ast.fix_missing_locations(ast.Expression(body=function))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)  # none expected from a checked tree; never into the log
+        code = compile(module, f"<expression {_shown(source, 60)}>", "eval")
+    namespace = {"__builtins__": {}, **_RUNTIME, **translator.constants}
+    program: Callable[[Mapping[str, Any], Mapping[str, Callable[..., Any]] | None], Any] = eval(  # noqa: S307
+        code, namespace)  # defines the lambda; its code is the checked tree, nothing else
+    return program
 
 
 class Evaluator:
-    """Evaluates compiled expressions against one record's values (one instance per save, not shared)."""
+    """Evaluates compiled expressions against one record's values (one instance per save, not shared).
+
+    Making one costs nothing: the expressions were compiled when the metadata loaded, and the functions
+    (which read the clock) are made the first time an expression calls one.
+    """
+
+    __slots__ = ("_clock", "_engine", "_functions", "_values")
 
     def __init__(self, values: Mapping[str, Any], clock: Clock) -> None:
         self._values = values
-        self._engine = _Engine(
-            operators=OPERATORS,
-            functions={name: spec.make(clock) for name, spec in FUNCTIONS.items()},
-            names=values,
-        )
+        self._clock = clock
+        self._functions: _Functions | None = None
+        self._engine: _Engine | None = None
+
+    def functions(self) -> Mapping[str, Callable[..., Any]]:
+        """The registered functions for this evaluator's clock, each made when first called."""
+        if self._functions is None:
+            self._functions = _Functions(self._clock)
+        return self._functions
 
     def evaluate(self, expression: CompiledExpression) -> Any:
         """The raw result; Python errors from the data propagate."""
+        program = expression.program
+        if program is None:
+            return self.interpret(expression)
+        functions = self.functions() if expression.functions else None
+        # DECIMAL_CONTEXT for this evaluation, as decimal.localcontext would set it, without copying it each time:
+        # this thread's own copy (its flags are never read; traps act on each operation's own conditions).
+        try:
+            context = _THREAD.context
+        except AttributeError:
+            context = _THREAD.context = DECIMAL_CONTEXT.copy()
+        previous = decimal.getcontext()
+        decimal.setcontext(context)
+        try:
+            return program(self._values, functions)
+        except KeyError as exc:  # a field missing from the values (a record stored before the field existed)
+            name = exc.args[0] if len(exc.args) == 1 else None
+            if isinstance(name, str) and name in expression.names and not self._has(name):
+                raise simpleeval.NameNotDefined(name, expression.source) from None
+            raise
+        finally:
+            decimal.setcontext(previous)
+
+    def interpret(self, expression: CompiledExpression) -> Any:
+        """The reference evaluation: simpleeval walking the checked tree (what `evaluate` did before compiling).
+
+        Kept for expressions built without `compile_expression` and to test the compiled form against.
+        """
+        if self._engine is None:
+            functions = self.functions()
+            self._engine = _Engine(operators=OPERATORS, functions={name: functions[name] for name in FUNCTIONS},
+                                   names=self._values)
         with decimal.localcontext(DECIMAL_CONTEXT):
             return self._engine.eval(expression.source, previously_parsed=expression.tree)
+
+    def _has(self, name: str) -> bool:
+        try:
+            self._values[name]
+        except KeyError:
+            return False
+        return True
 
     def value(self, expression: CompiledExpression) -> Any:
         """The result, or None when an input is empty or a division by zero occurs.
@@ -475,8 +783,9 @@ class Evaluator:
         except ZeroDivisionError:
             return None
         except Exception as exc:  # every failure is this field's error, never a 500
-            if any(self._values.get(name) is None for name in expression.names):
-                return None
+            for name in expression.names:  # a loop, not any(<generator>): no frame more than the evaluation took
+                if self._values.get(name) is None:
+                    return None
             raise EvaluationError(f"cannot compute '{expression.source}': {_reason(exc)}") from None
 
     def condition(self, expression: CompiledExpression) -> bool:
@@ -485,6 +794,21 @@ class Evaluator:
             return bool(self.value(expression))
         except EvaluationError:
             return False
+
+
+_THREAD = threading.local()
+
+
+class _Functions(dict):  # type: ignore[type-arg]
+    """The registered functions for one clock, each made the first time an expression calls it."""
+
+    def __init__(self, clock: Clock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def __missing__(self, name: str) -> Callable[..., Any]:
+        function = self[name] = FUNCTIONS[name].make(self.clock)
+        return function
 
 
 def _reason(exc: Exception) -> str:
