@@ -72,6 +72,7 @@ REPS = 10                         # sales reps; each owns 1/REPS of the deals
 LIST_FILTER = "stage__in=proposal,negotiation&sort=-amount"
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
+COUNT_CAP = 10_000                # lists count exactly up to this many (Kartoteka's default list_count_cap)
 
 # --- the fixed-schema tables -----------------------------------------------------------------------
 
@@ -120,12 +121,13 @@ bench_deals = sa.Table(
     sa.Column("lost_reason", sa.String(20)),
     *_system_columns(),
 )
-# A btree per field deal.yaml indexes, (value, id) for keyset pages as Kartoteka has, plus the owner (Kartoteka:
-# (entity, owner)). As a careful hand-written schema with soft deletes has them, they cover live rows only, so
-# the list's count can be answered from the index alone (Kartoteka's partial indexes are per entity instead).
+# A btree per field deal.yaml indexes, (value, id) for keyset pages as Kartoteka has, plus the owner and updated_at
+# (Kartoteka: (entity, owner), (entity, updated_at)). As a careful hand-written schema with soft deletes has them,
+# they cover live rows only, so the list's count can be answered from the index alone (Kartoteka's partial indexes
+# are per entity instead). See "Index shapes" in bench/README.md.
 _live = bench_deals.c.deleted_at.is_(None)
 for _name, *_columns in (("stage", "stage", "id"), ("amount", "amount", "id"), ("close_date", "close_date", "id"),
-                         ("company", "company_id", "id"), ("owner", "owner", "id")):
+                         ("company", "company_id", "id"), ("owner", "owner", "id"), ("updated_at", "updated_at")):
     sa.Index(f"ix_bench_deals_{_name}", *(bench_deals.c[c] for c in _columns), postgresql_where=_live,
              sqlite_where=_live)
 
@@ -160,6 +162,7 @@ WIDE_COLUMNS: tuple[sa.Column[Any], ...] = (
     sa.Column("internal_notes", sa.Text),
 )
 assert len(WIDE_COLUMNS) == 60
+WIDE_COMPUTED = frozenset({"subtotal", "tax", "total", "margin", "expected", "duration_days"})
 bench_wide = sa.Table("bench_wide", fixed_schema, sa.Column("id", Id, primary_key=True, autoincrement=True),
                       *WIDE_COLUMNS, *_system_columns())
 
@@ -249,6 +252,34 @@ def wide_formulas(row: Mapping[str, Any]) -> dict[str, Any]:
             "duration_days": duration}
 
 
+def wide_texts(row: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The form's editable values as it sends them, for merging a save after a concurrent edit (`_base`)."""
+    texts: dict[str, list[str]] = {}
+    for column in WIDE_COLUMNS:
+        name = column.name
+        value = row[name]
+        if name in WIDE_COMPUTED:
+            continue
+        key = {"account_id": "account", "manager_id": "manager"}.get(name, name)
+        if value is None:
+            texts[key] = []
+        elif name == "account_id":
+            texts[key] = [f"#{value}"]
+        elif name == "tags":
+            texts[key] = [", ".join(value)] if value else []
+        elif isinstance(value, list):
+            texts[key] = [str(v) for v in value]
+        elif isinstance(value, bool):
+            texts[key] = ["true" if value else "false"]
+        elif isinstance(value, datetime):
+            texts[key] = [_minutes(value)]
+        elif isinstance(value, Decimal):
+            texts[key] = [format(value, "f")]
+        else:
+            texts[key] = [str(value)]
+    return texts
+
+
 @dataclass(frozen=True)
 class FixedUser:
     id: int
@@ -272,7 +303,7 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
         TAG_SUGGESTIONS=TAG_SUGGESTIONS, PREFERRED_CHANNELS=PREFERRED_CHANNELS, COUNTRIES=COUNTRIES,
         PAYMENT_TERMS=PAYMENT_TERMS, SOURCES=SOURCES, CHANNELS=CHANNELS, LOST_REASONS=LOST_REASONS,
         STAGE_OPTIONS=STAGE_OPTIONS, STAGE_LABELS=STAGE_LABELS, SOURCE_OPTIONS=DEAL_SOURCES, TAG_OPTIONS=DEAL_TAGS,
-        LOST_OPTIONS=DEAL_LOST)
+        LOST_OPTIONS=DEAL_LOST, OPTION_COLORS_VERSION="1")
 
     # Statements built once; values are bound per request.
     user_by_id = sa.select(users.c.id, users.c.username, users.c.roles, users.c.password_hash).where(
@@ -333,7 +364,7 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
         state = {"hidden": hidden, "required": ["name", "lost_reason"] if lost else ["name"], "readonly": [],
                  "hiddenSections": []}
         return render_template("fixed_form.html", w=row, people=people, lost=lost, section="wide",
-                               state_json=json.dumps(state))
+                               state_json=json.dumps(state), base_json=json.dumps(wide_texts(row), ensure_ascii=False))
 
     def after_cursor(column: sa.ColumnElement[Any], descending: bool, value: Any, last_id: int
                      ) -> sa.ColumnElement[bool]:
@@ -365,7 +396,7 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
             for key in args:
                 name, _, op = key.partition("__")
                 values = [v for v in args.getlist(key) if v]
-                if key in ("sort", "cursor") or not values:
+                if key in ("sort", "cursor", "total") or not values:
                     continue
                 if key == "q":
                     where.append(sa.func.lower(d.c.name).contains(values[0].lower(), autoescape=True))
@@ -404,7 +435,12 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
         order = (column.desc(), d.c.id.desc()) if descending else (column.asc(), d.c.id.asc())
         with engine.connect() as conn:
             rows = conn.execute(deal_rows.where(*page_where).order_by(*order).limit(PAGE_SIZE + 1)).all()
-            total = conn.execute(sa.select(sa.func.count()).select_from(d).where(*where)).scalar_one()
+            # Exact up to the cap, "more than" beyond it, exact when asked (as Kartoteka's lists).
+            exact = args.get("total") == "exact" or not COUNT_CAP
+            counted = (sa.select(sa.func.count()).select_from(d).where(*where) if exact else
+                       sa.select(sa.func.count()).select_from(sa.select(d.c.id).where(*where).limit(COUNT_CAP + 1)
+                                                              .subquery()))
+            total = conn.execute(counted).scalar_one()
             views = conn.execute(views_query, {"uid": g.user.id}).all()
             people = conn.execute(people_query).all()
         next_url = None
@@ -418,11 +454,14 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
             aria = "ascending" if sort == name else "descending" if sort == f"-{name}" else "none"
             target = f"-{name}" if sort == name else name
             headers.append((name, text, "?" + urlencode(pairs(args, "cursor", sort=target)), aria))
+        total_exact = exact or total <= COUNT_CAP
         return render_template(
-            "fixed_list.html", rows=rows, total=total, args=args, sort=sort, views=views, people=people,
+            "fixed_list.html", rows=rows, total=total if total_exact else COUNT_CAP, total_exact=total_exact,
+            exact_total_url="?" + urlencode(pairs(args, "total", total="exact")), args=args, sort=sort, views=views,
+            people=people,
             headers=headers, next_url=next_url, first_url="?" + urlencode(pairs(args, "cursor")) if cursor else None,
-            query_string=urlencode(pairs(args, "cursor")), section="deals",
-            filtered=any(k not in ("sort", "cursor", "q", "view") for k in args))
+            query_string=urlencode(pairs(args, "cursor", "total")), section="deals",
+            filtered=any(k not in ("sort", "cursor", "q", "view", "total") for k in args))
 
     # The app's other pages, linked from these two (not measured).
     def elsewhere(**_: Any) -> str:
@@ -437,6 +476,7 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
             ("/fixed/deals/new", "deal_new", ["GET", "POST"]), ("/fixed/deals/<int:deal_id>", "deal_card", ["GET"]),
             ("/fixed/deals/views", "deal_view_save", ["POST"]),
             ("/fixed/deals/views/<int:view_id>/delete", "deal_view_delete", ["POST"]),
+            ("/fixed/option-colors.css", "option_colors", ["GET"]), ("/fixed/admin/users", "admin_users", ["GET"]),
             ("/vendor/<name>", "vendor", ["GET"])):
         app.add_url_rule(rule, endpoint, elsewhere, methods=methods)
     return app
@@ -777,9 +817,11 @@ def measure(comparisons: Sequence[Comparison], k_client: Any, f_client: Any, rep
 # --- cross-checks ----------------------------------------------------------------------------------
 
 class FormControls(HTMLParser):
-    """What a browser would submit from the card form (name, value), plus formula outputs and hidden fields."""
+    """What a browser with JavaScript would submit from the card form (name, value), plus formula outputs, hidden
+    fields and the `_base` snapshot (decoded). `<template>` and `<noscript>` contents are not controls."""
 
-    SKIP = frozenset({"csrf_token", "_present", "_touched", "version"})
+    SKIP = frozenset({"csrf_token", "_present", "_touched", "_base", "version"})
+    INERT = frozenset({"template", "noscript"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -792,6 +834,7 @@ class FormControls(HTMLParser):
         self.textarea: str | None = None
         self.output: str | None = None
         self.text = ""
+        self.base: Any = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -799,13 +842,15 @@ class FormControls(HTMLParser):
             self.in_form = True
         if not self.in_form:
             return
-        if tag == "template":
+        if tag in self.INERT:
             self.in_template = True
         if self.in_template:
             return
         if "data-field" in a and "hidden" in a:
             self.hidden_fields.add(a["data-field"])
         name = a.get("name", "")
+        if tag == "input" and name == "_base":
+            self.base = json.loads(a.get("value", "null"))
         if tag == "input" and name not in self.SKIP:
             kind = a.get("type", "text")
             if kind in ("checkbox", "radio"):
@@ -823,7 +868,7 @@ class FormControls(HTMLParser):
             self.output, self.text = a.get("id", ""), ""
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "template":
+        if tag in self.INERT:
             self.in_template = False
         elif tag == "form" and self.in_form:
             self.in_form = False
@@ -863,6 +908,11 @@ def compare_forms(k_page: str, f_page: str) -> list[str]:
         problems.append(f"formula outputs differ: {k.outputs} vs {f.outputs}")
     if k.hidden_fields != f.hidden_fields:
         problems.append(f"hidden fields differ: {sorted(k.hidden_fields)} vs {sorted(f.hidden_fields)}")
+    if k.base != f.base:
+        keys = sorted(set(k.base or {}) | set(f.base or {}))
+        differ = [(n, (k.base or {}).get(n), (f.base or {}).get(n)) for n in keys
+                  if (k.base or {}).get(n) != (f.base or {}).get(n)]
+        problems.append(f"_base snapshots differ: {differ[:6]}")
     if len({n for n, _ in k.pairs}) < 40:
         problems.append(f"only {len({n for n, _ in k.pairs})} named controls found on the form")
     return problems
@@ -870,7 +920,8 @@ def compare_forms(k_page: str, f_page: str) -> list[str]:
 
 _ROW = re.compile(r'<th scope="row"><a href="[^"]*/(\d+)">(.*?)</a></th>\s*((?:<td>.*?</td>)*)', re.S)
 _CELL = re.compile(r"<td>(.*?)</td>", re.S)
-_TOTAL = re.compile(r'id="total">([\d,]+) records')
+_TOTAL = re.compile(r'id="total">(.*?)</p>', re.S)
+_TAGS = re.compile(r"<[^>]+>")
 _NEXT = re.compile(r'<a href="([^"]*)" rel="next">')
 
 
@@ -879,9 +930,10 @@ def list_rows(page: str) -> list[tuple[int, str, tuple[str, ...]]]:
             for i, title, cells in _ROW.findall(page)]
 
 
-def list_total(page: str) -> int | None:
+def total_text(page: str) -> str | None:
+    """The list's total as the user reads it ("1,234 records", "More than 10,000 records. Count all")."""
     match = _TOTAL.search(page)
-    return int(match.group(1).replace(",", "")) if match else None
+    return " ".join(unescape(_TAGS.sub(" ", match.group(1))).split()) if match else None
 
 
 def next_link(page: str) -> str | None:
@@ -889,7 +941,7 @@ def next_link(page: str) -> str | None:
     return unescape(match.group(1)) if match else None
 
 
-def compare_lists(k_page: str, f_page: str) -> tuple[list[str], int, int | None]:
+def compare_lists(k_page: str, f_page: str) -> tuple[list[str], int, str | None]:
     k_rows, f_rows = list_rows(k_page), list_rows(f_page)
     problems = []
     if len(k_rows) != PAGE_SIZE:
@@ -902,9 +954,9 @@ def compare_lists(k_page: str, f_page: str) -> tuple[list[str], int, int | None]
     elif k_rows != f_rows:
         first = next(i for i, (a, b) in enumerate(zip(k_rows, f_rows, strict=True)) if a != b)
         problems.append(f"cells differ in row {first}: {k_rows[first]} vs {f_rows[first]}")
-    k_total, f_total = list_total(k_page), list_total(f_page)
-    if k_total != f_total:
-        problems.append(f"totals differ: {k_total} vs {f_total}")
+    k_total, f_total = total_text(k_page), total_text(f_page)
+    if k_total != f_total or k_total is None:
+        problems.append(f"totals differ: {k_total!r} vs {f_total!r}")
     return problems, len(k_rows), k_total
 
 
@@ -947,7 +999,7 @@ def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | 
         reps = [create_user(engine, f"rep{i:02d}", ["sales"], now, display_name=f"Rep {i:02d}", department="sales")
                 for i in range(1, REPS + 1)]
         app = create_app(Settings(database_url=url, config_dir=CONFIG_DIR, secret_key=secrets.token_hex(16),
-                                  instance_dir=instance), clock)
+                                  instance_dir=instance, list_count_cap=COUNT_CAP), clock)
         state = app.extensions["kartoteka"]
         sync_indexes(engine, state.metadata)
         version = server_version(engine)
@@ -984,7 +1036,8 @@ def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | 
         sides = {"admin": (k_admin, f_admin), "rep": (k_rep, f_rep)}
         k_form, f_form = f"/cards/wide/{record.id}/edit", f"/fixed/wide/{record.id}/edit"
         problems = compare_forms(get(k_admin, k_form), get(f_admin, f_form))
-        notes += [f"edit form: {p}" for p in problems] or [
+        failures = [f"edit form: {p}" for p in problems]
+        notes += failures or [
             "edit form: both pages submit the same values for the 60 fields (and owner), show the same formula "
             "results and hide the same fields"]
         comparisons = [Comparison("edit form, 60 fields, 3 tabs", "admin", k_form, f_form)]
@@ -993,7 +1046,7 @@ def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | 
             k_client, f_client = sides[who]
             k_page, f_page = get(k_client, k_list), get(f_client, f_list)
             problems, shown, total = compare_lists(k_page, f_page)
-            note = f"{total:,} of {n:,}" if total is not None else ""
+            note = f"{total}, of {n:,}" if total is not None else ""
             comparisons.append(Comparison(f"list page 1, {label}", who, k_list, f_list, note=note))
             k_next, f_next = next_link(k_page), next_link(f_page)
             if k_next is None or f_next is None:
@@ -1003,9 +1056,23 @@ def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | 
                 more, _, _ = compare_lists(get(k_client, k_next), get(f_client, f_next))
                 problems += [f"page 2: {p}" for p in more]
                 comparisons.append(Comparison(f"list page 2 (cursor), {label}", who, k_next, f_next, note=note))
+            failures += [f"list ({label}): {p}" for p in problems]
+            if who == "admin":  # the same page counted to the end ("Count all")
+                k_exact, f_exact = f"{k_list}&total=exact", f"{f_list}&total=exact"
+                more, _, exact_total = compare_lists(get(k_client, k_exact), get(f_client, f_exact))
+                problems += [f"exact total: {p}" for p in more]
+                comparisons.append(Comparison(f"list page 1, {label}, exact total", who, k_exact, f_exact,
+                                              note=f"{exact_total}, of {n:,}"))
             notes += [f"list ({label}): {p}" for p in problems] or [
                 f"list ({label}): both sides show the same {shown} rows (ids, titles and every cell, in order) on "
-                f"pages 1 and 2 and the same total, {total:,}"]
+                f"pages 1 and 2 and the same total ({total})"]
+
+        if failures:
+            if dump is not None:
+                write_pages(dump, comparisons, sides)
+            raise SystemExit("CROSS-CHECK FAILED: the two sides' pages differ, so their timings would compare "
+                             "different pages; nothing was timed (--dump DIR writes both sides' pages):\n  "
+                             + "\n  ".join(failures))
 
         for number, c in enumerate(comparisons, start=1):
             k_client, f_client = sides[c.who]
@@ -1034,6 +1101,15 @@ def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | 
     finally:
         engine.dispose()
         shutil.rmtree(instance, ignore_errors=True)
+
+
+def write_pages(dump: Path, comparisons: Sequence[Comparison], sides: Mapping[str, tuple[Any, Any]]) -> None:
+    """Both sides' pages as DIR/<n>-kartoteka.html and DIR/<n>-fixed.html."""
+    dump.mkdir(parents=True, exist_ok=True)
+    for number, c in enumerate(comparisons, start=1):
+        k_client, f_client = sides[c.who]
+        (dump / f"{number}-kartoteka.html").write_text(get(k_client, c.k_url))
+        (dump / f"{number}-fixed.html").write_text(get(f_client, c.f_url))
 
 
 def explain_lists(k_engine: sa.Engine, f_engine: sa.Engine, sides: Mapping[str, tuple[Any, Any]],

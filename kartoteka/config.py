@@ -57,12 +57,14 @@ class Settings:
     # How many reverse proxies in front of the app to believe about X-Forwarded-For/-Proto/-Host (0: none).
     trusted_proxies: int = 0
     uploads: UploadLimits = field(default_factory=UploadLimits)
+    # Lists (web and API) count their records exactly up to this many, then say "more than"; 0: always exactly.
+    list_count_cap: int = 10_000
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES
-        and _UPLOAD_*, now (by `create_app` or a command, never at import).
+        """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES,
+        _UPLOAD_* and _LIST_COUNT_CAP, now (by `create_app` or a command, never at import).
 
         Relative paths and the defaults (`instance/`, `config/`) are taken from the current directory of this
         call, and resolved to absolute paths, so a server's workers agree with the process that started them.
@@ -78,6 +80,7 @@ class Settings:
             phone_region=phone_region(env),
             trusted_proxies=_count(env.get("KARTOTEKA_TRUSTED_PROXIES", "0"), "KARTOTEKA_TRUSTED_PROXIES"),
             uploads=UploadLimits.from_env(env),
+            list_count_cap=_count(env.get("KARTOTEKA_LIST_COUNT_CAP", "10000"), "KARTOTEKA_LIST_COUNT_CAP"),
         )
         return replace(settings, **overrides)
 

@@ -15,6 +15,7 @@ from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
 from kartoteka.records.access import viewable_fields
+from kartoteka.records.query import count_records
 from kartoteka.records.scopes import readable_entities, require, scopes_for
 from kartoteka.users import user_for_token
 
@@ -90,15 +91,22 @@ def get_entity(entity_name: str) -> Response:
 
 @api.get("/records/<entity_name>")
 def list_records(entity_name: str) -> Response:
-    """A page of records: ?field=value, ?field__op=value, sort, limit, cursor, q, total."""
+    """A page of records: ?field=value, ?field__op=value, sort, limit, cursor, q, total.
+
+    `total=true` adds the total, counted exactly up to the list count cap (10,000): beyond it `total` is the
+    cap and `total_exact` false ("more than"); `total=exact` counts to the end, whatever it costs.
+    """
     entity, schema = _schema(entity_name)
     query = list_query(request.args)
-    with_total = request.args.get("total", "").lower() in ("1", "true", "yes")
-    page = platform.service.list(entity.name, _user(), query, with_total=with_total)
+    wanted = request.args.get("total", "").lower()
+    page = platform.service.list(entity.name, _user(), query)
     body: dict[str, Any] = {"items": [dump_record(schema, r) for r in page.items], "sort": page.sort,
                             "next_cursor": page.next_cursor}
-    if page.total is not None:
-        body["total"] = page.total
+    if wanted in ("1", "true", "yes", "exact"):
+        cap = None if wanted == "exact" else platform.state.settings.list_count_cap
+        total = count_records(platform.service, entity.name, _user(), query, cap)
+        body["total"] = total.count
+        body["total_exact"] = total.exact
     response = jsonify(body)
     if page.next_cursor:
         # Every repeated filter (stage__ne=won&stage__ne=lost) must survive into the next page's URL.

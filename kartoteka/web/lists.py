@@ -18,12 +18,12 @@ from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
 from kartoteka.records.lookup import exact_titles, record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
-from kartoteka.records.query import SYSTEM_COLUMNS
+from kartoteka.records.query import SYSTEM_COLUMNS, count_records
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
 from kartoteka.web.common import board_field, cards, current_user, entity_for, scopes, submitted_version
-from kartoteka.web.formatting import format_datetime, format_value
+from kartoteka.web.formatting import format_datetime, format_number, format_value
 from kartoteka.web.forms import picked_id
 
 NUMERIC = frozenset({"integer", "decimal", "money", "percent"})
@@ -125,7 +125,10 @@ class ListPage:
         self.args = args
         self.visible = viewable_fields(entity, user)
         self.columns = _columns(entity, self.visible)
-        self.page = service.list(entity.name, user, query, with_total=True)
+        self.page = service.list(entity.name, user, query)
+        # Exact up to the cap ("more than 10,000" beyond it); exactly whatever it costs after "Count all".
+        cap = None if args.get("total") == "exact" else platform.state.settings.list_count_cap
+        self.total = count_records(service, entity.name, user, query, cap)
         self.sort = self.page.sort
         self.people = user_names(platform.state.engine, [r.owner for r in self.page.items] + [
             v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.name == "user"
@@ -181,7 +184,18 @@ class ListPage:
 
     def query_string(self) -> str:
         """The filters, search and sort of this list (what a saved view keeps)."""
-        return urlencode(without(self.args, "cursor"))
+        return urlencode(without(self.args, "cursor", "total"))
+
+    def total_text(self) -> str:
+        """"1,234 records", or "More than 10,000 records" when the list was not counted to the end."""
+        count = format_number(self.total.count, g.language)
+        if self.total.exact:
+            return t("{count} records", count=count)
+        return t("More than {count} records", count=count)
+
+    def exact_total_url(self) -> str:
+        """This page again with the list counted to the end."""
+        return "?" + urlencode(without(self.args, "total", total="exact"))
 
     def values(self, key: str) -> list[str]:
         """Values of a filter key in the URL, for re-filling the filter panel."""
@@ -189,7 +203,7 @@ class ListPage:
 
     def filtered(self) -> bool:
         """True when any filter is set (the panel opens)."""
-        return any(k not in ("sort", "cursor", "q") for k in self.args)
+        return any(k not in ("sort", "cursor", "q", "total") for k in self.args)
 
 
 @cards.get("/<entity_name>/")
