@@ -395,15 +395,17 @@ def _form_fields(html: str) -> list[tuple[str, str]]:
     for tag in re.findall(r"<input [^>]*>", form):
         name = re.search(r'name="([^"]+)"', tag)
         kind = re.search(r'type="([^"]+)"', tag)
-        if not name or (kind and kind.group(1) == "file"):
-            continue
+        if not name or (kind and kind.group(1) == "file") or re.search(r"\sdisabled\b", tag):
+            continue  # a browser sends no disabled control
         if kind and kind.group(1) in ("checkbox", "radio") and not re.search(r"\schecked\b", tag):
             continue
         value = re.search(r'value="([^"]*)"', tag)
         pairs.append((name.group(1), unescape(value.group(1)) if value else ""))
-    for name, options in re.findall(r'<select [^>]*name="([^"]+)"[^>]*>(.*?)</select>', form, re.S):
+    for name, options in re.findall(r'<select (?![^>]*\sdisabled\b)[^>]*name="([^"]+)"[^>]*>(.*?)</select>', form,
+                                    re.S):
         pairs += [(name, unescape(v)) for v in re.findall(r'<option value="([^"]*)"[^>]* selected', options)]
-    for name, text in re.findall(r'<textarea [^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', form, re.S):
+    for name, text in re.findall(r'<textarea (?![^>]*\sdisabled\b)[^>]*name="([^"]+)"[^>]*>(.*?)</textarea>', form,
+                                 re.S):
         pairs.append((name, unescape(text)))
     return pairs
 
