@@ -14,17 +14,25 @@ Two things are checked here, once for the whole app:
 
 The field types refuse the same characters in their `parse` (a 422 per field), so imports and rules,
 which do not come through HTTP, are safe as well.
+
+Bodies are bounded before anything reads them: forms with files (multipart) by `MAX_CONTENT_LENGTH` and
+Werkzeug's per-field limits, JSON by MAX_JSON_BYTES, and every other body (url-encoded forms, text) by
+`KARTOTEKA_MAX_FORM_BYTES` (1 MiB; Werkzeug's form memory limit does not apply to url-encoded bodies, so a
+20 MB one would otherwise be parsed whole). A declared Content-Length over the limit is a 413 at once; a form or
+JSON body sent without one (chunked) is read to one byte past the limit and refused with the same 413. Nobody's
+body is read when it cannot be used: an unsafe request to a page that needs a session, from a browser that never
+signed in, is answered 401 unread, and an API request without a token is left to the API's own 401.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, request
+from flask import Flask, current_app, request, session
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
-from kartoteka.errors import BadRequest
+from kartoteka.errors import AuthenticationRequired, BadRequest
 from kartoteka.metadata.fieldtypes import unstorable
 
 MAX_ID = 2**63 - 1  # PostgreSQL BIGINT and SQLite INTEGER
@@ -118,10 +126,74 @@ def _check_json() -> None:
             pending.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
 
 
+def _human(size: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.3g} {unit}"
+    return f"{size} bytes"
+
+
+def _body_limit() -> tuple[int | None, str]:
+    """The most bytes this request's body may have, and what to call it in the refusal."""
+    from kartoteka.rate_limits import request_limits
+
+    if request.mimetype == "multipart/form-data":
+        return current_app.config.get("MAX_CONTENT_LENGTH"), "A form with files"
+    if request.is_json:
+        return MAX_JSON_BYTES, "A JSON body"
+    if request.mimetype == "application/x-www-form-urlencoded":
+        return request_limits().max_form_bytes, "A form"
+    return request_limits().max_form_bytes, "A request body of this type"
+
+
+def _too_large(limit: int, what: str, length: int | None = None) -> RequestEntityTooLarge:
+    sent = f"; this one has {_human(length)}" if length is not None else ""
+    return RequestEntityTooLarge(f"{what} may have at most {_human(limit)}{sent}.")
+
+
+def _bound_body() -> tuple[int | None, str]:
+    """Refuse a declared length over the limit (413, unread); cut a body sent without a length at the limit."""
+    limit, what = _body_limit()
+    if limit is not None:
+        request.max_content_length = limit  # Werkzeug stops reading a chunked body there, with a 413
+        length = request.content_length
+        if length is not None and length > limit:
+            raise _too_large(limit, what, length)
+    return limit, what
+
+
+def _needs_session_without_one() -> bool:
+    """An unsafe request to a page that needs a session, from a browser that never signed in.
+
+    A browser that did keeps its session id, or (after the session ended) whose form it holds, `uid`: its form
+    is read, to be carried through the sign-in page.
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint is None:
+        return False
+    view = current_app.view_functions.get(request.endpoint)
+    if not getattr(view, "needs_session", False):
+        return False
+    return not (isinstance(session.get("uid"), int) or "_user_id" in session or "sid" in session)
+
+
 def check_request() -> None:
     """Refuse NUL and surrogates anywhere in the input, and inputs whose size multiplies work (400/413)."""
     _check_text(request.path, "The address")
     _check_pairs(list(request.args.items(multi=True)), "query parameter", MAX_QUERY_ARGS)
+    limit, what = _bound_body()
+    if request.endpoint is None:
+        return  # no route: a 404 or 405 whatever the body holds
+    if _needs_session_without_one():
+        raise AuthenticationRequired("Please sign in to continue.")
+    if request.blueprint == "api" and "Authorization" not in request.headers:
+        return  # the API refuses it unread
+    if limit is not None and request.content_length is None and (
+            request.mimetype == "application/x-www-form-urlencoded" or request.is_json):
+        # Sent without a length (chunked): read one byte past the limit, so that a longer body is refused
+        # rather than parsed cut short (Werkzeug stops reading at the limit without a word).
+        request.max_content_length = limit + 1
+        if len(request.get_data(cache=True)) > limit:
+            raise _too_large(limit, what)
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
         _check_pairs(list(request.form.items(multi=True)), "form field", MAX_FORM_VALUES)
         for key, upload in request.files.items(multi=True):

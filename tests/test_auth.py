@@ -17,6 +17,7 @@ from html import unescape
 
 import pytest
 import sqlalchemy as sa
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.datastructures import MultiDict
 
 from kartoteka import create_app
@@ -32,11 +33,19 @@ from kartoteka.users import (
     sign_in,
     start_session,
 )
+from tests.test_web import csrf_token_for
 
+RAW = "t"  # the CSRF token a test session holds
+T = csrf_token_for(RAW)  # and what its forms send
 PASSWORD = "correct horse"
 WRONG = "wrong horse"
 ATTACKER = "10.66.0.1"
 HOME = "10.0.0.5"
+
+
+def raw_of(token: str) -> str:
+    """The session token a form's CSRF token was made from (Flask-WTF signs the session's raw token)."""
+    return URLSafeTimedSerializer("test-secret", salt="wtf-csrf-token").loads(token)
 
 
 def _token(client) -> str:
@@ -78,7 +87,7 @@ def session_for(app, client, user) -> str:
     state = _state(app)
     session_id = start_session(state.engine, user.id, state.clock.now(), address="127.0.0.1", user_agent="pytest")
     with client.session_transaction() as session:
-        session.update(sid=session_id, csrf="t", uid=user.id)
+        session.update(_user_id=session_id, csrf_token=RAW, uid=user.id)
     return session_id
 
 
@@ -101,8 +110,9 @@ def test_a_cookie_copied_before_sign_out_stops_working(app, anna):
 def test_the_database_keeps_only_a_hash_of_the_session_id(app, client, anna):
     assert attempt(client, "anna", PASSWORD, address=HOME).status_code == 302
     with client.session_transaction() as session:
-        session_id = session["sid"]
-        assert set(session) <= {"sid", "uid", "csrf", "language", "_permanent", "_flashes"}
+        session_id = session["_user_id"]
+        assert set(session) <= {"_user_id", "_fresh", "_id", "uid", "csrf_token", "language", "_permanent",
+                                "_flashes"}
     with _state(app).engine.connect() as conn:
         row = conn.execute(sa.select(user_sessions)).one()
     assert row.token_hash == hashlib.sha256(session_id.encode()).hexdigest() and session_id not in row.token_hash
@@ -113,10 +123,10 @@ def test_the_database_keeps_only_a_hash_of_the_session_id(app, client, anna):
 def test_signing_in_starts_a_new_session(app, client, anna):
     """The session id is made at sign-in, never taken over from the visitor (no fixation)."""
     with client.session_transaction() as session:
-        session["sid"] = "planted-by-an-attacker-0123456789"
+        session["_user_id"] = "planted-by-an-attacker-0123456789"
     assert attempt(client, "anna", PASSWORD).status_code == 302
     with client.session_transaction() as session:
-        assert session["sid"] != "planted-by-an-attacker-0123456789"
+        assert session["_user_id"] != "planted-by-an-attacker-0123456789"
 
 
 def test_sessions_end_after_twelve_hours_and_after_two_idle_hours(app, fixed_clock, anna):
@@ -136,10 +146,10 @@ def test_sessions_end_after_twelve_hours_and_after_two_idle_hours(app, fixed_clo
 def test_a_form_posted_after_the_session_ended_asks_to_sign_in_again(app, client, fixed_clock, anna):
     session_for(app, client, anna)
     fixed_clock.advance(hours=3)
-    response = client.post("/cards/lead/new", data={"csrf_token": "t", "contact_name": "Иван"})
+    response = client.post("/cards/lead/new", data={"csrf_token": T, "contact_name": "Иван"})
     assert response.status_code == 401 and 'action="/login"' in response.text and "Иван" in response.text
     with client.session_transaction() as session:
-        assert "sid" not in session and session["csrf"] == "t"
+        assert "_user_id" not in session and session["csrf_token"] == RAW
 
 
 def _hidden(page: str, name: str) -> str | None:
@@ -162,7 +172,7 @@ def test_a_form_sent_after_sign_out_everywhere_can_be_sent_again_after_signing_i
     """Nothing typed is lost, nothing is saved without a session, and nothing is sent again without a click."""
     session_for(app, client, anna)
     _sign_out_everywhere(app, anna)
-    typed = MultiDict([("csrf_token", "t"), ("version", str(deal.version)), ("name", "Новое имя <b>&\"'"),
+    typed = MultiDict([("csrf_token", T), ("version", str(deal.version)), ("name", "Новое имя <b>&\"'"),
                        ("_present", "name"), ("tags", "a"), ("tags", "b")])
     response = client.post(f"/cards/deal/{deal.id}/edit", data=typed)
     assert response.status_code == 401
@@ -170,20 +180,21 @@ def test_a_form_sent_after_sign_out_everywhere_can_be_sent_again_after_signing_i
     assert "Your session had ended (signed out elsewhere or idle too long), so the form you sent was not saved." \
         in unescape(page)
     carried = _hidden(page, "carried")
-    assert carried and _hidden(page, "csrf_token") == "t"
+    assert carried and raw_of(_hidden(page, "csrf_token")) == RAW
     assert service.get("deal", deal.id, anna)["name"] == "Old name"
     # A wrong password keeps carrying the form.
-    wrong = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": WRONG, "carried": carried})
+    wrong = client.post("/login", data={"csrf_token": T, "username": "anna", "password": WRONG, "carried": carried})
     assert wrong.status_code == 401 and _hidden(wrong.text, "carried") == carried
     # Signing in shows the form ready to go again, with a new CSRF token; nothing is saved yet.
-    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+    signed = client.post("/login", data={"csrf_token": T, "username": "anna", "password": PASSWORD,
                                          "carried": carried})
     assert signed.status_code == 200 and signed_in(client)
-    form = re.search(r'<form method="post" action="([^"]+)" id="resend-form">(.*?)</form>', signed.text, re.S)
+    form = re.search(r'<form method="post" action="([^"]+)" id="resend-form" enctype="multipart/form-data">'
+                     r'(.*?)</form>', signed.text, re.S)
     assert form.group(1) == f"/cards/deal/{deal.id}/edit"
     fields = [(name, unescape(value))
               for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', form.group(2))]
-    assert fields[0][0] == "csrf_token" and fields[0][1] != "t"
+    assert fields[0][0] == "csrf_token" and raw_of(fields[0][1]) != RAW
     assert fields[1:] == [(k, v) for k, v in typed.items(multi=True) if k != "csrf_token"]
     assert f'href="/cards/deal/{deal.id}/edit">Don&#39;t send</a>' in signed.text
     assert service.get("deal", deal.id, anna)["name"] == "Old name"
@@ -196,12 +207,12 @@ def test_a_form_sent_after_sign_out_everywhere_can_be_sent_again_after_signing_i
 def test_a_form_left_open_in_another_tab_survives_signing_out_in_this_one(app, client, anna, deal):
     """Signing out keeps the visitor's CSRF token (signing in makes a new one), so the other tab's form is carried."""
     session_for(app, client, anna)
-    assert client.post("/logout", data={"csrf_token": "t"}).status_code == 302
-    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": "t", "name": "Typed in tab 2"})
+    assert client.post("/logout", data={"csrf_token": T}).status_code == 302
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": T, "name": "Typed in tab 2"})
     assert response.status_code == 401 and "Typed in tab 2" in _hidden(response.text, "carried")
-    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+    signed = client.post("/login", data={"csrf_token": T, "username": "anna", "password": PASSWORD,
                                          "carried": _hidden(response.text, "carried")})
-    assert signed.status_code == 200 and _hidden(signed.text, "csrf_token") != "t"
+    assert signed.status_code == 200 and raw_of(_hidden(signed.text, "csrf_token")) != RAW
 
 
 def test_a_form_sent_after_its_session_ended_still_needs_its_csrf_token(app, client, anna, deal):
@@ -214,10 +225,10 @@ def test_a_form_sent_after_its_session_ended_still_needs_its_csrf_token(app, cli
 def test_files_cannot_be_carried_and_the_page_says_so(app, client, anna, deal):
     session_for(app, client, anna)
     _sign_out_everywhere(app, anna)
-    response = client.post(f"/cards/deal/{deal.id}/delete", data={"csrf_token": "t", "version": "1",
+    response = client.post(f"/cards/deal/{deal.id}/delete", data={"csrf_token": T, "version": "1",
                                                                   "file": (io.BytesIO(b"data"), "a.txt")})
     assert response.status_code == 401
-    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+    signed = client.post("/login", data={"csrf_token": T, "username": "anna", "password": PASSWORD,
                                          "carried": _hidden(response.text, "carried")})
     assert "Files you had chosen could not be kept: add them again after sending." in signed.text
     assert 'href="/cards/">Don&#39;t send</a>' in signed.text  # the delete address has no page of its own
@@ -227,7 +238,7 @@ def test_files_cannot_be_carried_and_the_page_says_so(app, client, anna, deal):
 def test_htmx_requests_after_the_session_ended_go_to_sign_in(app, client, anna):
     session_for(app, client, anna)
     _sign_out_everywhere(app, anna)
-    response = client.post("/cards/lead/live", data={"csrf_token": "t"}, headers={"HX-Request": "true"})
+    response = client.post("/cards/lead/live", data={"csrf_token": T}, headers={"HX-Request": "true"})
     assert response.status_code == 302 and response.headers["Location"].startswith("/login?next=")
 
 
@@ -307,7 +318,7 @@ def test_a_deactivated_user_is_signed_out(app, client, anna):
 def test_an_unknown_or_forged_session_id_is_anonymous(app, client, anna):
     for forged in ("x" * 43, 12345, "", "a" * 5000):
         with client.session_transaction() as session:
-            session["sid"] = forged
+            session["_user_id"] = forged
         assert not signed_in(client)
 
 
@@ -525,7 +536,7 @@ def test_admin_page_lists_sessions_and_locks_and_signs_out_everywhere(app, admin
     assert "Waits until" in row and "1 address" in row
     assert admin_client.post(f"/admin/users/{anna.id}/sign-out").status_code == 400  # no CSRF token
     assert all(signed_in(phone) for phone in phones)
-    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}, follow_redirects=True)
     assert done.status_code == 200 and "anna is signed out everywhere (2 sessions ended)." in unescape(done.text)
     assert not any(signed_in(phone) for phone in phones)
     assert signed_in(admin_client)
@@ -535,7 +546,7 @@ def test_admin_unlocks_a_name(app, admin_client, anna):
     for _ in range(PAIR_LIMIT):
         attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
-    assert admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}).status_code == 302
+    assert admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}).status_code == 302
     assert "Not locked" in admin_client.get("/admin/users").get_data(as_text=True)
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
 
@@ -562,7 +573,7 @@ def test_admin_page_shows_blocked_addresses_and_clears_one(app, admin_client, an
     row = re.search(r'<tr data-address="10.66.0.1">(.*?)</tr>', page, re.S).group(1)
     assert re.search(r"<td>20</td>\s*<td>2026-03-02 09:31:00</td>", row)
     # Unlocking anna forgets nothing of hers and says that the address still waits.
-    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == [
         "anna had no failed sign-ins to forget.",
         "Sign-in from 10.66.0.1 still waits for every name (too many failed attempts over all names); "
@@ -570,15 +581,15 @@ def test_admin_page_shows_blocked_addresses_and_clears_one(app, admin_client, an
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
     # Clearing the address is a form with the CSRF token, and it says what it forgot.
     assert admin_client.post("/admin/addresses/unblock", data={"address": ATTACKER}).status_code == 400
-    done = admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+    done = admin_client.post("/admin/addresses/unblock", data={"csrf_token": T, "address": ATTACKER},
                              follow_redirects=True)
     assert flashes(done) == ["10.66.0.1 is no longer blocked (20 failed attempts forgotten)."]
     assert "No address is blocked." in done.get_data(as_text=True)
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
-    again = admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+    again = admin_client.post("/admin/addresses/unblock", data={"csrf_token": T, "address": ATTACKER},
                               follow_redirects=True)
     assert flashes(again) == ["10.66.0.1 had no failed attempts to forget."]
-    assert admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t"}).status_code == 400
+    assert admin_client.post("/admin/addresses/unblock", data={"csrf_token": T}).status_code == 400
 
 
 def test_clearing_an_address_says_which_names_still_wait_there(app, admin_client, anna):
@@ -586,32 +597,32 @@ def test_clearing_an_address_says_which_names_still_wait_there(app, admin_client
         attempt(app.test_client(), "anna", WRONG, address=ATTACKER)
     for i in range(ADDRESS_LIMIT - PAIR_LIMIT):
         attempt(app.test_client(), f"name{i}", WRONG, address=ATTACKER)
-    done = admin_client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+    done = admin_client.post("/admin/addresses/unblock", data={"csrf_token": T, "address": ATTACKER},
                              follow_redirects=True)
     assert flashes(done) == ["10.66.0.1 is no longer blocked (20 failed attempts forgotten).",
                              "From 10.66.0.1, 1 name still waits after its own failed attempts; unlock it above."]
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 429
-    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["Failed sign-ins of anna are forgotten (from 1 address)."]
     assert attempt(app.test_client(), "anna", PASSWORD, address=ATTACKER).status_code == 302
 
 
 def test_admin_messages_count_right_and_say_when_nothing_was_done(app, admin_client, anna):
-    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["anna had no active sessions.", "1 API token of anna is revoked."]
     session_for(app, app.test_client(), anna)
-    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["anna is signed out everywhere (1 session ended)."]
     for address in (ATTACKER, HOME):
         for _ in range(PAIR_LIMIT):
             attempt(app.test_client(), "anna", WRONG, address=address)
     row = re.search(rf'<tr id="user-{anna.id}">(.*?)</tr>', admin_client.get("/admin/users").text, re.S).group(1)
     assert "Waits until 09:31 (UTC) from 2 addresses" in row
-    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["Failed sign-ins of anna are forgotten (from 2 addresses)."]
     attempt(app.test_client(), "anna", WRONG, address=HOME)
     attempt(app.test_client(), "Anna", WRONG, address=HOME)  # two spellings, one address
-    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["Failed sign-ins of anna are forgotten (from 1 address)."]
     for _ in range(PAIR_LIMIT):
         attempt(app.test_client(), "anna", WRONG, address=HOME)
@@ -623,15 +634,15 @@ def test_admin_messages_are_in_russian_for_russian_admins(app, make_user, anna):
     admin = make_user("olga", ["admin"], language="ru")[0]
     client = app.test_client()
     session_for(app, client, admin)
-    done = client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    done = client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["anna: активных сеансов не было.", "anna: отозвано API-токенов: 1."]
-    done = client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}, follow_redirects=True)
+    done = client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["anna: неудачных попыток входа не было."]
     for i in range(ADDRESS_LIMIT):
         attempt(app.test_client(), f"name{i}", WRONG, address=ATTACKER)
     page = client.get("/admin/users").get_data(as_text=True)
     assert "Заблокированные адреса" in page and "Снять" in page
-    done = client.post("/admin/addresses/unblock", data={"csrf_token": "t", "address": ATTACKER},
+    done = client.post("/admin/addresses/unblock", data={"csrf_token": T, "address": ATTACKER},
                        follow_redirects=True)
     assert flashes(done) == ["10.66.0.1: блокировка снята (забыто неудачных попыток: 20)."]
 
@@ -640,14 +651,14 @@ def test_only_admins_manage_users(app, client, anna):
     assert client.get("/admin/users").status_code == 302  # anonymous: to the sign-in page
     session_for(app, client, anna)
     assert client.get("/admin/users").status_code == 403
-    assert client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}).status_code == 403
-    assert client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": "t"}).status_code == 403
+    assert client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}).status_code == 403
+    assert client.post(f"/admin/users/{anna.id}/unlock", data={"csrf_token": T}).status_code == 403
     assert signed_in(client)
 
 
 def test_admin_page_answers_404_for_no_such_user(admin_client):
     for user_id in (999, 2**63, 2**70):
-        assert admin_client.post(f"/admin/users/{user_id}/sign-out", data={"csrf_token": "t"}).status_code == 404
+        assert admin_client.post(f"/admin/users/{user_id}/sign-out", data={"csrf_token": T}).status_code == 404
 
 
 def test_admin_page_is_in_russian_for_russian_admins(app, make_user):
@@ -712,18 +723,18 @@ def test_a_carried_form_is_not_offered_to_another_user(app, client, make_user, a
     make_user("boris", ["admin"], password=PASSWORD)
     session_for(app, client, anna)
     _sign_out_everywhere(app, anna)
-    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": "t", "name": "Anna's draft"})
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": T, "name": "Anna's draft"})
     carried = _hidden(response.text, "carried")
     assert response.status_code == 401 and "Anna's draft" in carried
-    signed = client.post("/login", data={"csrf_token": "t", "username": "boris", "password": PASSWORD,
+    signed = client.post("/login", data={"csrf_token": T, "username": "boris", "password": PASSWORD,
                                          "carried": carried}, follow_redirects=True)
     assert signed.status_code == 200 and "resend-form" not in signed.text and "Anna&#39;s draft" not in signed.text
     assert "it was not offered to you" in unescape(signed.text)
     # Anna herself, after Boris signs out, still gets her form back.
-    client.post("/logout", data={"csrf_token": _hidden(signed.text, "csrf_token") or "t"})
+    client.post("/logout", data={"csrf_token": _hidden(signed.text, "csrf_token") or T})
     with client.session_transaction() as session:
-        session.update(uid=anna.id, csrf="t")
-    again = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+        session.update(uid=anna.id, csrf_token=RAW)
+    again = client.post("/login", data={"csrf_token": T, "username": "anna", "password": PASSWORD,
                                         "carried": carried})
     assert again.status_code == 200 and "resend-form" in again.text
 
@@ -735,8 +746,8 @@ def test_the_send_again_page_shows_what_the_user_changed_by_label(app, client, a
     loaded = _form_fields(client.get(f"/cards/deal/{deal.id}/edit").get_data(as_text=True))
     _sign_out_everywhere(app, anna)
     typed = [(k, "New name" if k == "name" else v) for k, v in loaded]
-    response = client.post(f"/cards/deal/{deal.id}/edit", data=MultiDict([*typed, ("csrf_token", "t")]))
-    signed = client.post("/login", data={"csrf_token": "t", "username": "anna", "password": PASSWORD,
+    response = client.post(f"/cards/deal/{deal.id}/edit", data=MultiDict([*typed, ("csrf_token", T)]))
+    signed = client.post("/login", data={"csrf_token": T, "username": "anna", "password": PASSWORD,
                                          "carried": _hidden(response.text, "carried")})
     shown = re.search(r'<dl class="resend-fields">(.*?)</dl>', signed.text, re.S).group(1)
     assert re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", shown) == [("Name", "New name")]
@@ -785,11 +796,11 @@ def test_signing_out_everywhere_revokes_the_users_api_tokens(app, admin_client, 
     _boris, others = make_user("boris", ["sales"], "sales")
     client = app.test_client()
     assert _api_works(client, headers)
-    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    done = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(done) == ["anna had no active sessions.", "1 API token of anna is revoked."]
     assert client.get("/api/v1/entities", headers=headers).status_code == 401
     assert _api_works(client, others)  # nobody else's
-    again = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": "t"}, follow_redirects=True)
+    again = admin_client.post(f"/admin/users/{anna.id}/sign-out", data={"csrf_token": T}, follow_redirects=True)
     assert flashes(again) == ["anna had no active sessions."]  # nothing more to revoke, and it says nothing of it
 
 
@@ -940,3 +951,170 @@ def test_a_guess_in_parallel_with_a_success_is_still_counted(app, engine, fixed_
     assert sorted(result.user is not None for result in results) == [False, True]
     counter = _address_counter(engine)
     assert (counter.failures, counter.pending) == (1, 0)
+
+
+# --- request bodies: bounded before anything reads them ---------------------------------------------------
+
+MIB = 1 << 20
+
+
+@pytest.fixture
+def form_parses(monkeypatch):
+    """How many request bodies Werkzeug parsed as forms."""
+    from werkzeug.formparser import FormDataParser
+
+    calls, real = [], FormDataParser.parse
+    monkeypatch.setattr(FormDataParser, "parse", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    return calls
+
+
+def test_an_oversized_urlencoded_body_is_refused_by_its_length_unread(app, client, make_user, form_parses):
+    """A 20 MB url-encoded post to any path used to be parsed whole (about 10 s of CPU) before anything looked."""
+    body = b"username=" + b"a" * (20 * MIB)
+    page = client.post("/login", data=body, content_type="application/x-www-form-urlencoded")
+    assert page.status_code == 413 and page.mimetype == "text/html"
+    assert "A form may have at most 1 MiB; this one has 20 MiB." in unescape(page.text)
+    _user, headers = make_user("anna", ["sales"], "sales")
+    api = client.post("/api/v1/records/deal", data=body, headers=headers,
+                      content_type="application/x-www-form-urlencoded")
+    assert api.status_code == 413 and api.mimetype == "application/problem+json"
+    assert api.get_json()["detail"] == "A form may have at most 1 MiB; this one has 20 MiB."
+    plain = client.post("/cards/deal/new", data=body, content_type="text/plain")
+    assert plain.status_code == 413 and "A request body of this type may have at most 1 MiB" in unescape(plain.text)
+    assert form_parses == []
+
+
+def test_a_body_without_a_length_is_refused_past_the_limit(app, client):
+    stream = io.BytesIO(b"username=" + b"a" * (2 * MIB))
+    page = client.post("/login", input_stream=stream, content_type="application/x-www-form-urlencoded",
+                       headers={"Transfer-Encoding": "chunked"}, environ_overrides={"wsgi.input_terminated": True})
+    assert page.status_code == 413 and "A form may have at most 1 MiB." in unescape(page.text)
+    assert stream.tell() <= MIB + 64 * 1024  # read no further than the limit (and one buffer)
+    short = client.post("/login", input_stream=io.BytesIO(b"username=x"),
+                        content_type="application/x-www-form-urlencoded", headers={"Transfer-Encoding": "chunked"},
+                        environ_overrides={"wsgi.input_terminated": True})
+    assert short.status_code == 400  # read and parsed: it merely lacks its CSRF token
+
+
+def test_the_form_limit_is_configurable(app, anna):
+    from dataclasses import replace
+
+    from kartoteka.rate_limits import RequestLimits
+
+    settings = replace(_state(app).settings, extra={"request_limits": RequestLimits(max_form_bytes=64 * 1024)})
+    small = create_app(settings, _state(app).clock)
+    try:
+        client = small.test_client()
+        big = client.post("/login", data={"csrf_token": _token(client), "username": "x" * 70_000, "password": "x"})
+        assert big.status_code == 413 and "at most 64 KiB" in unescape(big.text)
+        assert attempt(client, "anna", PASSWORD).status_code == 302
+    finally:
+        small.extensions["kartoteka"].engine.dispose()
+
+
+def test_a_post_to_a_page_needing_a_session_from_a_browser_that_never_signed_in_is_not_read(app, client,
+                                                                                            form_parses):
+    response = client.post("/cards/deal/new", data={"csrf_token": "whatever", "name": "x" * 500_000})
+    assert response.status_code == 401 and "Please sign in to continue." in unescape(response.text)
+    assert form_parses == []
+    client.get("/login")  # a visitor with a CSRF token but no sign-in: still not read
+    assert client.post("/cards/deal/new", data={"name": "x"}).status_code == 401 and form_parses == []
+
+
+def test_an_api_request_without_a_token_is_not_read(app, client, form_parses):
+    response = client.post("/api/v1/records/deal", data={"name": "x" * 500_000})
+    assert response.status_code == 401 and response.mimetype == "application/problem+json"
+    assert form_parses == []
+
+
+def test_a_long_form_carried_through_sign_in_still_fits(app, client, anna, deal):
+    """A form with a long text (multipart, as card forms are) carried through the sign-in page is sent as multipart
+    again, so the url-encoded limit never cuts it."""
+    session_for(app, client, anna)
+    _sign_out_everywhere(app, anna)
+    long_text = "Ж" * 100_000  # 600 KB once url-encoded
+    response = client.post(f"/cards/deal/{deal.id}/edit", data={"csrf_token": T, "name": "x", "next_step": long_text,
+                                                                "description": long_text},
+                           content_type="multipart/form-data")
+    assert response.status_code == 401 and 'enctype="multipart/form-data"' in response.text
+    carried = _hidden(response.text, "carried")
+    signed = client.post("/login", data={"csrf_token": T, "username": "anna", "password": PASSWORD,
+                                         "carried": carried}, content_type="multipart/form-data")
+    assert signed.status_code == 200 and 'id="resend-form" enctype="multipart/form-data"' in signed.text
+
+
+# --- request-rate limits (Flask-Limiter): memory, or Redis shared by every worker ----------------------------
+
+
+def _limited_app(app, **limits):
+    from dataclasses import replace
+
+    from kartoteka.rate_limits import RequestLimits
+
+    settings = replace(_state(app).settings, extra={"request_limits": RequestLimits(**limits)})
+    return create_app(settings, _state(app).clock)
+
+
+def test_sign_in_requests_are_limited_per_address(app, anna):
+    limited = _limited_app(app, sign_in_rate="3 per minute")
+    try:
+        statuses = [attempt(limited.test_client(), "ghost", WRONG, address=ATTACKER).status_code for _ in range(3)]
+        refused = attempt(limited.test_client(), "anna", PASSWORD, address=ATTACKER)
+        assert statuses == [401] * 3 and refused.status_code == 429
+        assert 1 <= int(refused.headers["Retry-After"]) <= 61 and refused.mimetype == "text/html"
+        assert "Too many sign-in requests from your address." in unescape(refused.text)
+        assert limited.test_client().get("/login").status_code == 200  # showing the page is not limited
+        assert attempt(limited.test_client(), "anna", PASSWORD, address=HOME).status_code == 302  # nor others
+    finally:
+        limited.extensions["kartoteka"].engine.dispose()
+
+
+def test_api_requests_are_limited_per_token(app, make_user):
+    _anna, headers = make_user("anna", ["sales"], "sales")
+    _boris, others = make_user("boris", ["sales"], "sales")
+    limited = _limited_app(app, api_rate="4 per minute")
+    try:
+        client = limited.test_client()
+        assert [client.get("/api/v1/entities", headers=headers).status_code for _ in range(4)] == [200] * 4
+        refused = client.get("/api/v1/entities", headers=headers)
+        assert refused.status_code == 429 and refused.mimetype == "application/problem+json"
+        assert refused.get_json()["title"] == "Too many requests" and 1 <= int(refused.headers["Retry-After"]) <= 61
+        assert client.get("/api/v1/entities", headers=others).status_code == 200
+    finally:
+        limited.extensions["kartoteka"].engine.dispose()
+
+
+def _redis_url() -> str | None:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return "redis://127.0.0.1:6379/0"
+    except OSError:
+        return None
+
+
+def test_rate_limits_are_shared_by_every_worker_through_redis(app, make_user):
+    """Two app instances (two gunicorn workers, or two servers) with KARTOTEKA_REDIS_URL count together."""
+    import uuid
+
+    url = _redis_url()
+    if url is None:
+        pytest.skip("Redis is not reachable at 127.0.0.1:6379")
+    _anna, headers = make_user("anna", ["sales"], "sales")
+    prefix = f"kartoteka-test-{uuid.uuid4().hex}"
+    workers = [_limited_app(app, redis_url=url, api_rate="3 per minute", key_prefix=prefix) for _ in range(2)]
+    try:
+        first, second = (worker.test_client() for worker in workers)
+        answers = [client.get("/api/v1/entities", headers=headers).status_code
+                   for client in (first, second, first, second)]
+        assert answers == [200, 200, 200, 429]
+    finally:
+        import redis
+
+        connection = redis.Redis.from_url(url)
+        for key in connection.scan_iter(f"{prefix}*"):
+            connection.delete(key)
+        connection.close()
+        for worker in workers:
+            worker.extensions["kartoteka"].engine.dispose()

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from kartoteka.records.model import SYSTEM
+from tests.test_web import CSRF, CSRF_RAW
 
 ROOT = Path(__file__).resolve().parent.parent
 MATRIX = yaml.safe_load((Path(__file__).parent / "fixtures" / "permission_matrix.yaml").read_text("utf-8"))
@@ -58,7 +59,7 @@ def test_field_access(role, entity, checks, service, make_user, client, subtests
     with client.session_transaction() as session:
         from kartoteka.users import start_session
         state = client.application.extensions["kartoteka"]
-        session.update(sid=start_session(state.engine, user.id, state.clock.now()), csrf="t")
+        session.update(_user_id=start_session(state.engine, user.id, state.clock.now()), csrf_token=CSRF_RAW)
     card = client.get(f"/cards/{entity}/{record.id}").get_data(as_text=True)
 
     for field, sees, edits in checks:
@@ -89,7 +90,7 @@ def _check_edit(client, service, headers, role, entity, record_id, field, sees, 
     else:
         assert response.status_code == 422
         assert response.get_json()["errors"][field] == ["You may not change this field." if sees else "Unknown field."]
-        form = client.post(f"/cards/{entity}/{record_id}/edit", data={"csrf_token": "t", "version": str(version),
+        form = client.post(f"/cards/{entity}/{record_id}/edit", data={"csrf_token": CSRF, "version": str(version),
                                                                        field: str(new_value)})
         # A field the user sees is refused with a message; one they may not see is ignored like a made-up
         # name (a message would tell it exists). Either way nothing changes.

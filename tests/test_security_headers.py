@@ -16,6 +16,7 @@ from kartoteka import create_app
 from kartoteka.config import Settings
 from kartoteka.records.model import SYSTEM
 from kartoteka.users import PAIR_LIMIT, start_session
+from tests.test_web import CSRF, CSRF_RAW
 
 EXPECTED = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -29,7 +30,7 @@ EXPECTED = {
 def sign_in(app, client, user) -> None:
     state = app.extensions["kartoteka"]
     with client.session_transaction() as session:
-        session.update(sid=start_session(state.engine, user.id, state.clock.now()), csrf="t")
+        session.update(_user_id=start_session(state.engine, user.id, state.clock.now()), csrf_token=CSRF_RAW)
 
 
 @pytest.fixture
@@ -88,8 +89,14 @@ def test_signing_in_over_https_sets_a_secure_cookie(app, make_user):
     client = app.test_client()
     page = client.get("/login", base_url="https://localhost").get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    response = client.post("/login", base_url="https://localhost",
-                           data={"csrf_token": token, "username": "anna", "password": "correct horse"})
+    form = {"csrf_token": token, "username": "anna", "password": "correct horse"}
+    # Over HTTPS the form must come from a page of this host (Flask-WTF's Referer check against cookie tossing);
+    # browsers send the Referer, as Referrer-Policy: same-origin lets them.
+    foreign = client.post("/login", base_url="https://localhost", data=form,
+                          headers={"Referer": "https://evil.example/login"})
+    assert foreign.status_code == 400 and "did not come from a page of this site" in foreign.text
+    response = client.post("/login", base_url="https://localhost", data=form,
+                           headers={"Referer": "https://localhost/login"})
     assert response.status_code == 302 and "; Secure" in response.headers["Set-Cookie"]
 
 
@@ -156,7 +163,7 @@ def test_pages_need_no_inline_style_or_script(app, make_user, deal, service):
         response = client.get(path)
         assert response.status_code == 200, path
         pages[path] = response.get_data(as_text=True)
-    live = client.post("/cards/deal/live", data={"csrf_token": "t", "name": "x", "stage": "lost", "_touched": "stage"})
+    live = client.post("/cards/deal/live", data={"csrf_token": CSRF, "name": "x", "stage": "lost", "_touched": "stage"})
     assert live.status_code == 200
     pages["live form answer"] = live.get_data(as_text=True)
     for name, html in pages.items():

@@ -7,12 +7,20 @@ import re
 from html import unescape
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.datastructures import MultiDict
 
 from kartoteka.records.model import SYSTEM, ListQuery
 from kartoteka.users import start_session
 
-CSRF = "test-csrf-token"
+
+def csrf_token_for(raw: str, secret_key: str = "test-secret") -> str:  # noqa: S107 (conftest's app secret)
+    """The form value Flask-WTF accepts for a session holding the raw token `raw` (the app's secret signs it)."""
+    return URLSafeTimedSerializer(secret_key, salt="wtf-csrf-token").dumps(raw)
+
+
+CSRF_RAW = "test-csrf-token"  # what a test session holds
+CSRF = csrf_token_for(CSRF_RAW)  # what its forms post
 COMPANY = {"name": "Northwind Trading Ltd", "country": "gb"}
 
 
@@ -20,7 +28,8 @@ def sign_in(client, user) -> None:
     """Start a session for `user` without the password round trip (scrypt is slow on purpose)."""
     state = client.application.extensions["kartoteka"]
     with client.session_transaction() as session:
-        session.update(sid=start_session(state.engine, user.id, state.clock.now()), csrf=CSRF)
+        session.update(_user_id=start_session(state.engine, user.id, state.clock.now()), csrf_token=CSRF_RAW,
+                       uid=user.id)
 
 
 def text_of(response) -> str:

@@ -1,18 +1,23 @@
-"""Signing in and out with a password; server-side sessions, CSRF tokens, sign-in delays, user administration."""
+"""Signing in and out with a password; server-side sessions, CSRF tokens, sign-in delays, user administration.
+
+The session user is Flask-Login's: the signed cookie holds, as Flask-Login's user id, the random id of a row
+in `user_sessions` (its "alternative token" pattern), so signing out, "sign out everywhere", a password change
+and deactivation end every copy of the cookie. CSRF is Flask-WTF's CSRFProtect (the hidden `csrf_token` field
+or the `X-CSRF-Token` header htmx sends), checked here after the user is known and never for the API.
+"""
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import re
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
+import flask_login
 from flask import (
     Blueprint,
     Flask,
@@ -27,11 +32,14 @@ from flask import (
     session,
     url_for,
 )
+from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import RoutingException
 
-from kartoteka.errors import CsrfError, KartotekaError
+from kartoteka.errors import BadRequest, CsrfError, KartotekaError
 from kartoteka.extensions import platform
+from kartoteka.records.model import Principal
 from kartoteka.users import (
     SESSION_LIFETIME,
     address_blocks,
@@ -51,12 +59,30 @@ from kartoteka.users import (
 from kartoteka.web.i18n import LANGUAGES, pick_language, translate, translate_plural
 
 auth = Blueprint("auth", __name__)
+csrf = CSRFProtect()
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+CSRF_FIELD = "csrf_token"  # the hidden field of every form, and the session key of the visitor's raw token
+# What a visitor keeps when their session ends or they sign out: the language, the CSRF token (a form left open
+# in another tab is then carried through the sign-in page rather than called expired) and whose form it was.
+VISITOR_KEYS = ("language", CSRF_FIELD)
+
+
+class SessionUser(UserMixin):  # type: ignore[misc]
+    """The signed-in user as Flask-Login knows them: the Principal, with the session's random id as the login id."""
+
+    def __init__(self, principal: Principal, session_id: str) -> None:
+        self.principal = principal
+        self.session_id = session_id
+
+    def get_id(self) -> str:
+        return self.session_id
 
 
 def init_auth(app: Flask) -> None:
-    """Session cookie settings, the per-request user and CSRF checks."""
+    """Session cookie settings, Flask-Login's session user, Flask-WTF's CSRF check, request-rate limits."""
+    from kartoteka.rate_limits import init_rate_limits
+
     settings = app.config["KARTOTEKA"]
     app.config.update(
         SESSION_COOKIE_NAME="kartoteka_session",
@@ -65,34 +91,56 @@ def init_auth(app: Flask) -> None:
         # Always Secure when configured; otherwise Secure whenever the request came over HTTPS (web/security.py).
         SESSION_COOKIE_SECURE=bool(settings.extra.get("secure_cookies", False)),
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        # Flask-WTF: checked by check_csrf (after the session user is known, never for the API); a token holds as
+        # long as the visitor's session does (sessions end after 12 hours; signing in makes a new token), so a
+        # form left open for hours is carried through the sign-in page rather than refused as expired.
+        WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_FIELD_NAME=CSRF_FIELD,
+        WTF_CSRF_TIME_LIMIT=None,
+        # Flask-Login: no remember-me cookie and no pinning to an address (sessions are rows we can end).
+        SESSION_PROTECTION=None,
     )
+    manager = LoginManager()
+    manager.session_protection = None
+    manager.user_loader(_load_session_user)
+    manager.unauthorized_handler(_sign_in_first)
+    manager.init_app(app, add_context_processor=False)
+    csrf.init_app(app)
     app.before_request(load_user)
     app.before_request(check_csrf)
-    app.jinja_env.globals.update(csrf_token=csrf_token, languages=LANGUAGES)
+    app.jinja_env.globals.update(csrf_token=generate_csrf, languages=LANGUAGES)
     app.register_blueprint(auth)
+    init_rate_limits(app)
+
+
+def _load_session_user(session_id: Any) -> SessionUser | None:
+    """Flask-Login's user_loader: the active user of a live session made with their current password."""
+    state = platform.state
+    principal = session_user(state.engine, session_id, state.clock.now()) if isinstance(session_id, str) else None
+    return SessionUser(principal, session_id) if principal is not None else None
 
 
 def load_user() -> None:
-    """Put the signed-in user (or None) and their language on `g`.
-
-    The cookie holds only a random session id; the session itself lives in the database, so signing out,
-    "sign out everywhere" and a password change end it for every copy of the cookie.
-    """
-    g.user = None
-    session_id = session.get("sid")
-    if session_id is not None:
-        state = platform.state
-        g.user = session_user(state.engine, session_id, state.clock.now()) if isinstance(session_id, str) else None
-        if g.user is None:
-            # Signed out elsewhere or expired: the visitor stays, so a form posted now asks them to sign in
-            # again (its CSRF token still holds) instead of calling the form expired.
-            kept = {key: session[key] for key in ("language", "csrf") if isinstance(session.get(key), str)}
-            if isinstance(session.get("uid"), int):  # whose form a post now carries through the sign-in page
-                kept["uid"] = session["uid"]
-            session.clear()
-            session.update(kept)
+    """Put the signed-in user (a Principal, or None) and their language on `g`."""
+    if "_user_id" not in session and isinstance(session.get("sid"), str):
+        session["_user_id"] = session.pop("sid")  # a cookie from before Flask-Login: the same session id
+    user = current_user
+    g.user = user.principal if user.is_authenticated else None
+    if g.user is None and "_user_id" in session:
+        # Signed out elsewhere or expired: the visitor stays, so a form posted now asks them to sign in
+        # again (its CSRF token still holds) instead of calling the form expired.
+        _keep_visitor()
     g.language = g.user.language if g.user is not None else pick_language(session.get("language"),
                                                                            request.accept_languages)
+
+
+def _keep_visitor(**values: Any) -> None:
+    """Empty the session but for what a visitor keeps (VISITOR_KEYS and `uid`, whose forms a post carries)."""
+    kept: dict[str, Any] = {key: session[key] for key in VISITOR_KEYS if isinstance(session.get(key), str)}
+    if isinstance(session.get("uid"), int):
+        kept["uid"] = session["uid"]
+    session.clear()
+    session.update(kept, **values)
 
 
 def t(message: str, **values: Any) -> str:
@@ -105,41 +153,40 @@ def tn(singular: str, plural: str, count: int, **values: Any) -> str:
     return translate_plural(getattr(g, "language", "en"), singular, plural, count, **values)
 
 
-def csrf_token() -> str:
-    """The session's CSRF token, made on first use; every form posts it back."""
-    token = session.get("csrf")
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session["csrf"] = token
-    return token
-
-
 def check_csrf() -> None:
-    """Refuse unsafe requests of the web UI that do not carry the token (the API uses bearer tokens)."""
-    # The API authenticates every call with a bearer token; a URL that matches no route gets its 404/405.
-    if request.method in SAFE_METHODS or request.path.startswith("/api/") or request.url_rule is None:
+    """Flask-WTF's check of unsafe requests of the web UI (the API uses bearer tokens; no route: its 404/405)."""
+    if request.endpoint is None or request.blueprint == "api":
         return
-    sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-    expected = session.get("csrf")
-    if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
-        raise CsrfError
+    try:
+        csrf.protect()
+    except CSRFError as error:
+        if "referrer" in (error.description or ""):  # over HTTPS the Referer must name this host too
+            raise BadRequest("This form did not come from a page of this site (its Referer header is missing or "
+                             "names another host). Reload the page and send it again.") from None
+        raise CsrfError from None
 
 
 def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Send anonymous visitors to /login, coming back here afterwards.
+    """Flask-Login's login_required; anonymous visitors go to /login (see _sign_in_first).
+
+    The view is marked `needs_session`, so the request guard answers an unsafe request to it from a browser
+    that never signed in without reading its body.
+    """
+    wrapped = flask_login.login_required(view)
+    wrapped.needs_session = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[no-any-return]
+
+
+def _sign_in_first() -> Any:
+    """Flask-Login's unauthorized handler: the sign-in page, coming back here afterwards.
 
     A form posted after its session ended (signed out elsewhere, idle, expired) is not lost: the sign-in
     page comes up in its place, carrying what was sent, and after signing in the user may send it again.
     """
-    @wraps(view)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if g.user is None:
-            if request.method == "POST" and "HX-Request" not in request.headers:
-                return _sign_in_to_resend()
-            flash(t("Please sign in to continue."), "info")
-            return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
-        return view(*args, **kwargs)
-    return wrapped
+    if request.method == "POST" and "HX-Request" not in request.headers:
+        return _sign_in_to_resend()
+    flash(t("Please sign in to continue."), "info")
+    return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
 
 
 def _local_path(target: str | None) -> str | None:
@@ -234,14 +281,14 @@ def _carried(text: str | None) -> Carried | None:
         return None
     if not all(isinstance(item, list) and len(item) == 2 and all(_storable(x) for x in item) for item in fields):
         return None
-    return Carried(data["path"], [(name, value) for name, value in fields if name != "csrf_token"],
+    return Carried(data["path"], [(name, value) for name, value in fields if name != CSRF_FIELD],
                    data.get("files") is True)
 
 
 def _sign_in_to_resend() -> Any:
     """The sign-in page in place of a form posted without a live session (its CSRF token was checked)."""
     carried = Carried(request.full_path.rstrip("?"),
-                      [(name, value) for name, value in request.form.items(multi=True) if name != "csrf_token"],
+                      [(name, value) for name, value in request.form.items(multi=True) if name != CSRF_FIELD],
                       any(f.filename for f in request.files.values()))
     if _resend_target(carried.path) is None or len(carried.fields) > MAX_CARRIED_VALUES:
         flash(t("Please sign in to continue."), "info")
@@ -270,9 +317,12 @@ def login() -> Any:
         if result.user is not None:
             language, previous = session.get("language"), session.get("uid")
             session.clear()
+            g.pop(CSRF_FIELD, None)  # Flask-WTF's token of this request: signing in makes a new one
             session.permanent = True
-            session["sid"] = start_session(state.engine, result.user.id, now, address=request.remote_addr or "",
-                                           user_agent=request.user_agent.string)
+            session_id = start_session(state.engine, result.user.id, now, address=request.remote_addr or "",
+                                       user_agent=request.user_agent.string)
+            login_user(SessionUser(result.user, session_id))
+            session.pop("_id", None)  # Flask-Login's digest of address and browser: unused (no session protection)
             session["uid"] = result.user.id
             if carried is not None and isinstance(previous, int) and previous != result.user.id:
                 # Typed in someone else's session on this browser: not theirs to send, nor to read.
@@ -338,14 +388,12 @@ def logout() -> Any:
     """POST signs out (ending the session in the database); GET shows the button (a link would be a CSRF target)."""
     if request.method == "POST":
         language = g.language
-        session_id = session.get("sid")
+        session_id = session.get("_user_id")
         if isinstance(session_id, str):
             end_session(platform.state.engine, session_id)
-        token = session.get("csrf")
-        session.clear()
-        session["language"] = language
-        if isinstance(token, str):  # a form left open in another tab then asks to sign in again, not "expired"
-            session["csrf"] = token
+        logout_user()
+        # A form left open in another tab then asks to sign in again (and is hers to send), not "expired".
+        _keep_visitor(language=language)
         flash(translate(language, "You have signed out."), "info")
         return redirect(url_for("auth.login"))
     if g.user is None:
