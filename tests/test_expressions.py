@@ -840,3 +840,20 @@ def test_one_compiled_expression_serves_many_evaluators_at_once(clock):
     for thread in threads:
         thread.join()
     assert all(r == (Decimal(q) * Decimal("10.50") * Decimal("0.9")).quantize(Decimal("0.01")) for q, r in results)
+
+
+def test_the_decimal_context_of_the_caller_changes_nothing(clock):
+    """Evaluation runs in DECIMAL_CONTEXT whatever the caller's thread set; expressions that cannot touch it
+    (no arithmetic, ordering or calls) skip the switch, and give the same under any context."""
+    money = compiled("quantity * price * (1 - discount / 100)")
+    plain = compiled("stage == 'new' and name in ['Иван'] or note is None")
+    assert money.decimal_context and not plain.decimal_context
+    expected = Evaluator(values(), clock).value(money)
+    with decimal.localcontext() as caller:
+        caller.prec, caller.rounding, caller.traps[decimal.Inexact] = 3, decimal.ROUND_DOWN, True
+        assert Evaluator(values(), clock).value(money) == expected == Decimal("28.3500")
+        assert Evaluator(values(), clock).value(plain) is True
+        assert decimal.getcontext() is caller and caller.prec == 3  # given back as it was
+    assert [compiled(s).decimal_context for s in ("not note", "price < 1", "-price", "len(name)", "price + 1",
+                                                  "[1, name] if note else ()")] == [False, True, True, True, True,
+                                                                                     False]

@@ -305,6 +305,9 @@ class CompiledExpression:
     functions: frozenset[str]
     program: Callable[[Mapping[str, Any], Mapping[str, Callable[..., Any]] | None], Any] | None = field(
         default=None, repr=False, compare=False)
+    # False when nothing in it can depend on the decimal context (names, constants, ==, !=, in, is, and, or, not,
+    # x if c else y): it runs in whatever context is current, saving the switch to DECIMAL_CONTEXT.
+    decimal_context: bool = field(default=True, repr=False, compare=False)
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
@@ -377,7 +380,8 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
             _check_identity(node, source)
     tree = ast.fix_missing_locations(_DecimalLiterals(source.strip()).visit(module)).body
     # Only now, with every node checked, is the tree turned into code.
-    return CompiledExpression(source, tree, frozenset(names), frozenset(functions), _program(tree, source))
+    return CompiledExpression(source, tree, frozenset(names), frozenset(functions), _program(tree, source),
+                              decimal_context=not _context_free(tree))
 
 
 def nesting_depth(tree: ast.AST) -> int:
@@ -676,6 +680,23 @@ class _Translator:
         return parts[0] if len(parts) == 1 else ast.BoolOp(op=ast.And(), values=parts)
 
 
+# Nodes whose evaluation never reads the decimal context: no arithmetic, no ordering (which signals on a NaN
+# as the context's traps say), no calls; equality and membership of Decimals need no context.
+_CONTEXT_FREE = (ast.Constant, ast.Name, ast.Load, ast.BoolOp, ast.And, ast.Or, ast.Not, ast.IfExp, ast.List,
+                 ast.Tuple, ast.Compare, ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)
+
+
+def _context_free(tree: ast.AST) -> bool:
+    """True when nothing in `tree` depends on the decimal context (see _CONTEXT_FREE; `not x` too)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.UnaryOp):
+            if not isinstance(node.op, ast.Not):
+                return False
+        elif not isinstance(node, _CONTEXT_FREE):
+            return False
+    return True
+
+
 _NOT_CONSTANT = object()
 
 
@@ -734,6 +755,11 @@ class Evaluator:
         if program is None:
             return self.interpret(expression)
         functions = self.functions() if expression.functions else None
+        if not expression.decimal_context:
+            try:
+                return program(self._values, functions)
+            except KeyError as exc:
+                raise self._missing(exc, expression) from None
         # DECIMAL_CONTEXT for this evaluation, as decimal.localcontext would set it, without copying it each time:
         # this thread's own copy (its flags are never read; traps act on each operation's own conditions).
         try:
@@ -744,13 +770,18 @@ class Evaluator:
         decimal.setcontext(context)
         try:
             return program(self._values, functions)
-        except KeyError as exc:  # a field missing from the values (a record stored before the field existed)
-            name = exc.args[0] if len(exc.args) == 1 else None
-            if isinstance(name, str) and name in expression.names and not self._has(name):
-                raise simpleeval.NameNotDefined(name, expression.source) from None
-            raise
+        except KeyError as exc:
+            raise self._missing(exc, expression) from None
         finally:
             decimal.setcontext(previous)
+
+    def _missing(self, exc: KeyError, expression: CompiledExpression) -> Exception:
+        """What a KeyError from a program means: a field missing from the values (a record stored before the
+        field existed) is NameNotDefined, as the interpreter says; any other is itself."""
+        name = exc.args[0] if len(exc.args) == 1 else None
+        if isinstance(name, str) and name in expression.names and not self._has(name):
+            return simpleeval.NameNotDefined(name, expression.source)
+        return exc
 
     def interpret(self, expression: CompiledExpression) -> Any:
         """The reference evaluation: simpleeval walking the checked tree (what `evaluate` did before compiling).
