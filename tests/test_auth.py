@@ -1070,6 +1070,12 @@ def test_sign_in_requests_are_limited_per_address(app, anna):
         assert statuses == [401] * 3 and refused.status_code == 429
         assert 1 <= int(refused.headers["Retry-After"]) <= 61 and refused.mimetype == "text/html"
         assert "Too many sign-in requests from your address." in unescape(refused.text)
+        russian = limited.test_client()
+        russian.get("/login", headers={"Accept-Language": "ru"})
+        page = russian.post("/login", data={"csrf_token": _token(russian), "username": "anna", "password": PASSWORD},
+                            headers={"Accept-Language": "ru"}, environ_base={"REMOTE_ADDR": ATTACKER})
+        assert page.status_code == 429
+        assert "Слишком много попыток входа с вашего адреса. Попробуйте через минуту." in unescape(page.text)
         assert limited.test_client().get("/login").status_code == 200  # showing the page is not limited
         assert attempt(limited.test_client(), "anna", PASSWORD, address=HOME).status_code == 302  # nor others
     finally:

@@ -27,6 +27,13 @@ RU: Mapping[str, str] = {
     "The form has expired (security token missing or wrong). Reload the page and submit it again.":
         "Форма устарела (нет или неверен ключ безопасности). Обновите страницу и отправьте её снова.",
     "Please sign in to continue.": "Войдите, чтобы продолжить.",
+    "Authentication required": "Нужно войти",
+    "Too many requests": "Слишком много запросов",
+    "Too many sign-in requests from your address. Try again in a minute.":
+        "Слишком много попыток входа с вашего адреса. Попробуйте через минуту.",
+    "This form did not come from a page of this site (its Referer header is missing or names another host). "
+    "Reload the page and send it again.": "Форма пришла не со страницы этого сайта (заголовок Referer пуст или "
+    "называет другой адрес). Обновите страницу и отправьте форму снова.",
     # flags left by saves of users who could not see the fields
     "Needs attention": "Требует внимания",
     # edit conflicts and versions
