@@ -105,7 +105,8 @@ def describe_entity(entity: EntityDef, user: Principal, scopes: dict[str, str]) 
         "title": entity.title.source,
         "permissions": scopes,
         "fields": fields,
-        "layout": {"tabs": describe_layout(entity.layout_for(user.department), user.roles, visible, user.is_admin)},
+        "layout": {"tabs": describe_layout(entity.layout_for(user.department), user.roles, visible,
+                                           user.is_system or bool(user.roles & entity.superusers))},
         "list": {"columns": [c for c in entity.list.columns if c in visible or c not in entity.fields],
                  "sort": entity.list.sort, "search": [s for s in entity.list.search if s in visible]},
         "validations": [{"expr": v.expr.source, "message": v.message.as_json(), "field": v.field}

@@ -13,12 +13,14 @@ import re2
 from kartoteka.metadata.expressions import CompiledExpression, ExpressionError, compile_expression, suggest
 from kartoteka.metadata.fieldtypes import FIELD_TYPES, FieldValueError, ParseContext
 from kartoteka.metadata.model import (
+    DEFAULT_SUPERUSERS,
     EVERYONE,
     EXPRESSION_SYSTEM_NAMES,
     LISTABLE_SYSTEM_FIELDS,
     RESERVED_NAMES,
     SYSTEM_FIELDS,
     Access,
+    BoardSpec,
     EntityDef,
     FieldDef,
     Group,
@@ -36,7 +38,10 @@ from kartoteka.metadata.sources import Path_, Problem, Source
 from kartoteka.metadata.visibility import Leak, condition_leaks
 from kartoteka.rules.actions import check_action
 
-TEXT_SEARCHABLE = frozenset({"text", "textarea", "email", "phone", "url"})
+# Without `board: {group: ...}`, a board groups by the first of these it finds, else by the card's first select.
+DEFAULT_BOARD_GROUPS = ("stage", "status")
+# Without `badges:`, a card's header shows these selects, and every field whose type is a badge by default (tags).
+DEFAULT_BADGE_NAMES = ("stage", "status", "segment", "priority")
 
 # Field patterns run on RE2, which matches in time linear in the input whatever the pattern: no pattern
 # can make a long value stall a worker (Python's backtracking `re` takes forever on `(a+)+b` against
@@ -84,8 +89,10 @@ class EntityBuilder:
     """Builds one entity; `problems` collects what is wrong instead of stopping at the first."""
 
     def __init__(self, source: Source, entity_names: Collection[str], roles: Collection[str] | None,
-                 departments: Collection[str] | None, parse_context: ParseContext) -> None:
+                 departments: Collection[str] | None, parse_context: ParseContext,
+                 superusers: frozenset[str] = DEFAULT_SUPERUSERS) -> None:
         self.source = source
+        self.superusers = superusers
         self.raw: dict[str, Any] = source.data
         self.entity_names = entity_names
         self.roles = roles
@@ -121,9 +128,10 @@ class EntityBuilder:
         return compiled
 
     def option_values(self, name: str) -> list[str] | None:
-        """The option values of a select or multiselect field, else None."""
+        """The option values of a field whose type takes `options` (select, multiselect), else None."""
         spec = self.raw["fields"].get(name)
-        if not isinstance(spec, Mapping) or spec.get("type") not in ("select", "multiselect"):
+        if not isinstance(spec, Mapping) or spec.get("type") not in FIELD_TYPES \
+                or "options" not in FIELD_TYPES.get(spec["type"]).options:
             return None
         return [o if isinstance(o, str) else o.get("value") for o in spec.get("options") or []]
 
@@ -171,6 +179,10 @@ class EntityBuilder:
             description=Label.of(raw["description"]) if raw.get("description") else None,
             icon=raw.get("icon"),
             source=self.source.file,
+            board=self.board(raw.get("board") or {}, fields),
+            badges=self.field_list("badges", raw.get("badges"), fields, self.default_badges(fields)),
+            picker=self.field_list("picker", raw.get("picker"), fields, ()),
+            superusers=self.superusers,
         )
         for leak in condition_leaks(entity, self.roles):
             self.report_leak(leak)
@@ -215,7 +227,7 @@ class EntityBuilder:
             self.report((*path, "indexed"), "indexed applies to single values; filters on a field with several "
                         "values use its contains operator")
             ok = False
-        counted = spec.get("multiple") or field_type.name in ("multiselect", "tags")
+        counted = spec.get("multiple") or field_type.list_valued
         for key in ("min_items", "max_items"):
             if key in spec and not counted:
                 self.report((*path, key), f"{key} applies to fields with several values: add multiple: true")
@@ -227,30 +239,23 @@ class EntityBuilder:
         if spec.get("unique") and spec.get("multiple"):
             self.report((*path, "unique"), "unique cannot be combined with multiple: true")
             ok = False
-        options = self.options(path, field_type.name, spec)
-        if field_type.name == "reference":
-            target = spec.get("to")
-            if target is None:
-                self.report(path, "a reference needs 'to: <entity>'")
-                ok = False
-            elif target not in self.entity_names:
-                self.report((*path, "to"), f"unknown entity '{target}'{suggest(target, self.entity_names)}")
-                ok = False
+        options = self.options(path, spec)
+        for rel, message in field_type.spec_problems(spec, self.entity_names):
+            self.report((*path, *rel), message)
+            ok = False
         pattern = None
         if "pattern" in spec:
             pattern, problem = compile_pattern(spec["pattern"])
             if problem is not None:
                 self.report((*path, "pattern"), problem)
                 ok = False
-        result_type = None
-        if field_type.name == "formula":
-            if "expr" not in spec:
-                self.report(path, "a formula needs 'expr'")
-                ok = False
-            result_type = FIELD_TYPES.get(spec.get("result", "decimal"))
-        if field_type.name == "consent" and "default" in spec:
-            self.report((*path, "default"), "consent is never pre-ticked: remove the default")
-            ok = False
+        # Options a field leaves out take their schema's default; a formula's, those of its result type.
+        settings = dict(field_type.option_defaults())
+        result_type = FIELD_TYPES.get(spec.get("result", settings.get("result"))) if field_type.computed else None
+        if result_type is not None:
+            allowed = field_type.allowed_options()
+            settings.update({k: v for k, v in result_type.option_defaults().items() if k in allowed})
+        settings.update(spec)
         if not ok:
             return None
         if spec.get("keep_when_hidden") and "visible_if" not in spec:
@@ -267,7 +272,7 @@ class EntityBuilder:
             max_items=spec.get("max_items"), pattern=pattern,
             pattern_message=str(Label.of(spec["pattern_message"])) if "pattern_message" in spec else None,
             options=options, suggestions=tuple(spec.get("suggestions") or ()), to=spec.get("to"),
-            currency=spec.get("currency", "RUB" if "money" in (field_type.name, spec.get("result")) else None),
+            currency=settings.get("currency"),
             places=spec.get("places"), region=spec.get("region"), rows=spec.get("rows"),
             accept=tuple(spec.get("accept") or ()), max_size=spec.get("max_size"),
             expr=self.expression((*path, "expr"), spec.get("expr")), result=result_type,
@@ -280,13 +285,11 @@ class EntityBuilder:
             text=Label.of(spec["text"]) if "text" in spec else None,
             line=self.source.line(path),
         )
-        return self.with_bounds_and_default(path, spec, field)
+        return self.with_bounds_and_default(path, settings, field)
 
-    def options(self, path: Path_, type_name: str, spec: Mapping[str, Any]) -> tuple[Option, ...]:
+    def options(self, path: Path_, spec: Mapping[str, Any]) -> tuple[Option, ...]:
         """Select options, checking that values are unique."""
         raw_options = spec.get("options") or []
-        if type_name in ("select", "multiselect") and not raw_options:
-            self.report(path, f"a {type_name} field needs 'options'")
         options, seen = [], set()
         for i, raw in enumerate(raw_options):
             raw = {"value": raw} if isinstance(raw, str) else raw
@@ -306,7 +309,7 @@ class EntityBuilder:
         for key in ("min", "max"):
             if key in spec:
                 try:
-                    changes[key] = value_type.parse(spec[key], field, self.ctx)
+                    changes[key] = value_type.parse_bound(key, spec[key], field, self.ctx)
                 except FieldValueError as exc:
                     self.report((*path, key), f"{key} {spec[key]!r} is not valid: {exc}")
                     return None
@@ -414,7 +417,7 @@ class EntityBuilder:
     def title(self, raw: str | None, fields: Mapping[str, FieldDef]) -> TitleTemplate:
         """The title template; defaults to the first text field, else '#{id}'."""
         if raw is None:
-            first = next((n for n, f in fields.items() if f.type.name == "text" and not f.multiple), None)
+            first = next((n for n, f in fields.items() if f.type.names_records and not f.multiple), None)
             raw = f"{{{first}}}" if first else "#{id}"
         restricted = {n for n, f in fields.items() if f.access.view is not None} | self.restricted_by_layout
         for formula in self.formula_names_in_order:
@@ -452,14 +455,60 @@ class EntityBuilder:
             self.report(("list", "sort"), f"unknown field '{sort_name}'{suggest(sort_name, sortable)}")
         elif sort_name in fields and fields[sort_name].is_list:
             self.report(("list", "sort"), f"cannot sort by '{sort_name}', which holds several values")
-        search = raw.get("search") or [n for n, f in fields.items() if f.type.name in TEXT_SEARCHABLE]
+        search = raw.get("search") or [n for n, f in fields.items() if f.type.searchable]
         for i, name in enumerate(raw.get("search") or []):
             if name not in fields:
                 self.report(("list", "search", i), f"unknown field '{name}'{suggest(name, self.field_names)}")
-            elif fields[name].type.name not in TEXT_SEARCHABLE:
+            elif not fields[name].type.searchable:
                 self.report(("list", "search", i), f"field '{name}' is not a text field and cannot be searched")
         return ListSpec(tuple(c for c in columns if c in sortable), sort,
                         tuple(n for n in search if n in fields))
+
+    # --- board, badges, picker -----------------------------------------------------------------------
+
+    def board(self, raw: Mapping[str, Any], fields: Mapping[str, FieldDef]) -> BoardSpec:
+        """What a kanban board groups by and sums, and which fields its cards show; defaults as documented."""
+        groupable = [n for n, f in fields.items() if f.type.groups_board and not f.is_formula and not f.is_list]
+        summable = [n for n, f in fields.items() if f.value_type.sums_board and not f.is_list]
+        group = raw.get("group")
+        if group is None:
+            group = next((n for n in DEFAULT_BOARD_GROUPS if n in groupable), groupable[0] if groupable else None)
+        elif self.field_named(("board", "group"), group) and group not in groupable:
+            kinds = ", ".join(sorted({t.name for t in FIELD_TYPES.all() if t.groups_board}))
+            self.report(("board", "group"), f"a board groups by a field of type {kinds} (one value, not a formula); "
+                        f"'{group}' is not one{_one_of(groupable)}")
+        sums: tuple[str, ...]
+        if "sum" in raw:
+            sums = (raw["sum"],)
+            if self.field_named(("board", "sum"), raw["sum"]) and raw["sum"] not in summable:
+                kinds = ", ".join(sorted({t.name for t in FIELD_TYPES.all() if t.sums_board}))
+                self.report(("board", "sum"), f"a board sums a field of type {kinds} (one value); "
+                            f"'{raw['sum']}' is not one{_one_of(summable)}")
+        else:  # the money fields, the first the user may see
+            sums = tuple(n for n in summable if fields[n].currency is not None)
+        show = self.field_list("board.show", raw.get("show"), fields, ())
+        return BoardSpec(group, sums, show)
+
+    def field_named(self, path: Path_, name: str) -> bool:
+        """True when `name` is a field of the entity; reports it otherwise."""
+        if name in self.field_names:
+            return True
+        self.report(path, f"unknown field '{name}'{suggest(name, self.field_names)}")
+        return False
+
+    def field_list(self, key: str, raw: list[str] | None, fields: Mapping[str, FieldDef],
+                   default: tuple[str, ...]) -> tuple[str, ...]:
+        """Names of fields listed under `key` ("badges", "board.show"), each reported when unknown."""
+        if raw is None:
+            return default
+        base: Path_ = tuple(key.split("."))
+        return tuple(name for i, name in enumerate(raw) if self.field_named((*base, i), name) and name in fields)
+
+    @staticmethod
+    def default_badges(fields: Mapping[str, FieldDef]) -> tuple[str, ...]:
+        """Without `badges:`: stage-like selects, then every field whose type is a badge by default (tags)."""
+        stages = [n for n, f in fields.items() if f.type.groups_board and n in DEFAULT_BADGE_NAMES]
+        return (*stages, *(n for n, f in fields.items() if f.type.badge_by_default))
 
     # --- validations and rules ----------------------------------------------------------------------
 
@@ -498,6 +547,10 @@ class EntityBuilder:
             yield RuleDef(spec["name"], tuple(spec["trigger"]["on"]), tuple(trigger_fields),
                           self.expression((*path, "condition"), spec.get("condition")), tuple(actions),
                           spec.get("enabled", True), spec.get("description", ""))
+
+
+def _one_of(names: list[str]) -> str:
+    return f"; one of: {', '.join(names)}" if names else "; this card has none"
 
 
 def _compared_literals(tree: ast.AST) -> Iterable[tuple[str, str]]:

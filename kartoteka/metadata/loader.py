@@ -18,11 +18,13 @@ from kartoteka.errors import MetadataError
 from kartoteka.metadata.builder import EntityBuilder
 from kartoteka.metadata.expressions import suggest
 from kartoteka.metadata.fieldtypes import FIELD_TYPES, ParseContext
-from kartoteka.metadata.model import EntityDef, Label, Metadata, RoleDef
+from kartoteka.metadata.model import DEFAULT_SUPERUSERS, EntityDef, Label, Metadata, RoleDef
 from kartoteka.metadata.permissions import Permissions, build_permissions
 from kartoteka.metadata.sources import Problem, Source, SourceError, read_source
 
 ENTITY_SUFFIXES = (".yaml", ".yml", ".json")
+# Keys of a role entry; others are ignored, unless they look like a misspelling of one of these.
+ROLE_KEYS = ("label", "description", "superuser")
 
 ROLES_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -36,7 +38,8 @@ ROLES_SCHEMA: dict[str, Any] = {
             "additionalProperties": {
                 "type": "object",
                 "additionalProperties": True,
-                "properties": {"label": {"$ref": "entity#/$defs/label"}, "description": {"type": "string"}},
+                "properties": {"label": {"$ref": "entity#/$defs/label"}, "description": {"type": "string"},
+                               "superuser": {"type": "boolean"}},
             },
         },
         "departments": {
@@ -55,10 +58,24 @@ ROLES_SCHEMA: dict[str, Any] = {
 
 
 def entity_schema() -> dict[str, Any]:
-    """The shipped JSON Schema of an entity file, with the registered field types filled in."""
+    """The shipped JSON Schema of an entity file, with the registered field types and their options filled in.
+
+    A field's schema lists the common options; each type adds its own (FieldType.options_schema) through an
+    if/then on its `type`. Every type's keys are named at the field's level too, so that an unknown key is
+    reported with a suggestion; one that exists but does not apply to the type is the builder's to report.
+    """
     text = resources.files("kartoteka.metadata").joinpath("entity.schema.json").read_text("utf-8")
     schema = json.loads(text)
-    schema["$defs"]["field"]["properties"]["type"]["enum"] = FIELD_TYPES.names()
+    field = schema["$defs"]["field"]
+    field["properties"]["type"]["enum"] = FIELD_TYPES.names()
+    clauses = []
+    for field_type in FIELD_TYPES.all():
+        own = field_type.options_schema()["properties"]
+        for key in own:
+            field["properties"].setdefault(key, True)
+        clauses.append({"if": {"properties": {"type": {"const": field_type.name}}, "required": ["type"]},
+                        "then": {"properties": own}})
+    field["allOf"] = clauses
     return schema
 
 
@@ -135,6 +152,7 @@ def check_config(
         return None, [Problem(str(entities_dir), 0, "", message)]
 
     roles, departments, roles_source = _load_roles(root, validators, problems)
+    superusers = _superusers(roles, roles_source)
     sources: list[Source] = []
     digest = hashlib.sha256()
     for path in sorted(entities_dir.iterdir()):
@@ -170,7 +188,7 @@ def check_config(
     entities: dict[str, EntityDef] = {}
     for name, source in names.items():
         builder = EntityBuilder(source, names.keys(), list(roles) if roles is not None else None,
-                                set(departments) if departments else None, ctx)
+                                set(departments) if departments else None, ctx, superusers)
         entity = builder.build()
         problems.extend(builder.problems)
         if entity is not None:
@@ -184,8 +202,17 @@ def check_config(
                                                roles or {}, names.keys())
         problems.extend(found)
     metadata = Metadata(MappingProxyType(entities), MappingProxyType(roles or {}),
-                        MappingProxyType(departments or {}), digest.hexdigest()[:16], permissions)
+                        MappingProxyType(departments or {}), digest.hexdigest()[:16], permissions, superusers)
     return (None if problems else metadata), sorted(set(problems), key=lambda p: (p.file, p.line, p.path, p.message))
+
+
+def _superusers(roles: dict[str, RoleDef] | None, source: Source | None) -> frozenset[str]:
+    """The roles marked `superuser: true`; `admin` when roles.yaml marks none either way (or does not exist)."""
+    if roles is None or source is None:
+        return DEFAULT_SUPERUSERS
+    if not any("superuser" in spec for spec in source.data["roles"].values()):
+        return DEFAULT_SUPERUSERS
+    return frozenset(name for name, role in roles.items() if role.superuser)
 
 
 def _display(path: Path, root: Path) -> str:
@@ -211,8 +238,14 @@ def _load_roles(root: Path, validators: _Validators, problems: list[Problem]
     problems.extend(found)
     if found or not isinstance(source.data, dict):
         return None, None, None
-    roles = {name: RoleDef(name, Label.of(spec.get("label"), name), spec.get("description", ""))
+    roles = {name: RoleDef(name, Label.of(spec.get("label"), name), spec.get("description", ""),
+                           bool(spec.get("superuser")))
              for name, spec in source.data["roles"].items()}
+    for name, spec in source.data["roles"].items():
+        for key in spec:
+            hint = suggest(key, ROLE_KEYS) if key not in ROLE_KEYS else ""
+            if hint:  # other keys are ignored, but a misspelt `superuser` would silently take away a power
+                problems.append(source.problem(("roles", name, key), f"unknown key '{key}'{hint}"))
     departments = {name: Label.of(spec.get("label"), name)
                    for name, spec in (source.data.get("departments") or {}).items()}
     return roles, departments, source

@@ -22,6 +22,9 @@ RESERVED_NAMES = frozenset(
 LISTABLE_SYSTEM_FIELDS = ("id", "owner", "version", "created_at", "updated_at", "created_by", "updated_by")
 # System values every expression may read.
 EXPRESSION_SYSTEM_NAMES = ("id", "owner", "created_at", "updated_at")
+# The roles that see and edit everything when roles.yaml names no `superuser` (or does not exist): as before
+# the key existed.
+DEFAULT_SUPERUSERS = frozenset({"admin"})
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,7 @@ class FieldDef:
     @property
     def is_list(self) -> bool:
         """True when the value is a list (multiple, multiselect, tags)."""
-        return self.multiple or self.type.name in ("multiselect", "tags")
+        return self.multiple or self.type.list_valued
 
     def option(self, value: str) -> Option | None:
         """The option with this value, if any."""
@@ -227,6 +230,19 @@ class ListSpec:
 
 
 @dataclass(frozen=True)
+class BoardSpec:
+    """The kanban board: the select it groups by (None: no board), what a column may sum, fields on its cards.
+
+    `sums` are candidates in order: the first the user may see is summed (one when metadata names it; by
+    default every money field).
+    """
+
+    group: str | None = None
+    sums: tuple[str, ...] = ()
+    show: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class TitleTemplate:
     """'{first_name} {last_name}': literal parts and field names."""
 
@@ -265,6 +281,10 @@ class EntityDef:
     description: Label | None = None
     icon: str | None = None
     source: str = ""
+    board: BoardSpec = BoardSpec()
+    badges: tuple[str, ...] = ()  # fields shown as badges in a card's header
+    picker: tuple[str, ...] = ()  # fields a reference picker shows next to the title
+    superusers: frozenset[str] = DEFAULT_SUPERUSERS  # roles that see and edit every field
 
     def field(self, name: str) -> FieldDef:
         """The field called `name` (KeyError if unknown)."""
@@ -283,12 +303,17 @@ class EntityDef:
     def conditionally_emptied(self) -> tuple[FieldDef, ...]:
         """Fields a save empties while their own visible_if is false (not formulas, consent or kept ones)."""
         return tuple(f for f in self.fields.values() if f.visible_if is not None and not f.keep_when_hidden
-                     and not f.is_formula and f.type.name != "consent")
+                     and not f.is_formula and f.type.emptied_when_hidden)
 
     @property
     def reference_fields(self) -> tuple[FieldDef, ...]:
         """Fields pointing at other records."""
-        return tuple(f for f in self.fields.values() if f.type.name == "reference")
+        return tuple(f for f in self.fields.values() if f.type.refers == "record")
+
+    @property
+    def file_fields(self) -> tuple[FieldDef, ...]:
+        """Fields holding uploaded files."""
+        return tuple(f for f in self.fields.values() if f.type.holds_files)
 
 
 @dataclass(frozen=True)
@@ -298,6 +323,7 @@ class RoleDef:
     name: str
     label: Label
     description: str = ""
+    superuser: bool = False  # sees and edits every field and record, manages users
 
 
 @dataclass(frozen=True)
@@ -309,7 +335,12 @@ class Metadata:
     departments: Mapping[str, Label] = field(default_factory=lambda: MappingProxyType({}))
     fingerprint: str = ""
     permissions: Permissions = field(default_factory=Permissions)
+    superusers: frozenset[str] = DEFAULT_SUPERUSERS
 
     def entity(self, name: str) -> EntityDef:
         """The entity called `name` (KeyError if unknown)."""
         return self.entities[name]
+
+    def is_superuser(self, roles: frozenset[str]) -> bool:
+        """True when one of `roles` is a superuser role (sees and edits everything, manages users)."""
+        return bool(roles & self.superusers)

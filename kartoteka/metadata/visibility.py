@@ -2,8 +2,8 @@
 
 A field is viewable by a user's roles when its own `access.view` lets one of them in, when the `view`
 of the tab and of the group holding it in the user's layout (their department's variant, else the
-default) do too, and, for a formula, when every field it reads is viewable. Users holding the role
-`admin` view everything.
+default) do too, and, for a formula, when every field it reads is viewable. Users holding a superuser
+role (`superuser: true` in roles.yaml; `admin` when no role says) view everything.
 
 Each of these is a clause "holds one of these roles", so what it takes to view a field is a set of
 clauses that must all be met: its `Requirement`. From it follow both which fields some roles may view
@@ -22,10 +22,10 @@ from functools import lru_cache
 from types import MappingProxyType
 
 from kartoteka.metadata.expressions import CompiledExpression
-from kartoteka.metadata.model import EntityDef, Group, Tab
+from kartoteka.metadata.model import DEFAULT_SUPERUSERS, EntityDef, Group, Tab
 
-# Holders of this role view and edit every field (records.model.Principal.is_admin says the same).
-ADMIN_ROLE = "admin"
+# The superuser role when roles.yaml names none: its holders view and edit every field.
+ADMIN_ROLE = next(iter(DEFAULT_SUPERUSERS))
 # A user must hold one of these roles.
 Clause = frozenset[str]
 # Every clause must be met.
@@ -60,16 +60,17 @@ requirements = lru_cache(maxsize=256)(_requirements)
 requirements.__doc__ = "Per field, what it takes to view it in the layout of `department` (cached per entity)."
 
 
-def meets(requirement: Requirement, roles: frozenset[str]) -> bool:
-    """True when `roles` meet every clause (admins meet everything)."""
-    return ADMIN_ROLE in roles or all(clause & roles for clause in requirement)
+def meets(requirement: Requirement, roles: frozenset[str], superusers: frozenset[str] = DEFAULT_SUPERUSERS) -> bool:
+    """True when `roles` meet every clause (superusers meet everything)."""
+    return bool(roles & superusers) or all(clause & roles for clause in requirement)
 
 
 def viewable(entity: EntityDef, roles: frozenset[str], department: str | None) -> frozenset[str]:
     """Names of the fields a user holding `roles` in `department` may view."""
-    if ADMIN_ROLE in roles:
+    if roles & entity.superusers:
         return frozenset(entity.fields)
-    return frozenset(name for name, need in requirements(entity, department).items() if meets(need, roles))
+    return frozenset(name for name, need in requirements(entity, department).items()
+                     if meets(need, roles, entity.superusers))
 
 
 def placement_denies(entity: EntityDef, roles: frozenset[str], department: str | None, edit: bool) -> set[str]:
@@ -100,24 +101,25 @@ class Witness:
         return f"a user with none of the roles {', '.join(repr(r) for r in sorted(self.lacking))}", "they"
 
 
-def witness(sees: Requirement, reads: Requirement, roles: Collection[str] | None) -> Witness | None:
+def witness(sees: Requirement, reads: Requirement, roles: Collection[str] | None,
+            superusers: frozenset[str] = DEFAULT_SUPERUSERS) -> Witness | None:
     """Roles that meet `sees` but not `reads`, or None when everyone who meets `sees` meets `reads`.
 
     `roles` are the roles users may hold, in the order roles.yaml declares them (None: any name at all);
-    admins view everything and are never part of a witness. One role is preferred, the first declared;
+    superusers view everything and are never part of a witness. One role is preferred, the first declared;
     otherwise the witness holds one role per clause of `sees`.
     Exact for every combination of roles: a set of roles misses a clause of `reads` while meeting all
     of `sees` exactly when no clause of `sees` lies inside that clause of `reads`.
     """
-    universe = None if roles is None else frozenset(roles) - {ADMIN_ROLE}
+    universe = None if roles is None else frozenset(roles) - superusers
     rank = {role: i for i, role in enumerate(roles or ())}
 
     def first(candidates: frozenset[str]) -> str:
         return min(candidates, key=lambda role: (rank.get(role, len(rank)), role))
 
-    usable = [(clause if universe is None else clause & universe) - {ADMIN_ROLE} for clause in sees]
+    usable = [(clause if universe is None else clause & universe) - superusers for clause in sees]
     if any(not clause for clause in usable):
-        return None  # only admins view it
+        return None  # only superusers view it
     combined = None
     for lacking in sorted(reads, key=sorted):
         outside = [clause - lacking for clause in usable]
@@ -168,7 +170,8 @@ def condition_leaks(entity: EntityDef, roles: Collection[str] | None) -> Iterato
             expr: CompiledExpression | None = getattr(field, key)
             for read in sorted(expr.names & entity.fields.keys()) if expr else ():
                 for department in layouts:
-                    found = witness(tables[department][name], tables[department][read], roles)
+                    found = witness(tables[department][name], tables[department][read], roles,
+                                    entity.superusers)
                     if found is not None:
                         yield Leak(read, found, department, field=name, condition=key)
                         break
@@ -178,6 +181,6 @@ def condition_leaks(entity: EntityDef, roles: Collection[str] | None) -> Iterato
             for g, expr in sections:
                 sees = section_requirement(tab, None if g is None else tab.groups[g])
                 for read in sorted(expr.names & entity.fields.keys()) if expr else ():
-                    found = witness(sees, tables[department][read], roles)
+                    found = witness(sees, tables[department][read], roles, entity.superusers)
                     if found is not None:
                         yield Leak(read, found, department, tab=t, group=g)

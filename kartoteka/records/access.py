@@ -16,8 +16,8 @@ from kartoteka.records.model import Principal
 
 
 def viewable_fields(entity: EntityDef, user: Principal) -> frozenset[str]:
-    """Names of the fields `user` may see on `entity`."""
-    if user.is_admin:
+    """Names of the fields `user` may see on `entity` (all of them for superusers and the system)."""
+    if user.is_system or user.roles & entity.superusers:
         return frozenset(entity.fields)
     return _viewable(entity, user.roles, user.department)
 
@@ -30,7 +30,7 @@ def _viewable(entity: EntityDef, roles: frozenset[str], department: str | None) 
 
 def editable_fields(entity: EntityDef, user: Principal) -> frozenset[str]:
     """Names of the fields `user` may set (computed fields are never set)."""
-    if user.is_admin:
+    if user.is_system or user.roles & entity.superusers:
         return frozenset(n for n, f in entity.fields.items() if not f.is_formula)
     return _editable(entity, user.roles, user.department)
 

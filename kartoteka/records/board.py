@@ -7,6 +7,7 @@ in one grouped statement. Grouping by the field's JSON expression lets an indexe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.errors import BadRequest
+from kartoteka.metadata.fieldtypes import FIELD_TYPES
 from kartoteka.metadata.model import FieldDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import ListQuery, Principal
@@ -22,8 +24,6 @@ from kartoteka.records.scopes import require
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import EXACT
 from kartoteka.storage.tables import records
-
-SUMMABLE_TYPES = ("money", "decimal", "integer")
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     The result holds every option of the field in its configured order, then the None column for
     records whose value is empty or no longer one of the options; empty columns have count 0 and
     total None. NotFound for an unknown entity, PermissionDenied without read access, BadRequest for
-    a group field that is not a visible select or a sum field that is not a visible money, decimal
-    or integer field, and for the query's own bad filters.
+    a group field that is not a visible field a board may group by (a select) or a sum field that is
+    not a visible field a board may add up (money, decimal, integer), and for the query's own bad filters.
     """
     entity = service.entity(entity_name)
     require(service.metadata, user, entity, "read")  # refuse before looking at the query, as the list does
@@ -74,38 +74,48 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     return {key: Column(key, counts[key], totals[key]) for key in counts}
 
 
+def _groups(field: FieldDef) -> bool:
+    return field.type.groups_board and not field.is_list
+
+
+def _sums(field: FieldDef) -> bool:
+    return field.value_type.sums_board and not field.is_list
+
+
 def _group_field(builder: QueryBuilder, entity_name: str, name: str) -> FieldDef:
-    """The select field to group by; BadRequest when unknown, hidden or of another type."""
+    """The field to group by (a select); BadRequest when unknown, hidden or of a type a board cannot group by."""
     field = builder.field(name, "group")
-    if field is None or field.type.name != "select" or field.is_list:
-        raise BadRequest(f"Cannot group {entity_name} by '{name}': a board groups by a select field "
-                         f"(one of: {', '.join(_names(builder, ('select',))) or 'none'}).")
+    if field is None or not _groups(field):
+        kinds = " or ".join(t.name for t in FIELD_TYPES.all() if t.groups_board)
+        raise BadRequest(f"Cannot group {entity_name} by '{name}': a board groups by a {kinds} field "
+                         f"(one of: {', '.join(_names(builder, _groups)) or 'none'}).")
     return field
 
 
 def _sum_field(builder: QueryBuilder, entity_name: str, name: str) -> FieldDef:
-    """The number field to sum; BadRequest when unknown, hidden or not money, decimal or integer."""
+    """The number field to sum; BadRequest when unknown, hidden or of a type a board does not add up."""
     field = builder.field(name, "sum")
-    if field is None or field.value_type.name not in SUMMABLE_TYPES or field.is_list:
-        raise BadRequest(f"Cannot sum '{name}' of {entity_name}: a board sums a money, decimal or integer field "
-                         f"(one of: {', '.join(_names(builder, SUMMABLE_TYPES)) or 'none'}).")
+    if field is None or not _sums(field):
+        raise BadRequest(f"Cannot sum '{name}' of {entity_name}: a board sums a {_summable_kinds()} field "
+                         f"(one of: {', '.join(_names(builder, _sums)) or 'none'}).")
     return field
 
 
-def _names(builder: QueryBuilder, kinds: tuple[str, ...]) -> list[str]:
-    """The visible single-valued fields whose value is of one of `kinds` (for error messages)."""
-    return [n for n, f in builder.entity.fields.items()
-            if n in builder.viewable and f.value_type.name in kinds and not f.is_list]
+def _summable_kinds() -> str:
+    """'money, decimal or integer': the types a board adds up, amounts of money first."""
+    names = [t.name for t in sorted(FIELD_TYPES.all(), key=lambda t: ("currency" not in t.options, t.name))
+             if t.sums_board]
+    return " or ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def _names(builder: QueryBuilder, fits: Callable[[FieldDef], bool]) -> list[str]:
+    """The visible fields that fit (for error messages)."""
+    return [n for n, f in builder.entity.fields.items() if n in builder.viewable and fits(f)]
 
 
 def _places(field: FieldDef) -> int | None:
     """Decimal places of the summed values: the field's (2 for money), 0 for integers, None when free."""
-    value_type = field.value_type
-    if value_type.name == "integer":
-        return 0
-    if field.places is not None:
-        return field.places
-    return getattr(value_type, "default_places", None)
+    return field.value_type.sum_places(field)
 
 
 def _sum(column: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:

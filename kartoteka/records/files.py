@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
+from kartoteka.metadata.fieldtypes import file_ids
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
@@ -57,12 +58,6 @@ def too_large(field: Any, name: str, size: int) -> str | None:
     return None
 
 
-def file_ids(value: Any) -> list[str]:
-    """The file ids held by a file field's value (one file, a list of them, or empty)."""
-    items = value if isinstance(value, list) else [value] if value is not None else []
-    return [item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), str)]
-
-
 def readable_files(conn: sa.Connection, metadata: Metadata, user: Principal, wanted: Collection[str]) -> set[str]:
     """The ids among `wanted` that `user` may read."""
     wanted = set(wanted)
@@ -72,8 +67,7 @@ def readable_files(conn: sa.Connection, metadata: Metadata, user: Principal, wan
         files.c.id.in_(wanted), files.c.created_by == user.id, files.c.attached_at.is_(None))).scalars())
     holders = []
     for entity in metadata.entities.values():
-        fields = [f.name for f in entity.fields.values() if f.type.name == "file" and f.name in
-                  viewable_fields(entity, user)]
+        fields = [f.name for f in entity.file_fields if f.name in viewable_fields(entity, user)]
         where = readable_where(metadata, user, entity) if fields else None
         if where is not None:
             holders.append(sa.and_(*where, file_links.c.field.in_(fields)))
@@ -87,7 +81,7 @@ def readable_files(conn: sa.Connection, metadata: Metadata, user: Principal, wan
 def sync_file_links(conn: sa.Connection, entity: EntityDef, record_id: int, values: Mapping[str, Any],
                     before: Mapping[str, Any] | None, now: datetime) -> None:
     """Keep file_links in step with the record's file fields; mark files attached the first time."""
-    for field in (f for f in entity.fields.values() if f.type.name == "file"):
+    for field in entity.file_fields:
         new = set(file_ids(values.get(field.name)))
         old = set(file_ids(before.get(field.name))) if before is not None else set()
         if old - new:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 
 from kartoteka.metadata.fieldtypes import unstorable
+from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.query import check_search_text, like_pattern
 from kartoteka.records.scopes import readable_where
@@ -17,6 +20,7 @@ from kartoteka.storage.tables import records
 
 MAX_SUGGESTIONS = 20
 MAX_EXACT = 5  # records sharing one title: enough to say "several are called ..."
+MAX_NAMESAKES = 200  # records sharing titles whose picker texts are compared (beyond it: "#id" tells them apart)
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits: "²".isdigit() is true, but int("²") fails
 
 
@@ -72,3 +76,46 @@ def search_titles(service: RecordService, entity_name: str, text: str, user: Pri
     query = sa.select(records.c.id, records.c.title).where(*where).order_by(records.c.title, records.c.id)
     with service.engine.connect() as conn:
         return [(row.id, row.title) for row in conn.execute(query.limit(limit))]
+
+
+@dataclass(frozen=True)
+class PickerRow:
+    """A record as a reference picker tells it from others: its title and its `picker` fields the user may see."""
+
+    id: int
+    title: str
+    values: Mapping[str, Any]
+
+
+def picker_rows(service: RecordService, entity_name: str, user: Principal, *, ids: Iterable[int] = (),
+                titles: Collection[str] = (), namesakes: bool = False, limit: int = MAX_NAMESAKES) -> list[PickerRow]:
+    """Readable records among `ids`, or whose title is one of `titles` ignoring case, with their picker values;
+    with `namesakes`, also every readable record that shares a title with one of `ids` (in the same statement).
+
+    At most `limit` rows, in id order; the picker fields are the entity's `picker:` ones the user may view.
+    """
+    where = _readable(service, entity_name, user)
+    wanted = {i for i in ids if isinstance(i, int)}
+    texts = {t.strip() for t in titles if t.strip() and unstorable(t) is None}
+    if where is None or not (wanted or texts):
+        return []
+    entity = service.entity(entity_name)
+    title = casefold(records.c.title, service.dialect)
+    clauses = []
+    if wanted:
+        clauses.append(records.c.id.in_(wanted))
+    if wanted and namesakes:
+        named = sa.select(title).where(records.c.id.in_(wanted), *where).scalar_subquery()
+        clauses.append(title.in_(named))
+    if texts:
+        clauses.append(title.in_([casefold(sa.literal(t, sa.String()), service.dialect) for t in sorted(texts)]))
+    shown = [n for n in entity.picker if n in viewable_fields(entity, user)]
+    query = (sa.select(records.c.id, records.c.title, records.c.data).where(*where, sa.or_(*clauses))
+             .order_by(records.c.id).limit(limit))
+    with service.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    result = []
+    for row in rows:
+        values = service.typed_values(entity, {n: (row.data or {}).get(n) for n in shown})
+        result.append(PickerRow(row.id, row.title, values))
+    return result

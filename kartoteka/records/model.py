@@ -19,13 +19,8 @@ class Principal:
     language: str = "en"
     is_system: bool = False
 
-    @property
-    def is_admin(self) -> bool:
-        """Admins and the system actor see and edit every field."""
-        return self.is_system or "admin" in self.roles
 
-
-SYSTEM = Principal(None, "system", frozenset({"admin"}), is_system=True)
+SYSTEM = Principal(None, "system", is_system=True)  # sees and edits every field, like a superuser
 
 
 def ids_in(value: Any) -> list[int]:

@@ -8,22 +8,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
-from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
 from kartoteka.metadata.fieldtypes import (
-    MAX_DECIMAL_DIGITS,
     FieldValueError,
     ParseContext,
+    Stamp,
     check_item_count,
     item_count_checks,
-    unstorable,
 )
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
-from kartoteka.records.files import file_ids
 from kartoteka.records.model import Principal
 
 RECORD_ERRORS = "_record"
@@ -67,11 +63,6 @@ class Prepared:
                 self.unseen.append({"field": name, "message": message})
 
 
-def same_files(value: Any, stored: Any) -> bool:
-    """Two values of a file field hold the same files in the same order (by id: {"id": ...} is the file stored)."""
-    return file_ids(value) == file_ids(stored)
-
-
 def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool = False) -> Any:
     """Parse one field's input, a list for `multiple` fields; FieldValueError on bad input.
 
@@ -109,38 +100,10 @@ def coerce_result(field: FieldDef, value: Any) -> Any:
     """Normalise a formula's result to its declared result type, within what storage can hold."""
     if value is None:
         return None
-    kind = field.value_type.name
-    if kind in ("decimal", "money", "percent", "integer"):
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-            raise EvaluationError(f"the formula gave {value!r}, not a number")
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-        if not number.is_finite() or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
-            raise EvaluationError("the result is too large")
-        if kind == "integer":
-            return int(number.to_integral_value(rounding=ROUND_HALF_UP))
-        places = field.places if field.places is not None else (2 if kind in ("money", "percent") else None)
-        if places is not None:
-            return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-        with localcontext() as context:  # what a JSON number (a double) holds exactly
-            context.prec = MAX_DECIMAL_DIGITS
-            return (+number).normalize()
-    if kind == "boolean":
-        return bool(value)
-    if kind == "text":
-        text = str(value)
-        problem = unstorable(text)
-        if problem is not None:  # PostgreSQL's jsonb refuses NUL; UTF-8 cannot encode a lone surrogate
-            raise EvaluationError(f"the result holds {problem}, which cannot be stored")
-        return text
-    if kind == "date" and isinstance(value, datetime):
-        return value.date()
-    if kind == "datetime" and isinstance(value, datetime):
-        return value.astimezone(UTC)
-    if kind == "datetime" and isinstance(value, date):
-        return datetime.combine(value, time(), UTC)
-    if kind == "date" and isinstance(value, date):
-        return value
-    raise EvaluationError(f"the formula gave {value!r}, not a {kind}")
+    try:
+        return field.value_type.from_formula(value, field)
+    except FieldValueError as exc:
+        raise EvaluationError(str(exc)) from None
 
 
 class Pipeline:
@@ -172,6 +135,8 @@ class Pipeline:
         viewable = viewable_fields(entity, user)
         editable = editable_fields(entity, user)
         locked = self._locked(stored, system) if stored is not None else set()
+        now = self.clock.now() if incoming else None
+        stamps = {inferred_: Stamp(now, user.id, inferred_) for inferred_ in (False, True)} if now else {}
         for name, raw in incoming.items():
             field = entity.fields.get(name)
             if field is None or name not in viewable:
@@ -187,19 +152,17 @@ class Pipeline:
             except FieldValueError as exc:
                 prepared.error(name, refusal or str(exc))
                 continue
-            if field.type.name == "consent":
-                if name in inferred and base.get(name) is None and value is not None and not value.get("given"):
-                    continue  # an unticked box over a consent never given: nothing was asked or answered
-                value = self._consent(field, value, base.get(name), user)
-            same = value == base.get(name) or (field.type.name == "file" and same_files(value, base.get(name)))
+            stored_value = base.get(name)
+            value = field.type.settle(value, stored_value, field, stamps[name in inferred])
+            same = value == stored_value or field.type.same(value, stored_value)
             if refusal is not None:
                 # Sending back an unchanged value (a record read, edited elsewhere, PATCHed whole) is fine;
                 # files are the same by their ids (a form sends only those; names and sizes are the store's).
                 if not same:
                     prepared.error(name, refusal)
                 continue
-            if same and field.type.name == "file":
-                continue  # the same files: kept as stored, with their names, sizes and types
+            if same and value != stored_value:
+                continue  # the same by the type's measure (files by id): kept as stored, with names and sizes
             if not same:
                 prepared.changed.add(name)
             base[name] = value
@@ -239,14 +202,6 @@ class Pipeline:
             return set()
         evaluator = Evaluator(_Names(stored, system), self.clock)
         return {f.name for f in conditional if f.read_only_if is not None and evaluator.condition(f.read_only_if)}
-
-    def _consent(self, field: FieldDef, value: Any, previous: Any, user: Principal) -> Any:
-        if value is None:
-            return previous
-        if previous is not None and previous.get("given") == value["given"]:
-            return previous
-        return {"given": value["given"], "at": self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "by": user.id, "policy_version": field.policy_version}
 
     def _formulas(self, prepared: Prepared, evaluator: Evaluator, stored: Mapping[str, Any] | None
                   ) -> dict[str, str]:
@@ -337,13 +292,10 @@ class Pipeline:
             if name in prepared.errors:
                 continue
             value = prepared.values.get(name)
-            if is_empty(value):
-                if prepared.required[name]:
-                    prepared.error(name, "Required." if field.type.name != "consent" else "Consent is required.")
+            if prepared.required[name] and field.type.missing(value):
+                prepared.error(name, field.type.required_message)
                 continue
-            if field.type.name == "consent":
-                if prepared.required[name] and not value.get("given"):
-                    prepared.error(name, "Consent is required.")
+            if is_empty(value):
                 continue
             value_type = field.value_type
             items = value if field.multiple else [value]

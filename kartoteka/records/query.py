@@ -155,10 +155,9 @@ class QueryBuilder:
         if flt.op == "isnull":
             wanted = self._parse_bool(flt)
             return column.is_(None) if wanted else column.isnot(None)
-        if field is not None and field.value_type.name == "file":  # one file or several: held or not
-            raise BadRequest(f"'{flt.field}' holds files; filter it with {flt.field}__isnull only.")
-        if field is not None and field.value_type.storage == "json" and not field.is_list:
-            raise BadRequest(f"'{flt.field}' holds a structured value; filter it with {flt.field}__isnull only.")
+        if field is not None and field.value_type.filter_kind == "presence":  # files, consent: held or not
+            raise BadRequest(f"'{flt.field}' holds {field.value_type.presence_noun}; filter it with "
+                             f"{flt.field}__isnull only.")
         if field is not None and field.is_list:
             return self._list_clause(flt, field)
         if flt.op == "in":

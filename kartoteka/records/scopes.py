@@ -21,8 +21,8 @@ _VERBS = {"create": "create", "read": "open", "update": "change", "delete": "del
 
 
 def scope_of(metadata: Metadata, user: Principal, entity: EntityDef, action: str) -> str:
-    """The user's scope for `action` on `entity` (admins and the system: all)."""
-    if user.is_admin:
+    """The user's scope for `action` on `entity` (superusers and the system: all)."""
+    if user.is_system or metadata.is_superuser(user.roles):
         return "all"
     return metadata.permissions.scope(user.roles, entity.name, action)
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.metadata.expressions import Clock
-from kartoteka.metadata.fieldtypes import ParseContext
+from kartoteka.metadata.fieldtypes import FieldType, ParseContext
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
@@ -34,6 +34,8 @@ from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.tables import file_links, files, record_links, records, users
 
 TITLE_LENGTH = 300
+# How a title writes system values ({id}, {created_at}): as any type writes a plain value.
+_PLAIN = FieldType()
 # A write already has the values in hand: do not ship the JSON back and decode it again.
 WRITE_RETURNING = tuple(c for c in records.c if c.name != "data")
 # Statements of the hot paths are built once; only their parameters change per call.
@@ -118,6 +120,18 @@ class RecordService:
             raise PermissionDenied(f"You may open {entity.label.get(user.language)} #{row.id} but not {verb} it: "
                                    "it is assigned to someone outside your scope.")
         return scope
+
+    def typed_values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The typed values of the fields `data` (stored JSON) names."""
+        return {name: self._value(entity.fields[name], stored) for name, stored in data.items()}
+
+    @staticmethod
+    def _value(field: Any, stored: Any) -> Any:
+        if stored is None:
+            return None
+        if field.multiple:
+            return [field.value_type.from_storage(v, field) for v in stored]
+        return field.value_type.from_storage(stored, field)
 
     def _values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
         values = {}
@@ -410,14 +424,7 @@ class RecordService:
     def _title(self, entity: EntityDef, values: Mapping[str, Any], system: Mapping[str, Any]) -> str:
         def fmt(name: str, value: Any) -> str:
             field = entity.fields.get(name)
-            if field is not None and field.type.name == "select":
-                option = field.option(value)
-                return str(option.label) if option else str(value)
-            if isinstance(value, list):
-                return ", ".join(str(v) for v in value)
-            if isinstance(value, datetime):
-                return value.strftime("%Y-%m-%d %H:%M")
-            return str(value)
+            return (field.value_type if field is not None else _PLAIN).title_text(value, field)
 
         title = entity.title.render({**system, **values}, fmt)
         return title[:TITLE_LENGTH] if title else f"{entity.label} (new)"
@@ -441,13 +448,12 @@ class RecordService:
             if name not in prepared.changed:
                 continue
             items = value if field.multiple else [value]
-            kind = field.type.name
-            if kind == "reference":
+            if field.type.refers == "record":
                 self._check_references(conn, field.to or "", items, name, prepared, user)
-            elif kind == "user":
+            elif field.type.refers == "user":
                 for item in items:
                     self._check_user(conn, item, name, prepared)
-            elif kind == "file":
+            elif field.type.holds_files:
                 prepared.values[name] = self._resolve_files(conn, entity, field, items, name, prepared, record_id,
                                                           user)
 
@@ -495,7 +501,7 @@ class RecordService:
         # Files this record holds in fields the user may view are theirs to keep or move; one held in a
         # field hidden from them is not (copying its id into a visible field would be a way to read it).
         shown = [] if record_id is None else [
-            f.name for f in entity.fields.values() if f.type.name == "file" and f.name in viewable_fields(entity, user)]
+            f.name for f in entity.file_fields if f.name in viewable_fields(entity, user)]
         held = set() if not shown else set(conn.execute(
             sa.select(file_links.c.file_id).where(file_links.c.record_id == record_id,
                                                   file_links.c.field.in_(shown))).scalars())

@@ -419,7 +419,7 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     @login_required
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not g.user.is_admin:
+        if not platform.state.metadata.is_superuser(g.user.roles):
             abort(403, "Only administrators may manage users.")
         return view(*args, **kwargs)
     return wrapped

@@ -5,35 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
 from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
-from kartoteka.records.files import file_ids
 from kartoteka.records.model import FormState, Principal, Record
 from kartoteka.web.formatting import format_value
 from kartoteka.web.i18n import translate
 
-# One Jinja macro per field type (templates/macros/fields.html); a type without one fails loudly.
-WIDGETS: Mapping[str, str] = {
-    "text": "text_input", "textarea": "textarea", "email": "email_input", "phone": "phone_input",
-    "url": "url_input", "integer": "integer_input", "decimal": "decimal_input", "money": "money_input",
-    "percent": "percent_input", "boolean": "checkbox", "date": "date_input", "datetime": "datetime_input",
-    "select": "select", "multiselect": "multiselect", "tags": "tags", "reference": "reference",
-    "user": "user_select", "file": "file_input", "formula": "formula_output", "consent": "consent",
-}
-
 
 def widget_for(field_def: FieldDef) -> str:
-    """The macro rendering this field's input."""
-    try:
-        return WIDGETS[field_def.type.name]
-    except KeyError:
-        raise LookupError(f"No form widget for field type '{field_def.type.name}' (field '{field_def.name}'); "
-                          f"add one to WIDGETS and templates/macros/fields.html.") from None
+    """The macro (in templates/macros/fields.html) rendering this field's input: its type names it."""
+    return field_def.type.widget
 
 
 @dataclass(frozen=True)
@@ -66,6 +51,8 @@ class CardForm:
     record: Record | None = None
     submitted: MultiDict[str, str] | None = None
     reference_titles: Mapping[int, str] = field(default_factory=dict)
+    # What a picker's input holds for a record: its title and what tells it from others ("#id" only if needed).
+    reference_labels: Mapping[int, str] = field(default_factory=dict)
     users: Sequence[tuple[int, str]] = ()
     form_errors: Mapping[str, list[str]] = field(default_factory=dict)
     touched: frozenset[str] | None = None  # live checks: show errors only of fields the user has left
@@ -151,8 +138,8 @@ class CardForm:
         record held give them their names back.
         """
         saved = self.state.saved or {}
-        known = {item["id"]: item for n, f in self.entity.fields.items() if f.type.name == "file"
-                 for item in _items(saved.get(n)) if isinstance(item.get("id"), str)}
+        known = {item["id"]: item for f in self.entity.file_fields
+                 for item in _items(saved.get(f.name)) if isinstance(item.get("id"), str)}
         return [{**item, **known.get(item["id"], {})} for item in _items(self.value(name))
                 if isinstance(item.get("id"), str)]
 
@@ -160,7 +147,7 @@ class CardForm:
         """The input's text: what the user typed when the form comes back, else the value for an input."""
         if self.submitted is not None and name in self.submitted and name not in self._computed():
             return self.submitted.get(name, "")
-        text = input_text(self.entity.fields[name], self.value(name), self.reference_titles)
+        text = input_text(self.entity.fields[name], self.value(name), self.reference_labels or self.reference_titles)
         if self.language == "ru" and isinstance(self.value(name), Decimal):
             return text.replace(".", ",")  # "1500,50" as Russian users write it; the parser reads both
         return text
@@ -170,7 +157,8 @@ class CardForm:
         if self.submitted is not None and name in self.submitted:
             return [v for v in self.submitted.getlist(name) if v.strip()]
         value = self.value(name) or []
-        return [input_text(self.entity.fields[name], v, self.reference_titles) for v in value]
+        labels = self.reference_labels or self.reference_titles
+        return [input_text(self.entity.fields[name], v, labels) for v in value]
 
     def chosen(self, name: str) -> set[str]:
         """Chosen options of a multiselect (or a select)."""
@@ -199,16 +187,7 @@ class CardForm:
                 field_def = self.entity.fields[name]
                 saved = self.base_values if self.base_values is not None else self.state.saved
                 value = saved.get(name) if saved is not None else self.value(name)
-                if field_def.type.name == "file":  # as the form posts them: the ids of the files held
-                    base[name] = file_ids(value)
-                elif field_def.multiple or field_def.type.name == "multiselect":
-                    base[name] = [input_text(field_def, v, {}) for v in value or []]
-                elif field_def.type.name == "reference" and isinstance(value, int):
-                    base[name] = [f"#{value}"]
-                elif field_def.type.name == "consent":
-                    base[name] = ["true"] if isinstance(value, Mapping) and value.get("given") else []
-                else:
-                    base[name] = [input_text(field_def, value, {})] if value is not None else []
+                base[name] = field_def.type.form_texts(value, field_def)  # as the form posts it
         return json.dumps(base, ensure_ascii=False)
 
     def display(self, name: str) -> str:
@@ -242,22 +221,5 @@ def _items(value: Any) -> list[Mapping[str, Any]]:
 
 
 def input_text(field_def: FieldDef, value: Any, titles: Mapping[int, str]) -> str:
-    """One value as an HTML input holds it (ISO dates, plain decimals, 'Title #id' for references)."""
-    if value is None:
-        return ""
-    kind = field_def.value_type.name
-    if isinstance(value, list):
-        return ", ".join(input_text(field_def, v, titles) for v in value)
-    if kind == "reference" and isinstance(value, int):
-        title = titles.get(value)
-        return f"{title} #{value}" if title else f"#{value}"
-    if isinstance(value, datetime):
-        # Seconds only when there are some: a form must not cut 09:15:37 to 09:15 on an unchanged save.
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S" if value.second else "%Y-%m-%dT%H:%M")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    """One value as an HTML input holds it (ISO dates, plain decimals, a record's picker text)."""
+    return field_def.value_type.input_text(value, field_def, titles)

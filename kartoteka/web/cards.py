@@ -14,7 +14,7 @@ from kartoteka.files import FileTooLarge, UploadRefused, clean_name, store_file,
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.files import accepted_type, too_large
-from kartoteka.records.lookup import exact_titles, record_titles, search_titles
+from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import FormState, Record, ids_in
 from kartoteka.records.scopes import readable_entities, require, scope_of
 from kartoteka.users import list_users, user_names
@@ -24,15 +24,17 @@ from kartoteka.web.common import board_field, cards, current_user, entity_for, s
 from kartoteka.web.formatting import format_datetime, format_value
 from kartoteka.web.forms import CONTROL_KEYS, FormInput, form_values
 from kartoteka.web.merge import merge_edit
+from kartoteka.web.pickers import named_records, resolve, suggestions
 
 
 @cards.app_context_processor
 def navigation() -> dict[str, Any]:
-    """The cards the signed-in user may open, for the top navigation."""
+    """The cards the signed-in user may open, for the top navigation, and whether they manage users."""
     user = getattr(g, "user", None)
     if user is None:
-        return {"nav_entities": []}
-    return {"nav_entities": readable_entities(platform.state.metadata, user)}
+        return {"nav_entities": [], "superuser": False}
+    metadata = platform.state.metadata
+    return {"nav_entities": readable_entities(metadata, user), "superuser": metadata.is_superuser(user.roles)}
 
 
 @cards.get("/")
@@ -96,14 +98,17 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
         if f.name in viewable:
             ids.setdefault(f.to or "", set()).update(ids_in(value))
     titles: dict[int, str] = {}
+    labels: dict[int, str] = {}
     for target, wanted in ids.items():
-        titles.update(record_titles(platform.service, target, wanted, user))
-    has_users = any(f.type.name == "user" and f.name in viewable for f in entity.fields.values())
+        found, texts = named_records(target, wanted)
+        titles.update(found)
+        labels.update(texts)
+    has_users = any(f.type.refers == "user" and f.name in viewable for f in entity.fields.values())
     users = list_users(platform.state.engine, limit=500) if has_users else []
     live_url = (url_for("cards.live_edit", entity_name=entity.name, record_id=record.id) if record
                 else url_for("cards.live_new", entity_name=entity.name))
     return CardForm(entity, user, state, viewable, editable_fields(entity, user), record, submitted, titles,
-                    users, form_errors or {}, touched, live_url=live_url, language=g.language)
+                    labels, users, form_errors or {}, touched, live_url=live_url, language=g.language)
 
 
 def _inferable(entity: EntityDef) -> set[str]:
@@ -124,8 +129,7 @@ def _submitted(entity: EntityDef, *, with_files: bool = True, record_id: int | N
 
 
 def _resolver() -> Any:
-    user = current_user()
-    return lambda target, text: exact_titles(platform.service, target, text, user)
+    return resolve
 
 
 def _prefill(entity: EntityDef) -> dict[str, Any]:
@@ -250,7 +254,7 @@ def _conflict(entity: EntityDef, record_id: int, sent: FormInput, *,
     titles: dict[int, str] = {}
     for name, saved in merge.clashes.items():
         field = entity.fields[name]
-        if field.type.name == "reference":
+        if field.type.refers == "record":
             titles.update(record_titles(service, field.to or "", ids_in(saved), current_user()))
         shown = format_value(field, saved, g.language, record_titles=titles)
         if shown:
@@ -292,7 +296,7 @@ def _render_form(entity: EntityDef, form: CardForm) -> str:
 def _live(entity: EntityDef, record_id: int | None) -> str:
     """Re-evaluate the form as typed: formulas, conditions and errors of the fields the user has left."""
     sent = _submitted(entity, with_files=False)  # uploads wait for the save
-    values = {k: v for k, v in sent.values.items() if entity.fields[k].type.name != "file"}
+    values = {k: v for k, v in sent.values.items() if not entity.fields[k].type.holds_files}
     state = platform.service.evaluate(entity.name, _parsable(values, sent.errors), current_user(), record_id,
                                       for_update=record_id is not None, inferred=sent.inferred)
     touched = frozenset(n for n in request.form.get("_touched", "").split(",") if n)
@@ -368,11 +372,12 @@ def download_file(file_id: str) -> Response:
 @cards.get("/<entity_name>/lookup")
 @login_required
 def lookup(entity_name: str) -> str:
-    """htmx: <option>s of records matching what was typed into a reference picker."""
+    """htmx: <option>s of records matching what was typed into a reference picker, as the picker writes them
+    (title, then the fields the card's `picker:` names, so that namesakes differ)."""
     field_name = request.args.get("field", "")
     text = request.args.get(field_name, request.args.get("q", ""))
     try:
-        found = search_titles(platform.service, entity_name, text, current_user())
+        found = suggestions(entity_name, text)
     except NotFound:
         found = []
     return render_template("cards/_lookup.html", found=found)

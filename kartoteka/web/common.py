@@ -36,9 +36,6 @@ def submitted_version() -> int | None:
 
 
 def board_field(entity: EntityDef) -> str | None:
-    """The select a kanban board groups by: `stage` or `status`, else the first select of the card."""
-    selects = [n for n, f in entity.fields.items() if f.type.name == "select" and not f.is_formula]
-    for preferred in ("stage", "status"):
-        if preferred in selects:
-            return preferred
-    return selects[0] if selects else None
+    """The field a kanban board groups by (metadata's `board.group`, by default `stage`, `status` or the first
+    select); None when the card has no board."""
+    return entity.board.group

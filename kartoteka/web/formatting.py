@@ -16,7 +16,6 @@ from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Any
 
 from kartoteka.metadata.model import FieldDef, Label
-from kartoteka.metadata.types.scalar import DecimalType
 
 __all__ = ["format_date", "format_datetime", "format_money", "format_number", "format_percent", "format_value"]
 
@@ -184,70 +183,61 @@ def _parse_datetime(value: Any) -> datetime | None:
     return None
 
 
-def _places(field: FieldDef) -> int | None:
-    """The field's decimal places, or its type's default (2 for money and percent)."""
-    value_type = field.value_type
-    if isinstance(value_type, DecimalType):
-        return value_type.places(field)
-    return field.places
+class ValueDisplay:
+    """The Display the field types write values through (kartoteka.metadata.types.base.Display): this module's
+    formats in one language and time zone, with the names of users and titles of records at hand."""
 
+    def __init__(self, language: str, tz: tzinfo = UTC, user_names: Mapping[int, str] | None = None,
+                 record_titles: Mapping[int, str] | None = None) -> None:
+        self.language = language
+        self.tz = tz
+        self.user_names = user_names
+        self.record_titles = record_titles
 
-def _format_one(
-    field: FieldDef, value: Any, language: str, tz: tzinfo,
-    user_names: Mapping[int, str] | None, record_titles: Mapping[int, str] | None,
-) -> str:
-    """One (non-list) value of the field as text."""
-    if value is None:
-        return ""
-    kind = field.value_type.name
-    if kind in ("select", "multiselect"):
-        option = field.option(str(value))
-        return _label(option.label, language) if option is not None else str(value)
-    if kind == "boolean":
-        return _yes_no(value, language) if isinstance(value, bool) else str(value)
-    if kind in ("integer", "decimal", "money", "percent") and _as_decimal(value) is not None:
-        if kind == "integer":
-            return format_number(value, language)
-        places = _places(field)
-        if kind == "money":
-            return format_money(value, field.currency, language, 2 if places is None else places)
-        if kind == "percent":
-            return format_percent(value, language, places)
-        return format_number(value, language, places)
-    if kind == "date":
+    def number(self, value: Decimal | int, places: int | None = None) -> str:
+        return format_number(value, self.language, places)
+
+    def money(self, value: Decimal | int, currency: str | None, places: int) -> str:
+        return format_money(value, currency, self.language, places)
+
+    def percent(self, value: Decimal | int, places: int | None) -> str:
+        return format_percent(value, self.language, places)
+
+    def date(self, value: Any) -> str | None:
         day = _parse_date(value)
-        return format_date(day, language) if day is not None else str(value)
-    if kind == "datetime":
+        return format_date(day, self.language) if day is not None else None
+
+    def datetime(self, value: Any) -> str | None:
         moment = _parse_datetime(value)
-        return format_datetime(moment, language, tz) if moment is not None else str(value)
-    if kind in ("user", "reference"):
-        names = user_names if kind == "user" else record_titles
-        try:
-            name = names.get(value) if names is not None else None
-        except TypeError:  # an unhashable value
-            name = None
-        return name or f"#{value}"
-    if kind == "file":
-        if isinstance(value, Mapping):
-            return str(value.get("name") or value.get("id") or "")
-        return str(value)
-    if kind == "consent":
-        return _format_consent(value, language, tz)
-    return str(value)
+        return format_datetime(moment, self.language, self.tz) if moment is not None else None
+
+    def day_of(self, value: Any) -> str | None:
+        moment = _parse_datetime(value)
+        return format_date(_in_zone(moment, self.tz), self.language) if moment is not None else None
+
+    def yes_no(self, flag: bool) -> str:
+        return _yes_no(flag, self.language)
+
+    def label(self, label: Label) -> str:
+        return _label(label, self.language)
+
+    def user(self, user_id: Any) -> str | None:
+        return _name(self.user_names, user_id)
+
+    def record(self, record_id: Any) -> str | None:
+        return _name(self.record_titles, record_id)
+
+    def text(self, message: str, **values: Any) -> str:
+        from kartoteka.web.i18n import translate
+
+        return translate(_lang(self.language), message, **values)
 
 
-def _format_consent(value: Any, language: str, tz: tzinfo) -> str:
-    """'Yes, 31 Jan 2026' when consent was given (with the date if known), 'No' otherwise."""
-    if isinstance(value, bool):
-        return _yes_no(value, language)
-    if not isinstance(value, Mapping):
-        return str(value)
-    if value.get("given") is not True:
-        return _yes_no(False, language)
-    moment = _parse_datetime(value.get("at"))
-    if moment is None:
-        return _yes_no(True, language)
-    return f"{_yes_no(True, language)}, {format_date(_in_zone(moment, tz), language)}"
+def _name(names: Mapping[int, str] | None, key: Any) -> str | None:
+    try:
+        return names.get(key) if names is not None else None
+    except TypeError:  # an unhashable value
+        return None
 
 
 def format_value(
@@ -258,7 +248,9 @@ def format_value(
     """Any field value as plain display text; lists are joined with ', ', None and empty values give ''."""
     if value is None:
         return ""
+    out = ValueDisplay(language, tz, user_names, record_titles)
+    value_type = field.value_type
     if isinstance(value, list | tuple):
-        texts = (_format_one(field, item, language, tz, user_names, record_titles) for item in value)
+        texts = (value_type.display(item, field, out) for item in value if item is not None)
         return ", ".join(text for text in texts if text)
-    return _format_one(field, value, language, tz, user_names, record_titles)
+    return value_type.display(value, field, out)

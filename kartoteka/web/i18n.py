@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
+from kartoteka.metadata.fieldtypes import FIELD_TYPES
+
 LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
 
@@ -334,9 +336,20 @@ RU_PLURALS: Mapping[str, tuple[str, str, str]] = {
     "{count} records": ("{count} запись", "{count} записи", "{count} записей"),
 }
 
-CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU}
+
+
+def _with_field_types(catalogs: Mapping[str, Mapping[str, str]], attribute: str) -> dict[str, Mapping[str, str]]:
+    """The catalogues with the texts each field type carries for itself (FieldType.messages, .message_patterns)."""
+    merged = {language: dict(catalog) for language, catalog in catalogs.items()}
+    for field_type in FIELD_TYPES.all():
+        for language, texts in getattr(field_type, attribute).items():
+            merged.setdefault(language, {}).update(texts)
+    return dict(merged)
+
+
+CATALOGS: Mapping[str, Mapping[str, str]] = _with_field_types({"ru": RU}, "messages")
 PLURAL_CATALOGS: Mapping[str, Mapping[str, tuple[str, ...]]] = {"ru": RU_PLURALS}
-PATTERN_CATALOGS: Mapping[str, Mapping[str, str]] = {"ru": RU_PATTERNS}
+PATTERN_CATALOGS: Mapping[str, Mapping[str, str]] = _with_field_types({"ru": RU_PATTERNS}, "message_patterns")
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as default
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -16,18 +18,17 @@ from kartoteka.listargs import list_query, without
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
-from kartoteka.records.lookup import exact_titles, record_titles
+from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
 from kartoteka.records.query import SYSTEM_COLUMNS, count_records
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
 from kartoteka.web.common import board_field, cards, current_user, entity_for, scopes, submitted_version
-from kartoteka.web.formatting import format_datetime, format_number, format_value
+from kartoteka.web.formatting import ValueDisplay, format_datetime, format_number, format_value
 from kartoteka.web.forms import picked_id
+from kartoteka.web.pickers import record_labels, resolve
 
-NUMERIC = frozenset({"integer", "decimal", "money", "percent"})
-DATES = frozenset({"date", "datetime"})
 MAX_FILTERS = 12
 SYSTEM_LABELS = {"id": "#", "owner": "Owner", "created_at": "Created", "updated_at": "Updated",
                  "version": "Version", "created_by": "Created", "updated_by": "Updated"}
@@ -45,6 +46,11 @@ class Column:
         """Lists sort by single values only."""
         return self.field is None or not (self.field.is_list or self.field.value_type.storage == "json")
 
+    @property
+    def cell_macro(self) -> str:
+        """The macro of templates/macros/fields.html showing a cell of this column (its field type's)."""
+        return self.field.value_type.cell_macro if self.field is not None else "text_cell"
+
 
 @dataclass(frozen=True)
 class FilterControl:
@@ -54,6 +60,7 @@ class FilterControl:
     kind: str  # options | range | boolean | user | reference | text | presence (only empty / not empty)
     field: FieldDef | None
     options: tuple[tuple[str, str], ...] = ()
+    inputs: Mapping[str, str] = default(default_factory=dict)  # attributes of a range's inputs (type, step, ...)
 
 
 def _columns(entity: EntityDef, visible: frozenset[str]) -> list[Column]:
@@ -63,43 +70,29 @@ def _columns(entity: EntityDef, visible: frozenset[str]) -> list[Column]:
 
 
 def _filter_controls(entity: EntityDef, visible: frozenset[str]) -> list[FilterControl]:
-    """Filters for the list's columns and the card's selects and tags, as far as the user may see them."""
+    """Filters for the list's columns and the fields whose types are always offered (selects, tags, booleans),
+    as far as the user may see them: each of the kind its field type says, with the choices it gives."""
     names = [n for n in entity.list.columns if n in visible]
-    names += [n for n, f in entity.fields.items() if n in visible and n not in names
-              and f.type.name in ("select", "multiselect", "tags", "boolean")]
+    names += [n for n, f in entity.fields.items() if n in visible and n not in names and f.type.offered_filter]
+    out = ValueDisplay(g.language)
     controls = []
     for name in names[:MAX_FILTERS]:
-        field = entity.fields[name]
-        kind = field.value_type.name
-        if kind in ("select", "multiselect"):
-            controls.append(FilterControl(name, "options", field,
-                                          tuple((o.value, o.label.get(g.language)) for o in field.options)))
-        elif kind == "tags":
-            controls.append(FilterControl(name, "options", field, tuple((s, s) for s in field.suggestions)))
-        elif kind in NUMERIC or kind in DATES:
-            controls.append(FilterControl(name, "range", field))
-        elif kind == "boolean":
-            controls.append(FilterControl(name, "boolean", field))
-        elif kind == "user":
-            controls.append(FilterControl(name, "user", field))
-        elif kind == "reference":
-            controls.append(FilterControl(name, "reference", field))
-        elif field.value_type.storage == "text":
-            controls.append(FilterControl(name, "text", field))
-        elif kind == "file":  # files are filtered by whether there are any (as the API says), never by id
-            controls.append(FilterControl(name, "presence", field))
+        shown = entity.fields[name]
+        value_type = shown.value_type
+        controls.append(FilterControl(name, value_type.filter_kind, shown, value_type.filter_choices(shown, out),
+                                      value_type.filter_input(shown)))
     controls.append(FilterControl("owner", "user", None))
     return controls
 
 
 def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
-    """The query string with picked references ("Northwind #12") turned into their ids."""
+    """The query string with picked references ("Northwind — Moscow", "#12") turned into their ids."""
     args: MultiDict[str, str] = MultiDict()
     resolved: dict[tuple[str, str], str] = {}
     for key, value in request.args.items(multi=True):
         name = key.partition("__")[0]
         field = entity.fields.get(name)
-        if field is not None and field.type.name == "reference" and not key.endswith("__isnull") and value.strip():
+        if field is not None and field.type.refers == "record" and not key.endswith("__isnull") and value.strip():
             picked = picked_id(value)
             if picked is not None:
                 value = str(picked)
@@ -108,7 +101,7 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
                     raise BadRequest(f"At most {MAX_LIST_FILTERS} filters in one list.")
                 target = (field.to or "", value.strip())
                 if target not in resolved:
-                    found = exact_titles(platform.service, target[0], value, current_user())
+                    found = resolve(target[0], value)
                     resolved[target] = str(found[0]) if len(found) == 1 else value.strip()
                 value = resolved[target]
         args.add(key, value)
@@ -131,11 +124,11 @@ class ListPage:
         self.total = count_records(service, entity.name, user, query, cap)
         self.sort = self.page.sort
         self.people = user_names(platform.state.engine, [r.owner for r in self.page.items] + [
-            v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.name == "user"
+            v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.refers == "user"
             for v in ids_in(r.values.get(c.name))])
         self.titles: dict[str, dict[int, str]] = {}
         for c in self.columns:
-            if c.field is not None and c.field.type.name == "reference":
+            if c.field is not None and c.field.type.refers == "record":
                 ids = [i for r in self.page.items for i in ids_in(r.values.get(c.name))]
                 self.titles[c.name] = record_titles(service, c.field.to or "", ids, user)
 
@@ -201,6 +194,13 @@ class ListPage:
         """Values of a filter key in the URL, for re-filling the filter panel."""
         return self.args.getlist(key)
 
+    def picked(self, control: FilterControl) -> str:
+        """A reference filter's text: the picked record as its picker shows it, not its number."""
+        value = self.args.get(control.name, "")
+        if control.field is not None and value.isdigit() and value.isascii() and len(value) < 19:
+            return record_labels(control.field.to or "", [int(value)]).get(int(value), value)
+        return value
+
     def filtered(self) -> bool:
         """True when any filter is set (the panel opens)."""
         return any(k not in ("sort", "cursor", "q", "total") for k in self.args)
@@ -254,9 +254,8 @@ BOARD_LIMIT = 50
 
 
 def _sum_field(entity: EntityDef, visible: frozenset[str]) -> str | None:
-    """What a column adds up: the first money field the user can see (deal amount)."""
-    return next((n for n, f in entity.fields.items() if f.value_type.name == "money" and n in visible
-                 and not f.multiple), None)
+    """What a column adds up: metadata's `board.sum`, by default the first money field the user can see."""
+    return next((n for n in entity.board.sums if n in visible), None)
 
 
 @cards.get("/<entity_name>/kanban")
@@ -267,7 +266,7 @@ def kanban(entity_name: str) -> Any:
     user = current_user()
     visible = viewable_fields(entity, user)
     group = request.args.get("board") or board_field(entity)
-    if group is None or group not in visible or entity.fields[group].type.name != "select":
+    if group is None or group not in visible or not entity.fields[group].type.groups_board:
         raise BadRequest(t("This card has no stage or status to arrange a board by."))
     field = entity.fields[group]
     sum_name = _sum_field(entity, visible)
@@ -280,9 +279,20 @@ def kanban(entity_name: str) -> Any:
                           base.sort or entity.list.sort, BOARD_LIMIT)
         page = platform.service.list(entity.name, user, query)
         columns.append((option, totals.get(option.value), page.items))
-    people = user_names(platform.state.engine, [r.owner for _, _, items in columns for r in items])
+    shown = [entity.fields[n] for n in entity.board.show if n in visible and n != group]
+    cards_shown = [r for _, _, items in columns for r in items]
+    people = user_names(platform.state.engine, [r.owner for r in cards_shown] + [
+        v for r in cards_shown for f in shown if f.type.refers == "user" for v in ids_in(r.values.get(f.name))])
+    titles = {f.name: record_titles(platform.service, f.to or "", [i for r in cards_shown
+                                                                    for i in ids_in(r.values.get(f.name))], user)
+              for f in shown if f.type.refers == "record"}
+
+    def line(record: Record, shown_field: FieldDef) -> str:
+        return format_value(shown_field, record.values.get(shown_field.name), g.language, user_names=people,
+                            record_titles=titles.get(shown_field.name, {}))
+
     return render_template("cards/kanban.html", entity=entity, field=field, columns=columns,
-                           movable=_movable(entity, group, [r for _, _, items in columns for r in items]),
+                           movable=_movable(entity, group, cards_shown), shown=shown, line=line,
                            sum_field=entity.fields.get(sum_name) if sum_name else None, people=people,
                            scopes=scopes(entity), format_value=format_value, args=args, limit=BOARD_LIMIT)
 

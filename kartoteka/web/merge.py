@@ -14,7 +14,6 @@ from typing import Any
 
 from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
 from kartoteka.metadata.model import EntityDef, FieldDef
-from kartoteka.records.files import file_ids
 from kartoteka.records.pipeline import parse_value
 
 
@@ -36,22 +35,15 @@ def _typed(field_def: FieldDef, raw: Any, ctx: ParseContext) -> Any:
 
 
 def comparable(field_def: FieldDef, value: Any) -> Any:
-    """A value reduced to what matters for "did it change": empty is empty, consent is given or not."""
+    """A value reduced to what matters for "did it change": empty is empty, consent is given or not, files by id."""
     if value is None or value == "" or value == [] or value == ():
         return None
-    kind = field_def.type.name
-    if kind == "consent":
-        return bool(value.get("given")) if isinstance(value, Mapping) else value
-    if kind == "file":
-        return tuple(sorted(file_ids(value)))
-    if isinstance(value, list):
-        return tuple(value)
-    return value
+    return field_def.type.comparable(value)
 
 
 def _is_list(field_def: FieldDef) -> bool:
-    return field_def.type.name != "file" and (field_def.multiple or field_def.value_type.name in ("tags",
-                                                                                                  "multiselect"))
+    """Lists of values merge both sides' additions and removals (files keep one side's: they are documents)."""
+    return field_def.is_list and not field_def.type.holds_files
 
 
 def merge_edit(entity: EntityDef, values: Mapping[str, Any], base: Mapping[str, Any] | None,

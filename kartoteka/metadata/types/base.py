@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, timezone
+from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from kartoteka.metadata.model import FieldDef
+    from kartoteka.metadata.model import FieldDef, Label
 
 # JSON numbers reach JavaScript clients as doubles: integers beyond this lose precision there.
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -25,6 +25,24 @@ COMMON_OPTIONS = frozenset(
     {"type", "label", "help", "placeholder", "required", "default", "read_only", "indexed",
      "visible_if", "keep_when_hidden", "required_if", "read_only_if", "access"}
 )
+
+# JSON Schema fragments of the options types share (each type lists the ones it takes in `option_schema`).
+# "#/$defs/..." refer to entity.schema.json, into which the loader puts every type's fragment.
+UNIQUE = {"type": "boolean", "description": "No two live records hold the same value."}
+BOUND = {"type": ["number", "string"], "description": "Inclusive bound, written like input."}
+MIN_LENGTH = {"type": "integer", "minimum": 0}
+MAX_LENGTH = {"type": "integer", "minimum": 1}
+MIN_ITEMS = {"type": "integer", "minimum": 0}
+MAX_ITEMS_OPTION = {"type": "integer", "minimum": 1, "maximum": 1000}
+PLACES = {"type": "integer", "minimum": 0, "maximum": 8, "description": "Digits after the decimal point."}
+CURRENCY = {"type": "string", "pattern": "^[A-Z]{3}$", "description": "ISO 4217 code."}
+PATTERN = {"type": "string", "minLength": 1, "description": "RE2 expression the whole value must match."}
+LABEL = {"$ref": "#/$defs/label"}
+REPEATABLE: Mapping[str, Mapping[str, Any]] = {
+    "multiple": {"type": "boolean", "description": "A list of values."},
+    "min_items": MIN_ITEMS,
+    "max_items": MAX_ITEMS_OPTION,
+}
 
 
 class FieldValueError(ValueError):
@@ -41,22 +59,144 @@ class ParseContext:
     timezone: timezone = UTC
 
 
+class Display(Protocol):
+    """How the interface writes values in the reader's language (web/formatting.py implements it).
+
+    The types decide what to show (which option label, how many places, which currency); the display
+    decides how numbers, dates and words look in the language.
+    """
+
+    language: str
+
+    def number(self, value: Decimal | int, places: int | None = None) -> str: ...
+    def money(self, value: Decimal | int, currency: str | None, places: int) -> str: ...
+    def percent(self, value: Decimal | int, places: int | None) -> str: ...
+    def date(self, value: Any) -> str | None: ...
+    def datetime(self, value: Any) -> str | None: ...
+    def day_of(self, value: Any) -> str | None: ...
+    def yes_no(self, flag: bool) -> str: ...
+    def label(self, label: Label) -> str: ...
+    def user(self, user_id: Any) -> str | None: ...
+    def record(self, record_id: Any) -> str | None: ...
+    def text(self, message: str, **values: Any) -> str: ...
+
+
+class PostedForm(Protocol):
+    """What a posted HTML form offers (werkzeug's MultiDict): texts by name, repeated names as lists."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+    def getlist(self, key: str) -> list[Any]: ...
+    def __contains__(self, key: object) -> bool: ...
+
+
+# Stores an upload for a file field (refusing what the field does not take) and returns its value.
+FileSaver = Callable[["FieldDef", Any], dict[str, Any]]
+# Records of an entity that a text typed into a reference picker names (no suggestion chosen).
+TitleResolver = Callable[[str, str], list[int]]
+
+
+@dataclass(frozen=True)
+class FormContext:
+    """What turning a posted form into a raw value may need besides the form: files and picked records."""
+
+    files: PostedForm | None = None
+    save_file: FileSaver | None = None
+    resolve: TitleResolver | None = None
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Who saves, when, and whether the value was inferred from the form's silence (an unticked box)."""
+
+    now: datetime
+    user_id: int | None
+    inferred: bool = False
+
+
 class FieldType:
-    """Base of all field types; subclasses override what differs."""
+    """Base of all field types: one class is the whole home of a type, and subclasses override what differs.
+
+    A type says how it parses, checks, stores and shows its values; which options its metadata takes
+    (`option_schema`, a JSON Schema fragment the loader checks); and, by name, the Jinja macros of
+    templates/macros/fields.html that edit and show it, so the web layer only asks and calls.
+    """
 
     name: str = ""
-    options: frozenset[str] = frozenset()
+    # Its own metadata options: key -> JSON Schema of the value (validated by the loader; a builder UI renders it).
+    option_schema: Mapping[str, Mapping[str, Any]] = {}
     supports_multiple = False
     # What the value looks like inside the JSON column: text, number, boolean or json.
     storage = "text"
     # JSON Schema of one value as the API shows it (for OpenAPI and docs).
     json_schema: Mapping[str, Any] = {"type": "string"}
     computed = False
+    # The value itself is a list of texts (multiselect, tags), without `multiple`.
+    list_valued = False
+    # The value is the id of a "record" (of the entity in `to`) or of a "user".
+    refers: str | None = None
+    # The value holds uploaded files (their ids link them to the record).
+    holds_files = False
+    # Search (`q`) reads its text; its first single-valued field makes the default title.
+    searchable = False
+    names_records = False
+    # A false visible_if empties it on save; consent is an archive and is never emptied.
+    emptied_when_hidden = True
+    # What a kanban board may do with it: one column per option, or add the values up.
+    groups_board = False
+    sums_board = False
+    # The list filter it offers: options | range | boolean | user | reference | text | presence (empty or not).
+    filter_kind = "text"
+    # Offered in a list's filter panel even when it is not one of the list's columns.
+    offered_filter = False
+    # Macros in templates/macros/fields.html: the form widget, the card's value, a list cell (also a board
+    # line) and a badge in a card's header. `label_kind` says how the form row labels the widget: "for" (a
+    # <label for>), "group" (a caption for a group of inputs), "inline" (after a checkbox) or "own".
+    widget = "text_input"
+    value_macro = "plain_value"
+    cell_macro = "text_cell"
+    badge_macro = "text_badge"
+    badge_by_default = False  # a card without `badges:` shows it in its header (tags)
+    label_kind = "for"
+    required_message = "Required."
+    # What a "presence" filter says the field holds ("'x' holds files; filter it with x__isnull only.").
+    presence_noun = "a structured value"
+    # Interface texts of the type by language, English keys ({"ru": {"{value} of {max}": "{value} из {max}"}}),
+    # and message shapes with {placeholders} for its validation messages.
+    messages: Mapping[str, Mapping[str, str]] = {}
+    message_patterns: Mapping[str, Mapping[str, str]] = {}
+
+    # --- metadata -----------------------------------------------------------------------------------
+
+    @property
+    def options(self) -> frozenset[str]:
+        """Its own option keys (besides the common ones and `multiple`)."""
+        return frozenset(self.option_schema)
+
+    def options_schema(self) -> dict[str, Any]:
+        """The JSON Schema of its options (common options aside), as a builder UI would render it."""
+        properties = dict(self.option_schema)
+        if self.supports_multiple:
+            properties.update(REPEATABLE)
+        return {"type": "object", "properties": properties}
 
     def allowed_options(self) -> frozenset[str]:
         """Metadata keys this type accepts."""
-        repeatable = frozenset({"multiple", "min_items", "max_items"}) if self.supports_multiple else frozenset()
+        repeatable = frozenset(REPEATABLE) if self.supports_multiple else frozenset()
         return COMMON_OPTIONS | self.options | repeatable
+
+    def option_defaults(self) -> dict[str, Any]:
+        """Values of its options that a field leaves out (the "default" of each option's schema)."""
+        return {key: schema["default"] for key, schema in self.option_schema.items() if "default" in schema}
+
+    def spec_problems(self, spec: Mapping[str, Any], entities: Collection[str]) -> list[tuple[tuple[str, ...], str]]:
+        """Problems of a field's metadata only this type knows of, as (path below the field, message)."""
+        return []
+
+    def parse_bound(self, key: str, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
+        """A `min` or `max` option, written like input."""
+        return self.parse(raw, field, ctx)
+
+    # --- values -------------------------------------------------------------------------------------
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         """Turn one input value (JSON or form string) into its Python value; None means empty."""
@@ -77,6 +217,85 @@ class FieldType:
     def to_json(self, value: Any) -> Any:
         """The value as the API returns it."""
         return self.to_storage(value)
+
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
+        """A formula's non-empty result as this (result) type holds it; FieldValueError when it is not one."""
+        raise FieldValueError(f"the formula gave {value!r}, not a {self.name}")
+
+    def settle(self, value: Any, previous: Any, field: FieldDef, stamp: Stamp) -> Any:
+        """The value a save keeps, given the one stored before (consent stamps who decided when)."""
+        return value
+
+    def same(self, value: Any, stored: Any) -> bool:
+        """True when a value sent is what is stored (files: the same files, by id)."""
+        return bool(value == stored)
+
+    def missing(self, value: Any) -> bool:
+        """True when a required field with this value lacks one (consent: also when not given)."""
+        return value is None or value == "" or value == []
+
+    def comparable(self, value: Any) -> Any:
+        """The value reduced to what tells whether it changed (a non-empty value, for merging an edit)."""
+        return tuple(value) if isinstance(value, list) else value
+
+    # --- the web: display and forms -------------------------------------------------------------------
+
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
+        """One non-empty (non-list) value as text for reading, in `out`'s language."""
+        return str(value)
+
+    def title_text(self, value: Any, field: FieldDef) -> str:
+        """A non-empty value as a record's title shows it (one language for everybody)."""
+        if isinstance(value, list):
+            return ", ".join(str(v) for v in value)
+        if isinstance(value, datetime):
+            return value.strftime("%Y-%m-%d %H:%M")
+        return str(value)
+
+    def label_for(self, read_only: bool) -> str:
+        """How the form row labels the widget (`label_kind`; a type may depend on whether it is read-only)."""
+        return self.label_kind
+
+    def input_text(self, value: Any, field: FieldDef, titles: Mapping[int, str]) -> str:
+        """One value as an HTML input holds it (ISO dates, plain decimals)."""
+        if value is None:
+            return ""
+        if isinstance(value, list):
+            return ", ".join(self.input_text(v, field, titles) for v in value)
+        if isinstance(value, datetime):
+            # Seconds only when there are some: a form must not cut 09:15:37 to 09:15 on an unchanged save.
+            return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S" if value.second else "%Y-%m-%dT%H:%M")
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, Decimal):
+            return format(value, "f")
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        return str(value)
+
+    def form_texts(self, value: Any, field: FieldDef) -> list[str]:
+        """What the form posts for a value (under the field's name), as texts: the edit's starting point."""
+        if field.multiple:
+            return [self.input_text(v, field, {}) for v in value or []]
+        return [self.input_text(value, field, {})] if value is not None else []
+
+    def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
+        """The raw value of the field in a posted form (ValueError: a message next to the field)."""
+        if field.multiple:
+            return [v for v in form.getlist(field.name) if v.strip()]
+        return form.get(field.name)
+
+    def filter_choices(self, field: FieldDef, out: Display) -> tuple[tuple[str, str], ...]:
+        """(value, text) pairs an "options" filter offers."""
+        return ()
+
+    def filter_input(self, field: FieldDef) -> dict[str, str]:
+        """Attributes of the inputs of a "range" filter (type, step, min, max)."""
+        return {"type": "text"}
+
+    def sum_places(self, field: FieldDef) -> int | None:
+        """Decimal places of a board's sum of this field (None: as many as the values have)."""
+        return field.places
 
 
 def blank(raw: Any) -> bool:
@@ -170,6 +389,19 @@ def as_list(raw: Any) -> list[Any]:
     if isinstance(raw, list | tuple):
         return list(raw)
     raise FieldValueError(f"Must be a list, not {json_type(raw)}.")
+
+
+def check_form_count(field: FieldDef, count: int) -> None:
+    """Refuse more values than the field holds before doing per-value work (queries, files)."""
+    if not field.multiple and count > 1:
+        raise ValueError("Takes one value only.")
+    if field.multiple and count > max_items(field):
+        raise ValueError(f"Must have at most {max_items(field)} values.")
+
+
+def numeric(value: Any) -> bool:
+    """True for a number a display can write (bool counts as 0 or 1, as format_number reads it)."""
+    return isinstance(value, int | float | Decimal)
 
 
 def max_items(field: FieldDef) -> int:

@@ -3,37 +3,53 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from kartoteka.metadata.types.base import (
+    BOUND,
+    CURRENCY,
+    LABEL,
     MAX_DECIMAL_DIGITS,
+    MAX_LENGTH,
     MAX_SAFE_INTEGER,
     MAX_TEXT_LENGTH,
     MAX_TEXTAREA_LENGTH,
+    MIN_LENGTH,
+    PATTERN,
+    PLACES,
+    UNIQUE,
     FieldType,
     FieldValueError,
+    FormContext,
+    PostedForm,
     blank,
     bounds_checks,
     json_type,
     length_checks,
     number_text,
+    numeric,
     require_str,
+    unstorable,
 )
 
 if TYPE_CHECKING:
     from kartoteka.metadata.model import FieldDef
 
+_TEXT_OPTIONS = {"min_length": MIN_LENGTH, "max_length": MAX_LENGTH, "pattern": PATTERN, "pattern_message": LABEL}
+
 
 class TextType(FieldType):
     name = "text"
-    options = frozenset({"min_length", "max_length", "pattern", "pattern_message", "unique"})
+    option_schema = {**_TEXT_OPTIONS, "unique": UNIQUE}
     supports_multiple = True
+    searchable = True
+    names_records = True
     limit = MAX_TEXT_LENGTH
 
     def parse(self, raw, field, ctx):
@@ -47,12 +63,22 @@ class TextType(FieldType):
     def check(self, value, field):
         return length_checks(value, field, self.limit)
 
+    def from_formula(self, value, field):
+        text = str(value)
+        problem = unstorable(text)
+        if problem is not None:  # PostgreSQL's jsonb refuses NUL; UTF-8 cannot encode a lone surrogate
+            raise FieldValueError(f"the result holds {problem}, which cannot be stored")
+        return text
+
 
 class TextareaType(TextType):
     name = "textarea"
-    options = frozenset({"min_length", "max_length", "pattern", "pattern_message", "rows"})
+    option_schema = {**_TEXT_OPTIONS, "rows": {"type": "integer", "minimum": 1, "maximum": 50}}
     supports_multiple = False
+    names_records = False
     limit = MAX_TEXTAREA_LENGTH
+    widget = "textarea"
+    value_macro = "prose_value"
 
     def parse(self, raw, field, ctx):
         if blank(raw):
@@ -71,8 +97,11 @@ class EmailType(FieldType):
     """
 
     name = "email"
-    options = frozenset({"unique", "max_length"})
+    option_schema = {"unique": UNIQUE, "max_length": MAX_LENGTH}
     supports_multiple = True
+    searchable = True
+    widget = "email_input"
+    value_macro = "email_value"
     json_schema = {"type": "string", "format": "idn-email", "maxLength": MAX_EMAIL_LENGTH}
 
     def parse(self, raw, field, ctx):
@@ -95,8 +124,12 @@ class EmailType(FieldType):
 
 class PhoneType(FieldType):
     name = "phone"
-    options = frozenset({"unique", "region"})
+    option_schema = {"unique": UNIQUE, "region": {"type": "string", "pattern": "^[A-Z]{2}$",
+                                                   "description": "ISO 3166 country of numbers written without +."}}
     supports_multiple = True
+    searchable = True
+    widget = "phone_input"
+    value_macro = "phone_value"
     json_schema = {"type": "string", "format": "phone"}
 
     def parse(self, raw, field, ctx):
@@ -121,8 +154,11 @@ _OTHER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!\d)")
 
 class UrlType(FieldType):
     name = "url"
-    options = frozenset({"unique", "max_length"})
+    option_schema = {"unique": UNIQUE, "max_length": MAX_LENGTH}
     supports_multiple = True
+    searchable = True
+    widget = "url_input"
+    value_macro = "url_value"
     json_schema = {"type": "string", "format": "uri"}
 
     def parse(self, raw, field, ctx):
@@ -154,12 +190,33 @@ class UrlType(FieldType):
         return length_checks(value, field, 2000)
 
 
-class IntegerType(FieldType):
-    name = "integer"
-    options = frozenset({"min", "max", "unique"})
-    supports_multiple = True
+def _formula_number(value: Any) -> Decimal:
+    """A formula's numeric result as a Decimal within what a JSON number holds; FieldValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise FieldValueError(f"the formula gave {value!r}, not a number")
+    number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if not number.is_finite() or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
+        raise FieldValueError("the result is too large")
+    return number
+
+
+class NumberType(FieldType):
+    """What the number types share: a range filter, sums on a board, numeric display."""
+
     storage = "number"
+    filter_kind = "range"
+    sums_board = True
+
+    def filter_input(self, field):
+        return {"type": "number", "step": "any"}
+
+
+class IntegerType(NumberType):
+    name = "integer"
+    option_schema = {"min": BOUND, "max": BOUND, "unique": UNIQUE}
+    supports_multiple = True
     json_schema = {"type": "integer"}
+    widget = "integer_input"
 
     def parse(self, raw, field, ctx):
         if blank(raw):
@@ -192,14 +249,23 @@ class IntegerType(FieldType):
     def check(self, value, field):
         return bounds_checks(value, field)
 
+    def from_formula(self, value, field):
+        return int(_formula_number(value).to_integral_value(rounding=ROUND_HALF_UP))
 
-class DecimalType(FieldType):
+    def display(self, value, field, out):
+        return out.number(value) if numeric(value) else str(value)
+
+    def sum_places(self, field):
+        return 0
+
+
+class DecimalType(NumberType):
     name = "decimal"
-    options = frozenset({"min", "max", "places", "unique"})
+    option_schema = {"min": BOUND, "max": BOUND, "places": PLACES, "unique": UNIQUE}
     supports_multiple = True
-    storage = "number"
     json_schema = {"type": "string", "format": "decimal"}
     default_places: int | None = None
+    widget = "decimal_input"
 
     def places(self, field: FieldDef) -> int | None:
         return field.places if field.places is not None else self.default_places
@@ -258,20 +324,46 @@ class DecimalType(FieldType):
     def to_json(self, value):
         return format(value, "f")
 
+    def from_formula(self, value, field):
+        number = _formula_number(value)
+        places = self.places(field)
+        if places is not None:
+            return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+        with localcontext() as context:  # what a JSON number (a double) holds exactly
+            context.prec = MAX_DECIMAL_DIGITS
+            return (+number).normalize()
+
+    def display(self, value, field, out):
+        return out.number(value, self.places(field)) if numeric(value) else str(value)
+
+    def sum_places(self, field):
+        return self.places(field)
+
 
 class MoneyType(DecimalType):
     name = "money"
-    options = frozenset({"min", "max", "currency", "places", "unique"})
+    option_schema = {"min": BOUND, "max": BOUND, "currency": {**CURRENCY, "default": "RUB"}, "places": PLACES,
+                     "unique": UNIQUE}
     supports_multiple = False
     json_schema = {"type": "string", "format": "decimal"}
     default_places = 2
+    widget = "money_input"
+
+    def display(self, value, field, out):
+        places = self.places(field)
+        return out.money(value, field.currency, 2 if places is None else places) if numeric(value) else str(value)
 
 
 class PercentType(DecimalType):
     name = "percent"
-    options = frozenset({"min", "max", "places"})
+    option_schema = {"min": BOUND, "max": BOUND, "places": PLACES}
     supports_multiple = False
+    sums_board = False  # a sum of percentages means nothing
     default_places = 2
+    widget = "percent_input"
+
+    def display(self, value, field, out):
+        return out.percent(value, self.places(field)) if numeric(value) else str(value)
 
     def parse(self, raw, field, ctx):
         if isinstance(raw, str):
@@ -283,6 +375,10 @@ class BooleanType(FieldType):
     name = "boolean"
     storage = "boolean"
     json_schema = {"type": "boolean"}
+    filter_kind = "boolean"
+    offered_filter = True
+    widget = "checkbox"
+    label_kind = "inline"
     _TRUE = frozenset({"true", "1", "yes", "on", "да", "y"})
     _FALSE = frozenset({"false", "0", "no", "off", "нет", "n"})
 
@@ -301,12 +397,23 @@ class BooleanType(FieldType):
                 return False
         raise FieldValueError("Must be true or false.")
 
+    def from_formula(self, value, field):
+        return bool(value)
+
+    def display(self, value, field, out):
+        return out.yes_no(value) if isinstance(value, bool) else str(value)
+
+    def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
+        return form.get(field.name, "false")  # an unticked box sends nothing
+
 
 class DateType(FieldType):
     name = "date"
-    options = frozenset({"min", "max"})
+    option_schema = {"min": BOUND, "max": BOUND}
     supports_multiple = True
     json_schema = {"type": "string", "format": "date"}
+    filter_kind = "range"
+    widget = "date_input"
 
     def parse(self, raw, field, ctx):
         if blank(raw):
@@ -336,11 +443,27 @@ class DateType(FieldType):
     def from_storage(self, stored, field=None):
         return date.fromisoformat(stored)
 
+    def from_formula(self, value, field):
+        if isinstance(value, datetime):
+            return value.date()
+        if isinstance(value, date):
+            return value
+        return super().from_formula(value, field)
+
+    def display(self, value, field, out):
+        shown = out.date(value)
+        return shown if shown is not None else str(value)
+
+    def filter_input(self, field):
+        return {"type": "date"}
+
 
 class DateTimeType(FieldType):
     name = "datetime"
-    options = frozenset({"min", "max"})
+    option_schema = {"min": BOUND, "max": BOUND}
     json_schema = {"type": "string", "format": "date-time"}
+    filter_kind = "range"
+    widget = "datetime_input"
 
     def parse(self, raw, field, ctx):
         if blank(raw):
@@ -374,3 +497,21 @@ class DateTimeType(FieldType):
 
     def from_storage(self, stored, field=None):
         return datetime.fromisoformat(stored).astimezone(UTC)
+
+    def from_formula(self, value, field):
+        if isinstance(value, datetime):
+            return value.astimezone(UTC)
+        if isinstance(value, date):
+            return datetime.combine(value, time(), UTC)
+        return super().from_formula(value, field)
+
+    def display(self, value, field, out):
+        shown = out.datetime(value)
+        return shown if shown is not None else str(value)
+
+    def filter_input(self, field):
+        return {"type": "date"}
+
+
+TYPES = (TextType, TextareaType, EmailType, PhoneType, UrlType, IntegerType, DecimalType, MoneyType, PercentType,
+         BooleanType, DateType, DateTimeType)

@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from kartoteka.metadata.types.base import (
+    CURRENCY,
+    LABEL,
+    MAX_ITEMS_OPTION,
     MAX_TAG_LENGTH,
+    MIN_ITEMS,
+    PLACES,
+    UNIQUE,
     FieldType,
     FieldValueError,
+    FormContext,
+    PostedForm,
     as_list,
     blank,
+    check_form_count,
     check_item_count,
     item_count_checks,
     json_type,
@@ -21,6 +31,9 @@ from kartoteka.metadata.types.scalar import BooleanType
 
 if TYPE_CHECKING:
     from kartoteka.metadata.model import FieldDef
+
+OPTIONS = {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/option"},
+           "description": "The choices: values, or {value, label, color}."}
 
 
 def option_value(raw: Any, field: FieldDef) -> str | None:
@@ -36,13 +49,40 @@ def option_value(raw: Any, field: FieldDef) -> str | None:
     return value
 
 
-class SelectType(FieldType):
+class OptionsType(FieldType):
+    """What select and multiselect share: their options (needed), shown by their labels, filtered by them."""
+
+    filter_kind = "options"
+    offered_filter = True
+
+    def spec_problems(self, spec, entities):
+        if not spec.get("options"):
+            return [((), f"a {self.name} field needs 'options'")]
+        return []
+
+    def display(self, value, field, out):
+        option = field.option(str(value))
+        return out.label(option.label) if option is not None else str(value)
+
+    def filter_choices(self, field, out):
+        return tuple((o.value, out.label(o.label)) for o in field.options)
+
+
+class SelectType(OptionsType):
     name = "select"
-    options = frozenset({"options", "unique"})
+    option_schema = {"options": OPTIONS, "unique": UNIQUE}
     json_schema = {"type": "string"}
+    groups_board = True
+    widget = "select"
+    value_macro = "select_value"
+    badge_macro = "select_badge"
 
     def parse(self, raw, field, ctx):
         return option_value(raw, field)
+
+    def title_text(self, value, field):
+        option = field.option(value)
+        return str(option.label) if option else str(value)
 
 
 class ListFieldType(FieldType):
@@ -50,14 +90,19 @@ class ListFieldType(FieldType):
 
     storage = "json"
     json_schema = {"type": "array", "items": {"type": "string"}}
+    list_valued = True
 
     def check(self, value, field):
         return item_count_checks(value, field)
 
 
-class MultiselectType(ListFieldType):
+class MultiselectType(ListFieldType, OptionsType):
     name = "multiselect"
-    options = frozenset({"options", "min_items", "max_items"})
+    option_schema = {"options": OPTIONS, "min_items": MIN_ITEMS, "max_items": MAX_ITEMS_OPTION}
+    widget = "multiselect"
+    label_kind = "group"
+    value_macro = "multiselect_value"
+    badge_macro = "multiselect_badge"
 
     def parse(self, raw, field, ctx):
         if raw is None:
@@ -71,10 +116,26 @@ class MultiselectType(ListFieldType):
                 values.setdefault(value)
         return list(values) or None
 
+    def form_texts(self, value, field):
+        return [self.input_text(v, field, {}) for v in value or []]  # one box ticked per option
+
+    def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
+        return [v for v in form.getlist(field.name) if v.strip()]
+
 
 class TagsType(ListFieldType):
     name = "tags"
-    options = frozenset({"suggestions", "min_items", "max_items"})
+    option_schema = {"suggestions": {"type": "array", "items": {"type": "string"}},
+                     "min_items": MIN_ITEMS, "max_items": MAX_ITEMS_OPTION}
+    filter_kind = "options"
+    offered_filter = True
+    widget = "tags"
+    value_macro = "tags_value"
+    badge_macro = "tags_badge"
+    badge_by_default = True
+
+    def filter_choices(self, field, out):
+        return tuple((s, s) for s in field.suggestions)
 
     def parse(self, raw, field, ctx):
         if raw is None:
@@ -98,17 +159,72 @@ class TagsType(ListFieldType):
         return tags or None
 
 
+# "Northwind Trading Ltd #12" (a suggestion of a picker when titles repeat) or just "12" / "#12".
+_PICKED = re.compile(r"(?:^|#)\s*(\d{1,18})\s*$")
+
+
+def picked_id(text: str) -> int | None:
+    """The id a reference picker's text names by number ("Northwind Trading Ltd #12", "#12", "12"), if any."""
+    match = _PICKED.search(text)
+    return int(match.group(1)) if match else None
+
+
 class ReferenceType(FieldType):
     name = "reference"
-    options = frozenset({"to"})
+    option_schema = {"to": {"$ref": "#/$defs/identifier", "description": "The entity whose records it names."}}
     supports_multiple = True
     storage = "number"
     json_schema = {"type": "integer"}
+    refers = "record"
+    filter_kind = "reference"
+    widget = "reference"
+    value_macro = "reference_value"
+
+    def spec_problems(self, spec, entities):
+        from kartoteka.metadata.expressions import suggest
+
+        target = spec.get("to")
+        if target is None:
+            return [((), "a reference needs 'to: <entity>'")]
+        if target not in entities:
+            return [(("to",), f"unknown entity '{target}'{suggest(target, entities)}")]
+        return []
 
     def parse(self, raw, field, ctx):
         if blank(raw):
             return None
         return parse_id(raw, f"a {field.to} record")
+
+    def display(self, value, field, out):
+        return out.record(value) or f"#{value}"
+
+    def input_text(self, value, field, titles):
+        if isinstance(value, int) and not isinstance(value, bool):
+            # The picker's text of the record (its title, and what tells it from others); "#12" unknown to us.
+            return titles.get(value) or f"#{value}"
+        return super().input_text(value, field, titles)
+
+    def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
+        texts = [text for text in form.getlist(field.name) if text.strip()]
+        if not field.multiple:
+            texts = texts[:1]  # only the first is used: resolve no more than that
+        check_form_count(field, len(texts))  # before resolving: a typed title costs a query
+        picked = [self._picked(field, text, context) for text in texts]
+        return picked if field.multiple else (picked[0] if picked else None)
+
+    @staticmethod
+    def _picked(field: FieldDef, text: str, context: FormContext) -> str:
+        """The record a picker's text names: its number, else the one record whose picker text or title it is."""
+        number = picked_id(text)
+        if number is not None:
+            return str(number)
+        found = context.resolve(field.to or "", text.strip()) if context.resolve is not None else []
+        if len(found) == 1:
+            return str(found[0])
+        if found:
+            raise ValueError(f"Several records are called '{text[:60]}'; pick one from the suggestions.")
+        raise ValueError(f"Nothing is called '{text[:60]}'; pick a record from the suggestions (or type its number "
+                         "as #12).")
 
 
 class UserType(FieldType):
@@ -116,20 +232,33 @@ class UserType(FieldType):
     supports_multiple = True
     storage = "number"
     json_schema = {"type": "integer"}
+    refers = "user"
+    filter_kind = "user"
+    widget = "user_select"
 
     def parse(self, raw, field, ctx):
         if blank(raw):
             return None
         return parse_id(raw, "a user")
 
+    def display(self, value, field, out):
+        return out.user(value) or f"#{value}"
+
 
 class FileType(FieldType):
     """A stored file: the value is the file's id; the service fills in name, size and type."""
 
     name = "file"
-    options = frozenset({"accept", "max_size"})
+    option_schema = {"accept": {"type": "array", "items": {"type": "string"},
+                                "description": "MIME types or file-name endings."},
+                     "max_size": {"type": "integer", "minimum": 1, "description": "Bytes."}}
     supports_multiple = True
     storage = "json"
+    holds_files = True
+    filter_kind = "presence"
+    presence_noun = "files"
+    widget = "file_input"
+    value_macro = "file_value"
     json_schema = {
         "type": "object",
         "properties": {"id": {"type": "string"}, "name": {"type": "string"},
@@ -144,13 +273,59 @@ class FileType(FieldType):
             raise FieldValueError("Must be the id of an uploaded file.")
         return {"id": file_id.strip()}
 
+    def same(self, value, stored):
+        # A form sends only the ids; names, sizes and types are the store's.
+        return file_ids(value) == file_ids(stored)
+
+    def comparable(self, value):
+        return tuple(sorted(file_ids(value)))
+
+    def display(self, value, field, out):
+        if isinstance(value, Mapping):
+            return str(value.get("name") or value.get("id") or "")
+        return str(value)
+
+    def label_for(self, read_only: bool) -> str:
+        return "group" if read_only else "for"  # a read-only one is a group of download links
+
+    def form_texts(self, value, field):
+        return file_ids(value)  # as the form posts them: the ids of the files held
+
+    def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
+        kept = [{"id": i} for i in form.getlist(field.name) if i]
+        files = context.files
+        uploads = [f for f in files.getlist(field.name) if f and f.filename] if files is not None else []
+        # Counted before anything is written to disk: a form may not park a thousand uploads.
+        check_form_count(field, len(uploads) if not field.multiple else len(kept) + len(uploads))
+        if uploads and context.save_file is not None:
+            kept += [context.save_file(field, f) for f in uploads]
+        if field.multiple:
+            return kept
+        return kept[-1] if kept else None
+
+
+def file_ids(value: Any) -> list[str]:
+    """The file ids held by a file field's value (one file, a list of them, or empty)."""
+    items = value if isinstance(value, list) else [value] if value is not None else []
+    return [item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), str)]
+
 
 class FormulaType(FieldType):
     """Computed from other fields; the stored value is the last computed one (for lists and sorting)."""
 
     name = "formula"
-    options = frozenset({"expr", "result", "places", "currency"})
+    option_schema = {
+        "expr": {"$ref": "#/$defs/expression"},
+        "result": {"type": "string", "enum": ["text", "integer", "decimal", "money", "percent", "boolean", "date",
+                                              "datetime"], "default": "decimal"},
+        "places": PLACES,
+        "currency": CURRENCY,
+    }
     computed = True
+    widget = "formula_output"
+
+    def spec_problems(self, spec, entities):
+        return [] if "expr" in spec else [((), "a formula needs 'expr'")]
 
     def parse(self, raw, field, ctx):
         raise FieldValueError("Is computed by a formula and cannot be set.")
@@ -160,8 +335,14 @@ class ConsentType(FieldType):
     """Consent to personal-data processing: who gave or withdrew it, when, for which policy version."""
 
     name = "consent"
-    options = frozenset({"policy_version", "policy_url", "text"})
+    option_schema = {"policy_version": {"type": "string", "minLength": 1},
+                     "policy_url": {"type": "string", "minLength": 1}, "text": LABEL}
     storage = "json"
+    filter_kind = "presence"
+    emptied_when_hidden = False  # an archive of who agreed when
+    widget = "consent"
+    label_kind = "own"
+    required_message = "Consent is required."
     json_schema = {
         "type": "object",
         "properties": {"given": {"type": "boolean"}, "at": {"type": "string", "format": "date-time"},
@@ -179,3 +360,43 @@ class ConsentType(FieldType):
 
     def to_json(self, value):
         return dict(value)
+
+    def spec_problems(self, spec, entities):
+        return [(("default",), "consent is never pre-ticked: remove the default")] if "default" in spec else []
+
+    def settle(self, value, previous, field, stamp):
+        if value is None:
+            return previous  # an empty value keeps the stored consent: it cannot be cleared
+        if stamp.inferred and previous is None and not value.get("given"):
+            return None  # an unticked box over a consent never given: nothing was asked or answered
+        if previous is not None and previous.get("given") == value["given"]:
+            return previous
+        return {"given": value["given"], "at": stamp.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "by": stamp.user_id, "policy_version": field.policy_version}
+
+    def missing(self, value):
+        return super().missing(value) or not value.get("given")
+
+    def comparable(self, value):
+        return bool(value.get("given")) if isinstance(value, Mapping) else value
+
+    def display(self, value, field, out):
+        """'Yes, 31 Jan 2026' when consent was given (with the date if known), 'No' otherwise."""
+        if isinstance(value, bool):
+            return out.yes_no(value)
+        if not isinstance(value, Mapping):
+            return str(value)
+        if value.get("given") is not True:
+            return out.yes_no(False)
+        day = out.day_of(value.get("at"))
+        return out.yes_no(True) if day is None else f"{out.yes_no(True)}, {day}"
+
+    def form_texts(self, value, field):
+        return ["true"] if isinstance(value, Mapping) and value.get("given") else []
+
+    def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
+        # Unticked over a consent never given records nothing (settle decides).
+        return "true" if field.name in form else "false"
+
+
+TYPES = (SelectType, MultiselectType, TagsType, ReferenceType, UserType, FileType, FormulaType, ConsentType)

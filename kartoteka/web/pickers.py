@@ -1,0 +1,102 @@
+"""What a reference picker shows and an input holds for a record, and which record a typed text names.
+
+A record is written as its title, then the values of the fields its entity lists under `picker:` that the
+reader may see ("ООО «Ромашка» — Москва, 7701234567"), so that two records of the same name can be told apart
+without their numbers. Only when that text too is shared by another record the reader may open does "#id"
+follow it; that is the one case an input shows a record's number.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from flask import g
+
+from kartoteka.extensions import platform
+from kartoteka.records.lookup import MAX_EXACT, MAX_NAMESAKES, PickerRow, picker_rows, record_titles, search_titles
+from kartoteka.records.model import ids_in
+from kartoteka.storage.database import fold
+from kartoteka.users import user_names
+from kartoteka.web.common import current_user
+from kartoteka.web.formatting import format_value
+
+SEPARATOR = " — "  # between the title and what tells the record from others
+
+
+def _texts(entity_name: str, rows: list[PickerRow]) -> dict[int, str]:
+    """Each row as "title — details", the details written as the card writes them (names of users and records)."""
+    entity = platform.service.entity(entity_name)
+    fields = [entity.fields[n] for n in entity.picker]
+    people: dict[int, str] = {}
+    titles: dict[str, dict[int, str]] = {}
+    user_ids = [i for r in rows for f in fields if f.type.refers == "user" for i in ids_in(r.values.get(f.name))]
+    if user_ids:
+        people = user_names(platform.state.engine, user_ids)
+    for f in fields:
+        if f.type.refers == "record":
+            wanted = [i for r in rows for i in ids_in(r.values.get(f.name))]
+            titles[f.name] = record_titles(platform.service, f.to or "", wanted, current_user()) if wanted else {}
+    texts = {}
+    for row in rows:
+        shown = [format_value(f, row.values.get(f.name), g.language, user_names=people,
+                              record_titles=titles.get(f.name)) for f in fields if f.name in row.values]
+        details = ", ".join(text for text in shown if text)
+        texts[row.id] = f"{row.title}{SEPARATOR}{details}" if details else row.title
+    return texts
+
+
+def _labelled(entity_name: str, rows: list[PickerRow], namesakes: list[PickerRow]) -> dict[int, str]:
+    """Each row's text, with "#id" where the reader could not tell it from a namesake's (or from too many)."""
+    everyone = list({r.id: r for r in [*rows, *namesakes]}.values())
+    texts = _texts(entity_name, everyone)
+    counts = Counter(fold(texts[r.id]) for r in everyone)
+    crowded = len(namesakes) >= MAX_NAMESAKES
+    return {r.id: texts[r.id] if counts[fold(texts[r.id])] == 1 and not crowded else f"{texts[r.id]} #{r.id}"
+            for r in rows}
+
+
+def named_records(entity_name: str, ids: Iterable[int]) -> tuple[dict[int, str], dict[int, str]]:
+    """(id -> title, id -> picker text) of the records among `ids` the user may read."""
+    wanted = set(ids)
+    everyone = picker_rows(platform.service, entity_name, current_user(), ids=wanted, namesakes=True)
+    rows = [r for r in everyone if r.id in wanted]
+    if len(everyone) >= MAX_NAMESAKES:  # crowded by namesakes: the records asked for may lie past the limit
+        rows = picker_rows(platform.service, entity_name, current_user(), ids=wanted)
+    if not rows:
+        return {}, {}
+    return {r.id: r.title for r in rows}, _labelled(entity_name, rows, everyone)
+
+
+def record_labels(entity_name: str, ids: Iterable[int]) -> dict[int, str]:
+    """id -> the picker text of each record among `ids` the user may read."""
+    return named_records(entity_name, ids)[1]
+
+
+def suggestions(entity_name: str, text: str) -> list[str]:
+    """The picker texts of the readable records whose title contains `text` (or whose id it is)."""
+    found = search_titles(platform.service, entity_name, text, current_user())
+    labels = record_labels(entity_name, [i for i, _ in found])
+    return [labels[i] for i, _ in found if i in labels]
+
+
+def resolve(entity_name: str, text: str) -> list[int]:
+    """The records a text typed into a picker names: those whose picker text it is, else those titled so.
+
+    Several ids mean the text is ambiguous (at most a few are listed, enough to say so).
+    """
+    text = text.strip()
+    if not text:
+        return []
+    candidates = {text}
+    at = text.find(SEPARATOR)
+    while at > 0:  # the title may hold the separator itself: try every place the details may begin
+        candidates.add(text[:at])
+        at = text.find(SEPARATOR, at + 1)
+    rows = picker_rows(platform.service, entity_name, current_user(), titles=candidates)
+    labels = _labelled(entity_name, rows, rows)
+    wanted = fold(text)
+    named = [r.id for r in rows if fold(labels[r.id]) == wanted]
+    if named:
+        return named[:MAX_EXACT]
+    return [r.id for r in rows if fold(r.title) == wanted][:MAX_EXACT]

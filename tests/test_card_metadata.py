@@ -1,0 +1,175 @@
+"""Conventions that were hard-coded and are metadata now: `board:`, `badges:`, `picker:` and a role's `superuser:`.
+
+check-config explains each with the file, the line and a suggestion; cards without the keys behave as before
+(a board by stage or status summing the first money field, stage-like selects and tags as badges, `admin` as
+the superuser when roles.yaml names none).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from kartoteka.metadata.loader import check_config
+from kartoteka.records.model import SYSTEM
+from tests.conftest import CONFIG_DIR, write_config
+from tests.test_web import CSRF, sign_in, text_of
+
+DEAL = {
+    "entity": "deal", "label": "Deal",
+    "fields": {
+        "name": {"type": "text", "required": True},
+        "stage": {"type": "select", "options": ["new", "won", "lost"], "default": "new"},
+        "region": {"type": "select", "options": ["north", "south"]},
+        "amount": {"type": "money"},
+        "cost": {"type": "money", "access": {"view": ["finance"]}},
+        "seats": {"type": "integer"},
+        "tags": {"type": "tags"},
+    },
+}
+ROLES = {"roles": {"admin": {}, "boss": {"superuser": True}, "sales": {}, "finance": {}}}
+
+
+def _problems(tmp_path, changes: dict, roles: dict | None = None) -> list[str]:
+    root = write_config(tmp_path, {"deal": {**DEAL, **changes}}, roles)
+    return [str(p) for p in check_config(root)[1]]
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"board": {"group": "stag"}}, "deal.yaml:{line}: board.group: unknown field 'stag'; did you mean 'stage'?"),
+    ({"board": {"group": "amount"}}, "deal.yaml:{line}: board.group: a board groups by a field of type select (one "
+                                     "value, not a formula); 'amount' is not one; one of: stage, region"),
+    ({"board": {"sum": "name"}}, "deal.yaml:{line}: board.sum: a board sums a field of type decimal, integer, money "
+                                 "(one value); 'name' is not one; one of: amount, cost, seats"),
+    ({"board": {"show": ["amout"]}}, "deal.yaml:{line}: board.show[0]: unknown field 'amout'; did you mean 'amount'?"),
+    ({"board": {"grup": "stage"}}, "deal.yaml:{line}: board.grup: unknown key 'grup'; did you mean 'group'?"),
+    ({"badges": ["stage", "regoin"]}, "deal.yaml:{line}: badges[1]: unknown field 'regoin'; did you mean 'region'?"),
+    ({"picker": ["regon"]}, "deal.yaml:{line}: picker[0]: unknown field 'regon'; did you mean 'region'?"),
+    ({"bagdes": ["stage"]}, "deal.yaml:{line}: bagdes: unknown key 'bagdes'; did you mean 'badges'?"),
+])
+def test_check_config_explains_wrong_board_badges_and_picker(tmp_path, changes, message):
+    problems = _problems(tmp_path, changes)
+    assert len(problems) == 1, problems
+    assert re.fullmatch(re.escape(message).replace(re.escape("{line}"), r"\d+"), problems[0].split("entities/")[1])
+
+
+def test_check_config_finds_a_misspelt_superuser_and_a_wrong_value(tmp_path):
+    roles = {"finance": {}}
+    problems = _problems(tmp_path / "typo", {}, {"roles": {**roles, "admin": {"superusr": True}}})
+    assert [p.split("roles.yaml:")[1] for p in problems] == [
+        "4: roles.admin.superusr: unknown key 'superusr'; did you mean 'superuser'?"]
+    problems = _problems(tmp_path / "value", {}, {"roles": {**roles, "admin": {"superuser": "yes"}}})
+    assert [p.split("roles.yaml:")[1] for p in problems] == [
+        "4: roles.admin.superuser: must be of type boolean, not str"]
+    assert _problems(tmp_path / "other", {}, {"roles": {**roles, "admin": {"colour": "red"}}}) == []  # ignored
+
+
+def test_without_the_keys_cards_keep_their_conventions(tmp_path):
+    metadata, _ = check_config(write_config(tmp_path, {"deal": DEAL}))
+    deal = metadata.entity("deal")
+    assert deal.board.group == "stage" and deal.board.sums == ("amount", "cost") and deal.board.show == ()
+    assert deal.badges == ("stage", "tags") and deal.picker == ()
+    assert metadata.superusers == frozenset({"admin"})
+
+
+def test_superusers_are_the_roles_marked_so(tmp_path):
+    metadata, problems = check_config(write_config(tmp_path, {"deal": DEAL}, ROLES))
+    assert problems == [] and metadata.superusers == frozenset({"boss"})
+    assert metadata.entity("deal").superusers == frozenset({"boss"})
+
+
+# --- the pages, on a card that says how --------------------------------------------------------------
+
+
+@pytest.fixture
+def config_dir(tmp_path_factory):
+    deal = {**DEAL, "board": {"group": "region", "sum": "seats", "show": ["amount"]}, "badges": ["region", "stage"]}
+    return write_config(tmp_path_factory.mktemp("cards"), {"deal": deal}, {
+        **ROLES, "permissions": {"sales": {"deal": "all"}, "finance": {"deal": "all"}}})
+
+
+def test_the_board_groups_sums_and_shows_what_metadata_says(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"])
+    for name, region, seats in (("Alpha", "north", 3), ("Bravo", "north", 4), ("Charlie", "south", 10)):
+        service.create("deal", {"name": name, "region": region, "seats": seats, "amount": 1000}, SYSTEM)
+    sign_in(client, rep)
+    board = text_of(client.get("/cards/deal/kanban"))
+    assert re.search(r'data-stage="north".*?data-count>2<.*?class="sum">7<', board, re.S)
+    assert re.search(r'data-stage="south".*?data-count>1<.*?class="sum">10<', board, re.S)
+    assert len(re.findall(r'class="board-line">1,000\.00\sRUB<', board)) == 3
+    listing = text_of(client.get("/cards/deal/"))
+    assert 'href="/cards/deal/kanban"' in listing
+
+
+def test_the_card_header_shows_the_badges_metadata_names_in_order(client, service, make_user):
+    rep, _ = make_user("rep", ["sales"])
+    deal = service.create("deal", {"name": "Alpha", "region": "south", "stage": "won", "tags": ["vip"]}, SYSTEM)
+    sign_in(client, rep)
+    card = text_of(client.get(f"/cards/deal/{deal.id}"))
+    badges = card[card.index('class="badges"'):]
+    badges = badges[:badges.index("</p>")]
+    assert re.findall(r'<span class="badge[^"]*">([^<]+)</span>', badges) == ["Region: south", "Stage: won"]
+    assert "#vip" not in badges  # tags are not listed in `badges:`
+
+
+def test_a_superuser_role_sees_everything_and_manages_users_and_admin_is_a_role_like_others(
+        client, service, make_user):
+    deal = service.create("deal", {"name": "Alpha", "cost": 500}, SYSTEM)
+    boss, _ = make_user("boss", ["boss"])
+    sign_in(client, boss)
+    assert "500.00" in text_of(client.get(f"/cards/deal/{deal.id}"))
+    assert 'href="/admin/users"' in text_of(client.get("/cards/"))
+    assert client.get("/admin/users").status_code == 200
+
+    named_admin, headers = make_user("root", ["admin"])
+    client.get("/logout")
+    sign_in(client, named_admin)
+    assert client.get("/admin/users").status_code == 403  # `admin` is no superuser here: `boss` is
+    assert client.get(f"/cards/deal/{deal.id}").status_code == 403  # and roles.yaml gives it no deals
+    assert client.get(f"/api/v1/records/deal/{deal.id}", headers=headers).status_code == 403
+
+
+# --- the reference picker ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config_dir", [CONFIG_DIR])
+def test_the_picker_tells_namesakes_apart_by_city_and_inn_without_numbers(client, service, make_user, config_dir):
+    rep, _ = make_user("rep", ["sales"], "sales")
+    moscow = service.create("company", {"name": "ООО «Ромашка»", "city": "Москва", "inn": "7707083893",
+                                        "kpp": "770701001"}, SYSTEM)
+    service.create("company", {"name": "ООО «Ромашка»", "city": "Казань", "inn": "1655000000", "kpp": "165501001"},
+                   SYSTEM)
+    london = service.create("company", {"name": "ООО «Ромашка»", "country": "gb", "city": "London"}, SYSTEM)
+    twin = service.create("company", {"name": "ООО «Ромашка»", "country": "gb", "city": "London"}, SYSTEM)
+    service.create("company", {"name": "Northwind", "country": "gb"}, SYSTEM)
+    sign_in(client, rep)
+
+    found = re.findall(r'<option value="([^"]+)">', text_of(client.get("/cards/company/lookup?q=ромашка")))
+    assert sorted(found) == sorted([
+        "ООО «Ромашка» — Москва, 7707083893",
+        "ООО «Ромашка» — Казань, 1655000000",
+        f"ООО «Ромашка» — London #{london.id}",  # the same city and no INN: only the number tells them apart
+        f"ООО «Ромашка» — London #{twin.id}",
+    ])
+    assert re.findall(r'<option value="([^"]+)">', text_of(client.get("/cards/company/lookup?q=north"))) == [
+        "Northwind"]
+
+    new = {"csrf_token": CSRF, "name": "Поставка", "stage": "new", "owner": str(rep.id)}
+    created = client.post("/cards/deal/new", data={**new, "company": "ООО «Ромашка» — Москва, 7707083893"})
+    assert created.status_code == 302, text_of(created)
+    deal_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    assert service.get("deal", deal_id, SYSTEM)["company"] == moscow.id
+
+    form = text_of(client.get(f"/cards/deal/{deal_id}/edit"))
+    assert re.search(r'<input type="text" value="ООО «Ромашка» — Москва, 7707083893" list="dl-company"', form)
+    assert f"#{moscow.id}" not in re.search(r'value="([^"]*)" list="dl-company"', form).group(1)
+
+    ambiguous = client.post("/cards/deal/new", data={**new, "company": "ООО «Ромашка»"})
+    assert ambiguous.status_code == 422
+    assert "Several records are called 'ООО «Ромашка»'; pick one from the suggestions." in text_of(ambiguous)
+    by_number = client.post("/cards/deal/new", data={**new, "company": f"ООО «Ромашка» — London #{twin.id}"})
+    assert by_number.status_code == 302
+    assert service.get("deal", int(by_number.headers["Location"].rsplit("/", 1)[1]), SYSTEM)["company"] == twin.id
+    listing = text_of(client.get(f"/cards/deal/?company={moscow.id}"))
+    assert 'value="ООО «Ромашка» — Москва, 7707083893"' in listing  # the filter shows the company, not its number
