@@ -56,10 +56,11 @@ def test_every_type_describes_its_options_as_json_schema(name):
 def test_the_entity_schema_takes_each_types_options_only_for_that_type():
     validator = jsonschema.Draft202012Validator(entity_schema())
     base = {"entity": "probe", "label": "Probe"}
-    wrong = list(validator.iter_errors({**base, "fields": {"share": {"type": "percent", "places": 9}}}))
-    assert [e.message for e in wrong] == ["9 is greater than the maximum of 8"]
-    # A key of another type is named (so a misspelt one is suggested), but the builder says it does not apply.
-    assert not list(validator.iter_errors({**base, "fields": {"count": {"type": "integer", "places": 9}}}))
+    assert not list(validator.iter_errors({**base, "fields": {"score": {"type": "rating", "max": 10}}}))
+    wrong = list(validator.iter_errors({**base, "fields": {"score": {"type": "rating", "max": 12}}}))
+    assert [e.message for e in wrong] == ["12 is greater than the maximum of 10"]
+    # An integer's max is a bound written like input, which the rating's schema does not govern.
+    assert not list(validator.iter_errors({**base, "fields": {"count": {"type": "integer", "max": "12"}}}))
 
 
 def test_the_metadata_core_imports_no_web_framework():

@@ -50,6 +50,7 @@ FIELDS: dict[str, dict[str, Any]] = {
     "file": {"type": "file"},
     "formula": {"type": "formula", "expr": "integer * 2", "result": "integer"},
     "consent": {"type": "consent", "policy_version": "2025-01"},
+    "rating": {"type": "rating"},
     # constraints
     "short": {"type": "text", "min_length": 2, "max_length": 5},
     "code": {"type": "text", "pattern": r"[A-Z]{3}-\d+", "pattern_message": "Use a code like ABC-1."},
@@ -71,6 +72,7 @@ FIELDS: dict[str, dict[str, Any]] = {
     "emails": {"type": "email", "multiple": True},
     "amounts": {"type": "decimal", "multiple": True},
     "days": {"type": "date", "multiple": True},
+    "ten_stars": {"type": "rating", "max": 10},
 }
 
 
@@ -219,6 +221,11 @@ VALID: list[tuple[str, Any, Any]] = [
     ("consent", "да", {"given": True}),
     ("consent", False, {"given": False}),
     ("consent", {"given": True}, {"given": True}),
+    ("rating", 4, 4),
+    ("rating", "5", 5),
+    ("rating", " 1 ", 1),
+    ("rating", 3.0, 3),
+    ("ten_stars", "10", 10),
 ]
 
 
@@ -313,6 +320,14 @@ INVALID: list[tuple[str, Any, str]] = [
     ("consent", "maybe", "Must be true or false."),
     ("consent", {"given": "yes"}, "Must be true (consent given) or false (withdrawn or not given)."),
     ("consent", {}, "Must be true (consent given) or false"),
+    ("rating", 0, "Must be a whole number of stars from 1 to 5."),
+    ("rating", 6, "Must be a whole number of stars from 1 to 5."),
+    ("rating", "3.5", "'3.5' is not a number of stars."),
+    ("rating", 2.5, "Must be a whole number of stars from 1 to 5."),
+    ("rating", "★★★", "'★★★' is not a number of stars."),
+    ("rating", True, "Must be a whole number of stars, not a boolean."),
+    ("rating", [4], "Must be a whole number of stars, not a list."),
+    ("ten_stars", 11, "Must be a whole number of stars from 1 to 10."),
 ]
 
 
@@ -607,6 +622,8 @@ ROUND_TRIPS: list[tuple[str, Any]] = [
     ("user", 9),
     ("file", FILE_ID),
     ("consent", True),
+    ("rating", 4),
+    ("ten_stars", "10"),
 ]
 
 STORED_KIND = {"text": str, "number": int | float, "boolean": bool, "json": list | dict}

@@ -191,3 +191,63 @@ def test_kanban_drag_to_lost_opens_the_form(page: Page, login) -> None:
     page.click(SAVE)
     expect(page).to_have_url(re.compile(rf"/cards/deal/{card_id}$"))
     expect(page.locator("#view-lost_reason")).to_have_count(1)
+
+
+# --- rating (kartoteka/metadata/types/rating.py): the ticket's satisfaction ---------------------------------
+
+
+def _resolved_ticket(page: Page, index: int) -> str:
+    """The path of a resolved ticket support1 may change (each test takes its own)."""
+    page.goto("/cards/ticket/?status__in=resolved&sort=id")
+    href = page.locator("table.records tbody th a").nth(index).get_attribute("href")
+    assert href and re.search(r"/cards/ticket/\d+$", href), href
+    return href
+
+
+def test_rating_is_chosen_by_keyboard_and_shown_as_stars(page: Page, login, axe) -> None:
+    login(page, "support1")
+    ticket = _resolved_ticket(page, 0)
+    page.goto(f"{ticket}/edit")
+    group = page.locator("#f-satisfaction")
+    expect(group).to_have_attribute("role", "radiogroup")
+    page.locator("#f-satisfaction-0").check()  # start from "No rating"
+    page.keyboard.press("Shift")  # a keyboard user: :focus-visible applies
+    page.locator("#f-satisfaction-0").focus()
+    for _ in range(4):
+        page.keyboard.press("ArrowRight")  # one star more each time
+    expect(page.locator("#f-satisfaction-4")).to_be_checked()
+    expect(page.locator("#f-satisfaction-4")).to_be_focused()
+    ring = page.locator("label[for=f-satisfaction-4]").evaluate(
+        "label => getComputedStyle(label).outlineStyle + ' ' + getComputedStyle(label).outlineWidth")
+    assert ring.startswith("solid") and not ring.endswith(" 0px"), ring
+    filled = page.locator("#f-satisfaction label .star").evaluate_all(
+        "stars => stars.map((s) => getComputedStyle(s, '::before').content)")
+    assert filled == ['"★"'] * 4 + ['"☆"'], filled
+    axe(page, "ticket form with a rating chosen by keyboard")
+    page.click(SAVE)
+
+    expect(page).to_have_url(re.compile(r"/cards/ticket/\d+$"))
+    stars = page.locator("#view-satisfaction .stars")
+    expect(stars).to_contain_text(re.compile(r"4 (of|из) 5"))  # what a screen reader reads; CSS draws the stars
+    expect(stars.locator(".star.on")).to_have_count(4)
+    axe(page, "ticket card with its rating")
+    page.goto("/cards/ticket/kanban")
+    expect(page.locator(f"#card-{ticket.rsplit('/', 1)[1]} .stars")).to_contain_text(re.compile(r"4 (of|из) 5"))
+
+
+def test_rating_is_chosen_without_javascript(browser, live_server: str) -> None:
+    context = browser.new_context(base_url=live_server, java_script_enabled=False, locale="ru-RU")
+    try:
+        page = context.new_page()
+        page.goto("/login")
+        page.fill("#username", "support1")
+        page.fill("#password", "kartoteka-demo")
+        page.click("form[action='/login'] button[type=submit]")
+        ticket = _resolved_ticket(page, 1)
+        page.goto(f"{ticket}/edit")
+        page.locator("label[for=f-satisfaction-2]").click()  # the second star
+        page.click(SAVE)
+        expect(page).to_have_url(re.compile(r"/cards/ticket/\d+$"))
+        expect(page.locator("#view-satisfaction .stars")).to_contain_text(re.compile(r"2 (of|из) 5"))
+    finally:
+        context.close()

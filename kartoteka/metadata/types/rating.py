@@ -1,0 +1,96 @@
+"""A rating: 1 to 5 stars (or to `max`, at most 10), chosen as a group of stars, shown as stars.
+
+Everything the platform knows of ratings is here and in the rating macros of templates/macros/fields.html
+(and their look in static/app.css): stored as a whole number (so filtered, sorted and indexed like an
+integer), shown with the text "4 of 5" for screen readers, edited as radio buttons that work by keyboard
+and without JavaScript.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from kartoteka.metadata.types.base import FieldType, FieldValueError, blank, json_type
+
+if TYPE_CHECKING:
+    from kartoteka.metadata.model import FieldDef
+
+DEFAULT_STARS = 5
+MAX_STARS = 10
+_WHOLE = re.compile(r"[+-]?\d{1,4}")
+
+
+class RatingType(FieldType):
+    """1 to `max` stars (default 5)."""
+
+    name = "rating"
+    option_schema = {
+        "max": {"type": "integer", "minimum": 2, "maximum": MAX_STARS, "default": DEFAULT_STARS,
+                "description": "How many stars: the best rating."},
+    }
+    storage = "number"
+    json_schema = {"type": "integer", "minimum": 1, "maximum": MAX_STARS}
+    filter_kind = "range"
+    widget = "rating_input"
+    label_kind = "group"
+    value_macro = "rating_value"
+    cell_macro = "rating_cell"
+    badge_macro = "rating_badge"
+    messages = {"ru": {
+        "{value} of {max}": "{value} из {max}",
+        "No rating": "Без оценки",
+    }}
+    message_patterns = {"ru": {
+        "Must be a whole number of stars from 1 to {max}.": "Должно быть целым числом звёзд от 1 до {max}.",
+        "'{text}' is not a number of stars.": "«{text}» — не число звёзд.",
+    }}
+
+    @staticmethod
+    def stars(field: FieldDef) -> int:
+        """How many stars the field offers: its `max`."""
+        return int(field.max) if isinstance(field.max, int) else DEFAULT_STARS
+
+    def parse_bound(self, key: str, raw: Any, field: FieldDef, ctx: Any) -> Any:
+        return raw  # `max` is the number of stars (the schema allows 2 to 10), not a value
+
+    def parse(self, raw, field, ctx):
+        if blank(raw):
+            return None
+        if isinstance(raw, bool):
+            raise FieldValueError(f"Must be a whole number of stars, not {json_type(raw)}.")
+        if isinstance(raw, int):
+            number = raw
+        elif isinstance(raw, float | Decimal):
+            if not Decimal(raw).is_finite() or abs(raw) > MAX_STARS or raw != int(raw):
+                raise FieldValueError(f"Must be a whole number of stars from 1 to {self.stars(field)}.")
+            number = int(raw)
+        elif isinstance(raw, str):
+            text = raw.strip()
+            if not _WHOLE.fullmatch(text):
+                raise FieldValueError(f"'{text[:40]}' is not a number of stars.")
+            number = int(text)
+        else:
+            raise FieldValueError(f"Must be a whole number of stars, not {json_type(raw)}.")
+        if number < 1 or number > MAX_STARS:
+            raise FieldValueError(f"Must be a whole number of stars from 1 to {self.stars(field)}.")
+        return number
+
+    def check(self, value, field):
+        # Here rather than in parse: a value stored before `max` was lowered must be corrected on the next save,
+        # while lists may still filter by it.
+        if not 1 <= value <= self.stars(field):
+            return [f"Must be a whole number of stars from 1 to {self.stars(field)}."]
+        return []
+
+    def display(self, value, field, out):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return out.text("{value} of {max}", value=value, max=self.stars(field))
+        return str(value)
+
+    def filter_input(self, field):
+        return {"type": "number", "step": "1", "min": "1", "max": str(self.stars(field))}
+
+
+TYPES = (RatingType,)
