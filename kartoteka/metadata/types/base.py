@@ -438,9 +438,10 @@ def parse_id(raw: Any, what: str) -> int:
     elif isinstance(raw, float | Decimal) and not isinstance(raw, bool):
         # A JSON number written as 6.0 is the whole number 6, as for integer fields; 6.5 is no id.
         # Magnitude first: int() of Decimal("1E+999999") would build a number of a million digits.
-        if not Decimal(raw).is_finite() or abs(raw) > MAX_SAFE_INTEGER or raw != int(raw):
+        number = Decimal(raw)  # exactly the float's value; one type for abs() and int()
+        if not number.is_finite() or abs(number) > MAX_SAFE_INTEGER or number != int(number):
             raise FieldValueError(f"Must be {what} id (a positive whole number), not {raw}.")
-        raw = int(raw)
+        raw = int(number)
     if not isinstance(raw, int) or isinstance(raw, bool) or raw <= 0 or raw > MAX_SAFE_INTEGER:
         raise FieldValueError(f"Must be {what} id (a positive whole number).")
     return raw

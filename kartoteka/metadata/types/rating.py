@@ -12,7 +12,7 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from kartoteka.metadata.types.base import FieldType, FieldValueError, blank, json_type
+from kartoteka.metadata.types.base import Display, FieldType, FieldValueError, ParseContext, blank, json_type
 
 if TYPE_CHECKING:
     from kartoteka.metadata.model import FieldDef
@@ -52,10 +52,10 @@ class RatingType(FieldType):
         """How many stars the field offers: its `max`."""
         return int(field.max) if isinstance(field.max, int) else DEFAULT_STARS
 
-    def parse_bound(self, key: str, raw: Any, field: FieldDef, ctx: Any) -> Any:
+    def parse_bound(self, key: str, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         return raw  # `max` is the number of stars (the schema allows 2 to 10), not a value
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, bool):
@@ -63,9 +63,10 @@ class RatingType(FieldType):
         if isinstance(raw, int):
             number = raw
         elif isinstance(raw, float | Decimal):
-            if not Decimal(raw).is_finite() or abs(raw) > MAX_STARS or raw != int(raw):
+            exact = Decimal(raw)  # exactly the float's value; one type for abs() and int()
+            if not exact.is_finite() or abs(exact) > MAX_STARS or exact != int(exact):
                 raise FieldValueError(f"Must be a whole number of stars from 1 to {self.stars(field)}.")
-            number = int(raw)
+            number = int(exact)
         elif isinstance(raw, str):
             text = raw.strip()
             if not _WHOLE.fullmatch(text):
@@ -77,19 +78,19 @@ class RatingType(FieldType):
             raise FieldValueError(f"Must be a whole number of stars from 1 to {self.stars(field)}.")
         return number
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         # Here rather than in parse: a value stored before `max` was lowered must be corrected on the next save,
         # while lists may still filter by it.
         if not 1 <= value <= self.stars(field):
             return [f"Must be a whole number of stars from 1 to {self.stars(field)}."]
         return []
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             return out.text("{value} of {max}", value=value, max=self.stars(field))
         return str(value)
 
-    def filter_input(self, field):
+    def filter_input(self, field: FieldDef) -> dict[str, str]:
         return {"type": "number", "step": "1", "min": "1", "max": str(self.stars(field))}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 from typing import TYPE_CHECKING, Any
@@ -24,9 +25,11 @@ from kartoteka.metadata.types.base import (
     PATTERN,
     PLACES,
     UNIQUE,
+    Display,
     FieldType,
     FieldValueError,
     FormContext,
+    ParseContext,
     PostedForm,
     blank,
     bounds_checks,
@@ -41,7 +44,9 @@ from kartoteka.metadata.types.base import (
 if TYPE_CHECKING:
     from kartoteka.metadata.model import FieldDef
 
-_TEXT_OPTIONS = {"min_length": MIN_LENGTH, "max_length": MAX_LENGTH, "pattern": PATTERN, "pattern_message": LABEL}
+_TEXT_OPTIONS: Mapping[str, Mapping[str, Any]] = {
+    "min_length": MIN_LENGTH, "max_length": MAX_LENGTH, "pattern": PATTERN, "pattern_message": LABEL,
+}
 
 
 class TextType(FieldType):
@@ -52,7 +57,7 @@ class TextType(FieldType):
     names_records = True
     limit = MAX_TEXT_LENGTH
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         text = require_str(raw).strip()
@@ -60,10 +65,10 @@ class TextType(FieldType):
             raise FieldValueError("Must be a single line.")
         return text
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return length_checks(value, field, self.limit)
 
-    def from_formula(self, value, field):
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
         text = str(value)
         problem = unstorable(text)
         if problem is not None:  # PostgreSQL's jsonb refuses NUL; UTF-8 cannot encode a lone surrogate
@@ -80,7 +85,7 @@ class TextareaType(TextType):
     widget = "textarea"
     value_macro = "prose_value"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         return require_str(raw).strip().replace("\r\n", "\n")
@@ -104,7 +109,7 @@ class EmailType(FieldType):
     value_macro = "email_value"
     json_schema = {"type": "string", "format": "idn-email", "maxLength": MAX_EMAIL_LENGTH}
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         text = require_str(raw, "an e-mail address").strip()
@@ -118,7 +123,7 @@ class EmailType(FieldType):
         # address is kept in lower case, so that a search or a uniqueness check finds it however typed.
         return address.normalized.lower()
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return length_checks(value, field, 254)
 
 
@@ -132,7 +137,7 @@ class PhoneType(FieldType):
     value_macro = "phone_value"
     json_schema = {"type": "string", "format": "phone"}
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, int) and not isinstance(raw, bool):
@@ -161,7 +166,7 @@ class UrlType(FieldType):
     value_macro = "url_value"
     json_schema = {"type": "string", "format": "uri"}
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         typed = text = require_str(raw, "a web address").strip()
@@ -186,7 +191,7 @@ class UrlType(FieldType):
             raise FieldValueError(f"'{typed[:60]}' is not a valid http(s) address: the port must be from 1 to 65535.")
         return text
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return length_checks(value, field, 2000)
 
 
@@ -207,7 +212,7 @@ class NumberType(FieldType):
     filter_kind = "range"
     sums_board = True
 
-    def filter_input(self, field):
+    def filter_input(self, field: FieldDef) -> dict[str, str]:
         return {"type": "number", "step": "any"}
 
 
@@ -218,7 +223,7 @@ class IntegerType(NumberType):
     json_schema = {"type": "integer"}
     widget = "integer_input"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, bool):
@@ -226,15 +231,16 @@ class IntegerType(NumberType):
         if isinstance(raw, int):
             number = raw
         elif isinstance(raw, float | Decimal):
+            exact = Decimal(raw)  # exactly the float's value; one type for abs() and int()
             # is_finite first: comparing a signalling Decimal NaN raises InvalidOperation.
-            if not Decimal(raw).is_finite():
+            if not exact.is_finite():
                 raise FieldValueError("Must be a whole number.")
             # Magnitude before int(): int(Decimal("1E+999999")) would build a million-digit number.
-            if abs(raw) > MAX_SAFE_INTEGER:
+            if abs(exact) > MAX_SAFE_INTEGER:
                 raise FieldValueError(f"Must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.")
-            if raw != int(raw):
+            if exact != int(exact):
                 raise FieldValueError("Must be a whole number.")
-            number = int(raw)
+            number = int(exact)
         elif isinstance(raw, str):
             text = number_text(raw)
             if not re.fullmatch(r"[+-]?\d{1,30}", text):
@@ -246,16 +252,16 @@ class IntegerType(NumberType):
             raise FieldValueError(f"Must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.")
         return number
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return bounds_checks(value, field)
 
-    def from_formula(self, value, field):
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
         return int(_formula_number(value).to_integral_value(rounding=ROUND_HALF_UP))
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.number(value) if numeric(value) else str(value)
 
-    def sum_places(self, field):
+    def sum_places(self, field: FieldDef) -> int | None:
         return 0
 
 
@@ -270,7 +276,7 @@ class DecimalType(NumberType):
     def places(self, field: FieldDef) -> int | None:
         return field.places if field.places is not None else self.default_places
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, bool):
@@ -309,22 +315,22 @@ class DecimalType(NumberType):
             raise FieldValueError("Is too close to zero to be stored.")
         return number
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return bounds_checks(value, field, lambda v: f"{v:f}" if isinstance(v, Decimal) else str(v))
 
-    def to_storage(self, value):
+    def to_storage(self, value: Any) -> Any:
         # Up to 15 significant digits a double holds the decimal exactly; see MAX_DECIMAL_DIGITS.
         return int(value) if value == value.to_integral_value() else float(value)
 
-    def from_storage(self, stored, field=None):
+    def from_storage(self, stored: Any, field: FieldDef | None = None) -> Any:
         number = Decimal(repr(stored)) if isinstance(stored, float) else Decimal(stored)
         places = self.places(field) if field is not None else self.default_places
         return number.quantize(Decimal(1).scaleb(-places)) if places is not None else number
 
-    def to_json(self, value):
+    def to_json(self, value: Any) -> Any:
         return format(value, "f")
 
-    def from_formula(self, value, field):
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
         number = _formula_number(value)
         places = self.places(field)
         if places is not None:
@@ -333,10 +339,10 @@ class DecimalType(NumberType):
             context.prec = MAX_DECIMAL_DIGITS
             return (+number).normalize()
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.number(value, self.places(field)) if numeric(value) else str(value)
 
-    def sum_places(self, field):
+    def sum_places(self, field: FieldDef) -> int | None:
         return self.places(field)
 
 
@@ -349,7 +355,7 @@ class MoneyType(DecimalType):
     default_places = 2
     widget = "money_input"
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         places = self.places(field)
         return out.money(value, field.currency, 2 if places is None else places) if numeric(value) else str(value)
 
@@ -362,10 +368,10 @@ class PercentType(DecimalType):
     default_places = 2
     widget = "percent_input"
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.percent(value, self.places(field)) if numeric(value) else str(value)
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if isinstance(raw, str):
             raw = raw.strip().removesuffix("%")
         return super().parse(raw, field, ctx)
@@ -382,7 +388,7 @@ class BooleanType(FieldType):
     _TRUE = frozenset({"true", "1", "yes", "on", "да", "y"})
     _FALSE = frozenset({"false", "0", "no", "off", "нет", "n"})
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, bool):
@@ -397,10 +403,10 @@ class BooleanType(FieldType):
                 return False
         raise FieldValueError("Must be true or false.")
 
-    def from_formula(self, value, field):
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
         return bool(value)
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.yes_no(value) if isinstance(value, bool) else str(value)
 
     def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
@@ -415,7 +421,7 @@ class DateType(FieldType):
     filter_kind = "range"
     widget = "date_input"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, datetime):
@@ -434,27 +440,27 @@ class DateType(FieldType):
             raise FieldValueError(f"'{text[:40]}' is not a valid date: {exc}.") from None
         raise FieldValueError(f"'{text[:40]}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.")
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return bounds_checks(value, field, lambda v: v.isoformat())
 
-    def to_storage(self, value):
+    def to_storage(self, value: Any) -> Any:
         return value.isoformat()
 
-    def from_storage(self, stored, field=None):
+    def from_storage(self, stored: Any, field: FieldDef | None = None) -> Any:
         return date.fromisoformat(stored)
 
-    def from_formula(self, value, field):
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
         if isinstance(value, datetime):
             return value.date()
         if isinstance(value, date):
             return value
         return super().from_formula(value, field)
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         shown = out.date(value)
         return shown if shown is not None else str(value)
 
-    def filter_input(self, field):
+    def filter_input(self, field: FieldDef) -> dict[str, str]:
         return {"type": "date"}
 
 
@@ -465,7 +471,7 @@ class DateTimeType(FieldType):
     filter_kind = "range"
     widget = "datetime_input"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         if isinstance(raw, datetime):
@@ -487,29 +493,29 @@ class DateTimeType(FieldType):
         except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable UTC moment
             raise FieldValueError("Is out of the supported range of dates.") from None
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return bounds_checks(value, field, lambda v: v.isoformat())
 
-    def to_storage(self, value):
+    def to_storage(self, value: Any) -> Any:
         # One fixed UTC format so that text order is time order in indexes.
         # isoformat() pads the year to four digits; strftime("%Y") does not for years before 1000.
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
-    def from_storage(self, stored, field=None):
+    def from_storage(self, stored: Any, field: FieldDef | None = None) -> Any:
         return datetime.fromisoformat(stored).astimezone(UTC)
 
-    def from_formula(self, value, field):
+    def from_formula(self, value: Any, field: FieldDef) -> Any:
         if isinstance(value, datetime):
             return value.astimezone(UTC)
         if isinstance(value, date):
             return datetime.combine(value, time(), UTC)
         return super().from_formula(value, field)
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         shown = out.datetime(value)
         return shown if shown is not None else str(value)
 
-    def filter_input(self, field):
+    def filter_input(self, field: FieldDef) -> dict[str, str]:
         return {"type": "date"}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kartoteka.metadata.types.base import (
@@ -14,10 +14,13 @@ from kartoteka.metadata.types.base import (
     MIN_ITEMS,
     PLACES,
     UNIQUE,
+    Display,
     FieldType,
     FieldValueError,
     FormContext,
+    ParseContext,
     PostedForm,
+    Stamp,
     as_list,
     blank,
     check_form_count,
@@ -55,16 +58,16 @@ class OptionsType(FieldType):
     filter_kind = "options"
     offered_filter = True
 
-    def spec_problems(self, spec, entities):
+    def spec_problems(self, spec: Mapping[str, Any], entities: Collection[str]) -> list[tuple[tuple[str, ...], str]]:
         if not spec.get("options"):
             return [((), f"a {self.name} field needs 'options'")]
         return []
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         option = field.option(str(value))
         return out.label(option.label) if option is not None else str(value)
 
-    def filter_choices(self, field, out):
+    def filter_choices(self, field: FieldDef, out: Display) -> tuple[tuple[str, str], ...]:
         return tuple((o.value, out.label(o.label)) for o in field.options)
 
 
@@ -77,10 +80,10 @@ class SelectType(OptionsType):
     value_macro = "select_value"
     badge_macro = "select_badge"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         return option_value(raw, field)
 
-    def title_text(self, value, field):
+    def title_text(self, value: Any, field: FieldDef) -> str:
         option = field.option(value)
         return str(option.label) if option else str(value)
 
@@ -92,7 +95,7 @@ class ListFieldType(FieldType):
     json_schema = {"type": "array", "items": {"type": "string"}}
     list_valued = True
 
-    def check(self, value, field):
+    def check(self, value: Any, field: FieldDef) -> list[str]:
         return item_count_checks(value, field)
 
 
@@ -104,7 +107,7 @@ class MultiselectType(ListFieldType, OptionsType):
     value_macro = "multiselect_value"
     badge_macro = "multiselect_badge"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if raw is None:
             return None
         items = as_list(raw)
@@ -116,7 +119,7 @@ class MultiselectType(ListFieldType, OptionsType):
                 values.setdefault(value)
         return list(values) or None
 
-    def form_texts(self, value, field):
+    def form_texts(self, value: Any, field: FieldDef) -> list[str]:
         return [self.input_text(v, field, {}) for v in value or []]  # one box ticked per option
 
     def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
@@ -134,10 +137,10 @@ class TagsType(ListFieldType):
     badge_macro = "tags_badge"
     badge_by_default = True
 
-    def filter_choices(self, field, out):
+    def filter_choices(self, field: FieldDef, out: Display) -> tuple[tuple[str, str], ...]:
         return tuple((s, s) for s in field.suggestions)
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if raw is None:
             return None
         tags: list[str] = []
@@ -180,7 +183,7 @@ class ReferenceType(FieldType):
     widget = "reference"
     value_macro = "reference_value"
 
-    def spec_problems(self, spec, entities):
+    def spec_problems(self, spec: Mapping[str, Any], entities: Collection[str]) -> list[tuple[tuple[str, ...], str]]:
         from kartoteka.metadata.expressions import suggest
 
         target = spec.get("to")
@@ -190,15 +193,15 @@ class ReferenceType(FieldType):
             return [(("to",), f"unknown entity '{target}'{suggest(target, entities)}")]
         return []
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         return parse_id(raw, f"a {field.to} record")
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.record(value) or f"#{value}"
 
-    def input_text(self, value, field, titles):
+    def input_text(self, value: Any, field: FieldDef, titles: Mapping[int, str]) -> str:
         if isinstance(value, int) and not isinstance(value, bool):
             # The picker's text of the record (its title, and what tells it from others); "#12" unknown to us.
             return titles.get(value) or f"#{value}"
@@ -236,12 +239,12 @@ class UserType(FieldType):
     filter_kind = "user"
     widget = "user_select"
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         return parse_id(raw, "a user")
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.user(value) or f"#{value}"
 
 
@@ -265,7 +268,7 @@ class FileType(FieldType):
                        "size": {"type": "integer"}, "content_type": {"type": "string"}},
     }
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         file_id = raw.get("id") if isinstance(raw, dict) else raw
@@ -273,14 +276,14 @@ class FileType(FieldType):
             raise FieldValueError("Must be the id of an uploaded file.")
         return {"id": file_id.strip()}
 
-    def same(self, value, stored):
+    def same(self, value: Any, stored: Any) -> bool:
         # A form sends only the ids; names, sizes and types are the store's.
         return file_ids(value) == file_ids(stored)
 
-    def comparable(self, value):
+    def comparable(self, value: Any) -> Any:
         return tuple(sorted(file_ids(value)))
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         if isinstance(value, Mapping):
             return str(value.get("name") or value.get("id") or "")
         return str(value)
@@ -288,7 +291,7 @@ class FileType(FieldType):
     def label_for(self, read_only: bool) -> str:
         return "group" if read_only else "for"  # a read-only one is a group of download links
 
-    def form_texts(self, value, field):
+    def form_texts(self, value: Any, field: FieldDef) -> list[str]:
         return file_ids(value)  # as the form posts them: the ids of the files held
 
     def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
@@ -324,10 +327,10 @@ class FormulaType(FieldType):
     computed = True
     widget = "formula_output"
 
-    def spec_problems(self, spec, entities):
+    def spec_problems(self, spec: Mapping[str, Any], entities: Collection[str]) -> list[tuple[tuple[str, ...], str]]:
         return [] if "expr" in spec else [((), "a formula needs 'expr'")]
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         raise FieldValueError("Is computed by a formula and cannot be set.")
 
 
@@ -349,7 +352,7 @@ class ConsentType(FieldType):
                        "by": {"type": ["integer", "null"]}, "policy_version": {"type": "string"}},
     }
 
-    def parse(self, raw, field, ctx):
+    def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
         # A BooleanType instance: its parse reads the word lists of its own class.
@@ -358,13 +361,13 @@ class ConsentType(FieldType):
             raise FieldValueError("Must be true (consent given) or false (withdrawn or not given).")
         return {"given": given}
 
-    def to_json(self, value):
+    def to_json(self, value: Any) -> Any:
         return dict(value)
 
-    def spec_problems(self, spec, entities):
+    def spec_problems(self, spec: Mapping[str, Any], entities: Collection[str]) -> list[tuple[tuple[str, ...], str]]:
         return [(("default",), "consent is never pre-ticked: remove the default")] if "default" in spec else []
 
-    def settle(self, value, previous, field, stamp):
+    def settle(self, value: Any, previous: Any, field: FieldDef, stamp: Stamp) -> Any:
         if value is None:
             return previous  # an empty value keeps the stored consent: it cannot be cleared
         if stamp.inferred and previous is None and not value.get("given"):
@@ -374,13 +377,13 @@ class ConsentType(FieldType):
         return {"given": value["given"], "at": stamp.now.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "by": stamp.user_id, "policy_version": field.policy_version}
 
-    def missing(self, value):
+    def missing(self, value: Any) -> bool:
         return super().missing(value) or not value.get("given")
 
-    def comparable(self, value):
+    def comparable(self, value: Any) -> Any:
         return bool(value.get("given")) if isinstance(value, Mapping) else value
 
-    def display(self, value, field, out):
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
         """'Yes, 31 Jan 2026' when consent was given (with the date if known), 'No' otherwise."""
         if isinstance(value, bool):
             return out.yes_no(value)
@@ -391,7 +394,7 @@ class ConsentType(FieldType):
         day = out.day_of(value.get("at"))
         return out.yes_no(True) if day is None else f"{out.yes_no(True)}, {day}"
 
-    def form_texts(self, value, field):
+    def form_texts(self, value: Any, field: FieldDef) -> list[str]:
         return ["true"] if isinstance(value, Mapping) and value.get("given") else []
 
     def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
