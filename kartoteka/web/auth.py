@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -369,18 +368,40 @@ def _what_changed(carried: Carried) -> list[tuple[str, str]]:
         base = json.loads(dict(carried.fields).get("_base", "null"))
     except (ValueError, RecursionError):
         base = None
-    def same(texts: list[Any]) -> list[str]:  # "Northwind #12" as picked and "#12" as loaded are one reference
-        return [re.sub(r"^.*(#\d+)\s*$", r"\1", x) for x in texts if isinstance(x, str) and x]
+    parsed = _parsed(entity, base, carried.fields)
+
+    def unchanged(name: str, filled: list[str]) -> bool:
+        if parsed is not None:  # nothing loaded and nothing sent are one: "", [] and None
+            return (parsed[0].get(name) or None) == (parsed[1].get(name) or None)
+        return isinstance(base[name], list) and [x for x in base[name] if x] == filled
 
     shown = []
     for name, texts in sent.items():
         filled = [text for text in texts if text]
-        if isinstance(base, dict) and (name not in base or (isinstance(base[name], list)
-                                                            and same(base[name]) == same(filled))):
+        if isinstance(base, dict) and (name not in base or unchanged(name, filled)):
             continue  # not editable here, or loaded like this: not the user's change
         label = entity.fields[name].label.get(g.language) if entity is not None and name in entity.fields else name
         shown.append((label, ", ".join(filled) or "—"))
     return shown
+
+
+def _parsed(entity: Any, base: Any, fields: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The card form's values as loaded (`_base`) and as sent, parsed as a save parses them (as the merge of a
+    stale edit compares them): a reference shown by its title and loaded as its id is one value."""
+    if entity is None or not isinstance(base, dict):
+        return None
+    from werkzeug.datastructures import MultiDict
+
+    from kartoteka.web.forms import form_values
+    from kartoteka.web.pickers import resolve
+
+    try:
+        texts = MultiDict([(k, v) for k, values in base.items() for v in values])
+        loaded = form_values(entity, texts, MultiDict(), set(base), resolve=resolve).values
+        now = form_values(entity, MultiDict(fields), MultiDict(), set(base), resolve=resolve).values
+    except (ValueError, TypeError, AttributeError, KartotekaError):
+        return None  # not a snapshot this card's form made: compare the texts
+    return loaded, now
 
 
 @auth.route("/logout", methods=["GET", "POST"])
