@@ -287,7 +287,8 @@ class _DecimalLiterals(ast.NodeTransformer):
         if isinstance(node.value, float):
             if node.value != node.value or node.value in (float("inf"), float("-inf")):
                 raise ExpressionError(f"the number {ast.get_source_segment(self.source, node) or ''} is too large")
-            return ast.copy_location(ast.Constant(value=Decimal(repr(node.value))), node)
+            # simpleeval reads the Decimal and _Translator lifts it out; typeshed's ast.Constant allows no Decimal.
+            return ast.copy_location(ast.Constant(value=Decimal(repr(node.value))), node)  # type: ignore[arg-type]
         return node
 
 
@@ -444,7 +445,7 @@ def _describe(node: ast.AST) -> str:
     return kinds.get(type(node), type(node).__name__)
 
 
-class _Engine(simpleeval.EvalWithCompoundTypes):
+class _Engine(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]  # simpleeval ships no types
     """simpleeval with a bound on every value an expression builds.
 
     simpleeval bounds one `+` or `*` of texts and lists, but a list repeated inside a list
@@ -780,7 +781,8 @@ class Evaluator:
         field existed) is NameNotDefined, as the interpreter says; any other is itself."""
         name = exc.args[0] if len(exc.args) == 1 else None
         if isinstance(name, str) and name in expression.names and not self._has(name):
-            return simpleeval.NameNotDefined(name, expression.source)
+            missing: Exception = simpleeval.NameNotDefined(name, expression.source)
+            return missing
         return exc
 
     def interpret(self, expression: CompiledExpression) -> Any:

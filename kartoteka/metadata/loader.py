@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
@@ -65,7 +65,7 @@ def entity_schema() -> dict[str, Any]:
     reported with a suggestion; one that exists but does not apply to the type is the builder's to report.
     """
     text = resources.files("kartoteka.metadata").joinpath("entity.schema.json").read_text("utf-8")
-    schema = json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
     field = schema["$defs"]["field"]
     field["properties"]["type"]["enum"] = FIELD_TYPES.names()
     clauses = []
@@ -91,7 +91,7 @@ class _Validators:
 
 def schema_problems(validator: jsonschema.protocols.Validator, source: Source) -> list[Problem]:
     """Every JSON Schema violation of `source`, phrased for a person, with did-you-mean hints."""
-    problems = []
+    problems: list[Problem] = []
     for error in sorted(validator.iter_errors(source.data), key=lambda e: list(map(str, e.absolute_path))):
         path = tuple(error.absolute_path)
         problems.extend(source.problem(p, m) for p, m in _explain(error, path))
@@ -100,7 +100,7 @@ def schema_problems(validator: jsonschema.protocols.Validator, source: Source) -
 
 def _explain(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> Iterable[tuple[tuple[Any, ...], str]]:
     kind = error.validator
-    if kind == "additionalProperties" and isinstance(error.instance, dict):
+    if kind == "additionalProperties" and isinstance(error.instance, dict) and isinstance(error.schema, Mapping):
         allowed = set(error.schema.get("properties", {}))
         for key in sorted(set(error.instance) - allowed):
             yield (*path, key), f"unknown key '{key}'{suggest(key, allowed)}"
@@ -109,9 +109,9 @@ def _explain(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> Iterab
         yield path, (f"unknown field type '{error.instance}'{suggest(error.instance, FIELD_TYPES.names())}; "
                      f"known types: {', '.join(FIELD_TYPES.names())}")
         return
-    if kind == "enum" and isinstance(error.instance, str):
-        allowed = [str(v) for v in error.validator_value]
-        yield path, f"'{error.instance}' is not one of {', '.join(allowed)}{suggest(error.instance, allowed)}"
+    if kind == "enum" and isinstance(error.instance, str) and isinstance(error.validator_value, list):
+        choices = [str(v) for v in error.validator_value]
+        yield path, f"'{error.instance}' is not one of {', '.join(choices)}{suggest(error.instance, choices)}"
         return
     if kind == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message

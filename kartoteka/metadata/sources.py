@@ -87,12 +87,13 @@ class _Loader(yaml.SafeLoader):
         super().__init__(stream)
         self.depth = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
-                raise _Unreadable(self.peek_event().start_mark, f"values are nested more than {MAX_DEPTH} levels deep")
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # types-PyYAML leaves it unannotated
+                raise _Unreadable(event.start_mark, f"values are nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
         finally:
             self.depth -= 1
 
@@ -219,12 +220,10 @@ class _Builder:
         written: dict[str, yaml.Node] = {}
         entries: list[tuple[str, yaml.Node, yaml.Node] | list[tuple[str, yaml.Node, yaml.Node]]] = []
         for key_node, value_node in node.value:
-            if key_node.tag == MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
-                key = "<<"
-            else:
-                key = self.key(key_node, path, report)
-                if key is None:
-                    continue
+            merge = key_node.tag == MERGE_TAG and isinstance(key_node, yaml.ScalarNode)
+            key = "<<" if merge else self.key(key_node, path, report)
+            if key is None:
+                continue
             if key in written:
                 if report:
                     message = f"duplicate key '{key}' (first on line {written[key].start_mark.line + 1})"
@@ -249,8 +248,9 @@ class _Builder:
     def merged(self, key: yaml.Node, value: yaml.Node, path: Path_, merging: tuple[yaml.Node, ...]
                ) -> list[tuple[str, yaml.Node, yaml.Node]]:
         """The pairs a merge key brings in: of one mapping, or of a list of mappings (earlier ones first)."""
-        mappings = value.value if isinstance(value, yaml.SequenceNode) else [value]
-        if not mappings or not all(isinstance(m, yaml.MappingNode) for m in mappings):
+        items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        mappings = [m for m in items if isinstance(m, yaml.MappingNode)]
+        if not mappings or len(mappings) != len(items):
             raise _Unreadable(value.start_mark, "a merge key (<<) takes a mapping or a list of mappings, "
                                                 "such as <<: *base or <<: [*a, *b]")
         if any(m is outer for m in mappings for outer in merging):

@@ -75,7 +75,7 @@ def viewable(entity: EntityDef, roles: frozenset[str], department: str | None) -
 
 def placement_denies(entity: EntityDef, roles: frozenset[str], department: str | None, edit: bool) -> set[str]:
     """Fields placed (in the department's layout) in a group or tab that `roles` may not view (or edit)."""
-    denied = set()
+    denied: set[str] = set()
     for tab in entity.layout_for(department).tabs:
         for group in tab.groups:
             ok = all(a.can_edit(roles) if edit else a.can_view(roles) for a in (tab.access, group.access))
