@@ -53,7 +53,7 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     places = _places(summed) if summed is not None else None
 
     group_column = builder.column(group.name, group)
-    selected: list[sa.ColumnElement[Any]] = [group_column.label("value"), sa.func.count().label("count")]
+    selected: list[sa.ColumnElement[Any]] = [group_column.label("value"), sa.func.count().label("record_count")]
     if summed is not None:
         selected.append(_sum(builder.column(summed.name, summed), service.dialect).label("total"))
     statement = (sa.select(*selected).select_from(records)
@@ -67,10 +67,12 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     totals: dict[str | None, Decimal | None] = dict.fromkeys([*options, None])
     for row in rows:
         key = row.value if isinstance(row.value, str) and row.value in options else None
-        counts[key] += row.count
+        # Not `row.count`: that is also the tuple's count() method, which a type checker sees.
+        counts[key] += row.record_count
         if summed is not None and row.total is not None:
             amount = _decimal(row.total, places)
-            totals[key] = amount if totals[key] is None else EXACT.add(totals[key], amount)
+            before = totals[key]
+            totals[key] = amount if before is None else EXACT.add(before, amount)
     return {key: Column(key, counts[key], totals[key]) for key in counts}
 
 
