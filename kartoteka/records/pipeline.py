@@ -291,14 +291,14 @@ class Pipeline:
         for name, field in self.entity.fields.items():
             if name in prepared.errors:
                 continue
-            value = prepared.values.get(name)
+            value: Any = prepared.values.get(name)  # a list when the field is multiple
             if prepared.required[name] and field.type.missing(value):
                 prepared.error(name, field.type.required_message)
                 continue
             if is_empty(value):
                 continue
             value_type = field.value_type
-            items = value if field.multiple else [value]
+            items: list[Any] = value if field.multiple else [value]
             for item in items:
                 for message in value_type.check(item, field):
                     prepared.error(name, message)
@@ -332,16 +332,16 @@ class Pipeline:
             prepared.error(target, problem)
 
 
-class _Names(dict):  # type: ignore[type-arg]
+class _Names(dict[str, Any]):
     """Field values with the system values (id, owner, created_at...) visible to expressions."""
 
     def __init__(self, values: Mapping[str, Any], system: Mapping[str, Any]) -> None:
         super().__init__(system)
-        self.values = values
+        self._fields = values  # not `values`: that would hide dict.values()
 
     def __getitem__(self, name: str) -> Any:
-        if name in self.values:
-            return self.values[name]
+        if name in self._fields:
+            return self._fields[name]
         return super().__getitem__(name)
 
     def get(self, name: str, default: Any = None) -> Any:
