@@ -22,6 +22,7 @@ from kartoteka.metadata.types.base import (
     item_count_checks,
     max_items,
     parse_id,
+    plain_title,
     unstorable,
 )
 from kartoteka.metadata.types.registry import FIELD_TYPES, TypeRegistry
@@ -31,5 +32,5 @@ __all__ = [
     "COMMON_OPTIONS", "FIELD_TYPES", "MAX_DECIMAL_DIGITS", "MAX_ITEMS", "MAX_SAFE_INTEGER", "MAX_TAG_LENGTH",
     "MAX_TEXTAREA_LENGTH", "MAX_TEXT_LENGTH", "Display", "FieldType", "FieldValueError", "FormContext",
     "ParseContext", "Stamp", "TypeRegistry", "check_form_count", "check_item_count", "file_ids",
-    "item_count_checks", "max_items", "parse_id", "picked_id", "unstorable",
+    "item_count_checks", "max_items", "parse_id", "picked_id", "plain_title", "unstorable",
 ]

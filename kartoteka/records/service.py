@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,8 +13,8 @@ import sqlalchemy as sa
 
 from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.metadata.expressions import Clock
-from kartoteka.metadata.fieldtypes import FieldType, ParseContext
-from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.metadata.fieldtypes import ParseContext, plain_title
+from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
 from kartoteka.records.model import (
@@ -34,8 +35,6 @@ from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.tables import file_links, files, record_links, records, users
 
 TITLE_LENGTH = 300
-# How a title writes system values ({id}, {created_at}): as any type writes a plain value.
-_PLAIN = FieldType()
 # A write already has the values in hand: do not ship the JSON back and decode it again.
 WRITE_RETURNING = tuple(c for c in records.c if c.name != "data")
 # Statements of the hot paths are built once; only their parameters change per call.
@@ -126,7 +125,7 @@ class RecordService:
         return {name: self._value(entity.fields[name], stored) for name, stored in data.items()}
 
     @staticmethod
-    def _value(field: Any, stored: Any) -> Any:
+    def _value(field: FieldDef, stored: Any) -> Any:
         if stored is None:
             return None
         if field.multiple:
@@ -134,7 +133,7 @@ class RecordService:
         return field.value_type.from_storage(stored, field)
 
     def _values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
-        values = {}
+        values: dict[str, Any] = {}
         for name, field in entity.fields.items():
             stored = data.get(name)
             if stored is None:
@@ -424,7 +423,9 @@ class RecordService:
     def _title(self, entity: EntityDef, values: Mapping[str, Any], system: Mapping[str, Any]) -> str:
         def fmt(name: str, value: Any) -> str:
             field = entity.fields.get(name)
-            return (field.value_type if field is not None else _PLAIN).title_text(value, field)
+            if field is None:  # a system value (id, owner, created_at...)
+                return plain_title(value)
+            return field.value_type.title_text(value, field)
 
         title = entity.title.render({**system, **values}, fmt)
         return title[:TITLE_LENGTH] if title else f"{entity.label} (new)"
@@ -434,7 +435,7 @@ class RecordService:
         """Database checks: unique values, referenced records, users and files exist."""
         query = QueryBuilder(entity, self.dialect, self.ctx, entity.fields)
         for name, field in entity.fields.items():
-            value = prepared.values.get(name)
+            value: Any = prepared.values.get(name)  # a list when the field is multiple
             if is_empty(value) or name in prepared.errors:
                 continue
             if field.unique and name in prepared.changed:
@@ -447,7 +448,7 @@ class RecordService:
                     prepared.error(name, self._unique_message(conn, entity, other, user))
             if name not in prepared.changed:
                 continue
-            items = value if field.multiple else [value]
+            items: list[Any] = value if field.multiple else [value]
             if field.type.refers == "record":
                 self._check_references(conn, field.to or "", items, name, prepared, user)
             elif field.type.refers == "user":
@@ -476,7 +477,7 @@ class RecordService:
         wanted = set(ids)
         target_entity = self.metadata.entities.get(target)
         readable = readable_where(self.metadata, user, target_entity) if target_entity is not None else None
-        found = set() if readable is None else set(
+        found: set[int] = set() if readable is None else set(
             conn.execute(sa.select(records.c.id).where(records.c.id.in_(wanted), *readable)).scalars())
         for missing in sorted(wanted - found):
             label = self.metadata.entities[target].label if target in self.metadata.entities else target
@@ -494,7 +495,7 @@ class RecordService:
         if exists is None:
             prepared.error(name, f"There is no active user with id {user_id}.")
 
-    def _resolve_files(self, conn: sa.Connection, entity: EntityDef, field: Any, items: list[dict[str, Any]],
+    def _resolve_files(self, conn: sa.Connection, entity: EntityDef, field: FieldDef, items: list[dict[str, Any]],
                        name: str, prepared: Prepared, record_id: int | None, user: Principal) -> Any:
         """File values as stored: each file must exist and be the user's to attach (else: no such file)."""
         wanted = {item["id"] for item in items}
@@ -502,7 +503,7 @@ class RecordService:
         # field hidden from them is not (copying its id into a visible field would be a way to read it).
         shown = [] if record_id is None else [
             f.name for f in entity.file_fields if f.name in viewable_fields(entity, user)]
-        held = set() if not shown else set(conn.execute(
+        held: set[str] = set() if not shown else set(conn.execute(
             sa.select(file_links.c.file_id).where(file_links.c.record_id == record_id,
                                                   file_links.c.field.in_(shown))).scalars())
         # Attaching a file someone else uploaded to a record of one's own would be a way to read it.
@@ -569,7 +570,7 @@ class RecordService:
         return Page(items, next_cursor, total, sort)
 
     def list_where(self, entity: EntityDef, user: Principal, query: ListQuery,
-                   builder: QueryBuilder) -> list[sa.ColumnElement[bool]]:
+                   builder: QueryBuilder) -> builtins.list[sa.ColumnElement[bool]]:
         """The WHERE clauses of a list (entity, live, read scope, filters, search), without its cursor.
 
         Anything that counts or aggregates "the records of this list" builds on these clauses.
@@ -581,7 +582,8 @@ class RecordService:
             where.append(builder.search_clause(query.search))
         return where
 
-    def referencing(self, entity_name: str, record_id: int, user: Principal) -> dict[tuple[str, str], list[int]]:
+    def referencing(self, entity_name: str, record_id: int, user: Principal
+                    ) -> dict[tuple[str, str], builtins.list[int]]:
         """Live records that point at this one, by (entity, field): company → its deals and contacts."""
         self.get(entity_name, record_id, user)
         readable = []
@@ -595,12 +597,12 @@ class RecordService:
                  .join(records, records.c.id == record_links.c.source_id)
                  .where(record_links.c.target_id == record_id, records.c.deleted_at.is_(None), sa.or_(*readable))
                  .order_by(record_links.c.source_id))
-        result: dict[tuple[str, str], list[int]] = {}
+        result: dict[tuple[str, str], builtins.list[int]] = {}
         with self.engine.connect() as conn:
-            for source_entity, field, source_id in conn.execute(query):
-                entity = self.metadata.entities.get(source_entity)
-                if entity is not None and field in viewable_fields(entity, user):
-                    result.setdefault((source_entity, field), []).append(source_id)
+            for row in conn.execute(query):  # by name: a Row's unpacked items are typed `object`
+                source = self.metadata.entities.get(row.source_entity)
+                if source is not None and row.field in viewable_fields(source, user):
+                    result.setdefault((row.source_entity, row.field), []).append(row.source_id)
         return result
 
 

@@ -246,11 +246,7 @@ class FieldType:
 
     def title_text(self, value: Any, field: FieldDef) -> str:
         """A non-empty value as a record's title shows it (one language for everybody)."""
-        if isinstance(value, list):
-            return ", ".join(str(v) for v in value)
-        if isinstance(value, datetime):
-            return value.strftime("%Y-%m-%d %H:%M")
-        return str(value)
+        return plain_title(value)
 
     def label_for(self, read_only: bool) -> str:
         """How the form row labels the widget (`label_kind`; a type may depend on whether it is read-only)."""
@@ -296,6 +292,15 @@ class FieldType:
     def sum_places(self, field: FieldDef) -> int | None:
         """Decimal places of a board's sum of this field (None: as many as the values have)."""
         return field.places
+
+
+def plain_title(value: Any) -> str:
+    """A value as a record's title shows it when no type says otherwise (also a system value: id, created_at)."""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M")
+    return str(value)
 
 
 def blank(raw: Any) -> bool:
