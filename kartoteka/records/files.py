@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
 from kartoteka.metadata.fieldtypes import file_ids
-from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.scopes import readable_where
@@ -44,14 +44,14 @@ def size_text(size: int) -> str:
     return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
 
 
-def accepted_type(field: Any, name: str, content_type: str) -> str | None:
+def accepted_type(field: FieldDef, name: str, content_type: str) -> str | None:
     """Why a file of this name and type may not go into `field` (its `accept` list), or None."""
     if field.accept and not any(content_type == a or name.lower().endswith(a) for a in field.accept):
         return f"'{name}' is not an accepted file type (accepted: {', '.join(field.accept)})."
     return None
 
 
-def too_large(field: Any, name: str, size: int) -> str | None:
+def too_large(field: FieldDef, name: str, size: int) -> str | None:
     """Why a file of `size` bytes is too large for `field` (its `max_size`), or None."""
     if field.max_size is not None and size > field.max_size:
         return f"'{name}' is larger than {size_text(field.max_size)}, the most this field takes."
@@ -63,7 +63,7 @@ def readable_files(conn: sa.Connection, metadata: Metadata, user: Principal, wan
     wanted = set(wanted)
     if not wanted:
         return set()
-    readable = set(conn.execute(sa.select(files.c.id).where(
+    readable: set[str] = set(conn.execute(sa.select(files.c.id).where(
         files.c.id.in_(wanted), files.c.created_by == user.id, files.c.attached_at.is_(None))).scalars())
     holders = []
     for entity in metadata.entities.values():
@@ -102,7 +102,7 @@ def purge_unattached(engine: sa.Engine, folder: Path, now: datetime,
     removed = 0
     while True:
         with engine.begin() as conn:
-            ids = list(conn.execute(sa.select(files.c.id).where(
+            ids: list[str] = list(conn.execute(sa.select(files.c.id).where(
                 files.c.attached_at.is_(None), files.c.created_at < now - lifetime).limit(PURGE_BATCH)).scalars())
             if not ids:
                 return removed
@@ -144,7 +144,7 @@ def sweep_files(engine: sa.Engine, folder: Path, now: datetime, lifetime: timede
                 return swept
             after = batch[-1].id
             if not dry_run:
-                gone = set(conn.execute(sa.delete(files).where(files.c.id.in_([r.id for r in batch]),
+                gone: set[str] = set(conn.execute(sa.delete(files).where(files.c.id.in_([r.id for r in batch]),
                                                                sweepable(now, lifetime))
                                         .returning(files.c.id)).scalars())
                 batch = [r for r in batch if r.id in gone]

@@ -27,7 +27,7 @@ from kartoteka.storage.tables import records
 if TYPE_CHECKING:
     from kartoteka.records.service import RecordService
 
-SYSTEM_COLUMNS: dict[str, tuple[str, Any]] = {
+SYSTEM_COLUMNS: dict[str, tuple[str, sa.Column[Any]]] = {
     "id": ("number", records.c.id),
     "owner": ("number", records.c.owner),
     "version": ("number", records.c.version),
@@ -128,8 +128,9 @@ class QueryBuilder:
             return SYSTEM_COLUMNS[name][1]
         return JsonValue(records.c.data, name, field.value_type.storage)
 
-    def bind(self, field: FieldDef | None, value: Any) -> Any:
-        """A typed bind parameter comparable with `column` on this database."""
+    def bind(self, field: FieldDef | None, value: Any) -> object:
+        """A typed bind parameter comparable with `column` on this database (for a system column, the value
+        itself: SQLAlchemy binds it with the column's type)."""
         if field is None:
             return value
         kind = field.value_type.storage
@@ -239,7 +240,7 @@ class QueryBuilder:
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
         pattern = like_pattern(check_search_text(text, "The search text 'q'"))
-        clauses = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
+        clauses: list[sa.ColumnElement[bool]] = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
         for name in self.entity.list.search:
             if name not in self.viewable:
                 continue

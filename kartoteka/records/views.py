@@ -75,7 +75,7 @@ def _upsert(engine: sa.Engine, user: Principal, entity: str, name: str, query: s
             saved_views.c.user_id == user.id, saved_views.c.entity == entity, saved_views.c.name == name,
         ).with_for_update()).first()
         if row is None:
-            view_id = conn.execute(sa.insert(saved_views).values(
+            view_id: int = conn.execute(sa.insert(saved_views).values(
                 user_id=user.id, entity=entity, name=name, query=query, shared=shared, created_at=now,
             ).returning(saved_views.c.id)).scalar_one()
         else:

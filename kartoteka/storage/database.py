@@ -87,7 +87,7 @@ def create_engine(url: str, **kwargs: Any) -> sa.Engine:
     return sa.create_engine(url, **options)
 
 
-def casefold(expression: Any, dialect_name: str) -> Any:
+def casefold(expression: Any, dialect_name: str) -> sa.ColumnElement[str]:
     """`fold` in SQL on both databases (SQLite's own lower() folds ASCII only)."""
     if dialect_name == "sqlite":
         return sa.func.casefold(expression)
