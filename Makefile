@@ -34,8 +34,10 @@ serve: install
 check-config: install
 	$(BIN)/kartoteka check-config
 
+# mypy checks what [tool.mypy] in pyproject.toml names: kartoteka/metadata and kartoteka/records, strictly.
 lint: install
 	$(BIN)/ruff check kartoteka tests bench scripts build_hooks.py
+	$(BIN)/python -m mypy
 
 # The wheel, installed into an empty virtualenv, serves /login with its styles and scripts (about 20 s).
 check-wheel: install
@@ -50,4 +52,4 @@ bench: install
 	$(BIN)/python -m bench.bench_formulas
 
 clean:
-	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) node_modules instance .pytest_cache .ruff_cache .mypy_cache build dist
