@@ -358,8 +358,7 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
         if not isinstance(node, _ALLOWED_NODES):
             raise ExpressionError(f"'{source}': {_describe(node)} is not allowed in expressions")
         if isinstance(node, ast.Call):
-            _check_call(node, source)
-            functions.add(node.func.id)  # type: ignore[attr-defined]
+            functions.add(_check_call(node, source))
         elif isinstance(node, ast.Name) and id(node) not in call_targets:
             if node.id not in known and node.id in FUNCTIONS:
                 raise ExpressionError(f"'{node.id}' in '{source}' is a function: call it as {node.id}()")
@@ -403,7 +402,8 @@ def _shown(source: str, limit: int = 80) -> str:
     return source if len(source) <= limit else source[:limit - 3] + "..."
 
 
-def _check_call(node: ast.Call, source: str) -> None:
+def _check_call(node: ast.Call, source: str) -> str:
+    """The name of the registered function `node` calls; ExpressionError for any other call or wrong arguments."""
     if not isinstance(node.func, ast.Name):
         raise ExpressionError(f"'{source}': only plain function calls such as today() are allowed")
     spec = FUNCTIONS.get(node.func.id)
@@ -417,6 +417,7 @@ def _check_call(node: ast.Call, source: str) -> None:
                     else f"{spec.min_args} or more" if spec.max_args is None
                     else f"{spec.min_args} to {spec.max_args}")
         raise ExpressionError(f"'{source}': {spec.name}() takes {expected} argument(s), got {count}")
+    return node.func.id
 
 
 def _check_identity(node: ast.Compare, source: str) -> None:
@@ -572,11 +573,14 @@ def _measured(op: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _list(*items: Any) -> list[Any]:
-    return _checked(list(items))  # type: ignore[no-any-return]
+    built = list(items)
+    _checked(built)  # raises when it is too large
+    return built
 
 
 def _tuple(*items: Any) -> tuple[Any, ...]:
-    return _checked(items)  # type: ignore[no-any-return]
+    _checked(items)  # raises when it is too large
+    return items
 
 
 # What a compiled program may call besides the registered functions: nothing else is in its namespace.
@@ -832,7 +836,7 @@ class Evaluator:
 _THREAD = threading.local()
 
 
-class _Functions(dict):  # type: ignore[type-arg]
+class _Functions(dict[str, Callable[..., Any]]):
     """The registered functions for one clock, each made the first time an expression calls it."""
 
     def __init__(self, clock: Clock) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import sqlalchemy as sa
@@ -50,7 +51,7 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _view(row: sa.Row, user: Principal) -> SavedView:  # type: ignore[type-arg]
+def _view(row: sa.Row[Any], user: Principal) -> SavedView:
     return SavedView(row.id, row.user_id, row.entity, row.name, row.query, bool(row.shared), _utc(row.created_at),
                      row.user_id == user.id)
 
