@@ -203,6 +203,7 @@ VALID: list[tuple[str, Any, Any]] = [
     ("multiselect", ["red", "blue"], ["red", "blue"]),
     ("multiselect", ["red", "red", "green"], ["red", "green"]),
     ("multiselect", "red, green", ["red", "green"]),
+    ("multiselect", ["blue", "green", "red"], ["red", "green", "blue"]),  # in the options' order, always
     ("tags", ["VIP", "  partner  "], ["VIP", "partner"]),
     ("tags", "vip, Партнёр, VIP", ["vip", "Партнёр"]),
     ("tags", ["Привет", "привет", "🎉 party", "  ", "two   words"], ["Привет", "🎉 party", "two words"]),

@@ -140,3 +140,14 @@ def test_an_upload_to_a_card_the_user_may_not_change_stores_nothing(scoped, serv
                                  "scan": (io.BytesIO(b"%PDF"), "scan.pdf")})
     assert response.status_code == 404
     assert stored(client, anna.id) == (0, 0)
+
+
+def test_saving_a_ticket_unchanged_makes_no_new_version(client, service, make_user, fixed_clock):
+    """Its sla_due formula gave microseconds that storage drops: every save counted it as changed."""
+    fixed_clock.advance(microseconds=123456)  # a real clock has them
+    _, headers = make_user("boss", ["admin"])
+    ticket = service.create("ticket", {"subject": "Cannot log in", "description": "Password reset fails",
+                                       "reporter_email": "a@example.org"}, SYSTEM)
+    for _ in range(2):
+        response = client.patch(f"/api/v1/records/ticket/{ticket.id}", json={}, headers={**headers, "If-Match": '"1"'})
+        assert response.status_code == 200 and response.get_json()["version"] == 1

@@ -506,7 +506,9 @@ class DateTimeType(FieldType):
 
     def from_formula(self, value: Any, field: FieldDef) -> Any:
         if isinstance(value, datetime):
-            return value.astimezone(UTC)
+            # Whole seconds, as stored: a result with microseconds differed from itself read back, so every save
+            # counted the formula as changed and made a new version (a ticket's sla_due).
+            return value.astimezone(UTC).replace(microsecond=0)
         if isinstance(value, date):
             return datetime.combine(value, time(), UTC)
         return super().from_formula(value, field)

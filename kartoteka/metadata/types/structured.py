@@ -117,7 +117,10 @@ class MultiselectType(ListFieldType, OptionsType):
             value = option_value(item, field)
             if value is not None:
                 values.setdefault(value)
-        return list(values) or None
+        # In the options' order, whatever order they came in: a form's boxes and an API list of the same
+        # choices are one value (an unchanged form saved in another order made a new version).
+        order = {o.value: n for n, o in enumerate(field.options)}
+        return sorted(values, key=lambda v: order.get(v, len(order))) or None
 
     def form_texts(self, value: Any, field: FieldDef) -> list[str]:
         return [self.input_text(v, field, {}) for v in value or []]  # one box ticked per option
