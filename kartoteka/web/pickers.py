@@ -1,14 +1,12 @@
 """What a reference picker shows and an input holds for a record, and which record a typed text names.
 
 A record is written as its title, then the values of the fields its entity lists under `picker:` that the
-reader may see ("ООО «Ромашка» — Москва, 7701234567"), so that two records of the same name can be told apart
-without their numbers. Only when that text too is shared by another record the reader may open does "#id"
-follow it; that is the one case an input shows a record's number.
+reader may see ("ООО «Ромашка» — Москва, 7701234567 #12"), so that two records of the same name can be told
+apart; the number at the end is what a save reads (see _labelled for why text alone is not enough).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 
 from flask import g
@@ -47,13 +45,15 @@ def _texts(entity_name: str, rows: list[PickerRow]) -> dict[int, str]:
 
 
 def _labelled(entity_name: str, rows: list[PickerRow], namesakes: list[PickerRow]) -> dict[int, str]:
-    """Each row's text, with "#id" where the reader could not tell it from a namesake's (or from too many)."""
-    everyone = list({r.id: r for r in [*rows, *namesakes]}.values())
-    texts = _texts(entity_name, everyone)
-    counts = Counter(fold(texts[r.id]) for r in everyone)
-    crowded = len(namesakes) >= MAX_NAMESAKES
-    return {r.id: texts[r.id] if counts[fold(texts[r.id])] == 1 and not crowded else f"{texts[r.id]} #{r.id}"
-            for r in rows}
+    """Each row's text, always ending in "#id".
+
+    The number is what a saved form and a picked suggestion name the record by. Without it the text alone
+    decided, and text is not an identity: a record called "Branch #3" was saved as record 3, a record named
+    like another's picker text ("Acme — London") captured references on unchanged saves, and a reference
+    nobody touched stopped a save once its record's city changed (found by attack, 2026-12-01).
+    """
+    texts = _texts(entity_name, list({r.id: r for r in [*rows, *namesakes]}.values()))
+    return {r.id: f"{texts[r.id]} #{r.id}" for r in rows}
 
 
 def named_records(entity_name: str, ids: Iterable[int]) -> tuple[dict[int, str], dict[int, str]]:
@@ -94,9 +94,9 @@ def resolve(entity_name: str, text: str) -> list[int]:
         candidates.add(text[:at])
         at = text.find(SEPARATOR, at + 1)
     rows = picker_rows(platform.service, entity_name, current_user(), titles=candidates)
-    labels = _labelled(entity_name, rows, rows)
+    texts = _texts(entity_name, rows)  # typed without the number: several alike are ambiguous, never a guess
     wanted = fold(text)
-    named = [r.id for r in rows if fold(labels[r.id]) == wanted]
+    named = [r.id for r in rows if fold(texts[r.id]) == wanted]
     if named:
         return named[:MAX_EXACT]
     return [r.id for r in rows if fold(r.title) == wanted][:MAX_EXACT]
