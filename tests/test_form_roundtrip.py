@@ -191,3 +191,23 @@ def test_saving_an_unchanged_form_keeps_every_file(role, department, name, servi
     version = _version(service, record_id)
     _save_unchanged(client, service, user, "dossier", record_id)
     assert _version(service, record_id) == version  # nothing changed, so no new version either
+
+
+def test_a_deactivated_owner_and_assignee_survive_an_unchanged_save(client, service, make_user, fixed_clock):
+    """The owner and user selects list active users; the card's own people must stay choosable all the same."""
+    from kartoteka.users import set_active
+
+    manager, _ = make_user("boss", ["sales_manager"], "sales")
+    leaver, _ = make_user("leaver", ["sales"], "sales")
+    company = service.create("company", MATRIX["samples"]["company"]["values"], SYSTEM)
+    deal = service.create("deal", {"name": "Kept", "company": company.id, "responsible": leaver.id}, SYSTEM,
+                          owner=leaver.id)
+    set_active(client.application.extensions["kartoteka"].engine, "leaver", False, fixed_clock.now())
+    sign_in(client, manager)
+    page = client.get(f"/cards/deal/{deal.id}/edit").get_data(as_text=True)
+    assert "(deactivated)" in page
+    response = client.post(f"/cards/deal/{deal.id}/edit",
+                           data=MultiDict([*_form_fields(page), ("csrf_token", CSRF)]))
+    assert response.status_code == 302
+    saved = service.get("deal", deal.id, SYSTEM)
+    assert (saved.owner, saved["responsible"], saved.version) == (leaver.id, leaver.id, deal.version)

@@ -103,8 +103,12 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
         found, texts = named_records(target, wanted)
         titles.update(found)
         labels.update(texts)
-    has_users = any(f.type.refers == "user" and f.name in viewable for f in entity.fields.values())
-    users = list_users(platform.state.engine, limit=500) if has_users else []
+    user_fields = [f for f in entity.fields.values() if f.type.refers == "user" and f.name in viewable]
+    users = list_users(platform.state.engine, limit=500) if user_fields else []
+    # The users the card names now stay choosable even when no longer listed (deactivated, or past the first
+    # 500): a select without its current value would send another one on an unchanged save.
+    if user_fields:
+        users = _with_users(users, {i for f in user_fields for i in ids_in(state.values.get(f.name))})
     live_url = (url_for("cards.live_edit", entity_name=entity.name, record_id=record.id) if record
                 else url_for("cards.live_new", entity_name=entity.name))
     return CardForm(entity, user, state, viewable, editable_fields(entity, user), record, submitted, titles,
@@ -285,10 +289,21 @@ def _conflict(entity: EntityDef, record_id: int, sent: FormInput, *,
     return _render_form(entity, form)
 
 
+def _with_users(listed: list[tuple[int, str]], wanted: set[int]) -> list[tuple[int, str]]:
+    """`listed` plus the users of `wanted` it lacks, marked when they can no longer sign in."""
+    missing = wanted - {i for i, _ in listed}
+    if not missing:
+        return listed
+    names = user_names(platform.state.engine, missing)
+    return [*listed, *((i, t("{name} (deactivated)", name=names[i])) for i in sorted(missing) if i in names)]
+
+
 def _render_form(entity: EntityDef, form: CardForm) -> str:
     owner_scope = scope_of(platform.state.metadata, current_user(), entity, "update" if form.record else "create")
-    # The same active users a user field offers, when the form already loaded them.
+    # The same users a user field offers, when the form already loaded them (the card's owner among them).
     owners = (list(form.users) or list_users(platform.state.engine, limit=500)) if owner_scope != "own" else []
+    if owners and form.record is not None and form.record.owner is not None:
+        owners = _with_users(owners, {form.record.owner})
     return render_template("cards/form.html", entity=entity, form=form, widget_for=widget_for, owners=owners,
                            scopes=scopes(entity))
 

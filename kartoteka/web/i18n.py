@@ -48,6 +48,7 @@ RU: Mapping[str, str] = {
     "someone else": "другой сотрудник",
     "Take the saved value: «{value}»": "Взять сохранённое: «{value}»",
     "Take the saved value: empty": "Взять сохранённое: пусто",
+    "{name} (deactivated)": "{name} (отключён)",
     "Meanwhile «{value}» was saved here ({who}); keep yours or take the saved value.":
         "Тем временем здесь сохранили «{value}» ({who}); оставьте своё значение или возьмите сохранённое.",
     "Meanwhile this field was emptied ({who}); keep yours or take the saved value.":
