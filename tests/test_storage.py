@@ -230,3 +230,20 @@ def test_a_validation_that_went_stale_does_not_block_unrelated_edits(service, fi
     with pytest.raises(RecordValidationError) as error:
         service.update("deal", deal.id, {"close_date": "2026-03-20"}, SYSTEM, expected_version=2)
     assert error.value.errors == {"close_date": ["Close date is in the past"]}
+
+
+def test_an_index_built_meanwhile_by_another_process_is_no_failure(engine, metadata, monkeypatch):
+    """Two workers starting on one database both see an index missing; the second to build it must not fail."""
+    from kartoteka.storage import indexes
+
+    indexes.sync_indexes(engine, metadata)
+    real = indexes.existing_indexes
+    calls = []
+
+    def stale_first(connection):
+        calls.append(1)
+        return set() if len(calls) == 1 else real(connection)  # the first look predates the other worker's build
+
+    monkeypatch.setattr(indexes, "existing_indexes", stale_first)
+    created, dropped = indexes.sync_indexes(engine, metadata)
+    assert created == [] and dropped == []

@@ -134,6 +134,9 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
             with engine.begin() as connection:
                 plan.build(field).create(connection)
         except sa.exc.DBAPIError as exc:
+            with engine.connect() as connection:
+                if name in existing_indexes(connection):
+                    continue  # built meanwhile by another process starting on the same database (a second worker)
             reason = ("some live records share a value" if plan.unique and isinstance(exc, sa.exc.IntegrityError)
                       else f"stored values do not fit a {field.value_type.name} field")
             detail = str(exc.orig).strip().splitlines()[0]
