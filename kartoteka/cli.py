@@ -450,6 +450,8 @@ def files_sweep_command(dry_run: bool, older_than: float | None) -> None:
 
     from kartoteka.records.files import size_text, sweep_files
 
+    if older_than is not None and older_than != older_than:  # NaN passes click's range check (no comparison holds)
+        raise click.BadParameter("must be a number of hours, e.g. 48", param_hint="'--older-than'")
     with _platform() as (_app, state):
         lifetime = timedelta(hours=older_than) if older_than is not None else state.settings.uploads.pending_lifetime
         swept = sweep_files(state.engine, state.settings.instance_dir / "files", _now(), lifetime, dry_run=dry_run)

@@ -293,3 +293,9 @@ def test_gunicorn_serves_raw_cyrillic_urls_from_forked_workers_and_stops_gracefu
     assert code == 0, output
     assert "Booting worker" in output and "Shutting down: Master" in output
     assert '"GET /cards/deal/?q=%D0%98%D0%B2%D0%B0%D0%BD HTTP/1.1" 302' in output  # the access log, on stdout
+
+
+@pytest.mark.parametrize("hours", ["nan", "-1", "0", "abc"])
+def test_files_sweep_refuses_a_lifetime_that_is_no_number_of_hours(runner, hours):
+    result = runner.invoke("files", "sweep", "--dry-run", "--older-than", hours)
+    assert result.exit_code == 2 and "--older-than" in result.output and "Traceback" not in result.output
