@@ -5,7 +5,8 @@
   wait after failed passwords is decided by the failure counters in the database (`kartoteka/users.py`),
   which Flask-Limiter cannot express (see docs/security.md).
 - **API**: at most `KARTOTEKA_API_RATE` requests per token (default 3000 per minute), or per client address for
-  requests without a token.
+  requests without a token; and at most `KARTOTEKA_SIGN_IN_RATE` refused (401) requests per address, so guessing
+  with made-up tokens is limited like guessing passwords.
 
 The counts live in Redis when `KARTOTEKA_REDIS_URL` is set (every gunicorn worker and every server shares
 them), in each worker's memory otherwise. A refused request is a 429 with `Retry-After`: the sign-in page
@@ -103,6 +104,12 @@ def init_rate_limits(app: Flask) -> Limiter:
     )(app.view_functions[endpoint])
     limiter.limit(limits.api_rate, key_func=_token_or_address, scope="api",
                   error_message="Too many requests with this token; slow down.")(api)
+    # Made-up tokens each have a counter of their own above: refused authentications count per address too,
+    # as failed sign-ins do (only 401s are counted: good requests never use this up; once it is used up, the
+    # address waits out the minute, good tokens included, as an address does after failed sign-ins).
+    limiter.limit(limits.sign_in_rate, key_func=_address, scope="api-refused",
+                  deduct_when=lambda response: response.status_code == 401,
+                  error_message="Too many requests with unknown tokens from your address. Try again in a minute.")(api)
     app.extensions["kartoteka_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many)
     return limiter

@@ -1097,6 +1097,20 @@ def test_api_requests_are_limited_per_token(app, make_user):
         limited.extensions["kartoteka"].engine.dispose()
 
 
+def test_made_up_api_tokens_are_limited_per_address(app, make_user):
+    """Each random token had a counter of its own: the address's refused requests count, as failed sign-ins do."""
+    _anna, headers = make_user("anna", ["sales"], "sales")
+    limited = _limited_app(app, sign_in_rate="3 per minute")
+    try:
+        client = limited.test_client()
+        assert [client.get("/api/v1/entities", headers=headers).status_code for _ in range(5)] == [200] * 5
+        guesses = [client.get("/api/v1/entities", headers={"Authorization": f"Bearer kt_guess{n}"}).status_code
+                   for n in range(4)]
+        assert guesses == [401, 401, 401, 429]  # good requests before them did not count
+    finally:
+        limited.extensions["kartoteka"].engine.dispose()
+
+
 def _redis_url() -> str | None:
     import socket
 
