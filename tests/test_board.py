@@ -282,3 +282,18 @@ def test_a_move_without_javascript_comes_back_to_the_board_as_it_was(client, ser
     hostile = client.post(f"/cards/deal/{deal.id}/move", data={
         "csrf_token": CSRF, "to": "new", "version": "2", "board": "stage", "args": "//evil.example/x?a=1"})
     assert hostile.headers["Location"].startswith("/cards/deal/kanban?")  # only ever a query string of the board
+
+
+@pytest.mark.parametrize("board", ["amount", "no_such_field", "margin"])
+def test_a_move_changes_only_a_field_a_board_groups_by(client, service, make_user, board):
+    """`board=amount&to=123456` set a deal's amount through the move: a move is a column change, nothing else."""
+    from tests.test_web import CSRF, sign_in
+
+    rep, _ = make_user("rep", ["sales"], "sales")
+    company = service.create("company", {"name": "Northwind Trading Ltd", "country": "gb"}, rep)
+    deal = service.create("deal", {"name": "Alpha", "company": company.id, "stage": "new", "amount": "10"}, rep)
+    sign_in(client, rep)
+    moved = client.post(f"/cards/deal/{deal.id}/move", data={"csrf_token": CSRF, "board": board, "to": "123456",
+                                                             "version": "1"})
+    assert moved.status_code == 400  # the same for a hidden field (margin) as for one no card has
+    assert service.get("deal", deal.id, SYSTEM).version == 1

@@ -49,6 +49,7 @@ RU: Mapping[str, str] = {
     "Take the saved value: «{value}»": "Взять сохранённое: «{value}»",
     "Take the saved value: empty": "Взять сохранённое: пусто",
     "{name} (deactivated)": "{name} (отключён)",
+    "'{name}' is not a field a board groups by.": "По полю «{name}» доска не группируется.",
     "Meanwhile «{value}» was saved here ({who}); keep yours or take the saved value.":
         "Тем временем здесь сохранили «{value}» ({who}); оставьте своё значение или возьмите сохранённое.",
     "Meanwhile this field was emptied ({who}); keep yours or take the saved value.":

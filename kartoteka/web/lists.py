@@ -317,6 +317,9 @@ def move(entity_name: str, record_id: int) -> Any:
     shown = urlencode(parse_qsl(request.form.get("args", ""), keep_blank_values=True)[:MAX_LIST_FILTERS + 4])
     board_url = url_for("cards.kanban", entity_name=entity.name) + (f"?{shown}" if shown else "")
     group = request.form.get("board") or board_field(entity) or ""
+    grouped = entity.fields.get(group) if group in viewable_fields(entity, current_user()) else None
+    if grouped is None or not grouped.type.groups_board:  # a move changes a board's column, nothing else
+        raise BadRequest(t("'{name}' is not a field a board groups by.", name=group[:60]))
     target = request.form.get("to", "")
     version = submitted_version()
     try:
