@@ -132,11 +132,10 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
             continue
         try:
             with engine.begin() as connection:
-                plan.build(field).create(connection)
+                # IF NOT EXISTS: another process starting on the same database (a second worker, a command beside
+                # a running app) may have built it since `existing` was read; that is no failure.
+                connection.execute(sa.schema.CreateIndex(plan.build(field), if_not_exists=True))
         except sa.exc.DBAPIError as exc:
-            with engine.connect() as connection:
-                if name in existing_indexes(connection):
-                    continue  # built meanwhile by another process starting on the same database (a second worker)
             reason = ("some live records share a value" if plan.unique and isinstance(exc, sa.exc.IntegrityError)
                       else f"stored values do not fit a {field.value_type.name} field")
             detail = str(exc.orig).strip().splitlines()[0]
