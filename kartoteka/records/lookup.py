@@ -41,23 +41,6 @@ def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], 
         return {row.id: row.title for row in rows}
 
 
-def exact_titles(service: RecordService, entity_name: str, text: str, user: Principal) -> list[int]:
-    """Ids of readable records whose title is `text`, ignoring case (at most a few, for a clear message).
-
-    An equality of both sides folded by the database: no LIKE pattern, so a title of any length is
-    found, and no cut-off at the first suggestions.
-    """
-    where = _readable(service, entity_name, user)
-    text = text.strip()
-    if where is None or not text or unstorable(text) is not None:
-        return []
-    title = casefold(records.c.title, service.dialect)
-    where.append(title == casefold(sa.literal(text, sa.String()), service.dialect))
-    query = sa.select(records.c.id).where(*where).order_by(records.c.id).limit(MAX_EXACT)
-    with service.engine.connect() as conn:
-        return list(conn.execute(query).scalars())
-
-
 def search_titles(service: RecordService, entity_name: str, text: str, user: Principal,
                   limit: int = MAX_SUGGESTIONS) -> list[tuple[int, str]]:
     """(id, title) of readable records whose title contains `text` (or whose id it is), for pickers.
