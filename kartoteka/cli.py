@@ -223,17 +223,22 @@ def user_signout_command(name: str) -> None:
         click.echo(f"Revoked {_plural(ended.tokens, 'API token')} of '{user.username}'.")
 
 
-@user_group.command("deactivate")
-@click.argument("name")
-def user_deactivate_command(name: str) -> None:
-    """Deactivate user NAME: no signing in, their sessions end, their API tokens are refused."""
+def _set_active(name: str, active: bool) -> Any:
+    """Deactivate or activate user NAME (kartoteka.users.set_active), failing with its message."""
     from kartoteka.users import set_active
 
     with _platform() as (_app, state):
         try:
-            change = set_active(state.engine, name, False, state.clock.now())
+            return set_active(state.engine, name, active, state.clock.now())
         except KartotekaError as exc:
             _fail(exc.detail)
+
+
+@user_group.command("deactivate")
+@click.argument("name")
+def user_deactivate_command(name: str) -> None:
+    """Deactivate user NAME: no signing in, their sessions end, their API tokens are refused."""
+    change = _set_active(name, False)
     if not change.changed:
         click.echo(f"'{change.username}' was already deactivated.")
     else:
@@ -250,13 +255,7 @@ def user_deactivate_command(name: str) -> None:
 @click.argument("name")
 def user_activate_command(name: str) -> None:
     """Activate user NAME again: they may sign in, and their unrevoked API tokens work again."""
-    from kartoteka.users import set_active
-
-    with _platform() as (_app, state):
-        try:
-            change = set_active(state.engine, name, True, state.clock.now())
-        except KartotekaError as exc:
-            _fail(exc.detail)
+    change = _set_active(name, True)
     if not change.changed:
         click.echo(f"'{change.username}' was already active.")
     else:
