@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from flask import g
 
 from kartoteka.extensions import platform
-from kartoteka.records.lookup import MAX_EXACT, MAX_NAMESAKES, PickerRow, picker_rows, record_titles, search_titles
+from kartoteka.records.lookup import MAX_EXACT, PickerRow, picker_rows, record_titles, search_titles
 from kartoteka.records.model import ids_in
 from kartoteka.storage.database import fold
 from kartoteka.users import user_names
@@ -44,7 +44,7 @@ def _texts(entity_name: str, rows: list[PickerRow]) -> dict[int, str]:
     return texts
 
 
-def _labelled(entity_name: str, rows: list[PickerRow], namesakes: list[PickerRow]) -> dict[int, str]:
+def _labelled(entity_name: str, rows: list[PickerRow]) -> dict[int, str]:
     """Each row's text, always ending in "#id".
 
     The number is what a saved form and a picked suggestion name the record by. Without it the text alone
@@ -52,20 +52,16 @@ def _labelled(entity_name: str, rows: list[PickerRow], namesakes: list[PickerRow
     like another's picker text ("Acme — London") captured references on unchanged saves, and a reference
     nobody touched stopped a save once its record's city changed (found by attack, 2026-12-01).
     """
-    texts = _texts(entity_name, list({r.id: r for r in [*rows, *namesakes]}.values()))
+    texts = _texts(entity_name, rows)
     return {r.id: f"{texts[r.id]} #{r.id}" for r in rows}
 
 
 def named_records(entity_name: str, ids: Iterable[int]) -> tuple[dict[int, str], dict[int, str]]:
     """(id -> title, id -> picker text) of the records among `ids` the user may read."""
-    wanted = set(ids)
-    everyone = picker_rows(platform.service, entity_name, current_user(), ids=wanted, namesakes=True)
-    rows = [r for r in everyone if r.id in wanted]
-    if len(everyone) >= MAX_NAMESAKES:  # crowded by namesakes: the records asked for may lie past the limit
-        rows = picker_rows(platform.service, entity_name, current_user(), ids=wanted)
+    rows = picker_rows(platform.service, entity_name, current_user(), ids=set(ids))
     if not rows:
         return {}, {}
-    return {r.id: r.title for r in rows}, _labelled(entity_name, rows, everyone)
+    return {r.id: r.title for r in rows}, _labelled(entity_name, rows)
 
 
 def record_labels(entity_name: str, ids: Iterable[int]) -> dict[int, str]:
