@@ -1,0 +1,163 @@
+"""Messages by code: what the record service, the API and the UI tell people, as a code with parameters.
+
+As Django's `ValidationError(message, code, params)`: a `Message` is its English text (it *is* a `str`, so logs,
+the command line and code that only reads text need nothing more) and carries a stable `code` for API clients,
+its English `template` (the gettext msgid its translations are found by, in `kartoteka/translations/`) and the
+`params` the template is filled with. `localize` renders one in a language: the template is translated by the
+catalogue and each parameter is written as that language writes it (numbers, dates, labels, nested messages).
+
+No Flask here: the web layer and the API pass in the translations of the request's language.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+__all__ = ["Message", "N_", "Translations", "localize", "message_of", "json_params"]
+
+
+def N_(template: str) -> str:  # noqa: N802 (gettext's conventional name for "mark for extraction only")
+    """Mark an English text for the catalogue without translating it here."""
+    return template
+
+
+class Translations(Protocol):
+    """What `localize` needs of a gettext catalogue (babel.support.Translations, gettext.NullTranslations)."""
+
+    def gettext(self, message: str) -> str:
+        """The translation of `message`, or `message` itself."""
+        ...
+
+    def ngettext(self, singular: str, plural: str, n: int) -> str:
+        """The form of a counted message `n` asks for."""
+        ...
+
+
+class Message(str):
+    """An English message text that also carries its code, its template and its parameters."""
+
+    code: str
+    template: str
+    plural: str | None
+    params: Mapping[str, Any]
+
+    def __new__(cls, code: str, template: str, /, plural: str | None = None, **params: Any) -> Message:
+        """`Message("number.invalid", "'{text}' is not a number.", text="12abc")`; with `plural`, {count} picks."""
+        shape = plural if plural is not None and params.get("count") != 1 else template
+        self = super().__new__(cls, shape.format_map({k: _english(v) for k, v in params.items()}))
+        self.code = code
+        self.template = template
+        self.plural = plural
+        self.params = params
+        return self
+
+    def __repr__(self) -> str:
+        return f"Message({self.code!r}, {str(self)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (self.code, self.template, self.plural, dict(self.params))
+
+
+def _rebuild(code: str, template: str, plural: str | None, params: dict[str, Any]) -> Message:
+    """Unpickle a Message (multiprocessing, caches)."""
+    return Message(code, template, plural, **params)
+
+
+def _english(value: Any) -> str:
+    """A parameter as the English text writes it."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_english(v) for v in value)
+    if isinstance(value, Decimal):
+        return _plain_decimal(value)
+    get = getattr(value, "get", None)
+    if callable(get) and hasattr(value, "texts"):  # a metadata Label
+        return str(get("en"))
+    return str(value)
+
+
+def _plain_decimal(value: Decimal) -> str:
+    """'0' for Decimal('0.00'), '1500.5' for Decimal('1500.50'): a limit as people write it."""
+    if not value.is_finite():
+        return str(value)
+    text = f"{value:f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def message_of(error: BaseException) -> str:
+    """The message an exception was raised with, keeping its code (str(error) would make it plain text)."""
+    if error.args and isinstance(error.args[0], str):
+        return error.args[0]
+    return str(error)
+
+
+def localize(message: str, translations: Translations, language: str) -> str:
+    """`message` in `language`: a Message from its translated template, a plain text as the catalogue has it."""
+    if not isinstance(message, Message):
+        return translations.gettext(message) if message else message
+    if message.plural is not None and isinstance(message.params.get("count"), int):
+        shape = translations.ngettext(message.template, message.plural, message.params["count"])
+    else:
+        shape = translations.gettext(message.template)
+    values = {key: _localized(value, translations, language) for key, value in message.params.items()}
+    try:
+        return shape.format_map(values)
+    except (KeyError, IndexError, ValueError):  # a translation naming a placeholder the template lacks
+        return message.template.format_map(values)
+
+
+def _localized(value: Any, translations: Translations, language: str) -> str:
+    """A parameter as `language` writes it."""
+    if isinstance(value, Message):
+        return localize(value, translations, language)
+    if isinstance(value, list | tuple):
+        return ", ".join(_localized(v, translations, language) for v in value)
+    if isinstance(value, bool) or isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # counts, ids and positions: never grouped ("#1234", not "#1 234")
+    if isinstance(value, Decimal | float):
+        from babel.numbers import format_decimal  # Babel, not Flask: the core may format numbers
+
+        number = value if isinstance(value, Decimal) else Decimal(repr(value))
+        if not number.is_finite() or abs(number.adjusted()) > 30:
+            return _plain_decimal(number)
+        return format_decimal(number.normalize() if number == number.to_integral() else number, locale=language,
+                              decimal_quantization=False)
+    if isinstance(value, datetime):
+        from babel.dates import format_datetime
+
+        return format_datetime(value, format="medium", locale=language)
+    if isinstance(value, date):
+        from babel.dates import format_date
+
+        return format_date(value, format="medium", locale=language)
+    get = getattr(value, "get", None)
+    if callable(get) and hasattr(value, "texts"):  # a metadata Label
+        return str(get(language))
+    return str(value)
+
+
+def json_params(message: str) -> dict[str, Any]:
+    """A Message's parameters as JSON values (numbers as strings keep their digits; labels in English)."""
+    if not isinstance(message, Message):
+        return {}
+    return {key: _json_value(value) for key, value in message.params.items()}
+
+
+def _json_value(value: Any) -> Any:
+    """One parameter as a JSON value."""
+    if isinstance(value, bool | int | str) or value is None:
+        return str(value) if isinstance(value, Message) else value
+    if isinstance(value, list | tuple):
+        return [_json_value(v) for v in value]
+    if isinstance(value, Decimal):
+        return _plain_decimal(value)
+    if isinstance(value, date | datetime):
+        return value.isoformat()
+    return _english(value)
+
+
+def message_code(message: str) -> str:
+    """The code of a message; 'message' for a text that carries none."""
+    return message.code if isinstance(message, Message) else "message"
