@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import re
 from collections.abc import Collection
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from kartoteka.errors import BadRequest
-from kartoteka.metadata.expressions import suggest
+from kartoteka.messages import Message, message_of
 from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext, unstorable
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import viewable_fields
@@ -64,13 +65,55 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def check_search_text(text: str, what: str = "The search text") -> str:
-    """`text` when a search may use it; BadRequest when it is too long or holds what no database takes."""
-    if len(text) > MAX_SEARCH_LENGTH:
-        raise BadRequest(f"{what} is too long: at most {MAX_SEARCH_LENGTH} characters (has {len(text)}).")
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def unstorable_problem(text: str) -> Message | None:
+    """What in `text` no database stores, as a message to nest ("a NUL character (U+0000)"); None when nothing."""
     problem = unstorable(text)
+    if problem is None:
+        return None
+    if isinstance(problem, Message):
+        return problem
+    found = _UNSTORABLE.search(text)
+    if found is None or found.group() == "\x00":
+        return Message("unstorable.nul", "a NUL character (U+0000)")
+    return Message("unstorable.surrogate", "an unpaired surrogate ({char}, not a character)",
+                   char=f"U+{ord(found.group()):04X}")
+
+
+def did_you_mean(word: str, candidates: Collection[str]) -> Message | None:
+    """The closest of `candidates` to a mistyped `word` as "; did you mean 'x'?", or None."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return Message("hint.did_you_mean", "; did you mean '{name}'?", name=close[0]) if close else None
+
+
+def check_search_text(text: str, what: str = "search", name: str = "") -> str:
+    """`text` when a search may use it; BadRequest when it is too long or holds what no database takes.
+
+    `what` says whose text it is in the refusal: "search" (a search box), "q" (a list's search parameter)
+    or "contains" (the filter `name`, e.g. 'email__contains').
+    """
+    if len(text) > MAX_SEARCH_LENGTH:
+        count, has = MAX_SEARCH_LENGTH, len(text)
+        if what == "q":
+            raise BadRequest(Message("search.q_too_long", "The search text 'q' is too long: at most {count} "
+                                     "characters (has {has}).", count=count, has=has))
+        if what == "contains":
+            raise BadRequest(Message("filter.contains_too_long", "The text of '{name}' is too long: at most {count} "
+                                     "characters (has {has}).", name=name, count=count, has=has))
+        raise BadRequest(Message("search.too_long", "The search text is too long: at most {count} characters "
+                                 "(has {has}).", count=count, has=has))
+    problem = unstorable_problem(text)
     if problem is not None:
-        raise BadRequest(f"{what} contains {problem}, which cannot be searched for.")
+        if what == "q":
+            raise BadRequest(Message("search.q_unsearchable", "The search text 'q' contains {problem}, which cannot "
+                                     "be searched for.", problem=problem))
+        if what == "contains":
+            raise BadRequest(Message("filter.contains_unsearchable", "The text of '{name}' contains {problem}, "
+                                     "which cannot be searched for.", name=name, problem=problem))
+        raise BadRequest(Message("search.unsearchable", "The search text contains {problem}, which cannot be "
+                                 "searched for.", problem=problem))
     return text
 
 
@@ -82,8 +125,8 @@ def like_pattern(text: str) -> str:
 def _contains_pattern(flt: Filter) -> str:
     """The pattern of a `field__contains=text` filter; BadRequest when the text is empty."""
     if not str(flt.value).strip():
-        raise BadRequest(f"'{flt.field}__contains' needs some text.")
-    return like_pattern(check_search_text(str(flt.value), f"The text of '{flt.field}__contains'"))
+        raise BadRequest(Message("filter.contains_empty", "'{field}__contains' needs some text.", field=flt.field))
+    return like_pattern(check_search_text(str(flt.value), "contains", f"{flt.field}__contains"))
 
 
 def _check_filter_values(flt: Filter) -> None:
@@ -93,11 +136,13 @@ def _check_filter_values(flt: Filter) -> None:
     for value in values:
         text = str(value)
         if len(text) > MAX_FILTER_VALUE_LENGTH:
-            raise BadRequest(f"The value of filter '{name}' is too long: at most {MAX_FILTER_VALUE_LENGTH} "
-                             f"characters (has {len(text)}).")
-        problem = unstorable(text)
+            raise BadRequest(Message("filter.value_too_long", "The value of filter '{name}' is too long: at most "
+                                     "{count} characters (has {has}).", name=name, count=MAX_FILTER_VALUE_LENGTH,
+                                     has=len(text)))
+        problem = unstorable_problem(text)
         if problem is not None:
-            raise BadRequest(f"The value of filter '{name}' contains {problem}, which cannot be searched for.")
+            raise BadRequest(Message("filter.value_unsearchable", "The value of filter '{name}' contains {problem}, "
+                                     "which cannot be searched for.", name=name, problem=problem))
 
 
 class QueryBuilder:
@@ -112,14 +157,25 @@ class QueryBuilder:
     # --- columns -----------------------------------------------------------------------------------
 
     def field(self, name: str, purpose: str) -> FieldDef | None:
-        """The field for a filter or sort; None for a system column; BadRequest when unknown or hidden."""
+        """The field to filter, sort, group or sum by (`purpose`); None for a system column; BadRequest when
+        unknown or hidden."""
         if name in SYSTEM_COLUMNS:
             return None
         field = self.entity.fields.get(name)
         if field is None or name not in self.viewable:
             known = [n for n in self.entity.fields if n in self.viewable] + list(SYSTEM_COLUMNS)
-            hint = suggest(name, known)
-            raise BadRequest(f"Cannot {purpose} by unknown field '{name}'{hint or '.'}")
+            hint: str = did_you_mean(name, known) or "."
+            if purpose == "sort":
+                raise BadRequest(Message("sort.unknown_field", "Cannot sort by unknown field '{name}'{hint}",
+                                         name=name, hint=hint))
+            if purpose == "group":
+                raise BadRequest(Message("board.unknown_group_field", "Cannot group by unknown field '{name}'{hint}",
+                                         name=name, hint=hint))
+            if purpose == "sum":
+                raise BadRequest(Message("board.unknown_sum_field", "Cannot sum by unknown field '{name}'{hint}",
+                                         name=name, hint=hint))
+            raise BadRequest(Message("filter.unknown_field", "Cannot filter by unknown field '{name}'{hint}",
+                                     name=name, hint=hint))
         return field
 
     def column(self, name: str, field: FieldDef | None) -> sa.ColumnElement[Any]:
@@ -148,8 +204,9 @@ class QueryBuilder:
     def filter_clause(self, flt: Filter) -> sa.ColumnElement[bool]:
         """One `field__op=value` as a WHERE clause."""
         if flt.op not in OPERATORS:
-            raise BadRequest(f"Unknown filter operator '{flt.op}'{suggest(flt.op, OPERATORS)}; "
-                             f"use one of {', '.join(OPERATORS)}.")
+            raise BadRequest(Message("filter.unknown_operator", "Unknown filter operator '{op}'{hint}; use one of "
+                                     "{operators}.", op=flt.op, hint=did_you_mean(flt.op, OPERATORS) or "",
+                                     operators=list(OPERATORS)))
         field = self.field(flt.field, "filter")
         column = self.column(flt.field, field)
         _check_filter_values(flt)
@@ -157,20 +214,22 @@ class QueryBuilder:
             wanted = self._parse_bool(flt)
             return column.is_(None) if wanted else column.isnot(None)
         if field is not None and field.value_type.filter_kind == "presence":  # files, consent: held or not
-            raise BadRequest(f"'{flt.field}' holds {field.value_type.presence_noun}; filter it with "
-                             f"{flt.field}__isnull only.")
+            raise BadRequest(Message("filter.presence_only", "'{field}' holds {noun}; filter it with {field}__isnull "
+                                     "only.", field=flt.field, noun=field.value_type.presence_noun))
         if field is not None and field.is_list:
             return self._list_clause(flt, field)
         if flt.op == "in":
             raw_values = _in_values(flt)
             values = [self._value(flt, field, raw) for raw in raw_values if str(raw).strip()]
             if not values:
-                raise BadRequest(f"'{flt.field}__in' needs at least one value, e.g. {flt.field}__in=a,b.")
+                raise BadRequest(Message("filter.in_empty", "'{field}__in' needs at least one value, e.g. "
+                                         "{field}__in=a,b.", field=flt.field))
             return column.in_([self.bind(field, v) for v in values])
         if flt.op == "contains":
             # A fragment of an e-mail, phone or address is not a valid value itself: match the text.
             if field is None or field.value_type.storage != "text":
-                raise BadRequest(f"'contains' works on text fields; '{flt.field}' is not one.")
+                raise BadRequest(Message("filter.contains_not_text", "'contains' works on text fields; '{field}' is "
+                                         "not one.", field=flt.field))
             return casefold(column, self.dialect).like(_contains_pattern(flt), escape="\\")
         value = self._value(flt, field, flt.value)
         bound = self.bind(field, value)
@@ -179,13 +238,15 @@ class QueryBuilder:
         if flt.op == "ne":
             return sa.or_(column != bound, column.is_(None))
         if field is not None and field.value_type.storage not in ("number", "text"):
-            raise BadRequest(f"'{flt.op}' does not apply to field '{flt.field}'.")
+            raise BadRequest(Message("filter.operator_not_applicable", "'{op}' does not apply to field '{field}'.",
+                                     op=flt.op, field=flt.field))
         comparisons = {"lt": column < bound, "lte": column <= bound, "gt": column > bound, "gte": column >= bound}
         return comparisons[flt.op]
 
     def _list_clause(self, flt: Filter, field: FieldDef) -> sa.ColumnElement[bool]:
         if flt.op not in ("eq", "contains", "in"):
-            raise BadRequest(f"'{flt.op}' does not apply to the list field '{flt.field}'; use eq, in or contains.")
+            raise BadRequest(Message("filter.list_operator", "'{op}' does not apply to the list field '{field}'; use "
+                                     "eq, in or contains.", op=flt.op, field=flt.field))
         if flt.op == "contains":  # some value contains the text: a fragment of one of several e-mails
             return JsonArrayAnyLike(records.c.data, field.name, _contains_pattern(flt))
         raw_values = _in_values(flt) if flt.op == "in" else [flt.value]
@@ -205,9 +266,11 @@ class QueryBuilder:
             else:
                 value = parse_value(field, raw, self.ctx)
         except FieldValueError as exc:
-            raise BadRequest(f"Filter '{flt.field}__{flt.op}': {exc}") from None
+            raise BadRequest(Message("filter.invalid", "Filter '{name}': {message}", name=f"{flt.field}__{flt.op}",
+                                     message=message_of(exc))) from None
         if value is None:
-            raise BadRequest(f"Filter '{flt.field}__{flt.op}' needs a value (use {flt.field}__isnull=true for empty).")
+            raise BadRequest(Message("filter.needs_value", "Filter '{name}' needs a value (use {field}__isnull=true "
+                                     "for empty).", name=f"{flt.field}__{flt.op}", field=flt.field))
         if isinstance(value, list):
             value = value[0]
         return value
@@ -220,12 +283,14 @@ class QueryBuilder:
             low, high = SYSTEM_INTEGER_RANGES[name]
             # The digit count first bounds int()'s work on a long text.
             if not re.fullmatch(r"-?\d{1,19}", text) or not low <= int(text) <= high:
-                raise FieldValueError(f"'{text[:40]}' is not a whole number from {low} to {high}.")
+                raise FieldValueError(Message("filter.system_number", "'{text}' is not a whole number from {low} to "
+                                              "{high}.", text=text[:40], low=low, high=high))
             return int(text)
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise FieldValueError(f"'{text[:40]}' is not an ISO date and time.") from None
+            raise FieldValueError(Message("filter.system_datetime", "'{text}' is not an ISO date and time.",
+                                          text=text[:40])) from None
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
     @staticmethod
@@ -235,11 +300,12 @@ class QueryBuilder:
             return True
         if word in ("false", "0", "no"):
             return False
-        raise BadRequest(f"'{flt.field}__isnull' takes true or false, not '{flt.value}'.")
+        raise BadRequest(Message("filter.isnull_value", "'{field}__isnull' takes true or false, not '{value}'.",
+                                 field=flt.field, value=str(flt.value)))
 
     def search_clause(self, text: str) -> sa.ColumnElement[bool]:
         """Case-insensitive search across the title and the entity's visible search fields."""
-        pattern = like_pattern(check_search_text(text, "The search text 'q'"))
+        pattern = like_pattern(check_search_text(text, "q"))
         clauses: list[sa.ColumnElement[bool]] = [casefold(records.c.title, self.dialect).like(pattern, escape="\\")]
         for name in self.entity.list.search:
             if name not in self.viewable:
@@ -259,7 +325,8 @@ class QueryBuilder:
         name = sort.lstrip("-")
         field = self.field(name, "sort")
         if field is not None and (field.is_list or field.value_type.storage == "json"):
-            raise BadRequest(f"Cannot sort by '{name}', which holds several or structured values.")
+            raise BadRequest(Message("sort.not_sortable", "Cannot sort by '{name}', which holds several or "
+                                     "structured values.", name=name))
         return name, descending, field, self.column(name, field)
 
     def order_by(self, sort: str) -> list[sa.ColumnElement[Any]]:
@@ -289,7 +356,7 @@ class QueryBuilder:
         try:
             value = self._cursor_value(field, name, last_value)
         except (ValueError, TypeError, ArithmeticError):
-            raise BadRequest("The cursor is malformed; start again from the first page.") from None
+            raise BadRequest(_malformed_cursor()) from None
         beyond = column < value if descending else column > value
         # The expanded form (not a row-value comparison) lets SQLite search the index.
         edge = column <= value if descending else column >= value
@@ -325,7 +392,7 @@ def encode_cursor(sort: str, value: Any, record_id: int) -> str:
 
 def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
     """(value, id) from a cursor made for the same sort; BadRequest otherwise."""
-    malformed = BadRequest("The cursor is malformed; start again from the first page.")
+    malformed = BadRequest(_malformed_cursor())
     if len(cursor) > MAX_CURSOR_LENGTH:
         raise malformed
     try:
@@ -340,22 +407,28 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, int]:
             or (isinstance(value, str) and unstorable(value) is not None):
         raise malformed
     if saved_sort != sort:
-        raise BadRequest("The cursor belongs to another sort order; start again from the first page.")
+        raise BadRequest(Message("cursor.other_sort", "The cursor belongs to another sort order; start again from "
+                                 "the first page."))
     return value, record_id
+
+
+def _malformed_cursor() -> Message:
+    return Message("cursor.invalid", "The cursor is malformed; start again from the first page.")
 
 
 def _in_values(flt: Filter) -> list[Any]:
     """The values of an `__in` filter (a list, or one comma-separated text), at most MAX_IN_VALUES."""
     values = flt.value if isinstance(flt.value, list) else str(flt.value).split(",")
     if len(values) > MAX_IN_VALUES:
-        raise BadRequest(f"At most {MAX_IN_VALUES} values in '{flt.field}__in' (has {len(values)}).")
+        raise BadRequest(Message("filter.too_many_values", "At most {limit} values in '{field}__in' (has {count}).",
+                                 limit=MAX_IN_VALUES, field=flt.field, count=len(values)))
     return values
 
 
 def clamp_limit(limit: int) -> int:
     """Page sizes between 1 and MAX_LIMIT."""
     if limit < 1 or limit > MAX_LIMIT:
-        raise BadRequest(f"limit must be between 1 and {MAX_LIMIT}.")
+        raise BadRequest(Message("limit.out_of_range", "limit must be between 1 and {limit}.", limit=MAX_LIMIT))
     return limit
 
 
