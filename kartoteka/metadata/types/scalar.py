@@ -152,6 +152,21 @@ class PhoneType(FieldType):
             raise FieldValueError(f"'{text[:40]}' is not a valid phone number for its country.")
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
+    def display(self, value: Any, field: FieldDef, out: Display) -> str:
+        """The stored E.164 number as people write it, grouped as its country does: '+7 912 345-67-89'.
+
+        The international form for every number, the deployment's own country's too (not '8 (912) 345-67-89'):
+        it reads the same to every user whatever their language and country, dials from any phone (abroad and
+        over IP telephony the trunk prefix 8 does not), and '8 (7xx)' would not tell Russia from Kazakhstan,
+        which share +7. A value that is not a phone number is shown as stored.
+        """
+        text = str(value)
+        try:
+            number = phonenumbers.parse(text, None)
+        except phonenumbers.NumberParseException:
+            return text
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
 
 # A scheme of its own ("javascript:", "mailto:"), not a host followed by a port ("example.com:8080").
 _OTHER_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(?!\d)")
