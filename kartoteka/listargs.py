@@ -10,6 +10,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from kartoteka.errors import BadRequest
+from kartoteka.messages import Message
 from kartoteka.records.model import Filter, ListQuery
 
 # Keys that are not filters; `board` names the select a kanban board groups by.
@@ -36,11 +37,12 @@ def list_query(args: MultiDict[str, str], default_limit: int = 50, *, skip_empty
             continue
         filters.extend(Filter(name, op or "eq", value) for value in values)
     if len(filters) > MAX_FILTERS:  # each is a clause and a parse: refuse before building any
-        raise BadRequest(f"At most {MAX_FILTERS} filters in one list (has {len(filters)}).")
+        raise BadRequest(Message("list.too_many_filters", "At most {limit} filters in one list (has {count}).",
+                                 limit=MAX_FILTERS, count=len(filters)))
     try:
         limit = int(args.get("limit", str(default_limit)))
     except ValueError:
-        raise BadRequest("limit must be a whole number.") from None
+        raise BadRequest(Message("limit.not_a_number", "limit must be a whole number.")) from None
     return ListQuery(tuple(filters), args.get("q"), args.get("sort") or None, limit, args.get("cursor") or None)
 
 

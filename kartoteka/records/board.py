@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.errors import BadRequest
+from kartoteka.messages import Message
 from kartoteka.metadata.fieldtypes import FIELD_TYPES
 from kartoteka.metadata.model import FieldDef
 from kartoteka.records.access import viewable_fields
@@ -48,8 +49,8 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     entity = service.entity(entity_name)
     require(service.metadata, user, entity, "read")  # refuse before looking at the query, as the list does
     builder = QueryBuilder(entity, service.dialect, service.ctx, viewable_fields(entity, user))
-    group = _group_field(builder, entity_name, group_field)
-    summed = _sum_field(builder, entity_name, sum_field) if sum_field is not None else None
+    group = _group_field(builder, group_field)
+    summed = _sum_field(builder, sum_field) if sum_field is not None else None
     places = _places(summed) if summed is not None else None
 
     group_column = builder.column(group.name, group)
@@ -84,23 +85,32 @@ def _sums(field: FieldDef) -> bool:
     return field.value_type.sums_board and not field.is_list
 
 
-def _group_field(builder: QueryBuilder, entity_name: str, name: str) -> FieldDef:
+def _group_field(builder: QueryBuilder, name: str) -> FieldDef:
     """The field to group by (a select); BadRequest when unknown, hidden or of a type a board cannot group by."""
     field = builder.field(name, "group")
     if field is None or not _groups(field):
         kinds = " or ".join(t.name for t in FIELD_TYPES.all() if t.groups_board)
-        raise BadRequest(f"Cannot group {entity_name} by '{name}': a board groups by a {kinds} field "
-                         f"(one of: {', '.join(_names(builder, _groups)) or 'none'}).")
+        raise BadRequest(Message("board.group_invalid", "Cannot group {entity} by '{name}': a board groups by a "
+                                 "{kinds} field (one of: {fields}).", entity=builder.entity.name,
+                                 what=builder.entity.label_plural, name=name, kinds=kinds,
+                                 fields=_names(builder, _groups) or _none()))
     return field
 
 
-def _sum_field(builder: QueryBuilder, entity_name: str, name: str) -> FieldDef:
+def _sum_field(builder: QueryBuilder, name: str) -> FieldDef:
     """The number field to sum; BadRequest when unknown, hidden or of a type a board does not add up."""
     field = builder.field(name, "sum")
     if field is None or not _sums(field):
-        raise BadRequest(f"Cannot sum '{name}' of {entity_name}: a board sums a {_summable_kinds()} field "
-                         f"(one of: {', '.join(_names(builder, _sums)) or 'none'}).")
+        raise BadRequest(Message("board.sum_invalid", "Cannot sum '{name}' of {entity}: a board sums a {kinds} "
+                                 "field (one of: {fields}).", entity=builder.entity.name,
+                                 what=builder.entity.label_plural, name=name, kinds=_summable_kinds(),
+                                 fields=_names(builder, _sums) or _none()))
     return field
+
+
+def _none() -> Message:
+    """'none': what a list of fields reads when it has none."""
+    return Message("list.none", "none")
 
 
 def _summable_kinds() -> str:

@@ -12,12 +12,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.errors import PermissionDenied
+from kartoteka.messages import Message
 from kartoteka.metadata.model import EntityDef, Metadata
 from kartoteka.metadata.permissions import ACTIONS
 from kartoteka.records.model import Principal
 from kartoteka.storage.tables import records, users
-
-_VERBS = {"create": "create", "read": "open", "update": "change", "delete": "delete"}
 
 
 def scope_of(metadata: Metadata, user: Principal, entity: EntityDef, action: str) -> str:
@@ -41,8 +40,20 @@ def require(metadata: Metadata, user: Principal, entity: EntityDef, action: str)
     """The scope, or PermissionDenied when it is none."""
     scope = scope_of(metadata, user, entity, action)
     if scope == "none":
-        raise PermissionDenied(f"Your role may not {_VERBS[action]} {entity.label_plural.get(user.language)}.")
+        raise PermissionDenied(forbidden(entity, action))
     return scope
+
+
+def forbidden(entity: EntityDef, action: str) -> Message:
+    """Why the user's role may not do `action` on records of `entity` (the entity's plural label as {what})."""
+    what, name = entity.label_plural, entity.name
+    if action == "create":
+        return Message("entity.forbidden.create", "Your role may not create {what}.", what=what, entity=name)
+    if action == "update":
+        return Message("entity.forbidden.update", "Your role may not change {what}.", what=what, entity=name)
+    if action == "delete":
+        return Message("entity.forbidden.delete", "Your role may not delete {what}.", what=what, entity=name)
+    return Message("entity.forbidden.read", "Your role may not open {what}.", what=what, entity=name)
 
 
 def scope_clause(scope: str, user: Principal) -> sa.ColumnElement[bool] | None:
@@ -97,8 +108,9 @@ def owners_in_scope(conn: sa.Connection, scope: str, user: Principal, owners: se
     return allowed
 
 
-def owner_message(scope: str, user: Principal) -> str:
+def owner_message(scope: str, user: Principal) -> Message:
     """Why an owner may not be assigned under `scope`."""
     if scope == "department" and user.department:
-        return "You may assign records only to yourself or to colleagues of your department."
-    return "You may assign records only to yourself."
+        return Message("owner.scope_department", "You may assign records only to yourself or to colleagues of your "
+                       "department.")
+    return Message("owner.scope", "You may assign records only to yourself.")

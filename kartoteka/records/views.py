@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode
 import sqlalchemy as sa
 
 from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from kartoteka.messages import Message
 from kartoteka.records.model import Principal
 from kartoteka.storage.database import fold
 from kartoteka.storage.tables import saved_views
@@ -58,15 +59,17 @@ def _view(row: sa.Row[Any], user: Principal) -> SavedView:
 
 def _validate(user: Principal, entity: str, name: str, query: str) -> None:
     if user.id is None:
-        raise BadRequest("Only a signed-in user can save views.")
+        raise BadRequest(Message("view.anonymous", "Only a signed-in user can save views."))
     if not entity or len(entity) > MAX_ENTITY:
-        raise BadRequest(f"'{entity}' is not a valid entity name.")
+        raise BadRequest(Message("view.invalid_entity", "'{entity}' is not a valid entity name.", entity=entity))
     if not name:
-        raise BadRequest("The view needs a name.")
+        raise BadRequest(Message("view.name_missing", "The view needs a name."))
     if len(name) > MAX_NAME:
-        raise BadRequest(f"The view name may have at most {MAX_NAME} characters (it has {len(name)}).")
+        raise BadRequest(Message("view.name_too_long", "The view name may have at most {limit} characters (it has "
+                                 "{count}).", limit=MAX_NAME, count=len(name)))
     if len(query) > MAX_QUERY:
-        raise BadRequest(f"The view's filters are too long: at most {MAX_QUERY} characters (they have {len(query)}).")
+        raise BadRequest(Message("view.query_too_long", "The view's filters are too long: at most {limit} characters "
+                                 "(they have {count}).", limit=MAX_QUERY, count=len(query)))
 
 
 def _upsert(engine: sa.Engine, user: Principal, entity: str, name: str, query: str, shared: bool,
@@ -99,7 +102,8 @@ def save_view(engine: sa.Engine, user: Principal, entity: str, name: str, query:
         try:
             return _upsert(engine, user, entity, name, query, shared, now)
         except sa.exc.IntegrityError as error:
-            raise Conflict(f"The view '{name}' could not be saved; try again.") from error
+            raise Conflict(Message("view.save_race", "The view '{name}' could not be saved; try again.",
+                                   name=name)) from error
 
 
 # Keys of a list URL that name no field: the search text, the sort (its value names one), the count and board.
@@ -139,7 +143,7 @@ def delete_view(engine: sa.Engine, user: Principal, view_id: int) -> None:
     with engine.begin() as conn:
         row = conn.execute(sa.select(saved_views).where(saved_views.c.id == view_id).with_for_update()).first()
         if row is None or (row.user_id != user.id and not row.shared):
-            raise NotFound(f"There is no saved view {view_id}.")
+            raise NotFound(Message("view.not_found", "There is no saved view {id}.", id=view_id))
         if row.user_id != user.id:
-            raise PermissionDenied("Only the author of a shared view may delete it.")
+            raise PermissionDenied(Message("view.not_author", "Only the author of a shared view may delete it."))
         conn.execute(sa.delete(saved_views).where(saved_views.c.id == view_id))
