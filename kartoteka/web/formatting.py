@@ -1,42 +1,49 @@
 """Typed field values as display text for HTML pages, in English or Russian.
 
+Numbers, money, percentages and dates are written by Babel from the CLDR data of the language (`en` or `ru`):
+Russian groups thousands with a no-break space and writes a decimal comma ("10 000 000,00 ₽"), English groups
+with a comma and writes a decimal point ("$10,000,000.00", "RUB 10,000,000.00"). A currency symbol, code or
+percent sign is joined to its number without a breakable space, so that it never wraps onto a line of its own.
+
 Pure functions: no Flask, no locale module, no database. Every function returns plain text (templates escape it)
 and never raises on a value of its field's type; an unknown language is formatted as English.
-
-Russian groups thousands with a narrow no-break space (U+202F) and writes a decimal comma; English groups with a
-comma and writes a decimal point. A currency symbol, code or percent sign is joined to its number with a no-break
-space (U+00A0), so that it never wraps onto a line of its own.
 """
 
 from __future__ import annotations
 
+import copy
+import functools
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, tzinfo
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from typing import Any
+
+from babel import Locale
+from babel import dates as babel_dates
+from babel import numbers as babel_numbers
+from babel.numbers import NumberPattern
 
 from kartoteka.metadata.model import FieldDef, Label
 
-__all__ = ["format_date", "format_datetime", "format_money", "format_number", "format_percent", "format_value"]
+__all__ = ["currency_symbol", "format_date", "format_datetime", "format_money", "format_number", "format_percent",
+           "format_value"]
 
 NBSP = "\u00a0"
-NARROW_NBSP = "\u202f"
 
-# Symbols written after the number in Russian; in English only _PREFIX_SYMBOLS get a symbol, the rest their code.
-CURRENCY_SYMBOLS: Mapping[str, str] = {"RUB": "₽", "USD": "$", "EUR": "€", "GBP": "£", "CNY": "¥", "KZT": "₸"}
-_PREFIX_SYMBOLS = frozenset({"USD", "EUR", "GBP"})
-
-
-def currency_symbol(code: str | None) -> str:
-    """The symbol of a currency code (₽ for RUB), or the code itself when there is none."""
-    if not code:
-        return ""
-    return CURRENCY_SYMBOLS.get(code.upper(), code.upper())
-
-# Numbers with more integer or leading fractional digits than this are written in scientific notation.
+# Numbers with more integer or leading fractional digits than this are written in scientific notation: Babel
+# would write out every digit of 1E+999999999 (a gigabyte of text) and its rounding would fail long before.
 _MAX_POSITIONAL_DIGITS = 1000
 
-_MONTHS_EN = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+# Dates: Russian cards show dd.MM.yyyy (the form written and expected in Russia; CLDR's medium form is
+# "31 янв. 2026 г."), English ones CLDR's medium date "Jan 31, 2026". Times are CLDR's short time of the language
+# ("14:05", "2:05 PM" with a no-break space before PM); Russian writes the time after the date with a plain space.
+_DATE_PATTERNS = {"en": babel_dates.get_date_format("medium", "en").pattern, "ru": "dd.MM.yyyy"}
+_DATETIME_PATTERNS = {
+    "en": str(babel_dates.get_datetime_format("medium", "en")).format(
+        babel_dates.get_time_format("short", "en").pattern, _DATE_PATTERNS["en"]),
+    "ru": f"{_DATE_PATTERNS['ru']} {babel_dates.get_time_format('short', 'ru').pattern}",
+}
 _YES_NO = {"en": ("Yes", "No"), "ru": ("Да", "Нет")}
 
 
@@ -45,6 +52,19 @@ def _lang(language: str | None) -> str:
     if isinstance(language, str) and language.replace("_", "-").split("-")[0].strip().lower() == "ru":
         return "ru"
     return "en"
+
+
+@functools.cache
+def _locale(lang: str) -> Locale:
+    return Locale.parse(lang)
+
+
+def currency_symbol(code: str | None, language: str | None = "en") -> str:
+    """The symbol of a currency code in `language` (CLDR: '₽' for RUB in Russian, 'RUB' in English, '$' for USD),
+    or the code itself when there is none."""
+    if not code:
+        return ""
+    return babel_numbers.get_currency_symbol(code.strip().upper(), _lang(language))
 
 
 def _as_decimal(value: Any) -> Decimal | None:
@@ -60,78 +80,110 @@ def _as_decimal(value: Any) -> Decimal | None:
     return None
 
 
+def _context(number: Decimal, places: int) -> Context:
+    """A decimal context wide enough to round `number` to `places` exactly (Babel rounds in the current one)."""
+    return Context(prec=max(28, number.adjusted() + places + 3), rounding=ROUND_HALF_UP,
+                   Emax=999_999_999, Emin=-999_999_999)
+
+
 def _quantize(number: Decimal, places: int) -> Decimal:
     """`number` rounded half up to `places` decimals; unchanged if it cannot be (astronomically large)."""
     try:
-        context = Context(prec=max(28, number.adjusted() + places + 2), rounding=ROUND_HALF_UP,
-                          Emax=999_999_999, Emin=-999_999_999)
+        context = _context(number, places)
         return number.quantize(Decimal(1).scaleb(-places, context), context=context)
     except (InvalidOperation, ValueError, OverflowError, MemoryError):
         return number
 
 
-def _group(digits: str, separator: str) -> str:
-    """'1500000' → '1,500,000' with `separator`."""
-    head = len(digits) % 3 or 3
-    return separator.join([digits[:head], *(digits[i:i + 3] for i in range(head, len(digits), 3))])
+def _spaced(pattern: NumberPattern, symbol: str) -> NumberPattern:
+    """`pattern` with CLDR's currency spacing, which Babel leaves out: a symbol that ends (or starts) with a letter
+    or digit next to the number gets a no-break space ('RUB 1,500.00', not 'RUB1,500.00'; '$1,500.00' stays)."""
+
+    def plain(char: str) -> bool:
+        return not unicodedata.category(char).startswith(("S", "Z"))
+
+    def before(prefix: str) -> str:
+        return prefix + NBSP if prefix.endswith("¤") and plain(symbol[-1]) else prefix
+
+    def after(suffix: str) -> str:
+        return NBSP + suffix if suffix.startswith("¤") and plain(symbol[0]) else suffix
+
+    spaced = copy.copy(pattern)
+    spaced.prefix = before(pattern.prefix[0]), before(pattern.prefix[1])
+    spaced.suffix = after(pattern.suffix[0]), after(pattern.suffix[1])
+    return spaced
 
 
-def _scientific(number: Decimal, language: str) -> str:
-    """'1E+2000' / '1,5E-2000': for numbers too long to write out."""
-    text = str(number)
-    return text.replace(".", ",") if _lang(language) == "ru" else text
+def _render(value: Decimal | int, lang: str, places: int | None, kind: str, currency: str = "") -> str:
+    """`value` by the language's CLDR pattern of `kind` (decimal, percent, currency) with `places` decimals
+    (None: as many as the value has), rounded half up; percentages are given in points (12.5 → 12.5 %)."""
+    number = _as_decimal(value)
+    if number is None:
+        return "" if value is None else str(value)
+    locale = _locale(lang)
+    formats = {"decimal": locale.decimal_formats, "percent": locale.percent_formats}
+    pattern = copy.copy(locale.currency_formats["standard"] if kind == "currency" else formats[kind][None])
+    pattern.scale = 0
+    if currency:
+        pattern = _spaced(pattern, currency_symbol(currency, lang))
+    if number.is_nan():
+        return _framed("NaN", False, pattern, lang, currency)
+    if number.is_finite():
+        if places is not None:
+            places = min(max(int(places), 0), _MAX_POSITIONAL_DIGITS)
+        if number and (number.adjusted() > _MAX_POSITIONAL_DIGITS
+                       or (places is None and number.adjusted() < -_MAX_POSITIONAL_DIGITS)):
+            return _scientific(number, lang, pattern, currency)
+        if places is not None:
+            number = _quantize(number, places)
+        exponent = int(number.as_tuple().exponent)  # finite: a whole number
+        if number.is_zero():  # no "-0.00"; a zero keeps its decimals, within reason
+            number = abs(number) if exponent >= -_MAX_POSITIONAL_DIGITS else Decimal(0)
+        if places is None:
+            places = max(0, -int(number.as_tuple().exponent))
+    pattern.frac_prec = (places or 0, places or 0)
+    with localcontext(_context(number, places or 0) if number.is_finite() else Context()):
+        return str(pattern.apply(number, locale, currency=currency or None, currency_digits=False))
+
+
+def _framed(text: str, negative: bool, pattern: NumberPattern, lang: str, currency: str) -> str:
+    """`text` in place of the number of `pattern`, with its sign, currency and percent sign."""
+    pattern = copy.copy(pattern)
+    pattern.frac_prec = (0, 0)
+    framed = pattern.apply(Decimal(-1 if negative else 1), _locale(lang), currency=currency or None,
+                           currency_digits=False)
+    return str(framed).replace("1", text, 1)
+
+
+def _scientific(number: Decimal, lang: str, pattern: NumberPattern, currency: str) -> str:
+    """'1E+2000', '-1,5E-2000' (with the pattern's sign and symbols): for numbers too long to write out."""
+    digits = "".join(map(str, number.as_tuple().digits)).rstrip("0") or "0"
+    exponent = number.adjusted()
+    mantissa = digits[0] + (babel_numbers.get_decimal_symbol(lang) + digits[1:] if len(digits) > 1 else "")
+    power = ("+" if exponent > 0 else babel_numbers.get_minus_sign_symbol(lang) if exponent < 0 else "") + str(
+        abs(exponent))
+    return _framed(f"{mantissa}E{power}", number.is_signed(), pattern, lang, currency)
 
 
 def format_number(value: Decimal | int, language: str, places: int | None = None) -> str:
     """A number with grouped thousands and the language's decimal separator; `places` fixes the decimals."""
-    number = _as_decimal(value)
-    if number is None:
-        return "" if value is None else str(value)
-    if not number.is_finite():
-        return "NaN" if number.is_nan() else "-∞" if number.is_signed() else "∞"
-    if number and number.adjusted() > _MAX_POSITIONAL_DIGITS:  # far beyond any stored value: keep it short
-        return _scientific(number, language)
-    if places is not None:
-        number = _quantize(number, max(int(places), 0))
-    elif number and number.adjusted() < -_MAX_POSITIONAL_DIGITS:
-        return _scientific(number, language)
-    if number.is_zero():  # no "-0.00"; a zero keeps its decimals, within reason
-        number = abs(number) if number.as_tuple().exponent >= -_MAX_POSITIONAL_DIGITS else Decimal(0)
-    text = format(number, "f")
-    sign = "-" if text.startswith("-") else ""
-    whole, _, fraction = text.lstrip("-").partition(".")
-    if _lang(language) == "ru":
-        grouped, point = _group(whole, NARROW_NBSP), ","
-    else:
-        grouped, point = _group(whole, ","), "."
-    return sign + grouped + (point + fraction if fraction else "")
+    return _render(value, _lang(language), places, "decimal")
 
 
 def format_money(value: Decimal | int, currency: str | None, language: str, places: int = 2) -> str:
-    """An amount with 2 decimals (or `places`) and its currency: '1 500,00 ₽', '$1,500.00', '1,500.00 RUB'."""
-    number = format_number(value, language, places)
+    """An amount with 2 decimals (or `places`) and its currency: '1 500,00 ₽', '$1,500.00', 'RUB 1,500.00'."""
     code = (currency or "").strip().upper()
-    if not code:
-        return number
-    if _lang(language) == "ru":
-        return f"{number}{NBSP}{CURRENCY_SYMBOLS.get(code, code)}"
-    if code in _PREFIX_SYMBOLS:
-        sign, digits = ("-", number[1:]) if number.startswith("-") else ("", number)
-        return f"{sign}{CURRENCY_SYMBOLS[code]}{digits}"
-    return f"{number}{NBSP}{code}"
+    return _render(value, _lang(language), places, "currency" if code else "decimal", code)
 
 
 def format_percent(value: Decimal | int, language: str, places: int | None = 2) -> str:
-    """A percentage: '12,50 %' in Russian, '12.50%' in English."""
-    number = format_number(value, language, places)
-    return f"{number}{NBSP}%" if _lang(language) == "ru" else f"{number}%"
+    """A percentage given in points: '12,50 %' in Russian, '12.50%' in English."""
+    return _render(value, _lang(language), places, "percent")
 
 
 def format_date(value: date, language: str) -> str:
-    """A date: '31.01.2026' in Russian, '31 Jan 2026' in English."""
-    if _lang(language) == "ru":
-        return f"{value.day:02d}.{value.month:02d}.{value.year:04d}"
-    return f"{value.day} {_MONTHS_EN[value.month - 1]} {value.year:04d}"
+    """A date: '31.01.2026' in Russian, 'Jan 31, 2026' in English."""
+    return babel_dates.format_date(value, _DATE_PATTERNS[_lang(language)], locale=_lang(language))
 
 
 def _in_zone(value: datetime, tz: tzinfo | None) -> datetime:
@@ -145,9 +197,10 @@ def _in_zone(value: datetime, tz: tzinfo | None) -> datetime:
 
 
 def format_datetime(value: datetime, language: str, tz: tzinfo = UTC) -> str:
-    """A moment in `tz`: '31.01.2026 14:05' in Russian, '31 Jan 2026 14:05' in English."""
-    moment = _in_zone(value, tz)
-    return f"{format_date(moment, language)} {moment.hour:02d}:{moment.minute:02d}"
+    """A moment in `tz`: '31.01.2026 14:05' in Russian, 'Jan 31, 2026, 2:05 PM' in English."""
+    # The wall-clock time in `tz`, handed to Babel without a zone: it converts nothing more (nor overflows).
+    moment = _in_zone(value, tz).replace(tzinfo=None)
+    return babel_dates.format_datetime(moment, _DATETIME_PATTERNS[_lang(language)], locale=_lang(language))
 
 
 def _yes_no(flag: bool, language: str) -> str:
