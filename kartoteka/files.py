@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
 from kartoteka.errors import BadRequest, KartotekaError, NotFound
+from kartoteka.messages import Message
 from kartoteka.records.files import UNATTACHED_LIFETIME, held, size_text
 from kartoteka.storage.tables import files, users
 
@@ -103,33 +104,46 @@ def room_left(usage: UploadUsage, limits: UploadLimits) -> int | None:
 
 def require_room(conn: sa.Connection, user_id: int, usage: UploadUsage, limits: UploadLimits, size: int,
                  now: datetime) -> None:
-    """Refuse an upload of `size` bytes that would take the user past `limits` (given their usage without it)."""
-    later = (f"Save the cards they were uploaded for; uploads no record holds are removed "
-             f"{_duration_text(limits.pending_lifetime)} after upload.")
+    """Refuse an upload of `size` bytes that would take the user past `limits` (given their usage without it).
+
+    Sizes are in each message twice: as text (`limit`, `used`: "1.5 MiB") and as bytes (`limit_bytes`,
+    `used_bytes`) for API clients; `lifetime` is how long uploads no record holds wait ("a day").
+    """
+    lifetime = _duration(limits.pending_lifetime)
     if limits.pending_files and usage.pending_files >= limits.pending_files:
-        count = usage.pending_files
-        raise PendingUploadsFull(f"You have {count} upload{'s' if count != 1 else ''} that no record holds yet, the "
-                                 f"most one user may have. {later}", _retry_after(conn, user_id, now, limits))
+        raise PendingUploadsFull(Message(
+            "uploads.too_many", "You have {count} upload that no record holds yet, the most one user may have. Save "
+            "the cards they were uploaded for; uploads no record holds are removed {lifetime} after upload.",
+            plural="You have {count} uploads that no record holds yet, the most one user may have. Save the cards "
+            "they were uploaded for; uploads no record holds are removed {lifetime} after upload.",
+            count=usage.pending_files, limit=limits.pending_files, lifetime=lifetime),
+            _retry_after(conn, user_id, now, limits))
     if limits.pending_bytes and size > limits.pending_bytes:
-        raise UploadQuotaFull(f"The file is larger than {size_text(limits.pending_bytes)}, the most one user's "
-                              "unsaved uploads may take.")
+        raise UploadQuotaFull(Message(
+            "uploads.file_too_large", "The file is larger than {limit}, the most one user's unsaved uploads may "
+            "take.", limit=size_text(limits.pending_bytes), limit_bytes=limits.pending_bytes, size_bytes=size))
     if limits.pending_bytes and usage.pending_bytes + size > limits.pending_bytes:
-        raise PendingUploadsFull(f"The file does not fit: uploads that no record holds yet may take "
-                                 f"{size_text(limits.pending_bytes)} per user, and yours take "
-                                 f"{size_text(usage.pending_bytes)}. {later}", _retry_after(conn, user_id, now, limits))
+        raise PendingUploadsFull(Message(
+            "uploads.pending_full", "The file does not fit: uploads that no record holds yet may take {limit} per "
+            "user, and yours take {used}. Save the cards they were uploaded for; uploads no record holds are removed "
+            "{lifetime} after upload.", limit=size_text(limits.pending_bytes), limit_bytes=limits.pending_bytes,
+            used=size_text(usage.pending_bytes), used_bytes=usage.pending_bytes, size_bytes=size,
+            lifetime=lifetime), _retry_after(conn, user_id, now, limits))
     if limits.user_bytes and usage.stored_bytes + size > limits.user_bytes:
-        raise UploadQuotaFull(f"The file does not fit: one user's files may take {size_text(limits.user_bytes)}, "
-                              f"and yours take {size_text(usage.stored_bytes)}. Ask an administrator for more room.")
+        raise UploadQuotaFull(Message(
+            "file.quota", "The file does not fit: one user's files may take {limit}, and yours take {used}. Ask an "
+            "administrator for more room.", limit=size_text(limits.user_bytes), limit_bytes=limits.user_bytes,
+            used=size_text(usage.stored_bytes), used_bytes=usage.stored_bytes, size_bytes=size))
 
 
-def _duration_text(lifetime: timedelta) -> str:
-    """'a day', '36 hours', '90 minutes': how long uploads wait, in messages."""
+def _duration(lifetime: timedelta) -> Message:
+    """'a day', '36 hours', '90 minutes': how long uploads wait, to nest in messages."""
     minutes = round(lifetime.total_seconds() / 60)
     if minutes == 24 * 60:
-        return "a day"
+        return Message("duration.day", "a day")
     if minutes % 60:
-        return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"{minutes // 60} hour{'s' if minutes != 60 else ''}"
+        return Message("duration.minutes", "{count} minute", plural="{count} minutes", count=minutes)
+    return Message("duration.hours", "{count} hour", plural="{count} hours", count=minutes // 60)
 
 
 def _retry_after(conn: sa.Connection, user_id: int, now: datetime, limits: UploadLimits) -> int:
@@ -156,7 +170,7 @@ def clean_name(name: str) -> str:
     base = _BIDI.sub("", name).replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = _UNSAFE.sub("_", base.strip()).strip(". ")[:255]
     if not cleaned:
-        raise BadRequest("The file needs a name.")
+        raise BadRequest(Message("file.name_missing", "The file needs a name."))
     return cleaned
 
 
@@ -190,7 +204,8 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
                 digest.update(chunk)
                 size += len(chunk)
                 if max_size is not None and size > max_size:
-                    raise FileTooLarge(f"The file is larger than {size_text(max_size)}.")
+                    raise FileTooLarge(Message("file.too_large", "The file is larger than {limit}.",
+                                               limit=size_text(max_size), limit_bytes=max_size))
                 if room is not None and size > room:
                     break  # over a limit: write no more of it
                 out.write(chunk)
@@ -198,7 +213,7 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
             with engine.connect() as conn:
                 require_room(conn, limited, usage, limits, size, now)  # says which limit, and raises
         if size == 0:
-            raise BadRequest("The file is empty.")
+            raise BadRequest(Message("file.empty", "The file is empty."))
         row = {"id": file_id, "name": name, "content_type": content_type[:127], "size": size,
                "sha256": digest.hexdigest(), "created_at": now, "created_by": user_id}
         with engine.begin() as conn:
@@ -218,10 +233,15 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
 def file_info(engine: sa.Engine, folder: Path, file_id: str) -> tuple[sa.Row[Any], Path]:
     """The stored file's row and path, or NotFound."""
     if not re.fullmatch(r"[0-9a-f]{32}", file_id):
-        raise NotFound("There is no such file.")
+        raise NotFound(no_such_file())
     with engine.connect() as conn:
         row = conn.execute(sa.select(files).where(files.c.id == file_id)).first()
     path = folder / file_id
     if row is None or not path.exists():
-        raise NotFound("There is no such file.")
+        raise NotFound(no_such_file())
     return row, path
+
+
+def no_such_file() -> Message:
+    """A missing file, or one the user may not read: the same words for both."""
+    return Message("file.not_found", "There is no such file.")

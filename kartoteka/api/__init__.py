@@ -14,6 +14,7 @@ from kartoteka.api.schemas import dump_record, read_record, record_schema
 from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
+from kartoteka.messages import Message
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.query import count_records
 from kartoteka.records.scopes import readable_entities, require, scopes_for
@@ -35,11 +36,13 @@ def authenticate() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationRequired("Send 'Authorization: Bearer <token>'; create one with `kartoteka token create`.")
+        raise AuthenticationRequired(Message("auth.bearer_missing", "Send 'Authorization: Bearer <token>'; create "
+                                             "one with `kartoteka token create`."))
     state = platform.state
     user = user_for_token(state.engine, token.strip(), state.clock.now())
     if user is None:
-        raise AuthenticationRequired("The token is unknown, revoked, or its user is inactive.")
+        raise AuthenticationRequired(Message("auth.token_invalid", "The token is unknown, revoked, or its user is "
+                                             "inactive."))
     g.user = user
 
 
@@ -53,13 +56,13 @@ def _schema(entity_name: str) -> Any:
 
 def _json_body() -> Any:
     if not request.is_json:
-        raise BadRequest("Send the record as JSON with 'Content-Type: application/json'.")
+        raise BadRequest(Message("body.not_json", "Send the record as JSON with 'Content-Type: application/json'."))
     try:
         body = request.get_json(silent=True)
     except RecursionError:
-        raise BadRequest("The JSON body is nested too deeply.") from None
+        raise BadRequest(Message("body.too_deep", "The JSON body is nested too deeply.")) from None
     if body is None:
-        raise BadRequest("The request body is not valid JSON.")
+        raise BadRequest(Message("body.invalid_json", "The request body is not valid JSON."))
     return body
 
 
@@ -142,17 +145,21 @@ def _expected_version(body: dict[str, Any] | None, required: bool) -> int | None
     if header:
         match = _VERSION.match(header.strip())
         if not match:
-            raise BadRequest(f"If-Match must be the record's version, e.g. If-Match: \"3\", not {header!r}.")
+            raise BadRequest(Message("version.if_match_invalid", "If-Match must be the record's version, e.g. "
+                                     "If-Match: \"3\", not {header}.", header=repr(header)))
         if from_body is not None and from_body != int(match.group(1)):
-            raise BadRequest(f"If-Match says version {match.group(1)} but the body says {from_body!r}; send one.")
+            raise BadRequest(Message("version.mismatch", "If-Match says version {version} but the body says {body}; "
+                                     "send one.", version=int(match.group(1)), body=repr(from_body)))
         return int(match.group(1))
     if from_body is not None:
         if isinstance(from_body, bool) or not isinstance(from_body, int) or not 0 < from_body < 2**31:
-            raise BadRequest("'version' must be the whole-number version of the record you edited.")
+            raise BadRequest(Message("version.invalid", "'version' must be the whole-number version of the record "
+                                     "you edited."))
         return from_body
     if required:
-        raise PreconditionRequired("Send the version you edited, as 'If-Match: \"<version>\"' or a 'version' key, "
-                                   "so that a concurrent change is never silently overwritten.")
+        raise PreconditionRequired(Message("version.missing", "Send the version you edited, as 'If-Match: "
+                                           "\"<version>\"' or a 'version' key, so that a concurrent change is never "
+                                           "silently overwritten."))
     return None
 
 

@@ -10,7 +10,8 @@ from kartoteka.api.blueprint import api
 from kartoteka.api.blueprint import current_user as _user
 from kartoteka.errors import BadRequest, NotFound
 from kartoteka.extensions import platform
-from kartoteka.files import PendingUploadsFull, file_info, store_file
+from kartoteka.files import PendingUploadsFull, file_info, no_such_file, store_file
+from kartoteka.messages import Message
 from kartoteka.records.files import purge_unattached
 from kartoteka.records.model import Principal
 from kartoteka.web_errors import problem
@@ -36,7 +37,7 @@ def upload_file() -> Response:
     """
     upload = request.files.get("file")
     if upload is None:
-        raise BadRequest("Send the file as multipart/form-data in a part named 'file'.")
+        raise BadRequest(Message("file.part_missing", "Send the file as multipart/form-data in a part named 'file'."))
     state = platform.state
     purge_unattached(state.engine, files_folder(), state.clock.now(), state.settings.uploads.pending_lifetime)
     try:
@@ -62,7 +63,7 @@ def send_stored_file(file_id: str, user: Principal) -> Response:
     """The download of a file `user` may read; NotFound alike for a missing file and a forbidden one."""
     row, path = file_info(platform.state.engine, files_folder(), file_id)
     if not platform.service.readable_file(row.id, user):
-        raise NotFound("There is no such file.")
+        raise NotFound(no_such_file())
     content_type = row.content_type if row.content_type in INERT_TYPES else "application/octet-stream"
     response = send_file(path, mimetype=content_type, as_attachment=True, download_name=row.name,
                          max_age=0, etag=row.sha256)

@@ -9,6 +9,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields
 
 from kartoteka.errors import RecordValidationError
+from kartoteka.messages import Message, message_of
 from kartoteka.metadata.fieldtypes import FieldValueError, parse_id
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.model import Record
@@ -81,18 +82,19 @@ def read_record(body: Any) -> SentRecord:
     A key no viewable field has is reported by the service as "Unknown field.", like a hidden one.
     """
     if not isinstance(body, dict):
-        raise RecordValidationError({"_record": ["The body must be a JSON object of field values."]})
+        raise RecordValidationError({"_record": [Message("body.not_object", "The body must be a JSON object of field "
+                                                         "values.")]})
     errors: dict[str, list[str]] = {}
     values: dict[str, Any] = {}
     owner = None
     for key, value in body.items():
         if key in SYSTEM_KEYS or key == "version":
-            errors.setdefault(key, []).append("Is set by the system and cannot be changed.")
+            errors.setdefault(key, []).append(Message("field.system", "Is set by the system and cannot be changed."))
         elif key == "owner":
             try:
                 owner = parse_id(value, "a user") if value is not None else None
             except FieldValueError as exc:
-                errors["owner"] = [str(exc)]
+                errors["owner"] = [message_of(exc)]
         else:
             values[key] = value
     return SentRecord(values, owner, errors)
