@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint install assets serve bench check-config check-wheel clean
+.PHONY: demo test lint install assets serve bench check-config check-wheel clean translations catalogues
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,26 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# gettext catalogues: the .po files are under version control, the compiled .mo files are not.
+PO_FILES := $(wildcard kartoteka/translations/*/LC_MESSAGES/messages.po)
+MO_FILES := $(PO_FILES:.po=.mo)
+# What pybabel extracts: t()/tn() of the web layer and templates, Message(code, "text") and N_("text").
+EXTRACT_KEYWORDS := -k t -k tn:1,2 -k translate:2 -k N_ -k Message:2 -k counted:2,3
+
+%.mo: %.po | $(STAMP)
+	$(BIN)/pybabel -q compile -D messages -i $< -o $@
+
+catalogues: $(MO_FILES)
+
+# After changing texts: extract them, merge into each language's .po, then translate what is new or fuzzy
+# (tests/test_catalogue.py fails until every text has a translation).
+translations: install
+	mkdir -p build
+	$(BIN)/pybabel -q extract -F babel.cfg $(EXTRACT_KEYWORDS) --add-location=file --sort-output --no-wrap \
+		--project=Kartoteka -o build/messages.pot .
+	$(BIN)/pybabel -q update -D messages -i build/messages.pot -d kartoteka/translations --no-wrap \
+		--ignore-obsolete --ignore-pot-creation-date --init-missing
+
 # htmx and Pico from the npm registry, exactly as package-lock.json pins them (never committed).
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
@@ -22,7 +42,7 @@ $(NODE_STAMP): package.json package-lock.json
 
 assets: $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+install: $(STAMP) $(NODE_STAMP) catalogues
 
 demo: install
 	$(BIN)/kartoteka demo

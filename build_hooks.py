@@ -7,6 +7,9 @@ After the usual modules and package data it copies, into `build/lib/kartoteka/`:
 - htmx and Pico, as `npm ci` installed them from package-lock.json, with their licences, from
   `node_modules/` to `kartoteka/vendor/` (same relative paths, so the app's vendor route reads either tree).
 
+It also compiles the gettext catalogues, `kartoteka/translations/<language>/LC_MESSAGES/messages.po`, to the
+`.mo` files the app reads (Babel, a build requirement), so a wheel never carries a stale compiled catalogue.
+
 Nothing is copied into the source tree, so the checkout never holds stale copies and git never sees them
 (`kartoteka/templates/` and `kartoteka/vendor/` are in .gitignore all the same). An editable install
 (`pip install -e`, as `make install` does) copies nothing: the app then reads `templates/` and
@@ -34,6 +37,7 @@ VENDOR_FILES = (
 )
 # Package directories this step owns in the build: emptied before each copy, so nothing stale survives.
 TARGETS = ("templates", "vendor")
+CATALOGUES = "translations/*/LC_MESSAGES/messages.po"
 
 
 def _wanted(path: Path) -> bool:
@@ -61,6 +65,23 @@ def package_copies(root: Path = ROOT) -> dict[str, Path]:
     return copies
 
 
+def compiled_catalogues(root: Path = ROOT) -> dict[str, Path]:
+    """The compiled catalogues the build writes: {path inside the package: its .po source}."""
+    package = root / PACKAGE
+    return {po.relative_to(package).with_suffix(".mo").as_posix(): po for po in sorted(package.glob(CATALOGUES))}
+
+
+def compile_catalogue(source: Path, target: Path) -> None:
+    """Write the .mo of one .po (fuzzy entries left out, as gettext's msgfmt does)."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    with source.open("rb") as po:
+        catalog = read_po(po, locale=source.parent.parent.name)
+    with target.open("wb") as mo:
+        write_mo(mo, catalog)
+
+
 class BuildPy(build_py):
     """setuptools' build_py, then the templates and front-end files copied into the built package."""
 
@@ -75,6 +96,10 @@ class BuildPy(build_py):
             target = package_dir / name
             self.mkpath(str(target.parent))
             self.copy_file(str(source), str(target))
+        for name, source in compiled_catalogues().items():
+            target = package_dir / name
+            self.mkpath(str(target.parent))
+            compile_catalogue(source, target)
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:  # type: ignore[override]
         outputs = super().get_outputs(include_bytecode)
@@ -90,4 +115,5 @@ class BuildPy(build_py):
 
     def _copies(self) -> dict[str, str]:
         package_dir = Path(self.build_lib) / PACKAGE
-        return {str(package_dir / name): str(source) for name, source in package_copies().items()}
+        made = {**package_copies(), **compiled_catalogues()}
+        return {str(package_dir / name): str(source) for name, source in made.items()}

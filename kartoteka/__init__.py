@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     from kartoteka.api import api
     from kartoteka.extensions import platform
     from kartoteka.home import home
+    from kartoteka.i18n import init_i18n
     from kartoteka.request_guard import init_request_guard
     from kartoteka.web import init_web
     from kartoteka.web.security import init_security
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None, clock: Clock | None = None) -> 
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     platform.init_app(app, settings, clock or system_clock())
+    init_i18n(app)
     init_request_guard(app)  # the bounded <int:> converter must be in place before any route is added
     init_security(app)
     app.register_blueprint(api)

@@ -16,10 +16,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-__all__ = ["Message", "N_", "Translations", "localize", "message_of", "json_params"]
+__all__ = ["N_", "Message", "Translations", "json_params", "localize", "message_of"]
 
 
-def N_(template: str) -> str:  # noqa: N802 (gettext's conventional name for "mark for extraction only")
+def N_(template: str) -> str:
     """Mark an English text for the catalogue without translating it here."""
     return template
 
@@ -53,6 +53,11 @@ class Message(str):
         self.plural = plural
         self.params = params
         return self
+
+    @classmethod
+    def counted(cls, code: str, singular: str, plural: str, /, count: int, **params: Any) -> Message:
+        """A message with a count: `Message.counted("x", "{count} file", "{count} files", count=n)`."""
+        return cls(code, singular, plural, count=count, **params)
 
     def __repr__(self) -> str:
         return f"Message({self.code!r}, {str(self)!r})"
@@ -114,7 +119,7 @@ def _localized(value: Any, translations: Translations, language: str) -> str:
         return localize(value, translations, language)
     if isinstance(value, list | tuple):
         return ", ".join(_localized(v, translations, language) for v in value)
-    if isinstance(value, bool) or isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int):  # bool too
         return str(value)  # counts, ids and positions: never grouped ("#1234", not "#1 234")
     if isinstance(value, Decimal | float):
         from babel.numbers import format_decimal  # Babel, not Flask: the core may format numbers

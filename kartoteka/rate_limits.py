@@ -28,6 +28,7 @@ from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 
 from kartoteka.config import _size
+from kartoteka.messages import N_, Message
 from kartoteka.users import attempt_address
 
 MIB = 1 << 20
@@ -100,16 +101,17 @@ def init_rate_limits(app: Flask) -> Limiter:
     endpoint = "auth.login"
     app.view_functions[endpoint] = limiter.limit(
         limits.sign_in_rate, methods=["POST"], scope="sign-in",
-        error_message="Too many sign-in requests from your address. Try again in a minute.",
+        error_message=Message("rate.sign_in", "Too many sign-in requests from your address. Try again in a minute."),
     )(app.view_functions[endpoint])
     limiter.limit(limits.api_rate, key_func=_token_or_address, scope="api",
-                  error_message="Too many requests with this token; slow down.")(api)
+                  error_message=Message("rate.api", "Too many requests with this token; slow down."))(api)
     # Made-up tokens each have a counter of their own above: refused authentications count per address too,
     # as failed sign-ins do (only 401s are counted: good requests never use this up; once it is used up, the
     # address waits out the minute, good tokens included, as an address does after failed sign-ins).
     limiter.limit(limits.sign_in_rate, key_func=_address, scope="api-refused",
                   deduct_when=lambda response: response.status_code == 401,
-                  error_message="Too many requests with unknown tokens from your address. Try again in a minute.")(api)
+                  error_message=Message("rate.unknown_tokens", "Too many requests with unknown tokens from your "
+                                        "address. Try again in a minute."))(api)
     app.extensions["kartoteka_limiter"] = limiter
     app.register_error_handler(RateLimitExceeded, _too_many)
     return limiter
@@ -121,11 +123,9 @@ def _too_many(error: RateLimitExceeded) -> Response:
 
     reset = getattr(g, "rate_limit_reset", None)
     seconds = max(1, math.ceil(reset - time.time())) if reset is not None else 60  # reset: whole seconds
-    detail = error.description or "Too many requests."
-    if request.path.startswith("/api/"):
-        response = problem(429, "Too many requests", detail)
-    else:
-        response = error_page(429, "Too many requests", detail)
+    detail = error.description or Message("rate.exceeded", "Too many requests.")
+    title = N_("Too many requests")
+    response = problem(429, title, detail) if request.path.startswith("/api/") else error_page(429, title, detail)
     response.headers["Retry-After"] = str(seconds)
     return response
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Flask, Response, current_app, g, json, render_template, request
+from flask import Flask, Response, current_app, json, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from kartoteka.errors import Conflict, KartotekaError, RecordValidationError
+from kartoteka.i18n import current_language, localized
+from kartoteka.messages import json_params, message_code
 
 PROBLEM_TYPE = "https://kartoteka.dev/problems/"
 SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
@@ -16,11 +18,13 @@ SLUGS = {400: "bad-request", 401: "unauthorized", 403: "forbidden", 404: "not-fo
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> Response:
-    """An application/problem+json response."""
-    body = {"type": PROBLEM_TYPE + SLUGS.get(status, "error"), "title": title, "status": status,
-            "detail": detail, "instance": request.path, **extra}
+    """An application/problem+json response in the request's language; `code` and `params` say it to programs."""
+    body = {"type": PROBLEM_TYPE + SLUGS.get(status, "error"), "title": localized(title), "status": status,
+            "detail": localized(detail), "code": message_code(detail), "params": json_params(detail),
+            "instance": request.path, **extra}
     response = Response(json.dumps(body, ensure_ascii=False), status=status,
                         mimetype="application/problem+json")
+    response.headers["Content-Language"] = current_language()
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="kartoteka"'
     return response
@@ -35,11 +39,9 @@ def _wants_html() -> bool:
 
 def error_page(status: int, title: str, detail: str) -> Response:
     """An HTML error page in the user's language, with the detail as the platform phrased it."""
-    from kartoteka.web.i18n import translate
+    from kartoteka.i18n import t
 
-    language = getattr(g, "language", "en")
-    html = render_template("error.html", status=status, title=translate(language, title),
-                           detail=translate(language, detail))
+    html = render_template("error.html", status=status, title=t(title), detail=t(detail))
     return Response(html, status=status, mimetype="text/html")
 
 
@@ -48,7 +50,10 @@ def _platform_error(error: KartotekaError) -> Response:
         return error_page(error.status, error.title, error.detail)
     extra: dict[str, Any] = {}
     if isinstance(error, RecordValidationError):
-        extra["errors"] = error.errors
+        # `errors` stays readable ({field: [messages]}); `details` says the same to programs, by code.
+        extra["errors"] = {name: [localized(m) for m in messages] for name, messages in error.errors.items()}
+        extra["details"] = {name: [{"code": message_code(m), "message": localized(m), "params": json_params(m)}
+                                   for m in messages] for name, messages in error.errors.items()}
     if isinstance(error, Conflict) and error.current_version is not None:
         extra["current_version"] = error.current_version
     return problem(error.status, error.title, error.detail, **extra)

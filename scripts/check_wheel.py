@@ -10,7 +10,8 @@
    a generated secret) resolve there, and nothing can come from the checkout.
 4. `/login` must answer 200 with its form, and every stylesheet and script it links (Pico, htmx, app.css,
    app.js, ...) must answer 200 with the right type, byte for byte the files in the wheel (and the vendor
-   files the ones in node_modules/). A request with raw UTF-8 in its URL must be served, not refused.
+   files the ones in node_modules/). A request with raw UTF-8 in its URL must be served, not refused, and
+   /login asked for in Russian (Accept-Language) must be in Russian: the wheel carries compiled catalogues.
 5. SIGTERM must stop the server gracefully (exit status 0).
 
 Any failure prints what went wrong and the server's log, and exits 1. Standard library only.
@@ -75,7 +76,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def fetch(url: str) -> tuple[int, str, bytes]:
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, bytes]:
     """(status, content type, body) of a GET that follows no redirect."""
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -84,7 +85,7 @@ def fetch(url: str) -> tuple[int, str, bytes]:
 
     opener = urllib.request.build_opener(NoRedirect)
     try:
-        with opener.open(url, timeout=10) as response:
+        with opener.open(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
             return response.status, response.headers.get("Content-Type", ""), response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.headers.get("Content-Type", ""), error.read()
@@ -145,6 +146,10 @@ def check_site(base: str, port: int, wheel: zipfile.ZipFile) -> list[str]:
     if not status_line.startswith((b"HTTP/1.1 200", b"HTTP/1.1 302")):
         raise CheckFailed(f"a raw UTF-8 URL was answered {status_line!r}")
     checked.append("raw UTF-8 URL")
+    status, _, body = fetch(f"{base}/login", {"Accept-Language": "ru"})
+    if status != 200 or "Вход" not in body.decode("utf-8", "replace"):
+        raise CheckFailed("/login for a Russian browser is not in Russian: the wheel lacks the compiled catalogue")
+    checked.append("/login in Russian (compiled catalogue)")
     return checked
 
 

@@ -1,10 +1,11 @@
-"""Counted messages take the form their count asks for, in English and Russian."""
+"""Counted messages take the form their count asks for, in English and Russian, from the gettext catalogue."""
 
 from __future__ import annotations
 
 import pytest
+from flask import g
 
-from kartoteka.web.i18n import translate_plural
+from kartoteka.i18n import tn
 
 ONE, MANY = "{count} field needs attention:", "{count} fields need attention:"
 
@@ -18,16 +19,22 @@ ONE, MANY = "{count} field needs attention:", "{count} fields need attention:"
     (112, "112 fields need attention:", "112 полей требуют внимания:"),
     (0, "0 fields need attention:", "0 полей требуют внимания:"),
 ])
-def test_counted_messages_take_their_plural_form(count, english, russian):
-    assert translate_plural("en", ONE, MANY, count) == english
-    assert translate_plural("ru", ONE, MANY, count) == russian
+def test_counted_messages_take_their_plural_form(app, count, english, russian):
+    for language, expected in (("en", english), ("ru", russian)):
+        with app.test_request_context("/"):
+            g.language = language
+            assert tn(ONE, MANY, count) == expected
 
 
-def test_a_counted_message_without_forms_is_translated_as_a_plain_one():
+def test_a_counted_message_whose_translation_names_the_count_once(app):
     one, many = "{name} is signed out everywhere (1 session ended).", "{name} is signed out everywhere ({count} " \
                                                                        "sessions ended)."
-    assert translate_plural("en", one, many, 1, name="anna") == "anna is signed out everywhere (1 session ended)."
-    assert translate_plural("en", one, many, 3, name="anna") == "anna is signed out everywhere (3 sessions ended)."
-    assert translate_plural("ru", one, many, 3, name="anna") == ("anna: выход выполнен на всех устройствах "
-                                                                 "(завершено сеансов: 3).")
-    assert translate_plural("de", one, many, 1, name="anna") == "anna is signed out everywhere (1 session ended)."
+    with app.test_request_context("/"):
+        g.language = "en"
+        assert tn(one, many, 1, name="anna") == "anna is signed out everywhere (1 session ended)."
+        assert tn(one, many, 3, name="anna") == "anna is signed out everywhere (3 sessions ended)."
+    with app.test_request_context("/"):
+        g.language = "ru"
+        assert tn(one, many, 3, name="anna") == "anna: выход выполнен на всех устройствах (завершено сеансов: 3)."
+    with app.test_request_context("/", headers={"Accept-Language": "de"}):
+        assert tn(one, many, 1, name="anna") == "anna is signed out everywhere (1 session ended)."

@@ -9,7 +9,7 @@ from flask_htmx import HTMX
 from werkzeug.wrappers import Response
 
 from kartoteka.metadata.model import Label
-from kartoteka.web.auth import init_auth, t, tn
+from kartoteka.web.auth import init_auth
 from kartoteka.web.formatting import currency_symbol
 
 htmx = HTMX()
@@ -31,7 +31,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     init_auth(app)
     app.register_blueprint(cards)
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
-    app.jinja_env.globals.update(t=t, tn=tn, label=label_text, currency_symbol=currency_symbol)
+    app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

@@ -38,6 +38,8 @@ from werkzeug.routing import RoutingException
 
 from kartoteka.errors import BadRequest, CsrfError, KartotekaError
 from kartoteka.extensions import platform
+from kartoteka.i18n import LANGUAGES, pick_language, refresh_language, t, tn, translate
+from kartoteka.messages import Message
 from kartoteka.records.model import Principal
 from kartoteka.users import (
     SESSION_LIFETIME,
@@ -55,7 +57,6 @@ from kartoteka.users import (
     sign_in_blocks,
     start_session,
 )
-from kartoteka.web.i18n import LANGUAGES, pick_language, translate, translate_plural
 
 auth = Blueprint("auth", __name__)
 csrf = CSRFProtect()
@@ -107,7 +108,7 @@ def init_auth(app: Flask) -> None:
     csrf.init_app(app)
     app.before_request(load_user)
     app.before_request(check_csrf)
-    app.jinja_env.globals.update(csrf_token=generate_csrf, languages=LANGUAGES)
+    app.jinja_env.globals.update(csrf_token=generate_csrf)
     app.register_blueprint(auth)
     init_rate_limits(app)
 
@@ -142,16 +143,6 @@ def _keep_visitor(**values: Any) -> None:
     session.update(kept, **values)
 
 
-def t(message: str, **values: Any) -> str:
-    """`message` in the current user's language."""
-    return translate(getattr(g, "language", "en"), message, **values)
-
-
-def tn(singular: str, plural: str, count: int, **values: Any) -> str:
-    """The form of a counted message `count` takes ("1 session", "3 sessions"), in the user's language."""
-    return translate_plural(getattr(g, "language", "en"), singular, plural, count, **values)
-
-
 def check_csrf() -> None:
     """Flask-WTF's check of unsafe requests of the web UI (the API uses bearer tokens; no route: its 404/405)."""
     if request.endpoint is None or request.blueprint == "api":
@@ -160,8 +151,9 @@ def check_csrf() -> None:
         csrf.protect()
     except CSRFError as error:
         if "referrer" in (error.description or ""):  # over HTTPS the Referer must name this host too
-            raise BadRequest("This form did not come from a page of this site (its Referer header is missing or "
-                             "names another host). Reload the page and send it again.") from None
+            raise BadRequest(Message("csrf.referer", "This form did not come from a page of this site (its Referer "
+                                     "header is missing or names another host). Reload the page and send it "
+                                     "again.")) from None
         raise CsrfError from None
 
 
@@ -332,6 +324,7 @@ def login() -> Any:
                 set_language(state.engine, result.user.id, language)
             if carried is not None:
                 g.user, g.language = result.user, result.user.language
+                refresh_language()
                 return _resend_page(carried)
             return redirect(_safe_next(request.form.get("next")))
         if result.retry_after is not None:
@@ -441,7 +434,7 @@ def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @login_required
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         if not platform.state.metadata.is_superuser(g.user.roles):
-            abort(403, "Only administrators may manage users.")
+            abort(403, Message("users.admin_only", "Only administrators may manage users."))
         return view(*args, **kwargs)
     return wrapped
 
@@ -466,11 +459,11 @@ def admin_users() -> str:
 
 def _admin_target(user_id: int) -> Any:
     if user_id > 2**63 - 1:
-        abort(404, "There is no such active user.")
+        abort(404, Message("user.not_active", "There is no such active user."))
     try:
         return get_user(platform.state.engine, user_id=user_id)
     except KartotekaError:
-        abort(404, "There is no such active user.")
+        abort(404, Message("user.not_active", "There is no such active user."))
 
 
 @auth.post("/admin/users/<int:user_id>/sign-out")
