@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from kartoteka.errors import BadRequest, Conflict, NotFound
+from kartoteka.messages import Message
 from kartoteka.records.model import Principal
 from kartoteka.storage.tables import api_tokens, sign_in_attempts, user_sessions, users
 
@@ -37,18 +38,20 @@ def create_user(engine: sa.Engine, username: str, roles: Iterable[str], now: dat
                 language: str = "en", email: str | None = None, known_roles: Iterable[str] | None = None) -> Principal:
     """Add a user; BadRequest for a bad name, role or password, Conflict if the name is taken."""
     if not USERNAME.fullmatch(username):
-        raise BadRequest(f"'{username}' is not a valid user name (letters, digits, . _ @ -).")
+        raise BadRequest(Message("user.invalid_name", "'{name}' is not a valid user name (letters, digits, . _ @ -).",
+                                 name=username))
     roles = sorted(set(roles))
     if known_roles is not None:
         unknown = sorted(set(roles) - set(known_roles))
         if unknown:
-            raise BadRequest(f"Unknown role(s): {', '.join(unknown)}; known: {', '.join(sorted(known_roles))}.")
+            raise BadRequest(Message("user.unknown_roles", "Unknown role(s): {roles}; known: {known}.", roles=unknown,
+                                     known=sorted(known_roles)))
     if password is not None and len(password) < MIN_PASSWORD:
-        raise BadRequest(f"The password must have at least {MIN_PASSWORD} characters.")
+        raise BadRequest(_password_too_short())
     with engine.begin() as conn:
         taken = conn.execute(sa.select(users.c.id).where(users.c.username == username)).scalar()
         if taken is not None:
-            raise Conflict(f"There is already a user named '{username}'.")
+            raise Conflict(Message("user.name_taken", "There is already a user named '{name}'.", name=username))
         user_id = conn.execute(sa.insert(users).values(
             username=username, display_name=display_name or username, email=email,
             password_hash=generate_password_hash(password) if password else None,
@@ -64,8 +67,17 @@ def get_user(engine: sa.Engine, *, user_id: int | None = None, username: str | N
     with engine.connect() as conn:
         row = conn.execute(query).first()
     if row is None:
-        raise NotFound(f"There is no active user {username or user_id}.")
+        raise NotFound(Message("user.missing", "There is no active user {user}.", user=username or user_id))
     return _principal(row)
+
+
+def _password_too_short() -> Message:
+    return Message("user.password_too_short", "The password must have at least {count} characters.",
+                   count=MIN_PASSWORD)
+
+
+def _no_user(username: str) -> Message:
+    return Message("user.not_found", "There is no user {name}.", name=username)
 
 
 # --- browser sessions ----------------------------------------------------------------------------
@@ -165,7 +177,7 @@ def end_user_sessions(engine: sa.Engine, user_id: int, now: datetime) -> SignedO
 def set_password(engine: sa.Engine, username: str, password: str, now: datetime | None = None) -> SignedOut:
     """Change a user's password: end all their sessions and revoke their API tokens (what was ended is returned)."""
     if len(password) < MIN_PASSWORD:
-        raise BadRequest(f"The password must have at least {MIN_PASSWORD} characters.")
+        raise BadRequest(_password_too_short())
     now = now or datetime.now(UTC)
     user = get_user(engine, username=username)
     with engine.begin() as conn:
@@ -195,7 +207,7 @@ def set_active(engine: sa.Engine, username: str, active: bool, now: datetime) ->
         row = conn.execute(sa.select(users.c.id, users.c.username, users.c.is_active)
                            .where(users.c.username == username)).first()
         if row is None:
-            raise NotFound(f"There is no user {username}.")
+            raise NotFound(_no_user(username))
         changed = conn.execute(sa.update(users).where(users.c.id == row.id, users.c.is_active != active)
                                .values(is_active=active)).rowcount > 0
         live = 0
@@ -601,7 +613,7 @@ def revoke_token(engine: sa.Engine, token_id: int, now: datetime) -> tuple[Token
                                .values(revoked_at=now)).rowcount > 0
         row = conn.execute(_token_query().where(api_tokens.c.id == token_id)).first()
     if row is None:
-        raise NotFound(f"There is no API token {token_id}.")
+        raise NotFound(Message("token.not_found", "There is no API token {id}.", id=token_id))
     return _token_info(row), revoked
 
 
@@ -610,7 +622,7 @@ def revoke_user_tokens(engine: sa.Engine, username: str, now: datetime) -> int:
     with engine.begin() as conn:
         user_id = conn.execute(sa.select(users.c.id).where(users.c.username == username)).scalar()
         if user_id is None:
-            raise NotFound(f"There is no user {username}.")
+            raise NotFound(_no_user(username))
         return _revoke_tokens(conn, user_id, now)
 
 
