@@ -26,6 +26,7 @@ signed in, is answered 401 unread, and an API request without a token is left to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, current_app, request, session
@@ -33,7 +34,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
 from kartoteka.errors import AuthenticationRequired, BadRequest
-from kartoteka.metadata.fieldtypes import unstorable
+from kartoteka.messages import Message
+from kartoteka.records.query import unstorable_problem
 
 MAX_ID = 2**63 - 1  # PostgreSQL BIGINT and SQLite INTEGER
 MAX_ID_DIGITS = 18  # ids in URLs: up to 10^18 - 1, which any BIGINT holds
@@ -76,34 +78,82 @@ def _short(name: str) -> str:
     return name if len(name) <= 60 else name[:57] + "..."
 
 
-def _check_text(text: str, where: str) -> None:
-    problem = unstorable(text)
+# Where a text no database can store was found: the refusal, given what was found (a nested Message).
+Where = Callable[[Message], Message]
+
+
+def _check_text(text: str, where: Where) -> None:
+    problem = unstorable_problem(text)
     if problem is not None:
-        raise BadRequest(f"{where} contains {problem}, which cannot be stored.")
+        raise BadRequest(where(problem))
 
 
-def _check_pairs(pairs: list[tuple[str, Any]], what: str, limit: int) -> None:
+def _address(problem: Message) -> Message:
+    return Message("request.address_unstorable", "The address contains {problem}, which cannot be stored.",
+                   problem=problem)
+
+
+def _text_of(name: str) -> Where:
+    """A refusal for the value of the parameter, form field or JSON key `name`."""
+    return lambda problem: Message("request.text_unstorable", "The text of '{name}' contains {problem}, which "
+                                   "cannot be stored.", name=_short(name), problem=problem)
+
+
+def _param_name(problem: Message) -> Message:
+    return Message("request.param_name_unstorable", "The name of a query parameter contains {problem}, which "
+                   "cannot be stored.", problem=problem)
+
+
+def _field_name(problem: Message) -> Message:
+    return Message("request.field_name_unstorable", "The name of a form field contains {problem}, which cannot be "
+                   "stored.", problem=problem)
+
+
+def _check_pairs(pairs: list[tuple[str, Any]], form: bool, limit: int) -> None:
+    """Query parameters (`form` false) or form fields: how many, their names and their texts."""
     if len(pairs) > limit:
-        raise BadRequest(f"The request has {len(pairs)} {what}s; at most {limit} are accepted.")
+        raise BadRequest(_too_many_fields(len(pairs), limit) if form else Message(
+            "request.too_many_params", "The request has {count} query parameters; at most {limit} are accepted.",
+            count=len(pairs), limit=limit))
     for key, value in pairs:
-        _check_text(key, f"The name of a {what}")
+        _check_text(key, _field_name if form else _param_name)
         if len(key) > MAX_KEY_LENGTH:
-            raise BadRequest(f"The name of a {what} is {len(key)} characters long; at most {MAX_KEY_LENGTH} "
-                             "are accepted.")
+            if form:
+                raise BadRequest(Message("request.field_name_too_long", "The name of a form field is {length} "
+                                         "characters long; at most {limit} are accepted.", length=len(key),
+                                         limit=MAX_KEY_LENGTH))
+            raise BadRequest(Message("request.param_name_too_long", "The name of a query parameter is {length} "
+                                     "characters long; at most {limit} are accepted.", length=len(key),
+                                     limit=MAX_KEY_LENGTH))
         if isinstance(value, str):
-            _check_text(value, f"The text of '{_short(key)}'")
+            _check_text(value, _text_of(key))
+
+
+def _too_many_fields(count: int, limit: int) -> Message:
+    return Message("request.too_many_fields", "The request has {count} form fields; at most {limit} are accepted.",
+                   count=count, limit=limit)
+
+
+def _json_too_large() -> RequestEntityTooLarge:
+    return RequestEntityTooLarge(Message("request.json_too_large", "A JSON body may have at most {limit} MB.",
+                                         limit=MAX_JSON_BYTES // 1024 // 1024, limit_bytes=MAX_JSON_BYTES))
+
+
+def _json_too_deep() -> Message:
+    return Message("request.json_too_deep", "The JSON body is nested too deeply (at most {limit} levels).",
+                   limit=MAX_JSON_DEPTH)
 
 
 def _check_json() -> None:
     length = request.content_length
     if length is not None and length > MAX_JSON_BYTES:
-        raise RequestEntityTooLarge(f"A JSON body may have at most {MAX_JSON_BYTES // 1024 // 1024} MB.")
+        raise _json_too_large()
     if len(request.get_data(cache=True)) > MAX_JSON_BYTES:
-        raise RequestEntityTooLarge(f"A JSON body may have at most {MAX_JSON_BYTES // 1024 // 1024} MB.")
+        raise _json_too_large()
     try:
         body = request.get_json(silent=True)
     except RecursionError:  # the parser itself gives up on [[[[...]]]] nested a thousand deep
-        raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from None
+        raise BadRequest(_json_too_deep()) from None
     if body is None:
         return  # not JSON at all: the endpoint says so in its own words
     # Iterative, so that checking cannot exhaust the stack either: (value, path, depth).
@@ -113,17 +163,28 @@ def _check_json() -> None:
         value, path, depth = pending.pop()
         count += 1
         if count > MAX_JSON_VALUES:
-            raise BadRequest(f"The JSON body has more than {MAX_JSON_VALUES} values.")
+            raise BadRequest(Message("request.json_too_many_values", "The JSON body has more than {limit} values.",
+                                     limit=MAX_JSON_VALUES))
         if depth > MAX_JSON_DEPTH:
-            raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+            raise BadRequest(_json_too_deep())
         if isinstance(value, str):
-            _check_text(value, f"The text of '{_short(path)}'" if path else "The JSON body")
+            _check_text(value, _text_of(path) if path else _json_body)
         elif isinstance(value, dict):
             for key, item in value.items():
-                _check_text(key, "A key of the JSON body")
+                _check_text(key, _json_key)
                 pending.append((item, f"{path}.{key}" if path else key, depth + 1))
         elif isinstance(value, list):
             pending.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _json_body(problem: Message) -> Message:
+    return Message("request.json_unstorable", "The JSON body contains {problem}, which cannot be stored.",
+                   problem=problem)
+
+
+def _json_key(problem: Message) -> Message:
+    return Message("request.json_key_unstorable", "A key of the JSON body contains {problem}, which cannot be "
+                   "stored.", problem=problem)
 
 
 def _human(size: int) -> str:
@@ -134,21 +195,33 @@ def _human(size: int) -> str:
 
 
 def _body_limit() -> tuple[int | None, str]:
-    """The most bytes this request's body may have, and what to call it in the refusal."""
+    """The most bytes this request's body may have, and what kind of body it is (for the refusal)."""
     from kartoteka.rate_limits import request_limits
 
     if request.mimetype == "multipart/form-data":
-        return current_app.config.get("MAX_CONTENT_LENGTH"), "A form with files"
+        return current_app.config.get("MAX_CONTENT_LENGTH"), "multipart"
     if request.is_json:
-        return MAX_JSON_BYTES, "A JSON body"
+        return MAX_JSON_BYTES, "json"
     if request.mimetype == "application/x-www-form-urlencoded":
-        return request_limits().max_form_bytes, "A form"
-    return request_limits().max_form_bytes, "A request body of this type"
+        return request_limits().max_form_bytes, "form"
+    return request_limits().max_form_bytes, "other"
 
 
 def _too_large(limit: int, what: str, length: int | None = None) -> RequestEntityTooLarge:
-    sent = f"; this one has {_human(length)}" if length is not None else ""
-    return RequestEntityTooLarge(f"{what} may have at most {_human(limit)}{sent}.")
+    """413 for a body of kind `what` over `limit` bytes; `length`, when declared, is said too ({sent})."""
+    sent: str = "" if length is None else Message("request.body_size", "; this one has {size}", size=_human(length),
+                                                   size_bytes=length)
+    sizes = {"limit": _human(limit), "limit_bytes": limit, "sent": sent}
+    if what == "multipart":
+        message = Message("request.multipart_too_large", "A form with files may have at most {limit}{sent}.", **sizes)
+    elif what == "json":
+        message = Message("request.json_body_too_large", "A JSON body may have at most {limit}{sent}.", **sizes)
+    elif what == "form":
+        message = Message("request.form_too_large", "A form may have at most {limit}{sent}.", **sizes)
+    else:
+        message = Message("request.body_too_large", "A request body of this type may have at most {limit}{sent}.",
+                          **sizes)
+    return RequestEntityTooLarge(message)
 
 
 def _bound_body() -> tuple[int | None, str]:
@@ -178,13 +251,13 @@ def _needs_session_without_one() -> bool:
 
 def check_request() -> None:
     """Refuse NUL and surrogates anywhere in the input, and inputs whose size multiplies work (400/413)."""
-    _check_text(request.path, "The address")
-    _check_pairs(list(request.args.items(multi=True)), "query parameter", MAX_QUERY_ARGS)
+    _check_text(request.path, _address)
+    _check_pairs(list(request.args.items(multi=True)), False, MAX_QUERY_ARGS)
     limit, what = _bound_body()
     if request.endpoint is None:
         return  # no route: a 404 or 405 whatever the body holds
     if _needs_session_without_one():
-        raise AuthenticationRequired("Please sign in to continue.")
+        raise AuthenticationRequired(Message("auth.required", "Please sign in to continue."))
     if request.blueprint == "api" and "Authorization" not in request.headers:
         return  # the API refuses it unread
     if limit is not None and request.content_length is None and (
@@ -198,12 +271,21 @@ def check_request() -> None:
         # Counted before parsing: a megabyte of "&&&&" is half a million empty fields to build.
         separators = request.get_data(cache=True).count(b"&")
         if separators >= MAX_FORM_VALUES:
-            raise BadRequest(f"The request has {separators + 1} form fields; at most {MAX_FORM_VALUES} are accepted.")
+            raise BadRequest(_too_many_fields(separators + 1, MAX_FORM_VALUES))
     if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        _check_pairs(list(request.form.items(multi=True)), "form field", MAX_FORM_VALUES)
+        _check_pairs(list(request.form.items(multi=True)), True, MAX_FORM_VALUES)
         for key, upload in request.files.items(multi=True):
-            _check_text(key, "The name of a form field")
-            _check_text(upload.filename or "", f"The file name in '{_short(key)}'")
-            _check_text(upload.mimetype, f"The content type in '{_short(key)}'")
+            _check_text(key, _field_name)
+            _check_text(upload.filename or "", _upload_text(key, content_type=False))
+            _check_text(upload.mimetype, _upload_text(key, content_type=True))
+
+
+def _upload_text(key: str, content_type: bool) -> Where:
+    """A refusal for the file name or the content type of the upload in the form field `key`."""
+    if content_type:
+        return lambda problem: Message("request.content_type_unstorable", "The content type in '{name}' contains "
+                                       "{problem}, which cannot be stored.", name=_short(key), problem=problem)
+    return lambda problem: Message("request.file_name_unstorable", "The file name in '{name}' contains {problem}, "
+                                   "which cannot be stored.", name=_short(key), problem=problem)
     if request.is_json:
         _check_json()
