@@ -15,6 +15,7 @@ from kartoteka.errors import BadRequest, Conflict, PermissionDenied, RecordValid
 from kartoteka.extensions import platform
 from kartoteka.listargs import MAX_FILTERS as MAX_LIST_FILTERS
 from kartoteka.listargs import list_query, without
+from kartoteka.messages import Message
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
@@ -98,7 +99,8 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
                 value = str(picked)
             elif not value.strip().isdigit():
                 if len(resolved) >= MAX_LIST_FILTERS:  # each typed title is a query; the list refuses this many
-                    raise BadRequest(f"At most {MAX_LIST_FILTERS} filters in one list.")
+                    raise BadRequest(Message("list.too_many_typed_references", "At most {limit} filters in one list.",
+                                             limit=MAX_LIST_FILTERS))
                 target = (field.to or "", value.strip())
                 if target not in resolved:
                     found = resolve(target[0], value)
@@ -267,7 +269,7 @@ def kanban(entity_name: str) -> Any:
     visible = viewable_fields(entity, user)
     group = request.args.get("board") or board_field(entity)
     if group is None or group not in visible or not entity.fields[group].type.groups_board:
-        raise BadRequest(t("This card has no stage or status to arrange a board by."))
+        raise BadRequest(Message("board.unavailable", "This card has no stage or status to arrange a board by."))
     field = entity.fields[group]
     sum_name = _sum_field(entity, visible)
     args = _clean_args(entity)
@@ -319,13 +321,13 @@ def move(entity_name: str, record_id: int) -> Any:
     group = request.form.get("board") or board_field(entity) or ""
     grouped = entity.fields.get(group) if group in viewable_fields(entity, current_user()) else None
     if grouped is None or not grouped.type.groups_board:  # a move changes a board's column, nothing else
-        raise BadRequest(t("'{name}' is not a field a board groups by.", name=group[:60]))
+        raise BadRequest(Message("board.not_groupable", "'{name}' is not a field a board groups by.", name=group[:60]))
     target = request.form.get("to", "")
     version = submitted_version()
     try:
         if version is None:
-            raise Conflict("The move did not say which version of the card it changes; reload the board and "
-                           "move the card again.")
+            raise Conflict(Message("version.missing_move", "The move did not say which version of the card it "
+                                   "changes; reload the board and move the card again."))
         platform.service.update(entity.name, record_id, {group: target}, current_user(), expected_version=version)
     except Conflict as exc:
         stale = version is not None  # else the move said no version at all: its own message
