@@ -67,7 +67,7 @@ def get_user(engine: sa.Engine, *, user_id: int | None = None, username: str | N
     with engine.connect() as conn:
         row = conn.execute(query).first()
     if row is None:
-        raise NotFound(Message("user.missing", "There is no active user {user}.", user=username or user_id))
+        raise NotFound(Message("user.inactive_or_unknown", "There is no active user {user}.", user=username or user_id))
     return _principal(row)
 
 

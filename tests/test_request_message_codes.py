@@ -198,7 +198,7 @@ def test_user_saved_view_and_scope_refusals_carry_their_codes(engine, clock, ser
     assert refused.value.detail.code == "user.name_taken"
     with pytest.raises(NotFound) as refused:
         get_user(engine, username="nobody")
-    assert refused.value.detail.code == "user.missing"
+    assert refused.value.detail.code == "user.inactive_or_unknown"
 
     with pytest.raises(BadRequest) as refused:
         save_view(engine, anna, "deal", "x" * 101, "stage=won", False, clock.now())
