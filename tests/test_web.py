@@ -178,6 +178,22 @@ def test_card_page_shows_fields_by_tab_and_related_records(client, service, make
     assert f'href="/cards/company/{company.id}"' in card
 
 
+@pytest.mark.parametrize(("language", "amount", "symbol"), [("en", "RUB\u00a010,000,000.00", "RUB"),
+                                                          ("ru", "10\u00a0000\u00a0000,00\u00a0₽", "₽")])
+def test_pages_write_phones_and_amounts_as_people_do(client, service, make_user, company, language, amount, symbol):
+    manager, _ = make_user("boss", ["sales_manager"], "sales", language=language)
+    contact = service.create("contact", {"first_name": "Анна", "last_name": "Петрова", "company": company.id,
+                                         "phones": ["+79123456789", "+12025550123"]}, manager)
+    deal = service.create("deal", {"name": "Big", "company": company.id, "amount": 10_000_000}, manager)
+    sign_in(client, manager)
+    card = text_of(client.get(f"/cards/contact/{contact.id}"))
+    assert '<a href="tel:+79123456789">+7 912 345-67-89</a>, <a href="tel:+12025550123">+1 202-555-0123</a>' in card
+    assert amount in text_of(client.get(f"/cards/deal/{deal.id}"))
+    assert amount in text_of(client.get("/cards/deal/"))
+    form = text_of(client.get(f"/cards/deal/{deal.id}/edit"))
+    assert f'<span class="suffix" aria-hidden="true">{symbol}</span>' in form  # the amount's input
+
+
 @pytest.mark.parametrize(("role", "department", "sees_margin"), [
     ("finance", "finance", True), ("sales_manager", "sales", False), ("admin", None, True)])
 def test_role_hidden_fields_never_reach_the_page(client, service, make_user, company, role, department,

@@ -196,6 +196,10 @@ class CardForm:
         return format_value(self.entity.fields[name], self.value(name), self.language, user_names=users,
                             record_titles=self.reference_titles)
 
+    def display_item(self, name: str, item: Any) -> str:
+        """One value of the field (one of its list) as text for reading: a phone beside its tel: link."""
+        return format_value(self.entity.fields[name], item, self.language)
+
     def _computed(self) -> set[str]:
         return {n for n, f in self.entity.fields.items() if f.is_formula}
 
