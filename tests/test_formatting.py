@@ -173,6 +173,7 @@ def test_huge_and_odd_amounts_stay_short():
     assert format_money(Decimal("1E+999999999"), "RUB", "en", places=999_999_999) == f"RUB{NB}1E+999999999"
     assert format_percent(Decimal("1E+3000"), "ru") == f"1E+3000{NB}%"
     assert format_money(Decimal("NaN"), "USD", "en") == "$NaN"
+    assert format_money(Decimal("-1E+2000"), "X1Y", "en") == f"-X1Y{NB}1E+2000"  # a digit in the code stays
     assert format_money(Decimal("-Infinity"), "RUB", "ru") == f"-∞{NB}₽"
     assert format_number(Decimal("1E-999999999"), "en", 2) == "0.00"
     # up to a thousand digits are written out, grouped

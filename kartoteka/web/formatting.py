@@ -148,11 +148,10 @@ def _render(value: Decimal | int, lang: str, places: int | None, kind: str, curr
 
 def _framed(text: str, negative: bool, pattern: NumberPattern, lang: str, currency: str) -> str:
     """`text` in place of the number of `pattern`, with its sign, currency and percent sign."""
-    pattern = copy.copy(pattern)
-    pattern.frac_prec = (0, 0)
-    framed = pattern.apply(Decimal(-1 if negative else 1), _locale(lang), currency=currency or None,
-                           currency_digits=False)
-    return str(framed).replace("1", text, 1)
+    framed = pattern.prefix[negative] + "\0" + pattern.suffix[negative]
+    if currency:
+        framed = framed.replace("¤", currency_symbol(currency, lang))
+    return framed.replace("'", "").replace("\0", text)
 
 
 def _scientific(number: Decimal, lang: str, pattern: NumberPattern, currency: str) -> str:
