@@ -278,6 +278,8 @@ def check_request() -> None:
             _check_text(key, _field_name)
             _check_text(upload.filename or "", _upload_text(key, content_type=False))
             _check_text(upload.mimetype, _upload_text(key, content_type=True))
+    if request.is_json:
+        _check_json()
 
 
 def _upload_text(key: str, content_type: bool) -> Where:
@@ -287,5 +289,3 @@ def _upload_text(key: str, content_type: bool) -> Where:
                                        "{problem}, which cannot be stored.", name=_short(key), problem=problem)
     return lambda problem: Message("request.file_name_unstorable", "The file name in '{name}' contains {problem}, "
                                    "which cannot be stored.", name=_short(key), problem=problem)
-    if request.is_json:
-        _check_json()

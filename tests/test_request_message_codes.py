@@ -136,6 +136,12 @@ def test_a_request_with_a_nul_is_refused_with_what_was_found_nested(client, admi
     assert message.code == "request.text_unstorable" and message.params["name"] == "name"
     assert message.params["problem"].code == "unstorable.nul"
     assert message == "The text of 'name' contains a NUL character (U+0000), which cannot be stored."
+    caught.clear()
+    assert client.post("/api/v1/records/deal", data='{"name": "a\\ud800"}', headers=admin,
+                       content_type="application/json").status_code == 400
+    message = _message(caught[-1])
+    assert message.code == "request.text_unstorable" and message.params["problem"].code == "unstorable.surrogate"
+    assert message.params["problem"].params == {"char": "U+D800"}
 
 
 def test_an_upload_over_the_limits_carries_its_code_and_the_byte_counts(engine, database_url, clock, tmp_path,
