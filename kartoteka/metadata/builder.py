@@ -270,7 +270,7 @@ class EntityBuilder:
             multiple=bool(spec.get("multiple")), min_length=spec.get("min_length"),
             max_length=spec.get("max_length"), min_items=spec.get("min_items"),
             max_items=spec.get("max_items"), pattern=pattern,
-            pattern_message=str(Label.of(spec["pattern_message"])) if "pattern_message" in spec else None,
+            pattern_message=Label.of(spec["pattern_message"]) if "pattern_message" in spec else None,
             options=options, suggestions=tuple(spec.get("suggestions") or ()), to=spec.get("to"),
             currency=settings.get("currency"),
             places=spec.get("places"), region=spec.get("region"), rows=spec.get("rows"),

@@ -104,7 +104,7 @@ class FieldDef:
     min_items: int | None = None
     max_items: int | None = None
     pattern: re.Pattern[str] | None = None
-    pattern_message: str | None = None
+    pattern_message: Label | None = None
     options: tuple[Option, ...] = ()
     suggestions: tuple[str, ...] = ()
     to: str | None = None

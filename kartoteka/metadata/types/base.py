@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from kartoteka.messages import Message
+
 if TYPE_CHECKING:
     from kartoteka.metadata.model import FieldDef, Label
 
@@ -46,7 +48,17 @@ REPEATABLE: Mapping[str, Mapping[str, Any]] = {
 
 
 class FieldValueError(ValueError):
-    """A single value does not fit its field; the message is shown to the user as is."""
+    """A value does not fit its field; the message (a `Message`) is shown to the user.
+
+    A list of values may carry one message per refused item (`messages`); `str()` joins them.
+    """
+
+    def __init__(self, message: str, *more: str) -> None:
+        super().__init__(message, *more)
+        self.messages: list[str] = [message, *more]
+
+    def __str__(self) -> str:
+        return " ".join(str(m) for m in self.messages)
 
 
 @dataclass(frozen=True)
@@ -157,13 +169,9 @@ class FieldType:
     badge_macro = "text_badge"
     badge_by_default = False  # a card without `badges:` shows it in its header (tags)
     label_kind = "for"
-    required_message = "Required."
+    required_message: str = Message("required", "Required.")
     # What a "presence" filter says the field holds ("'x' holds files; filter it with x__isnull only.").
     presence_noun = "a structured value"
-    # Interface texts of the type by language, English keys ({"ru": {"{value} of {max}": "{value} из {max}"}}),
-    # and message shapes with {placeholders} for its validation messages.
-    messages: Mapping[str, Mapping[str, str]] = {}
-    message_patterns: Mapping[str, Mapping[str, str]] = {}
 
     # --- metadata -----------------------------------------------------------------------------------
 
@@ -220,7 +228,7 @@ class FieldType:
 
     def from_formula(self, value: Any, field: FieldDef) -> Any:
         """A formula's non-empty result as this (result) type holds it; FieldValueError when it is not one."""
-        raise FieldValueError(f"the formula gave {value!r}, not a {self.name}")
+        raise FieldValueError(formula_type_message(value, self.name))
 
     def settle(self, value: Any, previous: Any, field: FieldDef, stamp: Stamp) -> Any:
         """The value a save keeps, given the one stored before (consent stamps who decided when)."""
@@ -308,17 +316,26 @@ def blank(raw: Any) -> bool:
     return raw is None or (isinstance(raw, str) and not raw.strip())
 
 
+def formula_type_message(value: Any, type_name: str) -> Message:
+    """Why a formula's result is not a value of the type it declares."""
+    return Message("formula.result_type", "the formula gave {value}, not a {type}", value=repr(value), type=type_name)
+
+
 def length_checks(text: str, field: FieldDef, limit: int) -> list[str]:
     """min_length / max_length / pattern messages for a text."""
-    problems = []
-    if field.max_length is not None and len(text) > field.max_length:
-        problems.append(f"Must be at most {field.max_length} characters (has {len(text)}).")
-    elif len(text) > limit:
-        problems.append(f"Must be at most {limit} characters (has {len(text)}).")
+    problems: list[str] = []
+    most = field.max_length if field.max_length is not None else limit
+    if len(text) > most:
+        problems.append(Message("text.too_long", "Must be at most {count} characters (has {has}).",
+                                count=most, has=len(text)))
     if field.min_length is not None and len(text) < field.min_length:
-        problems.append(f"Must be at least {field.min_length} characters.")
+        problems.append(Message("text.too_short", "Must be at least {count} characters.", count=field.min_length))
     if field.pattern is not None and not field.pattern.fullmatch(text):
-        problems.append(field.pattern_message or f"Does not match the pattern {field.pattern.pattern}.")
+        if field.pattern_message is not None:
+            problems.append(Message("text.pattern", "{label}", label=field.pattern_message))
+        else:
+            problems.append(Message("text.pattern_default", "Does not match the pattern {pattern}.",
+                                    pattern=field.pattern.pattern))
     return problems
 
 
@@ -329,50 +346,71 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
-def unstorable(text: str) -> str | None:
-    """What in `text` cannot be stored ("a NUL character (U+0000)"), or None when it can be."""
+def unstorable(text: str) -> Message | None:
+    """What in `text` cannot be stored ("a NUL character (U+0000)"), to nest in a message; None when it can be."""
     found = _UNSTORABLE.search(text)
     if found is None:
         return None
     char = found.group()
     if char == "\x00":
-        return "a NUL character (U+0000)"
-    return f"an unpaired surrogate (U+{ord(char):04X}, not a character)"
+        return Message("unstorable.nul", "a NUL character (U+0000)")
+    return Message("unstorable.surrogate", "an unpaired surrogate ({char}, not a character)",
+                   char=f"U+{ord(char):04X}")
 
 
-def require_str(raw: Any, what: str = "text") -> str:
+# What an input should have been, for "Must be {what}, not {type}." (nested: each language words its own).
+TEXT = Message("kind.text", "text")
+EMAIL = Message("kind.email", "an e-mail address")
+PHONE = Message("kind.phone", "a phone number")
+WEB_ADDRESS = Message("kind.url", "a web address")
+DATE = Message("kind.date", "a date")
+DATE_TIME = Message("kind.datetime", "a date and time")
+USER = Message("kind.user", "a user")
+
+
+def require_str(raw: Any, what: str = TEXT) -> str:
     """The text itself, or FieldValueError for another JSON type, NUL, surrogates or control characters."""
     if not isinstance(raw, str):
-        raise FieldValueError(f"Must be {what}, not {json_type(raw)}.")
+        raise FieldValueError(Message("value.type", "Must be {what}, not {type}.", what=what, type=json_type(raw)))
     problem = unstorable(raw)
     if problem is not None:
-        raise FieldValueError(f"Contains {problem}, which cannot be stored.")
+        raise FieldValueError(Message("text.unstorable", "Contains {problem}, which cannot be stored.",
+                                      problem=problem))
     if _CONTROL.search(raw):
-        raise FieldValueError("Contains control characters; remove them.")
+        raise FieldValueError(Message("text.control_chars", "Contains control characters; remove them."))
     return raw
 
 
+_JSON_TYPES = {
+    "boolean": Message("json.boolean", "a boolean"),
+    "number": Message("json.number", "a number"),
+    "string": Message("json.string", "a string"),
+    "list": Message("json.list", "a list"),
+    "object": Message("json.object", "an object"),
+}
+
+
 def json_type(raw: Any) -> str:
-    """How a JSON value's type reads in a message: 'a number', 'a list'..."""
+    """How a JSON value's type reads in a message: 'a number', 'a list'... (a Message: each language its own)."""
     if isinstance(raw, bool):
-        return "a boolean"
+        return _JSON_TYPES["boolean"]
     if isinstance(raw, int | float | Decimal):
-        return "a number"
+        return _JSON_TYPES["number"]
     if isinstance(raw, str):
-        return "a string"
+        return _JSON_TYPES["string"]
     if isinstance(raw, list | tuple):
-        return "a list"
+        return _JSON_TYPES["list"]
     if isinstance(raw, dict):
-        return "an object"
+        return _JSON_TYPES["object"]
     return type(raw).__name__
 
 
-def bounds_checks(value: Any, field: FieldDef, fmt: Callable[[Any], str] = str) -> list[str]:
-    """min / max messages for a number or a date."""
+def bounds_checks(value: Any, field: FieldDef) -> list[str]:
+    """min / max messages for a number or a date (the limit itself is the parameter: each language writes it)."""
     if field.min is not None and value < field.min:
-        return [f"Must be at least {fmt(field.min)}."]
+        return [Message("value.min", "Must be at least {limit}.", limit=field.min)]
     if field.max is not None and value > field.max:
-        return [f"Must be at most {fmt(field.max)}."]
+        return [Message("value.max", "Must be at most {limit}.", limit=field.max)]
     return []
 
 
@@ -393,15 +431,15 @@ def as_list(raw: Any) -> list[Any]:
         return [part for part in raw.split(",") if part.strip()]
     if isinstance(raw, list | tuple):
         return list(raw)
-    raise FieldValueError(f"Must be a list, not {json_type(raw)}.")
+    raise FieldValueError(Message("list.type", "Must be a list, not {type}.", type=json_type(raw)))
 
 
 def check_form_count(field: FieldDef, count: int) -> None:
     """Refuse more values than the field holds before doing per-value work (queries, files)."""
     if not field.multiple and count > 1:
-        raise ValueError("Takes one value only.")
+        raise ValueError(Message("list.one_only", "Takes one value only."))
     if field.multiple and count > max_items(field):
-        raise ValueError(f"Must have at most {max_items(field)} values.")
+        raise ValueError(too_many_items(field))
 
 
 def numeric(value: Any) -> bool:
@@ -417,25 +455,35 @@ def max_items(field: FieldDef) -> int:
 def item_count_checks(values: list[Any], field: FieldDef) -> list[str]:
     """min_items / max_items messages for a list value."""
     if len(values) > max_items(field):
-        return [f"Must have at most {max_items(field)} values."]
+        return [too_many_items(field)]
     if field.min_items is not None and len(values) < field.min_items:
-        return [f"Must have at least {field.min_items} values."]
+        return [Message("list.too_few", "Must have at least {count} values.", count=field.min_items)]
     return []
+
+
+def too_many_items(field: FieldDef) -> Message:
+    """The message for a list longer than the field holds."""
+    return Message("list.too_many", "Must have at most {count} values.", count=max_items(field))
 
 
 def check_item_count(items: Any, field: FieldDef) -> None:
     """Refuse a list longer than the field may hold before any of its items is parsed (CPU is per item)."""
     if len(items) > max_items(field):
-        raise FieldValueError(f"Must have at most {max_items(field)} values.")
+        raise FieldValueError(too_many_items(field))
 
 
 _ID_TEXT = re.compile(r"[0-9]{1,19}")
 
 
+def record_kind(entity: str | None) -> Message:
+    """'a company record': what a reference field's value must be the id of."""
+    return Message("kind.record", "a {entity} record", entity=entity)
+
+
 def parse_id(raw: Any, what: str) -> int:
     """A record or user id (1..MAX_SAFE_INTEGER) from a whole number (6 or 6.0), digits ("6") or {"id": 6}."""
     if isinstance(raw, bool):
-        raise FieldValueError(f"Must be {what} id, not a boolean.")
+        raise FieldValueError(Message("id.boolean", "Must be {what} id, not a boolean.", what=what))
     if isinstance(raw, dict) and "id" in raw:
         raw = raw["id"]
     if isinstance(raw, str) and _ID_TEXT.fullmatch(raw.strip()):
@@ -445,8 +493,9 @@ def parse_id(raw: Any, what: str) -> int:
         # Magnitude first: int() of Decimal("1E+999999") would build a number of a million digits.
         number = Decimal(raw)  # exactly the float's value; one type for abs() and int()
         if not number.is_finite() or abs(number) > MAX_SAFE_INTEGER or number != int(number):
-            raise FieldValueError(f"Must be {what} id (a positive whole number), not {raw}.")
+            raise FieldValueError(Message("id.not_whole", "Must be {what} id (a positive whole number), not {value}.",
+                                          what=what, value=str(raw)))
         raw = int(number)
     if not isinstance(raw, int) or isinstance(raw, bool) or raw <= 0 or raw > MAX_SAFE_INTEGER:
-        raise FieldValueError(f"Must be {what} id (a positive whole number).")
+        raise FieldValueError(Message("id.invalid", "Must be {what} id (a positive whole number).", what=what))
     return raw

@@ -12,6 +12,7 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from kartoteka.messages import Message
 from kartoteka.metadata.types.base import Display, FieldType, FieldValueError, ParseContext, blank, json_type
 
 if TYPE_CHECKING:
@@ -38,19 +39,18 @@ class RatingType(FieldType):
     value_macro = "rating_value"
     cell_macro = "rating_cell"
     badge_macro = "rating_badge"
-    messages = {"ru": {
-        "{value} of {max}": "{value} из {max}",
-        "No rating": "Без оценки",
-    }}
-    message_patterns = {"ru": {
-        "Must be a whole number of stars from 1 to {max}.": "Должно быть целым числом звёзд от 1 до {max}.",
-        "'{text}' is not a number of stars.": "«{text}» — не число звёзд.",
-    }}
 
     @staticmethod
     def stars(field: FieldDef) -> int:
         """How many stars the field offers: its `max`."""
         return int(field.max) if isinstance(field.max, int) else DEFAULT_STARS
+
+    @staticmethod
+    def _wrong_type(raw: Any) -> Message:
+        return Message("rating.type", "Must be a whole number of stars, not {type}.", type=json_type(raw))
+
+    def _out_of_range(self, field: FieldDef) -> Message:
+        return Message("rating.range", "Must be a whole number of stars from 1 to {max}.", max=self.stars(field))
 
     def parse_bound(self, key: str, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         return raw  # `max` is the number of stars (the schema allows 2 to 10), not a value
@@ -59,30 +59,30 @@ class RatingType(FieldType):
         if blank(raw):
             return None
         if isinstance(raw, bool):
-            raise FieldValueError(f"Must be a whole number of stars, not {json_type(raw)}.")
+            raise FieldValueError(self._wrong_type(raw))
         if isinstance(raw, int):
             number = raw
         elif isinstance(raw, float | Decimal):
             exact = Decimal(raw)  # exactly the float's value; one type for abs() and int()
             if not exact.is_finite() or abs(exact) > MAX_STARS or exact != int(exact):
-                raise FieldValueError(f"Must be a whole number of stars from 1 to {self.stars(field)}.")
+                raise FieldValueError(self._out_of_range(field))
             number = int(exact)
         elif isinstance(raw, str):
             text = raw.strip()
             if not _WHOLE.fullmatch(text):
-                raise FieldValueError(f"'{text[:40]}' is not a number of stars.")
+                raise FieldValueError(Message("rating.invalid", "'{text}' is not a number of stars.", text=text[:40]))
             number = int(text)
         else:
-            raise FieldValueError(f"Must be a whole number of stars, not {json_type(raw)}.")
+            raise FieldValueError(self._wrong_type(raw))
         if number < 1 or number > MAX_STARS:
-            raise FieldValueError(f"Must be a whole number of stars from 1 to {self.stars(field)}.")
+            raise FieldValueError(self._out_of_range(field))
         return number
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
         # Here rather than in parse: a value stored before `max` was lowered must be corrected on the next save,
         # while lists may still filter by it.
         if not 1 <= value <= self.stars(field):
-            return [f"Must be a whole number of stars from 1 to {self.stars(field)}."]
+            return [self._out_of_range(field)]
         return []
 
     def display(self, value: Any, field: FieldDef, out: Display) -> str:

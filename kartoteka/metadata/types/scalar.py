@@ -12,9 +12,13 @@ from urllib.parse import urlsplit
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
+from kartoteka.messages import Message
 from kartoteka.metadata.types.base import (
     BOUND,
     CURRENCY,
+    DATE,
+    DATE_TIME,
+    EMAIL,
     LABEL,
     MAX_DECIMAL_DIGITS,
     MAX_LENGTH,
@@ -23,8 +27,10 @@ from kartoteka.metadata.types.base import (
     MAX_TEXTAREA_LENGTH,
     MIN_LENGTH,
     PATTERN,
+    PHONE,
     PLACES,
     UNIQUE,
+    WEB_ADDRESS,
     Display,
     FieldType,
     FieldValueError,
@@ -33,6 +39,7 @@ from kartoteka.metadata.types.base import (
     PostedForm,
     blank,
     bounds_checks,
+    formula_type_message,
     json_type,
     length_checks,
     number_text,
@@ -62,7 +69,7 @@ class TextType(FieldType):
             return None
         text = require_str(raw).strip()
         if "\n" in text or "\r" in text:
-            raise FieldValueError("Must be a single line.")
+            raise FieldValueError(Message("text.single_line", "Must be a single line."))
         return text
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
@@ -72,7 +79,8 @@ class TextType(FieldType):
         text = str(value)
         problem = unstorable(text)
         if problem is not None:  # PostgreSQL's jsonb refuses NUL; UTF-8 cannot encode a lone surrogate
-            raise FieldValueError(f"the result holds {problem}, which cannot be stored")
+            raise FieldValueError(Message("formula.unstorable", "the result holds {problem}, which cannot be stored",
+                                          problem=problem))
         return text
 
 
@@ -112,13 +120,14 @@ class EmailType(FieldType):
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
-        text = require_str(raw, "an e-mail address").strip()
+        text = require_str(raw, EMAIL).strip()
+        invalid = FieldValueError(Message("email.invalid", "'{text}' is not a valid e-mail address.", text=text[:60]))
         if len(text) > MAX_EMAIL_LENGTH:  # before the validator, whose work grows with the text
-            raise FieldValueError(f"'{text[:60]}' is not a valid e-mail address.")
+            raise invalid
         try:
             address = validate_email(text, check_deliverability=False, allow_smtputf8=True)
         except EmailNotValidError:
-            raise FieldValueError(f"'{text[:60]}' is not a valid e-mail address.") from None
+            raise invalid from None
         # The validator gives the domain in Unicode (пример.рф, not xn--e1afmkfd.xn--p1ai); the whole
         # address is kept in lower case, so that a search or a uniqueness check finds it however typed.
         return address.normalized.lower()
@@ -142,14 +151,15 @@ class PhoneType(FieldType):
             return None
         if isinstance(raw, int) and not isinstance(raw, bool):
             raw = str(raw)
-        text = require_str(raw, "a phone number").strip()
+        text = require_str(raw, PHONE).strip()
         region = field.region or ctx.phone_region
         try:
             number = phonenumbers.parse(text, region)
         except phonenumbers.NumberParseException:
-            raise FieldValueError(f"'{text[:40]}' is not a phone number.") from None
+            raise FieldValueError(Message("phone.invalid", "'{text}' is not a phone number.", text=text[:40])) from None
         if not phonenumbers.is_valid_number(number):
-            raise FieldValueError(f"'{text[:40]}' is not a valid phone number for its country.")
+            raise FieldValueError(Message("phone.invalid_for_country",
+                                          "'{text}' is not a valid phone number for its country.", text=text[:40]))
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
@@ -184,13 +194,13 @@ class UrlType(FieldType):
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
-        typed = text = require_str(raw, "a web address").strip()
+        typed = text = require_str(raw, WEB_ADDRESS).strip()
+        # Messages quote what the user typed, not the address completed from it.
+        invalid = FieldValueError(Message("url.invalid", "'{text}' is not a valid http(s) address.", text=typed[:60]))
         if "://" not in text:
             if _OTHER_SCHEME.match(text):  # "javascript:alert(1)", "mailto:a@b.ru": not a web page
-                raise FieldValueError(f"'{typed[:60]}' is not a valid http(s) address.")
+                raise invalid
             text = "https://" + text
-        # Messages quote what the user typed, not the address completed from it.
-        invalid = FieldValueError(f"'{typed[:60]}' is not a valid http(s) address.")
         try:
             parts = urlsplit(text)
         except ValueError:  # an unclosed or empty IPv6 bracket: "http://[::1", "http://[]"
@@ -203,7 +213,8 @@ class UrlType(FieldType):
         except ValueError:  # .port raises on a port beyond 65535 or one that is not digits
             port_ok = False
         if not port_ok:
-            raise FieldValueError(f"'{typed[:60]}' is not a valid http(s) address: the port must be from 1 to 65535.")
+            raise FieldValueError(Message("url.port", "'{text}' is not a valid http(s) address: the port must be "
+                                          "from 1 to 65535.", text=typed[:60]))
         return text
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
@@ -213,10 +224,10 @@ class UrlType(FieldType):
 def _formula_number(value: Any) -> Decimal:
     """A formula's numeric result as a Decimal within what a JSON number holds; FieldValueError otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
-        raise FieldValueError(f"the formula gave {value!r}, not a number")
+        raise FieldValueError(formula_type_message(value, "number"))
     number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     if not number.is_finite() or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
-        raise FieldValueError("the result is too large")
+        raise FieldValueError(Message("formula.too_large", "the result is too large"))
     return number
 
 
@@ -231,6 +242,10 @@ class NumberType(FieldType):
         return {"type": "number", "step": "any"}
 
 
+_NOT_WHOLE = Message("number.not_whole", "Must be a whole number.")
+_INTEGER_RANGE = Message("integer.range", "Must be between -{max} and {max}.", max=MAX_SAFE_INTEGER)
+
+
 class IntegerType(NumberType):
     name = "integer"
     option_schema = {"min": BOUND, "max": BOUND, "unique": UNIQUE}
@@ -242,29 +257,30 @@ class IntegerType(NumberType):
         if blank(raw):
             return None
         if isinstance(raw, bool):
-            raise FieldValueError("Must be a whole number, not a boolean.")
+            raise FieldValueError(Message("integer.boolean", "Must be a whole number, not a boolean."))
         if isinstance(raw, int):
             number = raw
         elif isinstance(raw, float | Decimal):
             exact = Decimal(raw)  # exactly the float's value; one type for abs() and int()
             # is_finite first: comparing a signalling Decimal NaN raises InvalidOperation.
             if not exact.is_finite():
-                raise FieldValueError("Must be a whole number.")
+                raise FieldValueError(_NOT_WHOLE)
             # Magnitude before int(): int(Decimal("1E+999999")) would build a million-digit number.
             if abs(exact) > MAX_SAFE_INTEGER:
-                raise FieldValueError(f"Must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.")
+                raise FieldValueError(_INTEGER_RANGE)
             if exact != int(exact):
-                raise FieldValueError("Must be a whole number.")
+                raise FieldValueError(_NOT_WHOLE)
             number = int(exact)
         elif isinstance(raw, str):
             text = number_text(raw)
             if not re.fullmatch(r"[+-]?\d{1,30}", text):
-                raise FieldValueError(f"'{raw.strip()[:40]}' is not a whole number.")
+                raise FieldValueError(Message("integer.invalid", "'{text}' is not a whole number.",
+                                              text=raw.strip()[:40]))
             number = int(text)
         else:
-            raise FieldValueError(f"Must be a whole number, not {json_type(raw)}.")
+            raise FieldValueError(Message("integer.type", "Must be a whole number, not {type}.", type=json_type(raw)))
         if abs(number) > MAX_SAFE_INTEGER:
-            raise FieldValueError(f"Must be between -{MAX_SAFE_INTEGER} and {MAX_SAFE_INTEGER}.")
+            raise FieldValueError(_INTEGER_RANGE)
         return number
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
@@ -278,6 +294,10 @@ class IntegerType(NumberType):
 
     def sum_places(self, field: FieldDef) -> int | None:
         return 0
+
+
+_TOO_LARGE = Message("number.too_large", "Is too large: at most {digits} significant digits.",
+                     digits=MAX_DECIMAL_DIGITS)
 
 
 class DecimalType(NumberType):
@@ -295,7 +315,7 @@ class DecimalType(NumberType):
         if blank(raw):
             return None
         if isinstance(raw, bool):
-            raise FieldValueError("Must be a number, not a boolean.")
+            raise FieldValueError(Message("number.boolean", "Must be a number, not a boolean."))
         if isinstance(raw, Decimal):
             number = raw
         elif isinstance(raw, int):
@@ -305,33 +325,35 @@ class DecimalType(NumberType):
         elif isinstance(raw, str):
             text = number_text(raw)
             if not re.fullmatch(r"[+-]?(\d+(\.\d*)?|\.\d+)", text):
-                raise FieldValueError(f"'{raw.strip()[:40]}' is not a number.")
+                raise FieldValueError(Message("number.invalid", "'{text}' is not a number.", text=raw.strip()[:40]))
             number = Decimal(text)
         else:
-            raise FieldValueError(f"Must be a number, not {json_type(raw)}.")
+            raise FieldValueError(Message("number.type", "Must be a number, not {type}.", type=json_type(raw)))
         if not number.is_finite():
-            raise FieldValueError("Must be a finite number.")
+            raise FieldValueError(Message("number.not_finite", "Must be a finite number."))
         places = self.places(field)
         exponent = number.as_tuple().exponent
         if places is not None and isinstance(exponent, int) and -exponent > places:
             number = number.normalize()
             exponent = number.as_tuple().exponent
             if isinstance(exponent, int) and -exponent > places:
-                raise FieldValueError(f"Must have at most {places} digits after the decimal point.")
+                raise FieldValueError(Message("number.places",
+                                              "Must have at most {places} digits after the decimal point.",
+                                              places=places))
         if places is not None:
             try:
                 number = number.quantize(Decimal(1).scaleb(-places))
             except InvalidOperation:  # more digits than the context holds: far too large anyway
-                raise FieldValueError(f"Is too large: at most {MAX_DECIMAL_DIGITS} significant digits.") from None
+                raise FieldValueError(_TOO_LARGE) from None
         digits = len(number.normalize().as_tuple().digits)
         if digits > MAX_DECIMAL_DIGITS or abs(number) >= Decimal(10) ** MAX_DECIMAL_DIGITS:
-            raise FieldValueError(f"Is too large: at most {MAX_DECIMAL_DIGITS} significant digits.")
+            raise FieldValueError(_TOO_LARGE)
         if number and number.adjusted() < -307:  # below the smallest normal double: stored as 0 or inexact
-            raise FieldValueError("Is too close to zero to be stored.")
+            raise FieldValueError(Message("number.too_small", "Is too close to zero to be stored."))
         return number
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
-        return bounds_checks(value, field, lambda v: f"{v:f}" if isinstance(v, Decimal) else str(v))
+        return bounds_checks(value, field)
 
     def to_storage(self, value: Any) -> Any:
         # Up to 15 significant digits a double holds the decimal exactly; see MAX_DECIMAL_DIGITS.
@@ -416,7 +438,7 @@ class BooleanType(FieldType):
                 return True
             if word in self._FALSE:
                 return False
-        raise FieldValueError("Must be true or false.")
+        raise FieldValueError(Message("boolean.invalid", "Must be true or false."))
 
     def from_formula(self, value: Any, field: FieldDef) -> Any:
         return bool(value)
@@ -440,10 +462,10 @@ class DateType(FieldType):
         if blank(raw):
             return None
         if isinstance(raw, datetime):
-            raise FieldValueError("Must be a date without a time.")
+            raise FieldValueError(Message("date.has_time", "Must be a date without a time."))
         if isinstance(raw, date):
             return raw
-        text = require_str(raw, "a date").strip()
+        text = require_str(raw, DATE).strip()
         match = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})", text)
         try:
             if match:
@@ -452,11 +474,13 @@ class DateType(FieldType):
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
                 return date.fromisoformat(text)
         except ValueError as exc:
-            raise FieldValueError(f"'{text[:40]}' is not a valid date: {exc}.") from None
-        raise FieldValueError(f"'{text[:40]}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.")
+            raise FieldValueError(Message("date.impossible", "'{text}' is not a valid date: {reason}.", text=text[:40],
+                                          reason=str(exc))) from None
+        raise FieldValueError(Message("date.invalid", "'{text}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.",
+                                      text=text[:40]))
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
-        return bounds_checks(value, field, lambda v: v.isoformat())
+        return bounds_checks(value, field)
 
     def to_storage(self, value: Any) -> Any:
         return value.isoformat()
@@ -492,24 +516,25 @@ class DateTimeType(FieldType):
         if isinstance(raw, datetime):
             moment = raw
         elif isinstance(raw, date):
-            raise FieldValueError("Must be a date with a time.")
+            raise FieldValueError(Message("datetime.date_only", "Must be a date with a time."))
         else:
-            text = require_str(raw, "a date and time").strip()
+            text = require_str(raw, DATE_TIME).strip()
             try:
                 moment = datetime.fromisoformat(text.replace(" ", "T", 1))
             except ValueError:
-                raise FieldValueError(
-                    f"'{text[:40]}' is not a date and time; use ISO 8601, e.g. 2025-03-01T14:30:00+03:00."
-                ) from None
+                raise FieldValueError(Message(
+                    "datetime.invalid",
+                    "'{text}' is not a date and time; use ISO 8601, e.g. 2025-03-01T14:30:00+03:00.",
+                    text=text[:40])) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=ctx.timezone)
         try:
             return moment.astimezone(UTC).replace(microsecond=0)
         except OverflowError:  # 0001-01-01T00:00+01:00 is before the first representable UTC moment
-            raise FieldValueError("Is out of the supported range of dates.") from None
+            raise FieldValueError(Message("datetime.out_of_range", "Is out of the supported range of dates.")) from None
 
     def check(self, value: Any, field: FieldDef) -> list[str]:
-        return bounds_checks(value, field, lambda v: v.isoformat())
+        return bounds_checks(value, field)
 
     def to_storage(self, value: Any) -> Any:
         # One fixed UTC format so that text order is time order in indexes.

@@ -6,6 +6,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
+from kartoteka.messages import Message
 from kartoteka.metadata.types.base import (
     CURRENCY,
     LABEL,
@@ -13,7 +14,9 @@ from kartoteka.metadata.types.base import (
     MAX_TAG_LENGTH,
     MIN_ITEMS,
     PLACES,
+    TEXT,
     UNIQUE,
+    USER,
     Display,
     FieldType,
     FieldValueError,
@@ -28,6 +31,7 @@ from kartoteka.metadata.types.base import (
     item_count_checks,
     json_type,
     parse_id,
+    record_kind,
     require_str,
 )
 from kartoteka.metadata.types.scalar import BooleanType
@@ -44,11 +48,11 @@ def option_value(raw: Any, field: FieldDef) -> str | None:
     if blank(raw):
         return None
     if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise FieldValueError(f"Must be one of the options, not {json_type(raw)}.")
+        raise FieldValueError(Message("choice.type", "Must be one of the options, not {type}.", type=json_type(raw)))
     value = str(raw).strip()
     if value not in field.option_values:
-        allowed = ", ".join(field.option_values)
-        raise FieldValueError(f"'{value[:40]}' is not one of the options: {allowed}.")
+        raise FieldValueError(Message("choice.unknown", "'{text}' is not one of the options: {options}.",
+                                      text=value[:40], options=list(field.option_values)))
     return value
 
 
@@ -151,14 +155,17 @@ class TagsType(ListFieldType):
         items = as_list(raw)
         check_item_count(items, field)
         for item in items:
-            tag = " ".join(require_str(item, "text").split())
+            tag = " ".join(require_str(item, TEXT).split())
             if not tag:
                 continue
             if "," in tag:
                 # Commas separate tags in forms, filters and spreadsheet cells: a tag holding one would split.
-                raise FieldValueError(f"A tag cannot contain a comma ('{tag[:40]}'); send it as separate tags.")
+                raise FieldValueError(Message("tag.comma",
+                                              "A tag cannot contain a comma ('{tag}'); send it as separate tags.",
+                                              tag=tag[:40]))
             if len(tag) > MAX_TAG_LENGTH:
-                raise FieldValueError(f"Tag '{tag[:20]}…' is longer than {MAX_TAG_LENGTH} characters.")
+                raise FieldValueError(Message("tag.too_long", "Tag '{tag}…' is longer than {count} characters.",
+                                              tag=tag[:20], count=MAX_TAG_LENGTH))
             if tag.casefold() not in seen:
                 seen.add(tag.casefold())
                 tags.append(tag)
@@ -199,7 +206,7 @@ class ReferenceType(FieldType):
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
-        return parse_id(raw, f"a {field.to} record")
+        return parse_id(raw, record_kind(field.to))
 
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.record(value) or f"#{value}"
@@ -228,9 +235,11 @@ class ReferenceType(FieldType):
         if len(found) == 1:
             return str(found[0])
         if found:
-            raise ValueError(f"Several records are called '{text[:60]}'; pick one from the suggestions.")
-        raise ValueError(f"Nothing is called '{text[:60]}'; pick a record from the suggestions (or type its number "
-                         "as #12).")
+            raise ValueError(Message("reference.ambiguous",
+                                     "Several records are called '{text}'; pick one from the suggestions.",
+                                     text=text[:60]))
+        raise ValueError(Message("reference.unnamed", "Nothing is called '{text}'; pick a record from the suggestions "
+                                 "(or type its number as #12).", text=text[:60]))
 
 
 class UserType(FieldType):
@@ -245,7 +254,7 @@ class UserType(FieldType):
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
-        return parse_id(raw, "a user")
+        return parse_id(raw, USER)
 
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.user(value) or f"#{value}"
@@ -276,7 +285,7 @@ class FileType(FieldType):
             return None
         file_id = raw.get("id") if isinstance(raw, dict) else raw
         if not isinstance(file_id, str) or not re.fullmatch(r"[0-9a-f]{32}", file_id.strip()):
-            raise FieldValueError("Must be the id of an uploaded file.")
+            raise FieldValueError(Message("file.invalid_id", "Must be the id of an uploaded file."))
         return {"id": file_id.strip()}
 
     def same(self, value: Any, stored: Any) -> bool:
@@ -316,6 +325,9 @@ def file_ids(value: Any) -> list[str]:
     return [item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), str)]
 
 
+COMPUTED = Message("computed", "Is computed by a formula and cannot be set.")
+
+
 class FormulaType(FieldType):
     """Computed from other fields; the stored value is the last computed one (for lists and sorting)."""
 
@@ -334,7 +346,7 @@ class FormulaType(FieldType):
         return [] if "expr" in spec else [((), "a formula needs 'expr'")]
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
-        raise FieldValueError("Is computed by a formula and cannot be set.")
+        raise FieldValueError(COMPUTED)
 
 
 class ConsentType(FieldType):
@@ -348,7 +360,7 @@ class ConsentType(FieldType):
     emptied_when_hidden = False  # an archive of who agreed when
     widget = "consent"
     label_kind = "own"
-    required_message = "Consent is required."
+    required_message = Message("consent.required", "Consent is required.")
     json_schema = {
         "type": "object",
         "properties": {"given": {"type": "boolean"}, "at": {"type": "string", "format": "date-time"},
@@ -361,7 +373,8 @@ class ConsentType(FieldType):
         # A BooleanType instance: its parse reads the word lists of its own class.
         given = raw.get("given") if isinstance(raw, dict) else BooleanType().parse(raw, field, ctx)
         if not isinstance(given, bool):
-            raise FieldValueError("Must be true (consent given) or false (withdrawn or not given).")
+            raise FieldValueError(Message("consent.invalid",
+                                          "Must be true (consent given) or false (withdrawn or not given)."))
         return {"given": given}
 
     def to_json(self, value: Any) -> Any:
