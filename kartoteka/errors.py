@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from kartoteka.messages import Message
+
 
 class KartotekaError(Exception):
     """Base of every error the platform raises on purpose."""
@@ -38,7 +40,8 @@ class RecordValidationError(KartotekaError):
         # a form shows it as is instead of evaluating the input again.
         self.state = state
         count = sum(len(v) for v in self.errors.values())
-        super().__init__(detail or f"The record has {count} invalid value{'s' if count != 1 else ''}.")
+        super().__init__(detail or Message("record.invalid", "The record has {count} invalid value.",
+                                           plural="The record has {count} invalid values.", count=count))
 
 
 class BadRequest(KartotekaError):
@@ -55,8 +58,8 @@ class CsrfError(KartotekaError):
     title = "Form expired"
 
     def __init__(self) -> None:
-        super().__init__("The form has expired (security token missing or wrong). Reload the page and submit "
-                         "it again.")
+        super().__init__(Message("form.expired", "The form has expired (security token missing or wrong). Reload the "
+                                 "page and submit it again."))
 
 
 class NotFound(KartotekaError):

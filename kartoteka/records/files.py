@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
+from kartoteka.messages import Message
 from kartoteka.metadata.fieldtypes import file_ids
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.records.access import viewable_fields
@@ -44,17 +45,19 @@ def size_text(size: int) -> str:
     return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
 
 
-def accepted_type(field: FieldDef, name: str, content_type: str) -> str | None:
+def accepted_type(field: FieldDef, name: str, content_type: str) -> Message | None:
     """Why a file of this name and type may not go into `field` (its `accept` list), or None."""
     if field.accept and not any(content_type == a or name.lower().endswith(a) for a in field.accept):
-        return f"'{name}' is not an accepted file type (accepted: {', '.join(field.accept)})."
+        return Message("file.type_not_accepted", "'{name}' is not an accepted file type (accepted: {types}).",
+                       name=name, types=list(field.accept))
     return None
 
 
-def too_large(field: FieldDef, name: str, size: int) -> str | None:
+def too_large(field: FieldDef, name: str, size: int) -> Message | None:
     """Why a file of `size` bytes is too large for `field` (its `max_size`), or None."""
     if field.max_size is not None and size > field.max_size:
-        return f"'{name}' is larger than {size_text(field.max_size)}, the most this field takes."
+        return Message("file.too_large_for_field", "'{name}' is larger than {limit}, the most this field takes.",
+                       name=name, limit=size_text(field.max_size), limit_bytes=field.max_size)
     return None
 
 

@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kartoteka.messages import Message, message_of
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
 from kartoteka.metadata.fieldtypes import (
     FieldValueError,
@@ -19,10 +20,14 @@ from kartoteka.metadata.fieldtypes import (
     item_count_checks,
 )
 from kartoteka.metadata.model import EntityDef, FieldDef
+from kartoteka.metadata.types.structured import COMPUTED
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
 
 RECORD_ERRORS = "_record"
+UNKNOWN_FIELD = Message("unknown_field", "Unknown field.")
+FORBIDDEN = Message("field.forbidden", "You may not change this field.")
+READ_ONLY = Message("read_only", "Is read-only.")
 
 
 def is_empty(value: Any) -> bool:
@@ -82,7 +87,8 @@ def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool
         try:
             value = value_type.parse(item, field, ctx)
         except FieldValueError as exc:
-            problems.append(f"Value {position}: {exc}")
+            problems.extend(Message("list.item", "Value {position}: {message}", position=position, message=inner)
+                            for inner in exc.messages)
             continue
         if value is None:
             continue
@@ -92,7 +98,7 @@ def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool
             seen.add(key)
             values.append(value)
     if problems:
-        raise FieldValueError(" ".join(problems))
+        raise FieldValueError(*problems)
     return values or None
 
 
@@ -103,7 +109,7 @@ def coerce_result(field: FieldDef, value: Any) -> Any:
     try:
         return field.value_type.from_formula(value, field)
     except FieldValueError as exc:
-        raise EvaluationError(str(exc)) from None
+        raise EvaluationError(message_of(exc)) from None
 
 
 class Pipeline:
@@ -150,7 +156,8 @@ class Pipeline:
             try:
                 value = parse_value(field, raw, self.ctx, as_stored=refusal is not None)
             except FieldValueError as exc:
-                prepared.error(name, refusal or str(exc))
+                for message in [refusal] if refusal is not None else exc.messages:
+                    prepared.error(name, message)
                 continue
             stored_value = base.get(name)
             value = field.type.settle(value, stored_value, field, stamps[name in inferred])
@@ -177,22 +184,22 @@ class Pipeline:
         for name, message in formula_errors.items():
             prepared.error(name, message)
         self._constraints(prepared)
-        self._validations(prepared, evaluator, user.language, viewable, creating=stored is None, flagged=flagged)
+        self._validations(prepared, evaluator, viewable, creating=stored is None, flagged=flagged)
         prepared.hide_unseen(entity.fields.keys() - viewable)
         self._blank_formulas_over_errors(prepared)  # after hiding: only what the user is told counts
         for name in prepared.unknown:
-            prepared.errors[name] = ["Unknown field."]
+            prepared.errors[name] = [UNKNOWN_FIELD]
         return prepared
 
     @staticmethod
     def _refusal(field: FieldDef, editable: frozenset[str], locked: set[str]) -> str | None:
         """Why this user may not change this field now, or None."""
         if field.is_formula:
-            return "Is computed by a formula and cannot be set."
+            return COMPUTED
         if field.name not in editable:
-            return "You may not change this field."
+            return FORBIDDEN
         if field.read_only or field.name in locked:
-            return "Is read-only."
+            return READ_ONLY
         return None
 
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
@@ -213,7 +220,7 @@ class Pipeline:
             try:
                 value = coerce_result(field, evaluator.value(field.expr))
             except EvaluationError as exc:
-                errors[name] = f"Cannot be computed: {exc}."
+                errors[name] = Message("formula.failed", "Cannot be computed: {reason}.", reason=message_of(exc))
                 value = None
             if value != (stored or {}).get(name):
                 prepared.changed.add(name)
@@ -306,8 +313,8 @@ class Pipeline:
                 for message in item_count_checks(items, field):
                     prepared.error(name, message)
 
-    def _validations(self, prepared: Prepared, evaluator: Evaluator, language: str, viewable: frozenset[str],
-                     *, creating: bool, flagged: frozenset[str]) -> None:
+    def _validations(self, prepared: Prepared, evaluator: Evaluator, viewable: frozenset[str], *, creating: bool,
+                     flagged: frozenset[str]) -> None:
         for validation in self.entity.validations:
             inputs = validation.expr.names & self.entity.fields.keys()
             # On an update, a rule is checked when a field it reads changes: a deal whose close date
@@ -319,9 +326,11 @@ class Pipeline:
                 target = next(iter(inputs)) if len(inputs) == 1 else RECORD_ERRORS
             try:
                 ok = evaluator.value(validation.expr)
-                problem = None if ok is None or ok else validation.message.get(language)
+                problem = None if ok is None or ok else Message("validation.failed", "{label}",
+                                                                label=validation.message)
             except EvaluationError as exc:
-                problem = f"Validation '{validation.expr.source}' failed: {exc}."
+                problem = Message("validation.error", "Validation '{expr}' failed: {reason}.",
+                                  expr=validation.expr.source, reason=message_of(exc))
             if problem is None:
                 continue
             if not inputs <= viewable or (target != RECORD_ERRORS and target not in viewable):

@@ -12,6 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
+from kartoteka.messages import Message
 from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext, plain_title
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
@@ -89,7 +90,7 @@ class RecordService:
         """The entity called `name`, or NotFound."""
         entity = self.metadata.entities.get(name)
         if entity is None:
-            raise NotFound(f"There is no entity '{name}'.")
+            raise NotFound(Message("entity.not_found", "There is no entity '{name}'.", name=name))
         return entity
 
     def _row(self, connection: sa.Connection, entity: EntityDef, record_id: int, *, lock: bool = False,
@@ -98,7 +99,7 @@ class RecordService:
                  _SELECT_LIVE_LOCKED if lock and self.dialect == "postgresql" else _SELECT_LIVE)
         row = connection.execute(query, {"record_id": record_id, "entity": entity.name}).first()
         if row is None:
-            raise NotFound(f"There is no {entity.name} with id {record_id}.")
+            raise NotFound(_not_found(entity, record_id))
         return row
 
     def _visible_row(self, connection: sa.Connection, entity: EntityDef, record_id: int, user: Principal, *,
@@ -107,7 +108,7 @@ class RecordService:
         scope = require(self.metadata, user, entity, "read")
         row = self._row(connection, entity, record_id, lock=lock)
         if not in_scope(connection, scope, user, row.owner):
-            raise NotFound(f"There is no {entity.name} with id {record_id}.")
+            raise NotFound(_not_found(entity, record_id))
         return row
 
     def _require_in_scope(self, conn: sa.Connection, entity: EntityDef, row: sa.Row[Any], user: Principal,
@@ -115,9 +116,13 @@ class RecordService:
         """The user's scope for changing `row`; PermissionDenied when the record lies outside it."""
         scope = require(self.metadata, user, entity, action)
         if not in_scope(conn, scope, user, row.owner):
-            verb = "change" if action == "update" else "delete"
-            raise PermissionDenied(f"You may open {entity.label.get(user.language)} #{row.id} but not {verb} it: "
-                                   "it is assigned to someone outside your scope.")
+            if action == "update":
+                raise PermissionDenied(Message(
+                    "record.update_out_of_scope", "You may open {what} #{id} but not change it: it is assigned to "
+                    "someone outside your scope.", what=entity.label, id=row.id))
+            raise PermissionDenied(Message(
+                "record.delete_out_of_scope", "You may open {what} #{id} but not delete it: it is assigned to "
+                "someone outside your scope.", what=entity.label, id=row.id))
         return scope
 
     def typed_values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,8 +229,9 @@ class RecordService:
             scope = self._require_in_scope(conn, entity, row, user, "update")
             if expected_version is not None and row.version != expected_version:
                 raise Conflict(
-                    f"{entity.label} #{record_id} was changed by someone else (version {row.version}, "
-                    f"you edited version {expected_version}). Reload it and apply your change again.",
+                    Message("record.stale", "{what} #{id} was changed by someone else (version {version}, you edited "
+                            "version {edited}). Reload it and apply your change again.", what=entity.label,
+                            id=record_id, version=row.version, edited=expected_version),
                     current_version=row.version,
                 )
             stored = self._values(entity, row.data)
@@ -247,7 +253,8 @@ class RecordService:
                 "new_version": row.version + 1, "new_updated_at": now, "new_updated_by": user.id, "new_flags": flags,
             }).first()
             if result is None:
-                raise Conflict(f"{entity.label} #{record_id} was changed while saving. Reload it and try again.")
+                raise Conflict(Message("record.changed_while_saving", "{what} #{id} was changed while saving. "
+                                       "Reload it and try again.", what=entity.label, id=record_id))
             self._sync_links(conn, entity, record_id, prepared.values, stored)
             sync_file_links(conn, entity, record_id, prepared.values, stored, now)
             self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
@@ -264,8 +271,9 @@ class RecordService:
             row = self._visible_row(conn, entity, record_id, user, lock=True)
             self._require_in_scope(conn, entity, row, user, "delete")
             if expected_version is not None and row.version != expected_version:
-                raise Conflict(f"{entity.label} #{record_id} was changed by someone else; reload it first.",
-                               current_version=row.version)
+                raise Conflict(Message("record.stale_delete",
+                                       "{what} #{id} was changed by someone else; reload it first.",
+                                       what=entity.label, id=record_id), current_version=row.version)
             stored = self._values(entity, row.data)
             # The version guard makes a delete lose to a save that landed after the read (SQLite takes no row lock).
             deleted = conn.execute(
@@ -274,7 +282,8 @@ class RecordService:
                 .values(deleted_at=now, version=row.version + 1, updated_at=now, updated_by=user.id)
             )
             if deleted.rowcount != 1:
-                raise Conflict(f"{entity.label} #{record_id} was changed while deleting; reload it first.")
+                raise Conflict(Message("record.changed_while_deleting", "{what} #{id} was changed while deleting; "
+                                       "reload it first.", what=entity.label, id=record_id))
             self._notify(conn, Change("deleted", entity, record_id, stored, None, frozenset(), user))
 
     def validate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
@@ -391,8 +400,8 @@ class RecordService:
         for name, (plan, _field) in planned_indexes(self.metadata).items():
             if name in message:
                 entity = self.metadata.entities[plan.entity]
-                return RecordValidationError({plan.field: [f"Must be unique: another {entity.label} already "
-                                                           "has this value."]})
+                return RecordValidationError({plan.field: [Message(
+                    "unique.race", "Must be unique: another {what} already has this value.", what=entity.label)]})
         return exc
 
     @staticmethod
@@ -458,7 +467,7 @@ class RecordService:
                 prepared.values[name] = self._resolve_files(conn, entity, field, items, name, prepared, record_id,
                                                           user)
 
-    def _unique_message(self, conn: sa.Connection, entity: EntityDef, other: int, user: Principal) -> str:
+    def _unique_message(self, conn: sa.Connection, entity: EntityDef, other: int, user: Principal) -> Message:
         """Why a unique value is refused: the record holding it by its title, if the user may read it.
 
         A record outside the user's read scope does not exist for them: they learn only that the value
@@ -468,8 +477,9 @@ class RecordService:
         title = None if readable is None else conn.execute(
             sa.select(records.c.title).where(records.c.id == other, *readable)).scalar()
         if title is None:
-            return "Must be unique: this value is already used."
-        return f"Must be unique: {entity.label} #{other} '{title}' already has this value."
+            return Message("unique.hidden", "Must be unique: this value is already used.")
+        return Message("unique", "Must be unique: {what} #{id} '{title}' already has this value.", what=entity.label,
+                       id=other, title=title)
 
     def _check_references(self, conn: sa.Connection, target: str, ids: Iterable[int], name: str,
                           prepared: Prepared, user: Principal) -> None:
@@ -481,7 +491,8 @@ class RecordService:
             conn.execute(sa.select(records.c.id).where(records.c.id.in_(wanted), *readable)).scalars())
         for missing in sorted(wanted - found):
             label = self.metadata.entities[target].label if target in self.metadata.entities else target
-            prepared.error(name, f"There is no {label} with id {missing}.")
+            prepared.error(name, Message("reference.missing", "There is no {what} with id {id}.", what=label,
+                                         id=missing))
 
     def _check_owner(self, conn: sa.Connection, owner: int, scope: str, user: Principal,
                      prepared: Prepared) -> None:
@@ -493,7 +504,7 @@ class RecordService:
     def _check_user(self, conn: sa.Connection, user_id: int, name: str, prepared: Prepared) -> None:
         exists = conn.execute(sa.select(users.c.id).where(users.c.id == user_id, users.c.is_active)).scalar()
         if exists is None:
-            prepared.error(name, f"There is no active user with id {user_id}.")
+            prepared.error(name, Message("user.missing", "There is no active user with id {id}.", id=user_id))
 
     def _resolve_files(self, conn: sa.Connection, entity: EntityDef, field: FieldDef, items: list[dict[str, Any]],
                        name: str, prepared: Prepared, record_id: int | None, user: Principal) -> Any:
@@ -513,7 +524,7 @@ class RecordService:
             row = conn.execute(sa.select(files).where(files.c.id == item["id"])).first() \
                 if item["id"] in allowed else None
             if row is None:
-                prepared.error(name, f"There is no uploaded file with id {item['id']}.")
+                prepared.error(name, Message("file.missing", "There is no uploaded file with id {id}.", id=item["id"]))
                 continue
             for problem in (too_large(field, row.name, row.size), accepted_type(field, row.name, row.content_type)):
                 if problem is not None:
@@ -604,6 +615,11 @@ class RecordService:
                 if source is not None and row.field in viewable_fields(source, user):
                     result.setdefault((row.source_entity, row.field), []).append(row.source_id)
         return result
+
+
+def _not_found(entity: EntityDef, record_id: int) -> Message:
+    """A record that does not exist, or that the user may not read (which is the same to them)."""
+    return Message("record.not_found", "There is no {what} with id {id}.", what=entity.label, id=record_id)
 
 
 def attention(entity: EntityDef, flags: Any, visible: frozenset[str], language: str) -> tuple[Attention, ...]:
