@@ -40,8 +40,8 @@ class RecordValidationError(KartotekaError):
         # a form shows it as is instead of evaluating the input again.
         self.state = state
         count = sum(len(v) for v in self.errors.values())
-        super().__init__(detail or Message("record.invalid", "The record has {count} invalid value.",
-                                           plural="The record has {count} invalid values.", count=count))
+        super().__init__(detail or Message.counted("record.invalid", "The record has {count} invalid value.",
+                                                   "The record has {count} invalid values.", count=count))
 
 
 class BadRequest(KartotekaError):

@@ -111,10 +111,10 @@ def require_room(conn: sa.Connection, user_id: int, usage: UploadUsage, limits: 
     """
     lifetime = _duration(limits.pending_lifetime)
     if limits.pending_files and usage.pending_files >= limits.pending_files:
-        raise PendingUploadsFull(Message(
+        raise PendingUploadsFull(Message.counted(
             "uploads.too_many", "You have {count} upload that no record holds yet, the most one user may have. Save "
             "the cards they were uploaded for; uploads no record holds are removed {lifetime} after upload.",
-            plural="You have {count} uploads that no record holds yet, the most one user may have. Save the cards "
+            "You have {count} uploads that no record holds yet, the most one user may have. Save the cards "
             "they were uploaded for; uploads no record holds are removed {lifetime} after upload.",
             count=usage.pending_files, limit=limits.pending_files, lifetime=lifetime),
             _retry_after(conn, user_id, now, limits))
@@ -142,8 +142,8 @@ def _duration(lifetime: timedelta) -> Message:
     if minutes == 24 * 60:
         return Message("duration.day", "a day")
     if minutes % 60:
-        return Message("duration.minutes", "{count} minute", plural="{count} minutes", count=minutes)
-    return Message("duration.hours", "{count} hour", plural="{count} hours", count=minutes // 60)
+        return Message.counted("duration.minutes", "{count} minute", "{count} minutes", count=minutes)
+    return Message.counted("duration.hours", "{count} hour", "{count} hours", count=minutes // 60)
 
 
 def _retry_after(conn: sa.Connection, user_id: int, now: datetime, limits: UploadLimits) -> int:
