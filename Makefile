@@ -33,7 +33,7 @@ translations: install
 	$(BIN)/pybabel -q extract -F babel.cfg $(EXTRACT_KEYWORDS) --add-location=file --sort-output --no-wrap \
 		--project=Kartoteka -o build/messages.pot .
 	$(BIN)/pybabel -q update -D messages -i build/messages.pot -d kartoteka/translations --no-wrap \
-		--ignore-obsolete --ignore-pot-creation-date --init-missing
+		--ignore-obsolete --ignore-pot-creation-date
 
 # htmx and Pico from the npm registry, exactly as package-lock.json pins them (never committed).
 $(NODE_STAMP): package.json package-lock.json
