@@ -10,6 +10,7 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 from werkzeug.datastructures import MultiDict
 
+from kartoteka.errors import RecordValidationError
 from kartoteka.records.model import SYSTEM, ListQuery
 from kartoteka.users import start_session
 
@@ -487,18 +488,32 @@ def test_a_reference_typed_by_its_exact_name_needs_no_suggestion(client, service
     assert "Typed" in listed and "1 records" in listed
 
 
-@pytest.mark.parametrize(("english", "russian"), [
-    ("Required.", "Обязательное поле."),
-    ("'12abc' is not a number.", "«12abc» — не число."),
-    ("Value 2: 'x@' is not a valid e-mail address.", "Значение 2: «x@» — неверный адрес электронной почты."),
-    ("Must have at most 2 digits after the decimal point.", "Не больше 2 знаков после запятой."),
-    ("An unknown message stays as it is.", "An unknown message stays as it is."),
+@pytest.mark.parametrize(("entity", "field", "raw", "english", "russian"), [
+    ("deal", "name", "", "Required.", "Обязательное поле."),
+    ("deal", "amount", "12abc", "'12abc' is not a number.", "«12abc» — не число."),
+    ("contact", "emails", ["a@example.com", "x@"], "Value 2: 'x@' is not a valid e-mail address.",
+     "Значение 2: «x@» — неверный адрес электронной почты."),
+    ("deal", "amount", "1.555", "Must have at most 2 digits after the decimal point.",
+     "Не больше 2 знаков после запятой."),
+    ("deal", "amount", "-1500.50", "Must be at least 0.", "Не меньше 0."),  # was "0.00"
+    ("deal", "probability", "150", "Must be at most 100.", "Не больше 100."),
 ])
-def test_service_messages_read_in_russian(english, russian):
-    from kartoteka.web.i18n import translate
+def test_service_messages_read_in_russian(service, entity, field, raw, english, russian):
+    """A refusal of the record service is a Message: English as text, Russian from the catalogue by its code."""
+    from kartoteka.i18n import translate
 
-    assert translate("ru", english) == russian
-    assert translate("en", english) == english
+    values = {"deal": {"name": "Deal"}, "contact": {"first_name": "Anna", "last_name": "Lee"}}[entity]
+    with pytest.raises(RecordValidationError) as refused:
+        service.create(entity, {**values, field: raw}, SYSTEM)
+    (message,) = refused.value.errors[field]
+    assert message == english and translate("en", message) == english
+    assert translate("ru", message) == russian
+
+
+def test_a_text_without_a_translation_stays_as_it_is():
+    from kartoteka.i18n import translate
+
+    assert translate("ru", "An unknown message stays as it is.") == "An unknown message stays as it is."
 
 
 def test_form_errors_in_the_users_language(client, make_user, company):
