@@ -525,6 +525,34 @@ def test_form_errors_in_the_users_language(client, make_user, company):
     assert re.search(r'id="e-name"[^>]*>Обязательное поле\.<', page)
 
 
+@pytest.mark.parametrize(("language", "typed", "stored", "shown"), [
+    ("ru", "10 000 000,50", "10000000.50", "10\u00a0000\u00a0000,50"),
+    ("ru", "1500.5", "1500.50", "1\u00a0500,50"),  # a dot typed by a Russian reader is a decimal point
+    ("en", "1,500,000.50", "1500000.50", "1,500,000.50"),
+    ("en", "1500", "1500.00", "1,500.00"),
+])
+def test_edit_forms_take_and_show_numbers_as_the_readers_language_writes_them(
+        client, service, make_user, company, language, typed, stored, shown):
+    rep, _ = make_user("rep", ["sales"], "sales", language=language)
+    sign_in(client, rep)
+    created = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Typed amount", "amount": typed,
+                                                   "company": str(company.id)})
+    assert created.status_code == 302, text_of(created)
+    deal_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    assert str(service.get("deal", deal_id, SYSTEM)["amount"]) == stored
+    form = text_of(client.get(f"/cards/deal/{deal_id}/edit"))
+    assert re.search(r'<input type="text" inputmode="decimal" id="f-amount" name="amount"[^>]* value="'
+                     + re.escape(shown) + '"', form)
+
+
+def test_an_english_number_grouped_unclearly_is_refused_with_what_it_could_mean(client, make_user, company):
+    rep, _ = make_user("rep", ["sales"], "sales", language="en")
+    sign_in(client, rep)
+    page = text_of(client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Unclear", "amount": "1,5",
+                                                        "company": str(company.id)}))
+    assert re.search(r'id="e-amount"[^>]*>\'1,5\' is unclear: did you mean 15 or 1.5\?<', page)
+
+
 def test_a_crafted_owner_outside_the_scope_is_refused(client, service, make_user, company):
     rep, _ = make_user("rep", ["sales"], "sales")
     other, _ = make_user("other", ["sales"], "sales")

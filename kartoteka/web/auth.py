@@ -391,7 +391,8 @@ def _parsed(entity: Any, base: Any, fields: list[tuple[str, str]]) -> tuple[dict
     try:
         texts = MultiDict([(k, v) for k, values in base.items() for v in values])
         loaded = form_values(entity, texts, MultiDict(), set(base), resolve=resolve).values
-        now = form_values(entity, MultiDict(fields), MultiDict(), set(base), resolve=resolve).values
+        now = form_values(entity, MultiDict(fields), MultiDict(), set(base), resolve=resolve,
+                          language=g.language).values
     except (ValueError, TypeError, AttributeError, KartotekaError):
         return None  # not a snapshot this card's form made: compare the texts
     return loaded, now

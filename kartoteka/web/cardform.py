@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -147,18 +146,18 @@ class CardForm:
         """The input's text: what the user typed when the form comes back, else the value for an input."""
         if self.submitted is not None and name in self.submitted and name not in self._computed():
             return self.submitted.get(name, "")
-        text = input_text(self.entity.fields[name], self.value(name), self.reference_labels or self.reference_titles)
-        if self.language == "ru" and isinstance(self.value(name), Decimal):
-            return text.replace(".", ",")  # "1500,50" as Russian users write it; the parser reads both
-        return text
+        field = self.entity.fields[name]
+        titles = self.reference_labels or self.reference_titles
+        return field.value_type.localized_input_text(self.value(name), field, titles, self.language)
 
     def texts(self, name: str) -> list[str]:
         """The texts of a field with several values (phones, e-mails, references)."""
         if self.submitted is not None and name in self.submitted:
             return [v for v in self.submitted.getlist(name) if v.strip()]
         value = self.value(name) or []
+        field = self.entity.fields[name]
         labels = self.reference_labels or self.reference_titles
-        return [input_text(self.entity.fields[name], v, labels) for v in value]
+        return [field.value_type.localized_input_text(v, field, labels, self.language) for v in value]
 
     def chosen(self, name: str) -> set[str]:
         """Chosen options of a multiselect (or a select)."""
@@ -222,8 +221,3 @@ def _items(value: Any) -> list[Mapping[str, Any]]:
     """The items of a file field's value (one file or a list of them) that are mappings."""
     values = value if isinstance(value, list) else [value]
     return [v for v in values if isinstance(v, Mapping)]
-
-
-def input_text(field_def: FieldDef, value: Any, titles: Mapping[int, str]) -> str:
-    """One value as an HTML input holds it (ISO dates, plain decimals, a record's picker text)."""
-    return field_def.value_type.input_text(value, field_def, titles)

@@ -129,7 +129,7 @@ def _inferable(entity: EntityDef) -> set[str]:
 def _submitted(entity: EntityDef, *, with_files: bool = True, record_id: int | None = None) -> FormInput:
     return form_values(entity, request.form, request.files if with_files else MultiDict(), _inferable(entity),
                        _saver(entity, record_id) if with_files else None, _resolver(),
-                       viewable_fields(entity, current_user()))
+                       viewable_fields(entity, current_user()), g.language)
 
 
 def _resolver() -> Any:

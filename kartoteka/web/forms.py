@@ -31,7 +31,8 @@ class FormInput:
 
 def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[str, FileStorage],
                 inferable: Collection[str], save_file: FileSaver | None = None,
-                resolve: TitleResolver | None = None, viewable: Collection[str] | None = None) -> FormInput:
+                resolve: TitleResolver | None = None, viewable: Collection[str] | None = None,
+                language: str = "en") -> FormInput:
     """Values of every field the form sent (or rendered, for unticked boxes), and form-level errors.
 
     An unticked checkbox sends nothing, so `_present` names the fields the page rendered; their
@@ -41,7 +42,7 @@ def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[s
     like names no card has: an answer that differed would tell which hidden fields exist.
     """
     present = set(form.getlist("_present")) & set(inferable)
-    context = FormContext(files, save_file, resolve)
+    context = FormContext(files, save_file, resolve, language)
     values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
     inferred: set[str] = set()

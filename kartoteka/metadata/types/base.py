@@ -9,6 +9,8 @@ from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
+from babel.numbers import NumberFormatError, format_decimal, parse_decimal
+
 from kartoteka.messages import Message
 
 if TYPE_CHECKING:
@@ -114,6 +116,7 @@ class FormContext:
     files: PostedForm | None = None
     save_file: FileSaver | None = None
     resolve: TitleResolver | None = None
+    language: str = "en"  # the reader's: numbers and dates are typed as their language writes them
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,14 @@ class FieldType:
             return "true" if value else "false"
         return str(value)
 
+    def localized_input_text(self, value: Any, field: FieldDef, titles: Mapping[int, str], language: str) -> str:
+        """One value as an input shows it to a reader of `language` (by default as `input_text`)."""
+        return self.input_text(value, field, titles)
+
+    def typed_text(self, text: str, field: FieldDef, language: str) -> str:
+        """Text a reader of `language` typed, as `parse` reads it (by default as typed); FieldValueError if unclear."""
+        return text
+
     def form_texts(self, value: Any, field: FieldDef) -> list[str]:
         """What the form posts for a value (under the field's name), as texts: the edit's starting point."""
         if field.multiple:
@@ -286,8 +297,9 @@ class FieldType:
     def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
         """The raw value of the field in a posted form (ValueError: a message next to the field)."""
         if field.multiple:
-            return [v for v in form.getlist(field.name) if v.strip()]
-        return form.get(field.name)
+            return [self.typed_text(v, field, context.language) for v in form.getlist(field.name) if v.strip()]
+        text = form.get(field.name)
+        return self.typed_text(text, field, context.language) if isinstance(text, str) else text
 
     def filter_choices(self, field: FieldDef, out: Display) -> tuple[tuple[str, str], ...]:
         """(value, text) pairs an "options" filter offers."""
@@ -415,6 +427,43 @@ def bounds_checks(value: Any, field: FieldDef) -> list[str]:
 
 
 _NUMBER_SPACES = re.compile(r"[\s\u00a0\u202f']")
+
+
+def grouped_number(value: Decimal, language: str) -> str:
+    """A number as `language` writes it in an input, every stored digit kept: '10 000 000,00', '10,000,000.00'."""
+    places = max(0, -int(value.as_tuple().exponent))
+    pattern = "#,##0." + "0" * places if places else "#,##0"
+    return format_decimal(value, format=pattern, locale=language, decimal_quantization=False)
+
+
+# Russian groups digits with a no-break space; people type a plain or a narrow one as well.
+_RUSSIAN_GROUP_SPACES = re.compile("[ \u202f]")
+
+
+def typed_number(text: str, language: str) -> str:
+    """A number typed as `language` writes it ('1 500,50', '1,500.50') as plain digits ('1500.50').
+
+    Text that is no number in that language is returned as typed, for `parse` to refuse with its message (or to
+    read: '1500.50' typed by a Russian reader); grouping that fits no reading ('1,5' in English) is refused here
+    with what it could mean, rather than read as 15 or 1.5 by guess.
+    """
+    candidate = text.strip()
+    if not candidate:
+        return text
+    if language == "ru":
+        candidate = _RUSSIAN_GROUP_SPACES.sub("\u00a0", candidate)
+    try:
+        number = parse_decimal(candidate, locale=language, strict=True)
+    except NumberFormatError as error:
+        suggestions = error.suggestions or []
+        if suggestions:
+            choices = Message("list.or", "{first} or {second}", first=suggestions[0], second=suggestions[-1])
+            raise FieldValueError(Message("number.grouping", "'{text}' is unclear: did you mean {choices}?",
+                                          text=text[:40], choices=choices)) from None
+        return text
+    except (ValueError, ArithmeticError):
+        return text
+    return format(number, "f") if number.is_finite() else text
 
 
 def number_text(raw: str) -> str:

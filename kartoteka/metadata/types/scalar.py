@@ -40,11 +40,13 @@ from kartoteka.metadata.types.base import (
     blank,
     bounds_checks,
     formula_type_message,
+    grouped_number,
     json_type,
     length_checks,
     number_text,
     numeric,
     require_str,
+    typed_number,
     unstorable,
 )
 
@@ -378,6 +380,14 @@ class DecimalType(NumberType):
 
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.number(value, self.places(field)) if numeric(value) else str(value)
+
+    def localized_input_text(self, value: Any, field: FieldDef, titles: Mapping[int, str], language: str) -> str:
+        if not isinstance(value, Decimal) or not value.is_finite() or value.adjusted() > MAX_DECIMAL_DIGITS:
+            return self.input_text(value, field, titles)
+        return grouped_number(value, language)
+
+    def typed_text(self, text: str, field: FieldDef, language: str) -> str:
+        return typed_number(text, language)
 
     def sum_places(self, field: FieldDef) -> int | None:
         return self.places(field)
