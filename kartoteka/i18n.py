@@ -11,22 +11,27 @@ Accept-Language; the API speaks Accept-Language alone (kartoteka.web.auth and ka
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
-from babel.support import NullTranslations, Translations
 from flask import Flask, g, has_request_context, request
 from flask_babel import Babel, get_translations, refresh
 
-from kartoteka.messages import localize
+from kartoteka.messages import (
+    DEFAULT_LANGUAGE,
+    DOMAIN,
+    LANGUAGES,
+    TRANSLATIONS_DIR,
+    Message,
+    catalogue,
+    localize,
+    translate,
+)
 
-LANGUAGES = ("en", "ru")
-DEFAULT_LANGUAGE = "en"
-TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
-DOMAIN = "messages"
+__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "babel", "current_language", "init_i18n", "localized", "pick_language",
+           "refresh_language", "t", "tn", "translate"]
 
 babel = Babel()
 
@@ -78,8 +83,8 @@ def compile_catalogues(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
 
 def init_i18n(app: Flask) -> None:
     """Flask-Babel for `app`; catalogues compiled first when a checkout's `.po` is newer than its `.mo`."""
-    if any(TRANSLATIONS_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po")):
-        compile_catalogues()
+    if any(TRANSLATIONS_DIR.glob(f"*/LC_MESSAGES/{DOMAIN}.po")) and compile_catalogues():
+        catalogue.cache_clear()  # a catalogue read before this compilation is stale
     missing = [language for language in LANGUAGES if language != DEFAULT_LANGUAGE
                and not (TRANSLATIONS_DIR / language / "LC_MESSAGES" / f"{DOMAIN}.mo").is_file()]
     if missing:
@@ -90,31 +95,12 @@ def init_i18n(app: Flask) -> None:
     app.jinja_env.globals.update(t=t, tn=tn, languages=LANGUAGES)
 
 
-@lru_cache(maxsize=len(LANGUAGES))
-def translations_for(language: str) -> NullTranslations:
-    """The catalogue of `language` outside a request's own (English: none)."""
-    if language not in LANGUAGES or language == DEFAULT_LANGUAGE:
-        return NullTranslations()
-    return Translations.load(str(TRANSLATIONS_DIR), [language], DOMAIN)
-
-
-def translate(language: str, message: str, **values: Any) -> str:
-    """`message` (an English text or a Message) in `language`, {placeholders} filled in."""
-    if not isinstance(message, str) or not message:
-        return message
-    translations = translations_for(language)
-    if hasattr(message, "code"):
-        return localize(message, translations, language)
-    text = translations.gettext(message)
-    return text.format(**values) if values else text
-
-
 def t(message: str, **values: Any) -> str:
     """`message` (an English text or a Message) in the request's language, {placeholders} filled in."""
     translations = get_translations()
     if not isinstance(message, str) or not message:
         return message
-    if hasattr(message, "code"):
+    if isinstance(message, Message):
         return localize(message, translations, current_language())
     text = translations.gettext(message)
     return text.format(**values) if values else text

@@ -14,9 +14,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["N_", "Message", "Translations", "json_params", "localize", "message_of"]
+__all__ = ["LANGUAGES", "N_", "Message", "Translations", "catalogue", "json_params", "localize", "message_of",
+           "translate"]
+
+LANGUAGES = ("en", "ru")
+DEFAULT_LANGUAGE = "en"
+TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
+DOMAIN = "messages"
 
 
 def N_(template: str) -> str:
@@ -161,6 +169,27 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, date | datetime):
         return value.isoformat()
     return _english(value)
+
+
+@lru_cache(maxsize=len(LANGUAGES))
+def catalogue(language: str) -> Translations:
+    """The compiled gettext catalogue of `language` (English, and any language without one: the texts as they are)."""
+    from babel.support import NullTranslations
+    from babel.support import Translations as BabelTranslations
+
+    if language not in LANGUAGES or language == DEFAULT_LANGUAGE:
+        return NullTranslations()
+    return BabelTranslations.load(str(TRANSLATIONS_DIR), [language], DOMAIN)
+
+
+def translate(language: str, message: str, **values: Any) -> str:
+    """`message` (a Message, or an English text with {placeholders} filled from `values`) in `language`."""
+    if not isinstance(message, str) or not message:
+        return message
+    if isinstance(message, Message):
+        return localize(message, catalogue(language), language)
+    text = catalogue(language).gettext(message)
+    return text.format(**values) if values else text
 
 
 def message_code(message: str) -> str:

@@ -9,10 +9,10 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
+from kartoteka.messages import translate
 from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
 from kartoteka.records.model import FormState, Principal, Record
 from kartoteka.web.formatting import format_value
-from kartoteka.web.i18n import translate
 
 
 def widget_for(field_def: FieldDef) -> str:

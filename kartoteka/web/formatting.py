@@ -280,7 +280,7 @@ class ValueDisplay:
         return _name(self.record_titles, record_id)
 
     def text(self, message: str, **values: Any) -> str:
-        from kartoteka.web.i18n import translate
+        from kartoteka.messages import translate
 
         return translate(_lang(self.language), message, **values)
 
