@@ -192,6 +192,64 @@ def translate(language: str, message: str, **values: Any) -> str:
     return text.format(**values) if values else text
 
 
+class StoredLabel:
+    """A metadata Label read back from a stored message: its texts by language."""
+
+    def __init__(self, texts: Mapping[str, str]) -> None:
+        self.texts = dict(texts)
+
+    def get(self, language: str = "en") -> str:
+        """The text in `language`, else English, else any."""
+        return self.texts.get(language) or self.texts.get("en") or next(iter(self.texts.values()), "")
+
+    def __str__(self) -> str:
+        return self.get()
+
+
+def stored_message(message: str) -> dict[str, Any]:
+    """A message as JSON to store (a record's flags): code, template and parameters, nested messages too."""
+    if not isinstance(message, Message):
+        return {"message": str(message)}
+    stored: dict[str, Any] = {"message": str(message), "code": message.code, "template": message.template,
+                              "params": {key: _stored_param(value) for key, value in message.params.items()}}
+    if message.plural is not None:
+        stored["plural"] = message.plural
+    return stored
+
+
+def _stored_param(value: Any) -> Any:
+    if isinstance(value, Message):
+        return {"message": stored_message(value)}
+    if hasattr(value, "texts") and isinstance(getattr(value, "texts", None), Mapping):
+        return {"label": dict(value.texts)}
+    if isinstance(value, list | tuple):
+        return [_stored_param(v) for v in value]
+    return _json_value(value)
+
+
+def message_from_stored(stored: Mapping[str, Any]) -> str:
+    """The message `stored_message` stored (a Message again when it has its code and template; else its text)."""
+    code, template, text = stored.get("code"), stored.get("template"), stored.get("message")
+    params = stored.get("params")
+    if isinstance(code, str) and isinstance(template, str) and isinstance(params, Mapping):
+        plural = stored.get("plural") if isinstance(stored.get("plural"), str) else None
+        try:
+            return Message(code, template, plural, **{str(k): _param_from_stored(v) for k, v in params.items()})
+        except (KeyError, IndexError, ValueError, TypeError):  # a template and parameters that no longer fit
+            pass
+    return text if isinstance(text, str) else ""
+
+
+def _param_from_stored(value: Any) -> Any:
+    if isinstance(value, Mapping) and isinstance(value.get("message"), Mapping):
+        return message_from_stored(value["message"])
+    if isinstance(value, Mapping) and isinstance(value.get("label"), Mapping):
+        return StoredLabel(value["label"])
+    if isinstance(value, list):
+        return [_param_from_stored(v) for v in value]
+    return value
+
+
 def message_code(message: str) -> str:
     """The code of a message; 'message' for a text that carries none."""
     return message.code if isinstance(message, Message) else "message"

@@ -254,7 +254,9 @@ def test_a_check_on_hidden_fields_never_refuses_and_flags_the_record_for_those_w
     assert "needs_attention" not in client.get(url, headers=sales).get_json()
     # Whoever can see the fields sees the flag, and their next save must fix it.
     seen = client.get(url, headers=admin).get_json()
-    assert seen["needs_attention"] == [{"field": None, "message": "A cheap deal cannot have a margin of 50% or more"}]
+    cheap = "A cheap deal cannot have a margin of 50% or more"
+    assert seen["needs_attention"] == [{"field": None, "code": "validation.failed", "message": cheap,
+                                        "params": {"label": cheap}}]
     body = _problem(client.patch(url, json={"name": "Quiet deal", "version": 2}, headers=admin), 422)
     assert body["errors"] == {"_record": ["A cheap deal cannot have a margin of 50% or more"]}
     fixed = client.patch(url, json={"margin": 10, "version": 2}, headers=admin)

@@ -224,8 +224,10 @@ def test_a_flag_left_by_a_blind_save_shows_only_to_those_who_see_the_fields(serv
     assert "Needs attention" not in client.get(f"/cards/deal/{deal.id}").get_data(as_text=True)
     assert "attention-mark" not in client.get("/cards/deal/").get_data(as_text=True)
     flagged = client.get(url, headers=money_headers).get_json()
-    assert flagged["needs_attention"] == [{"field": "cost", "message": "The cost is more than three times the "
-                                                                      "amount; check the numbers."}]
+    assert flagged["needs_attention"] == [{"field": "cost", "code": "validation.failed",
+                                           "message": "The cost is more than three times the amount; check the "
+                                                      "numbers.", "params": {"label": "The cost is more than three "
+                                                                            "times the amount; check the numbers."}}]
     sign_in(client, money)
     card = client.get(f"/cards/deal/{deal.id}").get_data(as_text=True)
     assert "Needs attention" in card and "The cost is more than three times the amount" in card

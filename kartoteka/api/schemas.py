@@ -9,7 +9,8 @@ from typing import Any
 from marshmallow import RAISE, Schema, fields
 
 from kartoteka.errors import RecordValidationError
-from kartoteka.messages import Message, message_of
+from kartoteka.i18n import localized
+from kartoteka.messages import Message, json_params, message_code, message_of
 from kartoteka.metadata.fieldtypes import FieldValueError, parse_id
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.model import Record
@@ -63,7 +64,9 @@ def dump_record(schema: Schema, record: Record) -> dict[str, Any]:
             "created_by": record.created_by, "updated_by": record.updated_by, **record.values}
     dumped = schema.dump(flat)
     if record.attention:  # problems someone who could not see them left behind, for those who can
-        dumped["needs_attention"] = [{"field": a.field, "message": a.message} for a in record.attention]
+        dumped["needs_attention"] = [{"field": a.field, "code": message_code(a.message),
+                                      "message": localized(a.message), "params": json_params(a.message)}
+                                     for a in record.attention]
     return dumped
 
 

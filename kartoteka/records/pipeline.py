@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kartoteka.messages import Message, message_of
+from kartoteka.messages import Message, message_of, stored_message
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
 from kartoteka.metadata.fieldtypes import (
     FieldValueError,
@@ -65,7 +65,7 @@ class Prepared:
         """Move messages about the `hidden` fields (those the user may not view) out of `errors`, into `unseen`."""
         for name in [n for n in self.errors if n in hidden and n not in self.unknown]:
             for message in self.errors.pop(name):
-                self.unseen.append({"field": name, "message": message})
+                self.unseen.append({"field": name, **stored_message(message)})
 
 
 def parse_value(field: FieldDef, raw: Any, ctx: ParseContext, *, as_stored: bool = False) -> Any:

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
-from kartoteka.messages import Message
+from kartoteka.messages import Message, message_from_stored
 from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext, plain_title
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
@@ -158,7 +158,7 @@ class RecordService:
             values={n: v for n, v in all_values.items() if n in visible},
             owner=row.owner, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
             created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
-            attention=attention(entity, row.flags, visible, user.language),
+            attention=attention(entity, row.flags, visible),
         )
 
     def readable_file(self, file_id: str, user: Principal) -> bool:
@@ -622,8 +622,8 @@ def _not_found(entity: EntityDef, record_id: int) -> Message:
     return Message("record.not_found", "There is no {what} with id {id}.", what=entity.label, id=record_id)
 
 
-def attention(entity: EntityDef, flags: Any, visible: frozenset[str], language: str) -> tuple[Attention, ...]:
-    """The record's flags that a reader who sees `visible` may know of, with their messages."""
+def attention(entity: EntityDef, flags: Any, visible: frozenset[str]) -> tuple[Attention, ...]:
+    """The record's flags that a reader who sees `visible` may know of, with their messages (by code)."""
     if not flags:
         return ()
     checks = {v.key: v for v in entity.validations}
@@ -637,9 +637,9 @@ def attention(entity: EntityDef, flags: Any, visible: frozenset[str], language: 
             check = checks.get(flag["check"])
             if check is None or not (check.expr.names & entity.fields.keys()) <= visible:
                 continue  # a check the metadata no longer has, or one over fields this reader cannot see
-            found.append(Attention(field, check.message.get(language)))
+            found.append(Attention(field, Message("validation.failed", "{label}", label=check.message)))
         elif field is not None and isinstance(flag.get("message"), str):
-            found.append(Attention(field, flag["message"]))
+            found.append(Attention(field, message_from_stored(flag)))
     return tuple(found)
 
 
