@@ -64,7 +64,7 @@ class Message(str):
 
     @classmethod
     def counted(cls, code: str, singular: str, plural: str, /, count: int, **params: Any) -> Message:
-        """A message with a count: `Message.counted("x", "{count} file", "{count} files", count=n)`."""
+        """A message with a count: `Message.counted(code, "{count} file", "{count} files", count=n)`."""
         return cls(code, singular, plural, count=count, **params)
 
     def __repr__(self) -> str:

@@ -97,3 +97,15 @@ def test_translations_name_only_placeholders_their_text_fills(language):
 def test_the_russian_catalogue_uses_the_three_plural_forms():
     header = (TRANSLATIONS_DIR / "ru" / "LC_MESSAGES" / "messages.po").read_text(encoding="utf-8")
     assert re.search(r"Plural-Forms: nplurals=3;", header)
+
+
+def test_every_message_code_is_documented_for_api_clients():
+    """docs/message-codes*.md list every code the code can produce (the API's clients match on them)."""
+    documented = "".join(path.read_text(encoding="utf-8") for path in (ROOT / "docs").glob("message-codes*.md"))
+    used = {}
+    for path in (ROOT / "kartoteka").rglob("*.py"):
+        for code in re.findall(r'Message(?:\.counted)?\(\s*"([a-z_][a-z0-9_.]*)"', path.read_text(encoding="utf-8")):
+            used.setdefault(code, path.relative_to(ROOT).as_posix())
+    assert len(used) > 100
+    missing = sorted(f"{code} ({where})" for code, where in used.items() if f"`{code}`" not in documented)
+    assert not missing, "codes missing from docs/message-codes*.md:\n" + "\n".join(missing)
