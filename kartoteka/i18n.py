@@ -62,6 +62,7 @@ def current_language() -> str:
 def refresh_language() -> None:
     """After `g.language` changed mid-request (a sign-in): texts from now on in the new language."""
     refresh()
+    g.pop("_kartoteka_translations", None)
 
 
 def compile_catalogues(directory: Path = TRANSLATIONS_DIR) -> list[Path]:
@@ -95,22 +96,31 @@ def init_i18n(app: Flask) -> None:
     app.jinja_env.globals.update(t=t, tn=tn, languages=LANGUAGES)
 
 
+def _translations() -> Any:
+    """Flask-Babel's catalogue of this request, looked up once per request (a form asks for it 60 times)."""
+    if not has_request_context():
+        return get_translations()
+    found = g.get("_kartoteka_translations")
+    if found is None:
+        found = g._kartoteka_translations = get_translations()
+    return found
+
+
 def t(message: str, **values: Any) -> str:
     """`message` (an English text or a Message) in the request's language, {placeholders} filled in."""
-    translations = get_translations()
     if not isinstance(message, str) or not message:
         return message
     if isinstance(message, Message):
-        return localize(message, translations, current_language())
-    text = translations.gettext(message)
+        return localize(message, _translations(), current_language())
+    text = _translations().gettext(message)
     return text.format(**values) if values else text
 
 
 def tn(singular: str, plural: str, count: int, **values: Any) -> str:
     """The form of a counted message `count` asks for ("1 session", "3 sessions"), in the request's language."""
-    return get_translations().ngettext(singular, plural, count).format(count=count, **values)
+    return _translations().ngettext(singular, plural, count).format(count=count, **values)
 
 
 def localized(message: str) -> str:
     """A message of the service (a Message, or an English text) in the request's language."""
-    return localize(message, get_translations(), current_language())
+    return localize(message, _translations(), current_language())
