@@ -686,3 +686,75 @@ def test_money_comes_back_with_its_places_and_as_exact_text(fields):
     assert money.type.to_json(value) == "1500.50"
     assert money.type.to_json(money.type.from_storage(money.type.to_storage(value), money)) == "1500.50"
     assert money.type.to_json(accepted(money, "0.1")) == "0.10"
+
+
+# --- what an edit form shows and reads: dates in the reader's order --------------------------------
+
+@pytest.mark.parametrize(("language", "day", "moment", "with_seconds"), [
+    ("ru", "01.03.2025", "01.03.2025 14:30", "01.03.2025 14:30:05"),
+    ("en", "2025-03-01", "2025-03-01 14:30", "2025-03-01 14:30:05"),
+    ("de", "2025-03-01", "2025-03-01 14:30", "2025-03-01 14:30:05"),  # ISO for any language without a pattern
+])
+def test_a_date_input_shows_the_date_as_the_readers_language_writes_it(fields, language, day, moment, with_seconds):
+    date_field, datetime_field = fields["date"], fields["datetime"]
+    assert date_field.type.localized_input_text(date(2025, 3, 1), date_field, {}, language) == day
+    # A moment is shown in UTC (as a time typed without a zone is read), seconds only when it has some.
+    shown = datetime_field.type.localized_input_text(
+        datetime(2025, 3, 1, 17, 30, tzinfo=timezone(timedelta(hours=3))), datetime_field, {}, language)
+    assert shown == moment
+    assert datetime_field.type.localized_input_text(
+        datetime(2025, 3, 1, 14, 30, 5, tzinfo=UTC), datetime_field, {}, language) == with_seconds
+    assert date_field.type.localized_input_text(None, date_field, {}, language) == ""
+    assert datetime_field.type.localized_input_text(None, datetime_field, {}, language) == ""
+    assert date_field.type.localized_input_text(date(5, 1, 2), date_field, {}, language) in ("02.01.0005", "0005-01-02")
+
+
+@pytest.mark.parametrize(("language", "typed", "read"), [
+    ("ru", "01.03.2025", "2025-03-01"),
+    ("ru", " 1.3.2025 ", "2025-03-01"),
+    ("ru", "01/03/2025", "2025-03-01"),  # day first, whatever the separator, for a Russian reader
+    ("ru", "2025-03-01", "2025-03-01"),
+    ("en", "2025-03-01", "2025-03-01"),
+    ("en", "2025-3-1", "2025-03-01"),
+    ("en", "01.03.2025", "2025-03-01"),  # dots are day first in any language, as DateType.parse reads them
+    ("en", "03/01/2025", "03/01/2025"),  # m/d/y or d/m/y: left as typed, for parse to refuse
+    ("ru", "", ""),
+    ("ru", "завтра", "завтра"),
+])
+def test_a_typed_date_is_read_in_the_readers_order(fields, language, typed, read):
+    field = fields["date"]
+    assert field.type.typed_text(typed, field, language) == read
+
+
+@pytest.mark.parametrize(("language", "typed", "read"), [
+    ("ru", "01.03.2025 14:30", "2025-03-01T14:30"),
+    ("ru", "01.03.2025 14:30:05", "2025-03-01T14:30:05"),
+    ("ru", "1.3.2025, 9:05", "2025-03-01T09:05"),
+    ("ru", "01.03.2025", "2025-03-01"),  # midnight, as an ISO date alone is
+    ("en", "2025-03-01 14:30", "2025-03-01T14:30"),
+    ("en", "2025-03-01T14:30:05", "2025-03-01T14:30:05"),
+    ("en", "2025-03-01T14:30:00+03:00", "2025-03-01T14:30:00+03:00"),  # a zone: ISO as typed
+    ("en", "", ""),
+    ("ru", "в обед", "в обед"),
+])
+def test_a_typed_date_and_time_is_read_in_the_readers_order(fields, language, typed, read):
+    field = fields["datetime"]
+    assert field.type.typed_text(typed, field, language) == read
+
+
+def test_a_typed_date_that_names_no_day_is_refused_as_typed(fields):
+    with pytest.raises(FieldValueError, match=r"'31\.02\.2025 10:00' is not a valid date: day is out of range"):
+        fields["datetime"].type.typed_text("31.02.2025 10:00", fields["datetime"], "ru")
+    with pytest.raises(FieldValueError, match=r"hour must be in 0\.\.23"):
+        fields["datetime"].type.typed_text("01.03.2025 25:00", fields["datetime"], "ru")
+    with pytest.raises(FieldValueError, match=r"'31\.02\.2025' is not a valid date: day is out of range"):
+        fields["date"].type.typed_text("31.02.2025", fields["date"], "ru")
+
+
+@pytest.mark.parametrize("language", ["ru", "en"])
+def test_a_date_shown_in_an_input_is_read_back_as_itself(fields, language):
+    for name, value in (("date", date(2025, 3, 1)), ("datetime", datetime(2025, 3, 1, 9, 15, 37, tzinfo=UTC)),
+                        ("datetime", datetime(2025, 3, 1, 9, 15, tzinfo=UTC))):
+        field = fields[name]
+        shown = field.type.localized_input_text(value, field, {}, language)
+        assert accepted(field, field.type.typed_text(shown, field, language)) == value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, date, datetime
 from html import unescape
 
 import pytest
@@ -543,6 +544,57 @@ def test_edit_forms_take_and_show_numbers_as_the_readers_language_writes_them(
     form = text_of(client.get(f"/cards/deal/{deal_id}/edit"))
     assert re.search(r'<input type="text" inputmode="decimal" id="f-amount" name="amount"[^>]* value="'
                      + re.escape(shown) + '"', form)
+
+
+@pytest.mark.parametrize(("language", "typed", "shown", "hint"), [
+    ("ru", "01.03.2025", "01.03.2025", "ДД.ММ.ГГГГ"),
+    ("ru", "2025-03-01", "01.03.2025", "ДД.ММ.ГГГГ"),  # ISO is read from anyone
+    ("en", "2025-03-01", "2025-03-01", "YYYY-MM-DD"),
+    ("en", "01.03.2025", "2025-03-01", "YYYY-MM-DD"),
+])
+def test_edit_forms_take_and_show_dates_as_the_readers_language_writes_them(
+        client, service, make_user, company, language, typed, shown, hint):
+    rep, _ = make_user("rep", ["sales"], "sales", language=language)
+    sign_in(client, rep)
+    created = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Typed date", "next_step_date": typed,
+                                                   "company": str(company.id)})
+    assert created.status_code == 302, text_of(created)
+    deal_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    assert service.get("deal", deal_id, SYSTEM)["next_step_date"] == date(2025, 3, 1)
+    form = text_of(client.get(f"/cards/deal/{deal_id}/edit"))
+    date_input = re.search(r'<input type="text" id="f-next_step_date" name="next_step_date"[^>]*>', form)
+    assert date_input, form
+    assert f'value="{shown}"' in date_input.group() and f'placeholder="{hint}"' in date_input.group()
+    assert "inputmode" not in date_input.group()
+    # The calendar: a button named for the field, and the browser's picker, hidden and without a name.
+    calendar = {"ru": "Выбрать в календаре: Дата следующего шага",
+                "en": "Choose in a calendar: Next step date"}[language]
+    assert re.search(r'<button type="button" class="[^"]*calendar-button[^"]*" data-calendar aria-label="'
+                     + re.escape(calendar) + '"', form)
+    assert re.search(r'<input type="date" class="calendar-picker js-only" tabindex="-1" aria-hidden="true">', form)
+    # Saved unchanged, the date stays (and the edit makes no new version).
+    version = service.get("deal", deal_id, SYSTEM).version
+    saved = client.post(f"/cards/deal/{deal_id}/edit", data=MultiDict([*_form_fields(form), ("csrf_token", CSRF)]))
+    assert saved.status_code == 302, text_of(saved)
+    again = service.get("deal", deal_id, SYSTEM)
+    assert (again["next_step_date"], again.version) == (date(2025, 3, 1), version)
+
+
+def test_a_russian_reader_types_a_date_and_time_in_the_russian_order(client, service, make_user, company):
+    agent, _ = make_user("agent", ["admin"], language="ru")
+    sign_in(client, agent)
+    contact = service.create("contact", {"first_name": "Анна", "last_name": "Петрова", "company": company.id,
+                                         "emails": ["anna@example.org"]}, SYSTEM)
+    moment = "last_contacted_at"
+    form = text_of(client.get(f"/cards/contact/{contact.id}/edit"))
+    fields = MultiDict([*_form_fields(form), ("csrf_token", CSRF)])
+    fields.setlist(moment, ["01.03.2025 14:30:05"])
+    saved = client.post(f"/cards/contact/{contact.id}/edit", data=fields)
+    assert saved.status_code == 302, text_of(saved)
+    assert service.get("contact", contact.id, SYSTEM)[moment] == datetime(2025, 3, 1, 14, 30, 5, tzinfo=UTC)
+    form = text_of(client.get(f"/cards/contact/{contact.id}/edit"))
+    assert re.search(rf'<input type="text" id="f-{moment}" name="{moment}"[^>]* value="01\.03\.2025 14:30:05"'
+                     r'[^>]* placeholder="ДД\.ММ\.ГГГГ чч:мм"', form)
 
 
 def test_an_english_number_grouped_unclearly_is_refused_with_what_it_could_mean(client, make_user, company):

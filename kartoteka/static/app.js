@@ -71,6 +71,78 @@
     input.pasted = false;
   });
 
+  // Dates (and times) typed as text in the reader's order: data-date-format holds the type's pattern from the server
+  // (dd.MM.yyyy or yyyy-MM-dd, then HH:mm for a moment; seconds follow when it has some). The calendar button opens
+  // the browser's own picker, a nameless hidden date input, set to the text's date first; a date picked there is
+  // written into the text in the reader's order, with the input and change events htmx's live check and the
+  // touched fields listen for. Year first is read in every language, day first as the server reads it.
+  const pad = (number, width) => String(number).padStart(width, "0");
+  const TIME = "(?:,?\\s+|T)(\\d{1,2}):(\\d{2})(?::(\\d{2}))?";
+  function readMoment(text, format) {
+    const time = format.includes("HH") ? `(?:${TIME})?` : "";
+    const value = text.trim();
+    let match = value.match(new RegExp(`^(\\d{4})[-./](\\d{1,2})[-./](\\d{1,2})${time}$`));
+    if (match) return { year: match[1], month: match[2], day: match[3], hour: match[4], minute: match[5], second: match[6] };
+    const separators = format.startsWith("dd") ? "[-./]" : "\\.";
+    match = value.match(new RegExp(`^(\\d{1,2})${separators}(\\d{1,2})${separators}(\\d{4})${time}$`));
+    if (match) return { year: match[3], month: match[2], day: match[1], hour: match[4], minute: match[5], second: match[6] };
+    return null;
+  }
+  function writeMoment(parts, format) {
+    const values = { yyyy: pad(parts.year, 4), MM: pad(parts.month, 2), dd: pad(parts.day, 2),
+                     HH: pad(parts.hour || 0, 2), mm: pad(parts.minute || 0, 2) };
+    const text = format.replace(/yyyy|MM|dd|HH|mm/g, (token) => values[token]);
+    return format.includes("HH") && parts.second && Number(parts.second) ? `${text}:${pad(parts.second, 2)}` : text;
+  }
+  function openCalendar(box) {
+    const text = box.querySelector("[data-date-format]");
+    const picker = box.querySelector(".calendar-picker");
+    if (!text || !picker || text.readOnly || text.disabled) return;
+    const parts = readMoment(text.value, text.dataset.dateFormat);
+    let value = "";
+    if (parts) {
+      value = `${pad(parts.year, 4)}-${pad(parts.month, 2)}-${pad(parts.day, 2)}`;
+      if (picker.type === "datetime-local") {
+        value += `T${pad(parts.hour || 0, 2)}:${pad(parts.minute || 0, 2)}`;
+        if (parts.second && Number(parts.second)) value += `:${pad(parts.second, 2)}`;
+      }
+    }
+    if (picker.type === "datetime-local") picker.step = value.length > 16 ? "1" : "60";  // seconds only if it has some
+    picker.value = value;  // a day the picker cannot show (31.02) leaves it empty: it opens on today
+    try {
+      picker.showPicker();
+    } catch (error) {
+      text.focus();  // no picker here (or it refused): the text is there to type in
+    }
+  }
+  // The picker's own events stop at the document: it has no name, the text's change is what the form hears of.
+  function calendarPicked(event) {
+    const picker = event.target;
+    if (!picker.matches || !picker.matches(".calendar-picker")) return;
+    event.stopPropagation();
+    const text = picker.closest(".date-entry").querySelector("[data-date-format]");
+    const parts = readMoment(picker.value, "yyyy-MM-dd HH:mm");
+    if (!text || !parts) return;  // the picker cleared or half-filled: the text stays as typed
+    const next = writeMoment(parts, text.dataset.dateFormat);
+    if (next === text.value) return;
+    text.value = next;
+    text.dispatchEvent(new Event("input", { bubbles: true }));
+    text.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  document.addEventListener("input", calendarPicked, true);
+  document.addEventListener("change", calendarPicked, true);
+  document.addEventListener("click", (event) => {
+    const button = event.target.closest("[data-calendar]");
+    if (button) openCalendar(button.closest(".date-entry"));
+  });
+  // Alt+Down in the text opens the calendar too, as it does in the browser's own date inputs.
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey && event.key === "ArrowDown" && event.target.matches && event.target.matches("[data-date-format]")) {
+      event.preventDefault();
+      openCalendar(event.target.closest(".date-entry"));
+    }
+  });
+
   // Confirm before destructive forms (delete).
   document.addEventListener("submit", (event) => {
     const message = event.target.dataset.confirm;
@@ -152,6 +224,7 @@
         if (input.tagName === "SELECT" || input.type === "checkbox" || input.type === "radio") input.disabled = lock;
         else input.readOnly = lock;
       });
+      row.querySelectorAll("[data-calendar]").forEach((button) => { button.disabled = readonly.has(name); });
       const error = row.querySelector(".field-error");
       const input = row.querySelector(`[name="${name}"]:not([type="hidden"])`);
       if (input) {
@@ -323,6 +396,8 @@
     root.querySelectorAll("[data-tabs]").forEach(setupTabs);
     root.querySelectorAll("select[data-colored]").forEach(paint);
     root.querySelectorAll("[data-counter][maxlength]").forEach((input) => countCharacters(input, 0, false));
+    // A browser without showPicker() has no calendar to open: the date is typed.
+    if (!("showPicker" in HTMLInputElement.prototype)) root.querySelectorAll("[data-calendar]").forEach((b) => { b.hidden = true; });
     root.querySelectorAll("[data-kanban]").forEach((board) => { setupKanban(board); setupBoardKeys(board); });
     applyState();
   }

@@ -256,3 +256,61 @@ def test_rating_is_chosen_without_javascript(browser, live_server: str) -> None:
         expect(page.locator("#view-satisfaction .stars")).to_contain_text(re.compile(r"2 (of|из) 5"))
     finally:
         context.close()
+
+
+def _pick(picker: Locator, value: str) -> None:
+    """Choose `value` in a calendar as the browser's picker does: it sets its input and fires input and change.
+
+    Headless Chromium opens showPicker()'s popup where Playwright cannot click it, so the pick is played here."""
+    picker.evaluate("""(p, value) => {
+      p.value = value;
+      p.dispatchEvent(new Event("input", { bubbles: true }));
+      p.dispatchEvent(new Event("change", { bubbles: true }));
+    }""", value)
+
+
+def test_a_russian_reader_types_and_picks_dates_in_the_russian_order(page: Page, login, axe) -> None:
+    """sales1 works in Russian in an English browser (en-US): dates read 01.03.2025, not 03/01/2025, and a date
+    picked in the calendar is written so; the live check and the save read it."""
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    login(page, "sales1")
+    page.goto(f"{_first_deal(page)}/edit")
+    assert re.fullmatch(r"(\d{2}\.\d{2}\.\d{4})?", page.locator("#f-close_date").input_value())
+
+    page.goto("/cards/company/")
+    company_link = page.locator("table.records tbody th a").first
+    company = f"{company_link.inner_text().strip()} #{company_link.get_attribute('href').rsplit('/', 1)[1]}"
+    page.goto("/cards/deal/new")
+    text, button = page.locator("#f-close_date"), page.locator("#field-close_date button[data-calendar]")
+    picker = page.locator("#field-close_date .calendar-picker")
+    expect(text).to_have_attribute("type", "text")
+    expect(text).to_have_attribute("placeholder", "ДД.ММ.ГГГГ")
+    expect(button).to_be_visible()
+    expect(picker).to_have_attribute("aria-hidden", "true")
+
+    # The typed date goes to the picker as the button opens it.
+    text.fill("1.6.2031")
+    button.click()
+    expect(picker).to_have_value("2031-06-01")
+    page.keyboard.press("Escape")
+
+    # A picked date is written in the reader's order, and the live check reads it: a past close date is refused.
+    _pick(picker, "2020-01-15")
+    expect(text).to_have_value("15.01.2020")
+    expect(text).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#e-close_date")).not_to_be_empty()
+    _pick(picker, "2031-07-20")
+    expect(text).to_have_value("20.07.2031")
+    expect(page.locator("#e-close_date")).to_be_empty()
+    expect(text).not_to_have_attribute("aria-invalid", "true")
+    axe(page, "new deal form with a date picked in the calendar")
+
+    page.fill("#f-name", f"E2E date {uuid.uuid4().hex[:8]}")
+    page.fill("#f-company", company)
+    page.click(SAVE)
+    expect(page).to_have_url(CARD_URL)
+    expect(page.locator("#view-close_date")).to_contain_text("20.07.2031")
+    page.goto(f"{page.url}/edit")
+    expect(page.locator("#f-close_date")).to_have_value("20.07.2031")
+    assert failures == [], failures

@@ -161,20 +161,33 @@ def test_language_switch_works_without_javascript(browser: Browser, live_server:
 
 
 def test_date_input_shows_focus_on_its_parts_and_its_calendar_button(page: Page, login, axe) -> None:
-    """Tab walks month, day, year and the calendar button inside a date input: the ring stays on throughout."""
+    """A card's date is typed as text with a calendar button beside it: each shows the ring and the button is at least
+    24 px square. A date filter (the browser's own date input) keeps the ring while Tab walks month, day, year and
+    its calendar button."""
     login(page, "sales_manager")
-    for path, selector in (("/cards/deal/new", "#f-close_date"), ("/cards/deal/?close_date__gte=", None)):
-        page.goto(path)
-        date = page.locator(selector or ".filters input[type=date]").first
-        date.scroll_into_view_if_needed()
-        _focus_by_keyboard(page, date)
-        stops = 0
-        while date.evaluate("e => e === document.activeElement") and stops < 6:
-            ring = focus_ring(date)
-            assert ring["style"] != "none" and ring["width"] >= 2 and ring["contrast"] >= 3, (path, stops, ring)
-            stops += 1
-            page.keyboard.press("Tab")
-        assert stops >= 4, stops  # month, day, year and the calendar button were all visited
+    page.goto("/cards/deal/new")
+    text = page.locator("#f-close_date")
+    text.scroll_into_view_if_needed()
+    _focus_by_keyboard(page, text)
+    _assert_ring(text, "date text input")
+    page.keyboard.press("Tab")
+    button = page.locator("#field-close_date button[data-calendar]")
+    _assert_ring(button, "calendar button")
+    width, height = _size(button)
+    assert width >= 24 and height >= 24, (width, height)
+    axe(page, "deal form, focus on a date's calendar button")
+
+    page.goto("/cards/deal/?close_date__gte=")
+    date = page.locator(".filters input[type=date]").first
+    date.scroll_into_view_if_needed()
+    _focus_by_keyboard(page, date)
+    stops = 0
+    while date.evaluate("e => e === document.activeElement") and stops < 6:
+        ring = focus_ring(date)
+        assert ring["style"] != "none" and ring["width"] >= 2 and ring["contrast"] >= 3, (stops, ring)
+        stops += 1
+        page.keyboard.press("Tab")
+    assert stops >= 4, stops  # month, day, year and the calendar button were all visited
     axe(page, "deal list, focus moved on from a date filter")
 
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import phonenumbers
+from babel.dates import format_date, format_datetime
 from email_validator import EmailNotValidError, validate_email
 
 from kartoteka.messages import Message
@@ -460,6 +461,50 @@ class BooleanType(FieldType):
         return form.get(field.name, "false")  # an unticked box sends nothing
 
 
+# How a reader types a date, by language (Babel patterns): Russian day first, as the card page writes it; everyone
+# else ISO 8601, which no reader misreads (an American's 03/01/2025 is the 3rd of January to most of the world).
+_DATE_INPUT_PATTERNS: Mapping[str, str] = {"ru": "dd.MM.yyyy"}
+_ISO_DATE_PATTERN = "yyyy-MM-dd"
+_TIME_INPUT_PATTERN = "HH:mm"  # ":ss" follows when the value has seconds
+# What a reader may type: year first in every language, and day first with dots (as DateType.parse reads them);
+# day first with dashes or slashes too where the language writes the day first (01/03/2025 is ambiguous in English).
+# A time follows after a space (or ISO's T), with or without seconds.
+_YEAR_FIRST = r"(?P<year>\d{4})[-./](?P<month>\d{1,2})[-./](?P<day>\d{1,2})"
+_DAY_FIRST_DOTTED = r"(?P<day>\d{1,2})\.(?P<month>\d{1,2})\.(?P<year>\d{4})"
+_DAY_FIRST = r"(?P<day>\d{1,2})[-./](?P<month>\d{1,2})[-./](?P<year>\d{4})"
+_TYPED_TIME = r"(?:,?\s+|T)(?P<hour>\d{1,2}):(?P<minute>\d{2})(?::(?P<second>\d{2}))?"
+
+
+def date_input_pattern(language: str) -> str:
+    """The Babel pattern of a date as a reader of `language` types it: 'dd.MM.yyyy' (ru), 'yyyy-MM-dd' (others)."""
+    return _DATE_INPUT_PATTERNS.get(language, _ISO_DATE_PATTERN)
+
+
+def _impossible_date(text: str, reason: str) -> Message:
+    return Message("date.impossible", "'{text}' is not a valid date: {reason}.", text=text[:40], reason=reason)
+
+
+def _typed_iso(text: str, language: str, with_time: bool) -> str | None:
+    """A date (and time) typed in an order the reader's language reads as ISO 8601 text ('01.03.2025 14:30' ->
+    '2025-03-01T14:30'); None when it is written some other way (`parse` reads it or says what is wrong).
+    FieldValueError when it names no real day or time (31.02.2025, 25:00)."""
+    stripped = text.strip()
+    tail = f"(?:{_TYPED_TIME})?" if with_time else ""  # a date alone is midnight, as in ISO 8601
+    day_first = _DAY_FIRST if date_input_pattern(language).startswith("dd") else _DAY_FIRST_DOTTED
+    match = re.fullmatch(_YEAR_FIRST + tail, stripped) or re.fullmatch(day_first + tail, stripped)
+    if match is None:
+        return None
+    parts = {key: int(number) for key, number in match.groupdict().items() if number is not None}
+    try:
+        day = date(parts["year"], parts["month"], parts["day"])
+        if "hour" not in parts:
+            return day.isoformat()
+        moment = time(parts["hour"], parts["minute"], parts.get("second", 0))
+    except ValueError as exc:
+        raise FieldValueError(_impossible_date(stripped, str(exc))) from None
+    return f"{day.isoformat()}T{moment.isoformat('seconds' if 'second' in parts else 'minutes')}"
+
+
 class DateType(FieldType):
     name = "date"
     option_schema = {"min": BOUND, "max": BOUND}
@@ -484,8 +529,7 @@ class DateType(FieldType):
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
                 return date.fromisoformat(text)
         except ValueError as exc:
-            raise FieldValueError(Message("date.impossible", "'{text}' is not a valid date: {reason}.", text=text[:40],
-                                          reason=str(exc))) from None
+            raise FieldValueError(_impossible_date(text, str(exc))) from None
         raise FieldValueError(Message("date.invalid", "'{text}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.",
                                       text=text[:40]))
 
@@ -508,6 +552,18 @@ class DateType(FieldType):
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
         shown = out.date(value)
         return shown if shown is not None else str(value)
+
+    def input_pattern(self, language: str) -> str:
+        """How the form's input writes a date for a reader of `language` (its placeholder and app.js follow it)."""
+        return date_input_pattern(language)
+
+    def localized_input_text(self, value: Any, field: FieldDef, titles: Mapping[int, str], language: str) -> str:
+        if isinstance(value, date) and not isinstance(value, datetime):
+            return format_date(value, self.input_pattern(language), locale="en")  # digits only: any locale will do
+        return super().localized_input_text(value, field, titles, language)
+
+    def typed_text(self, text: str, field: FieldDef, language: str) -> str:
+        return _typed_iso(text, language, with_time=False) or text
 
     def filter_input(self, field: FieldDef) -> dict[str, str]:
         return {"type": "date"}
@@ -566,6 +622,22 @@ class DateTimeType(FieldType):
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
         shown = out.datetime(value)
         return shown if shown is not None else str(value)
+
+    def input_pattern(self, language: str) -> str:
+        """How the form's input writes a moment for a reader of `language`, seconds aside (added when it has some)."""
+        return f"{date_input_pattern(language)} {_TIME_INPUT_PATTERN}"
+
+    def localized_input_text(self, value: Any, field: FieldDef, titles: Mapping[int, str], language: str) -> str:
+        if not isinstance(value, datetime):
+            return super().localized_input_text(value, field, titles, language)
+        # In UTC, as the form reads a moment typed without a zone. Seconds only when there are some: a form must
+        # not cut 09:15:37 to 09:15 on an unchanged save.
+        moment = value.astimezone(UTC).replace(tzinfo=None)
+        pattern = self.input_pattern(language) + (":ss" if moment.second else "")
+        return format_datetime(moment, pattern, locale="en")
+
+    def typed_text(self, text: str, field: FieldDef, language: str) -> str:
+        return _typed_iso(text, language, with_time=True) or text
 
     def filter_input(self, field: FieldDef) -> dict[str, str]:
         return {"type": "date"}
