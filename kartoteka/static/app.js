@@ -189,10 +189,23 @@
     select(firstError >= 0 ? firstError : 0, false);
   }
 
+  // A reference picker: the text is for people; the hidden input after it holds the id of the record picked.
+  // Choosing a suggestion sets the id; text changed by hand empties it (the server then reads the text), and
+  // text put back as it was brings the first id back.
+  document.addEventListener("input", (event) => {
+    const text = event.target;
+    if (!text.matches || !text.matches("[data-picker-text]")) return;
+    const picked = text.nextElementSibling;
+    if (!picked || !picked.matches("[data-picker-id]")) return;
+    const option = text.list && Array.from(text.list.options).find((o) => o.value === text.value);
+    if (option && option.dataset.id) picked.value = option.dataset.id;
+    else picked.value = text.value === text.defaultValue ? picked.defaultValue : "";
+  }, true);
+
   // Fields the user has left: live checks show their errors only, not those of untouched fields.
   function touch(event) {
     const form = event.target.closest("#card-form");
-    const name = event.target.name;
+    const name = (event.target.name || "").replace(/__text$/, "");  // a picker's text stands for its field
     if (!form || !name || name.startsWith("_")) return;
     const box = form.querySelector("#touched");
     const names = new Set(box.value.split(",").filter(Boolean));

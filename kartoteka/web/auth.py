@@ -40,6 +40,7 @@ from kartoteka.errors import BadRequest, CsrfError, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.i18n import LANGUAGES, pick_language, refresh_language, t, tn, translate
 from kartoteka.messages import Message
+from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.records.model import Principal
 from kartoteka.users import (
     SESSION_LIFETIME,
@@ -370,11 +371,14 @@ def _what_changed(carried: Carried) -> list[tuple[str, str]]:
 
     shown = []
     for name, texts in sent.items():
+        if name.endswith(PICKER_TEXT_SUFFIX):
+            continue  # a reference picker's text: shown for its field (whose own value is the hidden id)
         filled = [text for text in texts if text]
         if isinstance(base, dict) and (name not in base or unchanged(name, filled)):
             continue  # not editable here, or loaded like this: not the user's change
         label = entity.fields[name].label.get(g.language) if entity is not None and name in entity.fields else name
-        shown.append((label, ", ".join(filled) or "—"))
+        readable = [text for text in sent.get(name + PICKER_TEXT_SUFFIX, texts) if text]
+        shown.append((label, ", ".join(readable) or "—"))
     return shown
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from werkzeug.datastructures import MultiDict
 
 from kartoteka.messages import translate
+from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
 from kartoteka.records.model import FormState, Principal, Record
 from kartoteka.web.formatting import format_value
@@ -158,6 +159,21 @@ class CardForm:
         field = self.entity.fields[name]
         labels = self.reference_labels or self.reference_titles
         return [field.value_type.localized_input_text(v, field, labels, self.language) for v in value]
+
+    def picks(self, name: str) -> list[tuple[str, str]]:
+        """(picked id, text) of each input of a reference picker: as posted when the form comes back, else the
+        record's references with their picker texts."""
+        if self.submitted is not None and (name in self.submitted or name + PICKER_TEXT_SUFFIX in self.submitted):
+            texts = self.submitted.getlist(name + PICKER_TEXT_SUFFIX)
+            ids = self.submitted.getlist(name)
+            if not texts:  # a post without picker texts: what came under the name is the text
+                texts, ids = ids, []
+            return [(ids[i] if i < len(ids) else "", text) for i, text in enumerate(texts) if text.strip()]
+        value = self.value(name)
+        field = self.entity.fields[name]
+        labels = self.reference_labels or self.reference_titles
+        return [(str(v), field.value_type.localized_input_text(v, field, labels, self.language))
+                for v in (value if isinstance(value, list) else [value]) if v is not None]
 
     def chosen(self, name: str) -> set[str]:
         """Chosen options of a multiselect (or a select)."""

@@ -11,6 +11,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from kartoteka.errors import BadRequest, Conflict, NotFound, RecordValidationError
 from kartoteka.extensions import platform
 from kartoteka.files import FileTooLarge, UploadRefused, clean_name, store_file, upload_type
+from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.files import accepted_type, too_large
@@ -390,7 +391,7 @@ def lookup(entity_name: str) -> str:
     """htmx: <option>s of records matching what was typed into a reference picker, as the picker writes them
     (title, then the fields the card's `picker:` names, so that namesakes differ)."""
     field_name = request.args.get("field", "")
-    text = request.args.get(field_name, request.args.get("q", ""))
+    text = request.args.get(field_name + PICKER_TEXT_SUFFIX, request.args.get(field_name, request.args.get("q", "")))
     try:
         found = suggestions(entity_name, text)
     except NotFound:

@@ -1,8 +1,8 @@
 """What a reference picker shows and an input holds for a record, and which record a typed text names.
 
 A record is written as its title, then the values of the fields its entity lists under `picker:` that the
-reader may see ("ООО «Ромашка» — Москва, 7701234567 #12"), so that two records of the same name can be told
-apart; the number at the end is what a save reads (see _labelled for why text alone is not enough).
+reader may see ("ООО «Ромашка» — Москва, 7701234567"), so that two records of the same name can be told apart.
+A picked record's id travels in a hidden input beside the text (see `kept`): text alone is no identity.
 """
 
 from __future__ import annotations
@@ -45,15 +45,17 @@ def _texts(entity_name: str, rows: list[PickerRow]) -> dict[int, str]:
 
 
 def _labelled(entity_name: str, rows: list[PickerRow]) -> dict[int, str]:
-    """Each row's text, always ending in "#id".
+    """Each row's text; rows whose texts are alike (true namesakes, same details) end in "#id" to tell them apart.
 
-    The number is what a saved form and a picked suggestion name the record by. Without it the text alone
-    decided, and text is not an identity: a record called "Branch #3" was saved as record 3, a record named
-    like another's picker text ("Acme — London") captured references on unchanged saves, and a reference
-    nobody touched stopped a save once its record's city changed (found by attack, 2026-12-01).
+    The text is what people read, never what a save goes by: a picked record's id is in a hidden input. (When the
+    text alone decided, a record called "Branch #3" was saved as record 3, a record named like another's picker
+    text, "Acme — London", captured references on unchanged saves: found by attack, 2026-12-01.)
     """
     texts = _texts(entity_name, rows)
-    return {r.id: f"{texts[r.id]} #{r.id}" for r in rows}
+    seen: dict[str, int] = {}
+    for text in texts.values():
+        seen[fold(text)] = seen.get(fold(text), 0) + 1
+    return {r.id: f"{texts[r.id]} #{r.id}" if seen[fold(texts[r.id])] > 1 else texts[r.id] for r in rows}
 
 
 def named_records(entity_name: str, ids: Iterable[int]) -> tuple[dict[int, str], dict[int, str]]:
@@ -69,21 +71,33 @@ def record_labels(entity_name: str, ids: Iterable[int]) -> dict[int, str]:
     return named_records(entity_name, ids)[1]
 
 
-def suggestions(entity_name: str, text: str) -> list[str]:
-    """The picker texts of the readable records whose title contains `text` (or whose id it is)."""
+def suggestions(entity_name: str, text: str) -> list[tuple[int, str]]:
+    """(id, picker text) of the readable records whose title contains `text` (or whose id it is)."""
     found = search_titles(platform.service, entity_name, text, current_user())
     labels = record_labels(entity_name, [i for i, _ in found])
-    return [labels[i] for i, _ in found if i in labels]
+    return [(i, labels[i]) for i, _ in found if i in labels]
 
 
-def resolve(entity_name: str, text: str) -> list[int]:
-    """The records a text typed into a picker names: those whose picker text it is, else those titled so.
+def _names(text: str, title: str) -> bool:
+    """Whether a picker's text still names a record of this title: the title alone, or followed by details."""
+    typed, named = fold(text.strip()), fold(title)
+    return typed == named or typed.startswith(named + fold(SEPARATOR))
 
-    Several ids mean the text is ambiguous (at most a few are listed, enough to say so).
+
+def resolve(entity_name: str, text: str, kept: int | None = None) -> list[int]:
+    """The records a text typed into a picker names: `kept` (the id picked before) while the text still begins
+    with its title, else those whose picker text it is, else those titled so.
+
+    The details after the title may have changed since the page was made (the record moved city): an unchanged
+    form keeps its reference. Several ids mean the text is ambiguous (at most a few are listed, enough to say so).
     """
     text = text.strip()
     if not text:
         return []
+    if kept is not None:
+        rows = picker_rows(platform.service, entity_name, current_user(), ids={kept})
+        if rows and _names(text, rows[0].title):
+            return [kept]
     candidates = {text}
     at = text.find(SEPARATOR)
     while at > 0:  # the title may hold the separator itself: try every place the details may begin

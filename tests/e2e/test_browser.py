@@ -81,12 +81,22 @@ def test_create_deal_with_the_reference_picker(page: Page, login) -> None:
              const options = Array.from(document.querySelectorAll(selector));
              return options.length > 0 && options.every((o) => o.value.toLowerCase().includes(text));
            }""", arg=["#dl-company option", fragment.lower()])
-    values = page.locator("#dl-company option").evaluate_all("options => options.map((o) => o.value)")
-    # "Title — city, INN #12" (the company card's `picker:`), the number last: it is what the save reads.
+    options = page.locator("#dl-company option").evaluate_all(
+        "options => options.map((o) => [o.value, o.dataset.id])")
+    values = [value for value, _ in options]
+    # "Title — city, INN" (the company card's `picker:`); the record's id rides beside it, never in the text
+    # (a number ends a text only to tell twins with the same details apart).
     assert any(" — " in v for v in values), values
-    assert all(re.search(r" #\d+$", v) for v in values), values
-    picked = next((v for v in values if _title_of(v) == company), values[0])
+    assert all(record_id.isdigit() for _, record_id in options), options
+    titles = [_title_of(v) for v in values]
+    assert not any(re.search(r" #\d+$", v) for v, title in zip(values, titles, strict=True) if titles.count(title) == 1)
+    picked, picked_id = next(((v, i) for v, i in options if _title_of(v) == company), options[0])
     page.fill("#f-company", picked)
+    expect(page.locator("#card-form input[type=hidden][name=company]")).to_have_value(picked_id)
+    page.locator("#f-company").press_sequentially("x")  # typed over: the id no longer holds
+    expect(page.locator("#card-form input[type=hidden][name=company]")).to_have_value("")
+    page.fill("#f-company", picked)
+    expect(page.locator("#card-form input[type=hidden][name=company]")).to_have_value(picked_id)
     page.click(SAVE)
 
     expect(page).to_have_url(CARD_URL)
@@ -95,6 +105,7 @@ def test_create_deal_with_the_reference_picker(page: Page, login) -> None:
     expect(page.locator("#view-company")).to_contain_text(_title_of(picked))
     page.goto(f"{page.url}/edit")  # the picker's input holds the company as the suggestion wrote it, not its number
     expect(page.locator("#f-company")).to_have_value(picked)
+    expect(page.locator("#card-form input[type=hidden][name=company]")).to_have_value(picked_id)
 
 
 def test_formula_updates_while_typing_without_losing_focus(page: Page, login) -> None:

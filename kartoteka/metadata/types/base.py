@@ -105,8 +105,15 @@ class PostedForm(Protocol):
 
 # Stores an upload for a file field (refusing what the field does not take) and returns its value.
 FileSaver = Callable[["FieldDef", Any], dict[str, Any]]
-# Records of an entity that a text typed into a reference picker names (no suggestion chosen).
-TitleResolver = Callable[[str, str], list[int]]
+class TitleResolver(Protocol):
+    """Records of an entity a picker's text names: `kept` (the id picked before) while the text still names it."""
+
+    def __call__(self, entity_name: str, text: str, kept: int | None = None, /) -> list[int]: ...
+
+
+# A reference picker posts the text people read under "<field>__text" and the picked record's id under the
+# field's own name (a hidden input), in the same order for a field with several.
+PICKER_TEXT_SUFFIX = "__text"
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from kartoteka.metadata.types.base import (
     MAX_ITEMS_OPTION,
     MAX_TAG_LENGTH,
     MIN_ITEMS,
+    PICKER_TEXT_SUFFIX,
     PLACES,
     TEXT,
     UNIQUE,
@@ -217,21 +218,36 @@ class ReferenceType(FieldType):
             return titles.get(value) or f"#{value}"
         return super().input_text(value, field, titles)
 
+    def form_texts(self, value: Any, field: FieldDef) -> list[str]:
+        # What the hidden inputs post: the ids (the texts beside them are for people).
+        return [str(v) for v in (value or [] if field.multiple else [value]) if v is not None]
+
     def form_value(self, field: FieldDef, form: PostedForm, context: FormContext) -> Any:
-        texts = [text for text in form.getlist(field.name) if text.strip()]
+        texts = form.getlist(field.name + PICKER_TEXT_SUFFIX)
+        if texts or field.name + PICKER_TEXT_SUFFIX in form:  # the card form: a hidden id beside each text
+            kept = form.getlist(field.name)
+            pairs = [(text, kept[i] if i < len(kept) else "") for i, text in enumerate(texts)]
+        else:  # a form without picker texts (a hand-made post): numbers or texts under the field's name
+            pairs = [(text, "") for text in form.getlist(field.name)]
+        pairs = [(text, kept) for text, kept in pairs if text.strip()]
         if not field.multiple:
-            texts = texts[:1]  # only the first is used: resolve no more than that
-        check_form_count(field, len(texts))  # before resolving: a typed title costs a query
-        picked = [self._picked(field, text, context) for text in texts]
+            pairs = pairs[:1]  # only the first is used: resolve no more than that
+        check_form_count(field, len(pairs))  # before resolving: a typed title costs a query
+        picked = [self._picked(field, text, kept, context) for text, kept in pairs]
         return picked if field.multiple else (picked[0] if picked else None)
 
     @staticmethod
-    def _picked(field: FieldDef, text: str, context: FormContext) -> str:
-        """The record a picker's text names: its number, else the one record whose picker text or title it is."""
+    def _picked(field: FieldDef, text: str, kept: str, context: FormContext) -> str:
+        """The record a picker names: the one picked before while the text still names it, else the number typed
+        ("#12"), else the one record whose picker text or title the text is."""
+        target, text = field.to or "", text.strip()
+        kept_id = int(kept) if kept.strip().isdigit() and len(kept.strip()) <= 18 else None
+        if kept_id is not None and context.resolve is not None and context.resolve(target, text, kept_id) == [kept_id]:
+            return str(kept_id)
         number = picked_id(text)
         if number is not None:
             return str(number)
-        found = context.resolve(field.to or "", text.strip()) if context.resolve is not None else []
+        found = context.resolve(target, text) if context.resolve is not None else []
         if len(found) == 1:
             return str(found[0])
         if found:
