@@ -278,14 +278,14 @@ INVALID: list[tuple[str, Any, str]] = [
     ("percent", "abc%", "'abc' is not a number."),
     ("boolean", "maybe", "Must be true or false."),
     ("boolean", 2, "Must be true or false."),
-    ("date", "2025-02-30", "'2025-02-30' is not a valid date: day is out of range for month."),
-    ("date", "31.04.2025", "'31.04.2025' is not a valid date"),
+    ("date", "2025-02-30", "'2025-02-30' is not a date that exists (check the day and the month)."),
+    ("date", "31.04.2025", "'31.04.2025' is not a date that exists"),
     ("date", "2025/03/01", "'2025/03/01' is not a date; use YYYY-MM-DD or DD.MM.YYYY."),
     ("date", "2025-3-1", "is not a date; use YYYY-MM-DD or DD.MM.YYYY."),
-    ("date", "0000-01-01", "'0000-01-01' is not a valid date"),
+    ("date", "0000-01-01", "'0000-01-01' is not a date that exists"),
     ("date", "tomorrow", "'tomorrow' is not a date"),
     ("date", datetime(2025, 3, 1, 12, 0), "Must be a date without a time."),
-    ("datetime", "next week", "'next week' is not a date and time; use ISO 8601"),
+    ("datetime", "next week", "'next week' is not a date and time; write it as 2025-03-01 14:30"),
     ("datetime", date(2025, 3, 1), "Must be a date with a time."),
     ("datetime", "0001-01-01T00:00:00+01:00", "Is out of the supported range of dates."),
     ("datetime", "9999-12-31T23:59:59-05:00", "Is out of the supported range of dates."),
@@ -567,7 +567,7 @@ MULTIPLE_ERRORS: list[tuple[str, Any, str]] = [
     ("counts", [1, 2**53], "Value 2: Must be between"),
     ("emails", ["a@b.ru", "c@d.ru", ["x@y.ru"]], "Value 3: Must be an e-mail address, not a list."),
     ("amounts", ["1", "NaN"], "Value 2: 'NaN' is not a number."),
-    ("days", ["2025-02-30"], "Value 1: '2025-02-30' is not a valid date"),
+    ("days", ["2025-02-30"], "Value 1: '2025-02-30' is not a date that exists"),
 ]
 
 
@@ -743,11 +743,11 @@ def test_a_typed_date_and_time_is_read_in_the_readers_order(fields, language, ty
 
 
 def test_a_typed_date_that_names_no_day_is_refused_as_typed(fields):
-    with pytest.raises(FieldValueError, match=r"'31\.02\.2025 10:00' is not a valid date: day is out of range"):
+    with pytest.raises(FieldValueError, match=r"'31\.02\.2025 10:00' is not a date that exists"):
         fields["datetime"].type.typed_text("31.02.2025 10:00", fields["datetime"], "ru")
-    with pytest.raises(FieldValueError, match=r"hour must be in 0\.\.23"):
+    with pytest.raises(FieldValueError, match=r"'01\.03\.2025 25:00' is not a time that exists"):
         fields["datetime"].type.typed_text("01.03.2025 25:00", fields["datetime"], "ru")
-    with pytest.raises(FieldValueError, match=r"'31\.02\.2025' is not a valid date: day is out of range"):
+    with pytest.raises(FieldValueError, match=r"'31\.02\.2025' is not a date that exists"):
         fields["date"].type.typed_text("31.02.2025", fields["date"], "ru")
 
 

@@ -600,9 +600,40 @@ def test_a_russian_reader_types_a_date_and_time_in_the_russian_order(client, ser
 def test_an_english_number_grouped_unclearly_is_refused_with_what_it_could_mean(client, make_user, company):
     rep, _ = make_user("rep", ["sales"], "sales", language="en")
     sign_in(client, rep)
-    page = text_of(client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Unclear", "amount": "1,5",
+    page = text_of(client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Unclear", "amount": "12,3456",
                                                         "company": str(company.id)}))
-    assert re.search(r'id="e-amount"[^>]*>\'1,5\' is unclear: did you mean 15 or 1.5\?<', page)
+    assert re.search(r'id="e-amount"[^>]*>\'12,3456\' is unclear: did you mean 123,456 or 12\.3456\?<', page)
+
+
+@pytest.mark.parametrize(("language", "typed", "message"), [
+    ("en", "1 500,500", "'1 500,500' is unclear: write numbers like 1,234.5."),  # was read as 1500.50
+    ("en", "1,", "'1,' is unclear: write numbers like 1,234.5."),  # was "did you mean 1 or 1?"
+    ("ru", "1.500", "«1.500» — неясно: вы имели в виду 1\u00a0500 или 1,5?"),  # was read as 1.5
+    ("en", "1 500,50", None),  # a comma before two digits can only be a decimal comma
+    ("ru", "31", None),
+])
+def test_numbers_that_read_two_ways_are_asked_about_in_the_readers_language(client, make_user, company, language,
+                                                                            typed, message):
+    rep, _ = make_user("rep", ["sales"], "sales", language=language)
+    sign_in(client, rep)
+    response = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Unclear", "amount": typed,
+                                                     "company": str(company.id)})
+    if message is None:
+        assert response.status_code == 302
+        return
+    page = text_of(response)
+    assert re.search(r'id="e-amount"[^>]*>' + re.escape(message) + "<", page), page[page.find('id="e-amount"'):][:300]
+
+
+def test_errors_found_reading_a_form_are_in_the_readers_language(client, make_user, company):
+    """Refusals made while the form is read (a number's grouping, a date that does not exist) keep their codes."""
+    rep, _ = make_user("rep", ["sales"], "sales", language="ru")
+    sign_in(client, rep)
+    page = text_of(client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "X", "company": str(company.id),
+                                                        "amount": "1,5,5", "next_step_date": "31.02.2030"}))
+    assert re.search(r'id="e-next_step_date"[^>]*>«31\.02\.2030» — такой даты нет \(проверьте день и месяц\)\.<',
+                     page)
+    assert "is unclear" not in page and "is not a" not in page
 
 
 def test_a_crafted_owner_outside_the_scope_is_refused(client, service, make_user, company):

@@ -8,6 +8,7 @@ from typing import Any
 
 from werkzeug.datastructures import FileStorage, MultiDict
 
+from kartoteka.messages import message_of
 from kartoteka.metadata.fieldtypes import FormContext, picked_id
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.metadata.types.base import FileSaver, TitleResolver
@@ -56,8 +57,8 @@ def form_values(entity: EntityDef, form: MultiDict[str, str], files: MultiDict[s
             inferred.add(name)
         try:
             values[name] = _raw(field, form, context)
-        except ValueError as exc:
-            errors[name] = [str(exc)]
+        except ValueError as exc:  # each message keeps its code: str(exc) would make it English text
+            errors[name] = list(getattr(exc, "messages", None) or [message_of(exc)])
     return FormInput(values, errors, frozenset(inferred))
 
 

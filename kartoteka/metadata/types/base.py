@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from babel.numbers import NumberFormatError, format_decimal, parse_decimal
+from babel.numbers import NumberFormatError, format_decimal, get_decimal_symbol, get_group_symbol, parse_decimal
 
 from kartoteka.messages import Message
 
@@ -451,26 +451,49 @@ def typed_number(text: str, language: str) -> str:
     """A number typed as `language` writes it ('1 500,50', '1,500.50') as plain digits ('1500.50').
 
     Text that is no number in that language is returned as typed, for `parse` to refuse with its message (or to
-    read: '1500.50' typed by a Russian reader); grouping that fits no reading ('1,5' in English) is refused here
-    with what it could mean, rather than read as 15 or 1.5 by guess.
+    read: '1500.50' typed by a Russian reader, '1 500,50' typed by an English one, whose comma before two digits
+    can only be a decimal comma). What could be read two ways is refused with both readings rather than read by
+    guess: '1,50,000' in English (150,000?), '1.500' in Russian (1 500 or 1,5?), and a comma in English that
+    groups nothing ('1 500,500').
     """
     candidate = text.strip()
-    if not candidate:
-        return text
+    if not candidate or "e" in candidate.casefold():
+        return text  # nothing typed, or exponent notation, which no form writes: `parse` answers as for the API
+    decimal, group = get_decimal_symbol(language), get_group_symbol(language)
     if language == "ru":
         candidate = _RUSSIAN_GROUP_SPACES.sub("\u00a0", candidate)
+    if decimal == "," and _DOT_GROUPS.fullmatch(candidate):
+        whole = Decimal(candidate.replace(".", ""))
+        raise _unclear(text, grouped_number(whole, language), grouped_number(Decimal(candidate).normalize(), language))
+    if group == "," and _DECIMAL_COMMA.fullmatch(candidate):
+        return text  # "1 500,50": a comma before one or two digits groups nothing; it is a decimal comma
     try:
         number = parse_decimal(candidate, locale=language, strict=True)
     except NumberFormatError as error:
-        suggestions = error.suggestions or []
-        if suggestions:
-            choices = Message("list.or", "{first} or {second}", first=suggestions[0], second=suggestions[-1])
-            raise FieldValueError(Message("number.grouping", "'{text}' is unclear: did you mean {choices}?",
-                                          text=text[:40], choices=choices)) from None
+        choices = list(dict.fromkeys(error.suggestions or []))
+        if len(choices) > 1:
+            raise _unclear(text, choices[0], choices[-1]) from None
+        if group == "," and "," in candidate:  # this language's comma only groups, and it groups nothing here
+            raise FieldValueError(Message("number.unclear", "'{text}' is unclear: write numbers like {example}.",
+                                          text=text[:40], example=grouped_number(Decimal("1234.5"), language))) \
+                from None
         return text
     except (ValueError, ArithmeticError):
         return text
     return format(number, "f") if number.is_finite() else text
+
+
+# One comma, no point, one or two digits after it: where a comma groups thousands this can only be a decimal comma.
+_DECIMAL_COMMA = re.compile(r"[+-]?[\d \u00a0\u202f]*\d,\d{1,2}")
+# "1.500" with a dot before each group of three: Russian writes 1 500, yet Germans and spreadsheets write it so.
+_DOT_GROUPS = re.compile(r"[+-]?\d{1,3}(\.\d{3})+")
+
+
+def _unclear(text: str, first: str, second: str) -> FieldValueError:
+    """A number that reads two ways: both are offered."""
+    choices = Message("list.or", "{first} or {second}", first=first, second=second)
+    return FieldValueError(Message("number.grouping", "'{text}' is unclear: did you mean {choices}?",
+                                   text=text[:40], choices=choices))
 
 
 def number_text(raw: str) -> str:

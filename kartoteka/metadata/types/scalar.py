@@ -334,6 +334,8 @@ class DecimalType(NumberType):
             raise FieldValueError(Message("number.type", "Must be a number, not {type}.", type=json_type(raw)))
         if not number.is_finite():
             raise FieldValueError(Message("number.not_finite", "Must be a finite number."))
+        if number.is_zero():
+            number = number.copy_abs()  # "-0" is 0: stored, shown and compared as such
         places = self.places(field)
         exponent = number.as_tuple().exponent
         if places is not None and isinstance(exponent, int) and -exponent > places:
@@ -480,8 +482,10 @@ def date_input_pattern(language: str) -> str:
     return _DATE_INPUT_PATTERNS.get(language, _ISO_DATE_PATTERN)
 
 
-def _impossible_date(text: str, reason: str) -> Message:
-    return Message("date.impossible", "'{text}' is not a valid date: {reason}.", text=text[:40], reason=reason)
+def _impossible_date(text: str) -> Message:
+    """A date written right that does not exist (31.02, month 13): Python's reason is English, so it is not quoted."""
+    return Message("date.impossible", "'{text}' is not a date that exists (check the day and the month).",
+                   text=text[:40])
 
 
 def _typed_iso(text: str, language: str, with_time: bool) -> str | None:
@@ -497,11 +501,15 @@ def _typed_iso(text: str, language: str, with_time: bool) -> str | None:
     parts = {key: int(number) for key, number in match.groupdict().items() if number is not None}
     try:
         day = date(parts["year"], parts["month"], parts["day"])
-        if "hour" not in parts:
-            return day.isoformat()
+    except ValueError:
+        raise FieldValueError(_impossible_date(stripped)) from None
+    if "hour" not in parts:
+        return day.isoformat()
+    try:
         moment = time(parts["hour"], parts["minute"], parts.get("second", 0))
-    except ValueError as exc:
-        raise FieldValueError(_impossible_date(stripped, str(exc))) from None
+    except ValueError:
+        raise FieldValueError(Message("time.impossible", "'{text}' is not a time that exists (hours 0–23, minutes "
+                                      "and seconds 0–59).", text=stripped[:40])) from None
     return f"{day.isoformat()}T{moment.isoformat('seconds' if 'second' in parts else 'minutes')}"
 
 
@@ -528,8 +536,8 @@ class DateType(FieldType):
                 return date(year, month, day)
             if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
                 return date.fromisoformat(text)
-        except ValueError as exc:
-            raise FieldValueError(_impossible_date(text, str(exc))) from None
+        except ValueError:
+            raise FieldValueError(_impossible_date(text)) from None
         raise FieldValueError(Message("date.invalid", "'{text}' is not a date; use YYYY-MM-DD or DD.MM.YYYY.",
                                       text=text[:40]))
 
@@ -590,7 +598,8 @@ class DateTimeType(FieldType):
             except ValueError:
                 raise FieldValueError(Message(
                     "datetime.invalid",
-                    "'{text}' is not a date and time; use ISO 8601, e.g. 2025-03-01T14:30:00+03:00.",
+                    "'{text}' is not a date and time; write it as 2025-03-01 14:30 (ISO 8601; a time zone may "
+                    "follow, as in 2025-03-01T14:30:00+03:00).",
                     text=text[:40])) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=ctx.timezone)
