@@ -45,6 +45,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal, format_percent
 from flask import Flask, abort, g, render_template, request, session
 from werkzeug.datastructures import MultiDict
 
@@ -194,7 +196,6 @@ DEAL_TAGS = (("vip", "vip"), ("renewal", "renewal"), ("urgent", "urgent"))
 DEAL_LOST = (("price", "Price too high"), ("competitor", "Chose a competitor"), ("no_budget", "No budget"))
 DEAL_COLUMNS = (("company", "Company"), ("stage", "Stage"), ("amount", "Amount"), ("probability", "Probability"),
                 ("close_date", "Close date"), ("owner", "Owner"))
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # --- the hand-written fixed-schema app -------------------------------------------------------------
 
@@ -203,32 +204,63 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+# Values shown on the pages are written by Babel from CLDR, called directly as a hand-written Flask app that
+# offers English and Russian would (the pages here are the English ones): amounts, percentages, counts and
+# dates as the reader's language writes them. CLDR's English currency pattern is "¤#,##0.00"; Babel leaves out
+# CLDR's currency spacing ("RUB19,973,805.36"), so the RUB pattern adds the no-break space CLDR asks for.
+LANGUAGE = "en"
+RUB_PATTERN = "\u00a4\u00a0#,##0.00"
+PERCENT_PATTERN = "#,##0.00%"
+INPUT_PATTERN = "#,##0.00"  # a two-decimal column in an input: grouped, every digit kept
+
+
 def _usd(value: Decimal | None) -> str:
-    return "—" if value is None else f"${value:,.2f}"
+    return "—" if value is None else format_currency(value, "USD", locale=LANGUAGE)
 
 
 def _rub(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}\u00a0RUB"
+    return "" if value is None else format_currency(value, "RUB", RUB_PATTERN, locale=LANGUAGE,
+                                                    currency_digits=False)
 
 
 def _pct(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:,.2f}%"
+    """A percentage stored in points (7.50 is 7.5%): Babel's percent pattern multiplies by 100."""
+    return "" if value is None else format_percent(value / HUNDRED, PERCENT_PATTERN, locale=LANGUAGE)
 
 
 def _grouped(value: int | None) -> str:
-    return "—" if value is None else f"{value:,}"
+    return "—" if value is None else format_decimal(value, locale=LANGUAGE)
 
 
 def _day(value: date | None) -> str:
-    return "" if value is None else f"{value.day} {MONTHS[value.month - 1]} {value.year:04d}"
+    return "" if value is None else format_date(value, "medium", locale=LANGUAGE)
+
+
+def _number_input(value: Decimal | None) -> str:
+    """A two-decimal amount or percentage as its input shows it, grouped in the reader's language (1,500,000.00)."""
+    return "" if value is None else format_decimal(value, INPUT_PATTERN, locale=LANGUAGE,
+                                                   decimal_quantization=False)
 
 
 def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _day_input(value: date | None) -> str:
+    """A date input's text as an English reader types it: ISO 8601 (a Russian one would get %d.%m.%Y)."""
+    return "" if value is None else value.isoformat()
+
+
+def _minutes_input(value: datetime | None) -> str:
+    """A date-and-time input's text in UTC as an English reader types it (2026-03-10 09:00); seconds when set."""
+    if value is None:
+        return ""
+    moment = _utc(value)
+    return moment.strftime("%Y-%m-%d %H:%M:%S" if moment.second else "%Y-%m-%d %H:%M")
+
+
 def _minutes(value: datetime | None) -> str:
-    """A datetime-local input's value, in UTC."""
+    """A moment as the form posts it unchanged in `_base` (ISO, in UTC)."""
     return "" if value is None else _utc(value).strftime("%Y-%m-%dT%H:%M")
 
 
@@ -263,8 +295,6 @@ def wide_texts(row: Mapping[str, Any]) -> dict[str, list[str]]:
         key = {"account_id": "account", "manager_id": "manager"}.get(name, name)
         if value is None:
             texts[key] = []
-        elif name == "account_id":
-            texts[key] = [f"#{value}"]
         elif name == "tags":
             texts[key] = [", ".join(value)] if value else []
         elif isinstance(value, list):
@@ -297,7 +327,8 @@ def fixed_app(engine: sa.Engine, secret_key: str) -> Flask:
     app.config.update(SECRET_KEY=secret_key, SESSION_COOKIE_NAME="fixed_session")
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
-    app.jinja_env.filters.update(v=_text, usd=_usd, rub=_rub, pct=_pct, grouped=_grouped, day=_day, minutes=_minutes)
+    app.jinja_env.filters.update(v=_text, usd=_usd, rub=_rub, pct=_pct, grouped=_grouped, day=_day,
+                                 number_input=_number_input, day_input=_day_input, minutes_input=_minutes_input)
     app.jinja_env.globals.update(
         csrf_token=lambda: session["csrf"], STATUSES=STATUSES, PRIORITIES=PRIORITIES, SEGMENTS=SEGMENTS,
         TAG_SUGGESTIONS=TAG_SUGGESTIONS, PREFERRED_CHANNELS=PREFERRED_CHANNELS, COUNTRIES=COUNTRIES,
@@ -899,7 +930,11 @@ def form_summary(page: str) -> FormControls:
 def compare_forms(k_page: str, f_page: str) -> list[str]:
     k, f = form_summary(k_page), form_summary(f_page)
     problems = []
-    k_pairs, f_pairs = sorted(k.pairs, key=lambda p: p[0]), sorted(f.pairs, key=lambda p: p[0])
+    # Only named controls are compared: a control without a name submits nothing (the calendar picker beside a
+    # date input is a nameless hidden <input type="date"> that only app.js reads), so it is no part of what the
+    # two forms send.
+    k_pairs = sorted(((n, v) for n, v in k.pairs if n), key=lambda p: p[0])
+    f_pairs = sorted(((n, v) for n, v in f.pairs if n), key=lambda p: p[0])
     if k_pairs != f_pairs:
         only_k = [p for p in k_pairs if p not in f_pairs]
         only_f = [p for p in f_pairs if p not in k_pairs]
@@ -913,8 +948,8 @@ def compare_forms(k_page: str, f_page: str) -> list[str]:
         differ = [(n, (k.base or {}).get(n), (f.base or {}).get(n)) for n in keys
                   if (k.base or {}).get(n) != (f.base or {}).get(n)]
         problems.append(f"_base snapshots differ: {differ[:6]}")
-    if len({n for n, _ in k.pairs}) < 40:
-        problems.append(f"only {len({n for n, _ in k.pairs})} named controls found on the form")
+    if len({n for n, _ in k_pairs}) < 40:
+        problems.append(f"only {len({n for n, _ in k_pairs})} named controls found on the form")
     return problems
 
 
