@@ -18,8 +18,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 # gettext catalogues: the .po files are under version control, the compiled .mo files are not.
 PO_FILES := $(wildcard kartoteka/translations/*/LC_MESSAGES/messages.po)
 MO_FILES := $(PO_FILES:.po=.mo)
-# What pybabel extracts: t()/tn() of the web layer and templates, Message(code, "text") and N_("text").
-EXTRACT_KEYWORDS := -k t -k tn:1,2 -k translate:2 -k N_ -k Message:2 -k counted:2,3
+# What pybabel extracts: t()/tn() of the web layer and templates, Message(code, "text"), N_("text") and Nn_(one, many).
+EXTRACT_KEYWORDS := -k t -k tn:1,2 -k translate:2 -k N_ -k Nn_:1,2 -k Message:2 -k counted:2,3
 
 %.mo: %.po | $(STAMP)
 	$(BIN)/pybabel -q compile -D messages -i $< -o $@

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
 from kartoteka.errors import BadRequest, KartotekaError, NotFound
-from kartoteka.messages import Message
-from kartoteka.records.files import UNATTACHED_LIFETIME, held, size_text
+from kartoteka.messages import ByteSize, Message
+from kartoteka.records.files import UNATTACHED_LIFETIME, held
 from kartoteka.storage.tables import files, users
 
 CHUNK = 1 << 16
@@ -106,8 +106,9 @@ def require_room(conn: sa.Connection, user_id: int, usage: UploadUsage, limits: 
                  now: datetime) -> None:
     """Refuse an upload of `size` bytes that would take the user past `limits` (given their usage without it).
 
-    Sizes are in each message twice: as text (`limit`, `used`: "1.5 MiB") and as bytes (`limit_bytes`,
-    `used_bytes`) for API clients; `lifetime` is how long uploads no record holds wait ("a day").
+    Sizes (`limit`, `used`) are ByteSizes: each language writes them ("1.5 MiB", «1,5 МиБ»), JSON gives bytes;
+    `limit_bytes`, `used_bytes` and `size_bytes` are the byte counts as before; `lifetime` is how long uploads no
+    record holds wait ("a day").
     """
     lifetime = _duration(limits.pending_lifetime)
     if limits.pending_files and usage.pending_files >= limits.pending_files:
@@ -121,19 +122,19 @@ def require_room(conn: sa.Connection, user_id: int, usage: UploadUsage, limits: 
     if limits.pending_bytes and size > limits.pending_bytes:
         raise UploadQuotaFull(Message(
             "uploads.file_too_large", "The file is larger than {limit}, the most one user's unsaved uploads may "
-            "take.", limit=size_text(limits.pending_bytes), limit_bytes=limits.pending_bytes, size_bytes=size))
+            "take.", limit=ByteSize.limit(limits.pending_bytes), limit_bytes=limits.pending_bytes, size_bytes=size))
     if limits.pending_bytes and usage.pending_bytes + size > limits.pending_bytes:
         raise PendingUploadsFull(Message(
             "uploads.pending_full", "The file does not fit: uploads that no record holds yet may take {limit} per "
             "user, and yours take {used}. Save the cards they were uploaded for; uploads no record holds are removed "
-            "{lifetime} after upload.", limit=size_text(limits.pending_bytes), limit_bytes=limits.pending_bytes,
-            used=size_text(usage.pending_bytes), used_bytes=usage.pending_bytes, size_bytes=size,
+            "{lifetime} after upload.", limit=ByteSize.limit(limits.pending_bytes), limit_bytes=limits.pending_bytes,
+            used=ByteSize(usage.pending_bytes), used_bytes=usage.pending_bytes, size_bytes=size,
             lifetime=lifetime), _retry_after(conn, user_id, now, limits))
     if limits.user_bytes and usage.stored_bytes + size > limits.user_bytes:
         raise UploadQuotaFull(Message(
             "file.quota", "The file does not fit: one user's files may take {limit}, and yours take {used}. Ask an "
-            "administrator for more room.", limit=size_text(limits.user_bytes), limit_bytes=limits.user_bytes,
-            used=size_text(usage.stored_bytes), used_bytes=usage.stored_bytes, size_bytes=size))
+            "administrator for more room.", limit=ByteSize.limit(limits.user_bytes), limit_bytes=limits.user_bytes,
+            used=ByteSize(usage.stored_bytes), used_bytes=usage.stored_bytes, size_bytes=size))
 
 
 def _duration(lifetime: timedelta) -> Message:
@@ -205,7 +206,7 @@ def store_file(engine: sa.Engine, folder: Path, stream: IO[bytes], name: str, co
                 size += len(chunk)
                 if max_size is not None and size > max_size:
                     raise FileTooLarge(Message("file.too_large", "The file is larger than {limit}.",
-                                               limit=size_text(max_size), limit_bytes=max_size))
+                                               limit=ByteSize.limit(max_size), limit_bytes=max_size))
                 if room is not None and size > room:
                     break  # over a limit: write no more of it
                 out.write(chunk)

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["LANGUAGES", "N_", "Message", "Translations", "catalogue", "json_params", "localize", "message_of",
-           "translate"]
+__all__ = ["LANGUAGES", "N_", "ByteSize", "Message", "Translations", "catalogue", "json_params", "localize",
+           "message_of", "translate"]
 
 LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
@@ -30,6 +30,11 @@ DOMAIN = "messages"
 def N_(template: str) -> str:
     """Mark an English text for the catalogue without translating it here."""
     return template
+
+
+def Nn_(singular: str, plural: str) -> tuple[str, str]:
+    """Mark a counted English text (singular and plural) for the catalogue without translating it here."""
+    return singular, plural
 
 
 class Translations(Protocol):
@@ -74,6 +79,98 @@ class Message(str):
         return _rebuild, (self.code, self.template, self.plural, dict(self.params))
 
 
+class ByteSize(int):
+    """A size in bytes as a message parameter: '1.5 MiB' in English, «1,5 МиБ» in Russian, the byte count in JSON.
+
+    `ByteSize.limit(n)` is a limit: rounded down, it never reads more than it is ("at most 1.9 MiB" is kept).
+    `ByteSize.over(n, limit)` is a size refused for passing `limit`: it is written with as many decimals as it
+    takes to read more than the limit does (21,000,000 bytes over 20 MiB is "20.03 MiB", not "20 MiB").
+    """
+
+    above: int | None  # the limit this size passes, or None
+    at_most: bool  # a limit: rounded down
+
+    def __new__(cls, size: int, /, above: int | None = None, at_most: bool = False) -> ByteSize:
+        self = super().__new__(cls, size)
+        self.above = above
+        self.at_most = at_most
+        return self
+
+    @classmethod
+    def limit(cls, size: int) -> ByteSize:
+        """A limit in bytes, rounded down when written."""
+        return cls(size, at_most=True)
+
+    @classmethod
+    def over(cls, size: int, limit: int) -> ByteSize:
+        """A size refused for passing `limit`: never written as the limit or less."""
+        return cls(size, above=limit)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ByteSize, (int(self), self.above, self.at_most)
+
+    def parts(self) -> tuple[Decimal, str]:
+        """The amount and its unit ("B", "KiB", "MiB", "GiB", "TiB") the size is written in."""
+        size = int(self)
+        unit = _size_unit(size)
+        if unit == 0:
+            return Decimal(size), _UNITS[0]
+        scale = Decimal(1024) ** unit
+        if self.above is None or size <= self.above:
+            return _rounded(Decimal(size) / scale, 1, self.at_most), _UNITS[unit]
+        amount, limit = ByteSize.limit(self.above).parts()
+        shown = amount * (Decimal(1024) ** _UNITS.index(limit))  # the limit as its text says, in bytes
+        for places in range(1, 16):
+            written = _rounded(Decimal(size) / scale, places)
+            if written * scale > shown:
+                return written, _UNITS[unit]
+        return Decimal(size), _UNITS[0]  # a byte over a limit of terabytes: the exact count
+
+    def text(self, translations: Translations | None = None, language: str = "en") -> str:
+        """The size as `language` writes it ('1.5 MiB'; the catalogue's units)."""
+        amount, unit = self.parts()
+        if unit == "B":
+            count = int(amount)
+            singular, plural = _BYTES
+            shape = plural if count != 1 else singular
+            if translations is not None:
+                shape = translations.ngettext(singular, plural, count)
+            return shape.format(count=count)
+        if translations is None or language == DEFAULT_LANGUAGE:
+            number = _plain_decimal(amount)
+        else:
+            from babel.numbers import format_decimal
+
+            number = format_decimal(amount, locale=language, group_separator=False, decimal_quantization=False)
+        shape = _UNIT_TEXTS[unit]
+        return (translations.gettext(shape) if translations is not None else shape).format(size=number)
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        return f"ByteSize({int(self)})"
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+_BYTES = Nn_("{count} byte", "{count} bytes")
+_UNIT_TEXTS = {"KiB": N_("{size} KiB"), "MiB": N_("{size} MiB"), "GiB": N_("{size} GiB"), "TiB": N_("{size} TiB")}
+
+
+def _size_unit(size: int) -> int:
+    """The index in _UNITS of the unit a size is written in: the largest it makes at least one of."""
+    unit = 0
+    while unit < len(_UNITS) - 1 and size >= 1024 ** (unit + 1):
+        unit += 1
+    return unit
+
+
+def _rounded(amount: Decimal, places: int, down: bool = False) -> Decimal:
+    """`amount` to `places` decimals (rounded down for a limit), without trailing zeros ("2.0" is "2")."""
+    rounded = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN if down else ROUND_HALF_EVEN)
+    return rounded.normalize() if rounded == rounded.to_integral() else rounded
+
+
 def _rebuild(code: str, template: str, plural: str | None, params: dict[str, Any]) -> Message:
     """Unpickle a Message (multiprocessing, caches)."""
     return Message(code, template, plural, **params)
@@ -83,6 +180,8 @@ def _english(value: Any) -> str:
     """A parameter as the English text writes it."""
     if isinstance(value, list | tuple):
         return ", ".join(_english(v) for v in value)
+    if isinstance(value, ByteSize):
+        return value.text()
     if isinstance(value, Decimal):
         return _plain_decimal(value)
     get = getattr(value, "get", None)
@@ -127,6 +226,8 @@ def _localized(value: Any, translations: Translations, language: str) -> str:
         return localize(value, translations, language)
     if isinstance(value, list | tuple):
         return ", ".join(_localized(v, translations, language) for v in value)
+    if isinstance(value, ByteSize):
+        return value.text(translations, language)
     if isinstance(value, int):  # bool too
         return str(value)  # counts, ids and positions: never grouped ("#1234", not "#1 234")
     if isinstance(value, Decimal | float):
@@ -160,6 +261,8 @@ def json_params(message: str) -> dict[str, Any]:
 
 def _json_value(value: Any) -> Any:
     """One parameter as a JSON value."""
+    if isinstance(value, ByteSize):
+        return int(value)  # the byte count
     if isinstance(value, bool | int | str) or value is None:
         return str(value) if isinstance(value, Message) else value
     if isinstance(value, list | tuple):
@@ -222,6 +325,8 @@ def _stored_param(value: Any) -> Any:
         return {"message": stored_message(value)}
     if hasattr(value, "texts") and isinstance(getattr(value, "texts", None), Mapping):
         return {"label": dict(value.texts)}
+    if isinstance(value, ByteSize):
+        return {"bytes": int(value), "above": value.above, "at_most": value.at_most}
     if isinstance(value, list | tuple):
         return [_stored_param(v) for v in value]
     return _json_value(value)
@@ -245,6 +350,9 @@ def _param_from_stored(value: Any) -> Any:
         return message_from_stored(value["message"])
     if isinstance(value, Mapping) and isinstance(value.get("label"), Mapping):
         return StoredLabel(value["label"])
+    if isinstance(value, Mapping) and isinstance(value.get("bytes"), int):
+        above = value.get("above")
+        return ByteSize(value["bytes"], above if isinstance(above, int) else None, value.get("at_most") is True)
     if isinstance(value, list):
         return [_param_from_stored(v) for v in value]
     return value

@@ -34,7 +34,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
 from kartoteka.errors import AuthenticationRequired, BadRequest
-from kartoteka.messages import Message
+from kartoteka.messages import ByteSize, Message
 from kartoteka.records.query import unstorable_problem
 
 MAX_ID = 2**63 - 1  # PostgreSQL BIGINT and SQLite INTEGER
@@ -135,8 +135,8 @@ def _too_many_fields(count: int, limit: int) -> Message:
 
 
 def _json_too_large() -> RequestEntityTooLarge:
-    return RequestEntityTooLarge(Message("request.json_too_large", "A JSON body may have at most {limit} MB.",
-                                         limit=MAX_JSON_BYTES // 1024 // 1024, limit_bytes=MAX_JSON_BYTES))
+    return RequestEntityTooLarge(Message("request.json_too_large", "A JSON body may have at most {limit}.",
+                                         limit=ByteSize.limit(MAX_JSON_BYTES), limit_bytes=MAX_JSON_BYTES))
 
 
 def _json_too_deep() -> Message:
@@ -187,13 +187,6 @@ def _json_key(problem: Message) -> Message:
                    "stored.", problem=problem)
 
 
-def _human(size: int) -> str:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if size >= scale:
-            return f"{size / scale:.3g} {unit}"
-    return f"{size} bytes"
-
-
 def _body_limit() -> tuple[int | None, str]:
     """The most bytes this request's body may have, and what kind of body it is (for the refusal)."""
     from kartoteka.rate_limits import request_limits
@@ -209,9 +202,11 @@ def _body_limit() -> tuple[int | None, str]:
 
 def _too_large(limit: int, what: str, length: int | None = None) -> RequestEntityTooLarge:
     """413 for a body of kind `what` over `limit` bytes; `length`, when declared, is said too ({sent})."""
-    sent: str = "" if length is None else Message("request.body_size", "; this one has {size}", size=_human(length),
-                                                   size_bytes=length)
-    sizes = {"limit": _human(limit), "limit_bytes": limit, "sent": sent}
+    sent: str = "" if length is None else Message("request.body_size", "; this one has {size}",
+                                                   size=ByteSize.over(length, limit), size_bytes=length)
+    sizes: dict[str, object] = {"limit": ByteSize.limit(limit), "limit_bytes": limit, "sent": sent}
+    if length is not None:
+        sizes["size_bytes"] = length  # JSON clients read the declared size here (`sent` is a nested message)
     if what == "multipart":
         message = Message("request.multipart_too_large", "A form with files may have at most {limit}{sent}.", **sizes)
     elif what == "json":

@@ -89,3 +89,15 @@ def test_an_unauthenticated_call_is_refused_by_code_in_russian(client):
     body = client.get("/api/v1/entities", headers={"Accept-Language": "ru"}).get_json()
     assert body["code"].startswith("auth.") and "kartoteka token create" in body["detail"]
     assert body["detail"].startswith("Передайте")
+
+
+def test_an_unknown_option_and_a_bad_reference_are_named_by_their_labels(client, admin):
+    sent = {"name": "Big deal", "stage": "open", "company": "abc"}
+    russian = client.post("/api/v1/records/deal", json=sent, headers={**admin, "Accept-Language": "ru"}).get_json()
+    english = client.post("/api/v1/records/deal", json=sent, headers=admin).get_json()
+    assert russian["errors"]["stage"] == ["«open» — нет среди вариантов: Новая, Выиграна, Проиграна."]
+    assert english["errors"]["stage"] == ["'open' is not one of the options: New, Won, Lost."]
+    (stage,) = russian["details"]["stage"]
+    assert stage["params"] == {"text": "open", "options": ["New", "Won", "Lost"], "values": ["new", "won", "lost"]}
+    assert russian["errors"]["company"] == ["Нужен номер (тип: запись «Компания») — целое положительное число."]
+    assert english["errors"]["company"] == ["Must be a Company record id (a positive whole number)."]

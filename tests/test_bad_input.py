@@ -502,7 +502,7 @@ def test_ids_out_of_range_in_values_are_422(client, admin, service):
     ]:
         response = client.post("/api/v1/records/contact", headers=admin, json={**CONTACT, **values})
         message = _problem(response, 422)["errors"][field][0]
-        assert re.match(r"Must be a (user|company record) id", message), (values, message)
+        assert re.match(r"Must be a (user|Company record) id", message), (values, message)
     assert _count(service) == 0
 
 

@@ -388,7 +388,7 @@ def boss_client(client, make_user):
 @pytest.mark.parametrize(("upload_as", "message"), [
     ((b"%PDF-1.4", "scan.pdf", "application/pdf"),
      "'scan.pdf' is not an accepted file type (accepted: image/png, .jpg)."),
-    ((b"\x89PNG" + b"0" * 100_000, "big.png", "image/png"), "'big.png' is larger than 97.7 KiB, the most this field "
+    ((b"\x89PNG" + b"0" * 100_000, "big.png", "image/png"), "'big.png' is larger than 97.6 KiB, the most this field "
                                                           "takes."),
 ])
 def test_a_file_the_field_does_not_take_is_refused_before_it_is_kept(boss_client, upload_as, message):
@@ -789,3 +789,19 @@ def test_each_upload_removes_unsaved_uploads_as_old_as_the_setting_says(scoped, 
     clock.advance(hours=1, seconds=1)
     upload(client, anna, b"later", "later.txt", "text/plain")
     assert not (folder / waiting["id"]).exists()
+
+
+@pytest.mark.parametrize(("language", "detail"), [
+    ("ru", "Форма с файлами — не больше 20 МиБ; в этом — 20,03 МиБ."),
+    ("en", "A form with files may have at most 20 MiB; this one has 20.03 MiB."),
+])
+def test_an_oversize_upload_is_refused_in_the_readers_language_and_never_reads_as_within_the_limit(
+        client, admin, language, detail):
+    """21,000,000 bytes used to read "at most 20 MiB; this one has 20 MiB", and in English to a Russian reader."""
+    response = client.post("/api/v1/files", headers={**admin, "Accept-Language": language},
+                           data=b"x" * 21_000_000, content_type="multipart/form-data; boundary=x")
+    body = response.get_json()
+    assert response.status_code == 413 and body["code"] == "request.multipart_too_large"
+    assert body["detail"] == detail
+    assert body["params"]["limit"] == body["params"]["limit_bytes"] == 20 * 1024 * 1024  # sizes are bytes in JSON
+    assert body["params"]["size_bytes"] == 21_000_000

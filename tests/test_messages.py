@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from kartoteka.messages import (
+    ByteSize,
     Message,
     json_params,
     message_from_stored,
@@ -75,3 +76,47 @@ def test_json_parameters_keep_digits_and_say_nested_messages_in_english():
     assert json_params(Message("value.min", "Must be at least {limit}.", limit=Decimal("0.00"))) == {"limit": "0"}
     assert json_params(_item_error()) == {"position": 2, "message": "'x@' is not a valid e-mail address."}
     assert json_params("plain text") == {}
+
+
+def _body_too_large(length: int, limit: int) -> Message:
+    sent = Message("request.body_size", "; this one has {size}", size=ByteSize.over(length, limit), size_bytes=length)
+    return Message("request.multipart_too_large", "A form with files may have at most {limit}{sent}.",
+                   limit=ByteSize.limit(limit), limit_bytes=limit, sent=sent, size_bytes=length)
+
+
+def test_a_size_is_written_in_each_languages_units_and_numbers():
+    refused = Message("file.too_large_for_field", "'{name}' is larger than {limit}, the most this field takes.",
+                      name="big.png", limit=ByteSize.limit(1000), limit_bytes=1000)
+    assert refused == "'big.png' is larger than 1000 bytes, the most this field takes."
+    assert translate("ru", refused) == "Файл «big.png» больше 1000 байт — это предел для этого поля."
+    form = _body_too_large(2_000_000, 1 << 20)
+    assert form == "A form with files may have at most 1 MiB; this one has 1.9 MiB."
+    assert translate("ru", form) == "Форма с файлами — не больше 1 МиБ; в этом — 1,9 МиБ."
+    sizes = [translate("ru", Message("file.too_large", "The file is larger than {limit}.", limit=ByteSize(n)))
+             for n in (1, 3, 5, 1536, 3 << 30, 5 << 40)]
+    assert sizes == ["Файл больше 1 байт.", "Файл больше 3 байта.", "Файл больше 5 байт.", "Файл больше 1,5 КиБ.",
+                     "Файл больше 3 ГиБ.", "Файл больше 5 ТиБ."]
+    assert [str(ByteSize(n)) for n in (1, 1023, 1024, 1536, 1000 * 1024)] == \
+        ["1 byte", "1023 bytes", "1 KiB", "1.5 KiB", "1000 KiB"]  # no grouping: "1000 KiB", not "1,000 KiB"
+
+
+def test_a_refused_size_never_reads_as_its_limit_or_less():
+    over = _body_too_large(21_000_000, 20 << 20)  # 20.03 MiB: "20 MiB" read as within the limit
+    assert over == "A form with files may have at most 20 MiB; this one has 20.03 MiB."
+    assert translate("ru", over) == "Форма с файлами — не больше 20 МиБ; в этом — 20,03 МиБ."
+    assert str(ByteSize.over((20 << 20) + 1, 20 << 20)) == "20.000001 MiB"
+    assert str(ByteSize.over(1025, 1024)) == "1.001 KiB"
+    # A limit is rounded down (1,999,000 bytes: "1.9 MiB", never "2 MiB"), and a size over it reads more.
+    assert str(ByteSize.limit(1_999_000)) == "1.9 MiB" and str(ByteSize.over(2_000_000, 1_999_000)) == "1.91 MiB"
+    assert str(ByteSize(1_999_000)) == "1.9 MiB" and str(ByteSize(2_050_000)) == "2 MiB"  # other sizes: to the nearest
+
+
+def test_a_size_is_its_byte_count_in_json_and_survives_storing_and_pickling():
+    over = _body_too_large(21_000_000, 20 << 20)
+    assert json_params(over) == {"limit": 20 << 20, "limit_bytes": 20 << 20, "size_bytes": 21_000_000,
+                                 "sent": "; this one has 20.03 MiB"}
+    assert type(json_params(over)["limit"]) is int and json.loads(json.dumps(json_params(over)))["limit"] == 20 << 20
+    back = message_from_stored(json.loads(json.dumps(stored_message(over))))
+    assert translate("ru", back) == "Форма с файлами — не больше 20 МиБ; в этом — 20,03 МиБ."
+    size = pickle.loads(pickle.dumps(ByteSize.over(21_000_000, 20 << 20)))  # noqa: S301 (our own bytes)
+    assert size == 21_000_000 and str(size) == "20.03 MiB"

@@ -165,7 +165,8 @@ def test_an_upload_over_the_limits_carries_its_code_and_the_byte_counts(engine, 
         assert upload(b"x" * 2000).status_code == 413
         larger = _message(seen[-1])
         assert isinstance(seen[-1], UploadQuotaFull) and larger.code == "uploads.file_too_large"
-        assert larger.params["limit_bytes"] == 1024 and larger.params["limit"] == "1 KiB"
+        assert larger.params["limit_bytes"] == 1024 and json_params(larger)["limit"] == 1024  # bytes in JSON
+        assert larger == "The file is larger than 1 KiB, the most one user's unsaved uploads may take."
         assert upload(b"first").status_code == 201
         # The second upload is refused with a 429 the files route renders itself: ask store_file the same.
         user = get_user(engine, username="anna")
@@ -183,7 +184,8 @@ def test_an_upload_over_the_limits_carries_its_code_and_the_byte_counts(engine, 
         store_file(engine, tmp_path / "files", io.BytesIO(b"x" * 3000), "c.txt", None, None, clock.now(),
                    UploadLimits(0, 0, 0), max_size=2048)
     assert message_of(refused.value).code == "file.too_large"
-    assert message_of(refused.value).params == {"limit": "2 KiB", "limit_bytes": 2048}
+    assert json_params(message_of(refused.value)) == {"limit": 2048, "limit_bytes": 2048}
+    assert message_of(refused.value) == "The file is larger than 2 KiB."
     with pytest.raises(UploadQuotaFull) as refused:
         store_file(engine, tmp_path / "files", io.BytesIO(b"x" * 3000), "d.txt", None, user.id, clock.now(),
                    UploadLimits(0, 0, 2048))

@@ -90,8 +90,10 @@ class EntityBuilder:
 
     def __init__(self, source: Source, entity_names: Collection[str], roles: Collection[str] | None,
                  departments: Collection[str] | None, parse_context: ParseContext,
-                 superusers: frozenset[str] = DEFAULT_SUPERUSERS) -> None:
+                 superusers: frozenset[str] = DEFAULT_SUPERUSERS,
+                 entity_labels: Mapping[str, Label] | None = None) -> None:
         self.source = source
+        self.entity_labels = entity_labels or {}  # a reference field's message names its target by its label
         self.superusers = superusers
         self.raw: dict[str, Any] = source.data
         self.entity_names = entity_names
@@ -272,6 +274,7 @@ class EntityBuilder:
             max_items=spec.get("max_items"), pattern=pattern,
             pattern_message=Label.of(spec["pattern_message"]) if "pattern_message" in spec else None,
             options=options, suggestions=tuple(spec.get("suggestions") or ()), to=spec.get("to"),
+            to_label=self.entity_labels.get(spec["to"]) if "to" in spec else None,
             currency=settings.get("currency"),
             places=spec.get("places"), region=spec.get("region"), rows=spec.get("rows"),
             accept=tuple(spec.get("accept") or ()), max_size=spec.get("max_size"),

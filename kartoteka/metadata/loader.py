@@ -186,9 +186,10 @@ def check_config(
         names.setdefault(name, source)
 
     entities: dict[str, EntityDef] = {}
+    labels = {name: Label.of(source.data.get("label"), name) for name, source in names.items()}
     for name, source in names.items():
         builder = EntityBuilder(source, names.keys(), list(roles) if roles is not None else None,
-                                set(departments) if departments else None, ctx, superusers)
+                                set(departments) if departments else None, ctx, superusers, labels)
         entity = builder.build()
         problems.extend(builder.problems)
         if entity is not None:

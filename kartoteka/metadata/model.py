@@ -108,6 +108,7 @@ class FieldDef:
     options: tuple[Option, ...] = ()
     suggestions: tuple[str, ...] = ()
     to: str | None = None
+    to_label: Label | None = None  # the label of the entity `to` names: messages name it so, not by `to`
     currency: str | None = None
     places: int | None = None
     region: str | None = None

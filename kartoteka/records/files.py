@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.config import UploadLimits
-from kartoteka.messages import Message
+from kartoteka.messages import ByteSize, Message
 from kartoteka.metadata.fieldtypes import file_ids
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.records.access import viewable_fields
@@ -34,15 +34,8 @@ PURGE_BATCH = 500
 
 
 def size_text(size: int) -> str:
-    """1536 -> '1.5 KiB': sizes in messages."""
-    if size < 1024:
-        return f"{size} bytes"
-    amount, unit = size / 1024, "KiB"
-    for bigger in ("MiB", "GiB", "TiB"):
-        if amount < 1024:
-            break
-        amount, unit = amount / 1024, bigger
-    return f"{amount:.1f}".removesuffix(".0") + f" {unit}"
+    """1536 -> '1.5 KiB': a size in English (the command line; messages carry a ByteSize)."""
+    return ByteSize(size).text()
 
 
 def accepted_type(field: FieldDef, name: str, content_type: str) -> Message | None:
@@ -57,7 +50,7 @@ def too_large(field: FieldDef, name: str, size: int) -> Message | None:
     """Why a file of `size` bytes is too large for `field` (its `max_size`), or None."""
     if field.max_size is not None and size > field.max_size:
         return Message("file.too_large_for_field", "'{name}' is larger than {limit}, the most this field takes.",
-                       name=name, limit=size_text(field.max_size), limit_bytes=field.max_size)
+                       name=name, limit=ByteSize.limit(field.max_size), limit_bytes=field.max_size)
     return None
 
 

@@ -52,9 +52,18 @@ def option_value(raw: Any, field: FieldDef) -> str | None:
         raise FieldValueError(Message("choice.type", "Must be one of the options, not {type}.", type=json_type(raw)))
     value = str(raw).strip()
     if value not in field.option_values:
+        # The options by their labels (each language reads its own); their values for API clients.
         raise FieldValueError(Message("choice.unknown", "'{text}' is not one of the options: {options}.",
-                                      text=value[:40], options=list(field.option_values)))
+                                      text=value[:40], options=[o.label for o in field.options],
+                                      values=list(field.option_values)))
     return value
+
+
+def target_kind(field: FieldDef) -> Message:
+    """'a Company record': what a reference field takes, by its target entity's label (its name if unknown)."""
+    if field.to_label is None:
+        return record_kind(field.to)
+    return Message("kind.record", "a {entity} record", entity=field.to_label)
 
 
 class OptionsType(FieldType):
@@ -207,7 +216,7 @@ class ReferenceType(FieldType):
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
             return None
-        return parse_id(raw, record_kind(field.to))
+        return parse_id(raw, target_kind(field))
 
     def display(self, value: Any, field: FieldDef, out: Display) -> str:
         return out.record(value) or f"#{value}"
