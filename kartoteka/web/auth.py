@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
@@ -456,10 +456,18 @@ def admin_users() -> str:
         rows = conn.execute(users.select().order_by(users.c.username)).all()
     sessions, blocks = live_sessions(state.engine, now), sign_in_blocks(state.engine, now)
     people = [{"id": row.id, "username": row.username, "display_name": row.display_name,
-               "roles": ", ".join(sorted(row.roles or ())), "active": row.is_active,
+               "roles": _role_labels(row.roles or ()), "active": row.is_active,
                "sessions": sessions.get(row.id, []), "block": blocks.get(row.username.lower())} for row in rows]
     addresses, blocked_total = address_blocks(state.engine, now)
     return render_template("admin/users.html", people=people, addresses=addresses, blocked_total=blocked_total)
+
+
+def _role_labels(codes: Iterable[str]) -> str:
+    """A user's roles as roles.yaml labels them in the reader's language ('Администратор, Менеджер по продажам'), in
+    the order of those labels; a role the metadata does not know (any more) by its code."""
+    roles = platform.state.metadata.roles
+    return ", ".join(sorted((roles[code].label.get(g.language) if code in roles else code for code in codes),
+                            key=str.casefold))
 
 
 def _admin_target(user_id: int) -> Any:

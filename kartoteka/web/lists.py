@@ -15,13 +15,14 @@ from kartoteka.errors import BadRequest, Conflict, PermissionDenied, RecordValid
 from kartoteka.extensions import platform
 from kartoteka.listargs import MAX_FILTERS as MAX_LIST_FILTERS
 from kartoteka.listargs import list_query, without
-from kartoteka.messages import Message
+from kartoteka.messages import Message, message_of
+from kartoteka.metadata.fieldtypes import FieldValueError
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
 from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
-from kartoteka.records.query import SYSTEM_COLUMNS, count_records
+from kartoteka.records.query import MAX_FILTER_VALUE_LENGTH, SYSTEM_COLUMNS, count_records
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
@@ -62,6 +63,8 @@ class FilterControl:
     field: FieldDef | None
     options: tuple[tuple[str, str], ...] = ()
     inputs: Mapping[str, str] = default(default_factory=dict)  # attributes of a range's inputs (type, step, ...)
+    hint: str = ""  # how a range's value is typed (ДД.ММ.ГГГГ), after its "from" and "to"
+    calendar: str | None = None  # a range's calendar button opens a hidden picker of this input type ("date")
 
 
 def _columns(entity: EntityDef, visible: frozenset[str]) -> list[Column]:
@@ -80,8 +83,10 @@ def _filter_controls(entity: EntityDef, visible: frozenset[str]) -> list[FilterC
     for name in names[:MAX_FILTERS]:
         shown = entity.fields[name]
         value_type = shown.value_type
+        inputs = dict(value_type.filter_input(shown, out))
+        hint = inputs.pop("placeholder", "")
         controls.append(FilterControl(name, value_type.filter_kind, shown, value_type.filter_choices(shown, out),
-                                      value_type.filter_input(shown)))
+                                      inputs, hint, value_type.filter_calendar))
     controls.append(FilterControl("owner", "user", None))
     return controls
 
@@ -110,14 +115,47 @@ def _clean_args(entity: EntityDef) -> MultiDict[str, str]:
     return args
 
 
-class ListPage:
-    """Everything the list template shows, formatted for the user."""
+# Filter operators whose value is one value of the field, typed as the reader's language writes it.
+_TYPED_OPERATORS = frozenset({"", "eq", "ne", "lt", "lte", "gt", "gte"})
 
-    def __init__(self, entity: EntityDef, args: MultiDict[str, str], query: ListQuery) -> None:
+
+def _read_typed(entity: EntityDef, args: MultiDict[str, str]) -> MultiDict[str, str]:
+    """The filter values as the list query reads them: each typed the way the reader's language writes it
+    ('1 500,5', '01.03.2026' in Russian; '1,500.5' in English) read by its field type's `typed_text` ('1500.5',
+    '2026-03-01'). BadRequest (the list's filter error) for a value that reads two ways ('1.500' in Russian); one that
+    is no value at all is passed on as typed, for the query to refuse with its message."""
+    read: MultiDict[str, str] = MultiDict()
+    for key, value in args.items(multi=True):
+        name, _, op = key.partition("__")
+        field = entity.fields.get(name)
+        # A value no field could hold is the query's to refuse, before any work on it.
+        if field is not None and op in _TYPED_OPERATORS and value.strip() and len(value) <= MAX_FILTER_VALUE_LENGTH:
+            try:
+                value = field.value_type.typed_text(value, field, g.language)
+            except FieldValueError as exc:
+                which = f"{name}__{op or 'eq'}"
+                raise BadRequest(Message("filter.invalid", "Filter '{name}': {message}", name=which,
+                                         message=message_of(exc))) from None
+        read.add(key, value)
+    return read
+
+
+class ListPage:
+    """Everything the list template shows, formatted for the user.
+
+    `args` are the URL's as typed: the page's links keep them and the filter form shows them (`form`: the URL's
+    even when a filter in it was refused and the list is shown unfiltered, so the reader sees what to correct).
+    `read` are the same read in the reader's language (ISO dates, plain numbers): what a saved view keeps.
+    """
+
+    def __init__(self, entity: EntityDef, args: MultiDict[str, str], query: ListQuery,
+                 read: MultiDict[str, str] | None = None, form: MultiDict[str, str] | None = None) -> None:
         user = current_user()
         service = platform.service
         self.entity = entity
         self.args = args
+        self.read = args if read is None else read
+        self.form = args if form is None else form
         self.visible = viewable_fields(entity, user)
         self.columns = _columns(entity, self.visible)
         self.page = service.list(entity.name, user, query)
@@ -178,8 +216,13 @@ class ListPage:
         return "?" + urlencode(without(self.args, "cursor"))
 
     def query_string(self) -> str:
-        """The filters, search and sort of this list (what a saved view keeps)."""
+        """The filters, search and sort of this list as typed (the kanban link's, read by the same reader)."""
         return urlencode(without(self.args, "cursor", "total"))
+
+    def saved_query(self) -> str:
+        """The filters, search and sort as a saved view keeps them: in no reader's language, as every reader reads
+        it (a Russian '1 500,5' would be unclear to an English reader, an English '1,500.5' to a Russian one)."""
+        return urlencode(without(self.read, "cursor", "total"))
 
     def total_text(self) -> str:
         """"1,234 records", or "More than 10,000 records" when the list was not counted to the end."""
@@ -194,18 +237,18 @@ class ListPage:
 
     def values(self, key: str) -> list[str]:
         """Values of a filter key in the URL, for re-filling the filter panel."""
-        return self.args.getlist(key)
+        return self.form.getlist(key)
 
     def picked(self, control: FilterControl) -> str:
         """A reference filter's text: the picked record as its picker shows it, not its number."""
-        value = self.args.get(control.name, "")
+        value = self.form.get(control.name, "")
         if control.field is not None and value.isdigit() and value.isascii() and len(value) < 19:
             return record_labels(control.field.to or "", [int(value)]).get(int(value), value)
         return value
 
     def filtered(self) -> bool:
         """True when any filter is set (the panel opens)."""
-        return any(k not in ("sort", "cursor", "q", "total") for k in self.args)
+        return any(k not in ("sort", "cursor", "q", "total") for k in self.form)
 
 
 @cards.get("/<entity_name>/")
@@ -215,12 +258,13 @@ def list_view(entity_name: str) -> Any:
     entity = entity_for(entity_name)
     args = _clean_args(entity)
     try:
-        page = ListPage(entity, args, list_query(args, skip_empty=True))
+        read = _read_typed(entity, args)
+        page = ListPage(entity, args, list_query(read, skip_empty=True), read)
         error = None
     except BadRequest as exc:
         # A bad filter in the URL shows the list unfiltered with the reason, instead of an error page.
         error = exc.detail
-        page = ListPage(entity, MultiDict(), ListQuery())
+        page = ListPage(entity, MultiDict(), ListQuery(), form=args)
     readable = page.visible | SYSTEM_COLUMNS.keys()
     views = list_views(platform.state.engine, current_user(), entity.name, readable.__contains__)
     return render_template("cards/list.html", entity=entity, page=page, controls=_filter_controls(
@@ -273,7 +317,7 @@ def kanban(entity_name: str) -> Any:
     field = entity.fields[group]
     sum_name = _sum_field(entity, visible)
     args = _clean_args(entity)
-    base = list_query(args, skip_empty=True)
+    base = list_query(_read_typed(entity, args), skip_empty=True)
     totals = board_totals(platform.service, entity.name, user, group, sum_name, base)
     columns = []
     for option in field.options:

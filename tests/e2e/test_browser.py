@@ -325,3 +325,33 @@ def test_a_russian_reader_types_and_picks_dates_in_the_russian_order(page: Page,
     page.goto(f"{page.url}/edit")
     expect(page.locator("#f-close_date")).to_have_value("20.07.2031")
     assert failures == [], failures
+
+
+def test_a_russian_reader_filters_a_list_by_a_decimal_comma_and_a_picked_date(page: Page, login, axe) -> None:
+    """A list's range filters read what the reader writes: sales1 (Russian) types 1500,5 into «Сумма от» (a number
+    input dropped the comma: 15005) and picks a day in the filter's calendar (written 01.03.2031, not the browser's
+    mm/dd/yyyy); after Apply the boxes show what was typed and the list is the one the plain values give."""
+    failures: list[str] = []
+    page.on("pageerror", lambda error: failures.append(str(error)))
+    login(page, "sales1")
+    page.goto("/cards/deal/?amount__gte=")  # a filter in the URL: the panel is open
+    amount, until = page.locator("#flt-amount-from"), page.locator("#flt-close_date-to")
+    expect(amount).to_have_attribute("type", "text")
+    expect(amount).to_have_attribute("inputmode", "decimal")
+    expect(until).to_have_attribute("placeholder", "до ДД.ММ.ГГГГ")
+    amount.fill("1500,5")
+    expect(amount).to_have_value("1500,5")
+    page.locator("#flt-close_date-to + button[data-calendar]").click()
+    page.keyboard.press("Escape")
+    _pick(page.locator("#flt-close_date-to ~ .calendar-picker"), "2031-03-01")
+    expect(until).to_have_value("01.03.2031")
+    axe(page, "deal list, a date picked in a filter's calendar")
+    page.click(".filter-actions button[type=submit]")
+    expect(page).to_have_url(re.compile(r"amount__gte=1500%2C5.*close_date__lte=01\.03\.2031"))
+    expect(amount).to_have_value("1500,5")
+    expect(until).to_have_value("01.03.2031")
+    expect(page.locator(".form-error")).to_have_count(0)
+    total = page.locator("#total").inner_text()
+    page.goto("/cards/deal/?amount__gte=1500.5&close_date__lte=2031-03-01")
+    expect(page.locator("#total")).to_have_text(total)
+    assert failures == [], failures

@@ -170,6 +170,8 @@ class FieldType:
     filter_kind = "text"
     # Offered in a list's filter panel even when it is not one of the list's columns.
     offered_filter = False
+    # A "range" filter's calendar: the type of the hidden browser picker its button opens ("date"), None for none.
+    filter_calendar: str | None = None
     # Macros in templates/macros/fields.html: the form widget, the card's value, a list cell (also a board
     # line) and a badge in a card's header. `label_kind` says how the form row labels the widget: "for" (a
     # <label for>), "group" (a caption for a group of inputs), "inline" (after a checkbox) or "own".
@@ -312,8 +314,9 @@ class FieldType:
         """(value, text) pairs an "options" filter offers."""
         return ()
 
-    def filter_input(self, field: FieldDef) -> dict[str, str]:
-        """Attributes of the inputs of a "range" filter (type, step, min, max)."""
+    def filter_input(self, field: FieldDef, out: Display) -> dict[str, str]:
+        """Attributes of the inputs of a "range" filter (type, step, min, max) for `out`'s reader; a "placeholder"
+        is the format a value is typed in, which the list puts after its "from" and "to"."""
         return {"type": "text"}
 
     def sum_places(self, field: FieldDef) -> int | None:

@@ -90,7 +90,7 @@ class RatingType(FieldType):
             return out.text("{value} of {max}", value=value, max=self.stars(field))
         return str(value)
 
-    def filter_input(self, field: FieldDef) -> dict[str, str]:
+    def filter_input(self, field: FieldDef, out: Display) -> dict[str, str]:
         return {"type": "number", "step": "1", "min": "1", "max": str(self.stars(field))}
 
 

@@ -13,7 +13,7 @@ import phonenumbers
 from babel.dates import format_date, format_datetime
 from email_validator import EmailNotValidError, validate_email
 
-from kartoteka.messages import Message
+from kartoteka.messages import N_, Message
 from kartoteka.metadata.types.base import (
     BOUND,
     CURRENCY,
@@ -241,7 +241,9 @@ class NumberType(FieldType):
     filter_kind = "range"
     sums_board = True
 
-    def filter_input(self, field: FieldDef) -> dict[str, str]:
+    def filter_input(self, field: FieldDef, out: Display) -> dict[str, str]:
+        # Whole numbers only (IntegerType): no decimal separator for the browser to drop, and the edit form's input
+        # is a number input too. DecimalType types its own.
         return {"type": "number", "step": "any"}
 
 
@@ -392,6 +394,11 @@ class DecimalType(NumberType):
     def typed_text(self, text: str, field: FieldDef, language: str) -> str:
         return typed_number(text, language)
 
+    def filter_input(self, field: FieldDef, out: Display) -> dict[str, str]:
+        # Text, as the edit form's: a number input drops a decimal comma ('1500,5' became 15005) and shows nothing
+        # for a value it cannot read ('10 000 000' from a URL the list does filter by).
+        return {"type": "text", "inputmode": "decimal", "autocomplete": "off"}
+
     def sum_places(self, field: FieldDef) -> int | None:
         return self.places(field)
 
@@ -513,12 +520,20 @@ def _typed_iso(text: str, language: str, with_time: bool) -> str | None:
     return f"{day.isoformat()}T{moment.isoformat('seconds' if 'second' in parts else 'minutes')}"
 
 
+def _date_filter_input(out: Display) -> dict[str, str]:
+    """A date range filter's inputs: text in the reader's order (as the card form's), not Chromium's date input in
+    the browser's locale; app.js's calendar reads and writes data-date-format."""
+    return {"type": "text", "autocomplete": "off", "spellcheck": "false",
+            "data-date-format": date_input_pattern(out.language), "placeholder": out.text(N_("YYYY-MM-DD"))}
+
+
 class DateType(FieldType):
     name = "date"
     option_schema = {"min": BOUND, "max": BOUND}
     supports_multiple = True
     json_schema = {"type": "string", "format": "date"}
     filter_kind = "range"
+    filter_calendar = "date"
     widget = "date_input"
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
@@ -573,8 +588,8 @@ class DateType(FieldType):
     def typed_text(self, text: str, field: FieldDef, language: str) -> str:
         return _typed_iso(text, language, with_time=False) or text
 
-    def filter_input(self, field: FieldDef) -> dict[str, str]:
-        return {"type": "date"}
+    def filter_input(self, field: FieldDef, out: Display) -> dict[str, str]:
+        return _date_filter_input(out)
 
 
 class DateTimeType(FieldType):
@@ -582,6 +597,7 @@ class DateTimeType(FieldType):
     option_schema = {"min": BOUND, "max": BOUND}
     json_schema = {"type": "string", "format": "date-time"}
     filter_kind = "range"
+    filter_calendar = "date"
     widget = "datetime_input"
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
@@ -648,8 +664,8 @@ class DateTimeType(FieldType):
     def typed_text(self, text: str, field: FieldDef, language: str) -> str:
         return _typed_iso(text, language, with_time=True) or text
 
-    def filter_input(self, field: FieldDef) -> dict[str, str]:
-        return {"type": "date"}
+    def filter_input(self, field: FieldDef, out: Display) -> dict[str, str]:
+        return _date_filter_input(out)  # a day is what a list is filtered by; a time may be typed after it
 
 
 TYPES = (TextType, TextareaType, EmailType, PhoneType, UrlType, IntegerType, DecimalType, MoneyType, PercentType,
