@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -14,7 +15,7 @@ import sqlalchemy as sa
 from kartoteka.errors import Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.messages import Message, message_from_stored
 from kartoteka.metadata.expressions import Clock
-from kartoteka.metadata.fieldtypes import ParseContext, plain_title
+from kartoteka.metadata.fieldtypes import FieldType, ParseContext, plain_title
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
@@ -155,25 +156,27 @@ class RecordService:
             return [field.value_type.from_storage(v, field) for v in stored]
         return field.value_type.from_storage(stored, field)
 
-    def _values(self, entity: EntityDef, data: Mapping[str, Any]) -> dict[str, Any]:
+    def _values(self, entity: EntityDef, data: Mapping[str, Any],
+                visible: frozenset[str] | None = None) -> dict[str, Any]:
+        """The typed values of every field (None when not stored), or of the `visible` ones only."""
         values: dict[str, Any] = {}
-        for name, field in entity.fields.items():
+        for name, field, convert in _readers(entity, visible):
             stored = data.get(name)
             if stored is None:
                 values[name] = None
             elif field.multiple:
-                values[name] = [field.value_type.from_storage(v, field) for v in stored]
+                values[name] = list(stored) if convert is None else [convert(v, field) for v in stored]
             else:
-                values[name] = field.value_type.from_storage(stored, field)
+                values[name] = stored if convert is None else convert(stored, field)
         return values
 
     def _record(self, entity: EntityDef, row: sa.Row[Any] | _Written, user: Principal,
-                values: Mapping[str, Any] | None = None) -> Record:
-        visible = viewable_fields(entity, user)
-        all_values = values if values is not None else self._values(entity, row.data)  # type: ignore[union-attr]
+                values: Mapping[str, Any] | None = None, visible: frozenset[str] | None = None) -> Record:
+        visible = viewable_fields(entity, user) if visible is None else visible
         return Record(
             id=row.id, entity=entity.name, version=row.version, title=row.title,
-            values={n: v for n, v in all_values.items() if n in visible},
+            values=self._values(entity, row.data, visible) if values is None  # type: ignore[union-attr]
+            else {n: v for n, v in values.items() if n in visible},
             owner=row.owner, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
             created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
             attention=attention(entity, row.flags, visible),
@@ -228,7 +231,8 @@ class RecordService:
             stored_now = self._stored_moment(now)
             row = _Written(record_id, 1, title, new_owner, stored_now, stored_now, user.id, user.id, None, flags)
             self._sync_links(conn, entity, row.id, prepared.values, None)
-            sync_file_links(conn, entity, row.id, prepared.values, None, now)
+            if _holds_files(entity):
+                sync_file_links(conn, entity, row.id, prepared.values, None, now)
             self._notify(conn, Change("created", entity, row.id, None, prepared.values,
                                       frozenset(prepared.changed), user))
         return self._record(entity, row, user, prepared.values)
@@ -282,7 +286,8 @@ class RecordService:
             result = _Written(record_id, row.version + 1, title, new_owner, row.created_at, self._stored_moment(now),
                               row.created_by, user.id, row.deleted_at, flags)
             self._sync_links(conn, entity, record_id, prepared.values, stored)
-            sync_file_links(conn, entity, record_id, prepared.values, stored, now)
+            if _holds_files(entity):
+                sync_file_links(conn, entity, record_id, prepared.values, stored, now)
             self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
                                       frozenset(prepared.changed), user))
         return self._record(entity, result, user, prepared.values)
@@ -474,7 +479,7 @@ class RecordService:
                        record_id: int | None, user: Principal) -> None:
         """Database checks: unique values, referenced records, users and files exist."""
         query = QueryBuilder(entity, self.dialect, self.ctx, entity.fields)
-        for name, field in entity.fields.items():
+        for name, field in _looked_up(entity):
             value: Any = prepared.values.get(name)  # a list when the field is multiple
             if is_empty(value) or name in prepared.errors:
                 continue
@@ -565,7 +570,7 @@ class RecordService:
 
     def _sync_links(self, conn: sa.Connection, entity: EntityDef, record_id: int,
                     values: Mapping[str, Any], before: Mapping[str, Any] | None) -> None:
-        for field in entity.reference_fields:
+        for field in _references(entity):
             new = set(ids_in(values.get(field.name)))
             old = set(ids_in(before.get(field.name))) if before is not None else set()
             if new == old:
@@ -604,7 +609,7 @@ class RecordService:
             rows = conn.execute(statement).all()
             total = conn.execute(sa.select(sa.func.count()).select_from(records).where(*where)).scalar() \
                 if with_total else None
-        items = tuple(self._record(entity, row, user) for row in rows[:limit])
+        items = tuple(self._record(entity, row, user, visible=visible) for row in rows[:limit])
         next_cursor = None
         if len(rows) > limit:
             last = rows[limit - 1]
@@ -646,6 +651,41 @@ class RecordService:
                 if source is not None and row.field in viewable_fields(source, user):
                     result.setdefault((row.source_entity, row.field), []).append(row.source_id)
         return result
+
+
+@lru_cache(maxsize=1024)
+def _readers(entity: EntityDef, visible: frozenset[str] | None
+             ) -> tuple[tuple[str, FieldDef, Callable[[Any, FieldDef], Any] | None], ...]:
+    """(name, field, from_storage) of the entity's fields (the `visible` ones), in order; from_storage is None
+    where the stored JSON value is the value itself (text, numbers, selects...), so reading a row calls
+    nothing for those."""
+    readers = []
+    for name, field in entity.fields.items():
+        if visible is not None and name not in visible:
+            continue
+        value_type = field.value_type
+        identity = type(value_type).from_storage is FieldType.from_storage
+        readers.append((name, field, None if identity else value_type.from_storage))
+    return tuple(readers)
+
+
+# Per entity, built once: which fields a save must look up or link (EntityDef's own properties build a new
+# tuple on every call, and most cards have few such fields or none).
+@lru_cache(maxsize=1024)
+def _looked_up(entity: EntityDef) -> tuple[tuple[str, FieldDef], ...]:
+    """The fields `_check_lookups` has work for: unique ones, references, users and files."""
+    return tuple((name, f) for name, f in entity.fields.items()
+                 if f.unique or f.type.refers in ("record", "user") or f.type.holds_files)
+
+
+@lru_cache(maxsize=1024)
+def _references(entity: EntityDef) -> tuple[FieldDef, ...]:
+    return entity.reference_fields
+
+
+@lru_cache(maxsize=1024)
+def _holds_files(entity: EntityDef) -> bool:
+    return bool(entity.file_fields)
 
 
 def _not_found(entity: EntityDef, record_id: int) -> Message:
