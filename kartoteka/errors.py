@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from kartoteka.messages import Message
+from kartoteka.messages import N_, Message
 
 
 class KartotekaError(Exception):
     """Base of every error the platform raises on purpose."""
 
     status = 500
-    title = "Internal error"
+    title = N_("Internal error")
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.title)
@@ -21,7 +21,7 @@ class KartotekaError(Exception):
 class MetadataError(KartotekaError):
     """The metadata under the config directory is broken; `problems` lists every finding."""
 
-    title = "Invalid metadata"
+    title = N_("Invalid metadata")
 
     def __init__(self, problems: Sequence[object]) -> None:
         self.problems = list(problems)
@@ -32,7 +32,7 @@ class RecordValidationError(KartotekaError):
     """A record failed validation; `errors` maps a field name (or '_record') to messages."""
 
     status = 422
-    title = "Invalid record"
+    title = N_("Invalid record")
 
     def __init__(self, errors: Mapping[str, Sequence[str]], detail: str = "", state: object | None = None) -> None:
         self.errors = {k: list(v) for k, v in errors.items()}
@@ -48,14 +48,14 @@ class BadRequest(KartotekaError):
     """The request itself is malformed (bad filter, bad cursor, bad JSON)."""
 
     status = 400
-    title = "Bad request"
+    title = N_("Bad request")
 
 
 class CsrfError(KartotekaError):
     """A form of the web UI came back without the session's CSRF token (expired or forged)."""
 
     status = 400
-    title = "Form expired"
+    title = N_("Form expired")
 
     def __init__(self) -> None:
         super().__init__(Message("form.expired", "The form has expired (security token missing or wrong). Reload the "
@@ -66,14 +66,14 @@ class NotFound(KartotekaError):
     """The entity or record does not exist (or is not visible to the user)."""
 
     status = 404
-    title = "Not found"
+    title = N_("Not found")
 
 
 class Conflict(KartotekaError):
     """A stale version or a uniqueness race: the client must reload and retry."""
 
     status = 409
-    title = "Conflict"
+    title = N_("Conflict")
 
     def __init__(self, detail: str = "", current_version: int | None = None) -> None:
         super().__init__(detail)
@@ -84,17 +84,17 @@ class AuthenticationRequired(KartotekaError):
     """No valid credentials were presented."""
 
     status = 401
-    title = "Authentication required"
+    title = N_("Authentication required")
 
 
 class PermissionDenied(KartotekaError):
     """The user is known but may not do this."""
 
     status = 403
-    title = "Forbidden"
+    title = N_("Forbidden")
 
 
 class IndexBuildError(KartotekaError):
     """Stored data does not fit an index the metadata asks for (repeated unique values, a changed type)."""
 
-    title = "Index cannot be built"
+    title = N_("Index cannot be built")

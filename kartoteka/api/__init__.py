@@ -14,7 +14,7 @@ from kartoteka.api.schemas import dump_record, read_record, record_schema
 from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
-from kartoteka.messages import Message
+from kartoteka.messages import N_, Message
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.query import count_records
 from kartoteka.records.scopes import readable_entities, require, scopes_for
@@ -27,7 +27,7 @@ class PreconditionRequired(KartotekaError):
     """A write without the version it was based on."""
 
     status = 428
-    title = "Precondition required"
+    title = N_("Precondition required")
 
 
 @api.before_request
