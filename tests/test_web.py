@@ -526,6 +526,15 @@ def test_form_errors_in_the_users_language(client, make_user, company):
     assert re.search(r'id="e-name"[^>]*>Обязательное поле\.<', page)
 
 
+def _deal_typed_by(client, make_user, company, language: str, **typed: str) -> int:
+    """The id of a deal a sales rep reading `language` created through the form with these typed values."""
+    rep, _ = make_user("rep", ["sales"], "sales", language=language)
+    sign_in(client, rep)
+    created = client.post("/cards/deal/new", data={"csrf_token": CSRF, "company": str(company.id), **typed})
+    assert created.status_code == 302, text_of(created)
+    return int(created.headers["Location"].rsplit("/", 1)[1])
+
+
 @pytest.mark.parametrize(("language", "typed", "stored", "shown"), [
     ("ru", "10 000 000,50", "10000000.50", "10\u00a0000\u00a0000,50"),
     ("ru", "1500.5", "1500.50", "1\u00a0500,50"),  # a dot typed by a Russian reader is a decimal point
@@ -534,12 +543,7 @@ def test_form_errors_in_the_users_language(client, make_user, company):
 ])
 def test_edit_forms_take_and_show_numbers_as_the_readers_language_writes_them(
         client, service, make_user, company, language, typed, stored, shown):
-    rep, _ = make_user("rep", ["sales"], "sales", language=language)
-    sign_in(client, rep)
-    created = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Typed amount", "amount": typed,
-                                                   "company": str(company.id)})
-    assert created.status_code == 302, text_of(created)
-    deal_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    deal_id = _deal_typed_by(client, make_user, company, language, name="Typed amount", amount=typed)
     assert str(service.get("deal", deal_id, SYSTEM)["amount"]) == stored
     form = text_of(client.get(f"/cards/deal/{deal_id}/edit"))
     assert re.search(r'<input type="text" inputmode="decimal" id="f-amount" name="amount"[^>]* value="'
@@ -554,12 +558,7 @@ def test_edit_forms_take_and_show_numbers_as_the_readers_language_writes_them(
 ])
 def test_edit_forms_take_and_show_dates_as_the_readers_language_writes_them(
         client, service, make_user, company, language, typed, shown, hint):
-    rep, _ = make_user("rep", ["sales"], "sales", language=language)
-    sign_in(client, rep)
-    created = client.post("/cards/deal/new", data={"csrf_token": CSRF, "name": "Typed date", "next_step_date": typed,
-                                                   "company": str(company.id)})
-    assert created.status_code == 302, text_of(created)
-    deal_id = int(created.headers["Location"].rsplit("/", 1)[1])
+    deal_id = _deal_typed_by(client, make_user, company, language, name="Typed date", next_step_date=typed)
     assert service.get("deal", deal_id, SYSTEM)["next_step_date"] == date(2025, 3, 1)
     form = text_of(client.get(f"/cards/deal/{deal_id}/edit"))
     date_input = re.search(r'<input type="text" id="f-next_step_date" name="next_step_date"[^>]*>', form)

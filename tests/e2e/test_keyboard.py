@@ -160,32 +160,29 @@ def test_language_switch_works_without_javascript(browser: Browser, live_server:
         context.close()
 
 
+def _tab_through_date(page: Page, text_selector: str, button_selector: str, what: str) -> None:
+    """Keyboard focus on a date's text, then Tab to its calendar button: both show the ring; the button is 24 px+."""
+    text = page.locator(text_selector)
+    text.scroll_into_view_if_needed()
+    _focus_by_keyboard(page, text)
+    _assert_ring(text, what)
+    page.keyboard.press("Tab")
+    button = page.locator(button_selector)
+    _assert_ring(button, f"{what}'s calendar button")
+    width, height = _size(button)
+    assert width >= 24 and height >= 24, (width, height)
+
+
 def test_date_input_shows_focus_on_its_parts_and_its_calendar_button(page: Page, login, axe) -> None:
     """A card's date is typed as text with a calendar button beside it: each shows the ring and the button is at least
     24 px square. A list's date filter is the same text and button."""
     login(page, "sales_manager")
     page.goto("/cards/deal/new")
-    text = page.locator("#f-close_date")
-    text.scroll_into_view_if_needed()
-    _focus_by_keyboard(page, text)
-    _assert_ring(text, "date text input")
-    page.keyboard.press("Tab")
-    button = page.locator("#field-close_date button[data-calendar]")
-    _assert_ring(button, "calendar button")
-    width, height = _size(button)
-    assert width >= 24 and height >= 24, (width, height)
+    _tab_through_date(page, "#f-close_date", "#field-close_date button[data-calendar]", "date text input")
     axe(page, "deal form, focus on a date's calendar button")
 
     page.goto("/cards/deal/?close_date__gte=")
-    since = page.locator("#flt-close_date-from")
-    since.scroll_into_view_if_needed()
-    _focus_by_keyboard(page, since)
-    _assert_ring(since, "date filter")
-    page.keyboard.press("Tab")
-    button = page.locator("#flt-close_date-from + button[data-calendar]")
-    _assert_ring(button, "date filter's calendar button")
-    width, height = _size(button)
-    assert width >= 24 and height >= 24, (width, height)
+    _tab_through_date(page, "#flt-close_date-from", "#flt-close_date-from + button[data-calendar]", "date filter")
     page.keyboard.press("Tab")  # the hidden picker is no tab stop: the next bound is
     expect(page.locator("#flt-close_date-to")).to_be_focused()
     axe(page, "deal list, focus on a date filter's calendar button")
