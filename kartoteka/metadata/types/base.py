@@ -557,8 +557,8 @@ def check_item_count(items: Any, field: FieldDef) -> None:
 _ID_TEXT = re.compile(r"[0-9]{1,19}")
 
 
-def record_kind(entity: str | None) -> Message:
-    """'a company record': what a reference field's value must be the id of."""
+def record_kind(entity: str | Label | None) -> Message:
+    """'a Company record': what a reference field's value must be the id of (its label, else its name)."""
     return Message("kind.record", "a {entity} record", entity=entity)
 
 

@@ -61,9 +61,7 @@ def option_value(raw: Any, field: FieldDef) -> str | None:
 
 def target_kind(field: FieldDef) -> Message:
     """'a Company record': what a reference field takes, by its target entity's label (its name if unknown)."""
-    if field.to_label is None:
-        return record_kind(field.to)
-    return Message("kind.record", "a {entity} record", entity=field.to_label)
+    return record_kind(field.to_label or field.to)
 
 
 class OptionsType(FieldType):
