@@ -446,8 +446,8 @@ def grouped_number(value: Decimal, language: str) -> str:
     return format_decimal(value, format=pattern, locale=language, decimal_quantization=False)
 
 
-# Russian groups digits with a no-break space; people type a plain or a narrow one as well.
-_RUSSIAN_GROUP_SPACES = re.compile("[ \u202f]")
+# Languages that group digits with a no-break space (Russian): people type a plain or a narrow one as well.
+_GROUP_SPACES = re.compile("[ \u00a0\u202f]")
 
 
 def typed_number(text: str, language: str) -> str:
@@ -463,8 +463,8 @@ def typed_number(text: str, language: str) -> str:
     if not candidate or "e" in candidate.casefold():
         return text  # nothing typed, or exponent notation, which no form writes: `parse` answers as for the API
     decimal, group = get_decimal_symbol(language), get_group_symbol(language)
-    if language == "ru":
-        candidate = _RUSSIAN_GROUP_SPACES.sub("\u00a0", candidate)
+    if group.isspace():  # a language that groups with a (no-break) space: people type any space for it
+        candidate = _GROUP_SPACES.sub(group, candidate)
     if decimal == "," and _DOT_GROUPS.fullmatch(candidate):
         whole = Decimal(candidate.replace(".", ""))
         raise _unclear(text, grouped_number(whole, language), grouped_number(Decimal(candidate).normalize(), language))
