@@ -26,8 +26,8 @@ from babel.numbers import NumberPattern
 
 from kartoteka.metadata.model import FieldDef, Label
 
-__all__ = ["currency_symbol", "format_date", "format_datetime", "format_money", "format_number", "format_percent",
-           "format_value"]
+__all__ = ["currency_symbol", "display_value", "format_date", "format_datetime", "format_money", "format_number",
+           "format_percent", "format_value"]
 
 NBSP = "\u00a0"
 
@@ -82,8 +82,13 @@ def _as_decimal(value: Any) -> Decimal | None:
 
 def _context(number: Decimal, places: int) -> Context:
     """A decimal context wide enough to round `number` to `places` exactly (Babel rounds in the current one)."""
-    return Context(prec=max(28, number.adjusted() + places + 3), rounding=ROUND_HALF_UP,
-                   Emax=999_999_999, Emin=-999_999_999)
+    prec = number.adjusted() + places + 3
+    if prec <= 28:  # nearly every number: the same context each time (localcontext works on a copy of it)
+        return _CONTEXT_28
+    return Context(prec=prec, rounding=ROUND_HALF_UP, Emax=999_999_999, Emin=-999_999_999)
+
+
+_CONTEXT_28 = Context(prec=28, rounding=ROUND_HALF_UP, Emax=999_999_999, Emin=-999_999_999)
 
 
 def _quantize(number: Decimal, places: int) -> Decimal:
@@ -121,11 +126,7 @@ def _render(value: Decimal | int, lang: str, places: int | None, kind: str, curr
     if number is None:
         return "" if value is None else str(value)
     locale = _locale(lang)
-    formats = {"decimal": locale.decimal_formats, "percent": locale.percent_formats}
-    pattern = copy.copy(locale.currency_formats["standard"] if kind == "currency" else formats[kind][None])
-    pattern.scale = 0
-    if currency:
-        pattern = _spaced(pattern, currency_symbol(currency, lang))
+    pattern = _pattern(lang, kind, currency)
     if number.is_nan():
         return _framed("NaN", False, pattern, lang, currency)
     if number.is_finite():
@@ -141,9 +142,30 @@ def _render(value: Decimal | int, lang: str, places: int | None, kind: str, curr
             number = abs(number) if exponent >= -_MAX_POSITIONAL_DIGITS else Decimal(0)
         if places is None:
             places = max(0, -int(number.as_tuple().exponent))
-    pattern.frac_prec = (places or 0, places or 0)
+    pattern = _with_places(pattern, places or 0)
     with localcontext(_context(number, places or 0) if number.is_finite() else Context()):
         return str(pattern.apply(number, locale, currency=currency or None, currency_digits=False))
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(lang: str, kind: str, currency: str) -> NumberPattern:
+    """The language's CLDR pattern of `kind` (decimal, percent, currency) for `currency`, unscaled and with CLDR's
+    currency spacing; made once per language, kind and currency (never changed afterwards: see `_with_places`)."""
+    locale = _locale(lang)
+    formats = {"decimal": locale.decimal_formats, "percent": locale.percent_formats}
+    pattern = copy.copy(locale.currency_formats["standard"] if kind == "currency" else formats[kind][None])
+    pattern.scale = 0
+    if currency:
+        pattern = _spaced(pattern, currency_symbol(currency, lang))
+    return pattern
+
+
+@functools.lru_cache(maxsize=512)
+def _with_places(pattern: NumberPattern, places: int) -> NumberPattern:
+    """A copy of `pattern` writing exactly `places` decimals (a pattern is a cached, shared object: not changed)."""
+    fixed = copy.copy(pattern)
+    fixed.frac_prec = (places, places)
+    return fixed
 
 
 def _framed(text: str, negative: bool, pattern: NumberPattern, lang: str, currency: str) -> str:
@@ -182,7 +204,10 @@ def format_percent(value: Decimal | int, language: str, places: int | None = 2) 
 
 def format_date(value: date, language: str) -> str:
     """A date: '31.01.2026' in Russian, 'Jan 31, 2026' in English."""
-    return babel_dates.format_date(value, _DATE_PATTERNS[_lang(language)], locale=_lang(language))
+    lang = _lang(language)
+    if isinstance(value, datetime):  # as Babel's format_date: the date of a moment
+        value = value.date()
+    return _date_pattern(_DATE_PATTERNS[lang]).apply(value, _locale(lang))
 
 
 def _in_zone(value: datetime, tz: tzinfo | None) -> datetime:
@@ -199,7 +224,13 @@ def format_datetime(value: datetime, language: str, tz: tzinfo = UTC) -> str:
     """A moment in `tz`: '31.01.2026 14:05' in Russian, 'Jan 31, 2026, 2:05 PM' in English."""
     # The wall-clock time in `tz`, handed to Babel without a zone: it converts nothing more (nor overflows).
     moment = _in_zone(value, tz).replace(tzinfo=None)
-    return babel_dates.format_datetime(moment, _DATETIME_PATTERNS[_lang(language)], locale=_lang(language))
+    lang = _lang(language)
+    return _date_pattern(_DATETIME_PATTERNS[lang]).apply(moment.replace(tzinfo=UTC), _locale(lang))
+
+
+def _date_pattern(pattern: str) -> babel_dates.DateTimePattern:
+    """Babel's parsed date pattern (it keeps them: parsed once)."""
+    return babel_dates.parse_pattern(pattern)
 
 
 def _yes_no(flag: bool, language: str) -> str:
@@ -300,7 +331,13 @@ def format_value(
     """Any field value as plain display text; lists are joined with ', ', None and empty values give ''."""
     if value is None:
         return ""
-    out = ValueDisplay(language, tz, user_names, record_titles)
+    return display_value(field, value, ValueDisplay(language, tz, user_names, record_titles))
+
+
+def display_value(field: FieldDef, value: Any, out: ValueDisplay) -> str:
+    """`format_value` through a ValueDisplay made once for many values (a list's column)."""
+    if value is None:
+        return ""
     value_type = field.value_type
     if isinstance(value, list | tuple):
         texts = (value_type.display(item, field, out) for item in value if item is not None)
