@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from kartoteka.metadata.model import Label
 from kartoteka.web.auth import init_auth
 from kartoteka.web.formatting import currency_symbol
+from kartoteka.web.formrows import init_form_rows
 
 htmx = HTMX()
 
@@ -32,6 +33,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     app.register_blueprint(cards)
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
     app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol)
+    init_form_rows(app)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
 

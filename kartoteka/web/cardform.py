@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from werkzeug.datastructures import MultiDict
@@ -14,6 +15,7 @@ from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
 from kartoteka.records.model import FormState, Principal, Record
 from kartoteka.web.formatting import format_value
+from kartoteka.web.formrows import FieldView, Item, consent_given
 
 
 def widget_for(field_def: FieldDef) -> str:
@@ -61,11 +63,16 @@ class CardForm:
     theirs: Mapping[str, str] = field(default_factory=dict)  # after a conflict: the other person's value, shown
     base_values: Mapping[str, Any] | None = None  # the saved values the form starts from (default: the state's)
     version: int | None = None  # the version a save of this form claims to change (default: the state's)
+    url_root: str = ""  # the application's root path (request.script_root), which links in a row begin with
 
     # --- layout -------------------------------------------------------------------------------------
 
     def tabs(self) -> list[TabView]:
         """Tabs and groups of the user's layout holding at least one field they may see."""
+        return self._tabs
+
+    @cached_property
+    def _tabs(self) -> list[TabView]:
         result = []
         for t, tab in enumerate(self.entity.layout_for(self.user.department).tabs):
             groups = []
@@ -104,11 +111,29 @@ class CardForm:
 
     def errors(self, name: str) -> list[str]:
         """Messages to show next to the field."""
+        known = self._errors.get(name)
+        if known is None:
+            known = self._errors[name] = self._field_errors(name)
+        return known
+
+    @cached_property
+    def _errors(self) -> dict[str, list[str]]:
+        return {}
+
+    def _field_errors(self, name: str) -> list[str]:
         if self.touched is not None and name not in self.touched:
             return []
         # A value that did not even parse has only that message: the "Required." its absence caused is noise.
         messages = self.form_errors.get(name) or self.state.errors.get(name, [])
         return list(dict.fromkeys(translate(self.language, m) for m in messages))
+
+    def view(self, name: str, download_url: Callable[[str], str] | None = None) -> FieldView:
+        """The field as its form row's macros read it (see kartoteka.web.formrows)."""
+        f = self.entity.fields[name]
+        kind = _ITEMS[f.type.form_items] if f.type.form_items else None
+        items = kind.items(self, f, download_url) if kind else ()
+        return FieldView(self, f, items, items_keyed=kind.keyed if kind else False,
+                         consent_given=consent_given(self.value(name)), errors=self.errors(name))
 
     def fields_with_errors(self) -> list[tuple[FieldDef, list[str]]]:
         """Fields shown to the user that carry messages, in form order (for the error summary)."""
@@ -145,7 +170,7 @@ class CardForm:
 
     def text(self, name: str) -> str:
         """The input's text: what the user typed when the form comes back, else the value for an input."""
-        if self.submitted is not None and name in self.submitted and name not in self._computed():
+        if self.submitted is not None and name in self.submitted and name not in self._computed:
             return self.submitted.get(name, "")
         field = self.entity.fields[name]
         titles = self.reference_labels or self.reference_titles
@@ -215,8 +240,9 @@ class CardForm:
         """One value of the field (one of its list) as text for reading: a phone beside its tel: link."""
         return format_value(self.entity.fields[name], item, self.language)
 
-    def _computed(self) -> set[str]:
-        return {n for n, f in self.entity.fields.items() if f.is_formula}
+    @cached_property
+    def _computed(self) -> frozenset[str]:
+        return frozenset(n for n, f in self.entity.fields.items() if f.is_formula)
 
     # --- live updates -------------------------------------------------------------------------------
 
@@ -231,6 +257,42 @@ class CardForm:
             "hiddenSections": [k for k, shown in self.state.sections.items()
                                if not shown and k in self._seen_sections()],
         }, ensure_ascii=False)
+
+
+def _text_items(form: CardForm, f: FieldDef, _: Any) -> tuple[Item, ...]:
+    """A box per value of a field with several (phones, e-mails...)."""
+    return tuple(Item(text, text) for text in form.texts(f.name)) if f.multiple else ()
+
+
+def _pick_items(form: CardForm, f: FieldDef, _: Any) -> tuple[Item, ...]:
+    """A picker per record a reference names."""
+    return tuple(Item(value, text) for value, text in form.picks(f.name))
+
+
+def _user_items(form: CardForm, f: FieldDef, _: Any) -> tuple[Item, ...]:
+    """An option per user to choose, the chosen ones selected."""
+    chosen = form.chosen(f.name)
+    return tuple(Item(str(i), name, selected=" selected" if str(i) in chosen else "") for i, name in form.users)
+
+
+def _file_items(form: CardForm, f: FieldDef, download_url: Callable[[str], str] | None) -> tuple[Item, ...]:
+    """A file the field holds, with its name and download link."""
+    return tuple(Item(item["id"], item.get("name") or item["id"], download_url(item["id"]) if download_url else "")
+                 for item in form.files(f.name))
+
+
+@dataclass(frozen=True)
+class _ItemKind:
+    """How a form lists the items a widget repeats; `keyed`: the same for many forms, part of a row's shape."""
+
+    items: Callable[[CardForm, FieldDef, Any], tuple[Item, ...]]
+    keyed: bool = False
+
+
+# What a widget repeats (FieldType.form_items). The users to choose are the same on every form of the moment, so a
+# user field's options are written once per list of users; people's own texts are filled in per form.
+_ITEMS: dict[str, _ItemKind] = {"texts": _ItemKind(_text_items), "picks": _ItemKind(_pick_items),
+                                "users": _ItemKind(_user_items, keyed=True), "files": _ItemKind(_file_items)}
 
 
 def _items(value: Any) -> list[Mapping[str, Any]]:

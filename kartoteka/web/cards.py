@@ -113,7 +113,8 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
     live_url = (url_for("cards.live_edit", entity_name=entity.name, record_id=record.id) if record
                 else url_for("cards.live_new", entity_name=entity.name))
     return CardForm(entity, user, state, viewable, editable_fields(entity, user), record, submitted, titles,
-                    labels, users, form_errors or {}, touched, live_url=live_url, language=g.language)
+                    labels, users, form_errors or {}, touched, live_url=live_url, language=g.language,
+                    url_root=request.script_root)
 
 
 def _inferable(entity: EntityDef) -> set[str]:

@@ -181,6 +181,10 @@ class FieldType:
     badge_macro = "text_badge"
     badge_by_default = False  # a card without `badges:` shows it in its header (tags)
     label_kind = "for"
+    # What the widget repeats, one per item, so that a compiled form row (kartoteka/web/formrows.py) depends on
+    # their number: "texts" (a box per value, when multiple), "picks" (a picker per record), "files", "users"
+    # (an option per user), or None.
+    form_items: str | None = None
     required_message: str = Message("required", "Required.")
     # What a "presence" filter says the field holds ("'x' holds files; filter it with x__isnull only.").
     presence_noun = "a structured value"

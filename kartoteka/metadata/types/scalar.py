@@ -62,6 +62,7 @@ _TEXT_OPTIONS: Mapping[str, Mapping[str, Any]] = {
 
 class TextType(FieldType):
     name = "text"
+    form_items: str | None = "texts"
     option_schema = {**_TEXT_OPTIONS, "unique": UNIQUE}
     supports_multiple = True
     searchable = True
@@ -95,6 +96,7 @@ class TextareaType(TextType):
     names_records = False
     limit = MAX_TEXTAREA_LENGTH
     widget = "textarea"
+    form_items = None
     value_macro = "prose_value"
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
@@ -145,6 +147,7 @@ class EmailType(FieldType):
     supports_multiple = True
     searchable = True
     widget = "email_input"
+    form_items = "texts"
     value_macro = "email_value"
     json_schema = {"type": "string", "format": "idn-email", "maxLength": MAX_EMAIL_LENGTH}
 
@@ -175,6 +178,7 @@ class PhoneType(FieldType):
     supports_multiple = True
     searchable = True
     widget = "phone_input"
+    form_items = "texts"
     value_macro = "phone_value"
     json_schema = {"type": "string", "format": "phone"}
 
@@ -220,6 +224,7 @@ class UrlType(FieldType):
     supports_multiple = True
     searchable = True
     widget = "url_input"
+    form_items = "texts"
     value_macro = "url_value"
     json_schema = {"type": "string", "format": "uri"}
 

@@ -199,6 +199,7 @@ class ReferenceType(FieldType):
     refers = "record"
     filter_kind = "reference"
     widget = "reference"
+    form_items = "picks"
     value_macro = "reference_value"
 
     def spec_problems(self, spec: Mapping[str, Any], entities: Collection[str]) -> list[tuple[tuple[str, ...], str]]:
@@ -273,6 +274,7 @@ class UserType(FieldType):
     refers = "user"
     filter_kind = "user"
     widget = "user_select"
+    form_items = "users"
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):
@@ -296,6 +298,7 @@ class FileType(FieldType):
     filter_kind = "presence"
     presence_noun = "files"
     widget = "file_input"
+    form_items = "files"
     value_macro = "file_value"
     json_schema = {
         "type": "object",

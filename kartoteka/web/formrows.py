@@ -1,0 +1,366 @@
+"""Card form rows compiled once per shape: the widget macros rendered with holes where one form's texts go.
+
+A 60-field form rendered macro by macro costs about 1,100 template-to-Python calls and 200 macro calls; most of
+what they produce depends only on the field's metadata, the reader's language and a few flags (required, read
+only, hidden, with errors...). So a row is rendered once per such *shape* by the very macros of
+templates/macros/fields.html, given a `RowSkeleton` whose texts are `Hole`s, and kept as literal pieces and holes;
+each form then only fills the holes with its own texts, escaped. The macros stay the one home of the HTML.
+
+The shape is every attribute of a `FieldView` that is not a text (flags and the number of repeated items), so a
+macro's `{% if %}` can only branch on what the key holds: a hole used in a condition, a filter or a comparison
+raises `HoleMisused` instead of rendering something wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, url_for
+from jinja2 import Environment
+from markupsafe import Markup, escape
+
+from kartoteka.i18n import t
+from kartoteka.metadata.model import FieldDef
+from kartoteka.web.security import option_class
+
+# A row is compiled at most once per field, language and shape; the bound only keeps a flood of odd shapes
+# (crafted posts) from growing the cache without end: when full it starts again.
+MAX_ROWS = 20_000
+MARKER = re.compile("\x00([0-9]+)\x00")
+BLANK = ""
+
+
+class HoleMisused(RuntimeError):
+    """A macro used a form's text other than by writing it out (a condition, a filter, a comparison)."""
+
+
+class RowMismatch(AssertionError):
+    """A compiled row differs from what the macros render for the same form (a shape misses a flag)."""
+
+
+class Hole:
+    """A place in a compiled row where each form writes one of its texts: `get` reads it from a FieldView."""
+
+    __slots__ = ("get", "marker")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, get: Callable[[Any], Any], number: int) -> None:
+        self.get = get
+        self.marker = f"\x00{number}\x00"
+
+    def __html__(self) -> str:
+        return self.marker
+
+    def _misused(self, *_: Any) -> Any:
+        raise HoleMisused("a form's text in a field macro may only be written out ({{ v.text }}); branch on "
+                          "FieldView flags instead")
+
+    __str__ = __bool__ = __len__ = __iter__ = __eq__ = __ne__ = __lt__ = __gt__ = __contains__ = _misused
+    __add__ = __radd__ = __mod__ = __getitem__ = __int__ = __float__ = _misused
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One of a widget's repeated items: a value typed in a box, a picked record, a file, a user to choose."""
+
+    value: str
+    text: str
+    url: str = ""
+    selected: str = ""  # " selected" for the user an option names
+
+    def __bool__(self) -> bool:
+        return True
+
+
+BLANK_ITEM = Item("", "")
+
+
+class FieldView:
+    """One field of a card form as its macros read it: flags (the row's shape) and texts (the holes)."""
+
+    __slots__ = (
+        "_errors",
+        "_text",
+        "choice",
+        "consent_given",
+        "editable",
+        "f",
+        "form",
+        "has_theirs",
+        "invalid",
+        "items",
+        "items_keyed",
+        "language",
+        "one_chosen",
+        "read_only",
+        "required",
+        "shown",
+    )
+
+    blank = BLANK_ITEM
+
+    def __init__(self, form: Any, f: FieldDef, items: tuple[Item, ...], *, items_keyed: bool = False,
+                 consent_given: bool = False, errors: list[str]) -> None:
+        self.f = f
+        self.form = form
+        self.language: str = form.language
+        self.required: bool = form.required(f.name)
+        self.read_only: bool = form.read_only(f.name)
+        self.invalid = bool(errors)
+        self.shown: bool = form.shown(f.name)
+        self.editable = f.name in form.editable
+        self.has_theirs = f.name in form.theirs
+        self.items = items
+        self.items_keyed = items_keyed  # the items are the same for many forms (users to choose): in the shape
+        self.consent_given = consent_given
+        # Options chosen (only those the field offers, so a crafted post cannot add shapes) are part of the
+        # shape: a select's options are then written once per choice, not filled in option by option.
+        chosen: set[str] = form.chosen(f.name) if f.options else set()
+        self.choice = frozenset(value for value in chosen if f.option(value) is not None)
+        self.one_chosen = len(chosen) == 1
+        self._errors = errors
+        self._text: str | None = None
+
+    def shape(self) -> tuple[Any, ...]:
+        """What a compiled row depends on besides the field and the language."""
+        return (self.required, self.read_only, self.invalid, self.shown, self.editable, self.has_theirs,
+                self.items if self.items_keyed else len(self.items), self.consent_given, self.choice,
+                self.one_chosen)
+
+    @property
+    def items_or_blank(self) -> tuple[Any, ...]:
+        """The items, or one empty item (an empty box to type the first value in)."""
+        return self.items or (BLANK_ITEM,)
+
+    # --- from the shape: the same for every form of it ---------------------------------------------------
+
+    def selected(self, value: str) -> str:
+        """" selected" for a chosen option."""
+        return " selected" if value in self.choice else ""
+
+    def checked(self, value: str) -> str:
+        """" checked" for a chosen option's box."""
+        return " checked" if value in self.choice else ""
+
+    @property
+    def picked_class(self) -> Markup:
+        """The class attribute of a select showing its one chosen option's colour, or nothing."""
+        picked = self.f.option(next(iter(self.choice))) if self.one_chosen and self.choice else None
+        if picked is None or not picked.color:
+            return Markup("")
+        return Markup(' class="{}"').format(option_class(picked.color))
+
+    # --- texts: written out by the macros, filled in per form --------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The input's text."""
+        if self._text is None:
+            self._text = str(self.form.text(self.f.name))
+        return self._text
+
+    @property
+    def used(self) -> str:
+        """How many characters the text has (a character counter)."""
+        return str(len(self.text))
+
+    @property
+    def errors(self) -> str:
+        """The field's messages, one after another."""
+        return " ".join(self._errors)
+
+    @property
+    def theirs(self) -> str:
+        """After a conflict: the other person's value, on the button that takes it."""
+        return str(self.form.theirs.get(self.f.name, ""))
+
+    @property
+    def display_or_dash(self) -> str:
+        """A formula's result for reading, or a dash."""
+        return self.form.display(self.f.name) or "—"
+
+    @property
+    def switched(self) -> str:
+        """" checked" for a switch that is on."""
+        return " checked" if self.text in ("true", "on", "yes") else ""
+
+    def marked(self, value: str) -> str:
+        """" checked" for the radio button of `value` when it is the text (ratings)."""
+        return " checked" if self.text == value else ""
+
+    @property
+    def consent_record(self) -> str:
+        """When consent was given and to which policy version."""
+        current = self.form.value(self.f.name)
+        if not consent_given(current):
+            return ""
+        return t("Consent given {when}, policy version {version}.", when=current.get("at"),
+                 version=current.get("policy_version") or "—")
+
+
+class RowSkeleton(FieldView):
+    """A FieldView whose texts are holes: what the macros render once per shape."""
+
+    __slots__ = ("holes",)
+
+    def __init__(self, view: FieldView) -> None:
+        for name in FieldView.__slots__:
+            if not name.startswith("_"):
+                object.__setattr__(self, name, getattr(view, name))
+        self._errors, self._text = [], None
+        self.holes: list[Hole] = []
+        if not self.items_keyed:
+            self.items = tuple(_SkeletonItem(self, i) for i in range(len(view.items)))  # type: ignore[misc]
+
+    def hole(self, get: Callable[[Any], Any]) -> Hole:
+        """A new hole filled by `get(view)`."""
+        made = Hole(get, len(self.holes))
+        self.holes.append(made)
+        return made
+
+    @property
+    def text(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.text)
+
+    @property
+    def used(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.used)
+
+    @property
+    def errors(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.errors)
+
+    @property
+    def theirs(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.theirs)
+
+    @property
+    def display_or_dash(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.display_or_dash)
+
+    @property
+    def switched(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.switched)
+
+    def marked(self, value: str) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.marked(value))
+
+    @property
+    def consent_record(self) -> Hole:  # type: ignore[override]
+        return self.hole(lambda v: v.consent_record)
+
+
+class _SkeletonItem:
+    """The i-th repeated item of a RowSkeleton: its texts are holes."""
+
+    def __init__(self, skeleton: RowSkeleton, index: int) -> None:
+        self._skeleton, self._index = skeleton, index
+
+    def __bool__(self) -> bool:
+        return True
+
+    @property
+    def value(self) -> Hole:
+        i = self._index
+        return self._skeleton.hole(lambda v: v.items[i].value)
+
+    @property
+    def text(self) -> Hole:
+        i = self._index
+        return self._skeleton.hole(lambda v: v.items[i].text)
+
+    @property
+    def url(self) -> Hole:
+        i = self._index
+        return self._skeleton.hole(lambda v: v.items[i].url)
+
+    @property
+    def selected(self) -> Hole:
+        i = self._index
+        return self._skeleton.hole(lambda v: v.items[i].selected)
+
+
+Pieces = tuple["str | Hole", ...]
+
+
+class FormRows:
+    """Renders card form rows, compiling each (field, language, shape) once; one per app."""
+
+    def __init__(self, env: Environment, *, verify: bool = False) -> None:
+        self.env = env
+        self.verify = verify  # tests: every compiled row is checked against the macros rendering it directly
+        self._compiled: dict[tuple[Any, ...], tuple[FieldDef, Pieces | None]] = {}
+
+    def _macros(self) -> Any:
+        return self.env.get_template("macros/fields.html").module
+
+    def render(self, view: FieldView, url_root: str = "") -> Markup:
+        """The row of `view`: its compiled shape with the form's texts filled in."""
+        key = (id(view.f), view.language, url_root, view.shape())
+        found = self._compiled.get(key)
+        if found is None or found[0] is not view.f:
+            found = (view.f, self._compile(view))
+            if len(self._compiled) >= MAX_ROWS:
+                self._compiled.clear()
+            self._compiled[key] = found
+        pieces = found[1]
+        if pieces is None:  # the metadata itself holds a NUL: no holes can be told apart, render directly
+            return self.render_directly(view)
+        # The literals are the macros' own (escaped) output and every hole is escaped here.
+        row = Markup("".join([p if p.__class__ is str else escape(p.get(view)) for p in pieces]))  # type: ignore[union-attr]  # noqa: S704
+        if self.verify:
+            direct = self.render_directly(view)
+            if row != direct:
+                raise RowMismatch(f"the compiled row of {view.f.name!r} differs from the macros' own:\n"
+                                  f"compiled: {row}\ndirect:   {direct}")
+        return row
+
+    def render_directly(self, view: FieldView | RowSkeleton) -> Markup:
+        """The row rendered by the macros, with no compiled shape (what a compiled row must equal)."""
+        macros = self._macros()
+        row: Markup = macros.field_row(view, _widget(macros, view.f))  # a macro's output is Markup already
+        return row
+
+    def _compile(self, view: FieldView) -> Pieces | None:
+        skeleton = RowSkeleton(view)
+        html = str(self.render_directly(skeleton))
+        parts = MARKER.split(html)
+        literals, numbers = parts[0::2], parts[1::2]
+        if any("\x00" in literal for literal in literals):
+            return None
+        pieces: list[str | Hole] = []
+        for i, literal in enumerate(literals):
+            if literal:
+                pieces.append(literal)
+            if i < len(numbers):
+                pieces.append(skeleton.holes[int(numbers[i])])
+        return tuple(pieces)
+
+
+def _widget(macros: Any, f: FieldDef) -> Any:
+    """The widget macro the field's type names (a name from the type registry, never from metadata)."""
+    return getattr(macros, f.type.widget)
+
+
+def init_form_rows(app: Flask) -> None:
+    """Give the app's templates `form_row(form, name)`: a card form's row, compiled once per shape."""
+    rows = FormRows(app.jinja_env, verify=bool(app.config.get("TESTING")))
+
+    def form_row(form: Any, name: str) -> Markup:
+        """The row of field `name` of the CardForm `form`."""
+        return rows.render(form.view(name, _download_url), form.url_root)
+
+    app.jinja_env.globals["form_row"] = form_row
+    app.extensions["kartoteka.form_rows"] = rows
+
+
+def _download_url(file_id: str) -> str:
+    return url_for("download_file", file_id=file_id)
+
+
+def consent_given(value: Any) -> bool:
+    """A consent value that records consent given."""
+    return isinstance(value, Mapping) and bool(value.get("given"))
