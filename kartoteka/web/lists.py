@@ -168,7 +168,10 @@ class ListPage:
     """
 
     def __init__(self, entity: EntityDef, args: MultiDict[str, str], query: ListQuery,
-                 read: MultiDict[str, str] | None = None, form: MultiDict[str, str] | None = None) -> None:
+                 read: MultiDict[str, str] | None = None, form: MultiDict[str, str] | None = None,
+                 known: Mapping[int, str] | None = None) -> None:
+        """`known`: names of users by id that the page has at hand (it asks for the others)."""
+        known = known or {}
         user = current_user()
         service = platform.service
         self.entity = entity
@@ -182,9 +185,12 @@ class ListPage:
         cap = None if args.get("total") == "exact" else platform.state.settings.list_count_cap
         self.total = count_records(service, entity.name, user, query, cap)
         self.sort = self.page.sort
-        self.people = user_names(platform.state.engine, [r.owner for r in self.page.items] + [
+        shown = [r.owner for r in self.page.items if r.owner is not None] + [
             v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.refers == "user"
-            for v in ids_in(r.values.get(c.name))])
+            for v in ids_in(r.values.get(c.name))]
+        # Names the page already has (the owner filter's users) are not asked for again.
+        self.people: dict[int, str] = {i: known[i] for i in shown if i in known}
+        self.people.update(user_names(platform.state.engine, [i for i in shown if i not in self.people]))
         self.titles: dict[str, dict[int, str]] = {}
         for c in self.columns:
             if c.field is not None and c.field.type.refers == "record":
@@ -226,8 +232,8 @@ class ListPage:
                     value = r.values.get(c.name)
                     text = display_value(c.field, value, out)
                 cells.append(escape(text) if macro is None else macro(c.field, value, text))
-            html = Markup("<td>") + Markup("</td><td>").join(cells) + Markup("</td>") if cells else Markup()
-            rows.append(ListRow(r, url(r.id), html))
+            # Every cell is escaped text or a macro's HTML (Markup): joined as plain strings, marked safe once.
+            rows.append(ListRow(r, url(r.id), Markup("".join(f"<td>{cell}</td>" for cell in cells))))  # noqa: S704
         return rows
 
     def header(self, column: Column) -> str:
@@ -303,19 +309,21 @@ def list_view(entity_name: str) -> Any:
     """The list: columns from the metadata, sort, search, filters, total, keyset pages, saved views."""
     entity = entity_for(entity_name)
     args = _clean_args(entity)
+    users = list_users(platform.state.engine, limit=500)  # the owner filter's choices
+    known = dict(users)
     try:
         read = _read_typed(entity, args)
-        page = ListPage(entity, args, list_query(read, skip_empty=True), read)
+        page = ListPage(entity, args, list_query(read, skip_empty=True), read, known=known)
         error = None
     except BadRequest as exc:
         # A bad filter in the URL shows the list unfiltered with the reason, instead of an error page.
         error = exc.detail
-        page = ListPage(entity, MultiDict(), ListQuery(), form=args)
+        page = ListPage(entity, MultiDict(), ListQuery(), form=args, known=known)
     readable = page.visible | SYSTEM_COLUMNS.keys()
     views = list_views(platform.state.engine, current_user(), entity.name, readable.__contains__)
     return render_template("cards/list.html", entity=entity, page=page, controls=_filter_controls(
         entity, page.visible), views=views, error=error, scopes=scopes(entity), board=board_field(entity),
-        users=list_users(platform.state.engine, limit=500)), (400 if error else 200)
+        users=users), (400 if error else 200)
 
 
 @cards.post("/<entity_name>/views")
