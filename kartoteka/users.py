@@ -120,17 +120,22 @@ def _live_session(now: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(user_sessions.c.expires_at > now, user_sessions.c.last_seen_at > now - SESSION_IDLE)
 
 
+# Read on every request of the UI: built once, its values bound per call.
+_SESSION_USER = (
+    sa.select(users, user_sessions.c.id.label("session_id"), user_sessions.c.password_stamp,
+              user_sessions.c.last_seen_at)
+    .join(user_sessions, user_sessions.c.user_id == users.c.id)
+    .where(user_sessions.c.token_hash == sa.bindparam("token_hash"), users.c.is_active,
+           user_sessions.c.expires_at > sa.bindparam("now"), user_sessions.c.last_seen_at > sa.bindparam("idle_since")))
+
+
 def session_user(engine: sa.Engine, session_id: str, now: datetime) -> Principal | None:
     """The active user of a live session made with their current password, else None."""
     if not isinstance(session_id, str) or not 20 <= len(session_id) <= 100:
         return None
     with engine.connect() as conn:
-        row = conn.execute(
-            sa.select(users, user_sessions.c.id.label("session_id"), user_sessions.c.password_stamp,
-                      user_sessions.c.last_seen_at)
-            .join(user_sessions, user_sessions.c.user_id == users.c.id)
-            .where(user_sessions.c.token_hash == _hash_token(session_id), users.c.is_active, _live_session(now))
-        ).first()
+        row = conn.execute(_SESSION_USER, {"token_hash": _hash_token(session_id), "now": now,
+                                           "idle_since": now - SESSION_IDLE}).first()
     if row is None or not hmac.compare_digest(row.password_stamp, session_stamp(row.password_hash)):
         return None
     last_seen = _aware(row.last_seen_at)
@@ -530,13 +535,19 @@ def user_names(engine: sa.Engine, ids: Iterable[int]) -> dict[int, str]:
         return {row.id: row.display_name for row in rows}
 
 
+_ACTIVE_USERS = (sa.select(users.c.id, users.c.display_name).where(users.c.is_active)
+                 .order_by(users.c.display_name).limit(sa.bindparam("limit", type_=sa.Integer)))
+
+
 def list_users(engine: sa.Engine, search: str = "", limit: int = 20) -> list[tuple[int, str]]:
     """Active users (id, display name) whose name or login contains `search`, for user pickers."""
+    if not search.strip():  # every form with a user field: one statement, built once
+        with engine.connect() as conn:
+            return [(r.id, r.display_name) for r in conn.execute(_ACTIVE_USERS, {"limit": limit})]
     query = sa.select(users.c.id, users.c.display_name).where(users.c.is_active)
-    if search.strip():
-        text = search.strip().lower()
-        query = query.where(sa.or_(sa.func.lower(users.c.display_name).contains(text, autoescape=True),
-                                   sa.func.lower(users.c.username).contains(text, autoescape=True)))
+    text = search.strip().lower()
+    query = query.where(sa.or_(sa.func.lower(users.c.display_name).contains(text, autoescape=True),
+                               sa.func.lower(users.c.username).contains(text, autoescape=True)))
     with engine.connect() as conn:
         return [(r.id, r.display_name) for r in conn.execute(query.order_by(users.c.display_name).limit(limit))]
 

@@ -14,7 +14,7 @@ raises `HoleMisused` instead of rendering something wrong.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -349,11 +349,11 @@ def init_form_rows(app: Flask) -> None:
     """Give the app's templates `form_row(form, name)`: a card form's row, compiled once per shape."""
     rows = FormRows(app.jinja_env, verify=bool(app.config.get("TESTING")))
 
-    def form_row(form: Any, name: str) -> Markup:
-        """The row of field `name` of the CardForm `form`."""
-        return rows.render(form.view(name, _download_url), form.url_root)
+    def form_rows(form: Any, fields: Iterable[FieldDef]) -> Markup:
+        """The rows of `fields` (a group's) of the CardForm `form`, one after another."""
+        return Markup("").join([rows.render(form.view(f.name, _download_url), form.url_root) for f in fields])
 
-    app.jinja_env.globals["form_row"] = form_row
+    app.jinja_env.globals["form_rows"] = form_rows
     app.extensions["kartoteka.form_rows"] = rows
 
 

@@ -1,0 +1,119 @@
+"""Card form rows compiled once per shape (kartoteka/web/formrows.py) show each form's own values, escaped.
+
+The app under test checks every compiled row against the macros rendering it directly (FormRows.verify), so each
+form any test opens proves the shape holds every flag its row depends on; these tests add what that cannot see.
+"""
+
+from __future__ import annotations
+
+from html import unescape
+
+import pytest
+from jinja2 import DictLoader, Environment
+
+from kartoteka.records.model import SYSTEM
+from kartoteka.web.formrows import MAX_ROWS, FieldView, FormRows, HoleMisused
+from tests.test_web import sign_in
+
+DEALS = [
+    {"name": "Первая сделка", "amount": "1500.50", "stage": "new", "tags": ["vip"]},
+    {"name": "Second <b>deal</b> & \"quotes\"", "amount": "99", "stage": "proposal", "tags": ["a", "b"]},
+]
+
+
+@pytest.fixture
+def seller(make_user, client):
+    user, _ = make_user("sofia", ["admin"])
+    sign_in(client, user)
+    return user
+
+
+def _edit_page(client, service, values: dict) -> str:
+    company = service.create("company", {"name": f"Company of {values['name']}", "country": "gb"}, SYSTEM)
+    record = service.create("deal", {**values, "company": company.id}, SYSTEM)
+    response = client.get(f"/cards/deal/{record.id}/edit")
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_a_form_of_a_compiled_shape_shows_its_own_values(client, service, seller):
+    """The second deal's form reuses the rows compiled for the first: its own texts fill them, escaped."""
+    first = _edit_page(client, service, DEALS[0])
+    rows = client.application.extensions["kartoteka.form_rows"]
+    compiled = len(rows._compiled)
+    second = _edit_page(client, service, DEALS[1])
+    assert 'value="Первая сделка"' in first
+    assert "Первая сделка" not in second
+    assert 'value="Second &lt;b&gt;deal&lt;/b&gt; &amp; &#34;quotes&#34;"' in second
+    assert "<b>deal</b>" not in second
+    assert 'value="1,500.50"' in first and 'value="99.00"' in second
+    # The stage select is shaped by its choice; the other rows were compiled once for both forms.
+    assert len(rows._compiled) - compiled <= 3
+
+
+def test_options_chosen_in_a_crafted_post_add_no_shapes(app, client, service, seller):
+    """Values a select does not offer are not part of a row's shape: a flood of them compiles nothing new."""
+    company = service.create("company", {"name": "Acme", "country": "gb"}, SYSTEM)
+    record = service.create("deal", {"name": "Acme deal", "amount": "10", "stage": "new", "company": company.id},
+                            SYSTEM)
+    client.get(f"/cards/deal/{record.id}/edit")
+    rows = app.extensions["kartoteka.form_rows"]
+    shapes = []
+    for bogus in ("nope-1", "nope-2", "nope-3"):
+        with app.test_request_context():
+            from kartoteka.web.cardform import CardForm
+
+            state = service.evaluate("deal", {"stage": bogus}, SYSTEM)
+            form = CardForm(service.entity("deal"), SYSTEM, state, frozenset(state.values) | {"stage"},
+                            frozenset(), language="en")
+            shapes.append(FieldView(form, service.entity("deal").fields["stage"], (), errors=[]).shape())
+    assert shapes[0] == shapes[1] == shapes[2]
+    assert len(rows._compiled) < MAX_ROWS
+
+
+def test_a_macro_that_branches_on_a_text_is_refused(shipped_metadata):
+    """A macro testing a form's text (rather than a flag) would compile a row for one value: it raises instead."""
+    env = Environment(autoescape=True, loader=DictLoader({"macros/fields.html": (
+        "{% macro field_row(v, widget) %}{% if v.text %}<b>{{ v.text }}</b>{% endif %}{% endmacro %}"
+        "{% macro text_input(v) %}{% endmacro %}")}))
+    rows = FormRows(env)
+
+    class Form:
+        language = "en"
+        editable = frozenset()
+        theirs: dict = {}
+
+        def required(self, name):
+            return False
+
+        def read_only(self, name):
+            return False
+
+        def shown(self, name):
+            return True
+
+        def chosen(self, name):
+            return set()
+
+        def text(self, name):
+            return "typed"
+
+    field = shipped_metadata.entities["deal"].fields["name"]
+    with pytest.raises(HoleMisused):
+        rows.render(FieldView(Form(), field, (), errors=[]))
+
+
+def test_russian_forms_compile_their_own_rows(client, service, make_user):
+    """The language is part of a row's key: an English and a Russian reader get their own labels and numbers."""
+    english, _ = make_user("eve", ["admin"])
+    russian, _ = make_user("ivan", ["admin"], language="ru")
+    company = service.create("company", {"name": "Acme", "country": "gb"}, SYSTEM)
+    record = service.create("deal", {"name": "Deal", "amount": "1500.5", "stage": "new", "company": company.id},
+                            SYSTEM)
+    sign_in(client, english)
+    page_en = unescape(client.get(f"/cards/deal/{record.id}/edit").get_data(as_text=True))
+    sign_in(client, russian)
+    page_ru = unescape(client.get(f"/cards/deal/{record.id}/edit").get_data(as_text=True))
+    assert 'value="1,500.50"' in page_en and "Choose…" in page_en
+    assert 'value="1\u00a0500,50"' in page_ru or 'value="1 500,50"' in page_ru
+    assert "Choose…" not in page_ru
