@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import functools
 import json
 import re
 from collections.abc import Collection
@@ -153,6 +154,7 @@ class QueryBuilder:
         self.dialect = dialect
         self.ctx = ctx
         self.viewable = viewable
+        self._sort_keys: dict[str, tuple[str, bool, FieldDef | None, sa.ColumnElement[Any]]] = {}
 
     # --- columns -----------------------------------------------------------------------------------
 
@@ -182,7 +184,7 @@ class QueryBuilder:
         """The SQL expression of a field, matching its expression index exactly."""
         if field is None:
             return SYSTEM_COLUMNS[name][1]
-        return JsonValue(records.c.data, name, field.value_type.storage)
+        return _json_value(name, field.value_type.storage)
 
     def bind(self, field: FieldDef | None, value: Any) -> object:
         """A typed bind parameter comparable with `column` on this database (for a system column, the value
@@ -320,7 +322,14 @@ class QueryBuilder:
     # --- sort and keyset ---------------------------------------------------------------------------
 
     def sort_key(self, sort: str) -> tuple[str, bool, FieldDef | None, sa.ColumnElement[Any]]:
-        """(name, descending, field, expression) of a `-field` sort."""
+        """(name, descending, field, expression) of a `-field` sort (worked out once per builder: a list asks
+        for it for its columns, its order and its cursor)."""
+        known = self._sort_keys.get(sort)
+        if known is None:
+            known = self._sort_keys[sort] = self._sort_key(sort)
+        return known
+
+    def _sort_key(self, sort: str) -> tuple[str, bool, FieldDef | None, sa.ColumnElement[Any]]:
         descending = sort.startswith("-")
         name = sort.lstrip("-")
         field = self.field(name, "sort")
@@ -331,12 +340,8 @@ class QueryBuilder:
 
     def order_by(self, sort: str) -> list[sa.ColumnElement[Any]]:
         """ORDER BY the sort key, then id, in the same direction (so one index serves both)."""
-        name, descending, _, column = self.sort_key(sort)
-        if name == "id":
-            return [records.c.id.desc() if descending else records.c.id.asc()]
-        if descending:
-            return [column.desc(), records.c.id.desc()]
-        return [column.asc(), records.c.id.asc()]
+        name, descending, field, _ = self.sort_key(sort)
+        return list(_order_by(name, descending, None if field is None else field.value_type.storage))
 
     def nulls_first(self, descending: bool) -> bool:
         """Where each database puts NULLs: SQLite first in ascending order, PostgreSQL last."""
@@ -378,6 +383,23 @@ class QueryBuilder:
         if kind == "boolean":
             return sa.literal(bool(raw), sa.Boolean())
         return sa.literal(str(raw), sa.String())
+
+
+@functools.lru_cache(maxsize=1024)
+def _json_value(name: str, kind: str) -> JsonValue:
+    """The expression of a field's value (SQL elements are immutable: one per field name and kind will do)."""
+    return JsonValue(records.c.data, name, kind)
+
+
+@functools.lru_cache(maxsize=1024)
+def _order_by(name: str, descending: bool, kind: str | None) -> tuple[sa.ColumnElement[Any], ...]:
+    """ORDER BY a field (`kind`: how it is stored) or a system column (None), then id."""
+    column = SYSTEM_COLUMNS[name][1] if kind is None else _json_value(name, kind)
+    if name == "id":
+        return (records.c.id.desc() if descending else records.c.id.asc(),)
+    if descending:
+        return column.desc(), records.c.id.desc()
+    return column.asc(), records.c.id.asc()
 
 
 def encode_cursor(sort: str, value: Any, record_id: int) -> str:
