@@ -232,9 +232,12 @@ class CardForm:
 
     def display(self, name: str) -> str:
         """The value as text for reading (formulas, the card page)."""
-        users = dict(self.users)
-        return format_value(self.entity.fields[name], self.value(name), self.language, user_names=users,
+        return format_value(self.entity.fields[name], self.value(name), self.language, user_names=self._user_names,
                             record_titles=self.reference_titles)
+
+    @cached_property
+    def _user_names(self) -> dict[int, str]:
+        return dict(self.users)
 
     def display_item(self, name: str, item: Any) -> str:
         """One value of the field (one of its list) as text for reading: a phone beside its tel: link."""
