@@ -18,12 +18,13 @@ from kartoteka.records.model import Principal
 def viewable_fields(entity: EntityDef, user: Principal) -> frozenset[str]:
     """Names of the fields `user` may see on `entity` (all of them for superusers and the system)."""
     if user.is_system or user.roles & entity.superusers:
-        return _every_field(entity)
+        return every_field(entity)
     return _viewable(entity, user.roles, user.department)
 
 
 @lru_cache(maxsize=1024)
-def _every_field(entity: EntityDef) -> frozenset[str]:
+def every_field(entity: EntityDef) -> frozenset[str]:
+    """The names of all the entity's fields, one frozenset per entity (the same object each time)."""
     # Built once per entity: every save and every listed row asks (a new frozenset each time cost 1-3 µs).
     return frozenset(entity.fields)
 

@@ -14,6 +14,7 @@ from typing import Any
 from kartoteka.messages import Message, message_of, stored_message
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
 from kartoteka.metadata.fieldtypes import (
+    FieldType,
     FieldValueError,
     ParseContext,
     Stamp,
@@ -124,8 +125,11 @@ class Pipeline:
 
     def defaults(self) -> dict[str, Any]:
         """Initial values of a new record."""
-        return {name: (list(f.default) if isinstance(f.default, list) else f.default)
-                for name, f in self.entity.fields.items()}
+        plan = _plan(self.entity)
+        values = dict(plan.defaults)
+        for name in plan.list_defaults:  # a list of its own for each record
+            values[name] = list(values[name])
+        return values
 
     def run(self, incoming: Mapping[str, Any], stored: Mapping[str, Any] | None, user: Principal,
             system: Mapping[str, Any], *, check_writes: bool = True, flagged: frozenset[str] = frozenset(),
@@ -138,15 +142,16 @@ class Pipeline:
         change now is left as stored, not refused, and an unticked consent never given records nothing.
         """
         entity = self.entity
+        plan = _plan(entity)
         base = dict(stored) if stored is not None else self.defaults()
         prepared = Prepared(values=base, changed=set())
         viewable = viewable_fields(entity, user)
         editable = editable_fields(entity, user)
         locked = self._locked(stored, system) if stored is not None else set()
-        now = self.clock.now() if incoming else None
-        stamps = {inferred_: Stamp(now, user.id, inferred_) for inferred_ in (False, True)} if now else {}
+        stamps: dict[bool, Stamp] = {}  # made for the first value whose type settles with one (consent)
+        fields, settles, compares = entity.fields, plan.settles, plan.compares
         for name, raw in incoming.items():
-            field = entity.fields.get(name)
+            field = fields.get(name)
             if field is None or name not in viewable:
                 prepared.unknown.add(name)  # a field the user may not view is as unknown as one that does not exist
                 continue
@@ -162,8 +167,12 @@ class Pipeline:
                     prepared.error(name, message)
                 continue
             stored_value = base.get(name)
-            value = field.type.settle(value, stored_value, field, stamps[name in inferred])
-            same = value == stored_value or field.type.same(value, stored_value)
+            if name in settles:
+                if not stamps:
+                    now = self.clock.now()
+                    stamps = {inferred_: Stamp(now, user.id, inferred_) for inferred_ in (False, True)}
+                value = field.type.settle(value, stored_value, field, stamps[name in inferred])
+            same = value == stored_value or (name in compares and field.type.same(value, stored_value))
             if refusal is not None:
                 # Sending back an unchanged value (a record read, edited elsewhere, PATCHed whole) is fine;
                 # files are the same by their ids (a form sends only those; names and sizes are the store's).
@@ -187,7 +196,8 @@ class Pipeline:
             prepared.error(name, message)
         self._constraints(prepared)
         self._validations(prepared, evaluator, viewable, creating=stored is None, flagged=flagged)
-        prepared.hide_unseen(entity.fields.keys() - viewable)
+        if prepared.errors:
+            prepared.hide_unseen(entity.fields.keys() - viewable)
         self._blank_formulas_over_errors(prepared)  # after hiding: only what the user is told counts
         for name in prepared.unknown:
             prepared.errors[name] = [UNKNOWN_FIELD]
@@ -253,7 +263,7 @@ class Pipeline:
         depend on who makes it. Formulas are computed anyway; consent is never dropped.
         """
         emptied = False
-        for field in self.entity.conditionally_emptied:
+        for field in _plan(self.entity).conditionally_emptied:
             name = field.name
             if name not in prepared.condition_hidden:
                 continue
@@ -291,34 +301,32 @@ class Pipeline:
                                                 prepared.read_only)
         hidden.clear()
         condition = evaluator.condition
-        for name, field in self.entity.fields.items():
-            own = field.visible_if is None or condition(field.visible_if)
+        for name, visible_if, always_required, required_if, always_read_only, read_only_if in \
+                _plan(self.entity).conditions:
+            own = visible_if is None or condition(visible_if)
             if not own:
                 hidden.add(name)
             shown = visible[name] = section_shown.get(name, True) and own
-            required[name] = shown and (
-                field.required or (field.required_if is not None and condition(field.required_if))
-            )
-            read_only[name] = field.read_only or field.is_formula or (
-                field.read_only_if is not None and condition(field.read_only_if)
-            )
+            required[name] = shown and (always_required or (required_if is not None and condition(required_if)))
+            read_only[name] = always_read_only or (read_only_if is not None and condition(read_only_if))
 
     def _constraints(self, prepared: Prepared) -> None:
         errors, values, required = prepared.errors, prepared.values, prepared.required
-        for name, field in self.entity.fields.items():
+        for name, field, checked in _plan(self.entity).constraints:
             if name in errors:
                 continue
             value: Any = values.get(name)  # a list when the field is multiple
             if required[name] and field.type.missing(value):
                 prepared.error(name, field.type.required_message)
                 continue
-            if is_empty(value):
+            if value is None or (isinstance(value, str | list) and not value):  # is_empty, inlined: every field
+                continue
+            if not field.multiple:
+                if checked:
+                    for message in field.value_type.check(value, field):
+                        prepared.error(name, message)
                 continue
             value_type = field.value_type
-            if not field.multiple:
-                for message in value_type.check(value, field):
-                    prepared.error(name, message)
-                continue
             for item in value:
                 for message in value_type.check(item, field):
                     prepared.error(name, message)
@@ -351,6 +359,37 @@ class Pipeline:
                 prepared.unseen.append({"check": validation.key, "field": target})
                 continue
             prepared.error(target, problem)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every save of one entity looks up in its metadata, gathered once (see `_plan`)."""
+
+    defaults: dict[str, Any]  # copied per new record (never handed out itself)
+    list_defaults: tuple[str, ...]  # fields whose default is a list: each record gets a copy
+    # (name, visible_if, required, required_if, read_only or formula, read_only_if) of every field, in order.
+    conditions: tuple[tuple[str, Any, bool, Any, bool, Any], ...]
+    # (name, field, whether its value type has checks of its own) of every field, in order.
+    constraints: tuple[tuple[str, FieldDef, bool], ...]
+    conditionally_emptied: tuple[FieldDef, ...]
+    settles: frozenset[str]  # fields whose type settles a value against the stored one (consent)
+    compares: frozenset[str]  # fields whose type has its own measure of "the same" (files, by id)
+
+
+@lru_cache(maxsize=1024)
+def _plan(entity: EntityDef) -> _Plan:
+    """The entity's per-save lookups, built once: a save reads them instead of asking each field again."""
+    fields = entity.fields.items()
+    return _Plan(
+        defaults={name: f.default for name, f in fields},
+        list_defaults=tuple(name for name, f in fields if isinstance(f.default, list)),
+        conditions=tuple((name, f.visible_if, f.required, f.required_if, f.read_only or f.is_formula, f.read_only_if)
+                         for name, f in fields),
+        constraints=tuple((name, f, type(f.value_type).check is not FieldType.check) for name, f in fields),
+        conditionally_emptied=entity.conditionally_emptied,
+        settles=frozenset(name for name, f in fields if type(f.type).settle is not FieldType.settle),
+        compares=frozenset(name for name, f in fields if type(f.type).same is not FieldType.same),
+    )
 
 
 @lru_cache(maxsize=1024)

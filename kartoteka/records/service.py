@@ -17,7 +17,7 @@ from kartoteka.messages import Message, message_from_stored
 from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import FieldType, ParseContext, plain_title
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
-from kartoteka.records.access import viewable_fields
+from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
 from kartoteka.records.model import (
     SYSTEM,
@@ -173,10 +173,14 @@ class RecordService:
     def _record(self, entity: EntityDef, row: sa.Row[Any] | _Written, user: Principal,
                 values: Mapping[str, Any] | None = None, visible: frozenset[str] | None = None) -> Record:
         visible = viewable_fields(entity, user) if visible is None else visible
+        if values is None:
+            values = self._values(entity, row.data, visible)  # type: ignore[union-attr]
+        elif visible is every_field(entity) and values.keys() == visible:  # a save's values, every field shown
+            values = dict(values)
+        else:
+            values = {n: v for n, v in values.items() if n in visible}
         return Record(
-            id=row.id, entity=entity.name, version=row.version, title=row.title,
-            values=self._values(entity, row.data, visible) if values is None  # type: ignore[union-attr]
-            else {n: v for n, v in values.items() if n in visible},
+            id=row.id, entity=entity.name, version=row.version, title=row.title, values=values,
             owner=row.owner, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
             created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
             attention=attention(entity, row.flags, visible),
@@ -225,7 +229,7 @@ class RecordService:
             }).inserted_primary_key
             assert inserted is not None  # a single-row INSERT always has one
             record_id: int = inserted[0]
-            if "id" in entity.title.names:  # the id exists only now
+            if _title_reads_id(entity):  # the id exists only now
                 title = self._title(entity, prepared.values, {**system, "id": record_id})
                 conn.execute(sa.update(records).where(records.c.id == record_id).values(title=title))
             stored_now = self._stored_moment(now)
@@ -452,12 +456,15 @@ class RecordService:
 
     def _storage(self, entity: EntityDef, values: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {}
+        writers = _writers(entity)
         for name, value in values.items():
-            if is_empty(value):
+            if value is None or (isinstance(value, str | list) and not value):  # is_empty, inlined: every field
                 continue  # absent keys are NULL in SQL on both databases
-            field = entity.fields[name]
-            value_type = field.value_type
-            data[name] = [value_type.to_storage(v) for v in value] if field.multiple else value_type.to_storage(value)
+            multiple, convert = writers[name]
+            if convert is None:
+                data[name] = list(value) if multiple else value
+            else:
+                data[name] = [convert(v) for v in value] if multiple else convert(value)
         return data
 
     def _stored_moment(self, moment: datetime) -> datetime:
@@ -669,6 +676,18 @@ def _readers(entity: EntityDef, visible: frozenset[str] | None
     return tuple(readers)
 
 
+@lru_cache(maxsize=1024)
+def _writers(entity: EntityDef) -> dict[str, tuple[bool, Callable[[Any], Any] | None]]:
+    """name -> (multiple, to_storage) of the entity's fields; to_storage is None where the value is stored as it is
+    (text, integers, selects...), so writing a record calls nothing for those."""
+    writers: dict[str, tuple[bool, Callable[[Any], Any] | None]] = {}
+    for name, field in entity.fields.items():
+        value_type = field.value_type
+        identity = type(value_type).to_storage is FieldType.to_storage
+        writers[name] = (field.multiple, None if identity else value_type.to_storage)
+    return writers
+
+
 # Per entity, built once: which fields a save must look up or link (EntityDef's own properties build a new
 # tuple on every call, and most cards have few such fields or none).
 @lru_cache(maxsize=1024)
@@ -676,6 +695,11 @@ def _looked_up(entity: EntityDef) -> tuple[tuple[str, FieldDef], ...]:
     """The fields `_check_lookups` has work for: unique ones, references, users and files."""
     return tuple((name, f) for name, f in entity.fields.items()
                  if f.unique or f.type.refers in ("record", "user") or f.type.holds_files)
+
+
+@lru_cache(maxsize=1024)
+def _title_reads_id(entity: EntityDef) -> bool:
+    return "id" in entity.title.names
 
 
 @lru_cache(maxsize=1024)
