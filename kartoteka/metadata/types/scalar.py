@@ -262,6 +262,7 @@ class UrlType(FieldType):
 _DECIMAL_TEXT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 _DECIMAL_LIMIT = Decimal(10) ** MAX_DECIMAL_DIGITS
 _QUANTA = tuple(Decimal(1).scaleb(-places) for places in range(9))  # 10 ** -places for every `places` option
+_FEW_DIGITS = tuple(Decimal(10) ** (MAX_DECIMAL_DIGITS - places) for places in range(9))
 
 
 def _quantum(places: int) -> Decimal:
@@ -398,9 +399,11 @@ class DecimalType(NumberType):
                 number = number.quantize(_quantum(places))
             except InvalidOperation:  # more digits than the context holds: far too large anyway
                 raise FieldValueError(_TOO_LARGE) from None
-        digits = len(number.normalize().as_tuple().digits)
-        if digits > MAX_DECIMAL_DIGITS or abs(number) >= _DECIMAL_LIMIT:
-            raise FieldValueError(_TOO_LARGE)
+        # Below 10 ** (15 - places) a value quantized to `places` has at most 15 digits: nothing to count.
+        if places is None or places >= len(_FEW_DIGITS) or abs(number) >= _FEW_DIGITS[places]:
+            digits = len(number.normalize().as_tuple().digits)
+            if digits > MAX_DECIMAL_DIGITS or abs(number) >= _DECIMAL_LIMIT:
+                raise FieldValueError(_TOO_LARGE)
         if number and number.adjusted() < -307:  # below the smallest normal double: stored as 0 or inexact
             raise FieldValueError(Message("number.too_small", "Is too close to zero to be stored."))
         return number
