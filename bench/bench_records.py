@@ -228,8 +228,10 @@ class FixedDeals:
         self.clock = clock
         self.dialect = engine.dialect.name
         t = bench_deals
-        # Statements built once, values passed as parameters (what a careful hand-written app does).
-        self.insert = sa.insert(t).returning(t.c.id)
+        # Statements built once, values passed as parameters (what a careful hand-written app does). The new id
+        # comes as Kartoteka's does: the cursor's lastrowid on SQLite, an implicit RETURNING id on PostgreSQL (an
+        # explicit RETURNING cost SQLite 20-30 µs a create, which is no part of what the two sides compare).
+        self.insert = sa.insert(t)
         self.select = sa.select(t).where(t.c.id == sa.bindparam("deal_id"), t.c.deleted_at.is_(None))
         self.current = sa.select(*(t.c[n] for n in self.columns), t.c.version).where(
             t.c.id == sa.bindparam("deal_id"), t.c.deleted_at.is_(None))
@@ -242,7 +244,9 @@ class FixedDeals:
         now = self.clock.now()
         row.update(version=1, owner=user_id, created_at=now, updated_at=now, created_by=user_id, updated_by=user_id)
         with self.engine.begin() as conn:
-            row["id"] = conn.execute(self.insert, row).scalar_one()
+            inserted = conn.execute(self.insert, row).inserted_primary_key
+            assert inserted is not None  # a single-row INSERT always has one
+            row["id"] = inserted[0]
         return row
 
     def get(self, deal_id: int) -> dict[str, Any]:
