@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import unescape
 
 import pytest
-from jinja2 import DictLoader, Environment
+from jinja2 import DictLoader, Environment, FileSystemLoader
 
 from kartoteka.records.model import SYSTEM
 from kartoteka.web.formrows import MAX_ROWS, FieldView, FormRows, HoleMisused
@@ -71,6 +71,28 @@ def test_options_chosen_in_a_crafted_post_add_no_shapes(app, client, service, se
     assert len(rows._compiled) < MAX_ROWS
 
 
+class _Form:
+    """The little of a CardForm a row reads, for macros written in a test."""
+
+    language = "en"
+    editable = frozenset()
+    theirs: dict = {}
+
+    def required(self, name):
+        return False
+
+    read_only = required
+
+    def shown(self, name):
+        return True
+
+    def chosen(self, name):
+        return set()
+
+    def text(self, name):
+        return "typed"
+
+
 def test_a_macro_that_branches_on_a_text_is_refused(shipped_metadata):
     """A macro testing a form's text (rather than a flag) would compile a row for one value: it raises instead."""
     env = Environment(autoescape=True, loader=DictLoader({"macros/fields.html": (
@@ -78,29 +100,9 @@ def test_a_macro_that_branches_on_a_text_is_refused(shipped_metadata):
         "{% macro text_input(v) %}{% endmacro %}")}))
     rows = FormRows(env)
 
-    class Form:
-        language = "en"
-        editable = frozenset()
-        theirs: dict = {}
-
-        def required(self, name):
-            return False
-
-        def read_only(self, name):
-            return False
-
-        def shown(self, name):
-            return True
-
-        def chosen(self, name):
-            return set()
-
-        def text(self, name):
-            return "typed"
-
     field = shipped_metadata.entities["deal"].fields["name"]
     with pytest.raises(HoleMisused):
-        rows.render(FieldView(Form(), field, (), errors=[]))
+        rows.render(FieldView(_Form(), field, (), errors=[]))
 
 
 def test_russian_forms_compile_their_own_rows(client, service, make_user):
@@ -117,3 +119,27 @@ def test_russian_forms_compile_their_own_rows(client, service, make_user):
     assert 'value="1,500.50"' in page_en and "Choose…" in page_en
     assert 'value="1\u00a0500,50"' in page_ru or 'value="1 500,50"' in page_ru
     assert "Choose…" not in page_ru
+
+
+def test_an_edited_macro_shows_on_the_next_form_where_templates_reload(tmp_path, shipped_metadata):
+    """In development (templates auto-reload) rows compiled from an older macros file are not kept."""
+    import os
+    import time
+
+    macros = tmp_path / "macros"
+    macros.mkdir()
+    source = macros / "fields.html"
+    source.write_text("{% macro field_row(v, widget) %}old {{ v.text }}{% endmacro %}"
+                      "{% macro text_input(v) %}{% endmacro %}")
+    env = Environment(autoescape=True, loader=FileSystemLoader(str(tmp_path)), auto_reload=True)
+    rows = FormRows(env)
+
+    field = shipped_metadata.entities["deal"].fields["name"]
+    rows.refresh()
+    assert rows.render(FieldView(_Form(), field, (), errors=[])) == "old typed"
+    source.write_text("{% macro field_row(v, widget) %}new {{ v.text }}{% endmacro %}"
+                      "{% macro text_input(v) %}{% endmacro %}")
+    later = time.time() + 5
+    os.utime(source, (later, later))
+    rows.refresh()
+    assert rows.render(FieldView(_Form(), field, (), errors=[])) == "new typed"

@@ -29,6 +29,7 @@ from kartoteka.web.security import option_class
 # A row is compiled at most once per field, language and shape; the bound only keeps a flood of odd shapes
 # (crafted posts) from growing the cache without end: when full it starts again.
 MAX_ROWS = 20_000
+MACROS = "macros/fields.html"
 MARKER = re.compile("\x00([0-9]+)\x00")
 BLANK = ""
 
@@ -293,9 +294,20 @@ class FormRows:
         self.env = env
         self.verify = verify  # tests: every compiled row is checked against the macros rendering it directly
         self._compiled: dict[tuple[Any, ...], tuple[FieldDef, Pieces | None]] = {}
+        self._template: Any = None
 
     def _macros(self) -> Any:
-        return self.env.get_template("macros/fields.html").module
+        return self.env.get_template(MACROS).module
+
+    def refresh(self) -> None:
+        """Forget the compiled rows when the macros' file has changed (only checked where templates auto-reload,
+        as in development: an edited macro shows on the next page, not after a restart)."""
+        if not self.env.auto_reload:
+            return
+        template = self.env.get_template(MACROS)
+        if template is not self._template:
+            self._template = template
+            self._compiled.clear()
 
     def render(self, view: FieldView, url_root: str = "") -> Markup:
         """The row of `view`: its compiled shape with the form's texts filled in."""
@@ -351,6 +363,7 @@ def init_form_rows(app: Flask) -> None:
 
     def form_rows(form: Any, fields: Iterable[FieldDef]) -> Markup:
         """The rows of `fields` (a group's) of the CardForm `form`, one after another."""
+        rows.refresh()
         return Markup("").join([rows.render(form.view(f.name, _download_url), form.url_root) for f in fields])
 
     app.jinja_env.globals["form_rows"] = form_rows
