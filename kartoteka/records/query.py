@@ -468,6 +468,16 @@ class Total:
     exact: bool
 
 
+# Filter operators an index on the field answers (a btree: equality, lists of values, ranges).
+_INDEXED_OPERATORS = frozenset({"eq", "in", "lt", "lte", "gt", "gte"})
+
+
+def _index_filtered(entity: EntityDef, query: ListQuery) -> bool:
+    """True when one of the list's filters is answered by an expression index of the metadata."""
+    indexed = {f.name for f in entity.indexed_fields if f.value_type.storage != "json"}
+    return any(f.field in indexed and f.op in _INDEXED_OPERATORS for f in query.filters)
+
+
 def count_records(service: RecordService, entity_name: str, user: Principal, query: ListQuery,
                   cap: int | None = DEFAULT_COUNT_CAP) -> Total:
     """The total of the list `query` (the same records the list shows, whatever its cursor, sort and page).
@@ -485,6 +495,12 @@ def count_records(service: RecordService, entity_name: str, user: Principal, que
     else:
         statement = sa.select(sa.func.count()).select_from(records).where(*where)
     with service.engine.connect() as conn:
+        if cap and service.dialect == "postgresql" and _index_filtered(entity, query):
+            # Up to the cap, PostgreSQL prices a scan of the table that stops at the cap + 1st match below a bitmap
+            # scan of the filter's index, not knowing that the scan reads each row's JSON (its ->> costs what any
+            # operator does): at 100,000 deals, 25,000 of them in the filter, 31 ms against 11. The filter has an
+            # index: have it used (for this statement's transaction only).
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
         found = int(conn.execute(statement).scalar_one())
     if cap and found > cap:
         return Total(cap, exact=False)
