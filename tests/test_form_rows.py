@@ -143,3 +143,17 @@ def test_an_edited_macro_shows_on_the_next_form_where_templates_reload(tmp_path,
     os.utime(source, (later, later))
     rows.refresh()
     assert rows.render(FieldView(_Form(), field, (), errors=[])) == "new typed"
+
+
+@pytest.mark.parametrize("read", ["g.user.username", "request.path", "session.get('uid')", "csrf_token()",
+                                  "current_user.id"])
+def test_field_macros_cannot_read_the_request(read, shipped_metadata):
+    """A row compiled for one person is filled in for everyone: a macro reading the request or the signed-in user
+    would show one person's data to all, so it raises instead."""
+    env = Environment(autoescape=True, loader=DictLoader({"macros/fields.html": (
+        "{% macro field_row(v, widget) %}{{ " + read + " }}{{ v.text }}{% endmacro %}"
+        "{% macro text_input(v) %}{% endmacro %}")}))
+    env.globals.update(g=object(), request=object(), session={}, csrf_token=lambda: "x", current_user=object())
+    rows = FormRows(env)
+    with pytest.raises(HoleMisused, match="compiled once for everyone"):
+        rows.render(FieldView(_Form(), shipped_metadata.entities["deal"].fields["name"], (), errors=[]))

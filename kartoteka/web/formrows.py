@@ -14,6 +14,8 @@ raises `HoleMisused` instead of rendering something wrong.
 from __future__ import annotations
 
 import re
+import secrets
+from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,12 +32,28 @@ from kartoteka.web.security import option_class
 # (crafted posts) from growing the cache without end: when full it starts again.
 MAX_ROWS = 20_000
 MACROS = "macros/fields.html"
-MARKER = re.compile("\x00([0-9]+)\x00")
 BLANK = ""
 
 
 class HoleMisused(RuntimeError):
     """A macro used a form's text other than by writing it out (a condition, a filter, a comparison)."""
+
+
+# Template globals that differ between requests, which a compiled row must not bake in for everyone.
+PER_REQUEST = ("g", "request", "session", "current_user", "csrf_token", "config", "get_flashed_messages")
+
+
+class _Unavailable:
+    """What a field macro finds under a per-request name: any use raises."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _refuse(self, *_: Any) -> Any:
+        raise HoleMisused(f"field macros are compiled once for everyone: {self._name!r} is not theirs to read; "
+                          "give the FieldView what the row needs")
+
+    __getattr__ = __call__ = __getitem__ = __str__ = __html__ = __bool__ = __iter__ = _refuse
 
 
 class RowMismatch(AssertionError):
@@ -48,9 +66,9 @@ class Hole:
     __slots__ = ("get", "marker")
     __hash__ = None  # type: ignore[assignment]
 
-    def __init__(self, get: Callable[[Any], Any], number: int) -> None:
+    def __init__(self, get: Callable[[Any], Any], number: int, nonce: str) -> None:
         self.get = get
-        self.marker = f"\x00{number}\x00"
+        self.marker = f"\x00{nonce}:{number}\x00"
 
     def __html__(self) -> str:
         return self.marker
@@ -205,7 +223,7 @@ class FieldView:
 class RowSkeleton(FieldView):
     """A FieldView whose texts are holes: what the macros render once per shape."""
 
-    __slots__ = ("holes",)
+    __slots__ = ("holes", "nonce")
 
     def __init__(self, view: FieldView) -> None:
         for name in FieldView.__slots__:
@@ -213,12 +231,14 @@ class RowSkeleton(FieldView):
                 object.__setattr__(self, name, getattr(view, name))
         self._errors, self._text = [], None
         self.holes: list[Hole] = []
+        # Markers no text of the metadata or of a user's name can hold by chance: a NUL and a new random token.
+        self.nonce = secrets.token_hex(8)
         if not self.items_keyed:
             self.items = tuple(_SkeletonItem(self, i) for i in range(len(view.items)))  # type: ignore[misc]
 
     def hole(self, get: Callable[[Any], Any]) -> Hole:
         """A new hole filled by `get(view)`."""
-        made = Hole(get, len(self.holes))
+        made = Hole(get, len(self.holes), self.nonce)
         self.holes.append(made)
         return made
 
@@ -291,7 +311,10 @@ class FormRows:
     """Renders card form rows, compiling each (field, language, shape) once; one per app."""
 
     def __init__(self, env: Environment, *, verify: bool = False) -> None:
-        self.env = env
+        # A row compiled for one person is filled in for everyone: its macros are compiled in an overlay of the
+        # app's environment where the request, the session and the signed-in user cannot be read at all.
+        self.env = env.overlay(cache_size=100)
+        self.env.globals = ChainMap({name: _Unavailable(name) for name in PER_REQUEST}, env.globals)  # type: ignore[assignment]
         self.verify = verify  # tests: every compiled row is checked against the macros rendering it directly
         self._compiled: dict[tuple[Any, ...], tuple[FieldDef, Pieces | None]] = {}
         self._template: Any = None
@@ -339,7 +362,7 @@ class FormRows:
     def _compile(self, view: FieldView) -> Pieces | None:
         skeleton = RowSkeleton(view)
         html = str(self.render_directly(skeleton))
-        parts = MARKER.split(html)
+        parts = re.split(f"\x00{skeleton.nonce}:([0-9]+)\x00", html)
         literals, numbers = parts[0::2], parts[1::2]
         if any("\x00" in literal for literal in literals):
             return None
