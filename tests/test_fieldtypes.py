@@ -758,3 +758,23 @@ def test_a_date_shown_in_an_input_is_read_back_as_itself(fields, language):
         field = fields[name]
         shown = field.type.localized_input_text(value, field, {}, language)
         assert accepted(field, field.type.typed_text(shown, field, language)) == value
+
+
+@pytest.mark.parametrize("language", ["en", "ru", "de", "fr", "hi"])
+def test_grouped_numbers_are_written_as_babel_writes_them(language):
+    """An input's number is written by Python's grouping with the language's symbols where that is what Babel
+    writes (groups of three), and by Babel where it is not (Hindi's lakh grouping): the same text either way."""
+    import random
+    from decimal import Decimal
+
+    from babel.numbers import format_decimal
+
+    from kartoteka.metadata.types.base import grouped_number
+
+    rng = random.Random(language)
+    for _ in range(2000):
+        places = rng.choice([0, 1, 2, 2, 3, 6])
+        value = Decimal(rng.randint(-10 ** rng.randint(1, 15), 10 ** rng.randint(1, 15))).scaleb(-places)
+        pattern = "#,##0." + "0" * places if places else "#,##0"
+        assert grouped_number(value, language) == format_decimal(value, format=pattern, locale=language,
+                                                                  decimal_quantization=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -9,7 +10,15 @@ from datetime import UTC, date, datetime, timezone
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
-from babel.numbers import NumberFormatError, format_decimal, get_decimal_symbol, get_group_symbol, parse_decimal
+from babel import Locale
+from babel.numbers import (
+    NumberFormatError,
+    format_decimal,
+    get_decimal_symbol,
+    get_group_symbol,
+    get_minus_sign_symbol,
+    parse_decimal,
+)
 
 from kartoteka.messages import Message
 
@@ -446,8 +455,21 @@ _NUMBER_SPACES = re.compile(r"[\s\u00a0\u202f']")
 def grouped_number(value: Decimal, language: str) -> str:
     """A number as `language` writes it in an input, every stored digit kept: '10 000 000,00', '10,000,000.00'."""
     places = max(0, -int(value.as_tuple().exponent))
+    symbols = _number_symbols(language)
+    if symbols is not None:  # Python groups by threes as the language does: only its symbols differ
+        return format(value, f",.{places}f").translate(symbols)
     pattern = "#,##0." + "0" * places if places else "#,##0"
     return format_decimal(value, format=pattern, locale=language, decimal_quantization=False)
+
+
+@functools.cache
+def _number_symbols(language: str) -> dict[int, str] | None:
+    """How to turn Python's '1,234.5' into `language`'s writing, when the language groups digits by threes and
+    writes its minus sign as '-' (else None: Babel formats it, about 20 times slower)."""
+    locale = Locale.parse(language)
+    if locale.decimal_formats[None].grouping != (3, 3) or get_minus_sign_symbol(locale) != "-":
+        return None
+    return str.maketrans({",": get_group_symbol(locale), ".": get_decimal_symbol(locale)})
 
 
 # Languages that group digits with a no-break space (Russian): people type a plain or a narrow one as well.
