@@ -216,7 +216,7 @@ class Pipeline:
 
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
         # read_only_if looks at the record as stored: a locked field stays locked for this save.
-        conditional = [f for f in self.entity.fields.values() if f.read_only_if is not None]
+        conditional = _plan(self.entity).locked_if
         if not conditional:
             return set()
         evaluator = Evaluator(_Names(stored, system), self.clock)
@@ -301,8 +301,14 @@ class Pipeline:
                                                 prepared.read_only)
         hidden.clear()
         condition = evaluator.condition
-        for name, visible_if, always_required, required_if, always_read_only, read_only_if in \
-                _plan(self.entity).conditions:
+        conditions = _plan(self.entity).conditions
+        fixed = _unconditional_conditions(self.entity, user.department)
+        if fixed is not None:  # sections without conditions: fields without any are the same for every save
+            visible.update(fixed[0])  # every field, in order; those with conditions are set below
+            required.update(fixed[1])
+            read_only.update(fixed[2])
+            conditions = fixed[3]
+        for name, visible_if, always_required, required_if, always_read_only, read_only_if in conditions:
             own = visible_if is None or condition(visible_if)
             if not own:
                 hidden.add(name)
@@ -372,6 +378,7 @@ class _Plan:
     # (name, field, whether its value type has checks of its own) of every field, in order.
     constraints: tuple[tuple[str, FieldDef, bool], ...]
     conditionally_emptied: tuple[FieldDef, ...]
+    locked_if: tuple[FieldDef, ...]  # fields with a read_only_if
     settles: frozenset[str]  # fields whose type settles a value against the stored one (consent)
     compares: frozenset[str]  # fields whose type has its own measure of "the same" (files, by id)
 
@@ -387,9 +394,34 @@ def _plan(entity: EntityDef) -> _Plan:
                          for name, f in fields),
         constraints=tuple((name, f, type(f.value_type).check is not FieldType.check) for name, f in fields),
         conditionally_emptied=entity.conditionally_emptied,
+        locked_if=tuple(f for f in entity.fields.values() if f.read_only_if is not None),
         settles=frozenset(name for name, f in fields if type(f.type).settle is not FieldType.settle),
         compares=frozenset(name for name, f in fields if type(f.type).same is not FieldType.same),
     )
+
+
+@lru_cache(maxsize=1024)
+def _unconditional_conditions(entity: EntityDef, department: str | None) -> tuple[
+        dict[str, bool], dict[str, bool], dict[str, bool], tuple[tuple[str, Any, bool, Any, bool, Any], ...]] | None:
+    """For a department whose layout has no section conditions: (visible, required, read_only) of every field as a
+    field without conditions of its own has them in every save (callers copy them), and the plan's conditions of
+    the fields that have some; None when a tab or group has a visible_if."""
+    sections = _unconditional_sections(entity, department)
+    if sections is None:
+        return None
+    section_shown = sections[1]
+    visible: dict[str, bool] = {}
+    required: dict[str, bool] = {}
+    read_only: dict[str, bool] = {}
+    conditional = []
+    for entry in _plan(entity).conditions:
+        name, visible_if, always_required, required_if, always_read_only, read_only_if = entry
+        shown = visible[name] = section_shown.get(name, True)
+        required[name] = shown and always_required
+        read_only[name] = always_read_only
+        if visible_if is not None or required_if is not None or read_only_if is not None:
+            conditional.append(entry)
+    return visible, required, read_only, tuple(conditional)
 
 
 @lru_cache(maxsize=1024)

@@ -181,7 +181,8 @@ class RecordService:
             values = {n: v for n, v in values.items() if n in visible}
         return Record(
             id=row.id, entity=entity.name, version=row.version, title=row.title, values=values,
-            owner=row.owner, created_at=_utc(row.created_at), updated_at=_utc(row.updated_at),
+            owner=row.owner, created_at=(created := _utc(row.created_at)),
+            updated_at=created if row.updated_at is row.created_at else _utc(row.updated_at),
             created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
             attention=attention(entity, row.flags, visible),
         )
@@ -237,8 +238,9 @@ class RecordService:
             self._sync_links(conn, entity, row.id, prepared.values, None)
             if _holds_files(entity):
                 sync_file_links(conn, entity, row.id, prepared.values, None, now)
-            self._notify(conn, Change("created", entity, row.id, None, prepared.values,
-                                      frozenset(prepared.changed), user))
+            if self.listeners:
+                self._notify(conn, Change("created", entity, row.id, None, prepared.values,
+                                          frozenset(prepared.changed), user))
         return self._record(entity, row, user, prepared.values)
 
     def update(self, entity_name: str, record_id: int, values: Mapping[str, Any], user: Principal, *,
@@ -292,8 +294,9 @@ class RecordService:
             self._sync_links(conn, entity, record_id, prepared.values, stored)
             if _holds_files(entity):
                 sync_file_links(conn, entity, record_id, prepared.values, stored, now)
-            self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
-                                      frozenset(prepared.changed), user))
+            if self.listeners:
+                self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
+                                          frozenset(prepared.changed), user))
         return self._record(entity, result, user, prepared.values)
 
     def delete(self, entity_name: str, record_id: int, user: Principal, *,

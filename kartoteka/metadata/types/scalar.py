@@ -368,6 +368,7 @@ class DecimalType(NumberType):
             return None
         if isinstance(raw, bool):
             raise FieldValueError(Message("number.boolean", "Must be a number, not a boolean."))
+        exponent: int | str | None = None  # known from the text itself, else read from the number
         if isinstance(raw, Decimal):
             number = raw
         elif isinstance(raw, int):
@@ -379,6 +380,8 @@ class DecimalType(NumberType):
             if not _DECIMAL_TEXT.fullmatch(text):
                 raise FieldValueError(Message("number.invalid", "'{text}' is not a number.", text=raw.strip()[:40]))
             number = Decimal(text)
+            point = text.find(".")  # digits [sign] [digits] [. digits]: as many places as digits after the point
+            exponent = 0 if point < 0 else point + 1 - len(text)
         else:
             raise FieldValueError(Message("number.type", "Must be a number, not {type}.", type=json_type(raw)))
         if not number.is_finite():
@@ -386,7 +389,8 @@ class DecimalType(NumberType):
         if number.is_zero():
             number = number.copy_abs()  # "-0" is 0: stored, shown and compared as such
         places = self.places(field)
-        exponent = number.as_tuple().exponent
+        if exponent is None:
+            exponent = number.as_tuple().exponent
         if places is not None and isinstance(exponent, int) and -exponent > places:
             number = number.normalize()
             exponent = number.as_tuple().exponent
