@@ -157,3 +157,17 @@ def test_field_macros_cannot_read_the_request(read, shipped_metadata):
     rows = FormRows(env)
     with pytest.raises(HoleMisused, match="compiled once for everyone"):
         rows.render(FieldView(_Form(), shipped_metadata.entities["deal"].fields["name"], (), errors=[]))
+
+
+def test_compiled_rows_stay_within_their_size(app, client, service, seller, monkeypatch):
+    """The compiled rows' text is bounded as a whole (ever new lists of users, odd shapes): past it they start again,
+    and the forms are the same."""
+    from kartoteka.web import formrows
+
+    monkeypatch.setattr(formrows, "MAX_CHARS", 6000)
+    rows = app.extensions["kartoteka.form_rows"]
+    for values in DEALS:
+        page = _edit_page(client, service, values)
+        assert f'value="{values["name"][:5]}' in page
+        assert rows._chars <= 6000 or len(rows._compiled) == 1
+    assert 0 < len(rows._compiled) < 60

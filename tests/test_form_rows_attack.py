@@ -27,9 +27,6 @@ def _rows_of(app, name: str) -> list:
     return [key for key, (f, _) in rows._compiled.items() if f.name == name]
 
 
-@pytest.mark.xfail(strict=True, reason="a user field's row is compiled once per (list of users x the user chosen): "
-                   "each holds the whole list (~300 bytes a user), so 500 users x 6 user fields x languages x flags "
-                   "fill MAX_ROWS with ~150 KB rows (GBs per worker), by ordinary use or by crafted failed saves")
 def test_forms_naming_different_users_share_one_compiled_user_list(app, client, service, engine, clock, manager):
     """The users to choose are the same on every form of the moment: which one is selected is the form's own."""
     company = service.create("company", {"name": "Acme", "country": "gb"}, SYSTEM)
@@ -44,8 +41,6 @@ def test_forms_naming_different_users_share_one_compiled_user_list(app, client, 
     assert counts[-1] == counts[0], counts
 
 
-@pytest.mark.xfail(strict=True, reason="a crafted failed save naming each user adds a compiled row of the whole "
-                   "user list per user named: memory grows with every user id posted, up to MAX_ROWS rows")
 def test_crafted_failed_saves_naming_each_user_compile_no_new_rows(app, client, service, engine, clock, manager):
     company = service.create("company", {"name": "Acme", "country": "gb"}, SYSTEM)
     ids = [create_user(engine, f"rep{i}", ["sales"], clock.now()).id for i in range(8)]
@@ -60,12 +55,6 @@ def test_crafted_failed_saves_naming_each_user_compile_no_new_rows(app, client, 
     assert len(_rows_of(app, "responsible")) == first
 
 
-
-@pytest.mark.xfail(strict=True, reason="the number of repeated items is part of a row's shape: a crafted failed "
-                   "save with n values of a repeated field (up to MAX_FORM_VALUES=2,000) compiles and keeps a row of "
-                   "n items "
-                   "(~800 bytes an item): posting 1..2,000 phones retains ~1.5 GB in one worker for one field and "
-                   "language; MAX_ROWS bounds the count of rows, not their size")
 def test_crafted_posts_with_ever_more_phones_do_not_compile_a_row_per_count(app, client, manager):
     client.get("/cards/company/new")
     for count in range(1, 41):
@@ -74,6 +63,7 @@ def test_crafted_posts_with_ever_more_phones_do_not_compile_a_row_per_count(app,
         assert response.status_code == 422
         assert response.get_data(as_text=True).count('name="phones" value="+1"') == count
     assert len(_rows_of(app, "phones")) < 20, len(_rows_of(app, "phones"))
+
 
 def test_user_names_baked_into_a_compiled_row_are_escaped_and_not_carried_to_other_readers(
         app, client, service, engine, clock, make_user):
@@ -98,10 +88,6 @@ def test_user_names_baked_into_a_compiled_row_are_escaped_and_not_carried_to_oth
         assert f'<option value="{plain.id}" selected>' not in first
 
 
-@pytest.mark.xfail(strict=True, reason="FormRows takes an overlay of app.jinja_env inside init_web before "
-                   "trim_blocks/lstrip_blocks are set: form rows are rendered with other settings than the app's "
-                   "(blank lines, a space before </label>), a difference the verify check cannot see as both of its "
-                   "sides use the overlay; anything configured on the app's environment later is lost the same way")
 def test_rows_render_as_the_apps_own_environment_renders_the_macros(app, service):
     from kartoteka.web.cardform import CardForm
     from kartoteka.web.formrows import FieldView

@@ -33,9 +33,9 @@ def init_web(app: Flask, node_modules: Path) -> None:
     app.register_blueprint(cards)
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
     app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol)
-    init_form_rows(app)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
+    init_form_rows(app)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:

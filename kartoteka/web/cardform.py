@@ -293,7 +293,8 @@ class _ItemKind:
 
 
 # What a widget repeats (FieldType.form_items). The users to choose are the same on every form of the moment, so a
-# user field's options are written once per list of users; people's own texts are filled in per form.
+# user field's options are written once per list of users (which one is selected is filled in per form); people's
+# own texts are filled in per form.
 _ITEMS: dict[str, _ItemKind] = {"texts": _ItemKind(_text_items), "picks": _ItemKind(_pick_items),
                                 "users": _ItemKind(_user_items, keyed=True), "files": _ItemKind(_file_items)}
 

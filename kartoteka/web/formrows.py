@@ -28,9 +28,13 @@ from kartoteka.i18n import t
 from kartoteka.metadata.model import FieldDef
 from kartoteka.web.security import option_class
 
-# A row is compiled at most once per field, language and shape; the bound only keeps a flood of odd shapes
-# (crafted posts) from growing the cache without end: when full it starts again.
+# A row is compiled at most once per field, language and shape. The bounds keep a flood of odd shapes (crafted
+# posts, ever new lists of users) from growing the cache without end: when either is reached it starts again.
 MAX_ROWS = 20_000
+MAX_CHARS = 16_000_000  # the compiled rows' text, all together
+# A repeated field (phones, e-mails, references) with more values than this is rendered directly: its number of
+# values shapes the row, and a post may hold up to MAX_FORM_VALUES of them.
+MAX_COMPILED_ITEMS = 4
 MACROS = "macros/fields.html"
 BLANK = ""
 
@@ -146,7 +150,8 @@ class FieldView:
     def shape(self) -> tuple[Any, ...]:
         """What a compiled row depends on besides the field and the language."""
         return (self.required, self.read_only, self.invalid, self.shown, self.editable, self.has_theirs,
-                self.items if self.items_keyed else len(self.items), self.consent_given, self.choice,
+                tuple([(i.value, i.text) for i in self.items]) if self.items_keyed else len(self.items),
+                self.consent_given, self.choice,
                 self.one_chosen)
 
     @property
@@ -233,8 +238,9 @@ class RowSkeleton(FieldView):
         self.holes: list[Hole] = []
         # Markers no text of the metadata or of a user's name can hold by chance: a NUL and a new random token.
         self.nonce = secrets.token_hex(8)
-        if not self.items_keyed:
-            self.items = tuple(_SkeletonItem(self, i) for i in range(len(view.items)))  # type: ignore[misc]
+        # Keyed items (the users to choose) are written as they are; which one is selected is each form's own.
+        self.items = tuple(_KeyedSkeletonItem(self, i, item) if self.items_keyed else _SkeletonItem(self, i)  # type: ignore[misc]
+                           for i, item in enumerate(view.items))
 
     def hole(self, get: Callable[[Any], Any]) -> Hole:
         """A new hole filled by `get(view)`."""
@@ -304,6 +310,26 @@ class _SkeletonItem:
         return self._skeleton.hole(lambda v: v.items[i].selected)
 
 
+class _KeyedSkeletonItem(_SkeletonItem):
+    """The i-th item of a list that is part of the shape (the users to choose): only its selection is a hole."""
+
+    def __init__(self, skeleton: RowSkeleton, index: int, item: Item) -> None:
+        super().__init__(skeleton, index)
+        self._item = item
+
+    @property
+    def value(self) -> str:  # type: ignore[override]
+        return self._item.value
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return self._item.text
+
+    @property
+    def url(self) -> str:  # type: ignore[override]
+        return self._item.url
+
+
 Pieces = tuple["str | Hole", ...]
 
 
@@ -311,13 +337,24 @@ class FormRows:
     """Renders card form rows, compiling each (field, language, shape) once; one per app."""
 
     def __init__(self, env: Environment, *, verify: bool = False) -> None:
-        # A row compiled for one person is filled in for everyone: its macros are compiled in an overlay of the
-        # app's environment where the request, the session and the signed-in user cannot be read at all.
-        self.env = env.overlay(cache_size=100)
-        self.env.globals = ChainMap({name: _Unavailable(name) for name in PER_REQUEST}, env.globals)  # type: ignore[assignment]
-        self.verify = verify  # tests: every compiled row is checked against the macros rendering it directly
+        self.app_env = env
+        self.verify = verify  # tests: every compiled row is checked against the app's macros rendering it directly
+        self._overlay: Environment | None = None
         self._compiled: dict[tuple[Any, ...], tuple[FieldDef, Pieces | None]] = {}
+        self._chars = 0
         self._template: Any = None
+
+    @property
+    def env(self) -> Environment:
+        """The environment rows are compiled in: an overlay of the app's where the request, the session and the
+        signed-in user cannot be read at all (a row compiled for one person is filled in for everyone). Made on
+        first use, when the app's environment is fully configured (trim_blocks, filters...)."""
+        if self._overlay is None:
+            overlay = self.app_env.overlay(cache_size=100)
+            overlay.globals = ChainMap({name: _Unavailable(name) for name in PER_REQUEST},  # type: ignore[assignment]
+                                       self.app_env.globals)
+            self._overlay = overlay
+        return self._overlay
 
     def _macros(self) -> Any:
         return self.env.get_template(MACROS).module
@@ -331,31 +368,37 @@ class FormRows:
         if template is not self._template:
             self._template = template
             self._compiled.clear()
+            self._chars = 0
 
     def render(self, view: FieldView, url_root: str = "") -> Markup:
         """The row of `view`: its compiled shape with the form's texts filled in."""
+        if len(view.items) > MAX_COMPILED_ITEMS and not view.items_keyed:
+            return self.render_directly(view)
         key = (id(view.f), view.language, url_root, view.shape())
         found = self._compiled.get(key)
         if found is None or found[0] is not view.f:
             found = (view.f, self._compile(view))
-            if len(self._compiled) >= MAX_ROWS:
+            size = sum(len(p) for p in found[1] or () if p.__class__ is str)
+            if len(self._compiled) >= MAX_ROWS or self._chars + size > MAX_CHARS:
                 self._compiled.clear()
+                self._chars = 0
             self._compiled[key] = found
+            self._chars += size
         pieces = found[1]
         if pieces is None:  # the metadata itself holds a NUL: no holes can be told apart, render directly
             return self.render_directly(view)
         # The literals are the macros' own (escaped) output and every hole is escaped here.
         row = Markup("".join([p if p.__class__ is str else escape(p.get(view)) for p in pieces]))  # type: ignore[union-attr]  # noqa: S704
         if self.verify:
-            direct = self.render_directly(view)
+            direct = self.render_directly(view, self.app_env)
             if row != direct:
                 raise RowMismatch(f"the compiled row of {view.f.name!r} differs from the macros' own:\n"
                                   f"compiled: {row}\ndirect:   {direct}")
         return row
 
-    def render_directly(self, view: FieldView | RowSkeleton) -> Markup:
+    def render_directly(self, view: FieldView | RowSkeleton, env: Environment | None = None) -> Markup:
         """The row rendered by the macros, with no compiled shape (what a compiled row must equal)."""
-        macros = self._macros()
+        macros = self._macros() if env is None else env.get_template(MACROS).module
         row: Markup = macros.field_row(view, _widget(macros, view.f))  # a macro's output is Markup already
         return row
 
