@@ -36,7 +36,6 @@ MAX_CHARS = 16_000_000  # the compiled rows' text, all together
 # values shapes the row, and a post may hold up to MAX_FORM_VALUES of them.
 MAX_COMPILED_ITEMS = 4
 MACROS = "macros/fields.html"
-BLANK = ""
 
 
 class HoleMisused(RuntimeError):
@@ -151,8 +150,7 @@ class FieldView:
         """What a compiled row depends on besides the field and the language."""
         return (self.required, self.read_only, self.invalid, self.shown, self.editable, self.has_theirs,
                 tuple([(i.value, i.text) for i in self.items]) if self.items_keyed else len(self.items),
-                self.consent_given, self.choice,
-                self.one_chosen)
+                self.consent_given, self.choice, self.one_chosen)
 
     @property
     def items_or_blank(self) -> tuple[Any, ...]:
