@@ -18,6 +18,7 @@ import secrets
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from flask import Flask, url_for
@@ -223,6 +224,19 @@ class FieldView:
                  version=current.get("policy_version") or "—")
 
 
+def _hole_of(text: str) -> Any:
+    """A RowSkeleton property: a hole filled with the FieldView's `text` (a name of this module, never of data)."""
+    read = attrgetter(text)
+    return property(lambda skeleton: skeleton.hole(read), doc=f"A hole for the view's {text}.")
+
+
+def _item_hole_of(text: str) -> Any:
+    """A skeleton item's property: a hole filled with the `text` of the view's item at the same place."""
+    read = attrgetter(text)
+    return property(lambda item: item._skeleton.hole(lambda v, i=item._index: read(v.items[i])),
+                    doc=f"A hole for the item's {text}.")
+
+
 class RowSkeleton(FieldView):
     """A FieldView whose texts are holes: what the macros render once per shape."""
 
@@ -246,36 +260,17 @@ class RowSkeleton(FieldView):
         self.holes.append(made)
         return made
 
-    @property
-    def text(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.text)
-
-    @property
-    def used(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.used)
-
-    @property
-    def errors(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.errors)
-
-    @property
-    def theirs(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.theirs)
-
-    @property
-    def display_or_dash(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.display_or_dash)
-
-    @property
-    def switched(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.switched)
+    # Each text of a FieldView is, in the skeleton, a hole its forms fill from their own view.
+    text = _hole_of("text")
+    used = _hole_of("used")
+    errors = _hole_of("errors")
+    theirs = _hole_of("theirs")
+    display_or_dash = _hole_of("display_or_dash")
+    switched = _hole_of("switched")
+    consent_record = _hole_of("consent_record")
 
     def marked(self, value: str) -> Hole:  # type: ignore[override]
         return self.hole(lambda v: v.marked(value))
-
-    @property
-    def consent_record(self) -> Hole:  # type: ignore[override]
-        return self.hole(lambda v: v.consent_record)
 
 
 class _SkeletonItem:
@@ -287,25 +282,10 @@ class _SkeletonItem:
     def __bool__(self) -> bool:
         return True
 
-    @property
-    def value(self) -> Hole:
-        i = self._index
-        return self._skeleton.hole(lambda v: v.items[i].value)
-
-    @property
-    def text(self) -> Hole:
-        i = self._index
-        return self._skeleton.hole(lambda v: v.items[i].text)
-
-    @property
-    def url(self) -> Hole:
-        i = self._index
-        return self._skeleton.hole(lambda v: v.items[i].url)
-
-    @property
-    def selected(self) -> Hole:
-        i = self._index
-        return self._skeleton.hole(lambda v: v.items[i].selected)
+    value = _item_hole_of("value")
+    text = _item_hole_of("text")
+    url = _item_hole_of("url")
+    selected = _item_hole_of("selected")
 
 
 class _KeyedSkeletonItem(_SkeletonItem):
