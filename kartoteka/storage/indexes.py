@@ -14,7 +14,8 @@ from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.tables import records
 
-PREFIXES = ("kix_", "kux_")
+# kix_: plain indexes of earlier versions (on every row of the entity, deleted ones too); found to be dropped.
+PREFIXES = ("kix_", "klx_", "kux_")
 
 
 @dataclass(frozen=True)
@@ -27,11 +28,13 @@ class IndexPlan:
     unique: bool
 
     def build(self, field: FieldDef) -> sa.Index:
-        """The SQLAlchemy Index: partial on the entity (and on live rows for unique ones)."""
+        """The SQLAlchemy Index: partial on the entity's live rows (what lists, counts and unique checks read)."""
         expr = JsonValue(records.c.data, field.name, storage_kind(field))
-        where = records.c.entity == sa.literal(self.entity, literal_execute=True)
+        # Live rows only: a count over a filtered list then reads the index alone, not each row's deleted_at
+        # (SQLite, 2,500 of 10,000 deals: 0.35 ms against 1.3).
+        where = sa.and_(records.c.entity == sa.literal(self.entity, literal_execute=True),
+                        records.c.deleted_at.is_(None))
         if self.unique:
-            where = sa.and_(where, records.c.deleted_at.is_(None))
             return sa.Index(self.name, expr, unique=True, postgresql_where=where, sqlite_where=where)
         return sa.Index(self.name, expr, records.c.id, postgresql_where=where, sqlite_where=where)
 
@@ -55,7 +58,7 @@ def planned_indexes(metadata: Metadata) -> dict[str, tuple[IndexPlan, FieldDef]]
     plans: dict[str, tuple[IndexPlan, FieldDef]] = {}
     for entity in metadata.entities.values():
         for field in _indexed(entity):
-            prefix = "kux_" if field.unique else "kix_"
+            prefix = "kux_" if field.unique else "klx_"
             # The kind is part of the name so that a changed field type rebuilds its index.
             name = index_name(prefix, entity.name, f"{field.name}__{storage_kind(field)[0]}")
             plan = IndexPlan(name, entity.name, field.name, field.unique)
