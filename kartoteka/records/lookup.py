@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -10,10 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.metadata.fieldtypes import unstorable
+from kartoteka.metadata.model import EntityDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.query import check_search_text, like_pattern
-from kartoteka.records.scopes import readable_where
+from kartoteka.records.scopes import bound_readable_where, readable_shape, readable_where
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import casefold
 from kartoteka.storage.tables import records
@@ -30,14 +32,30 @@ def _readable(service: RecordService, entity_name: str, user: Principal) -> list
     return None if entity is None else readable_where(service.metadata, user, entity)
 
 
+# Titles and picker texts of given records are read for every list, card and form that shows references: their
+# statements are built once per entity and kind of scope, the ids and the user bound per call.
+@functools.lru_cache(maxsize=1024)
+def _titles_by_ids(entity_name: str, kind: str) -> sa.Select[Any]:
+    return sa.select(records.c.id, records.c.title).where(records.c.id.in_(sa.bindparam("ids", expanding=True)),
+                                                          *bound_readable_where(entity_name, kind))
+
+
+@functools.lru_cache(maxsize=1024)
+def _picker_by_ids(entity_name: str, kind: str) -> sa.Select[Any]:
+    return (sa.select(records.c.id, records.c.title, records.c.data)
+            .where(records.c.id.in_(sa.bindparam("ids", expanding=True)), *bound_readable_where(entity_name, kind))
+            .order_by(records.c.id).limit(sa.bindparam("limit", type_=sa.Integer())))
+
+
 def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], user: Principal) -> dict[int, str]:
     """id → title of the records among `ids` the user may read (titles never hold restricted fields)."""
-    wanted = {i for i in ids if isinstance(i, int)}
-    where = _readable(service, entity_name, user)
-    if not wanted or where is None:
+    wanted = sorted({i for i in ids if isinstance(i, int) and not isinstance(i, bool)})
+    entity = service.metadata.entities.get(entity_name)
+    shape = None if entity is None else readable_shape(service.metadata, user, entity)
+    if not wanted or shape is None:
         return {}
     with service.engine.connect() as conn:
-        rows = conn.execute(sa.select(records.c.id, records.c.title).where(records.c.id.in_(wanted), *where))
+        rows = conn.execute(_titles_by_ids(shape.entity, shape.kind), {"ids": wanted, **shape.params})
         return {row.id: row.title for row in rows}
 
 
@@ -77,12 +95,27 @@ def picker_rows(service: RecordService, entity_name: str, user: Principal, *, id
 
     At most `limit` rows, in id order; the picker fields are the entity's `picker:` ones the user may view.
     """
-    where = _readable(service, entity_name, user)
-    wanted = {i for i in ids if isinstance(i, int)}
+    entity = service.metadata.entities.get(entity_name)
+    shape = None if entity is None else readable_shape(service.metadata, user, entity)
+    wanted = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
     texts = {t.strip() for t in titles if t.strip() and unstorable(t) is None}
-    if where is None or not (wanted or texts):
+    if entity is None or shape is None or not (wanted or texts):
         return []
-    entity = service.entity(entity_name)
+    shown = [n for n in entity.picker if n in viewable_fields(entity, user)]
+    if not texts and not namesakes:  # the picked records of a form or a card: a statement built once
+        with service.engine.connect() as conn:
+            found = conn.execute(_picker_by_ids(shape.entity, shape.kind),
+                                 {"ids": sorted(wanted), "limit": limit, **shape.params}).all()
+    else:
+        found = _found_by_titles(service, entity, user, wanted, texts, namesakes, limit)
+    return [PickerRow(row.id, row.title, service.typed_values(entity, {n: (row.data or {}).get(n) for n in shown}))
+            for row in found]
+
+
+def _found_by_titles(service: RecordService, entity: EntityDef, user: Principal, wanted: set[int], texts: set[str],
+                     namesakes: bool, limit: int) -> list[sa.Row[Any]]:
+    """Rows of `picker_rows` that name records by title (typed text, namesakes of the picked ones)."""
+    where = readable_where(service.metadata, user, entity) or [sa.false()]
     title = casefold(records.c.title, service.dialect)
     clauses = []
     if wanted:
@@ -92,13 +125,7 @@ def picker_rows(service: RecordService, entity_name: str, user: Principal, *, id
         clauses.append(title.in_(named))
     if texts:
         clauses.append(title.in_([casefold(sa.literal(t, sa.String()), service.dialect) for t in sorted(texts)]))
-    shown = [n for n in entity.picker if n in viewable_fields(entity, user)]
     query = (sa.select(records.c.id, records.c.title, records.c.data).where(*where, sa.or_(*clauses))
              .order_by(records.c.id).limit(limit))
     with service.engine.connect() as conn:
-        rows = conn.execute(query).all()
-    result = []
-    for row in rows:
-        values = service.typed_values(entity, {n: (row.data or {}).get(n) for n in shown})
-        result.append(PickerRow(row.id, row.title, values))
-    return result
+        return list(conn.execute(query).all())

@@ -7,6 +7,8 @@ owner assignments are checked against the owner's department.
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -80,6 +82,41 @@ def readable_where(metadata: Metadata, user: Principal, entity: EntityDef) -> li
     if clause is not None:
         where.append(clause)
     return where
+
+
+@dataclass(frozen=True)
+class ReadableShape:
+    """The live records of an entity a user may read, as a statement built once per shape and its values: `kind` is
+    all, own or department; `params` fill the statement's bound parameters (see `bound_readable_where`)."""
+
+    entity: str
+    kind: str
+    params: dict[str, Any]
+
+
+def readable_shape(metadata: Metadata, user: Principal, entity: EntityDef) -> ReadableShape | None:
+    """What `readable_where` says, for statements built once per shape (None when the user may read none)."""
+    scope = scope_of(metadata, user, entity, "read")
+    if scope == "none":
+        return None
+    kind = "department" if scope == "department" and user.department else "all" if scope == "all" else "own"
+    # A user without an id (never signed in) owns nothing: owner = NULL matches no row, as sa.false() does.
+    return ReadableShape(entity.name, kind, {"scope_user": user.id, "scope_department": user.department})
+
+
+@functools.lru_cache(maxsize=1024)
+def bound_readable_where(entity_name: str, kind: str) -> tuple[sa.ColumnElement[bool], ...]:
+    """`readable_where`'s clauses with the user's id and department as bound parameters (scope_user,
+    scope_department), so that a statement made of them is built, and its cache key computed, once."""
+    where: list[sa.ColumnElement[bool]] = [records.c.entity == sa.literal(entity_name, literal_execute=True),
+                                           records.c.deleted_at.is_(None)]
+    if kind == "department":
+        same_department = sa.select(users.c.id).where(users.c.department == sa.bindparam("scope_department"))
+        where.append(sa.or_(records.c.owner == sa.bindparam("scope_user"),
+                            records.c.owner.in_(same_department.scalar_subquery())))
+    elif kind == "own":
+        where.append(records.c.owner == sa.bindparam("scope_user"))
+    return tuple(where)
 
 
 def in_scope(conn: sa.Connection, scope: str, user: Principal, owner: Any) -> bool:
