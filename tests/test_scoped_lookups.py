@@ -50,8 +50,8 @@ def test_titles_and_picker_rows_follow_each_users_read_scope(service, people, en
 
 
 def test_a_user_without_a_department_reads_only_their_own_under_a_department_scope(service, people):
-    contacts = {name: service.create("contact", {"first_name": "Ivan", "last_name": name, "phones": ["+7 916 123-45-67"]},
-                                         SYSTEM, owner=u.id)
+    contacts = {name: service.create("contact", {"first_name": "Ivan", "last_name": name,
+                                                 "phones": ["+7 916 123-45-67"]}, SYSTEM, owner=u.id)
                 for name, u in people.items()}
     vera = people["vera"]  # sales (contacts: department) with no department
     ids = [c.id for c in contacts.values()]
