@@ -20,6 +20,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from kartoteka.errors import BadRequest, Conflict, NotFound
 from kartoteka.messages import Message
 from kartoteka.records.model import Principal
+from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import api_tokens, sign_in_attempts, user_sessions, users
 
 TOKEN_PREFIX = "kt_"  # noqa: S105 (a public marker of our tokens, not a secret)
@@ -133,7 +134,7 @@ def session_user(engine: sa.Engine, session_id: str, now: datetime) -> Principal
     """The active user of a live session made with their current password, else None."""
     if not isinstance(session_id, str) or not 20 <= len(session_id) <= 100:
         return None
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         row = conn.execute(_SESSION_USER, {"token_hash": _hash_token(session_id), "now": now,
                                            "idle_since": now - SESSION_IDLE}).first()
     if row is None or not hmac.compare_digest(row.password_stamp, session_stamp(row.password_hash)):
@@ -530,7 +531,7 @@ def user_names(engine: sa.Engine, ids: Iterable[int]) -> dict[int, str]:
     wanted = {i for i in ids if i is not None}
     if not wanted:
         return {}
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         rows = conn.execute(sa.select(users.c.id, users.c.display_name).where(users.c.id.in_(wanted)))
         return {row.id: row.display_name for row in rows}
 
@@ -542,13 +543,13 @@ _ACTIVE_USERS = (sa.select(users.c.id, users.c.display_name).where(users.c.is_ac
 def list_users(engine: sa.Engine, search: str = "", limit: int = 20) -> list[tuple[int, str]]:
     """Active users (id, display name) whose name or login contains `search`, for user pickers."""
     if not search.strip():  # every form with a user field: one statement, built once
-        with engine.connect() as conn:
+        with reader(engine).connect() as conn:
             return [(r.id, r.display_name) for r in conn.execute(_ACTIVE_USERS, {"limit": limit})]
     query = sa.select(users.c.id, users.c.display_name).where(users.c.is_active)
     text = search.strip().lower()
     query = query.where(sa.or_(sa.func.lower(users.c.display_name).contains(text, autoescape=True),
                                sa.func.lower(users.c.username).contains(text, autoescape=True)))
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         return [(r.id, r.display_name) for r in conn.execute(query.order_by(users.c.display_name).limit(limit))]
 
 

@@ -18,6 +18,7 @@ from kartoteka.records.query import check_search_text, like_pattern
 from kartoteka.records.scopes import bound_readable_where, readable_shape, readable_where
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import casefold
+from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import records
 
 MAX_SUGGESTIONS = 20
@@ -54,7 +55,7 @@ def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], 
     shape = None if entity is None else readable_shape(service.metadata, user, entity)
     if not wanted or shape is None:
         return {}
-    with service.engine.connect() as conn:
+    with reader(service.engine).connect() as conn:
         rows = conn.execute(_titles_by_ids(shape.entity, shape.kind), {"ids": wanted, **shape.params})
         return {row.id: row.title for row in rows}
 
@@ -75,7 +76,7 @@ def search_titles(service: RecordService, entity_name: str, text: str, user: Pri
     elif text:
         where.append(title.like(like_pattern(text), escape="\\"))
     query = sa.select(records.c.id, records.c.title).where(*where).order_by(records.c.title, records.c.id)
-    with service.engine.connect() as conn:
+    with reader(service.engine).connect() as conn:
         return [(row.id, row.title) for row in conn.execute(query.limit(limit))]
 
 
@@ -103,7 +104,7 @@ def picker_rows(service: RecordService, entity_name: str, user: Principal, *, id
         return []
     shown = [n for n in entity.picker if n in viewable_fields(entity, user)]
     if not texts and not namesakes:  # the picked records of a form or a card: a statement built once
-        with service.engine.connect() as conn:
+        with reader(service.engine).connect() as conn:
             found = conn.execute(_picker_by_ids(shape.entity, shape.kind),
                                  {"ids": sorted(wanted), "limit": limit, **shape.params}).all()
     else:
@@ -127,5 +128,5 @@ def _found_by_titles(service: RecordService, entity: EntityDef, user: Principal,
         clauses.append(title.in_([casefold(sa.literal(t, sa.String()), service.dialect) for t in sorted(texts)]))
     query = (sa.select(records.c.id, records.c.title, records.c.data).where(*where, sa.or_(*clauses))
              .order_by(records.c.id).limit(limit))
-    with service.engine.connect() as conn:
+    with reader(service.engine).connect() as conn:
         return list(conn.execute(query).all())

@@ -18,6 +18,7 @@ from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied
 from kartoteka.messages import Message
 from kartoteka.records.model import Principal
 from kartoteka.storage.database import fold
+from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import saved_views
 
 MAX_NAME = 100
@@ -131,7 +132,7 @@ def list_views(engine: sa.Engine, user: Principal, entity: str,
     query = sa.select(saved_views).where(
         saved_views.c.entity == entity, sa.or_(saved_views.c.user_id == user.id, saved_views.c.shared),
     )
-    with engine.connect() as conn:
+    with reader(engine).connect() as conn:
         views = [_view(row, user) for row in conn.execute(query)]
     if readable is not None:
         views = [v for v in views if v.mine or all(readable(name) for name in names_fields(v.query))]
