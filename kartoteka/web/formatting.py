@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, tzinfo
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -281,7 +282,36 @@ def format_date(value: date, language: str) -> str:
     lang = _lang(language)
     if isinstance(value, datetime):  # as Babel's format_date: the date of a moment
         value = value.date()
-    return _date_pattern(_DATE_PATTERNS[lang]).apply(value, _locale(lang))
+    return _day_writer(_DATE_PATTERNS[lang], lang)(value)
+
+
+# A date pattern's fields (Babel's parsed pattern is a %-format of them: '%(MMM)s %(d)s, %(y)s').
+_PATTERN_FIELDS = re.compile(r"%\(([A-Za-z]+)\)s")
+
+
+@functools.cache
+def _day_writer(pattern: str, lang: str) -> Callable[[date], str]:
+    """A function writing a date by `pattern` as Babel does: the year, month (digits or the language's names) and
+    day written directly (a list's dates: about 3 us instead of 10), any other field by Babel itself."""
+    parsed = _date_pattern(pattern)
+    locale = _locale(lang)
+    names = _PATTERN_FIELDS.findall(parsed.format)
+    if not all(name[0] == "d" or name[0] == "y" or (name[0] == "M" and len(name) <= 4) for name in names):
+        return lambda day: parsed.apply(day, locale)
+    months = {3: babel_dates.get_month_names("abbreviated", "format", locale),
+              4: babel_dates.get_month_names("wide", "format", locale)}
+
+    def field(name: str) -> Callable[[date], str]:
+        width = len(name)
+        if name[0] == "y":  # Babel: zero-padded to the width, two letters keep the last two digits
+            return (lambda day: f"{day.year:02d}"[-2:]) if width == 2 else (lambda day: f"{day.year:0{width}d}")
+        if name[0] == "M":
+            return (lambda day: f"{day.month:0{width}d}") if width <= 2 else (lambda day: months[width][day.month])
+        return lambda day: f"{day.day:0{width}d}"
+
+    fields = [(name, field(name)) for name in names]
+    template = parsed.format
+    return lambda day: template % {name: write(day) for name, write in fields}
 
 
 def _in_zone(value: datetime, tz: tzinfo | None) -> datetime:
