@@ -122,6 +122,12 @@ def names_fields(query: str) -> set[str]:
     return named - {""}
 
 
+# Read by every list page: built once, the entity and user bound per call.
+_VIEWS_OF = sa.select(saved_views).where(
+    saved_views.c.entity == sa.bindparam("entity"),
+    sa.or_(saved_views.c.user_id == sa.bindparam("user_id"), saved_views.c.shared))
+
+
 def list_views(engine: sa.Engine, user: Principal, entity: str,
                readable: Callable[[str], bool] | None = None) -> list[SavedView]:
     """The user's own views of `entity` and those others shared: own first, then by name (case-insensitive).
@@ -129,11 +135,8 @@ def list_views(engine: sa.Engine, user: Principal, entity: str,
     With `readable`, a view someone else shared is left out when it filters or sorts by a field the user
     may not view: its name and filters would tell of the hidden field (a threshold on a margin, say).
     """
-    query = sa.select(saved_views).where(
-        saved_views.c.entity == entity, sa.or_(saved_views.c.user_id == user.id, saved_views.c.shared),
-    )
     with reader(engine).connect() as conn:
-        views = [_view(row, user) for row in conn.execute(query)]
+        views = [_view(row, user) for row in conn.execute(_VIEWS_OF, {"entity": entity, "user_id": user.id})]
     if readable is not None:
         views = [v for v in views if v.mine or all(readable(name) for name in names_fields(v.query))]
     return sorted(views, key=lambda v: (not v.mine, fold(v.name), v.name, v.id))
