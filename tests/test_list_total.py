@@ -167,3 +167,24 @@ def test_a_capped_count_of_an_indexed_filter_uses_its_index_on_postgresql(servic
     with engine.connect() as conn:  # the setting went with the count's transaction
         if engine.dialect.name == "postgresql":
             assert conn.exec_driver_sql("SHOW enable_seqscan").scalar() == "on"
+
+
+def test_a_list_on_one_page_is_counted_without_a_count(client, deals):
+    rep, _ = deals
+    engine = client.application.extensions["kartoteka"].engine
+    sign_in(client, rep)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, many):
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        assert total_of(client, "/cards/deal/?stage=proposal")[0] == "2 records"  # one page, within the cap
+        one_page = [s for s in statements if "count(" in s.lower()]
+        statements.clear()
+        assert total_of(client, "/cards/deal/")[0] == "More than 3 records Count all"  # one page, over the cap
+        beyond = [s for s in statements if "count(" in s.lower()]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert one_page == [] and len(beyond) == 1

@@ -23,7 +23,7 @@ from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
 from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
-from kartoteka.records.query import MAX_FILTER_VALUE_LENGTH, SYSTEM_COLUMNS, count_records
+from kartoteka.records.query import MAX_FILTER_VALUE_LENGTH, SYSTEM_COLUMNS, Total, count_records
 from kartoteka.records.views import delete_view, list_views, save_view
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
@@ -183,7 +183,10 @@ class ListPage:
         self.page = service.list(entity.name, user, query)
         # Exact up to the cap ("more than 10,000" beyond it); exactly whatever it costs after "Count all".
         cap = None if args.get("total") == "exact" else platform.state.settings.list_count_cap
-        self.total = count_records(service, entity.name, user, query, cap)
+        if not query.cursor and self.page.next_cursor is None and (not cap or len(self.page.items) <= cap):
+            self.total = Total(len(self.page.items), exact=True)  # the first page holds them all: nothing to count
+        else:
+            self.total = count_records(service, entity.name, user, query, cap)
         self.sort = self.page.sort
         shown = [r.owner for r in self.page.items if r.owner is not None] + [
             v for r in self.page.items for c in self.columns if c.field is not None and c.field.type.refers == "user"
