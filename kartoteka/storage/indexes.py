@@ -116,6 +116,26 @@ def _sync_statistics(engine: sa.Engine, metadata: Metadata) -> None:
             connection.execute(sa.text("ANALYZE records"))
 
 
+# Rows ANALYZE samples per index on SQLite: enough for the planner to tell a selective index from a poor one, and
+# milliseconds even over a million records (a full ANALYZE reads every row).
+SQLITE_ANALYSIS_LIMIT = 1000
+
+
+def _analyze_sqlite(engine: sa.Engine) -> None:
+    """Give SQLite's planner fresh statistics on the records table (on every start-up and `kartoteka init`).
+
+    Without them SQLite guesses which index narrows a list most and often guesses wrong: a filtered list's
+    count read the table instead of the filter's index (10.6 ms against 3.2 over 10,000 deals, bench/); stats
+    of a table that has grown since mislead it the same way. PostgreSQL gathers its own (autovacuum) and is
+    given statistics objects above.
+    """
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.begin() as connection:
+        connection.exec_driver_sql(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
+        connection.exec_driver_sql("ANALYZE records")
+
+
 def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list[str]]:
     """Create missing and drop obsolete metadata indexes; returns (created, dropped) names.
 
@@ -147,6 +167,7 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
             continue
         created.append(name)
     _sync_statistics(engine, metadata)
+    _analyze_sqlite(engine)
     if failures:
         raise IndexBuildError("\n".join(failures))
     return created, dropped
