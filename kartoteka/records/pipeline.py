@@ -6,7 +6,7 @@ No database here: lookups the pipeline cannot do itself (uniqueness, references)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -149,19 +149,28 @@ class Pipeline:
         editable = editable_fields(entity, user)
         locked = self._locked(stored, system) if stored is not None else set()
         stamps: dict[bool, Stamp] = {}  # made for the first value whose type settles with one (consent)
-        fields, settles, compares = entity.fields, plan.settles, plan.compares
+        fields, settles, compares, parsers, ctx = entity.fields, plan.settles, plan.compares, plan.parsers, self.ctx
+        # What _refusal says of each field but locks (formulas, read-only, not this user's to edit), worked out once.
+        refusals = _refusals(entity, editable) if check_writes else None
         for name, raw in incoming.items():
             field = fields.get(name)
             if field is None or name not in viewable:
                 prepared.unknown.add(name)  # a field the user may not view is as unknown as one that does not exist
                 continue
-            refusal = self._refusal(field, editable, locked) if check_writes else None
+            refusal = None
+            if refusals is not None:
+                refusal = refusals.get(name)
+                if refusal is None and name in locked:
+                    refusal = READ_ONLY
             if refusal is not None and name in inferred:
                 continue  # the form did not send it because the user could not change it
             if refusal is not None:
                 prepared.refused.add(name)
             try:
-                value = parse_value(field, raw, self.ctx, as_stored=refusal is not None)
+                parse = parsers.get(name) if refusal is None else None
+                # parse_value of a single value is its type's parse: called directly (a save parses every field sent).
+                value = parse(raw, field, ctx) if parse is not None else parse_value(field, raw, ctx,
+                                                                                     as_stored=refusal is not None)
             except FieldValueError as exc:
                 for message in [refusal] if refusal is not None else exc.messages:
                     prepared.error(name, message)
@@ -198,7 +207,8 @@ class Pipeline:
         self._validations(prepared, evaluator, viewable, creating=stored is None, flagged=flagged)
         if prepared.errors:
             prepared.hide_unseen(entity.fields.keys() - viewable)
-        self._blank_formulas_over_errors(prepared)  # after hiding: only what the user is told counts
+        if prepared.errors:
+            self._blank_formulas_over_errors(prepared)  # after hiding: only what the user is told counts
         for name in prepared.unknown:
             prepared.errors[name] = [UNKNOWN_FIELD]
         return prepared
@@ -318,18 +328,18 @@ class Pipeline:
 
     def _constraints(self, prepared: Prepared) -> None:
         errors, values, required = prepared.errors, prepared.values, prepared.required
-        for name, field, checked in _plan(self.entity).constraints:
+        for name, field, check, missing, multiple in _plan(self.entity).constraints:
             if name in errors:
                 continue
             value: Any = values.get(name)  # a list when the field is multiple
-            if required[name] and field.type.missing(value):
+            if required[name] and missing(value):
                 prepared.error(name, field.type.required_message)
                 continue
             if value is None or (isinstance(value, str | list) and not value):  # is_empty, inlined: every field
                 continue
-            if not field.multiple:
-                if checked:
-                    for message in field.value_type.check(value, field):
+            if not multiple:
+                if check is not None:
+                    for message in check(value, field):
                         prepared.error(name, message)
                 continue
             value_type = field.value_type
@@ -375,12 +385,16 @@ class _Plan:
     list_defaults: tuple[str, ...]  # fields whose default is a list: each record gets a copy
     # (name, visible_if, required, required_if, read_only or formula, read_only_if) of every field, in order.
     conditions: tuple[tuple[str, Any, bool, Any, bool, Any], ...]
-    # (name, field, whether its value type has checks of its own) of every field, in order.
-    constraints: tuple[tuple[str, FieldDef, bool], ...]
+    # (name, field, its value type's check when it has checks of its own, its type's missing, multiple) of every
+    # field, in order.
+    constraints: tuple[tuple[str, FieldDef, Callable[[Any, FieldDef], list[str]] | None, Callable[[Any], bool], bool],
+                       ...]
     conditionally_emptied: tuple[FieldDef, ...]
     locked_if: tuple[FieldDef, ...]  # fields with a read_only_if
     settles: frozenset[str]  # fields whose type settles a value against the stored one (consent)
     compares: frozenset[str]  # fields whose type has its own measure of "the same" (files, by id)
+    # name -> the type's parse of each field that holds one value (parse_value of a value as sent is just that).
+    parsers: dict[str, Callable[[Any, FieldDef, ParseContext], Any]]
 
 
 @lru_cache(maxsize=1024)
@@ -392,12 +406,26 @@ def _plan(entity: EntityDef) -> _Plan:
         list_defaults=tuple(name for name, f in fields if isinstance(f.default, list)),
         conditions=tuple((name, f.visible_if, f.required, f.required_if, f.read_only or f.is_formula, f.read_only_if)
                          for name, f in fields),
-        constraints=tuple((name, f, type(f.value_type).check is not FieldType.check) for name, f in fields),
+        constraints=tuple((name, f, f.value_type.check if type(f.value_type).check is not FieldType.check else None,
+                           f.type.missing, f.multiple) for name, f in fields),
         conditionally_emptied=entity.conditionally_emptied,
         locked_if=tuple(f for f in entity.fields.values() if f.read_only_if is not None),
         settles=frozenset(name for name, f in fields if type(f.type).settle is not FieldType.settle),
         compares=frozenset(name for name, f in fields if type(f.type).same is not FieldType.same),
+        parsers={name: f.type.parse for name, f in fields if not f.multiple},
     )
+
+
+@lru_cache(maxsize=1024)
+def _refusals(entity: EntityDef, editable: frozenset[str]) -> dict[str, str]:
+    """name -> why a user who may edit `editable` may never change the field (Pipeline._refusal without locks), for
+    the fields with such a reason."""
+    refusals = {}
+    for name, field in entity.fields.items():
+        refusal = Pipeline._refusal(field, editable, set())
+        if refusal is not None:
+            refusals[name] = refusal
+    return refusals
 
 
 @lru_cache(maxsize=1024)

@@ -192,14 +192,19 @@ class QueryBuilder:
         if field is None:
             return value
         kind = field.value_type.storage
+        return sa.literal(self.bound_value(field, value), _bind_type(kind, self.dialect))
+
+    def bound_value(self, field: FieldDef | None, value: Any) -> Any:
+        """The value `bind` binds, for a parameter of `_bind_type` (a statement built once takes it at execution)."""
+        if field is None:
+            return value
+        kind = field.value_type.storage
         if kind == "number":
             number = Decimal(value) if not isinstance(value, Decimal) else value
-            if self.dialect == "sqlite":
-                return sa.literal(float(number), sa.Float())
-            return sa.literal(number, sa.Numeric())
+            return float(number) if self.dialect == "sqlite" else number
         if kind == "boolean":
-            return sa.literal(bool(value), sa.Boolean())
-        return sa.literal(field.value_type.to_storage(value), sa.String())
+            return bool(value)
+        return field.value_type.to_storage(value)
 
     # --- filters -----------------------------------------------------------------------------------
 
@@ -244,6 +249,32 @@ class QueryBuilder:
                                      op=flt.op, field=flt.field))
         comparisons = {"lt": column < bound, "lte": column <= bound, "gt": column > bound, "gte": column >= bound}
         return comparisons[flt.op]
+
+    def bound_filter(self, flt: Filter, param: str) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
+        """`filter_clause(flt)` as (shape, values): `bound_filter_clause(shape, param)` is the same clause with its
+        values as the bound parameter `param`, built once per shape, and `values` fill it. None for what only
+        `filter_clause` builds (list fields, `contains`, presence fields, refusals it words): call it instead.
+
+        The checks and parsing are filter_clause's own, in its order, so a refused filter is refused alike.
+        """
+        if flt.op not in OPERATORS or flt.op == "contains":
+            return None
+        field = self.field(flt.field, "filter")
+        if field is not None and (field.is_list or field.value_type.filter_kind == "presence"):
+            return None
+        _check_filter_values(flt)
+        kind = None if field is None else field.value_type.storage
+        if flt.op == "isnull":
+            return (flt.field, kind, "isnull", self._parse_bool(flt), self.dialect), {}
+        if flt.op == "in":
+            values = [self._value(flt, field, raw) for raw in _in_values(flt) if str(raw).strip()]
+            if not values:
+                return None
+            return (flt.field, kind, "in", None, self.dialect), {param: [self.bound_value(field, v) for v in values]}
+        value = self._value(flt, field, flt.value)
+        if flt.op not in ("eq", "ne") and field is not None and kind not in ("number", "text"):
+            return None
+        return (flt.field, kind, flt.op, None, self.dialect), {param: self.bound_value(field, value)}
 
     def _list_clause(self, flt: Filter, field: FieldDef) -> sa.ColumnElement[bool]:
         if flt.op not in ("eq", "contains", "in"):
@@ -368,7 +399,28 @@ class QueryBuilder:
         clause = sa.and_(edge, sa.or_(beyond, later_id))
         return clause if nulls_first else sa.or_(clause, column.is_(None))
 
+    def bound_after(self, sort: str, cursor: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """`after(sort, cursor)` as (shape, values): `bound_after_clause(shape)` is the same clause with the cursor's
+        value and id as the bound parameters cursor_value and cursor_id (see `bound_filter`)."""
+        name, descending, field, _ = self.sort_key(sort)
+        last_value, last_id = decode_cursor(cursor, sort)
+        kind = None if field is None else field.value_type.storage
+        if name == "id" or last_value is None:
+            return (name, descending, kind, "id" if name == "id" else "null", self.dialect), {"cursor_id": last_id}
+        try:
+            value = self._cursor_python_value(field, name, last_value)
+        except (ValueError, TypeError, ArithmeticError):
+            raise BadRequest(_malformed_cursor()) from None
+        return (name, descending, kind, "value", self.dialect), {"cursor_id": last_id, "cursor_value": value}
+
     def _cursor_value(self, field: FieldDef | None, name: str, raw: Any) -> Any:
+        value = self._cursor_python_value(field, name, raw)
+        if field is None:
+            return value
+        return sa.literal(value, _bind_type(field.value_type.storage, self.dialect))
+
+    def _cursor_python_value(self, field: FieldDef | None, name: str, raw: Any) -> Any:
+        """The cursor's sort value as `_cursor_value` binds it (a system column's value, or a field's bound value)."""
         if field is None:
             kind = SYSTEM_COLUMNS[name][0]
             if kind == "datetime":
@@ -379,10 +431,68 @@ class QueryBuilder:
             number = Decimal(str(raw))
             if not number.is_finite() or abs(number) >= Decimal(10) ** 16:
                 raise ValueError("not a stored number")
-            return self.bind(field, number)
+            return self.bound_value(field, number)
         if kind == "boolean":
-            return sa.literal(bool(raw), sa.Boolean())
-        return sa.literal(str(raw), sa.String())
+            return bool(raw)
+        return str(raw)
+
+
+def _bind_type(kind: str | None, dialect: str) -> Any:
+    """The SQL type a field's value of storage `kind` is bound with (None: a system column's own type applies)."""
+    if kind == "number":
+        return sa.Float() if dialect == "sqlite" else sa.Numeric()
+    if kind == "boolean":
+        return sa.Boolean()
+    return sa.String()
+
+
+def _bound_column(name: str, kind: str | None) -> sa.ColumnElement[Any]:
+    return SYSTEM_COLUMNS[name][1] if kind is None else _json_value(name, kind)
+
+
+def _bound_param(name: str, kind: str | None, dialect: str, param: str, *, expanding: bool = False
+                 ) -> sa.BindParameter[Any]:
+    type_ = SYSTEM_COLUMNS[name][1].type if kind is None else _bind_type(kind, dialect)
+    return sa.bindparam(param, type_=type_, expanding=expanding)
+
+
+@functools.lru_cache(maxsize=4096)
+def bound_filter_clause(shape: tuple[Any, ...], param: str) -> sa.ColumnElement[bool]:
+    """The clause `filter_clause` builds for a filter of this shape (see `QueryBuilder.bound_filter`), its value
+    the bound parameter `param`: one object per shape, so a statement made of it is built once."""
+    name, kind, op, wanted, dialect = shape
+    column = _bound_column(name, kind)
+    if op == "isnull":
+        return column.is_(None) if wanted else column.isnot(None)
+    if op == "in":
+        return column.in_(_bound_param(name, kind, dialect, param, expanding=True))
+    bound = _bound_param(name, kind, dialect, param)
+    if op == "eq":
+        return column == bound
+    if op == "ne":
+        return sa.or_(column != bound, column.is_(None))
+    comparisons = {"lt": column.__lt__, "lte": column.__le__, "gt": column.__gt__, "gte": column.__ge__}
+    return comparisons[op](bound)
+
+
+@functools.lru_cache(maxsize=1024)
+def bound_after_clause(shape: tuple[Any, ...]) -> sa.ColumnElement[bool]:
+    """The clause `QueryBuilder.after` builds for a cursor of this shape (see `QueryBuilder.bound_after`), with the
+    bound parameters cursor_id and cursor_value."""
+    name, descending, kind, which, dialect = shape
+    later_id = records.c.id < sa.bindparam("cursor_id") if descending else records.c.id > sa.bindparam("cursor_id")
+    if which == "id":
+        return later_id
+    column = _bound_column(name, kind)
+    nulls_first = (dialect == "sqlite") != descending
+    if which == "null":
+        tie = sa.and_(column.is_(None), later_id)
+        return sa.or_(tie, column.isnot(None)) if nulls_first else tie
+    value = _bound_param(name, kind, dialect, "cursor_value")
+    beyond = column < value if descending else column > value
+    edge = column <= value if descending else column >= value
+    clause = sa.and_(edge, sa.or_(beyond, later_id))
+    return clause if nulls_first else sa.or_(clause, column.is_(None))
 
 
 @functools.lru_cache(maxsize=1024)
