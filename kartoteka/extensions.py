@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 
 from kartoteka.config import Settings
 from kartoteka.metadata.expressions import Clock
@@ -14,6 +14,7 @@ from kartoteka.metadata.loader import load_metadata
 from kartoteka.metadata.model import Metadata
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import create_engine
+from kartoteka.storage.reading import close_read_scope, open_read_scope
 
 
 @dataclass
@@ -37,6 +38,9 @@ class Platform:
         engine = create_engine(settings.database_url)
         service = RecordService(metadata, engine, clock, context)
         app.extensions["kartoteka"] = PlatformState(settings, clock, metadata, engine, service)
+        # Every read of a request shares one connection (storage/reading.py), closed when the request ends.
+        app.before_request(_open_read_scope)
+        app.teardown_request(_close_read_scope)
 
     @property
     def state(self) -> PlatformState:
@@ -50,3 +54,13 @@ class Platform:
 
 
 platform = Platform()
+
+
+def _open_read_scope() -> None:
+    g._kartoteka_read_scope = open_read_scope(platform.state.engine)
+
+
+def _close_read_scope(_: BaseException | None) -> None:
+    token = g.pop("_kartoteka_read_scope", None)
+    if token is not None:
+        close_read_scope(token)

@@ -24,6 +24,7 @@ from kartoteka.records.query import QueryBuilder
 from kartoteka.records.scopes import require
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import EXACT
+from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import records
 
 
@@ -60,7 +61,7 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     statement = (sa.select(*selected).select_from(records)
                  .where(*service.list_where(entity, user, query, builder))
                  .group_by(group_column))
-    with service.engine.connect() as conn:
+    with reader(service.engine).connect() as conn:
         rows = conn.execute(statement).all()
 
     options = group.option_values
