@@ -43,7 +43,7 @@ def _requests_at_once(engine: sa.Engine, service: RecordService, work, scoped: b
                 user_names(engine, [1])
                 barrier.wait()
                 work(service)
-        except BaseException as exc:  # noqa: BLE001 (collected for the assertion)
+        except BaseException as exc:  # collected for the assertion
             errors.append(exc)
 
     threads = [threading.Thread(target=request) for _ in range(POOL)]
