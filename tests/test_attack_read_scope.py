@@ -1,6 +1,7 @@
 """Attack on 3ec5715/b96279b (storage/reading.py): a request's read scope keeps a pool connection checked out for the
 whole request, and the request then takes a *second* connection for its writes (engine.begin()) and for the reads that
-do not go through the reader (service.list, count_records, service.get: engine.connect()).
+do not go through the reader (count_records, service.get: engine.connect(); service.list until the uncommitted
+change that moves it to the reader).
 
 Every signed-in request reads the session's user through the scope first (users.session_user), so every save and
 every list page now holds one connection while it waits for another: hold-and-wait. When as many requests run at once
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.records.model import SYSTEM, ListQuery
+from kartoteka.records.query import count_records
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import create_engine
 from kartoteka.storage.indexes import sync_indexes
@@ -65,7 +67,10 @@ def _save(service: RecordService) -> None:
 
 
 def _list(service: RecordService) -> None:
+    """A list page of more than one page: the page, then its count (count_records: engine.connect(), a transaction
+    of its own for PostgreSQL's SET LOCAL), and a card (service.get)."""
     service.list("company", SYSTEM, ListQuery(limit=10))
+    count_records(service, "company", SYSTEM, ListQuery(limit=10), 10_000)
 
 
 def test_without_the_read_scope_concurrent_requests_only_queue(engine, database_url, metadata, clock):
