@@ -61,7 +61,7 @@ def test_a_page_reads_on_one_connection(client, service, make_user):
 
     sa.event.listen(engine.pool, "checkout", checked_out)
     try:
-        for url in ("/cards/deal/", f"/cards/deal/{deal.id}/edit"):
+        for url in ("/cards/deal/", f"/cards/deal/{deal.id}/edit", f"/cards/deal/{deal.id}", "/cards/deal/kanban"):
             checkouts.clear()
             response = client.get(url)
             assert response.status_code == 200, url

@@ -54,6 +54,7 @@ from kartoteka.records.scopes import (
     scope_of,
 )
 from kartoteka.storage.indexes import planned_indexes
+from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import file_links, files, record_links, records, users
 
 TITLE_LENGTH = 300
@@ -200,13 +201,13 @@ class RecordService:
 
     def readable_file(self, file_id: str, user: Principal) -> bool:
         """True when `user` may download the file (see records/files.py for who may)."""
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             return file_id in readable_files(conn, self.metadata, user, [file_id])
 
     def get(self, entity_name: str, record_id: int, user: Principal) -> Record:
         """One live record as `user` may see it."""
         entity = self.entity(entity_name)
-        with self.engine.connect() as connection:
+        with reader(self.engine).connect() as connection:
             return self._record(entity, self._visible_row(connection, entity, record_id, user), user)
 
     # --- writing ------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ class RecordService:
         A save the user may not make at all raises PermissionDenied (or NotFound) first, as the save would.
         """
         entity = self.entity(entity_name)
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             if record_id is None:
                 require(self.metadata, user, entity, "create")
             else:
@@ -355,14 +356,16 @@ class RecordService:
         return prepared.errors
 
     def _dry_run(self, conn: sa.Connection, entity: EntityDef, values: Mapping[str, Any], user: Principal,
-                 record_id: int | None, row: Any = None, inferred: frozenset[str] = frozenset()) -> Prepared:
-        """The pure pipeline over the stored record (or a new one), as a save would run it."""
+                 record_id: int | None, row: Any = None, inferred: frozenset[str] = frozenset(),
+                 stored: Mapping[str, Any] | None = None) -> Prepared:
+        """The pure pipeline over the stored record (or a new one), as a save would run it; `stored`: the row's
+        values when the caller has them already."""
         now = self.clock.now()
-        stored, system = None, {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
+        system = {"id": record_id, "owner": user.id, "created_at": now, "updated_at": now}
         flagged: frozenset[str] = frozenset()
         if record_id is not None:
             row = row if row is not None else self._visible_row(conn, entity, record_id, user)
-            stored = self._values(entity, row.data)
+            stored = self._values(entity, row.data) if stored is None else stored
             system.update(owner=row.owner, created_at=_utc(row.created_at))
             flagged = _flagged_checks(row.flags)
         return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system, flagged=flagged,
@@ -380,22 +383,25 @@ class RecordService:
         entity = self.entity(entity_name)
         if for_update:
             require(self.metadata, user, entity, "update")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             # One read: the version and saved values a form carries must be those its values came from.
             row = self._visible_row(conn, entity, record_id, user) if record_id is not None else None
             if for_update and row is not None:
                 self._require_in_scope(conn, entity, row, user, "update")
-            prepared = self._dry_run(conn, entity, values, user, record_id, row, inferred)
+            stored = None if row is None else self._values(entity, row.data)  # read once for the run and the form
+            prepared = self._dry_run(conn, entity, values, user, record_id, row, inferred, stored)
             if lookups:
                 self._check_lookups(conn, entity, prepared, record_id, user)
                 self._hide_unseen(entity, prepared, user)
-        return self._form_state(entity, prepared, row, user)
+        return self._form_state(entity, prepared, row, user, stored)
 
     def _form_state(self, entity: EntityDef, prepared: Prepared, row: sa.Row[Any] | None,
-                    user: Principal) -> FormState:
-        """What a form shows of one pipeline run, restricted to the fields the user may view."""
+                    user: Principal, stored: Mapping[str, Any] | None = None) -> FormState:
+        """What a form shows of one pipeline run, restricted to the fields the user may view (`stored`: the row's
+        values when the caller has them already)."""
         visible = viewable_fields(entity, user)
-        stored = None if row is None else self._values(entity, row.data)
+        if stored is None and row is not None:
+            stored = self._values(entity, row.data)
         return FormState(
             version=None if row is None else row.version,
             saved=None if stored is None else {n: v for n, v in stored.items() if n in visible},
@@ -413,7 +419,7 @@ class RecordService:
         """NotFound or PermissionDenied unless `user` may change the record (checked before storing uploads)."""
         entity = self.entity(entity_name)
         require(self.metadata, user, entity, "update")
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             self._require_in_scope(conn, entity, self._visible_row(conn, entity, record_id, user), user, "update")
 
     def permissions(self, entity_name: str, records_: Iterable[Record], user: Principal
@@ -423,7 +429,7 @@ class RecordService:
         shown = list(records_)
         owners = {r.owner for r in shown}
         allowed: dict[str, set[Any]] = {}
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             for action in ("update", "delete"):
                 scope = scope_of(self.metadata, user, entity, action)
                 allowed[action] = owners_in_scope(conn, scope, user, owners)
@@ -628,7 +634,7 @@ class RecordService:
         sort = query.sort or entity.list.sort
         sort_column = builder.sort_key(sort)[3]
         bound = self._bound_list(entity, user, query, builder, sort)
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             if bound is not None:  # statements built once per shape of list, its values bound
                 shape, params = bound
                 params["limit"] = limit + 1
@@ -706,7 +712,7 @@ class RecordService:
                  .where(record_links.c.target_id == record_id, records.c.deleted_at.is_(None), sa.or_(*readable))
                  .order_by(record_links.c.source_id))
         result: dict[tuple[str, str], builtins.list[int]] = {}
-        with self.engine.connect() as conn:
+        with reader(self.engine).connect() as conn:
             for row in conn.execute(query):  # by name: a Row's unpacked items are typed `object`
                 source = self.metadata.entities.get(row.source_entity)
                 if source is not None and row.field in viewable_fields(source, user):
