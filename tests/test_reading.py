@@ -6,9 +6,16 @@ import pytest
 import sqlalchemy as sa
 
 from kartoteka.records.model import SYSTEM
+from kartoteka.storage.database import read_engine
 from kartoteka.storage.reading import read_scope, reader
 from kartoteka.storage.tables import saved_views
 from tests.test_web import sign_in
+
+
+def test_reads_have_a_pool_of_their_own(engine):
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        pytest.skip("an in-memory database exists once per connection")
+    assert read_engine(engine) is not engine and read_engine(engine).pool is not engine.pool
 
 
 def test_reads_within_a_scope_share_one_connection_and_give_it_back(engine):
@@ -59,7 +66,9 @@ def test_a_page_reads_on_one_connection(client, service, make_user):
     def checked_out(*args: object) -> None:
         checkouts.append(args)
 
-    sa.event.listen(engine.pool, "checkout", checked_out)
+    pools = {engine.pool, read_engine(engine).pool}  # writes' pool and reads' pool
+    for pool in pools:
+        sa.event.listen(pool, "checkout", checked_out)
     try:
         for url in ("/cards/deal/", f"/cards/deal/{deal.id}/edit", f"/cards/deal/{deal.id}", "/cards/deal/kanban"):
             checkouts.clear()
@@ -68,4 +77,5 @@ def test_a_page_reads_on_one_connection(client, service, make_user):
             # The session's user, the record, pickers, users, views: one connection (a count may take another).
             assert len(checkouts) <= 2, (url, len(checkouts))
     finally:
-        sa.event.remove(engine.pool, "checkout", checked_out)
+        for pool in pools:
+            sa.event.remove(pool, "checkout", checked_out)

@@ -97,10 +97,9 @@ class ReadableShape:
 def readable_shape(metadata: Metadata, user: Principal, entity: EntityDef) -> ReadableShape | None:
     """What `readable_where` says, for statements built once per shape (None when the user may read none)."""
     scope = scope_of(metadata, user, entity, "read")
-    if scope == "none":
-        return None
+    if scope == "none" or (scope != "all" and user.id is None):
+        return None  # as readable_where's scope clause: a user without an id owns nothing, nor has colleagues
     kind = "department" if scope == "department" and user.department else "all" if scope == "all" else "own"
-    # A user without an id (never signed in) owns nothing: owner = NULL matches no row, as sa.false() does.
     return ReadableShape(entity.name, kind, {"scope_user": user.id, "scope_department": user.department})
 
 

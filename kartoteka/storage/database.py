@@ -7,12 +7,14 @@ import math
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal
 from pathlib import Path
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 10000  # how long a SQLite statement waits for another connection's write lock
 
 
 # One encoder for every JSON column: json.dumps with options other than its defaults builds a new JSONEncoder on
@@ -65,32 +67,63 @@ class DecimalSum:
 
 
 def create_engine(url: str, **kwargs: Any) -> sa.Engine:
-    """An engine for `url`; SQLite gets WAL, foreign keys, a Unicode casefold() and an exact decimal_sum()."""
+    """An engine for `url`; SQLite gets WAL, foreign keys, a Unicode casefold() and an exact decimal_sum().
+
+    Beside it, an engine for reads with a pool of its own (`read_engine`, storage/reading.py): a request keeps one
+    read connection while it writes on another, and two pools mean it never waits for a second connection of the
+    pool it holds one of (which, with every connection held by a request waiting for another, would wait forever).
+    """
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
     options: dict[str, Any] = {"json_serializer": _json_dumps, "future": True, **kwargs}
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, **options)
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
-            # SQLite's lower() and LIKE only fold ASCII; Cyrillic search needs Python's casefold.
-            dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
-            dbapi_connection.create_aggregate("decimal_sum", 1, DecimalSum)
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            if database and database != ":memory:":
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.close()
-
+        in_memory = not database or database == ":memory:"
+        if not in_memory:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+        engine = _sqlite_engine(url, options, in_memory)
+        if not in_memory:  # an in-memory database exists once per connection: reads must share its pool
+            _register_reader(engine, _sqlite_engine(url, options, in_memory))
         return engine
     options.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, **options)
+    engine = sa.create_engine(url, **options)
+    # Reads in autocommit: no BEGIN and ROLLBACK round trips (see storage/reading.py).
+    _register_reader(engine, sa.create_engine(url, **{**options, "isolation_level": "AUTOCOMMIT"}))
+    return engine
+
+
+def _sqlite_engine(url: str, options: dict[str, Any], in_memory: bool) -> sa.Engine:
+    engine = sa.create_engine(url, **options)
+
+    @sa.event.listens_for(engine, "connect")
+    def _sqlite_setup(dbapi_connection: Any, _record: Any) -> None:
+        # SQLite's lower() and LIKE only fold ASCII; Cyrillic search needs Python's casefold.
+        dbapi_connection.create_function("casefold", 1, _casefold, deterministic=True)
+        dbapi_connection.create_aggregate("decimal_sum", 1, DecimalSum)
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+_READ_ENGINES: WeakKeyDictionary[sa.Engine, sa.Engine] = WeakKeyDictionary()
+
+
+def _register_reader(engine: sa.Engine, reads: sa.Engine) -> None:
+    _READ_ENGINES[engine] = reads
+    # Disposing of the engine (tests, forked workers) disposes of its readers' pool too.
+    sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
+
+
+def read_engine(engine: sa.Engine) -> sa.Engine:
+    """The engine `engine`'s reads use: its own pool (PostgreSQL's in autocommit); `engine` itself for an in-memory
+    SQLite database or an engine not made by `create_engine`."""
+    return _READ_ENGINES.get(engine, engine)
 
 
 def casefold(expression: Any, dialect_name: str) -> sa.ColumnElement[str]:

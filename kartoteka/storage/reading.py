@@ -17,13 +17,17 @@ in `engine.begin()`, on a connection of their own.
 
 from __future__ import annotations
 
+import select
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
 from weakref import WeakKeyDictionary
 
+import psycopg
 import sqlalchemy as sa
+
+from kartoteka.storage.database import read_engine
 
 
 class ReadScope:
@@ -35,15 +39,42 @@ class ReadScope:
 
     def connection(self) -> sa.Connection:
         """The scope's connection (a new one if the last was closed or lost)."""
-        if self._connection is None or self._connection.closed or self._connection.invalidated:
-            self._connection = _autocommit(self.engine).connect()
-        return self._connection
+        current = self._connection
+        if current is not None and (current.closed or current.invalidated or not _alive(current)):
+            current.close()
+            current = None
+        if current is None:
+            current = self._connection = _autocommit(self.engine).connect()
+        return current
 
     def close(self) -> None:
         """Give the connection back to the pool."""
         if self._connection is not None:
             self._connection.close()
             self._connection = None
+
+
+def _alive(connection: sa.Connection) -> bool:
+    """False when the server has closed a PostgreSQL connection since its last statement (a restart, a failover,
+    pg_terminate_backend), as the pool's ping would have found at a checkout.
+
+    A connection idle between statements has nothing to read: a poll of its socket costs no round trip. Something to
+    read (a notice, or the server's goodbye) is checked by a ping.
+    """
+    pgconn = getattr(connection.connection.dbapi_connection, "pgconn", None)  # psycopg's; SQLite has no server
+    if pgconn is None:
+        return True
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+    except (OSError, ValueError, sa.exc.SQLAlchemyError, psycopg.Error):
+        return False
+    if not readable:
+        return True
+    try:
+        connection.exec_driver_sql("SELECT 1")
+    except sa.exc.DBAPIError:
+        return False
+    return True
 
 
 _SCOPE: ContextVar[ReadScope | None] = ContextVar("kartoteka_read_scope", default=None)
@@ -102,7 +133,6 @@ class Reader:
 
 
 _READERS: WeakKeyDictionary[sa.Engine, Reader] = WeakKeyDictionary()
-_AUTOCOMMIT: WeakKeyDictionary[sa.Engine, sa.Engine] = WeakKeyDictionary()
 
 
 def reader(engine: sa.Engine) -> Reader:
@@ -114,10 +144,5 @@ def reader(engine: sa.Engine) -> Reader:
 
 
 def _autocommit(engine: sa.Engine) -> sa.Engine:
-    """`engine` with PostgreSQL's connections in autocommit (the same pool); SQLite's engine as it is."""
-    if engine.dialect.name != "postgresql":
-        return engine
-    found = _AUTOCOMMIT.get(engine)
-    if found is None:
-        found = _AUTOCOMMIT[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
-    return found
+    """The engine for `engine`'s reads (storage/database.py: a pool of its own; PostgreSQL's in autocommit)."""
+    return read_engine(engine)
