@@ -6,7 +6,10 @@ in a transaction, two more round trips (BEGIN before it, ROLLBACK when it went b
 on a busy two-core machine, as much as the statement. So reads go through `reader(engine).connect()`:
 
 - within a `read_scope` (the web app opens one per request) every read shares one connection, opened at the first
-  read and closed when the scope ends;
+  read and closed when the scope ends; a connection the server dropped meanwhile is found without a round trip (its
+  socket has something to read) and replaced;
+- reads come from a pool of their own (storage/database.py `read_engine`): a request that holds its read connection
+  while it writes on another never waits for a second connection of a pool it holds one of;
 - on PostgreSQL that connection is in autocommit. Under READ COMMITTED every statement sees the data as of its own
   start, in a transaction or not, so reading in autocommit shows nothing different, and no transaction stays open
   while the page renders. SQLite's driver begins transactions only for writes, so its reads hold nothing either.
