@@ -37,7 +37,7 @@ from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.loader import load_metadata
 from kartoteka.records.model import SYSTEM, Filter, ListQuery, Record
 from kartoteka.records.service import RecordService
-from kartoteka.storage.database import create_engine, upgrade
+from kartoteka.storage.database import create_engine, read_engine, upgrade
 from kartoteka.storage.indexes import sync_indexes
 from kartoteka.storage.tables import records
 
@@ -682,13 +682,16 @@ def explain_list(service: RecordService, fixed: FixedDeals, engine: sa.Engine, p
     def capture(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         captured.append((statement, parameters))
 
-    sa.event.listen(engine, "before_cursor_execute", capture)
+    listened = {engine, read_engine(engine)}  # the record service reads on an engine of its own
+    for one in listened:
+        sa.event.listen(one, "before_cursor_execute", capture)
     try:
         service.list("deal", SYSTEM, ListQuery(filters=(Filter("stage", "eq", stage),), sort="-close_date",
                                                cursor=k_cursor))
         fixed.page(stage, f_cursor)
     finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
+        for one in listened:
+            sa.event.remove(one, "before_cursor_execute", capture)
     prefix = "EXPLAIN (ANALYZE, BUFFERS) " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
     lines = []
     for label, (statement, parameters) in zip(("kartoteka", "fixed-schema"), captured, strict=True):

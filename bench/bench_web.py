@@ -59,7 +59,7 @@ from kartoteka.records.model import SYSTEM
 from kartoteka.records.pipeline import Pipeline
 from kartoteka.records.service import RecordService
 from kartoteka.records.views import save_view
-from kartoteka.storage.database import _json_dumps, create_engine, upgrade
+from kartoteka.storage.database import _json_dumps, create_engine, read_engine, upgrade
 from kartoteka.storage.indexes import sync_indexes
 from kartoteka.storage.tables import record_links, records, saved_views, users
 from kartoteka.users import create_user, session_stamp, start_session
@@ -1117,7 +1117,8 @@ def bench(url: str, n: int, repeat: int, seed: int, explain: bool, dump: Path | 
                 dump.mkdir(parents=True, exist_ok=True)
                 (dump / f"{number}-kartoteka.html").write_text(k_page)
                 (dump / f"{number}-fixed.html").write_text(f_page)
-            c.kartoteka.queries, c.kartoteka.sql_ms = sql_profile([state.engine],
+            # Kartoteka reads on an engine of their own (storage/reading.py), writes on the app's.
+            c.kartoteka.queries, c.kartoteka.sql_ms = sql_profile([state.engine, read_engine(state.engine)],
                                                                   lambda k=k_client, u=c.k_url: get(k, u))
             c.fixed.queries, c.fixed.sql_ms = sql_profile([fixed_engine], lambda f=f_client, u=c.f_url: get(f, u))
 
@@ -1162,11 +1163,14 @@ def explain_lists(k_engine: sa.Engine, f_engine: sa.Engine, sides: Mapping[str, 
                         into: list[tuple[str, Any]] = captured) -> None:
                 into.append((statement, parameters))
 
-            sa.event.listen(engine, "before_cursor_execute", capture)
+            listened = {engine, read_engine(engine)}  # Kartoteka reads on an engine of its own
+            for one in listened:
+                sa.event.listen(one, "before_cursor_execute", capture)
             try:
                 get(client, url)
             finally:
-                sa.event.remove(engine, "before_cursor_execute", capture)
+                for one in listened:
+                    sa.event.remove(one, "before_cursor_execute", capture)
             for statement, parameters in captured:
                 if "FROM records" not in statement and "FROM bench_deals" not in statement:
                     continue

@@ -267,16 +267,3 @@ def test_an_index_built_meanwhile_by_another_process_is_no_failure(engine, metad
     assert dropped == []
     with engine.connect() as connection:
         assert real(connection) >= indexes.planned_indexes(metadata).keys()
-
-
-def test_sqlite_planner_gets_statistics_of_the_records_table(engine, metadata, service):
-    if engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL gathers its own statistics")
-    company = service.create("company", {"name": "Acme", "inn": "7707083893"}, SYSTEM)
-    service.create("deal", {"name": "Supply", "company": company.id}, SYSTEM)  # an empty table gets no statistics
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE IF EXISTS sqlite_stat1")
-    sync_indexes(engine, metadata)  # what `kartoteka init` and every start-up run
-    with engine.connect() as conn:
-        analyzed = set(conn.exec_driver_sql("SELECT idx FROM sqlite_stat1 WHERE tbl = 'records'").scalars())
-    assert {"klx_deal__stage__t", "ix_records_entity_owner"} <= analyzed

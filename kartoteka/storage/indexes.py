@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -12,13 +11,11 @@ from sqlalchemy.dialects import postgresql
 
 from kartoteka.errors import IndexBuildError
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
-from kartoteka.storage.database import SQLITE_BUSY_TIMEOUT_MS
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.tables import records
 
 # kix_: plain indexes of earlier versions (on every row of the entity, deleted ones too); found to be dropped.
 PREFIXES = ("kix_", "klx_", "kux_")
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -119,33 +116,6 @@ def _sync_statistics(engine: sa.Engine, metadata: Metadata) -> None:
             connection.execute(sa.text("ANALYZE records"))
 
 
-def _analyze_sqlite(engine: sa.Engine, changed: bool) -> None:
-    """Give SQLite's planner statistics of the records table when its indexes changed or it has none.
-
-    Without them SQLite guesses which index narrows a list most and often guesses wrong: a filtered list's count read
-    every deal instead of the filter's index (10.6 ms against 3.2 over 10,000 deals, bench/). A full ANALYZE: one
-    limited by `analysis_limit` misjudged how many records an entity has and sent lists to the wrong index (5x
-    slower). It needs the write lock: beside a long write (an import) it is left for the next start, not waited for.
-    PostgreSQL gathers its own (autovacuum) and is given statistics objects above.
-    """
-    if engine.dialect.name != "sqlite":
-        return
-    try:
-        with engine.begin() as connection:
-            has_statistics = bool(connection.exec_driver_sql(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'").scalar()) and bool(
-                connection.exec_driver_sql("SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'records'").scalar())
-            if changed or not has_statistics:
-                connection.exec_driver_sql("PRAGMA busy_timeout = 0")  # this connection only, reset below
-                try:
-                    connection.exec_driver_sql("ANALYZE records")
-                finally:
-                    connection.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-    except sa.exc.OperationalError as exc:  # database is locked: another process writes
-        log.warning("Statistics of the records table not gathered now (%s); they will be at the next start.",
-                    str(exc.orig).strip())
-
-
 def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list[str]]:
     """Create missing and drop obsolete metadata indexes; returns (created, dropped) names.
 
@@ -177,7 +147,6 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
             continue
         created.append(name)
     _sync_statistics(engine, metadata)
-    _analyze_sqlite(engine, bool(created or dropped))
     if failures:
         raise IndexBuildError("\n".join(failures))
     return created, dropped
