@@ -21,6 +21,7 @@ from itsdangerous import URLSafeTimedSerializer
 from werkzeug.datastructures import MultiDict
 
 from kartoteka import create_app
+from kartoteka.storage.database import read_engine
 from kartoteka.storage.tables import sign_in_attempts, user_sessions, users
 from kartoteka.users import (
     ADDRESS_LIMIT,
@@ -759,8 +760,9 @@ def test_the_send_again_page_shows_what_the_user_changed_by_label(app, client, a
 def _statements(engine):
     """Collect every SQL statement and commit the engine runs: (list of statements, list of commits)."""
     seen, commits = [], []
-    sa.event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2].lstrip().split()[0].upper()))
-    sa.event.listen(engine, "commit", lambda conn: commits.append(1))
+    for one in {engine, read_engine(engine)}:  # writes' engine and reads' (storage/reading.py)
+        sa.event.listen(one, "before_cursor_execute", lambda *args: seen.append(args[2].lstrip().split()[0].upper()))
+        sa.event.listen(one, "commit", lambda conn: commits.append(1))
     return seen, commits
 
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from kartoteka.errors import BadRequest, NotFound, PermissionDenied
 from kartoteka.records.board import Column, board_totals
 from kartoteka.records.model import SYSTEM, Filter, ListQuery
+from kartoteka.storage.database import read_engine
 from kartoteka.storage.tables import records
 
 STAGES = ["new", "qualification", "proposal", "negotiation", "contract", "won", "lost", None]
@@ -63,11 +64,14 @@ def test_counts_and_sums_per_stage_in_one_statement(service, pipeline):
     def count(conn, cursor, statement, parameters, context, executemany):
         statements.append(statement)
 
-    sa.event.listen(service.engine, "before_cursor_execute", count)
+    engines = {service.engine, read_engine(service.engine)}  # writes' engine and reads' (storage/reading.py)
+    for one in engines:
+        sa.event.listen(one, "before_cursor_execute", count)
     try:
         result = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())
     finally:
-        sa.event.remove(service.engine, "before_cursor_execute", count)
+        for one in engines:
+            sa.event.remove(one, "before_cursor_execute", count)
 
     assert len(statements) == 1 and "GROUP BY" in statements[0]
     assert list(result) == STAGES  # every option in its configured order, then the "no stage" column

@@ -17,6 +17,7 @@ from werkzeug.datastructures import MultiDict
 
 from kartoteka.records import pipeline
 from kartoteka.records.model import SYSTEM
+from kartoteka.storage.database import read_engine
 from tests.test_files import scoped, scoped_config, stored, upload_limits  # noqa: F401  (fixtures)
 from tests.test_web import CSRF, _form_fields, sign_in
 
@@ -53,11 +54,14 @@ def counting(engine: sa.Engine, monkeypatch) -> Iterator[Counted]:
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(pipeline.Pipeline, "run", run)
-    sa.event.listen(engine, "before_cursor_execute", record)
+    engines = {engine, read_engine(engine)}  # writes' engine and reads' (storage/reading.py)
+    for one in engines:
+        sa.event.listen(one, "before_cursor_execute", record)
     try:
         yield counted
     finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+        for one in engines:
+            sa.event.remove(one, "before_cursor_execute", record)
         monkeypatch.setattr(pipeline.Pipeline, "run", original)
 
 
