@@ -47,7 +47,7 @@ class ReadScope:
             current.close()
             current = None
         if current is None:
-            current = self._connection = _autocommit(self.engine).connect()
+            current = self._connection = _reads(self.engine).connect()
         return current
 
     def close(self) -> None:
@@ -118,7 +118,10 @@ class _Borrowed(AbstractContextManager[sa.Connection]):
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         if kind is not None and not self.connection.closed:
-            self.connection.rollback()  # the next read starts clean (autocommit: nothing on the server to undo)
+            try:  # the next read starts clean (autocommit: nothing on the server to undo)
+                self.connection.rollback()
+            except sa.exc.SQLAlchemyError:  # a lost connection: closed here, the scope opens another for the next read
+                self.connection.close()
 
 
 class Reader:
@@ -132,7 +135,7 @@ class Reader:
         scope = _SCOPE.get()
         if scope is not None and scope.engine is self.engine:
             return _Borrowed(scope.connection())
-        return _autocommit(self.engine).connect()
+        return _reads(self.engine).connect()
 
 
 _READERS: WeakKeyDictionary[sa.Engine, Reader] = WeakKeyDictionary()
@@ -146,6 +149,6 @@ def reader(engine: sa.Engine) -> Reader:
     return found
 
 
-def _autocommit(engine: sa.Engine) -> sa.Engine:
+def _reads(engine: sa.Engine) -> sa.Engine:
     """The engine for `engine`'s reads (storage/database.py: a pool of its own; PostgreSQL's in autocommit)."""
     return read_engine(engine)
