@@ -116,7 +116,8 @@ _READ_ENGINES: WeakKeyDictionary[sa.Engine, sa.Engine] = WeakKeyDictionary()
 
 def _register_reader(engine: sa.Engine, reads: sa.Engine) -> None:
     _READ_ENGINES[engine] = reads
-    # Disposing of the engine (tests, forked workers) disposes of its readers' pool too.
+    # Disposing of the engine (a worker's exit, tests) closes its reads' connections too. (The app is never created
+    # before a fork, so no dispose(close=False) is needed, whose connections this would close: see server.py.)
     sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
 
 
