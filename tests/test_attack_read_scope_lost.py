@@ -9,6 +9,8 @@ after a read already failed.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
@@ -23,8 +25,22 @@ def test_a_read_after_the_server_dropped_the_scopes_connection_reconnects(engine
             pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
         with engine.begin() as admin:  # the server drops the idle connection (restart, idle_session_timeout, ...)
             assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        _gone(engine, pid)
         with reader(engine).connect() as conn:  # OperationalError: the connection is closed
             assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def _gone(engine, pid: int) -> None:
+    """Wait until the server has ended the backend: pg_terminate_backend only asks it to (the backend then says
+    goodbye and closes its socket on its own time), and the scenario is a connection dropped before the next read."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            running = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid"), {"pid": pid})
+            if not running.scalar():
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"backend {pid} still running")
 
 
 def test_without_the_scope_the_same_read_reconnects(engine):
@@ -35,5 +51,6 @@ def test_without_the_scope_the_same_read_reconnects(engine):
         pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar()
     with engine.begin() as admin:
         assert admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+    _gone(engine, pid)
     with reader(engine).connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
