@@ -1,11 +1,11 @@
 """Attack on 71cc3ba (records/scopes.py readable_shape, bound_readable_where; records/lookup.py): titles and picker rows
 of given records must be exactly what `readable_where` (the list) allows.
 
-`scope_clause` gives a user without an id nothing at all (sa.false()), whatever their department. `readable_shape`
-only turns a missing id into `owner = NULL` for the *own* kind: a user without an id but with a department gets the
-department kind, `owner = NULL OR owner IN (users of the department)`, i.e. every record of that department. Only
-SYSTEM is made without an id in the code today (a superuser: scope all), so this is a latent divergence, not a
-live leak.
+`readable_where` (then through `scope_clause`) gave a user without an id nothing at all, whatever their
+department; `readable_shape` only turned a missing id into `owner = NULL` for the *own* kind: a user without an id
+but with a department got the department kind, `owner = NULL OR owner IN (users of the department)`, i.e. every
+record of that department. Only SYSTEM is made without an id in the code today (a superuser: scope all), so this
+was a latent divergence, not a live leak. Both now come from one builder in scopes.py.
 """
 
 from __future__ import annotations

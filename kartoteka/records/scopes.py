@@ -58,30 +58,14 @@ def forbidden(entity: EntityDef, action: str) -> Message:
     return Message("entity.forbidden.read", "Your role may not open {what}.", what=what, entity=name)
 
 
-def scope_clause(scope: str, user: Principal) -> sa.ColumnElement[bool] | None:
-    """A WHERE clause on `records` limiting rows to the scope; None for all."""
-    if scope == "all":
-        return None
-    if scope == "none" or user.id is None:
-        return sa.false()
-    if scope == "department" and user.department:
-        same_department = sa.select(users.c.id).where(users.c.department == user.department)
-        return sa.or_(records.c.owner == user.id, records.c.owner.in_(same_department.scalar_subquery()))
-    return records.c.owner == user.id
-
-
 def readable_where(metadata: Metadata, user: Principal, entity: EntityDef) -> list[sa.ColumnElement[bool]] | None:
     """WHERE clauses for the live records of `entity` the user may read; None when they may read none."""
-    scope = scope_of(metadata, user, entity, "read")
-    if scope == "none":
+    if scope_of(metadata, user, entity, "read") == "none":
         return None
-    # The entity written into the SQL, as the metadata indexes' WHERE has it: SQLite then knows a row matches the
-    # partial index without reading it (a bound parameter could be any entity), so counts read the index alone.
-    where = [records.c.entity == sa.literal(entity.name, literal_execute=True), records.c.deleted_at.is_(None)]
-    clause = scope_clause(scope, user)
-    if clause is not None:
-        where.append(clause)
-    return where
+    shape = readable_shape(metadata, user, entity)
+    if shape is None:  # a user without an id (never signed in): owns nothing, nor has colleagues
+        return [*_readable_clauses(entity.name, "all", None, None), sa.false()]
+    return _readable_clauses(entity.name, shape.kind, user.id, user.department)
 
 
 @dataclass(frozen=True)
@@ -95,10 +79,10 @@ class ReadableShape:
 
 
 def readable_shape(metadata: Metadata, user: Principal, entity: EntityDef) -> ReadableShape | None:
-    """What `readable_where` says, for statements built once per shape (None when the user may read none)."""
+    """Which records of `entity` the user may read, as a kind of scope and its values (None when none)."""
     scope = scope_of(metadata, user, entity, "read")
     if scope == "none" or (scope != "all" and user.id is None):
-        return None  # as readable_where's scope clause: a user without an id owns nothing, nor has colleagues
+        return None  # a user without an id (never signed in) owns nothing, nor has colleagues
     kind = "department" if scope == "department" and user.department else "all" if scope == "all" else "own"
     return ReadableShape(entity.name, kind, {"scope_user": user.id, "scope_department": user.department})
 
@@ -107,15 +91,20 @@ def readable_shape(metadata: Metadata, user: Principal, entity: EntityDef) -> Re
 def bound_readable_where(entity_name: str, kind: str) -> tuple[sa.ColumnElement[bool], ...]:
     """`readable_where`'s clauses with the user's id and department as bound parameters (scope_user,
     scope_department), so that a statement made of them is built, and its cache key computed, once."""
-    where: list[sa.ColumnElement[bool]] = [records.c.entity == sa.literal(entity_name, literal_execute=True),
-                                           records.c.deleted_at.is_(None)]
+    return tuple(_readable_clauses(entity_name, kind, sa.bindparam("scope_user"), sa.bindparam("scope_department")))
+
+
+def _readable_clauses(entity_name: str, kind: str, user_id: Any, department: Any) -> list[sa.ColumnElement[bool]]:
+    """The live records of the entity within a kind of scope; the user's id and department as values or parameters."""
+    # The entity written into the SQL, as the metadata indexes' WHERE has it: SQLite then knows a row matches the
+    # partial index without reading it (a bound parameter could be any entity), so counts read the index alone.
+    where = [records.c.entity == sa.literal(entity_name, literal_execute=True), records.c.deleted_at.is_(None)]
     if kind == "department":
-        same_department = sa.select(users.c.id).where(users.c.department == sa.bindparam("scope_department"))
-        where.append(sa.or_(records.c.owner == sa.bindparam("scope_user"),
-                            records.c.owner.in_(same_department.scalar_subquery())))
+        same_department = sa.select(users.c.id).where(users.c.department == department)
+        where.append(sa.or_(records.c.owner == user_id, records.c.owner.in_(same_department.scalar_subquery())))
     elif kind == "own":
-        where.append(records.c.owner == sa.bindparam("scope_user"))
-    return tuple(where)
+        where.append(records.c.owner == user_id)
+    return where
 
 
 def in_scope(conn: sa.Connection, scope: str, user: Principal, owner: Any) -> bool:
