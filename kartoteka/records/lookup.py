@@ -15,7 +15,7 @@ from kartoteka.metadata.model import EntityDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.query import check_search_text, like_pattern
-from kartoteka.records.scopes import bound_readable_where, readable_shape, readable_where
+from kartoteka.records.scopes import ReadableShape, bound_readable_where, readable_shape, readable_where
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import casefold
 from kartoteka.storage.reading import reader
@@ -25,6 +25,12 @@ MAX_SUGGESTIONS = 20
 MAX_EXACT = 5  # records sharing one title: enough to say "several are called ..."
 MAX_NAMESAKES = 200  # records sharing titles whose picker texts are compared (beyond it: "#id" tells them apart)
 _ID = re.compile(r"[0-9]{1,18}")  # ASCII digits: "²".isdigit() is true, but int("²") fails
+
+
+def _shape(service: RecordService, entity_name: str, user: Principal) -> ReadableShape | None:
+    """Which records of the entity the user may read; None for none or an unknown entity."""
+    entity = service.metadata.entities.get(entity_name)
+    return None if entity is None else readable_shape(service.metadata, user, entity)
 
 
 def _readable(service: RecordService, entity_name: str, user: Principal) -> list[sa.ColumnElement[bool]] | None:
@@ -51,8 +57,7 @@ def _picker_by_ids(entity_name: str, kind: str) -> sa.Select[Any]:
 def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], user: Principal) -> dict[int, str]:
     """id → title of the records among `ids` the user may read (titles never hold restricted fields)."""
     wanted = sorted({i for i in ids if isinstance(i, int) and not isinstance(i, bool)})
-    entity = service.metadata.entities.get(entity_name)
-    shape = None if entity is None else readable_shape(service.metadata, user, entity)
+    shape = _shape(service, entity_name, user)
     if not wanted or shape is None:
         return {}
     with reader(service.engine).connect() as conn:
@@ -96,12 +101,12 @@ def picker_rows(service: RecordService, entity_name: str, user: Principal, *, id
 
     At most `limit` rows, in id order; the picker fields are the entity's `picker:` ones the user may view.
     """
-    entity = service.metadata.entities.get(entity_name)
-    shape = None if entity is None else readable_shape(service.metadata, user, entity)
+    shape = _shape(service, entity_name, user)
     wanted = {i for i in ids if isinstance(i, int) and not isinstance(i, bool)}
     texts = {t.strip() for t in titles if t.strip() and unstorable(t) is None}
-    if entity is None or shape is None or not (wanted or texts):
+    if shape is None or not (wanted or texts):
         return []
+    entity = service.metadata.entities[entity_name]
     shown = [n for n in entity.picker if n in viewable_fields(entity, user)]
     if not texts and not namesakes:  # the picked records of a form or a card: a statement built once
         with reader(service.engine).connect() as conn:
