@@ -720,13 +720,16 @@ class RecordService:
         return result
 
 
+def _bound_where(entity_name: str, kind: str, filters: tuple[Any, ...]) -> list[sa.ColumnElement[bool]]:
+    """The readable records of a list's shape that pass its filters, every value a bound parameter."""
+    return [*bound_readable_where(entity_name, kind),
+            *(bound_filter_clause(f, f"filter_{number}") for number, f in enumerate(filters))]
+
+
 @lru_cache(maxsize=1024)
 def _count_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
     """The total of a list of this shape, (entity, scope kind, filters) of `RecordService._bound_list`'s."""
-    entity_name, kind, filters = shape
-    where = [*bound_readable_where(entity_name, kind),
-             *(bound_filter_clause(f, f"filter_{number}") for number, f in enumerate(filters))]
-    return sa.select(sa.func.count()).select_from(records).where(*where)
+    return sa.select(sa.func.count()).select_from(records).where(*_bound_where(*shape))
 
 
 @lru_cache(maxsize=1024)
@@ -735,8 +738,7 @@ def _list_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
     them, are bound parameters. The statement `list` otherwise builds per call."""
     entity_name, kind, filters, (name, descending, sort_kind), cursor = shape
     column = SYSTEM_COLUMNS[name][1] if sort_kind is None else _json_value(name, sort_kind)
-    where = [*bound_readable_where(entity_name, kind),
-             *(bound_filter_clause(f, f"filter_{number}") for number, f in enumerate(filters))]
+    where = _bound_where(entity_name, kind, filters)
     if cursor is not None:
         where.append(bound_after_clause(cursor))
     return (sa.select(records, column.label("sort_value")).where(*where)
