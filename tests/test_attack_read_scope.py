@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import sqlalchemy as sa
 
 from kartoteka.metadata.fieldtypes import ParseContext
@@ -83,19 +84,11 @@ def test_without_the_read_scope_concurrent_requests_only_queue(engine, database_
         own.dispose()
 
 
-def test_concurrent_saves_as_many_as_the_pool_holds_do_not_time_out(engine, database_url, metadata, clock):
+@pytest.mark.parametrize("work", [_save, _list], ids=["saves", "list pages"])
+def test_concurrent_requests_as_many_as_the_pool_holds_do_not_time_out(work, engine, database_url, metadata, clock):
     own, service = _service(database_url, metadata, clock)
     try:
-        errors = _requests_at_once(own, service, _save, scoped=True)
-        assert errors == [], [f"{type(e).__name__}: {str(e)[:90]}" for e in errors]
-    finally:
-        own.dispose()
-
-
-def test_concurrent_list_pages_as_many_as_the_pool_holds_do_not_time_out(engine, database_url, metadata, clock):
-    own, service = _service(database_url, metadata, clock)
-    try:
-        errors = _requests_at_once(own, service, _list, scoped=True)
+        errors = _requests_at_once(own, service, work, scoped=True)
         assert errors == [], [f"{type(e).__name__}: {str(e)[:90]}" for e in errors]
     finally:
         own.dispose()
