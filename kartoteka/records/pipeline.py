@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import Any
 
 from kartoteka.messages import Message, message_of, stored_message
-from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
+from kartoteka.metadata.expressions import Clock, CompiledExpression, EvaluationError, Evaluator
 from kartoteka.metadata.fieldtypes import (
     FieldType,
     FieldValueError,
@@ -122,10 +122,11 @@ class Pipeline:
         self.entity = entity
         self.clock = clock
         self.ctx = ctx
+        self.plan = _plan(entity)
 
     def defaults(self) -> dict[str, Any]:
         """Initial values of a new record."""
-        plan = _plan(self.entity)
+        plan = self.plan
         values = dict(plan.defaults)
         for name in plan.list_defaults:  # a list of its own for each record
             values[name] = list(values[name])
@@ -142,32 +143,27 @@ class Pipeline:
         change now is left as stored, not refused, and an unticked consent never given records nothing.
         """
         entity = self.entity
-        plan = _plan(entity)
         base = dict(stored) if stored is not None else self.defaults()
         prepared = Prepared(values=base, changed=set())
         viewable = viewable_fields(entity, user)
-        editable = editable_fields(entity, user)
         locked = self._locked(stored, system) if stored is not None else set()
         stamps: dict[bool, Stamp] = {}  # made for the first value whose type settles with one (consent)
-        fields, settles, compares, parsers, ctx = entity.fields, plan.settles, plan.compares, plan.parsers, self.ctx
-        # What _refusal says of each field but locks (formulas, read-only, not this user's to edit), worked out once.
-        refusals = _refusals(entity, editable) if check_writes else None
+        ctx = self.ctx
+        # What each field this user may be sent takes (see _inputs), worked out once per kind of user.
+        inputs = _inputs(entity, viewable, editable_fields(entity, user) if check_writes else None)
         for name, raw in incoming.items():
-            field = fields.get(name)
-            if field is None or name not in viewable:
+            entry = inputs.get(name)
+            if entry is None:
                 prepared.unknown.add(name)  # a field the user may not view is as unknown as one that does not exist
                 continue
-            refusal = None
-            if refusals is not None:
-                refusal = refusals.get(name)
-                if refusal is None and name in locked:
-                    refusal = READ_ONLY
-            if refusal is not None and name in inferred:
-                continue  # the form did not send it because the user could not change it
+            field, parse, refusal, settles, compares = entry
+            if refusal is None and name in locked:
+                refusal, parse = READ_ONLY, None
             if refusal is not None:
+                if name in inferred:
+                    continue  # the form did not send it because the user could not change it
                 prepared.refused.add(name)
             try:
-                parse = parsers.get(name) if refusal is None else None
                 # parse_value of a single value is its type's parse: called directly (a save parses every field sent).
                 value = parse(raw, field, ctx) if parse is not None else parse_value(field, raw, ctx,
                                                                                      as_stored=refusal is not None)
@@ -176,12 +172,12 @@ class Pipeline:
                     prepared.error(name, message)
                 continue
             stored_value = base.get(name)
-            if name in settles:
+            if settles:
                 if not stamps:
                     now = self.clock.now()
                     stamps = {inferred_: Stamp(now, user.id, inferred_) for inferred_ in (False, True)}
                 value = field.type.settle(value, stored_value, field, stamps[name in inferred])
-            same = value == stored_value or (name in compares and field.type.same(value, stored_value))
+            same = value == stored_value or (compares and field.type.same(value, stored_value))
             if refusal is not None:
                 # Sending back an unchanged value (a record read, edited elsewhere, PATCHed whole) is fine;
                 # files are the same by their ids (a form sends only those; names and sizes are the store's).
@@ -226,7 +222,7 @@ class Pipeline:
 
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
         # read_only_if looks at the record as stored: a locked field stays locked for this save.
-        conditional = _plan(self.entity).locked_if
+        conditional = self.plan.locked_if
         if not conditional:
             return set()
         evaluator = Evaluator(_Names(stored, system), self.clock)
@@ -236,19 +232,18 @@ class Pipeline:
                   ) -> dict[str, str]:
         """Compute every formula in dependency order; returns the message of each that cannot be computed."""
         errors: dict[str, str] = {}
-        for name in self.entity.formula_order:
-            field = self.entity.fields[name]
-            assert field.expr is not None  # formula_order holds formulas only
+        values, changed, before = prepared.values, prepared.changed, (stored or {}).get
+        for name, field, expr in self.plan.formulas:
             try:
-                value = coerce_result(field, evaluator.value(field.expr))
+                value = coerce_result(field, evaluator.value(expr))
             except EvaluationError as exc:
                 errors[name] = Message("formula.failed", "Cannot be computed: {reason}.", reason=message_of(exc))
                 value = None
-            if value != (stored or {}).get(name):
-                prepared.changed.add(name)
+            if value != before(name):
+                changed.add(name)
             else:
-                prepared.changed.discard(name)
-            prepared.values[name] = value
+                changed.discard(name)
+            values[name] = value
         return errors
 
     def _blank_formulas_over_errors(self, prepared: Prepared) -> None:
@@ -273,7 +268,7 @@ class Pipeline:
         depend on who makes it. Formulas are computed anyway; consent is never dropped.
         """
         emptied = False
-        for field in _plan(self.entity).conditionally_emptied:
+        for field in self.plan.conditionally_emptied:
             name = field.name
             if name not in prepared.condition_hidden:
                 continue
@@ -311,7 +306,7 @@ class Pipeline:
                                                 prepared.read_only)
         hidden.clear()
         condition = evaluator.condition
-        conditions = _plan(self.entity).conditions
+        conditions = self.plan.conditions
         fixed = _unconditional_conditions(self.entity, user.department)
         if fixed is not None:  # sections without conditions: fields without any are the same for every save
             visible.update(fixed[0])  # every field, in order; those with conditions are set below
@@ -328,11 +323,11 @@ class Pipeline:
 
     def _constraints(self, prepared: Prepared) -> None:
         errors, values, required = prepared.errors, prepared.values, prepared.required
-        for name, field, check, missing, multiple in _plan(self.entity).constraints:
+        for name, field, check, missing, multiple in self.plan.constraints:
             if name in errors:
                 continue
             value: Any = values.get(name)  # a list when the field is multiple
-            if required[name] and missing(value):
+            if missing is not None and required[name] and missing(value):
                 prepared.error(name, field.type.required_message)
                 continue
             if value is None or (isinstance(value, str | list) and not value):  # is_empty, inlined: every field
@@ -385,16 +380,27 @@ class _Plan:
     list_defaults: tuple[str, ...]  # fields whose default is a list: each record gets a copy
     # (name, visible_if, required, required_if, read_only or formula, read_only_if) of every field, in order.
     conditions: tuple[tuple[str, Any, bool, Any, bool, Any], ...]
-    # (name, field, its value type's check when it has checks of its own, its type's missing, multiple) of every
-    # field, in order.
-    constraints: tuple[tuple[str, FieldDef, Callable[[Any, FieldDef], list[str]] | None, Callable[[Any], bool], bool],
-                       ...]
+    # (name, field, its value type's checker (None: nothing to check), its type's missing (None: never required),
+    # multiple) of the fields, in order, that may have something to check: the others never have a message.
+    constraints: tuple[tuple[str, FieldDef, Callable[[Any, FieldDef], list[str]] | None,
+                             Callable[[Any], bool] | None, bool], ...]
+    formulas: tuple[tuple[str, FieldDef, CompiledExpression], ...]  # (name, field, expr) in formula_order
     conditionally_emptied: tuple[FieldDef, ...]
     locked_if: tuple[FieldDef, ...]  # fields with a read_only_if
     settles: frozenset[str]  # fields whose type settles a value against the stored one (consent)
     compares: frozenset[str]  # fields whose type has its own measure of "the same" (files, by id)
-    # name -> the type's parse of each field that holds one value (parse_value of a value as sent is just that).
+    # name -> the type's parser of each field that holds one value (parse_value of a value as sent is just that).
     parsers: dict[str, Callable[[Any, FieldDef, ParseContext], Any]]
+
+
+def _constraint(name: str, field: FieldDef) -> tuple[str, FieldDef, Callable[[Any, FieldDef], list[str]] | None,
+                                                      Callable[[Any], bool] | None, bool] | None:
+    """The field's entry in _Plan.constraints; None when no value of it can get a message there."""
+    check = field.value_type.checker(field)
+    may_be_required = field.required or field.required_if is not None
+    if check is None and not may_be_required and not field.multiple:
+        return None
+    return name, field, check, field.type.missing if may_be_required else None, field.multiple
 
 
 @lru_cache(maxsize=1024)
@@ -406,14 +412,41 @@ def _plan(entity: EntityDef) -> _Plan:
         list_defaults=tuple(name for name, f in fields if isinstance(f.default, list)),
         conditions=tuple((name, f.visible_if, f.required, f.required_if, f.read_only or f.is_formula, f.read_only_if)
                          for name, f in fields),
-        constraints=tuple((name, f, f.value_type.check if type(f.value_type).check is not FieldType.check else None,
-                           f.type.missing, f.multiple) for name, f in fields),
+        constraints=tuple(entry for name, f in fields if (entry := _constraint(name, f)) is not None),
+        formulas=tuple((name, entity.fields[name], _expr(entity.fields[name])) for name in entity.formula_order),
         conditionally_emptied=entity.conditionally_emptied,
         locked_if=tuple(f for f in entity.fields.values() if f.read_only_if is not None),
         settles=frozenset(name for name, f in fields if type(f.type).settle is not FieldType.settle),
         compares=frozenset(name for name, f in fields if type(f.type).same is not FieldType.same),
-        parsers={name: f.type.parse for name, f in fields if not f.multiple},
+        parsers={name: f.type.parser(f) for name, f in fields if not f.multiple},
     )
+
+
+def _expr(field: FieldDef) -> CompiledExpression:
+    """A formula's expression (formula_order holds formulas only)."""
+    if field.expr is None:
+        raise ValueError(f"{field.name} is not a formula")
+    return field.expr
+
+
+# (field, its parse of a value as sent (None: parse_value), why the user may never change it (None: they may, or
+# writes go unchecked), its type settles a value, its type has its own measure of "the same").
+_Input = tuple[FieldDef, Callable[[Any, FieldDef, ParseContext], Any] | None, str | None, bool, bool]
+
+
+@lru_cache(maxsize=1024)
+def _inputs(entity: EntityDef, viewable: frozenset[str], editable: frozenset[str] | None) -> dict[str, _Input]:
+    """What a save does with each field a user who may view `viewable` and edit `editable` (None: writes unchecked)
+    may send; a name not here is unknown to them."""
+    plan = _plan(entity)
+    refusals = _refusals(entity, editable) if editable is not None else {}
+    inputs: dict[str, _Input] = {}
+    for name, field in entity.fields.items():
+        if name in viewable:
+            refusal = refusals.get(name)
+            inputs[name] = (field, plan.parsers.get(name) if refusal is None else None, refusal,
+                            name in plan.settles, name in plan.compares)
+    return inputs
 
 
 @lru_cache(maxsize=1024)

@@ -239,6 +239,17 @@ class FieldType:
         """Constraint messages for one parsed, non-empty value."""
         return []
 
+    # A save asks for these once per entity (kartoteka/records/pipeline.py's plan) and calls what they give for
+    # every value: a type may work a field's options out ahead, or say there is nothing to check, never differ.
+
+    def parser(self, field: FieldDef) -> Callable[[Any, FieldDef, ParseContext], Any]:
+        """`parse` for values of this one field: the same results, the field's options worked out ahead."""
+        return self.parse
+
+    def checker(self, field: FieldDef) -> Callable[[Any, FieldDef], list[str]] | None:
+        """`check` for values of this one field, or None when it has nothing to check there (never any message)."""
+        return None if type(self).check is FieldType.check else self.check
+
     def to_storage(self, value: Any) -> Any:
         """The JSON-native form kept in the data column."""
         return value
@@ -379,6 +390,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # What no database column can hold: NUL (PostgreSQL text and jsonb refuse it) and UTF-16 surrogates, which
 # JSON's "\ud800" escapes can produce but which are not characters (encoding them as UTF-8 raises).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Either of the two above: text without any is what almost every value is (a save checks each text it parses).
+_SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 def unstorable(text: str) -> Message | None:
@@ -407,6 +420,8 @@ def require_str(raw: Any, what: str = TEXT) -> str:
     """The text itself, or FieldValueError for another JSON type, NUL, surrogates or control characters."""
     if not isinstance(raw, str):
         raise FieldValueError(Message("value.type", "Must be {what}, not {type}.", what=what, type=json_type(raw)))
+    if _SUSPECT.search(raw) is None:  # the usual text: one search instead of the two below
+        return raw
     problem = unstorable(raw)
     if problem is not None:
         raise FieldValueError(Message("text.unstorable", "Contains {problem}, which cannot be stored.",
@@ -447,6 +462,32 @@ def bounds_checks(value: Any, field: FieldDef) -> list[str]:
     if field.max is not None and value > field.max:
         return [Message("value.max", "Must be at most {limit}.", limit=field.max)]
     return []
+
+
+class BoundedType(FieldType):
+    """A type whose values are checked against their field's `min` and `max` (numbers, dates, moments)."""
+
+    def check(self, value: Any, field: FieldDef) -> list[str]:
+        return bounds_checks(value, field)
+
+    def checker(self, field: FieldDef) -> Callable[[Any, FieldDef], list[str]] | None:
+        if field.min is None and field.max is None and type(self).check is BoundedType.check:
+            return None  # no bounds, nothing else checked
+        return self.check
+
+
+def length_checker(check: Callable[[Any, FieldDef], list[str]], field: FieldDef, limit: int
+                   ) -> Callable[[Any, FieldDef], list[str]]:
+    """`check`, which is length_checks with `limit`, for one field: a length test first when the field has neither a
+    min_length nor a pattern (only a text too long gets a message, which `check` words)."""
+    if field.min_length is not None or field.pattern is not None:
+        return check
+    most = field.max_length if field.max_length is not None else limit
+
+    def within(value: Any, field: FieldDef) -> list[str]:
+        return [] if len(value) <= most else check(value, field)
+
+    return within
 
 
 _NUMBER_SPACES = re.compile(r"[\s\u00a0\u202f']")

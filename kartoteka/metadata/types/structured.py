@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from kartoteka.messages import Message
@@ -94,6 +94,17 @@ class SelectType(OptionsType):
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         return option_value(raw, field)
+
+    def parser(self, field: FieldDef) -> Callable[[Any, FieldDef, ParseContext], Any]:
+        if type(self).parse is not SelectType.parse:
+            return self.parse
+        # Option values sent as they are (no spaces around, not empty): option_value would give them back unchanged.
+        exact = frozenset(value for value in field.option_values if value and value == value.strip())
+
+        def parse(raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
+            return raw if type(raw) is str and raw in exact else option_value(raw, field)
+
+        return parse
 
     def title_text(self, value: Any, field: FieldDef) -> str:
         option = field.option(value)
