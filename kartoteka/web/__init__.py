@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 from kartoteka.metadata.model import Label
 from kartoteka.web.auth import init_auth
 from kartoteka.web.formatting import currency_symbol
+from kartoteka.web.formpage import init_form_pages
 from kartoteka.web.formrows import init_form_rows
 
 htmx = HTMX()
@@ -32,10 +33,11 @@ def init_web(app: Flask, node_modules: Path) -> None:
     init_auth(app)
     app.register_blueprint(cards)
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
-    app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol, page_url=page_url)
+    app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol, page_url=page_url, here=here)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     init_form_rows(app)
+    init_form_pages(app)
 
     @app.get("/favicon.ico")
     def favicon() -> Response:
@@ -59,6 +61,11 @@ def label_text(label: Label | str | None) -> str:
     if isinstance(label, str):
         return label
     return label.get(getattr(g, "language", "en"))
+
+
+def here() -> str:
+    """The page's path and query string (where the language switch comes back to)."""
+    return request.full_path.rstrip("?")
 
 
 MAX_PAGE_URLS = 4096

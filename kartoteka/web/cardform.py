@@ -64,6 +64,7 @@ class CardForm:
     base_values: Mapping[str, Any] | None = None  # the saved values the form starts from (default: the state's)
     version: int | None = None  # the version a save of this form claims to change (default: the state's)
     url_root: str = ""  # the application's root path (request.script_root), which links in a row begin with
+    record_url: str = ""  # the edited record's card page
 
     # --- layout -------------------------------------------------------------------------------------
 

@@ -20,9 +20,10 @@ from kartoteka.records.model import FormState, Record, ids_in
 from kartoteka.records.scopes import readable_entities, require, scope_of
 from kartoteka.users import list_users, user_names
 from kartoteka.web.auth import login_required, t
-from kartoteka.web.cardform import CardForm, widget_for
+from kartoteka.web.cardform import CardForm
 from kartoteka.web.common import board_field, cards, current_user, entity_for, scopes, submitted_version
 from kartoteka.web.formatting import format_datetime, format_value
+from kartoteka.web.formpage import render_form_page
 from kartoteka.web.forms import CONTROL_KEYS, FormInput, form_values
 from kartoteka.web.merge import merge_edit
 from kartoteka.web.pickers import named_records, resolve, suggestions
@@ -112,9 +113,10 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
         users = _with_users(users, {i for f in user_fields for i in ids_in(state.values.get(f.name))})
     live_url = (url_for("cards.live_edit", entity_name=entity.name, record_id=record.id) if record
                 else url_for("cards.live_new", entity_name=entity.name))
+    record_url = url_for("cards.view_record", entity_name=entity.name, record_id=record.id) if record else ""
     return CardForm(entity, user, state, viewable, editable_fields(entity, user), record, submitted, titles,
                     labels, users, form_errors or {}, touched, live_url=live_url, language=g.language,
-                    url_root=request.script_root)
+                    url_root=request.script_root, record_url=record_url)
 
 
 def _inferable(entity: EntityDef) -> set[str]:
@@ -306,8 +308,8 @@ def _render_form(entity: EntityDef, form: CardForm) -> str:
     owners = (list(form.users) or list_users(platform.state.engine, limit=500)) if owner_scope != "own" else []
     if owners and form.record is not None and form.record.owner is not None:
         owners = _with_users(owners, {form.record.owner})
-    return render_template("cards/form.html", entity=entity, form=form, widget_for=widget_for, owners=owners,
-                           scopes=scopes(entity))
+    current_owner = form.record.owner if form.record is not None else current_user().id
+    return render_form_page(entity, form, owners, current_owner, navigation())
 
 
 def _live(entity: EntityDef, record_id: int | None) -> str:
