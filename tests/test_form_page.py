@@ -12,11 +12,13 @@ import re
 
 import pytest
 from jinja2 import ChoiceLoader, DictLoader
+from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
 from kartoteka.records.model import SYSTEM
 from kartoteka.web import formpage
 from kartoteka.web.formrows import HoleMisused
+from kartoteka.web.security import escaped
 from tests.test_web import CSRF, sign_in
 
 ENTITIES = ("lead", "contact", "company", "deal", "ticket", "hr_record")
@@ -170,3 +172,18 @@ def test_the_compiled_page_is_the_templates_own(app, client, service, make_user,
     assert len(_pages(app)._compiled) == 1
     monkeypatch.setattr(formpage.FormPages, "_compilable", staticmethod(lambda form: False))
     assert client.get(f"/cards/company/{company.id}/edit").get_data(as_text=True) == compiled
+
+
+@pytest.mark.parametrize("value", ["", "plain", "Ёлки & палки", "<b>\"it's\"</b>", "&amp;", "a'b\"c<d>e&f", 0, 12.5,
+                                   None, Markup("<b>safe</b>"), Markup(""), Markup("x&amp;y")])
+def test_a_holes_text_is_escaped_as_the_template_escapes_it(value):
+    assert escaped(value) == str(escape(value))
+
+
+class _Html:
+    def __html__(self) -> str:
+        return "<i>its own</i>"
+
+
+def test_an_object_with_its_own_html_is_written_as_it_says():
+    assert escaped(_Html()) == "<i>its own</i>" == str(escape(_Html()))

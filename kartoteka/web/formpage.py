@@ -23,11 +23,12 @@ from typing import Any
 
 from flask import Flask, current_app, g, get_flashed_messages, render_template, request
 from flask_wtf.csrf import generate_csrf
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.web.cardform import CardForm, TabView
 from kartoteka.web.formrows import PER_REQUEST, Hole, HoleMisused, _Unavailable
+from kartoteka.web.security import escaped
 
 TEMPLATE = "cards/form.html"
 # The page is compiled at most once per shape; the bounds keep a flood of shapes from growing the cache without end.
@@ -217,7 +218,7 @@ class FormPages:
             return render_template(TEMPLATE, **context)
         fill = _Fill(form, self.env.globals["form_rows"])  # type: ignore[arg-type]
         # The literals are the template's own (escaped) output and every hole is escaped here, as {{ }} does.
-        page = "".join([p if p.__class__ is str else escape(p.get(fill)) for p in pieces])  # type: ignore[union-attr]
+        page = "".join([p if p.__class__ is str else escaped(p.get(fill)) for p in pieces])  # type: ignore[union-attr]
         if self.verify:
             direct = render_template(TEMPLATE, **context)
             if page != direct:

@@ -23,11 +23,11 @@ from typing import Any
 
 from flask import Flask, url_for
 from jinja2 import Environment
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from kartoteka.i18n import t
 from kartoteka.metadata.model import FieldDef
-from kartoteka.web.security import option_class
+from kartoteka.web.security import escaped, option_class
 
 # A row is compiled at most once per field, language and shape. The bounds keep a flood of odd shapes (crafted
 # posts, ever new lists of users) from growing the cache without end: when either is reached it starts again.
@@ -366,7 +366,7 @@ class FormRows:
         if pieces is None:  # the metadata itself holds a NUL: no holes can be told apart, render directly
             return self.render_directly(view)
         # The literals are the macros' own (escaped) output and every hole is escaped here.
-        row = Markup("".join([p if p.__class__ is str else escape(p.get(view)) for p in pieces]))  # type: ignore[union-attr]  # noqa: S704
+        row = Markup("".join([p if p.__class__ is str else escaped(p.get(view)) for p in pieces]))  # type: ignore[union-attr]  # noqa: S704
         if self.verify:
             direct = self.render_directly(view, self.app_env)
             if row != direct:
@@ -408,7 +408,8 @@ def init_form_rows(app: Flask) -> None:
     def form_rows(form: Any, fields: Iterable[FieldDef]) -> Markup:
         """The rows of `fields` (a group's) of the CardForm `form`, one after another."""
         rows.refresh()
-        return Markup("").join([rows.render(form.view(f.name, _download_url), form.url_root) for f in fields])
+        # Each row is Markup already: joined as text, not escaped again one by one.
+        return Markup("".join([rows.render(form.view(f.name, _download_url), form.url_root) for f in fields]))  # noqa: S704
 
     app.jinja_env.globals["form_rows"] = form_rows
     app.extensions["kartoteka.form_rows"] = rows

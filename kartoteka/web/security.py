@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from typing import Any
 
 from flask import Flask, Response, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
+from markupsafe import Markup, escape
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kartoteka.metadata.model import Metadata
@@ -97,3 +99,15 @@ def option_stylesheet(metadata: Metadata) -> str:
     lines = ["/* Option colours from the metadata: a class per colour sets --opt (see templates). */"]
     lines += [f".{option_class(color)} {{ --opt: {color}; }}" for color in sorted(colors)]
     return "\n".join(lines) + "\n"
+
+
+def escaped(value: Any) -> str:
+    """What `{{ value }}` writes (markupsafe's escape), as a plain str: a compiled page's hole makes no Markup."""
+    if value.__class__ is str:
+        if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
+            return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
+                    .replace("'", "&#39;"))
+        return value  # type: ignore[no-any-return]
+    if value.__class__ is Markup:  # safe already (a compiled row)
+        return value  # type: ignore[no-any-return]
+    return str(escape(value))
