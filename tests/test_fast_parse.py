@@ -13,7 +13,7 @@ import dataclasses
 import random
 import string
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import pytest
@@ -26,13 +26,16 @@ from kartoteka.metadata.types.base import _CONTROL, blank, require_str, unstorab
 from kartoteka.metadata.types.scalar import (
     DateType,
     DecimalType,
+    EmailType,
     MoneyType,
     PercentType,
+    _formula_number,
     _plain_decimal,
 )
 from kartoteka.records import pipeline
 from kartoteka.records.access import editable_fields, viewable_fields
 from tests.conftest import write_config
+from tests.test_email_parse import PIECES, _shaped
 from tests.test_save_plan_equivalence import USERS
 
 CTX = ParseContext()
@@ -50,6 +53,7 @@ FIELDS: dict[str, dict[str, Any]] = {
     "site": {"type": "url", "max_length": 30},
     "integer": {"type": "integer"},
     "qty": {"type": "integer", "min": 1, "max": 10},
+    "at_most": {"type": "integer", "max": 5},
     "decimal": {"type": "decimal"},
     "rate": {"type": "decimal", "places": 3, "min": -1.5, "max": 1.5},
     "money": {"type": "money"},
@@ -135,11 +139,54 @@ def test_decimal_fields_parse_as_the_general_way(fields, name):
     assert isinstance(value_type, DecimalType)
     places = value_type.places(field)
     rng = random.Random(name)
-    for _ in range(3000):
-        text = _decimal_text(rng)
-        raw = text.strip().removesuffix("%") if isinstance(value_type, PercentType) else text
-        assert _outcome(value_type.parse, text, field, CTX) == _outcome(value_type._parse_any, raw, places), text
+    parser = value_type.parser(field)
+    for number in range(3000):
+        text = _decimal_text(rng) if number % 10 else rng.choice(["12.5%", " 7 % ", 12, 2.5, Decimal("1.005"), None])
+        raw = text.strip().removesuffix("%") if isinstance(value_type, PercentType) and isinstance(text, str) else text
+        expected = _outcome(value_type._parse_any, raw, places)
+        assert _outcome(value_type.parse, text, field, CTX) == expected, text
+        assert _outcome(parser, text, field, CTX) == expected, text
     assert isinstance(MoneyType(), DecimalType)
+
+
+def _from_formula_before(value_type: DecimalType, value: Any, field: FieldDef) -> Any:
+    """DecimalType.from_formula before a Decimal result skipped _formula_number's copy."""
+    number = _formula_number(value)
+    places = value_type.places(field)
+    if places is not None:
+        return number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    with localcontext() as context:
+        context.prec = 15
+        return (+number).normalize()
+
+
+@pytest.mark.parametrize("name", ["decimal", "rate", "money", "whole_rubles", "fine", "percent"])
+def test_a_formulas_decimal_result_is_coerced_as_before(fields, name):
+    field = fields[name]
+    rng = random.Random(name)
+    values: list[Any] = [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity"), Decimal("1E+15"),
+                         Decimal("999999999999999.9999999999999999"), Decimal("-999999999999999.99"), Decimal("-0"),
+                         Decimal("0E-30"), 7, 2.5, True, "1", None]
+    for _ in range(3000):
+        digits = "".join(rng.choice(string.digits) for _ in range(rng.randint(1, 34)))
+        values.append(Decimal(rng.choice(["", "-"]) + digits).scaleb(-rng.randint(0, 20)))
+    for value in values:
+        assert _outcome(field.type.from_formula, value, field) == _outcome(_from_formula_before, field.type, value,
+                                                                          field), value
+
+
+# --- e-mails --------------------------------------------------------------------------------------
+
+def test_plain_emails_parse_as_the_general_way():
+    rng = random.Random(20261205)
+    email = EmailType()
+    samples: list[Any] = [None, "", " ", 5, ["a@b.com"], "a" * 250 + "@b.com", "a" * 245 + "@b.com",
+                          " a@b.com", "a@b.com ", "A@B.COM"]
+    pieces = [*PIECES, " ", "\t"]
+    for number in range(20_000):
+        samples.append(_shaped(rng) if number % 2 else "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8))))
+    for raw in samples:
+        assert _outcome(email.parse, raw, None, CTX) == _outcome(email._parse_any, raw), raw
 
 
 # --- dates ----------------------------------------------------------------------------------------

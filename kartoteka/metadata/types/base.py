@@ -471,9 +471,17 @@ class BoundedType(FieldType):
         return bounds_checks(value, field)
 
     def checker(self, field: FieldDef) -> Callable[[Any, FieldDef], list[str]] | None:
-        if field.min is None and field.max is None and type(self).check is BoundedType.check:
+        if type(self).check is not BoundedType.check:
+            return self.check
+        low, high = field.min, field.max
+        if low is None and high is None:
             return None  # no bounds, nothing else checked
-        return self.check
+        # The comparisons bounds_checks makes, in its order: it words a value out of bounds.
+        if high is None:
+            return lambda value, field: [] if not value < low else bounds_checks(value, field)
+        if low is None:
+            return lambda value, field: [] if not value > high else bounds_checks(value, field)
+        return lambda value, field: [] if not value < low and not value > high else bounds_checks(value, field)
 
 
 def length_checker(check: Callable[[Any, FieldDef], list[str]], field: FieldDef, limit: int

@@ -163,6 +163,12 @@ class EmailType(FieldType):
     json_schema = {"type": "string", "format": "idn-email", "maxLength": MAX_EMAIL_LENGTH}
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
+        if type(raw) is str and len(raw) <= MAX_EMAIL_LENGTH and _plain_email(raw):
+            return raw.lower()  # no spaces, nothing require_str refuses: what the general way gives
+        return self._parse_any(raw)
+
+    def _parse_any(self, raw: Any) -> str | None:
+        """`parse` of any input."""
         if blank(raw):
             return None
         text = require_str(raw, EMAIL).strip()
@@ -399,6 +405,21 @@ class DecimalType(NumberType):
         number = _plain_decimal(raw, places)
         return number if number is not None else self._parse_any(raw, places)
 
+    def parser(self, field: FieldDef) -> Callable[[Any, FieldDef, ParseContext], Any]:
+        places = self.places(field)
+        # PercentType's parse takes a "%" off text first: plain text has none.
+        if places is None or not 0 <= places < len(_PLAIN_DECIMALS) \
+                or type(self).parse not in (DecimalType.parse, PercentType.parse):
+            return self.parse
+        plain, quantum, parse = _PLAIN_DECIMALS[places].fullmatch, _QUANTA[places], self.parse
+
+        def parse_plain(raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
+            if type(raw) is str and plain(raw) is not None:  # _plain_decimal with the field's places worked out
+                return Decimal(raw).quantize(quantum)
+            return parse(raw, field, ctx)
+
+        return parse_plain
+
     def _parse_any(self, raw: Any, places: int | None) -> Decimal | None:
         """`parse` of any input, with the field's `places`."""
         if blank(raw):
@@ -461,8 +482,10 @@ class DecimalType(NumberType):
         return format(value, "f")
 
     def from_formula(self, value: Any, field: FieldDef) -> Any:
-        number = _formula_number(value)
         places = self.places(field)
+        # A Decimal result (what arithmetic on amounts gives) is _formula_number's own number: no copy to make.
+        number = value if type(value) is Decimal and value.is_finite() and abs(value) < _DECIMAL_LIMIT \
+            else _formula_number(value)
         if places is not None:
             return number.quantize(_quantum(places), rounding=ROUND_HALF_UP)
         with localcontext() as context:  # what a JSON number (a double) holds exactly
