@@ -12,7 +12,7 @@ import pytest
 from jinja2 import DictLoader, Environment, FileSystemLoader
 
 from kartoteka.records.model import SYSTEM
-from kartoteka.web.formrows import MAX_ROWS, FieldView, FormRows, HoleMisused
+from kartoteka.web.formrows import MAX_ROWS, FieldView, FormRows, HoleMisused, consent_given, offered
 from tests.test_web import sign_in
 
 DEALS = [
@@ -171,3 +171,18 @@ def test_compiled_rows_stay_within_their_size(app, client, service, seller, monk
         assert f'value="{values["name"][:5]}' in page
         assert rows._chars <= 6000 or len(rows._compiled) == 1
     assert 0 < len(rows._compiled) < 60
+
+
+def test_the_options_a_field_offers_are_what_option_finds(metadata):
+    """offered(f), worked out once per field, holds exactly what FieldDef.option finds, for every shipped field."""
+    for entity in metadata.entities.values():
+        for f in entity.fields.values():
+            assert offered(f) == {o.value for o in f.options if f.option(o.value) is not None}
+            assert offered(f) is offered(f)
+            assert not offered(f) & {"", "nope", None}
+
+
+@pytest.mark.parametrize("value, given", [(None, False), ("yes", False), (1, False), (True, False), ([], False),
+                                          ({"given": True}, True), ({"given": False}, False), ({}, False)])
+def test_consent_is_given_only_by_a_mapping_saying_so(value, given):
+    assert consent_given(value) is given

@@ -18,6 +18,8 @@ import secrets
 from collections import ChainMap
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
@@ -141,8 +143,8 @@ class FieldView:
         self.consent_given = consent_given
         # Options chosen (only those the field offers, so a crafted post cannot add shapes) are part of the
         # shape: a select's options are then written once per choice, not filled in option by option.
-        chosen: set[str] = form.chosen(f.name) if f.options else set()
-        self.choice = frozenset(value for value in chosen if f.option(value) is not None)
+        chosen: set[str] = form.chosen(f.name) if f.options else _NONE_CHOSEN
+        self.choice = offered(f).intersection(chosen) if chosen else _NO_CHOICE
         self.one_chosen = len(chosen) == 1
         self._errors = errors
         self._text: str | None = None
@@ -421,4 +423,22 @@ def _download_url(file_id: str) -> str:
 
 def consent_given(value: Any) -> bool:
     """A consent value that records consent given."""
+    if value is None or value.__class__ in _SCALARS:  # most values: no need to ask whether they are a Mapping
+        return False
     return isinstance(value, Mapping) and bool(value.get("given"))
+
+
+_SCALARS = frozenset({str, int, float, bool, Decimal, date, datetime, list})
+_NONE_CHOSEN: set[str] = set()
+_NO_CHOICE: frozenset[str] = frozenset()
+_OFFERED: dict[int, tuple[FieldDef, frozenset[str]]] = {}
+
+
+def offered(f: FieldDef) -> frozenset[str]:
+    """The values of the options `f` offers, worked out once per field (FieldDef.option searches them one by one)."""
+    found = _OFFERED.get(id(f))
+    if found is None or found[0] is not f:
+        if len(_OFFERED) >= MAX_ROWS:  # metadata loaded again and again (tests): start again
+            _OFFERED.clear()
+        found = _OFFERED[id(f)] = (f, frozenset(option.value for option in f.options))
+    return found[1]
