@@ -61,6 +61,7 @@ from kartoteka.records.service import RecordService
 from kartoteka.records.views import save_view
 from kartoteka.storage.database import _json_dumps, create_engine, read_engine, upgrade
 from kartoteka.storage.indexes import sync_indexes
+from kartoteka.storage.keys import key_values
 from kartoteka.storage.tables import record_links, records, saved_views, users
 from kartoteka.users import create_user, session_stamp, start_session
 
@@ -653,7 +654,8 @@ def load_data(engine: sa.Engine, service: RecordService, clock: Clock, n: int, r
         system = {"id": i, "owner": None, "created_at": now, "updated_at": now}
         k_accounts.append({"id": i, "entity": "account", "data": service._storage(account_entity, values),
                            "title": service._title(account_entity, values, system), "owner": None, "version": 1,
-                           "created_at": now, "updated_at": now, "created_by": None, "updated_by": None})
+                           "created_at": now, "updated_at": now, "created_by": None, "updated_by": None,
+                           **key_values(account_entity, service._storage(account_entity, values))})
         f_accounts.append({"id": i, **values, "version": 1, "owner": None, "created_at": now, "updated_at": now,
                            "created_by": None, "updated_by": None})
     say(f"building {n} deals ...")
@@ -680,7 +682,8 @@ def load_data(engine: sa.Engine, service: RecordService, clock: Clock, n: int, r
                                  f"  bulk:    {data}\n  service: {stored} {prepared.errors}")
             verified += 1
         k_rows.append({"id": record_id, "entity": "deal", "data": data, "title": title, "owner": owner, "version": 1,
-                       "created_at": created, "updated_at": created, "created_by": owner, "updated_by": owner})
+                       "created_at": created, "updated_at": created, "created_by": owner, "updated_by": owner,
+                       **key_values(deal_entity, data)})  # the key columns, as the service writes them
         links.append({"source_id": record_id, "field": "company", "target_id": values["company"],
                       "source_entity": "deal"})
         row = {k: v for k, v in values.items() if k != "company"}

@@ -11,6 +11,7 @@ from kartoteka.errors import BadRequest, NotFound, PermissionDenied
 from kartoteka.records.board import Column, board_totals
 from kartoteka.records.model import SYSTEM, Filter, ListQuery
 from kartoteka.storage.database import read_engine
+from kartoteka.storage.keys import key_values
 from kartoteka.storage.tables import records
 
 STAGES = ["new", "qualification", "proposal", "negotiation", "contract", "won", "lost", None]
@@ -110,7 +111,9 @@ def test_empty_and_unknown_values_are_counted_under_none(service, deal, engine):
             data = {k: v for k, v in data.items() if k != "stage"}
             if stage is not None:
                 data["stage"] = stage
-            conn.execute(sa.update(records).where(records.c.id == record.id).values(data=data))
+            # The key columns as the service would have written them with that data (storage/keys.py).
+            keys = key_values(service.entity("deal"), data)
+            conn.execute(sa.update(records).where(records.c.id == record.id).values(data=data, **keys))
 
     result = board_totals(service, "deal", SYSTEM, "stage", "amount", ListQuery())
     assert result["proposal"] == Column("proposal", 1, Decimal("10.50"))

@@ -54,7 +54,7 @@ def test_init_says_how_many_indexes_it_built_and_lists_them_with_v(runner, tmp_p
     card["fields"]["city"] = {"type": "text", "indexed": True}
     write_config(tmp_path, {"cli_probe": card})
     loud = runner.invoke("-v", "init", env=env)
-    assert loud.stderr.splitlines() == ["created index klx_cli_probe__city__t"]
+    assert loud.stderr.splitlines() == ["created index kkx_cli_probe__city__kt2"]
 
 
 def test_init_refuses_broken_metadata(runner, tmp_path):

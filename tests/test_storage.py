@@ -37,18 +37,19 @@ def test_records_live_in_one_json_column(service, engine):
             assert conn.execute(sa.select(sa.func.pg_typeof(records.c.data).cast(sa.String))).scalar() == "jsonb"
 
 
-def test_indexed_fields_get_expression_indexes_that_lists_use(service, engine, metadata):
+def test_indexed_fields_get_indexes_that_lists_use(service, engine, metadata):
     with engine.connect() as conn:
         names = existing_indexes(conn)
-    assert {"klx_deal__stage__t", "klx_deal__price__n", "klx_deal__close_date__t", "kux_company__inn__t",
-            "klx_deal__company__n", "klx_company__name__t"} <= names
+    # Indexed fields on key columns (in the order each card declares them), a unique one and a boolean on their JSON.
+    assert {"kkx_deal__stage__kt1", "kkx_deal__price__kn3", "kkx_deal__close_date__kt2", "kux_company__inn__t",
+            "kkx_deal__company__kn1", "kkx_company__name__kt1", "klx_deal__signed__b"} <= names
     builder = QueryBuilder(metadata.entity("deal"), engine.dialect.name, service.ctx, metadata.entity("deal").fields)
     for flt in (Filter("stage", "eq", "won"), Filter("price", "gte", "100")):
         # The live records of the entity, as every list, count and picker asks for them.
         query = sa.select(records.c.id).where(*readable_where(metadata, SYSTEM, metadata.entity("deal")) or [],
                                               builder.filter_clause(flt))
         sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
-        index = next(n for n in names if n.startswith(f"klx_deal__{flt.field}__"))
+        index = next(n for n in names if n.startswith((f"kkx_deal__{flt.field}__", f"klx_deal__{flt.field}__")))
         with engine.connect() as conn:
             if engine.dialect.name == "sqlite":
                 # INDEXED BY makes SQLite fail outright when the index cannot serve the query.
@@ -65,15 +66,15 @@ def test_indexes_of_earlier_versions_are_replaced_by_ones_on_live_rows(engine, m
     # Before 2026-12, plain indexes covered deleted rows too and were named kix_; a database made then is brought up
     # to date by the same sync that `kartoteka init` and every start-up run.
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP INDEX klx_deal__stage__t"))
+        conn.execute(sa.text("DROP INDEX kkx_deal__stage__kt1"))
         conn.execute(sa.text("CREATE INDEX kix_deal__stage__t ON records (json_extract(data, '$.stage'), id) "
                              "WHERE entity = 'deal'" if engine.dialect.name == "sqlite" else
                              "CREATE INDEX kix_deal__stage__t ON records ((data ->> 'stage'), id) "
                              "WHERE entity = 'deal'"))
-    assert sync_indexes(engine, metadata) == (["klx_deal__stage__t"], ["kix_deal__stage__t"])
+    assert sync_indexes(engine, metadata) == (["kkx_deal__stage__kt1"], ["kix_deal__stage__t"])
     with engine.connect() as conn:
         names = existing_indexes(conn)
-    assert "klx_deal__stage__t" in names and not any(n.startswith("kix_") for n in names)
+    assert "kkx_deal__stage__kt1" in names and not any(n.startswith("kix_") for n in names)
 
 
 def test_sync_indexes_is_idempotent_and_follows_metadata(engine, tmp_path, metadata):
@@ -83,13 +84,13 @@ def test_sync_indexes_is_idempotent_and_follows_metadata(engine, tmp_path, metad
         "entity": "deal", "label": "Deal", "fields": {"name": {"type": "text", "indexed": True},
                                                       "stage": {"type": "integer", "indexed": True}}}}))
     created, dropped = sync_indexes(engine, changed)
-    assert created == ["klx_deal__name__t", "klx_deal__stage__n"]
-    assert "klx_deal__stage__t" in dropped and "kux_company__inn__t" in dropped
+    assert created == ["kkx_deal__name__kt1", "kkx_deal__stage__kn1"]
+    assert "kkx_deal__stage__kt1" in dropped and "kux_company__inn__t" in dropped
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             statistics = set(conn.execute(sa.text(
                 "SELECT stxname FROM pg_statistic_ext WHERE stxrelid = 'records'::regclass")).scalars())
-        assert statistics == {"kst_name__t", "kst_stage__n"}
+        assert statistics == {"kst_key__kt1", "kst_key__kn1"}
 
 
 def test_references_are_checked_and_reverse_lookups_use_links(service):

@@ -24,6 +24,7 @@ from kartoteka.records.model import OPERATORS, Filter, ListQuery, Principal
 from kartoteka.records.pipeline import parse_value
 from kartoteka.storage.database import casefold, fold
 from kartoteka.storage.json_sql import JsonArrayAnyLike, JsonArrayContains, JsonValue
+from kartoteka.storage.keys import key_column
 from kartoteka.storage.tables import records
 
 if TYPE_CHECKING:
@@ -181,10 +182,14 @@ class QueryBuilder:
         return field
 
     def column(self, name: str, field: FieldDef | None) -> sa.ColumnElement[Any]:
-        """The SQL expression of a field, matching its expression index exactly."""
+        """The SQL expression of a field, matching its index exactly: its key column, or its JSON value."""
         if field is None:
             return SYSTEM_COLUMNS[name][1]
-        return _json_value(name, field.value_type.storage)
+        return _field_value(name, field.value_type.storage, key_column(self.entity, field))
+
+    def key(self, field: FieldDef | None) -> str | None:
+        """The key column holding the field's value (storage/keys.py), None for a system column or a JSON value."""
+        return None if field is None else key_column(self.entity, field)
 
     def bind(self, field: FieldDef | None, value: Any) -> object:
         """A typed bind parameter comparable with `column` on this database (for a system column, the value
@@ -264,17 +269,19 @@ class QueryBuilder:
             return None
         _check_filter_values(flt)
         kind = None if field is None else field.value_type.storage
+        key = self.key(field)
         if flt.op == "isnull":
-            return (flt.field, kind, "isnull", self._parse_bool(flt), self.dialect), {}
+            return (flt.field, kind, "isnull", self._parse_bool(flt), self.dialect, key), {}
         if flt.op == "in":
             values = [self._value(flt, field, raw) for raw in _in_values(flt) if str(raw).strip()]
             if not values:
                 return None
-            return (flt.field, kind, "in", None, self.dialect), {param: [self.bound_value(field, v) for v in values]}
+            return ((flt.field, kind, "in", None, self.dialect, key),
+                    {param: [self.bound_value(field, v) for v in values]})
         value = self._value(flt, field, flt.value)
         if flt.op not in ("eq", "ne") and field is not None and kind not in ("number", "text"):
             return None
-        return (flt.field, kind, flt.op, None, self.dialect), {param: self.bound_value(field, value)}
+        return (flt.field, kind, flt.op, None, self.dialect, key), {param: self.bound_value(field, value)}
 
     def _list_clause(self, flt: Filter, field: FieldDef) -> sa.ColumnElement[bool]:
         if flt.op not in ("eq", "contains", "in"):
@@ -372,7 +379,7 @@ class QueryBuilder:
     def order_by(self, sort: str) -> list[sa.ColumnElement[Any]]:
         """ORDER BY the sort key, then id, in the same direction (so one index serves both)."""
         name, descending, field, _ = self.sort_key(sort)
-        return list(_order_by(name, descending, None if field is None else field.value_type.storage))
+        return list(_order_by(name, descending, None if field is None else field.value_type.storage, self.key(field)))
 
     def nulls_first(self, descending: bool) -> bool:
         """Where each database puts NULLs: SQLite first in ascending order, PostgreSQL last."""
@@ -405,13 +412,15 @@ class QueryBuilder:
         name, descending, field, _ = self.sort_key(sort)
         last_value, last_id = decode_cursor(cursor, sort)
         kind = None if field is None else field.value_type.storage
+        key = self.key(field)
         if name == "id" or last_value is None:
-            return (name, descending, kind, "id" if name == "id" else "null", self.dialect), {"cursor_id": last_id}
+            return ((name, descending, kind, "id" if name == "id" else "null", self.dialect, key),
+                    {"cursor_id": last_id})
         try:
             value = self._cursor_python_value(field, name, last_value)
         except (ValueError, TypeError, ArithmeticError):
             raise BadRequest(_malformed_cursor()) from None
-        return (name, descending, kind, "value", self.dialect), {"cursor_id": last_id, "cursor_value": value}
+        return (name, descending, kind, "value", self.dialect, key), {"cursor_id": last_id, "cursor_value": value}
 
     def _cursor_value(self, field: FieldDef | None, name: str, raw: Any) -> Any:
         value = self._cursor_python_value(field, name, raw)
@@ -446,8 +455,8 @@ def _bind_type(kind: str | None, dialect: str) -> Any:
     return sa.String()
 
 
-def _bound_column(name: str, kind: str | None) -> sa.ColumnElement[Any]:
-    return SYSTEM_COLUMNS[name][1] if kind is None else _json_value(name, kind)
+def _bound_column(name: str, kind: str | None, key: str | None) -> sa.ColumnElement[Any]:
+    return SYSTEM_COLUMNS[name][1] if kind is None else _field_value(name, kind, key)
 
 
 def _bound_param(name: str, kind: str | None, dialect: str, param: str, *, expanding: bool = False
@@ -460,8 +469,8 @@ def _bound_param(name: str, kind: str | None, dialect: str, param: str, *, expan
 def bound_filter_clause(shape: tuple[Any, ...], param: str) -> sa.ColumnElement[bool]:
     """The clause `filter_clause` builds for a filter of this shape (see `QueryBuilder.bound_filter`), its value
     the bound parameter `param`: one object per shape, so a statement made of it is built once."""
-    name, kind, op, wanted, dialect = shape
-    column = _bound_column(name, kind)
+    name, kind, op, wanted, dialect, key = shape
+    column = _bound_column(name, kind, key)
     if op == "isnull":
         return column.is_(None) if wanted else column.isnot(None)
     if op == "in":
@@ -479,11 +488,11 @@ def bound_filter_clause(shape: tuple[Any, ...], param: str) -> sa.ColumnElement[
 def bound_after_clause(shape: tuple[Any, ...]) -> sa.ColumnElement[bool]:
     """The clause `QueryBuilder.after` builds for a cursor of this shape (see `QueryBuilder.bound_after`), with the
     bound parameters cursor_id and cursor_value."""
-    name, descending, kind, which, dialect = shape
+    name, descending, kind, which, dialect, key = shape
     later_id = records.c.id < sa.bindparam("cursor_id") if descending else records.c.id > sa.bindparam("cursor_id")
     if which == "id":
         return later_id
-    column = _bound_column(name, kind)
+    column = _bound_column(name, kind, key)
     nulls_first = (dialect == "sqlite") != descending
     if which == "null":
         tie = sa.and_(column.is_(None), later_id)
@@ -496,15 +505,19 @@ def bound_after_clause(shape: tuple[Any, ...]) -> sa.ColumnElement[bool]:
 
 
 @functools.lru_cache(maxsize=1024)
-def _json_value(name: str, kind: str) -> JsonValue:
-    """The expression of a field's value (SQL elements are immutable: one per field name and kind will do)."""
+def _field_value(name: str, kind: str, key: str | None) -> sa.ColumnElement[Any]:
+    """The expression of a field's value: its key column `key` if it has one, else its JSON value (SQL elements are
+    immutable: one per field name, kind and key will do)."""
+    if key is not None:
+        return records.c[key]
     return JsonValue(records.c.data, name, kind)
 
 
 @functools.lru_cache(maxsize=1024)
-def _order_by(name: str, descending: bool, kind: str | None) -> tuple[sa.ColumnElement[Any], ...]:
-    """ORDER BY a field (`kind`: how it is stored) or a system column (None), then id."""
-    column = SYSTEM_COLUMNS[name][1] if kind is None else _json_value(name, kind)
+def _order_by(name: str, descending: bool, kind: str | None, key: str | None = None
+              ) -> tuple[sa.ColumnElement[Any], ...]:
+    """ORDER BY a field (`kind`: how it is stored; `key`: its key column) or a system column (None), then id."""
+    column = SYSTEM_COLUMNS[name][1] if kind is None else _field_value(name, kind, key)
     if name == "id":
         return (records.c.id.desc() if descending else records.c.id.asc(),)
     if descending:

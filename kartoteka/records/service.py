@@ -36,7 +36,7 @@ from kartoteka.records.pipeline import Pipeline, Prepared, is_empty
 from kartoteka.records.query import (
     SYSTEM_COLUMNS,
     QueryBuilder,
-    _json_value,
+    _field_value,
     _order_by,
     bound_after_clause,
     bound_filter_clause,
@@ -54,12 +54,13 @@ from kartoteka.records.scopes import (
     scope_of,
 )
 from kartoteka.storage.indexes import planned_indexes
+from kartoteka.storage.keys import key_columns, key_values
 from kartoteka.storage.reading import reader
-from kartoteka.storage.tables import file_links, files, record_links, records, users
+from kartoteka.storage.tables import RECORD_COLUMNS, file_links, files, record_links, records, users
 
 TITLE_LENGTH = 300
 # Statements of the hot paths are built once; only their parameters change per call.
-_SELECT_ANY = sa.select(records).where(records.c.id == sa.bindparam("record_id"),
+_SELECT_ANY = sa.select(*RECORD_COLUMNS).where(records.c.id == sa.bindparam("record_id"),
                                        records.c.entity == sa.bindparam("entity"))
 _SELECT_LIVE = _SELECT_ANY.where(records.c.deleted_at.is_(None))
 _SELECT_LIVE_LOCKED = _SELECT_LIVE.with_for_update()
@@ -77,8 +78,16 @@ _UPDATE_VALUES = {
 }
 _UPDATE_WHERE = sa.update(records).where(records.c.id == sa.bindparam("record_id"),
                                          records.c.version == sa.bindparam("seen_version"))
-_UPDATE = _UPDATE_WHERE.values(**_UPDATE_VALUES)
-_UPDATE_WITH_OWNER = _UPDATE_WHERE.values(**_UPDATE_VALUES, owner=sa.bindparam("new_owner"))
+
+
+@lru_cache(maxsize=1024)
+def _update_statement(entity: EntityDef, with_owner: bool) -> sa.Update:
+    """The UPDATE of one of the entity's records: its values and its key columns (storage/keys.py), the owner
+    too when `with_owner`; a key column's parameter is its name after "new_" (as key_values gives them)."""
+    keys = {column: sa.bindparam(f"new_{column}", type_=records.c[column].type)
+            for column in key_columns(entity).values()}
+    owner: dict[str, Any] = {"owner": sa.bindparam("new_owner")} if with_owner else {}
+    return _UPDATE_WHERE.values(**_UPDATE_VALUES, **keys, **owner)
 
 
 class _Written(NamedTuple):
@@ -239,6 +248,7 @@ class RecordService:
             inserted = conn.execute(_INSERT, {
                 "entity": entity.name, "data": data, "title": title, "owner": new_owner, "version": 1,
                 "created_at": now, "updated_at": now, "created_by": user.id, "updated_by": user.id, "flags": flags,
+                **key_values(entity, data),
             }).inserted_primary_key
             assert inserted is not None  # a single-row INSERT always has one
             record_id: int = inserted[0]
@@ -293,14 +303,15 @@ class RecordService:
             if not prepared.changed and flags == (row_flags or None):
                 return self._record(entity, row, user, prepared.values)
             title = self._title(entity, prepared.values, system)
+            new_data = self._storage(entity, prepared.values)
             params = {
-                "record_id": record_id, "seen_version": version, "new_data": self._storage(entity, prepared.values),
+                "record_id": record_id, "seen_version": version, "new_data": new_data,
                 "new_title": title, "new_version": version + 1, "new_updated_at": now,
-                "new_updated_by": user.id, "new_flags": flags,
+                "new_updated_by": user.id, "new_flags": flags, **key_values(entity, new_data, "new_"),
             }
             if new_owner != row_owner:
                 params["new_owner"] = new_owner
-            if conn.execute(_UPDATE_WITH_OWNER if new_owner != row_owner else _UPDATE, params).rowcount != 1:
+            if conn.execute(_update_statement(entity, new_owner != row_owner), params).rowcount != 1:
                 raise Conflict(Message("record.changed_while_saving", "{what} #{id} was changed while saving. "
                                        "Reload it and try again.", what=entity.label, id=record_id))
             result = _Written(record_id, version + 1, title, new_owner, created_at, self._stored_moment(now),
@@ -645,7 +656,7 @@ class RecordService:
                 page_where = list(where)
                 if query.cursor:
                     page_where.append(builder.after(sort, query.cursor))
-                statement = (sa.select(records, sort_column.label("sort_value")).where(*page_where)
+                statement = (sa.select(*RECORD_COLUMNS, sort_column.label("sort_value")).where(*page_where)
                              .order_by(*builder.order_by(sort)).limit(limit + 1))
                 rows = conn.execute(statement).all()
                 total = conn.execute(sa.select(sa.func.count()).select_from(records).where(*where)).scalar() \
@@ -680,7 +691,7 @@ class RecordService:
             cursor, values = builder.bound_after(sort, query.cursor)
             params.update(values)
         name, descending, field, _ = builder.sort_key(sort)
-        sort_shape = (name, descending, None if field is None else field.value_type.storage)
+        sort_shape = (name, descending, None if field is None else field.value_type.storage, builder.key(field))
         return (shape.entity, shape.kind, tuple(filters), sort_shape, cursor), params
 
     def list_where(self, entity: EntityDef, user: Principal, query: ListQuery,
@@ -736,13 +747,14 @@ def _count_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
 def _list_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
     """A page of a list of this shape (see `RecordService._bound_list`), built once: its values, the limit among
     them, are bound parameters. The statement `list` otherwise builds per call."""
-    entity_name, kind, filters, (name, descending, sort_kind), cursor = shape
-    column = SYSTEM_COLUMNS[name][1] if sort_kind is None else _json_value(name, sort_kind)
+    entity_name, kind, filters, (name, descending, sort_kind, sort_key), cursor = shape
+    column = SYSTEM_COLUMNS[name][1] if sort_kind is None else _field_value(name, sort_kind, sort_key)
     where = _bound_where(entity_name, kind, filters)
     if cursor is not None:
         where.append(bound_after_clause(cursor))
-    return (sa.select(records, column.label("sort_value")).where(*where)
-            .order_by(*_order_by(name, descending, sort_kind)).limit(sa.bindparam("limit", type_=sa.Integer())))
+    return (sa.select(*RECORD_COLUMNS, column.label("sort_value")).where(*where)
+            .order_by(*_order_by(name, descending, sort_kind, sort_key))
+            .limit(sa.bindparam("limit", type_=sa.Integer())))
 
 
 # (names of the fields read, (name, multiple, read) of those whose stored value is not the value itself).
@@ -801,12 +813,13 @@ def _typed(readers: _Readers, data: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-# The columns of `records` in the order a row of select(records) holds them: a listed row is read by position
+# The columns of `records` in the order a row of select(*RECORD_COLUMNS) holds them: a listed row is read by position
 # (a Row's attribute access by name cost about 0.3 µs per column, 3 µs of a row's 13).
 _COLUMNS = ("id", "entity", "data", "title", "owner", "version", "created_at", "updated_at", "created_by",
             "updated_by", "deleted_at", "flags")
-if tuple(records.c.keys()) != _COLUMNS:  # pragma: no cover - guards the unpacking below against a schema change
-    raise RuntimeError(f"records' columns changed: {tuple(records.c.keys())}; update _COLUMNS and _stored_record")
+if tuple(c.name for c in RECORD_COLUMNS) != _COLUMNS:  # pragma: no cover - guards the unpacking below
+    raise RuntimeError(f"records' columns changed: {[c.name for c in RECORD_COLUMNS]}; update _COLUMNS and "
+                       "_stored_record")
 _WIDTH = len(_COLUMNS)
 
 

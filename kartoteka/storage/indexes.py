@@ -12,31 +12,46 @@ from sqlalchemy.dialects import postgresql
 from kartoteka.errors import IndexBuildError
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.storage.json_sql import JsonValue
+from kartoteka.storage.keys import key_columns
 from kartoteka.storage.tables import records
 
 # kix_: plain indexes of earlier versions (on every row of the entity, deleted ones too); found to be dropped.
-PREFIXES = ("kix_", "klx_", "kux_")
+# klx_/kux_: on a field's JSON expression; kkx_: on the key column holding the field's value (storage/keys.py).
+PREFIXES = ("kix_", "klx_", "kux_", "kkx_")
 
 
 @dataclass(frozen=True)
 class IndexPlan:
-    """One index the metadata asks for."""
+    """One index the metadata asks for: on the field's key column when it has one, else on its JSON expression."""
 
     name: str
     entity: str
     field: str
     unique: bool
+    column: str | None = None
 
     def build(self, field: FieldDef) -> sa.Index:
         """The SQLAlchemy Index: partial on the entity's live rows (what lists, counts and unique checks read)."""
-        expr = JsonValue(records.c.data, field.name, storage_kind(field))
+        expr = records.c[self.column] if self.column else JsonValue(records.c.data, field.name, storage_kind(field))
         # Live rows only: a count over a filtered list then reads the index alone, not each row's deleted_at
         # (SQLite, 2,500 of 10,000 deals: 0.35 ms against 1.3).
-        where = sa.and_(records.c.entity == sa.literal(self.entity, literal_execute=True),
-                        records.c.deleted_at.is_(None))
+        where = _entity_rows(self.entity, live=True)
         if self.unique:
             return sa.Index(self.name, expr, unique=True, postgresql_where=where, sqlite_where=where)
         return sa.Index(self.name, expr, records.c.id, postgresql_where=where, sqlite_where=where)
+
+    def fill(self, field: FieldDef) -> sa.Update:
+        """The key column's values of every record of the entity (deleted ones too), from their JSON."""
+        if self.column is None:
+            raise ValueError(f"index {self.name} is not on a key column")
+        value = JsonValue(records.c.data, field.name, storage_kind(field))
+        return sa.update(records).where(_entity_rows(self.entity, live=False)).values({self.column: value})
+
+
+def _entity_rows(entity: str, *, live: bool) -> sa.ColumnElement[bool]:
+    # The entity as a literal, as lists write it: the planner matches a partial index's WHERE only so.
+    same = records.c.entity == sa.literal(entity, literal_execute=True)
+    return sa.and_(same, records.c.deleted_at.is_(None)) if live else same
 
 
 def storage_kind(field: FieldDef) -> str:
@@ -57,11 +72,19 @@ def planned_indexes(metadata: Metadata) -> dict[str, tuple[IndexPlan, FieldDef]]
     """Every index the metadata asks for, by name."""
     plans: dict[str, tuple[IndexPlan, FieldDef]] = {}
     for entity in metadata.entities.values():
+        keys = key_columns(entity)
         for field in _indexed(entity):
-            prefix = "kux_" if field.unique else "klx_"
-            # The kind is part of the name so that a changed field type rebuilds its index.
-            name = index_name(prefix, entity.name, f"{field.name}__{storage_kind(field)[0]}")
-            plan = IndexPlan(name, entity.name, field.name, field.unique)
+            column = keys.get(field.name)
+            if column is not None:
+                # The column is part of the name: a field given another column gets a new index, and that column
+                # is filled for it (sync_indexes).
+                plan = IndexPlan(index_name("kkx_", entity.name, f"{field.name}__{column}"), entity.name, field.name,
+                                 unique=False, column=column)
+            else:
+                prefix = "kux_" if field.unique else "klx_"
+                # The kind is part of the name so that a changed field type rebuilds its index.
+                name = index_name(prefix, entity.name, f"{field.name}__{storage_kind(field)[0]}")
+                plan = IndexPlan(name, entity.name, field.name, field.unique)
             plans[plan.name] = (plan, field)
     return plans
 
@@ -93,6 +116,10 @@ def planned_statistics(metadata: Metadata) -> dict[str, str]:
     dialect = postgresql.dialect()
     plans = {}
     for plan, field in planned_indexes(metadata).values():
+        if plan.column is not None:
+            # A key column holds several cards' fields: its values depend on the entity.
+            plans[f"kst_key__{plan.column}"] = f"entity, {plan.column}"
+            continue
         kind = storage_kind(field)
         expression = JsonValue(sa.column("data"), plan.field, kind).compile(dialect=dialect)
         plans[f"kst_{plan.field}__{kind[0]}"] = str(expression)
@@ -117,7 +144,8 @@ def _sync_statistics(engine: sa.Engine, metadata: Metadata) -> None:
 
 
 def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list[str]]:
-    """Create missing and drop obsolete metadata indexes; returns (created, dropped) names.
+    """Create missing and drop obsolete metadata indexes, filling the key columns they are on; returns (created,
+    dropped) names.
 
     A unique index that cannot be built because stored values already repeat raises IntegrityError
     naming the index; the data must be cleaned up first.
@@ -135,6 +163,8 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
             continue
         try:
             with engine.begin() as connection:
+                if plan.column is not None:  # the column's values first, in the same transaction: never an index
+                    connection.execute(plan.fill(field))  # over a column not yet filled
                 # IF NOT EXISTS: another process starting on the same database (a second worker, a command beside
                 # a running app) may have built it since `existing` was read; that is no failure.
                 connection.execute(sa.schema.CreateIndex(plan.build(field), if_not_exists=True))

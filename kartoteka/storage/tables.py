@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from kartoteka.storage.keys import KEY_COLUMNS, NUMBER_KEYS, TEXT_KEYS
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -17,7 +19,11 @@ metadata = sa.MetaData(
 # SQLite needs INTEGER PRIMARY KEY to autoincrement (rowid alias); PostgreSQL gets a bigint identity.
 Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 Json = sa.JSON().with_variant(JSONB(), "postgresql")
+FlagsJson = sa.JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Timestamp = sa.DateTime(timezone=True)
+# The types of the key columns: those the JSON expressions they stand for have (storage/json_sql.py JsonValue).
+KeyText = sa.String()
+KeyNumber = sa.Numeric()
 
 users = sa.Table(
     "users", metadata,
@@ -61,12 +67,19 @@ records = sa.Table(
     sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("updated_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Column("deleted_at", Timestamp),
-    # Checks over fields the saving user could not see, which the saved values break (their sources).
-    sa.Column("flags", Json),
+    # Checks over fields the saving user could not see, which the saved values break (their sources). None is SQL
+    # NULL, not JSON null: a listed row then reads nothing to decode (rows written before hold 'null', read alike).
+    sa.Column("flags", FlagsJson),
+    # Key columns: copies of indexed fields' values that lists filter, sort and count by (storage/keys.py).
+    *(sa.Column(name, KeyText) for name in TEXT_KEYS),
+    *(sa.Column(name, KeyNumber) for name in NUMBER_KEYS),
     sa.Index("ix_records_entity_id", "entity", "id"),
     sa.Index("ix_records_entity_updated_at", "entity", "updated_at"),
     sa.Index("ix_records_entity_owner", "entity", "owner"),
 )
+
+# The columns a record is read with: all but the key columns, which only lists' SQL reads.
+RECORD_COLUMNS = tuple(c for c in records.c if c.name not in KEY_COLUMNS)
 
 # One row per reference value, so "which deals point at this company" is an index lookup.
 record_links = sa.Table(
