@@ -352,6 +352,10 @@ class FormRows:
 
     def render(self, view: FieldView, url_root: str = "") -> Markup:
         """The row of `view`: its compiled shape with the form's texts filled in."""
+        return Markup(self.html(view, url_root))  # noqa: S704  (the macros' output, holes escaped)
+
+    def html(self, view: FieldView, url_root: str = "") -> str:
+        """The row of `view` as HTML text (what `render` marks safe; a form's rows are joined before that)."""
         if len(view.items) > MAX_COMPILED_ITEMS and not view.items_keyed:
             return self.render_directly(view)
         key = (id(view.f), view.language, url_root, view.shape())
@@ -368,7 +372,7 @@ class FormRows:
         if pieces is None:  # the metadata itself holds a NUL: no holes can be told apart, render directly
             return self.render_directly(view)
         # The literals are the macros' own (escaped) output and every hole is escaped here.
-        row = Markup("".join([p if p.__class__ is str else escaped(p.get(view)) for p in pieces]))  # type: ignore[union-attr]  # noqa: S704
+        row = "".join([p if p.__class__ is str else escaped(p.get(view)) for p in pieces])  # type: ignore[union-attr]
         if self.verify:
             direct = self.render_directly(view, self.app_env)
             if row != direct:
@@ -410,8 +414,8 @@ def init_form_rows(app: Flask) -> None:
     def form_rows(form: Any, fields: Iterable[FieldDef]) -> Markup:
         """The rows of `fields` (a group's) of the CardForm `form`, one after another."""
         rows.refresh()
-        # Each row is Markup already: joined as text, not escaped again one by one.
-        return Markup("".join([rows.render(form.view(f.name, _download_url), form.url_root) for f in fields]))  # noqa: S704
+        # Each row is the macros' output with its holes escaped: joined as text, marked safe once.
+        return Markup("".join([rows.html(form.view(f.name, _download_url), form.url_root) for f in fields]))  # noqa: S704
 
     app.jinja_env.globals["form_rows"] = form_rows
     app.extensions["kartoteka.form_rows"] = rows
