@@ -12,7 +12,8 @@ import pytest
 from jinja2 import DictLoader, Environment, FileSystemLoader
 
 from kartoteka.records.model import SYSTEM
-from kartoteka.web.formrows import MAX_ROWS, FieldView, FormRows, HoleMisused, consent_given, offered
+from kartoteka.web.fieldview import consent_given, offered
+from kartoteka.web.formrows import MAX_ROWS, FieldView, FormRows, HoleMisused
 from tests.test_web import sign_in
 
 DEALS = [

@@ -14,8 +14,8 @@ from kartoteka.messages import translate
 from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef, Group, Tab
 from kartoteka.records.model import FormState, Principal, Record
+from kartoteka.web.fieldview import FieldView, Item, consent_given
 from kartoteka.web.formatting import format_value
-from kartoteka.web.formrows import FieldView, Item, consent_given
 
 
 def widget_for(field_def: FieldDef) -> str:

@@ -245,7 +245,7 @@ class FormPages:
             return skeleton.hole(lambda _: request.full_path.rstrip("?"))
 
         user = _UserSkeleton(g.user.roles, skeleton)
-        page_context = {name: _Unavailable(name) for name in PER_REQUEST}
+        page_context: dict[str, Any] = {name: _Unavailable(name) for name in PER_REQUEST}
         page_context.update(
             context, **nav, form=_FormSkeleton(form, skeleton), form_rows=form_rows, csrf_token=csrf_token,
             here=here, g=_GSkeleton(g.language, user), get_flashed_messages=lambda **_: [])

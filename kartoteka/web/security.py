@@ -107,7 +107,7 @@ def escaped(value: Any) -> str:
         if "&" in value or "<" in value or ">" in value or '"' in value or "'" in value:
             return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&#34;")
                     .replace("'", "&#39;"))
-        return value  # type: ignore[no-any-return]
+        return value
     if value.__class__ is Markup:  # safe already (a compiled row)
-        return value  # type: ignore[no-any-return]
+        return value
     return str(escape(value))
