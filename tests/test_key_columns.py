@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.loader import load_metadata
 from kartoteka.records import query as query_module
-from kartoteka.records.model import SYSTEM, Filter, ListQuery
+from kartoteka.records.model import SYSTEM, Filter, ListQuery, Principal
 from kartoteka.records.query import count_records
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import read_engine
@@ -200,3 +200,51 @@ def test_fields_beyond_the_key_columns_keep_json_indexes(engine, tmp_path, clock
     assert [r["t11"] for r in page.items] == ["y3", "y1"]
     page = service.list("wide", SYSTEM, ListQuery(filters=(Filter("n05", "lte", "3"),), sort="t11"))
     assert [r["n06"] for r in page.items] == [2, 3, 4]
+
+
+def _scoped(tmp_path, fields):
+    roles = {"roles": {"admin": {"label": "Admin"}, "rep": {"label": "Rep"}},
+             "permissions": {"rep": {"deal": {"create": "own", "read": "own", "update": "own", "delete": "none"}}}}
+    return load_metadata(write_config(tmp_path, {"deal": {"entity": "deal", "label": "Deal", "fields": fields},
+                                                 "note": {"entity": "note", "label": "Note", "fields": {
+                                                     "text": {"type": "text", "indexed": True}}}}, roles),
+                         ParseContext())
+
+
+def test_an_entity_read_in_own_scope_gets_an_owner_index_over_its_key_columns(engine, tmp_path, clock):
+    metadata = _scoped(tmp_path / "a", _fields(amount={"type": "money", "currency": "RUB", "indexed": True}))
+    created, _ = sync_indexes(engine, metadata)
+    # Only the deal: no role reads notes in a narrower scope than all.
+    assert [n for n in created if n.startswith("kox_")] == ["kox_deal__owner_entity_kt1_kn1"]
+    service = RecordService(metadata, engine, clock, ParseContext())
+    with engine.begin() as conn:
+        rep = Principal(_user(conn, "rep1"), "rep1", frozenset({"rep"}))
+        other = Principal(_user(conn, "rep2"), "rep2", frozenset({"rep"}))
+    for i in range(12):
+        service.create("deal", {"name": f"D{i}", "stage": "won" if i % 3 else "new", "amount": str(i)},
+                       rep if i % 2 else other)
+    query = ListQuery(filters=(Filter("stage", "eq", "won"),), sort="-amount")
+    assert [r["name"] for r in service.list("deal", rep, query).items] == ["D11", "D7", "D5", "D1"]
+    assert count_records(service, "deal", rep, query) == count_records(service, "deal", rep, query, cap=None)
+    assert count_records(service, "deal", rep, query).count == 4
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            conn.execute(sa.text("ANALYZE records"))
+            conn.execute(sa.text("SET enable_seqscan = off"))
+            conn.execute(sa.text("SET enable_bitmapscan = off"))
+            sql = ("SELECT count(*) FROM records WHERE entity = 'deal' AND deleted_at IS NULL "
+                   f"AND owner = {rep.id} AND kt1 = 'won'")
+            plan = " ".join(str(r) for r in conn.execute(sa.text("EXPLAIN " + sql)))
+        assert "Index Only Scan using kox_deal__owner_entity_kt1_kn1" in plan, plan
+    # A new key column rebuilds it.
+    fields = _fields(amount={"type": "money", "currency": "RUB", "indexed": True},
+                     name={"type": "text", "indexed": True})
+    created, dropped = sync_indexes(engine, _scoped(tmp_path / "b", fields))
+    assert "kox_deal__owner_entity_kt1_kn1" in dropped and "kox_deal__owner_entity_kt1_kt2_kn1" in created
+
+
+def _user(conn, username):
+    from kartoteka.storage.tables import users
+
+    return conn.execute(sa.insert(users).values(username=username, display_name=username, roles=["rep"],
+                                                created_at=sa.func.now()).returning(users.c.id)).scalar_one()

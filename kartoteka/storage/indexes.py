@@ -16,8 +16,9 @@ from kartoteka.storage.keys import key_columns
 from kartoteka.storage.tables import records
 
 # kix_: plain indexes of earlier versions (on every row of the entity, deleted ones too); found to be dropped.
-# klx_/kux_: on a field's JSON expression; kkx_: on the key column holding the field's value (storage/keys.py).
-PREFIXES = ("kix_", "klx_", "kux_", "kkx_")
+# klx_/kux_: on a field's JSON expression; kkx_: on the key column holding the field's value (storage/keys.py);
+# kox_: an entity's records by owner with their key columns (owner_indexes).
+PREFIXES = ("kix_", "klx_", "kux_", "kkx_", "kox_")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,33 @@ def planned_indexes(metadata: Metadata) -> dict[str, tuple[IndexPlan, FieldDef]]
     return plans
 
 
+def owner_indexes(metadata: Metadata) -> dict[str, sa.Index]:
+    """Per entity that some role reads in an own or department scope: its live records by owner, with their key
+    columns, by name.
+
+    Such a role's lists and counts read the records of one owner (or a department's owners) among every other's.
+    Without this index they find them by the (entity, owner) index and read each row for its filter (PostgreSQL,
+    a sales rep's capped count over 10,000 of 100,000 deals: 11-20 ms, 6,000 heap pages); with it the index answers
+    the owner and the filters on key columns alone (an index-only scan on PostgreSQL, a covering index on SQLite).
+    The columns are part of the name: when the entity's key columns change the index is rebuilt. The entity comes
+    second though every row of the index has the same: SQLite takes an index whose leading columns the query pins
+    down by equality over its own (entity, owner) index, as it does not weigh a covering index's saving otherwise
+    (a rep's capped count, 10,000 deals: 0.12 ms against 0.84).
+    """
+    roles = metadata.permissions.grants.keys()
+    indexes = {}
+    for entity in metadata.entities.values():
+        columns = tuple(key_columns(entity).values())
+        scopes = {metadata.permissions.scope([role], entity.name, "read") for role in roles}
+        if not columns or not scopes & {"own", "department"}:
+            continue
+        name = index_name("kox_", entity.name, "_".join(("owner", "entity", *columns)))
+        where = _entity_rows(entity.name, live=True)
+        indexes[name] = sa.Index(name, records.c.owner, records.c.entity, *(records.c[c] for c in columns),
+                                 records.c.id, postgresql_where=where, sqlite_where=where)
+    return indexes
+
+
 def _indexed(entity: EntityDef) -> Iterable[FieldDef]:
     return (f for f in entity.indexed_fields if storage_kind(f) != "json")
 
@@ -151,10 +179,11 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
     naming the index; the data must be cleaned up first.
     """
     plans = planned_indexes(metadata)
+    by_owner = owner_indexes(metadata)
     created, dropped = [], []
     with engine.begin() as connection:
         existing = existing_indexes(connection)
-        for name in sorted(existing - plans.keys()):
+        for name in sorted(existing - plans.keys() - by_owner.keys()):
             connection.execute(sa.schema.DropIndex(sa.Index(name)))
             dropped.append(name)
     failures = []
@@ -176,6 +205,11 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
                             "Fix those records, or the field's type or unique flag, and run `kartoteka init` again.")
             continue
         created.append(name)
+    for name, index in sorted(by_owner.items()):  # after the key columns they hold are filled
+        if name not in existing:
+            with engine.begin() as connection:
+                connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+            created.append(name)
     _sync_statistics(engine, metadata)
     if failures:
         raise IndexBuildError("\n".join(failures))
