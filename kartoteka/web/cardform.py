@@ -131,10 +131,14 @@ class CardForm:
     def view(self, name: str, download_url: Callable[[str], str] | None = None) -> FieldView:
         """The field as its form row's macros read it (see kartoteka.web.formrows)."""
         f = self.entity.fields[name]
-        kind = _ITEMS[f.type.form_items] if f.type.form_items else None
-        items = kind.items(self, f, download_url) if kind else ()
-        return FieldView(self, f, items, items_keyed=kind.keyed if kind else False,
-                         consent_given=consent_given(self.value(name)), errors=self.errors(name))
+        form_items = f.type.form_items
+        if form_items:
+            kind = _ITEMS[form_items]
+            items, keyed = kind.items(self, f, download_url), kind.keyed
+        else:
+            items, keyed = (), False
+        return FieldView(self, f, items, items_keyed=keyed, consent_given=consent_given(self.state.values.get(name)),
+                         errors=self.errors(name))
 
     def fields_with_errors(self) -> list[tuple[FieldDef, list[str]]]:
         """Fields shown to the user that carry messages, in form order (for the error summary)."""

@@ -63,23 +63,26 @@ class FieldView:
 
     def __init__(self, form: Any, f: FieldDef, items: tuple[Item, ...], *, items_keyed: bool = False,
                  consent_given: bool = False, errors: list[str]) -> None:
+        name = f.name
         self.f = f
         self.form = form
         self.language: str = form.language
-        self.required: bool = form.required(f.name)
-        self.read_only: bool = form.read_only(f.name)
+        self.required: bool = form.required(name)
+        self.read_only: bool = form.read_only(name)
         self.invalid = bool(errors)
-        self.shown: bool = form.shown(f.name)
-        self.editable = f.name in form.editable
-        self.has_theirs = f.name in form.theirs
+        self.shown: bool = form.shown(name)
+        self.editable = name in form.editable
+        self.has_theirs = name in form.theirs
         self.items = items
         self.items_keyed = items_keyed  # the items are the same for many forms (users to choose): in the shape
         self.consent_given = consent_given
         # Options chosen (only those the field offers, so a crafted post cannot add shapes) are part of the
         # shape: a select's options are then written once per choice, not filled in option by option.
-        chosen: set[str] = form.chosen(f.name) if f.options else _NONE_CHOSEN
-        self.choice = offered(f).intersection(chosen) if chosen else _NO_CHOICE
-        self.one_chosen = len(chosen) == 1
+        if f.options and (chosen := form.chosen(name)):
+            self.choice = offered(f).intersection(chosen)
+            self.one_chosen = len(chosen) == 1
+        else:
+            self.choice, self.one_chosen = _NO_CHOICE, False
         self._errors = errors
         self._text: str | None = None
 
@@ -168,7 +171,6 @@ def consent_given(value: Any) -> bool:
 
 
 _SCALARS = frozenset({str, int, float, bool, Decimal, date, datetime, list})
-_NONE_CHOSEN: set[str] = set()
 _NO_CHOICE: frozenset[str] = frozenset()
 _OFFERED: dict[int, tuple[FieldDef, frozenset[str]]] = {}
 
