@@ -49,7 +49,7 @@ def test_new_forms_of_every_shipped_card_are_compiled_and_match_the_template(app
 
 
 def test_roles_departments_and_languages_each_get_their_own_page(app, client, service, make_user):
-    """An administrator, a finance user (the deal's department layout, no owner select) and a Russian reader."""
+    """An administrator, a finance user (the deal's layout for their department) and a Russian reader."""
     deal = service.create("deal", {"name": "Big deal", "stage": "new", "company": _company(service).id}, SYSTEM)
     pages = {}
     for username, roles, department, language in (("anna", ["admin"], None, "en"),
