@@ -12,13 +12,14 @@ from __future__ import annotations
 import dataclasses
 import random
 import string
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import Any
 
 import pytest
 
 from kartoteka.messages import Message
+from kartoteka.metadata.expressions import Clock, compile_expression
 from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
 from kartoteka.metadata.loader import load_metadata
 from kartoteka.metadata.model import FieldDef, Option
@@ -34,6 +35,7 @@ from kartoteka.metadata.types.scalar import (
 )
 from kartoteka.records import pipeline
 from kartoteka.records.access import editable_fields, viewable_fields
+from kartoteka.records.model import SYSTEM
 from tests.conftest import write_config
 from tests.test_email_parse import PIECES, _shaped
 from tests.test_save_plan_equivalence import USERS
@@ -354,3 +356,47 @@ def test_fields_left_out_of_the_constraints_never_have_a_message(shipped_metadat
             assert entry_field is field and multiple == field.multiple
             assert (check is None) == (field.value_type.checker(field) is None)
             assert (missing is not None) == may_be_required
+
+
+def _conditions_of_saves(metadata: Any) -> list[Any]:
+    """(visible, required, errors) of saves setting each option of each select of every shipped card."""
+    clock = Clock(lambda: datetime(2026, 3, 2, 10, tzinfo=UTC))
+    outcomes = []
+    for entity in metadata.entities.values():
+        run = pipeline.Pipeline(entity, clock, CTX).run
+        system = {"id": None, "owner": None, "created_at": clock.now(), "updated_at": clock.now()}
+        for name, field in entity.fields.items():
+            for option in field.options if field.type.name == "select" else ():
+                prepared = run({name: option.value}, None, SYSTEM, system)
+                outcomes.append((entity.name, name, option.value, prepared.visible, prepared.required,
+                                 prepared.errors))
+    return outcomes
+
+
+def _clear_plans() -> None:
+    for cached in (pipeline._plan, pipeline._inputs, pipeline._unconditional_conditions):
+        cached.cache_clear()
+
+
+def test_a_required_if_that_is_the_visible_if_is_not_evaluated_again(shipped_metadata, monkeypatch):
+    shared = [(entity.name, name) for entity in shipped_metadata.entities.values()
+              for name, *_, as_shown in pipeline._plan(entity).conditions if as_shown]
+    assert ("deal", "lost_reason") in shared  # the shipped cards do use the shortcut
+    shortcut = _conditions_of_saves(shipped_metadata)
+    _clear_plans()
+    monkeypatch.setattr(pipeline, "_same_condition", lambda first, second: False)
+    try:
+        assert _conditions_of_saves(shipped_metadata) == shortcut
+    finally:
+        _clear_plans()  # the plans built without the shortcut go with the monkeypatch
+
+
+def test_conditions_calling_functions_are_evaluated_each_time():
+    source = "days_between(today(), close_date) > 0"
+    known = ["stage", "close_date"]
+    first, second = compile_expression(source, known), compile_expression(source, known)
+    assert first.functions and not pipeline._same_condition(first, second)
+    plain = compile_expression("stage == 'lost'", known)
+    assert pipeline._same_condition(plain, compile_expression("stage == 'lost'", known))
+    assert not pipeline._same_condition(plain, compile_expression("stage == 'won'", known))
+    assert not pipeline._same_condition(plain, None) and not pipeline._same_condition(None, None)

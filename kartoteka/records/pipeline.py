@@ -27,15 +27,20 @@ from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
 
 RECORD_ERRORS = "_record"
+_NONE: frozenset[str] = frozenset()
 UNKNOWN_FIELD = Message("unknown_field", "Unknown field.")
 FORBIDDEN = Message("field.forbidden", "You may not change this field.")
 READ_ONLY = Message("read_only", "Is read-only.")
 
 
+# The types whose empty values are empty (isinstance with a tuple: `str | list` would build a union at each call).
+_SIZED = (str, list)
+
+
 def is_empty(value: Any) -> bool:
     """None, '' and [] are empty; False and 0 are values."""
     # Not `value == ""`: comparing a Decimal or a date with a str or a list costs 1-2 µs, for every field of a save.
-    return value is None or (isinstance(value, str | list) and not value)
+    return value is None or (isinstance(value, _SIZED) and not value)
 
 
 @dataclass
@@ -146,7 +151,7 @@ class Pipeline:
         base = dict(stored) if stored is not None else self.defaults()
         prepared = Prepared(values=base, changed=set())
         viewable = viewable_fields(entity, user)
-        locked = self._locked(stored, system) if stored is not None else set()
+        locked = self._locked(stored, system) if stored is not None and self.plan.locked_if else _NONE
         stamps: dict[bool, Stamp] = {}  # made for the first value whose type settles with one (consent)
         ctx = self.ctx
         # What each field this user may be sent takes (see _inputs), worked out once per kind of user.
@@ -190,17 +195,19 @@ class Pipeline:
                 prepared.changed.add(name)
             base[name] = value
         evaluator = Evaluator(_Names(base, system), self.clock)
+        fixed = _unconditional_conditions(entity, user.department)
         formula_errors = self._formulas(prepared, evaluator, stored)
-        self._conditions(prepared, evaluator, user)
+        self._conditions(prepared, evaluator, user, fixed)
         # Emptying a hidden field may hide or change others: repeat until nothing more is emptied (each
         # round empties at least one field, so this ends).
         while self._empty_hidden(prepared, stored):
             formula_errors = self._formulas(prepared, evaluator, stored)
-            self._conditions(prepared, evaluator, user)
+            self._conditions(prepared, evaluator, user, fixed)
         for name, message in formula_errors.items():
             prepared.error(name, message)
         self._constraints(prepared)
-        self._validations(prepared, evaluator, viewable, creating=stored is None, flagged=flagged)
+        if entity.validations:
+            self._validations(prepared, evaluator, viewable, creating=stored is None, flagged=flagged)
         if prepared.errors:
             prepared.hide_unseen(entity.fields.keys() - viewable)
         if prepared.errors:
@@ -223,8 +230,6 @@ class Pipeline:
     def _locked(self, stored: Mapping[str, Any], system: Mapping[str, Any]) -> set[str]:
         # read_only_if looks at the record as stored: a locked field stays locked for this save.
         conditional = self.plan.locked_if
-        if not conditional:
-            return set()
         evaluator = Evaluator(_Names(stored, system), self.clock)
         return {f.name for f in conditional if f.read_only_if is not None and evaluator.condition(f.read_only_if)}
 
@@ -285,10 +290,6 @@ class Pipeline:
 
     def _sections(self, prepared: Prepared, evaluator: Evaluator, user: Principal) -> Mapping[str, bool]:
         """Visibility of the tabs and groups of the user's layout; returns each placed field's section's."""
-        fixed = _unconditional_sections(self.entity, user.department)
-        if fixed is not None:  # no tab or group has a visible_if: the same for every save
-            prepared.sections.update(fixed[0])
-            return fixed[1]
         placed: dict[str, bool] = {}
         for t, tab in enumerate(self.entity.layout_for(user.department).tabs):
             tab_shown = tab.visible_if is None or evaluator.condition(tab.visible_if)
@@ -299,26 +300,33 @@ class Pipeline:
                 placed.update(dict.fromkeys(group.fields, shown))
         return placed
 
-    def _conditions(self, prepared: Prepared, evaluator: Evaluator, user: Principal) -> None:
-        # A field in a hidden tab or group is hidden too, so it is not required either.
-        section_shown = self._sections(prepared, evaluator, user)
+    def _conditions(self, prepared: Prepared, evaluator: Evaluator, user: Principal, fixed: _Unconditional | None
+                    ) -> None:
+        """Visibility, requiredness and read-only state of every field (and section) for this save's values.
+
+        `fixed` is _unconditional_conditions of the user's department, looked up once per save."""
         hidden, visible, required, read_only = (prepared.condition_hidden, prepared.visible, prepared.required,
                                                 prepared.read_only)
         hidden.clear()
         condition = evaluator.condition
-        conditions = self.plan.conditions
-        fixed = _unconditional_conditions(self.entity, user.department)
-        if fixed is not None:  # sections without conditions: fields without any are the same for every save
-            visible.update(fixed[0])  # every field, in order; those with conditions are set below
-            required.update(fixed[1])
-            read_only.update(fixed[2])
-            conditions = fixed[3]
-        for name, visible_if, always_required, required_if, always_read_only, read_only_if in conditions:
+        if fixed is None:
+            # A field in a hidden tab or group is hidden too, so it is not required either.
+            section_shown = self._sections(prepared, evaluator, user)
+            conditions = self.plan.conditions
+        else:  # sections without conditions: fields without any are the same for every save
+            sections, section_shown, fixed_visible, fixed_required, fixed_read_only, conditions = fixed
+            prepared.sections.update(sections)
+            visible.update(fixed_visible)  # every field, in order; those with conditions are set below
+            required.update(fixed_required)
+            read_only.update(fixed_read_only)
+        for name, visible_if, always_required, required_if, always_read_only, read_only_if, as_shown in conditions:
             own = visible_if is None or condition(visible_if)
             if not own:
                 hidden.add(name)
             shown = visible[name] = section_shown.get(name, True) and own
-            required[name] = shown and (always_required or (required_if is not None and condition(required_if)))
+            # A required_if that is the visible_if holds where the field is shown (shown implies own).
+            required[name] = shown and (always_required or as_shown or (required_if is not None
+                                                                         and condition(required_if)))
             read_only[name] = always_read_only or (read_only_if is not None and condition(read_only_if))
 
     def _constraints(self, prepared: Prepared) -> None:
@@ -330,12 +338,13 @@ class Pipeline:
             if missing is not None and required[name] and missing(value):
                 prepared.error(name, field.type.required_message)
                 continue
-            if value is None or (isinstance(value, str | list) and not value):  # is_empty, inlined: every field
+            if value is None or (isinstance(value, _SIZED) and not value):  # is_empty, inlined: every field
                 continue
             if not multiple:
                 if check is not None:
-                    for message in check(value, field):
-                        prepared.error(name, message)
+                    problems = check(value, field)
+                    if problems:
+                        errors.setdefault(name, []).extend(problems)  # prepared.error of each
                 continue
             value_type = field.value_type
             for item in value:
@@ -372,14 +381,24 @@ class Pipeline:
             prepared.error(target, problem)
 
 
+_Condition = tuple[str, Any, bool, Any, bool, Any, bool]
+
+
+def _same_condition(first: CompiledExpression | None, second: CompiledExpression | None) -> bool:
+    """True when both are one condition: compiled from the same source, calling no function (today() may move)."""
+    return first is not None and second is not None and first == second and not first.functions \
+        and first.program is not None and second.program is not None
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What every save of one entity looks up in its metadata, gathered once (see `_plan`)."""
 
     defaults: dict[str, Any]  # copied per new record (never handed out itself)
     list_defaults: tuple[str, ...]  # fields whose default is a list: each record gets a copy
-    # (name, visible_if, required, required_if, read_only or formula, read_only_if) of every field, in order.
-    conditions: tuple[tuple[str, Any, bool, Any, bool, Any], ...]
+    # (name, visible_if, required, required_if, read_only or formula, read_only_if, required_if is the visible_if)
+    # of every field, in order.
+    conditions: tuple[_Condition, ...]
     # (name, field, its value type's checker (None: nothing to check), its type's missing (None: never required),
     # multiple) of the fields, in order, that may have something to check: the others never have a message.
     constraints: tuple[tuple[str, FieldDef, Callable[[Any, FieldDef], list[str]] | None,
@@ -410,8 +429,8 @@ def _plan(entity: EntityDef) -> _Plan:
     return _Plan(
         defaults={name: f.default for name, f in fields},
         list_defaults=tuple(name for name, f in fields if isinstance(f.default, list)),
-        conditions=tuple((name, f.visible_if, f.required, f.required_if, f.read_only or f.is_formula, f.read_only_if)
-                         for name, f in fields),
+        conditions=tuple((name, f.visible_if, f.required, f.required_if, f.read_only or f.is_formula, f.read_only_if,
+                          _same_condition(f.required_if, f.visible_if)) for name, f in fields),
         constraints=tuple(entry for name, f in fields if (entry := _constraint(name, f)) is not None),
         formulas=tuple((name, entity.fields[name], _expr(entity.fields[name])) for name in entity.formula_order),
         conditionally_emptied=entity.conditionally_emptied,
@@ -461,12 +480,17 @@ def _refusals(entity: EntityDef, editable: frozenset[str]) -> dict[str, str]:
     return refusals
 
 
+# (sections, each placed field's section's, visible, required, read_only, conditions): see _unconditional_conditions.
+_Unconditional = tuple[dict[str, bool], dict[str, bool], dict[str, bool], dict[str, bool], dict[str, bool],
+                       tuple[_Condition, ...]]
+
+
 @lru_cache(maxsize=1024)
-def _unconditional_conditions(entity: EntityDef, department: str | None) -> tuple[
-        dict[str, bool], dict[str, bool], dict[str, bool], tuple[tuple[str, Any, bool, Any, bool, Any], ...]] | None:
-    """For a department whose layout has no section conditions: (visible, required, read_only) of every field as a
-    field without conditions of its own has them in every save (callers copy them), and the plan's conditions of
-    the fields that have some; None when a tab or group has a visible_if."""
+def _unconditional_conditions(entity: EntityDef, department: str | None) -> _Unconditional | None:
+    """For a department whose layout has no section conditions: its sections and each placed field's section's (see
+    _unconditional_sections), (visible, required, read_only) of every field as a field without conditions of its own
+    has them in every save (callers copy them), and the plan's conditions of the fields that have some; None when a
+    tab or group has a visible_if."""
     sections = _unconditional_sections(entity, department)
     if sections is None:
         return None
@@ -476,13 +500,13 @@ def _unconditional_conditions(entity: EntityDef, department: str | None) -> tupl
     read_only: dict[str, bool] = {}
     conditional = []
     for entry in _plan(entity).conditions:
-        name, visible_if, always_required, required_if, always_read_only, read_only_if = entry
+        name, visible_if, always_required, required_if, always_read_only, read_only_if, _ = entry
         shown = visible[name] = section_shown.get(name, True)
         required[name] = shown and always_required
         read_only[name] = always_read_only
         if visible_if is not None or required_if is not None or read_only_if is not None:
             conditional.append(entry)
-    return visible, required, read_only, tuple(conditional)
+    return sections[0], section_shown, visible, required, read_only, tuple(conditional)
 
 
 @lru_cache(maxsize=1024)
