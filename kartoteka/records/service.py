@@ -56,6 +56,7 @@ from kartoteka.records.scopes import (
 from kartoteka.storage.indexes import planned_indexes
 from kartoteka.storage.keys import key_columns, key_values
 from kartoteka.storage.reading import reader
+from kartoteka.storage.statistics import refresh_statistics
 from kartoteka.storage.tables import RECORD_COLUMNS, file_links, files, record_links, records, users
 
 TITLE_LENGTH = 300
@@ -132,6 +133,10 @@ class RecordService:
         self.ctx = parse_context or ParseContext()
         self.listeners = list(listeners)
         self.dialect = engine.dialect.name
+        # SQLite's statistics are looked at every this many creates (storage/statistics.py): a table that grew
+        # since start-up gets them before its lists slow down. Its own count: no state shared between services.
+        self.statistics_every = 1000 if self.dialect == "sqlite" else 0
+        self._creates = 0
 
     # --- lookups ------------------------------------------------------------------------------------
 
@@ -263,6 +268,10 @@ class RecordService:
             if self.listeners:
                 self._notify(conn, Change("created", entity, row.id, None, prepared.values,
                                           frozenset(prepared.changed), user))
+        if self.statistics_every and connection is None:
+            self._creates += 1
+            if self._creates % self.statistics_every == 0:
+                refresh_statistics(self.engine)
         return self._record(entity, row, user, prepared.values)
 
     def update(self, entity_name: str, record_id: int, values: Mapping[str, Any], user: Principal, *,

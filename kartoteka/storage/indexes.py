@@ -13,6 +13,7 @@ from kartoteka.errors import IndexBuildError
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.keys import key_columns
+from kartoteka.storage.statistics import refresh_statistics
 from kartoteka.storage.tables import records
 
 # kix_: plain indexes of earlier versions (on every row of the entity, deleted ones too); found to be dropped.
@@ -211,6 +212,7 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
                 connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
             created.append(name)
     _sync_statistics(engine, metadata)
+    refresh_statistics(engine, force=bool(created))  # SQLite: new indexes have none yet
     if failures:
         raise IndexBuildError("\n".join(failures))
     return created, dropped
