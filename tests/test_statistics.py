@@ -57,8 +57,9 @@ def test_a_grown_table_gets_statistics_and_its_sorted_lists_walk_the_field_index
     _load(sqlite_engine, statistics.MIN_ROWS - 1)
     assert statistics.refresh_statistics(sqlite_engine) is False  # small: any plan is fast, none is taken
     _load(sqlite_engine, 2000, start=statistics.MIN_ROWS)
-    # Without statistics SQLite takes `entity = ?` on (entity, owner) for about ten rows: it reads every deal.
-    assert "ix_records_entity_owner" in _plan(sqlite_engine, SORTED)
+    # Without statistics SQLite takes `entity = ?` on (entity, deleted_at, id) for about ten rows: it reads every
+    # deal and sorts them all.
+    assert "ix_records_entity_live" in _plan(sqlite_engine, SORTED)
     assert statistics.refresh_statistics(sqlite_engine) is True
     fresh = create_engine(str(sqlite_engine.url))  # a connection opened now reads the statistics
     try:

@@ -1,7 +1,7 @@
 """SQLite's planner statistics for the records table, kept in step with its size.
 
 Without statistics SQLite assumes that an equality on an index's first column picks about ten rows, so
-`entity = 'deal'` on the (entity, owner) index looks cheaper than walking a field's index: a list of 10,000 deals
+`entity = 'deal'` on an (entity, ...) index looks cheaper than walking a field's index: a list of 10,000 deals
 sorted by amount then reads every deal and sorts them (20 ms) instead of reading 51 entries of the amount index
 (0.1 ms). ANALYZE tells it how many records an entity has. PostgreSQL keeps its own (autovacuum).
 
@@ -25,7 +25,7 @@ def analysed_rows(connection: sa.Connection) -> int | None:
     if connection.execute(sa.text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first() is None:
         return None
     stat = connection.execute(sa.text(
-        "SELECT stat FROM sqlite_stat1 WHERE tbl = 'records' AND idx = 'ix_records_entity_id'")).scalar()
+        "SELECT stat FROM sqlite_stat1 WHERE tbl = 'records' AND idx = 'ix_records_entity_live'")).scalar()
     return int(str(stat).split()[0]) if stat else None
 
 

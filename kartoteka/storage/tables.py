@@ -73,9 +73,10 @@ records = sa.Table(
     # Key columns: copies of indexed fields' values that lists filter, sort and count by (storage/keys.py).
     *(sa.Column(name, KeyText) for name in TEXT_KEYS),
     *(sa.Column(name, KeyNumber) for name in NUMBER_KEYS),
-    sa.Index("ix_records_entity_id", "entity", "id"),
-    sa.Index("ix_records_entity_updated_at", "entity", "updated_at"),
-    sa.Index("ix_records_entity_owner", "entity", "owner"),
+    # A list's live rows are one range of these (migration 0008); owner-scoped lists have their entity's kox_ index.
+    sa.Index("ix_records_entity_live", "entity", "deleted_at", "id"),
+    sa.Index("ix_records_entity_live_updated_at", "entity", "deleted_at", "updated_at"),
+    sa.Index("ix_records_owner", "owner"),
 )
 
 # The columns a record is read with: all but the key columns, which only lists' SQL reads.
