@@ -855,5 +855,20 @@ def test_the_decimal_context_of_the_caller_changes_nothing(clock):
         assert Evaluator(values(), clock).value(plain) is True
         assert decimal.getcontext() is caller and caller.prec == 3  # given back as it was
     assert [compiled(s).decimal_context for s in ("not note", "price < 1", "-price", "len(name)", "price + 1",
-                                                  "[1, name] if note else ()")] == [False, True, True, True, True,
-                                                                                     False]
+                                                  "[1, name] if note else ()", "coalesce(note, name)",
+                                                  "concat(name, price)", "round(price)", "coalesce(price + 1)")] == [
+        False, True, True, False, True, False, False, True, True, True]
+    # concat writes numbers out, which reads the context's capitals: it runs in DECIMAL_CONTEXT whatever the caller's.
+    with decimal.localcontext() as caller:
+        caller.capitals = 0
+        assert Evaluator({"name": "x", "price": Decimal("1E+5")}, clock).value(compiled("concat(name, price)")) == \
+            "x1E+5"
+
+
+def test_a_clock_makes_its_functions_once_for_every_save(clock):
+    first, second = Evaluator(values(), clock), Evaluator(values(), clock)
+    assert first.functions() is second.functions() is clock.functions
+    assert first.functions()["today"]() == clock.today()
+    other = Clock(lambda: datetime(2030, 1, 1, tzinfo=UTC))
+    assert Evaluator(values(), other).value(compiled("today()")) == date(2030, 1, 1)
+    assert Evaluator(values(), clock).value(compiled("today()")) == clock.today()  # each clock its own

@@ -62,6 +62,12 @@ class Clock:
     """The current moment, passed in explicitly so tests and rules can fix it."""
 
     now: Callable[[], datetime]
+    # The functions expressions call, made from this clock when first called (a save makes a new Evaluator, not new
+    # functions): a cache, not part of the clock's value.
+    functions: _Functions = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "functions", _Functions(self))  # frozen: set once, here
 
     def today(self) -> date:
         """Today's date in the clock's timezone."""
@@ -77,6 +83,9 @@ class FunctionSpec:
     max_args: int | None
     doc: str
     make: Callable[[Clock], Callable[..., Any]]
+    # False for a function that neither computes with, orders nor writes out numbers (str() of a Decimal reads the
+    # context's capitals): calling it needs no decimal context.
+    numeric: bool = True
 
 
 def _to_decimal(value: Any) -> Any:
@@ -225,17 +234,12 @@ def _days_between(start: date, end: date) -> int:
 
 
 def _concat(*values: Any) -> str:
-    """The arguments as text, stopping as soon as the text would exceed MAX_VALUE_SIZE."""
-    parts, length = [], 0
-    for value in values:
-        if value is None:
-            continue
-        text = str(value)
-        length += len(text)
-        if length > MAX_VALUE_SIZE:
-            raise simpleeval.IterableTooLong(f"the text would be longer than {MAX_VALUE_SIZE} characters")
-        parts.append(text)
-    return "".join(parts)
+    """The arguments as text; refused beyond MAX_VALUE_SIZE. Each argument is a value of the record or the result of
+    an expression, itself bounded so: the text is checked once joined (at most a few times the bound)."""
+    text = "".join([str(value) for value in values if value is not None])
+    if len(text) > MAX_VALUE_SIZE:
+        raise simpleeval.IterableTooLong(f"the text would be longer than {MAX_VALUE_SIZE} characters")
+    return text
 
 
 def _coalesce(*values: Any) -> Any:
@@ -252,8 +256,8 @@ def _const(fn: Callable[..., Any]) -> Callable[[Clock], Callable[..., Any]]:
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
     for spec in (
-        FunctionSpec("today", 0, 0, "today's date", lambda clock: clock.today),
-        FunctionSpec("now", 0, 0, "the current date and time (UTC)", lambda clock: clock.now),
+        FunctionSpec("today", 0, 0, "today's date", lambda clock: clock.today, numeric=False),
+        FunctionSpec("now", 0, 0, "the current date and time (UTC)", lambda clock: clock.now, numeric=False),
         FunctionSpec("add_days", 2, 2, "add_days(date, n): n days later", _const(_add_days)),
         FunctionSpec("add_hours", 2, 2, "add_hours(datetime, n): n hours later", _const(_add_hours)),
         FunctionSpec("add_months", 2, 2, "add_months(date, n): same day n months later", _const(_add_months)),
@@ -263,16 +267,18 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         FunctionSpec("min", 1, None, "the smallest argument", _const(min)),
         FunctionSpec("max", 1, None, "the largest argument", _const(max)),
         FunctionSpec("len", 1, 1, "the length of a text or list (0 when empty)",
-                     _const(lambda v: 0 if v is None else len(v))),
+                     _const(lambda v: 0 if v is None else len(v)), numeric=False),
         FunctionSpec("lower", 1, 1, "text in lower case", _const(lambda s: None if s is None else str(s).lower())),
         FunctionSpec("upper", 1, 1, "text in upper case", _const(lambda s: None if s is None else str(s).upper())),
-        FunctionSpec("coalesce", 1, None, "the first non-empty argument", _const(_coalesce)),
+        FunctionSpec("coalesce", 1, None, "the first non-empty argument", _const(_coalesce), numeric=False),
         FunctionSpec("is_empty", 1, 1, "true when the value is empty",
-                     _const(lambda v: v is None or v == "" or v == [])),
+                     _const(lambda v: v is None or v == "" or v == []), numeric=False),
         FunctionSpec("concat", 1, None, "the arguments joined as text, empty ones skipped",
                      _const(_concat)),
-        FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year)),
-        FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month)),
+        FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year),
+                     numeric=False),
+        FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month),
+                     numeric=False),
     )
 }
 
@@ -692,10 +698,15 @@ _CONTEXT_FREE = (ast.Constant, ast.Name, ast.Load, ast.BoolOp, ast.And, ast.Or, 
 
 
 def _context_free(tree: ast.AST) -> bool:
-    """True when nothing in `tree` depends on the decimal context (see _CONTEXT_FREE; `not x` too)."""
+    """True when nothing in `tree` depends on the decimal context (see _CONTEXT_FREE; `not x` too; calls of
+    functions that are not `numeric`, whose arguments are walked as the rest)."""
     for node in ast.walk(tree):
         if isinstance(node, ast.UnaryOp):
             if not isinstance(node.op, ast.Not):
+                return False
+        elif isinstance(node, ast.Call):
+            spec = FUNCTIONS.get(node.func.id) if isinstance(node.func, ast.Name) else None
+            if spec is None or spec.numeric:
                 return False
         elif not isinstance(node, _CONTEXT_FREE):
             return False
@@ -740,19 +751,16 @@ class Evaluator:
     (which read the clock) are made the first time an expression calls one.
     """
 
-    __slots__ = ("_clock", "_engine", "_functions", "_values")
+    __slots__ = ("_clock", "_engine", "_values")
 
     def __init__(self, values: Mapping[str, Any], clock: Clock) -> None:
         self._values = values
         self._clock = clock
-        self._functions: _Functions | None = None
         self._engine: _Engine | None = None
 
     def functions(self) -> Mapping[str, Callable[..., Any]]:
-        """The registered functions for this evaluator's clock, each made when first called."""
-        if self._functions is None:
-            self._functions = _Functions(self._clock)
-        return self._functions
+        """The registered functions for this evaluator's clock, each made when first called (kept by the clock)."""
+        return self._clock.functions
 
     def evaluate(self, expression: CompiledExpression) -> Any:
         """The raw result; Python errors from the data propagate."""
@@ -846,6 +854,7 @@ class _Functions(dict[str, Callable[..., Any]]):
     def __missing__(self, name: str) -> Callable[..., Any]:
         function = self[name] = FUNCTIONS[name].make(self.clock)
         return function
+
 
 
 def _reason(exc: Exception) -> str:
