@@ -54,7 +54,8 @@ from kartoteka.records.scopes import (
     scope_of,
 )
 from kartoteka.storage.indexes import planned_indexes
-from kartoteka.storage.keys import key_columns, key_values
+from kartoteka.storage.json_sql import JsonValue
+from kartoteka.storage.keys import key_columns, key_values, misfits
 from kartoteka.storage.reading import reader
 from kartoteka.storage.statistics import refresh_statistics
 from kartoteka.storage.tables import RECORD_COLUMNS, file_links, files, record_links, records, users
@@ -89,6 +90,16 @@ def _update_statement(entity: EntityDef, with_owner: bool) -> sa.Update:
             for column in key_columns(entity).values()}
     owner: dict[str, Any] = {"owner": sa.bindparam("new_owner")} if with_owner else {}
     return _UPDATE_WHERE.values(**_UPDATE_VALUES, **keys, **owner)
+
+
+@lru_cache(maxsize=256)
+def _refill_statement(entity: EntityDef, names: tuple[str, ...]) -> sa.Update:
+    """The UPDATE writing the key columns of the fields `names` of the record `record_id` from its stored JSON, by the
+    expression the index sync fills them with (storage/indexes.py): for values `key_values` cannot bind
+    (storage/keys.py misfits)."""
+    columns = key_columns(entity)
+    return sa.update(records).where(records.c.id == sa.bindparam("record_id")).values(
+        {columns[name]: JsonValue(records.c.data, name, entity.fields[name].value_type.storage) for name in names})
 
 
 class _Written(NamedTuple):
@@ -257,6 +268,8 @@ class RecordService:
             }).inserted_primary_key
             assert inserted is not None  # a single-row INSERT always has one
             record_id: int = inserted[0]
+            if odd := misfits(entity, data):
+                conn.execute(_refill_statement(entity, odd), {"record_id": record_id})
             if _title_reads_id(entity):  # the id exists only now
                 title = self._title(entity, prepared.values, {**system, "id": record_id})
                 conn.execute(sa.update(records).where(records.c.id == record_id).values(title=title))
@@ -323,6 +336,8 @@ class RecordService:
             if conn.execute(_update_statement(entity, new_owner != row_owner), params).rowcount != 1:
                 raise Conflict(Message("record.changed_while_saving", "{what} #{id} was changed while saving. "
                                        "Reload it and try again.", what=entity.label, id=record_id))
+            if odd := misfits(entity, new_data):
+                conn.execute(_refill_statement(entity, odd), {"record_id": record_id})
             result = _Written(record_id, version + 1, title, new_owner, created_at, self._stored_moment(now),
                               created_by, user.id, deleted_at, flags)
             self._sync_links(conn, entity, record_id, prepared.values, stored)
@@ -652,7 +667,7 @@ class RecordService:
         builder = QueryBuilder(entity, self.dialect, self.ctx, visible)
         limit = clamp_limit(query.limit)
         sort = query.sort or entity.list.sort
-        sort_column = builder.sort_key(sort)[3]
+        _, _, sort_field, sort_column = builder.sort_key(sort)
         bound = self._bound_list(entity, user, query, builder, sort)
         with reader(self.engine).connect() as conn:
             if bound is not None:  # statements built once per shape of list, its values bound
@@ -665,7 +680,8 @@ class RecordService:
                 page_where = list(where)
                 if query.cursor:
                     page_where.append(builder.after(sort, query.cursor))
-                statement = (sa.select(*RECORD_COLUMNS, sort_column.label("sort_value")).where(*page_where)
+                sort_kind = None if sort_field is None else sort_field.value_type.storage
+                statement = (sa.select(*RECORD_COLUMNS, _sort_value(sort_column, sort_kind)).where(*page_where)
                              .order_by(*builder.order_by(sort)).limit(limit + 1))
                 rows = conn.execute(statement).all()
                 total = conn.execute(sa.select(sa.func.count()).select_from(records).where(*where)).scalar() \
@@ -752,6 +768,16 @@ def _count_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
     return sa.select(sa.func.count()).select_from(records).where(*_bound_where(*shape))
 
 
+# A number field's sort value as the next page's cursor holds it: SQLAlchemy's Numeric turns SQLite's doubles into
+# Decimals of 10 places (1E-12 -> 0E-10), and a cursor holding 0 for 1E-12 gave the same page again and again.
+_SORT_NUMBER = sa.Numeric().with_variant(sa.Float(), "sqlite")
+
+
+def _sort_value(column: sa.ColumnElement[Any], kind: str | None) -> sa.ColumnElement[Any]:
+    """The sort column read as the row's `sort_value`, exactly (see _SORT_NUMBER)."""
+    return (sa.type_coerce(column, _SORT_NUMBER) if kind == "number" else column).label("sort_value")
+
+
 @lru_cache(maxsize=1024)
 def _list_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
     """A page of a list of this shape (see `RecordService._bound_list`), built once: its values, the limit among
@@ -761,7 +787,7 @@ def _list_statement(shape: tuple[Any, ...]) -> sa.Select[Any]:
     where = _bound_where(entity_name, kind, filters)
     if cursor is not None:
         where.append(bound_after_clause(cursor))
-    return (sa.select(*RECORD_COLUMNS, column.label("sort_value")).where(*where)
+    return (sa.select(*RECORD_COLUMNS, _sort_value(column, sort_kind)).where(*where)
             .order_by(*_order_by(name, descending, sort_kind, sort_key))
             .limit(sa.bindparam("limit", type_=sa.Integer())))
 

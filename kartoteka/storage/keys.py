@@ -59,11 +59,31 @@ def key_column(entity: EntityDef, field: FieldDef) -> str | None:
 
 
 @lru_cache(maxsize=1024)
-def _key_pairs(entity: EntityDef, prefix: str) -> tuple[tuple[str, str], ...]:
-    return tuple((prefix + column, name) for name, column in key_columns(entity).items())
+def _key_pairs(entity: EntityDef, prefix: str) -> tuple[tuple[str, str, tuple[type, ...]], ...]:
+    fields = entity.fields
+    return tuple((prefix + column, name, _FITTING[fields[name].value_type.storage])
+                 for name, column in key_columns(entity).items())
+
+
+# The Python types of a stored value a key column takes as it is: what the JSON expression gives for them is the value
+# itself. Anything else (a value stored before its field's type changed: a text in a field that became a number, the
+# list of a field that was multiple) is written by SQL from the stored JSON (`misfits`; records/service.py), as the
+# index sync fills the column, never bound as it is (SQLAlchemy cannot bind a list, nor a text as a number on SQLite).
+_FITTING: dict[str, tuple[type, ...]] = {"text": (str,), "number": (int, float)}
 
 
 def key_values(entity: EntityDef, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """The key columns' values of a record whose stored JSON is `data` (empty ones None), by column name with
-    `prefix` (an UPDATE's parameters cannot be named as the columns they set)."""
-    return {column: data.get(name) for column, name in _key_pairs(entity, prefix)}
+    `prefix` (an UPDATE's parameters cannot be named as the columns they set); None for a value `misfits` names."""
+    values = {}
+    for column, name, fitting in _key_pairs(entity, prefix):
+        value = data.get(name)
+        values[column] = value if value is None or type(value) in fitting else None
+    return values
+
+
+def misfits(entity: EntityDef, data: Mapping[str, Any]) -> tuple[str, ...]:
+    """The fields of `data` whose value `key_values` cannot give (see _FITTING): the record service writes their
+    columns from the stored JSON."""
+    return tuple(name for _, name, fitting in _key_pairs(entity, "")
+                 if (value := data.get(name)) is not None and type(value) not in fitting)

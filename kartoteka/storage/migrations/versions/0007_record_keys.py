@@ -30,12 +30,14 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    # Their indexes go with them (SQLite cannot drop a column an index names).
+    # Their indexes go with them (SQLite cannot drop a column an index names): the key columns' own (kkx_) and the
+    # owner indexes that hold them (kox_, storage/indexes.py owner_indexes).
     if bind.dialect.name == "postgresql":
-        query = "SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND indexname LIKE 'kkx\\_%'"
+        query = ("SELECT indexname FROM pg_indexes WHERE tablename = 'records' AND schemaname = current_schema() "
+                 "AND (indexname LIKE 'kkx\\_%' OR indexname LIKE 'kox\\_%')")
     else:
         query = ("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'records' "
-                 "AND name LIKE 'kkx\\_%' ESCAPE '\\'")
+                 "AND (name LIKE 'kkx\\_%' ESCAPE '\\' OR name LIKE 'kox\\_%' ESCAPE '\\')")
     names = [row[0] for row in bind.execute(sa.text(query))]
     for name in names:
         op.drop_index(name, table_name="records")
