@@ -13,6 +13,7 @@ from kartoteka.records.model import SYSTEM, Filter, ListQuery
 from kartoteka.records.query import count_records
 from kartoteka.records.service import RecordService
 from kartoteka.storage.indexes import sync_indexes
+from kartoteka.storage.tables import users
 from tests.conftest import write_config
 
 
@@ -178,3 +179,46 @@ def test_edge_numbers_list_alike_on_the_key_column_and_the_json(engine, tmp_path
     # And every record once, in the value's order.
     names = [n for page in on_keys[0][0] for n in page]
     assert sorted(names) == sorted([f"N{i}" for i in range(len(EDGE_NUMBERS))] + ["empty"])
+
+
+def test_a_lead_of_long_names_in_four_byte_characters_saves(engine, metadata, clock, request):
+    # The shipped lead (read in an own scope by sales reps): contact_name, company_name, utm_source and utm_campaign
+    # are indexed texts of at most 200 characters; any user who may create a lead may fill them.
+    import random
+
+    if engine.dialect.name == "postgresql":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=(
+            "the lead's kox_ owner index holds its four indexed texts in one btree entry: 800 characters of 4 "
+            "bytes exceed PostgreSQL's 2704 bytes, so the save is a 500 (each text fit its own index before)")))
+    service = _service(engine, clock, metadata)
+    rng = random.Random(5)
+
+    def text():
+        return "".join(chr(rng.randint(0x20000, 0x2A6DF)) for _ in range(200))  # CJK Extension B: 4 bytes each
+
+    source = metadata.entity("lead").fields["source"].option_values[0]
+    record = service.create("lead", {"contact_name": text(), "company_name": text(), "utm_source": text(),
+                                     "utm_campaign": text(), "source": source, "emails": ["a@example.com"]}, SYSTEM)
+    assert service.get("lead", record.id, SYSTEM).id == record.id
+
+
+@pytest.mark.xfail(strict=True, reason="orjson.loads reads an integer beyond 64 bits as a float without raising, so "
+                   "the standard library never reads what it wrote for orjson (2**64 comes back as "
+                   "1.8446744073709552e19); unreachable through the record service (whole numbers stop at 2**53)")
+def test_json_columns_read_back_integers_beyond_64_bits(engine):
+    stored = {"n": 2**64, "m": -(2**63) - 1}
+    with engine.begin() as conn:
+        user = conn.execute(sa.insert(users).values(username="big", display_name="big", roles=[stored],
+                                                    created_at=sa.func.now()).returning(users.c.id)).scalar_one()
+        roles = conn.execute(sa.select(users.c.roles).where(users.c.id == user)).scalar_one()
+    assert roles == [stored] and type(roles[0]["n"]) is int
+
+
+@pytest.mark.xfail(strict=True, reason="orjson.dumps writes NaN and infinities as null without raising (the standard "
+                   "library wrote NaN, which PostgreSQL refused and SQLite kept): a non-finite number is now stored as "
+                   "an empty value without a word; unreachable through the record service (it refuses them)")
+def test_json_columns_never_store_nan_as_null():
+    from kartoteka.storage.database import _json_dumps
+
+    written = _json_dumps({"x": float("nan")})
+    assert written != '{"x":null}'
