@@ -222,3 +222,119 @@ def test_json_columns_never_store_nan_as_null():
 
     written = _json_dumps({"x": float("nan")})
     assert written != '{"x":null}'
+
+
+WIDE = {"name": {"type": "text", "indexed": True},
+        "stage": {"type": "select", "options": ["new", "won", "Won", "lost"], "indexed": True},
+        "when": {"type": "datetime", "indexed": True}, "day": {"type": "date", "indexed": True},
+        "stars": {"type": "rating", "indexed": True}, "amount": {"type": "money", "currency": "RUB", "indexed": True},
+        "qty": {"type": "integer", "indexed": True}, "share": {"type": "decimal", "indexed": True}}
+WIDE_NAMES = ["Ёлка", "елка", "ЕЛКА", "alpha", "Alpha", "ALPHA", "z", "Zeta", "ß", "SS", "ǅ", "10", "9", "-1", " a",
+              "a ", "日本", "😀", "e\u0301", "é"]
+
+
+def _wide(service, count=40):
+    import random
+
+    rng = random.Random(11)
+    for _ in range(count):
+        values = {"name": rng.choice(WIDE_NAMES) if rng.random() < 0.9 else None}
+        if rng.random() < 0.8:
+            values["stage"] = rng.choice(["new", "won", "Won", "lost"])
+        if rng.random() < 0.8:
+            hour, zone = rng.randint(10, 23), rng.randint(0, 9)
+            values["when"] = f"2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}T{hour}:00:00+0{zone}:00"
+        if rng.random() < 0.8:
+            values["day"] = f"2026-0{rng.randint(1, 9)}-2{rng.randint(0, 8)}"
+        if rng.random() < 0.7:
+            values["stars"] = rng.randint(1, 5)
+        if rng.random() < 0.8:
+            values["amount"] = rng.choice(["0", "0.01", "-5", "1000000000.5", "99.99", "100", "100.00"])
+        if rng.random() < 0.8:
+            values["qty"] = rng.choice([0, 1, -1, 2**53 - 1, -(2**53) + 1, 10, 9])
+        if rng.random() < 0.8:
+            values["share"] = rng.choice(["0", "12.5", "100", "0.001", "33.333"])
+        try:
+            service.create("deal", values, SYSTEM)
+        except Exception as exc:
+            raise AssertionError((values, getattr(exc, "errors", exc))) from exc
+
+
+WIDE_FILTERS = [(), (Filter("name", "eq", "alpha"),), (Filter("name", "ne", "alpha"),), (Filter("name", "gt", "Z"),),
+                (Filter("name", "contains", "ел"),), (Filter("name", "in", "Ёлка,z,10"),),
+                (Filter("stage", "eq", "Won"),), (Filter("stage", "isnull", "true"),),
+                (Filter("when", "gte", "2026-05-10T12:00:00Z"),), (Filter("day", "lt", "2026-05-25"),),
+                (Filter("stars", "gte", "3"),), (Filter("amount", "eq", "100"),), (Filter("amount", "lte", "0"),),
+                (Filter("qty", "gt", "9"),), (Filter("qty", "eq", str(2**53 - 1)),), (Filter("share", "lt", "12.5"),)]
+WIDE_SORTS = ["name", "-name", "when", "-day", "stars", "-amount", "qty", "-share", "stage"]
+
+
+def test_every_kind_of_key_column_lists_and_boards_as_the_json(engine, tmp_path, clock, monkeypatch):
+    from kartoteka.records.board import board_totals
+
+    service = _service(engine, clock, _metadata(tmp_path, WIDE))
+    _wide(service)
+    shapes = [(f, s) for f in WIDE_FILTERS for s in WIDE_SORTS]
+
+    def everything():
+        lists = [_walk(service, ListQuery(filters=f, sort=s), limit=7) for f, s in shapes]
+        counts = [count_records(service, "deal", SYSTEM, ListQuery(filters=f)) for f in WIDE_FILTERS]
+        boards = [board_totals(service, "deal", SYSTEM, "stage", summed, ListQuery(filters=f))
+                  for f in WIDE_FILTERS for summed in ("amount", "qty", "share")]
+        return lists, counts, boards
+
+    on_keys = everything()
+    _on_json(monkeypatch)
+    on_json = everything()
+    for shape, keys, json in zip(shapes, on_keys[0], on_json[0], strict=True):
+        assert keys == json, shape
+    assert on_keys[1:] == on_json[1:]
+
+
+def _evolutions():
+    a = {"type": "text", "indexed": True}
+    b = {"type": "select", "options": ["x", "y", "z"], "indexed": True}
+    n = {"type": "integer", "indexed": True}
+    m = {"type": "decimal", "indexed": True}
+    plain = {"type": "text"}
+    return [
+        {"name": plain, "a": a, "b": b, "n": n, "m": m},
+        {"name": plain, "b": b, "a": a, "m": m, "n": n},  # reordered: the columns swap
+        {"name": plain, "a": {**a, "unique": True}, "b": b, "n": n, "m": m},  # a unique: b moves to kt1
+        {"name": plain, "a": plain, "b": b, "n": {"type": "integer"}, "m": m},  # not indexed: m moves to kn1
+        {"name": plain, "a": a, "b": b, "n": n, "m": m},  # and back
+        {"name": plain, "z": a, "a": a, "b": b, "n": n, "m": m},  # a new field ahead of the others, empty
+        {"name": plain, "a2": a, "b": b, "n": n, "m": m},  # a renamed: its values stay under the old name
+    ]
+
+
+def test_metadata_evolving_back_and_forth_lists_as_the_json(engine, tmp_path, clock, monkeypatch):
+    import random
+
+    rng = random.Random(3)
+    ids: list[int] = []
+    for step, fields in enumerate(_evolutions()):
+        service = _service(engine, clock, _metadata(tmp_path / str(step), fields))
+        for i in range(6):
+            values = {"name": f"S{step}R{i}", "b": rng.choice(["x", "y", "z", None])}
+            # Never twice the same: the step that makes `a` unique builds its unique index over them.
+            values["a" if "a" in fields else "a2"] = f"{rng.randint(0, 9)}-{step}-{i}" if rng.random() < 0.8 else None
+            values["n"] = rng.randint(0, 5)
+            values["m"] = rng.choice(["1.5", "2", None, "0.25"])
+            ids.append(service.create("deal", values, SYSTEM).id)
+        for record_id in rng.sample(ids, 4):  # older records saved again under this metadata
+            record = service.get("deal", record_id, SYSTEM)
+            service.update("deal", record_id, {"name": record["name"] + "'"}, SYSTEM,
+                           expected_version=record.version)
+        if step % 2:
+            service.delete("deal", ids.pop(rng.randrange(len(ids))), SYSTEM)
+        a_name = "a" if "a" in fields else "a2"
+        queries = [ListQuery(sort=s) for s in (a_name, "-b", "n", "-m")] + [
+            ListQuery(filters=(Filter("b", "eq", "y"),), sort="-" + a_name),
+            ListQuery(filters=(Filter("m", "gte", "1.5"),), sort="n"),
+            ListQuery(filters=(Filter(a_name, "isnull", "false"),), sort="m")]
+        on_keys = [(_walk(service, q, limit=4), count_records(service, "deal", SYSTEM, q)) for q in queries]
+        with monkeypatch.context() as patch:
+            _on_json(patch)
+            on_json = [(_walk(service, q, limit=4), count_records(service, "deal", SYSTEM, q)) for q in queries]
+        assert on_keys == on_json, step
