@@ -236,11 +236,15 @@ def test_an_entity_read_in_own_scope_gets_an_owner_index_over_its_key_columns(en
                    f"AND owner = {rep.id} AND kt1 = 'won'")
             plan = " ".join(str(r) for r in conn.execute(sa.text("EXPLAIN " + sql)))
         assert "Index Only Scan using kox_deal__owner_entity_kt1_kn1" in plan, plan
-    # A new key column rebuilds it.
+    # Key columns that change rebuild it: the stage moves to kt2 when the name, now indexed, takes kt1; a text
+    # without a max_length stays out of it (one btree entry must hold them all), one with a small one goes in.
     fields = _fields(amount={"type": "money", "currency": "RUB", "indexed": True},
                      name={"type": "text", "indexed": True})
     created, dropped = sync_indexes(engine, _scoped(tmp_path / "b", fields))
-    assert "kox_deal__owner_entity_kt1_kn1" in dropped and "kox_deal__owner_entity_kt1_kt2_kn1" in created
+    assert "kox_deal__owner_entity_kt1_kn1" in dropped and "kox_deal__owner_entity_kt2_kn1" in created
+    fields["name"]["max_length"] = 200
+    created, dropped = sync_indexes(engine, _scoped(tmp_path / "c", fields))
+    assert dropped == ["kox_deal__owner_entity_kt2_kn1"] and created == ["kox_deal__owner_entity_kt1_kt2_kn1"]
 
 
 def _user(conn, username):

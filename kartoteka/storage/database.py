@@ -19,21 +19,18 @@ SQLITE_BUSY_TIMEOUT_MS = 10000  # how long a SQLite statement waits for another 
 
 
 # JSON columns are written and read by orjson: a record's JSON in 0.2 µs against the standard library's 3.7, read in
-# 0.8 against 4.9 (a list page reads 50, bench/README.md). Where orjson refuses what the standard library writes (an
-# int beyond 64 bits, a lone surrogate: neither passes the record service's checks), the standard library does it,
-# with the same options: compact, not ASCII-escaped, no check for circular references (values are plain data).
-_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
-
-
+# 0.8 against 4.9 (a list page reads 50, bench/README.md). What orjson cannot write so that it reads back the same is
+# refused, never stored otherwise: an int beyond 64 bits (it would read back as a float) or a lone surrogate; neither
+# passes the record service's checks. It writes NaN and infinities as null: the service refuses them before.
 def _json_dumps(value: Any) -> str:
     try:
         return orjson.dumps(value).decode()
-    except orjson.JSONEncodeError:
-        return _JSON_ENCODER.encode(value)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"cannot be stored as JSON: {exc}") from None
 
 
 def _json_loads(text: str | bytes) -> Any:
-    # orjson reads what _json_dumps writes alike; the standard library reads what it refuses (NaN from elsewhere).
+    # The standard library reads what orjson refuses (NaN, Infinity), should a row written elsewhere hold it.
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -107,7 +107,7 @@ def owner_indexes(metadata: Metadata) -> dict[str, sa.Index]:
     roles = metadata.permissions.grants.keys()
     indexes = {}
     for entity in metadata.entities.values():
-        columns = tuple(key_columns(entity).values())
+        columns = _owner_key_columns(entity)
         scopes = {metadata.permissions.scope([role], entity.name, "read") for role in roles}
         if not scopes & {"own", "department"}:
             continue
@@ -116,6 +116,25 @@ def owner_indexes(metadata: Metadata) -> dict[str, sa.Index]:
         indexes[name] = sa.Index(name, records.c.owner, records.c.entity, *(records.c[c] for c in columns),
                                  records.c.id, postgresql_where=where, sqlite_where=where)
     return indexes
+
+
+# What the key columns of one owner index entry may take together: PostgreSQL refuses a btree entry over 2,704
+# bytes, and the owner, entity and id take some.
+OWNER_KEY_BYTES = 2000
+
+
+def _owner_key_columns(entity: EntityDef) -> tuple[str, ...]:
+    """The key columns an owner index holds: those of fields whose values are bounded (numbers, selects, dates, texts
+    with a max_length), in declaration order, as long as they fit OWNER_KEY_BYTES together. A text without a bound
+    stays in its own index alone: one entry of a long text and its neighbours would overflow a btree entry."""
+    columns, budget = [], OWNER_KEY_BYTES
+    for name, column in key_columns(entity).items():
+        field = entity.fields[name]
+        size = field.value_type.key_bytes(field)
+        if size is not None and size <= budget:
+            columns.append(column)
+            budget -= size
+    return tuple(columns)
 
 
 def _indexed(entity: EntityDef) -> Iterable[FieldDef]:

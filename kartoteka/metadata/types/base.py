@@ -347,6 +347,15 @@ class FieldType:
         """Decimal places of a board's sum of this field (None: as many as the values have)."""
         return field.places
 
+    def key_bytes(self, field: FieldDef) -> int | None:
+        """At most how many bytes the field's value takes in an index entry (None: no bound known). A number's
+        numeric takes a few dozen; a text four per character of its max_length (UTF-8), plus its header."""
+        if self.storage == "number":
+            return 24
+        if self.storage == "text" and field.max_length is not None:
+            return 4 * field.max_length + 4
+        return None
+
 
 def plain_title(value: Any) -> str:
     """A value as a record's title shows it when no type says otherwise (also a system value: id, created_at)."""

@@ -162,6 +162,9 @@ class EmailType(FieldType):
     value_macro = "email_value"
     json_schema = {"type": "string", "format": "idn-email", "maxLength": MAX_EMAIL_LENGTH}
 
+    def key_bytes(self, field: FieldDef) -> int | None:
+        return 4 * min(field.max_length or MAX_EMAIL_LENGTH, MAX_EMAIL_LENGTH) + 4
+
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if type(raw) is str and len(raw) <= MAX_EMAIL_LENGTH and _plain_email(raw):
             return raw.lower()  # no spaces, nothing require_str refuses: what the general way gives
@@ -674,6 +677,9 @@ class DateType(BoundedType):
     filter_calendar = "date"
     widget = "date_input"
 
+    def key_bytes(self, field: FieldDef) -> int | None:
+        return 16  # YYYY-MM-DD
+
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if type(raw) is str and _PLAIN_DATE.fullmatch(raw) is not None:
             try:
@@ -743,6 +749,9 @@ class DateTimeType(BoundedType):
     filter_kind = "range"
     filter_calendar = "date"
     widget = "datetime_input"
+
+    def key_bytes(self, field: FieldDef) -> int | None:
+        return 32  # YYYY-MM-DDTHH:MM:SSZ
 
     def parse(self, raw: Any, field: FieldDef, ctx: ParseContext) -> Any:
         if blank(raw):

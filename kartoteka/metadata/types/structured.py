@@ -110,6 +110,9 @@ class SelectType(OptionsType):
         option = field.option(value)
         return str(option.label) if option else str(value)
 
+    def key_bytes(self, field: FieldDef) -> int | None:
+        return 4 * max(len(value) for value in field.option_values) + 4
+
 
 class ListFieldType(FieldType):
     """A value that is a list of texts: stored as a JSON array, limited by min_items / max_items."""
