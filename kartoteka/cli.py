@@ -45,6 +45,7 @@ def _platform(settings: Settings | None = None) -> Iterator[tuple[Flask, Platfor
             created, dropped = sync_indexes(state.engine, state.metadata)
         except KartotekaError as exc:
             _fail(exc.detail)
+        state.service.refresh_key_columns()  # the key columns the sync just filled
         _report_indexes(created, dropped)
         yield app, state
     finally:

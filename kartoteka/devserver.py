@@ -44,6 +44,7 @@ def start_demo_server(instance_dir: Path, *, config_dir: Path = CONFIG_DIR, per_
     try:
         upgrade(state.engine)
         sync_indexes(state.engine, state.metadata)
+        state.service.refresh_key_columns()  # the key columns the sync just filled
         seed_demo(state.service, state.engine, datetime.now(UTC), per_entity=per_entity)
         server = make_server(host, 0, app, threaded=True,
                              request_handler=QuietRequestHandler if quiet else None)

@@ -66,6 +66,7 @@ def test_counts_and_sums_per_stage_in_one_statement(service, pipeline):
         statements.append(statement)
 
     engines = {service.engine, read_engine(service.engine)}  # writes' engine and reads' (storage/reading.py)
+    service.key_columns(service.entity("deal"))  # which key columns are filled: looked up once per process
     for one in engines:
         sa.event.listen(one, "before_cursor_execute", count)
     try:

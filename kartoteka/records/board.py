@@ -49,7 +49,8 @@ def board_totals(service: RecordService, entity_name: str, user: Principal, grou
     """
     entity = service.entity(entity_name)
     require(service.metadata, user, entity, "read")  # refuse before looking at the query, as the list does
-    builder = QueryBuilder(entity, service.dialect, service.ctx, viewable_fields(entity, user))
+    builder = QueryBuilder(entity, service.dialect, service.ctx, viewable_fields(entity, user),
+                           service.key_columns(entity))
     group = _group_field(builder, group_field)
     summed = _sum_field(builder, sum_field) if sum_field is not None else None
     places = _places(summed) if summed is not None else None

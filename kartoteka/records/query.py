@@ -7,7 +7,7 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -24,7 +24,7 @@ from kartoteka.records.model import OPERATORS, Filter, ListQuery, Principal
 from kartoteka.records.pipeline import parse_value
 from kartoteka.storage.database import casefold, fold
 from kartoteka.storage.json_sql import JsonArrayAnyLike, JsonArrayContains, JsonValue
-from kartoteka.storage.keys import key_column
+from kartoteka.storage.keys import key_columns
 from kartoteka.storage.tables import records
 
 if TYPE_CHECKING:
@@ -150,11 +150,14 @@ def _check_filter_values(flt: Filter) -> None:
 class QueryBuilder:
     """Turns filters, sorts and cursors for one entity into SQL, using only fields the user can see."""
 
-    def __init__(self, entity: EntityDef, dialect: str, ctx: ParseContext, viewable: Collection[str]) -> None:
+    def __init__(self, entity: EntityDef, dialect: str, ctx: ParseContext, viewable: Collection[str],
+                 keys: Mapping[str, str] | None = None) -> None:
         self.entity = entity
         self.dialect = dialect
         self.ctx = ctx
         self.viewable = viewable
+        # The key columns to read, by field (RecordService.key_columns: those filled); the metadata's when not given.
+        self.keys = key_columns(entity) if keys is None else keys
         self._sort_keys: dict[str, tuple[str, bool, FieldDef | None, sa.ColumnElement[Any]]] = {}
 
     # --- columns -----------------------------------------------------------------------------------
@@ -185,11 +188,11 @@ class QueryBuilder:
         """The SQL expression of a field, matching its index exactly: its key column, or its JSON value."""
         if field is None:
             return SYSTEM_COLUMNS[name][1]
-        return _field_value(name, field.value_type.storage, key_column(self.entity, field))
+        return _field_value(name, field.value_type.storage, self.key(field))
 
     def key(self, field: FieldDef | None) -> str | None:
         """The key column holding the field's value (storage/keys.py), None for a system column or a JSON value."""
-        return None if field is None else key_column(self.entity, field)
+        return None if field is None else self.keys.get(field.name)
 
     def bind(self, field: FieldDef | None, value: Any) -> object:
         """A typed bind parameter comparable with `column` on this database (for a system column, the value
@@ -610,7 +613,8 @@ def count_records(service: RecordService, entity_name: str, user: Principal, que
     one of `cap` records and says "more than `cap`"; `cap=None` (or 0) counts exactly, on request.
     """
     entity = service.entity(entity_name)
-    builder = QueryBuilder(entity, service.dialect, service.ctx, viewable_fields(entity, user))
+    builder = QueryBuilder(entity, service.dialect, service.ctx, viewable_fields(entity, user),
+                           service.key_columns(entity))
     where = service.list_where(entity, user, query, builder)
     if cap:
         counted = sa.select(records.c.id).where(*where).limit(cap + 1).subquery("counted")

@@ -53,7 +53,7 @@ from kartoteka.records.scopes import (
     require,
     scope_of,
 )
-from kartoteka.storage.indexes import planned_indexes
+from kartoteka.storage.indexes import filled_key_columns, planned_indexes
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.keys import key_columns, key_values, misfits
 from kartoteka.storage.reading import reader
@@ -148,6 +148,22 @@ class RecordService:
         # since start-up gets them before its lists slow down. Its own count: no state shared between services.
         self.statistics_every = 1000 if self.dialect == "sqlite" else 0
         self._creates = 0
+        self._filled_keys: dict[str, dict[str, str]] | None = None
+
+    def key_columns(self, entity: EntityDef) -> Mapping[str, str]:
+        """The key columns lists may read for `entity` (storage/keys.py): those whose index the sync has built, and so
+        filled. A process whose metadata indexes a field that no sync has filled yet (a worker that loaded an edited
+        config before `kartoteka init`) reads that field from the JSON: slower, never wrong. Looked up at the first
+        list, once (`refresh_key_columns` after a sync in this process)."""
+        filled = self._filled_keys
+        if filled is None:
+            with reader(self.engine).connect() as conn:
+                filled = self._filled_keys = filled_key_columns(conn, self.metadata)
+        return filled.get(entity.name, {})
+
+    def refresh_key_columns(self) -> None:
+        """Look up again which key columns are filled (after this process synced the indexes)."""
+        self._filled_keys = None
 
     # --- lookups ------------------------------------------------------------------------------------
 
@@ -664,7 +680,7 @@ class RecordService:
         entity = self.entity(entity_name)
         require(self.metadata, user, entity, "read")  # refuse before looking at the query
         visible = viewable_fields(entity, user)
-        builder = QueryBuilder(entity, self.dialect, self.ctx, visible)
+        builder = QueryBuilder(entity, self.dialect, self.ctx, visible, self.key_columns(entity))
         limit = clamp_limit(query.limit)
         sort = query.sort or entity.list.sort
         _, _, sort_field, sort_column = builder.sort_key(sort)

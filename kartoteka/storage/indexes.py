@@ -141,6 +141,16 @@ def _indexed(entity: EntityDef) -> Iterable[FieldDef]:
     return (f for f in entity.indexed_fields if storage_kind(f) != "json")
 
 
+def filled_key_columns(connection: sa.Connection, metadata: Metadata) -> dict[str, dict[str, str]]:
+    """Per entity, its fields' key columns (storage/keys.py) whose index exists: the sync filled them."""
+    existing = existing_indexes(connection)
+    filled: dict[str, dict[str, str]] = {}
+    for name, (plan, _field) in planned_indexes(metadata).items():
+        if plan.column is not None and name in existing:
+            filled.setdefault(plan.entity, {})[plan.field] = plan.column
+    return filled
+
+
 def existing_indexes(connection: sa.Connection) -> set[str]:
     """Names of the metadata-driven indexes on the records table."""
     if connection.dialect.name == "postgresql":

@@ -53,11 +53,6 @@ def key_columns(entity: EntityDef) -> Mapping[str, str]:
     return columns
 
 
-def key_column(entity: EntityDef, field: FieldDef) -> str | None:
-    """The key column holding `field`'s value, or None (its value is read from the JSON)."""
-    return key_columns(entity).get(field.name)
-
-
 @lru_cache(maxsize=1024)
 def _key_pairs(entity: EntityDef, prefix: str) -> tuple[tuple[str, str, tuple[type, ...]], ...]:
     fields = entity.fields
