@@ -251,3 +251,27 @@ def _user(conn, username):
 
     return conn.execute(sa.insert(users).values(username=username, display_name=username, roles=["rep"],
                                                 created_at=sa.func.now()).returning(users.c.id)).scalar_one()
+
+
+def test_an_update_sets_the_key_columns_of_the_fields_it_changes_alone(service, engine, metadata):
+    # SQLite rewrites the entry of every index over a column an UPDATE sets, changed or not.
+    record = service.create("deal", {"name": "A", "stage": "new", "quantity": 2, "price": "10"}, SYSTEM)
+    captured: list[str] = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        captured.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        record = service.update("deal", record.id, {"name": "B"}, SYSTEM, expected_version=record.version)
+        record = service.update("deal", record.id, {"stage": "won", "price": "12"}, SYSTEM,
+                                expected_version=record.version)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    updates = [s for s in captured if s.startswith("UPDATE records")]
+    assert len(updates) == 2
+    assert not any(f"{c}=" in updates[0].replace(" ", "") for c in key_columns(metadata.entity("deal")).values())
+    assert "kt1=" in updates[1].replace(" ", "") and "kn3=" in updates[1].replace(" ", "")
+    assert "kn2=" not in updates[1].replace(" ", "") and "kt2=" not in updates[1].replace(" ", "")
+    keys, json_values = _keys_and_json(engine, metadata.entity("deal"), record.id)
+    assert keys == json_values

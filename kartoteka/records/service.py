@@ -83,11 +83,13 @@ _UPDATE_WHERE = sa.update(records).where(records.c.id == sa.bindparam("record_id
 
 
 @lru_cache(maxsize=1024)
-def _update_statement(entity: EntityDef, with_owner: bool) -> sa.Update:
-    """The UPDATE of one of the entity's records: its values and its key columns (storage/keys.py), the owner
-    too when `with_owner`; a key column's parameter is its name after "new_" (as key_values gives them)."""
-    keys = {column: sa.bindparam(f"new_{column}", type_=records.c[column].type)
-            for column in key_columns(entity).values()}
+def _update_statement(columns: tuple[str, ...], with_owner: bool) -> sa.Update:
+    """The UPDATE of a record: its values, the key `columns` (storage/keys.py: those of the fields that changed) and
+    the owner too when `with_owner`; a key column's parameter is its name after "new_" (as key_values gives them).
+
+    Only the changed fields' key columns are set: SQLite rewrites the entry of every index over a column the UPDATE
+    sets, whether its value changed or not."""
+    keys = {column: sa.bindparam(f"new_{column}", type_=records.c[column].type) for column in columns}
     owner: dict[str, Any] = {"owner": sa.bindparam("new_owner")} if with_owner else {}
     return _UPDATE_WHERE.values(**_UPDATE_VALUES, **keys, **owner)
 
@@ -342,17 +344,20 @@ class RecordService:
                 return self._record(entity, row, user, prepared.values)
             title = self._title(entity, prepared.values, system)
             new_data = self._storage(entity, prepared.values)
+            changed = prepared.changed
+            keys = key_values(entity, new_data, only=changed)
             params = {
                 "record_id": record_id, "seen_version": version, "new_data": new_data,
                 "new_title": title, "new_version": version + 1, "new_updated_at": now,
-                "new_updated_by": user.id, "new_flags": flags, **key_values(entity, new_data, "new_"),
+                "new_updated_by": user.id, "new_flags": flags, **{f"new_{c}": v for c, v in keys.items()},
             }
             if new_owner != row_owner:
                 params["new_owner"] = new_owner
-            if conn.execute(_update_statement(entity, new_owner != row_owner), params).rowcount != 1:
+            statement = _update_statement(tuple(keys), new_owner != row_owner)
+            if conn.execute(statement, params).rowcount != 1:
                 raise Conflict(Message("record.changed_while_saving", "{what} #{id} was changed while saving. "
                                        "Reload it and try again.", what=entity.label, id=record_id))
-            if odd := misfits(entity, new_data):
+            if odd := tuple(name for name in misfits(entity, new_data) if name in changed):
                 conn.execute(_refill_statement(entity, odd), {"record_id": record_id})
             result = _Written(record_id, version + 1, title, new_owner, created_at, self._stored_moment(now),
                               created_by, user.id, deleted_at, flags)

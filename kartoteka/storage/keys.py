@@ -20,7 +20,7 @@ JSON expression index as before.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -67,11 +67,15 @@ def _key_pairs(entity: EntityDef, prefix: str) -> tuple[tuple[str, str, tuple[ty
 _FITTING: dict[str, tuple[type, ...]] = {"text": (str,), "number": (int, float)}
 
 
-def key_values(entity: EntityDef, data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+def key_values(entity: EntityDef, data: Mapping[str, Any], prefix: str = "",
+               only: Collection[str] | None = None) -> dict[str, Any]:
     """The key columns' values of a record whose stored JSON is `data` (empty ones None), by column name with
-    `prefix` (an UPDATE's parameters cannot be named as the columns they set); None for a value `misfits` names."""
+    `prefix` (an UPDATE's parameters cannot be named as the columns they set); None for a value `misfits` names.
+    With `only`, the columns of those fields alone (an update's changed fields)."""
     values = {}
     for column, name, fitting in _key_pairs(entity, prefix):
+        if only is not None and name not in only:
+            continue
         value = data.get(name)
         values[column] = value if value is None or type(value) in fitting else None
     return values
