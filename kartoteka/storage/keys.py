@@ -54,9 +54,9 @@ def key_columns(entity: EntityDef) -> Mapping[str, str]:
 
 
 @lru_cache(maxsize=1024)
-def _key_pairs(entity: EntityDef, prefix: str) -> tuple[tuple[str, str, tuple[type, ...]], ...]:
+def _key_pairs(entity: EntityDef) -> tuple[tuple[str, str, tuple[type, ...]], ...]:
     fields = entity.fields
-    return tuple((prefix + column, name, _FITTING[fields[name].value_type.storage])
+    return tuple((column, name, _FITTING[fields[name].value_type.storage])
                  for name, column in key_columns(entity).items())
 
 
@@ -67,13 +67,11 @@ def _key_pairs(entity: EntityDef, prefix: str) -> tuple[tuple[str, str, tuple[ty
 _FITTING: dict[str, tuple[type, ...]] = {"text": (str,), "number": (int, float)}
 
 
-def key_values(entity: EntityDef, data: Mapping[str, Any], prefix: str = "",
-               only: Collection[str] | None = None) -> dict[str, Any]:
-    """The key columns' values of a record whose stored JSON is `data` (empty ones None), by column name with
-    `prefix` (an UPDATE's parameters cannot be named as the columns they set); None for a value `misfits` names.
-    With `only`, the columns of those fields alone (an update's changed fields)."""
+def key_values(entity: EntityDef, data: Mapping[str, Any], only: Collection[str] | None = None) -> dict[str, Any]:
+    """The key columns' values of a record whose stored JSON is `data` (empty ones None), by column name; None for a
+    value `misfits` names. With `only`, the columns of those fields alone (an update's changed fields)."""
     values = {}
-    for column, name, fitting in _key_pairs(entity, prefix):
+    for column, name, fitting in _key_pairs(entity):
         if only is not None and name not in only:
             continue
         value = data.get(name)
@@ -84,5 +82,5 @@ def key_values(entity: EntityDef, data: Mapping[str, Any], prefix: str = "",
 def misfits(entity: EntityDef, data: Mapping[str, Any]) -> tuple[str, ...]:
     """The fields of `data` whose value `key_values` cannot give (see _FITTING): the record service writes their
     columns from the stored JSON."""
-    return tuple(name for _, name, fitting in _key_pairs(entity, "")
+    return tuple(name for _, name, fitting in _key_pairs(entity)
                  if (value := data.get(name)) is not None and type(value) not in fitting)
