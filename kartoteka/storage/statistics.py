@@ -29,9 +29,13 @@ def analysed_rows(connection: sa.Connection) -> int | None:
     return int(str(stat).split()[0]) if stat else None
 
 
+def _rows(connection: sa.Connection) -> int:
+    return int(connection.execute(sa.text("SELECT count(*) FROM records")).scalar_one())
+
+
 def statistics_due(connection: sa.Connection) -> bool:
     """True when records has MIN_ROWS rows or more and was never analysed, or has grown or shrunk GROWTH-fold."""
-    rows = int(connection.execute(sa.text("SELECT count(*) FROM records")).scalar_one())
+    rows = _rows(connection)
     if rows < MIN_ROWS:
         return False
     analysed = analysed_rows(connection)
@@ -44,10 +48,7 @@ def refresh_statistics(engine: sa.Engine, *, force: bool = False) -> bool:
     if engine.dialect.name != "sqlite":
         return False
     with engine.connect() as connection:
-        if force:
-            due = int(connection.execute(sa.text("SELECT count(*) FROM records")).scalar_one()) >= MIN_ROWS
-        else:
-            due = statistics_due(connection)
+        due = _rows(connection) >= MIN_ROWS if force else statistics_due(connection)
         if not due:
             return False
         connection.exec_driver_sql("PRAGMA busy_timeout = 0")

@@ -16,7 +16,6 @@ value into a page shared by everyone of the shape.
 
 from __future__ import annotations
 
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -27,7 +26,7 @@ from markupsafe import Markup
 
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.web.cardform import CardForm, TabView
-from kartoteka.web.formrows import PER_REQUEST, Hole, HoleMisused, _Unavailable
+from kartoteka.web.formrows import PER_REQUEST, Hole, HoleMisused, Pieces, _Unavailable, pieces_of
 from kartoteka.web.security import escaped
 
 TEMPLATE = "cards/form.html"
@@ -167,9 +166,6 @@ class _GSkeleton(_Strict):
         self.user = user
 
 
-Pieces = tuple["str | Hole", ...]
-
-
 class FormPages:
     """Renders card form pages, compiling each shape once; one per app."""
 
@@ -249,18 +245,7 @@ class FormPages:
         page_context.update(
             context, **nav, form=_FormSkeleton(form, skeleton), form_rows=form_rows, csrf_token=csrf_token,
             here=here, g=_GSkeleton(g.language, user), get_flashed_messages=lambda **_: [])
-        html = self.env.get_template(TEMPLATE).render(page_context)
-        parts = re.split(f"\x00{skeleton.nonce}:([0-9]+)\x00", html)
-        literals, numbers = parts[0::2], parts[1::2]
-        if any("\x00" in literal for literal in literals):
-            return None
-        pieces: list[str | Hole] = []
-        for i, literal in enumerate(literals):
-            if literal:
-                pieces.append(literal)
-            if i < len(numbers):
-                pieces.append(skeleton.holes[int(numbers[i])])
-        return tuple(pieces)
+        return pieces_of(self.env.get_template(TEMPLATE).render(page_context), skeleton.nonce, skeleton.holes)
 
 
 def _diff(page: str, direct: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections import ChainMap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from operator import attrgetter
 from typing import Any
 
@@ -249,18 +249,23 @@ class FormRows:
 
     def _compile(self, view: FieldView) -> Pieces | None:
         skeleton = RowSkeleton(view)
-        html = str(self.render_directly(skeleton))
-        parts = re.split(f"\x00{skeleton.nonce}:([0-9]+)\x00", html)
-        literals, numbers = parts[0::2], parts[1::2]
-        if any("\x00" in literal for literal in literals):
-            return None
-        pieces: list[str | Hole] = []
-        for i, literal in enumerate(literals):
-            if literal:
-                pieces.append(literal)
-            if i < len(numbers):
-                pieces.append(skeleton.holes[int(numbers[i])])
-        return tuple(pieces)
+        return pieces_of(str(self.render_directly(skeleton)), skeleton.nonce, skeleton.holes)
+
+
+def pieces_of(html: str, nonce: str, holes: Sequence[Hole]) -> Pieces | None:
+    """`html` rendered with the `holes` of one compilation (their markers carry `nonce`) as literal text and holes;
+    None when a NUL is left outside the markers (a text of the record's own, which a hole must not be taken for)."""
+    parts = re.split(f"\x00{nonce}:([0-9]+)\x00", html)
+    literals, numbers = parts[0::2], parts[1::2]
+    if any("\x00" in literal for literal in literals):
+        return None
+    pieces: list[str | Hole] = []
+    for i, literal in enumerate(literals):
+        if literal:
+            pieces.append(literal)
+        if i < len(numbers):
+            pieces.append(holes[int(numbers[i])])
+    return tuple(pieces)
 
 
 def _widget(macros: Any, f: FieldDef) -> Any:
