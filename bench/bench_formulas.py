@@ -228,8 +228,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("ratio = time per evaluation / the plain function's, median of the per-round ratios (target: <= 5x). "
           "'Evaluator per save': a new Evaluator, then value() (as the pipeline does once per save); 'reused': "
-          "value() on one Evaluator; 'program alone': the compiled function without value()'s error handling and "
-          "decimal context; 'interpreted': simpleeval walking the checked tree (the evaluation before compiling)")
+          "value() on one Evaluator; 'program alone': the compiled function without value()'s error handling; "
+          "'interpreted': simpleeval walking the checked tree (the evaluation before compiling)")
     return 0
 
 

@@ -4,7 +4,9 @@
 the registered functions, arithmetic, comparisons, `and`/`or`/`not`, `x if c else y`, list and tuple
 literals). Only a tree that passed is compiled: every operator becomes a call of a Decimal-aware function
 passed in explicitly, every name a lookup in the record's values, every call one of the registered
-functions; the function runs with no builtins and no attribute access. `Evaluator.interpret` keeps the
+functions; the function runs with no builtins and no attribute access. Decimal arithmetic names
+DECIMAL_CONTEXT explicitly (`DECIMAL_CONTEXT.multiply(a, b)`), so a program never reads or switches the
+thread's decimal context on its common paths. `Evaluator.interpret` keeps the
 reference evaluation (simpleeval walking the same checked tree): the compiled one gives the same results
 and the same errors (tests/test_expressions.py compares them over a corpus).
 """
@@ -16,7 +18,6 @@ import calendar
 import decimal
 import difflib
 import operator
-import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -83,9 +84,6 @@ class FunctionSpec:
     max_args: int | None
     doc: str
     make: Callable[[Clock], Callable[..., Any]]
-    # False for a function that neither computes with, orders nor writes out numbers (str() of a Decimal reads the
-    # context's capitals): calling it needs no decimal context.
-    numeric: bool = True
 
 
 def _to_decimal(value: Any) -> Any:
@@ -184,10 +182,13 @@ def _bounded(value: Any, what: str) -> Any:
     """A number argument, refused beyond MAX_FUNCTION_COUNT before use: int() of Decimal('1E+999999')
     alone takes half a minute. A text is read as a number, as int() and float() read it."""
     if isinstance(value, str):
-        value = Decimal(value.strip()) if len(value) <= 100 else value
+        value = Decimal(value.strip(), DECIMAL_CONTEXT) if len(value) <= 100 else value
     if not _is_number(value):
         raise TypeError(f"{what} must be a number, not {type(value).__name__}")
-    if not abs(value) <= MAX_FUNCTION_COUNT:  # also false for NaN
+    if isinstance(value, Decimal) and not value.is_finite():  # 'nan' or 'inf' as text: ordering a NaN would signal
+        raise ValueError(f"{what} must be a number, not {value}")
+    size = DECIMAL_CONTEXT.abs(value) if isinstance(value, Decimal) else abs(value)
+    if not size <= MAX_FUNCTION_COUNT:  # also false for a float NaN
         raise ValueError(f"{what} must be between -{MAX_FUNCTION_COUNT} and {MAX_FUNCTION_COUNT}")
     return value
 
@@ -211,7 +212,7 @@ def _add_months(day: date, months: int) -> date:
     return day.replace(year=year, month=month, day=min(day.day, calendar.monthrange(year, month)[1]))
 
 
-_QUANTA = {places: Decimal(1).scaleb(-places) for places in range(11)}  # round(x, 2) -> Decimal('0.01')
+_QUANTA = {places: Decimal(1).scaleb(-places, DECIMAL_CONTEXT) for places in range(11)}  # 2 -> Decimal('0.01')
 
 
 def _round(value: Any, places: int = 0) -> Any:
@@ -221,8 +222,8 @@ def _round(value: Any, places: int = 0) -> Any:
     number = Decimal(value) if isinstance(value, int) else _to_decimal(value)
     quantum = _QUANTA.get(places) if type(places) is int else None
     if quantum is None:
-        quantum = Decimal(1).scaleb(-_count(places, "places"))
-    return number.quantize(quantum, rounding=ROUND_HALF_UP)
+        quantum = Decimal(1).scaleb(-_count(places, "places"), DECIMAL_CONTEXT)
+    return number.quantize(quantum, rounding=ROUND_HALF_UP, context=DECIMAL_CONTEXT)
 
 
 def _days_between(start: date, end: date) -> int:
@@ -233,10 +234,26 @@ def _days_between(start: date, end: date) -> int:
     return (end - start).days
 
 
+def _text(value: Any) -> str:
+    """`value` as text, as str() writes it in DECIMAL_CONTEXT (whose exponent is a capital E) in any context."""
+    kind = type(value)
+    if kind is str:
+        return str(value)  # the same object back, typed
+    if kind is Decimal:
+        return str(value).replace("e", "E")  # the only letter of a finite Decimal's text is its exponent's
+    if kind is list or kind is tuple or kind is dict:  # repr() of Decimals inside reads the context's capitals
+        with decimal.localcontext(DECIMAL_CONTEXT):
+            return str(value)
+    return str(value)
+
+
 def _concat(*values: Any) -> str:
     """The arguments as text; refused beyond MAX_VALUE_SIZE. Each argument is a value of the record or the result of
     an expression, itself bounded so: the text is checked once joined (at most a few times the bound)."""
-    text = "".join([str(value) for value in values if value is not None])
+    try:
+        text = "".join(values)  # texts alone, the common case; None or anything else is a TypeError
+    except TypeError:
+        text = "".join([_text(value) for value in values if value is not None])
     if len(text) > MAX_VALUE_SIZE:
         raise simpleeval.IterableTooLong(f"the text would be longer than {MAX_VALUE_SIZE} characters")
     return text
@@ -244,9 +261,16 @@ def _concat(*values: Any) -> str:
 
 def _coalesce(*values: Any) -> Any:
     for value in values:
+        kind = type(value)
+        if kind is Decimal or kind is int:  # the common case, never empty: no comparison with '' and [] to make
+            return value
         if value is not None and value != "" and value != []:
             return value
     return None
+
+
+def _abs(value: Any) -> Any:
+    return DECIMAL_CONTEXT.abs(value) if type(value) is Decimal else abs(value)
 
 
 def _const(fn: Callable[..., Any]) -> Callable[[Clock], Callable[..., Any]]:
@@ -256,29 +280,27 @@ def _const(fn: Callable[..., Any]) -> Callable[[Clock], Callable[..., Any]]:
 FUNCTIONS: dict[str, FunctionSpec] = {
     spec.name: spec
     for spec in (
-        FunctionSpec("today", 0, 0, "today's date", lambda clock: clock.today, numeric=False),
-        FunctionSpec("now", 0, 0, "the current date and time (UTC)", lambda clock: clock.now, numeric=False),
+        FunctionSpec("today", 0, 0, "today's date", lambda clock: clock.today),
+        FunctionSpec("now", 0, 0, "the current date and time (UTC)", lambda clock: clock.now),
         FunctionSpec("add_days", 2, 2, "add_days(date, n): n days later", _const(_add_days)),
         FunctionSpec("add_hours", 2, 2, "add_hours(datetime, n): n hours later", _const(_add_hours)),
         FunctionSpec("add_months", 2, 2, "add_months(date, n): same day n months later", _const(_add_months)),
         FunctionSpec("days_between", 2, 2, "days_between(a, b): whole days from a to b", _const(_days_between)),
         FunctionSpec("round", 1, 2, "round(x, places=0)", _const(_round)),
-        FunctionSpec("abs", 1, 1, "abs(x)", _const(abs)),
+        FunctionSpec("abs", 1, 1, "abs(x)", _const(_abs)),
         FunctionSpec("min", 1, None, "the smallest argument", _const(min)),
         FunctionSpec("max", 1, None, "the largest argument", _const(max)),
         FunctionSpec("len", 1, 1, "the length of a text or list (0 when empty)",
-                     _const(lambda v: 0 if v is None else len(v)), numeric=False),
+                     _const(lambda v: 0 if v is None else len(v))),
         FunctionSpec("lower", 1, 1, "text in lower case", _const(lambda s: None if s is None else str(s).lower())),
         FunctionSpec("upper", 1, 1, "text in upper case", _const(lambda s: None if s is None else str(s).upper())),
-        FunctionSpec("coalesce", 1, None, "the first non-empty argument", _const(_coalesce), numeric=False),
+        FunctionSpec("coalesce", 1, None, "the first non-empty argument", _const(_coalesce)),
         FunctionSpec("is_empty", 1, 1, "true when the value is empty",
-                     _const(lambda v: v is None or v == "" or v == []), numeric=False),
+                     _const(lambda v: v is None or v == "" or v == [])),
         FunctionSpec("concat", 1, None, "the arguments joined as text, empty ones skipped",
                      _const(_concat)),
-        FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year),
-                     numeric=False),
-        FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month),
-                     numeric=False),
+        FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year)),
+        FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month)),
     )
 }
 
@@ -312,9 +334,6 @@ class CompiledExpression:
     functions: frozenset[str]
     program: Callable[[Mapping[str, Any], Mapping[str, Callable[..., Any]] | None], Any] | None = field(
         default=None, repr=False, compare=False)
-    # False when nothing in it can depend on the decimal context (names, constants, ==, !=, in, is, and, or, not,
-    # x if c else y): it runs in whatever context is current, saving the switch to DECIMAL_CONTEXT.
-    decimal_context: bool = field(default=True, repr=False, compare=False)
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
@@ -386,8 +405,7 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
             _check_identity(node, source)
     tree = ast.fix_missing_locations(_DecimalLiterals(source.strip()).visit(module)).body
     # Only now, with every node checked, is the tree turned into code.
-    return CompiledExpression(source, tree, frozenset(names), frozenset(functions), _program(tree, source),
-                              decimal_context=not _context_free(tree))
+    return CompiledExpression(source, tree, frozenset(names), frozenset(functions), _program(tree, source))
 
 
 def nesting_depth(tree: ast.AST) -> int:
@@ -546,20 +564,48 @@ def _checked(value: Any) -> Any:
     return value
 
 
-def _arithmetic(op: Callable[[Any, Any], Any], fast: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """`op` from OPERATORS with its result measured, and `fast` for Decimal with Decimal or a whole number.
-
-    For those operands `op` does exactly what `fast` does (no float to convert, no text or list to bound,
-    and the result is a Decimal), so the shortcut changes no result and no error.
-    """
+def _in_context(op: Callable[..., Any]) -> Callable[..., Any]:
+    """`op` from OPERATORS with its result measured, run in DECIMAL_CONTEXT when a Decimal or a float (made a
+    Decimal by `op`) takes part: the rare operands the shortcuts below leave to it."""
 
     def apply(left: Any, right: Any) -> Any:
         kind_l, kind_r = type(left), type(right)
-        if (kind_l is Decimal and (kind_r is Decimal or kind_r is int)) or (kind_l is int and kind_r is Decimal):
-            return fast(left, right)
+        if kind_l is Decimal or kind_r is Decimal or kind_l is float or kind_r is float:
+            with decimal.localcontext(DECIMAL_CONTEXT):
+                return _checked(op(left, right))
         return _checked(op(left, right))
 
     return apply
+
+
+def _arithmetic(op: Callable[[Any, Any], Any], fast: Callable[[Any, Any], Any],
+                whole: Callable[[int, int], int]) -> Callable[[Any, Any], Any]:
+    """`op` as `_in_context` runs it, with two shortcuts that change no result and no error: `fast` (a DECIMAL_CONTEXT
+    method) for a Decimal with a Decimal or a whole number, which is what `op` does for them in DECIMAL_CONTEXT; and
+    `whole` (Python's operator) for two whole numbers, bounded as `_numeric` bounds them."""
+    other = _in_context(op)
+
+    def apply(left: Any, right: Any) -> Any:
+        kind = type(left)
+        if kind is Decimal:
+            kind = type(right)
+            if kind is Decimal or kind is int:
+                return fast(left, right)
+        elif kind is int:
+            kind = type(right)
+            if kind is Decimal:
+                return fast(left, right)
+            if kind is int:
+                result = whole(left, right)
+                if result.bit_length() > MAX_POWER_BITS:
+                    raise simpleeval.NumberTooHigh(f"the result has more than {MAX_POWER_BITS} bits")
+                return result
+        return other(left, right)
+
+    return apply
+
+
+_DIVIDE_OTHER = _in_context(OPERATORS[ast.Div])
 
 
 def _divide_checked(left: Any, right: Any) -> Any:
@@ -567,15 +613,16 @@ def _divide_checked(left: Any, right: Any) -> Any:
     if (kind_l is Decimal or kind_l is int) and (kind_r is Decimal or kind_r is int):
         if right == 0:
             raise ZeroDivisionError("division by zero")
-        return (left if kind_l is Decimal else Decimal(left)) / right  # as _divide: Decimal(left) / Decimal(right)
-    return _checked(OPERATORS[ast.Div](left, right))
+        return DECIMAL_CONTEXT.divide(left, right)  # as _divide: Decimal(left) / Decimal(right)
+    return _DIVIDE_OTHER(left, right)
 
 
-def _measured(op: Callable[..., Any]) -> Callable[..., Any]:
-    def apply(*operands: Any) -> Any:
-        return _checked(op(*operands))
+def _negative(value: Any) -> Any:
+    return DECIMAL_CONTEXT.minus(value) if type(value) is Decimal else -value
 
-    return apply
+
+def _positive(value: Any) -> Any:
+    return DECIMAL_CONTEXT.plus(value) if type(value) is Decimal else +value
 
 
 def _list(*items: Any) -> list[Any]:
@@ -591,13 +638,15 @@ def _tuple(*items: Any) -> tuple[Any, ...]:
 
 # What a compiled program may call besides the registered functions: nothing else is in its namespace.
 _RUNTIME: dict[str, Any] = {
-    "_add": _arithmetic(OPERATORS[ast.Add], operator.add),
-    "_sub": _arithmetic(OPERATORS[ast.Sub], operator.sub),
-    "_mul": _arithmetic(OPERATORS[ast.Mult], operator.mul),
+    "_add": _arithmetic(OPERATORS[ast.Add], DECIMAL_CONTEXT.add, operator.add),
+    "_sub": _arithmetic(OPERATORS[ast.Sub], DECIMAL_CONTEXT.subtract, operator.sub),
+    "_mul": _arithmetic(OPERATORS[ast.Mult], DECIMAL_CONTEXT.multiply, operator.mul),
     "_div": _divide_checked,
-    "_floordiv": _measured(OPERATORS[ast.FloorDiv]),
-    "_mod": _measured(OPERATORS[ast.Mod]),
-    "_pow": _measured(OPERATORS[ast.Pow]),
+    "_floordiv": _in_context(OPERATORS[ast.FloorDiv]),
+    "_mod": _in_context(OPERATORS[ast.Mod]),
+    "_pow": _in_context(OPERATORS[ast.Pow]),
+    "_neg": _negative,
+    "_pos": _positive,
     "_in": OPERATORS[ast.In],
     "_not_in": OPERATORS[ast.NotIn],
     "_checked": _checked,
@@ -641,7 +690,10 @@ class _Translator:
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
             return ast.UnaryOp(op=ast.Not(), operand=self.expr(node.operand))
         elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            operand = ast.UnaryOp(op=type(node.op)(), operand=self.expr(node.operand))
+            constant = node.operand.value if isinstance(node.operand, ast.Constant) else None
+            if type(constant) is int:  # -1: Python's own constant
+                return ast.UnaryOp(op=type(node.op)(), operand=ast.Constant(value=constant))
+            operand = self.call("_neg" if isinstance(node.op, ast.USub) else "_pos", self.expr(node.operand))
             return self.checked(operand, isinstance(node.operand, ast.Name))
         elif isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And | ast.Or):
             combined = ast.BoolOp(op=type(node.op)(), values=[self.expr(v) for v in node.values])
@@ -691,28 +743,6 @@ class _Translator:
         return parts[0] if len(parts) == 1 else ast.BoolOp(op=ast.And(), values=parts)
 
 
-# Nodes whose evaluation never reads the decimal context: no arithmetic, no ordering (which signals on a NaN
-# as the context's traps say), no calls; equality and membership of Decimals need no context.
-_CONTEXT_FREE = (ast.Constant, ast.Name, ast.Load, ast.BoolOp, ast.And, ast.Or, ast.Not, ast.IfExp, ast.List,
-                 ast.Tuple, ast.Compare, ast.Eq, ast.NotEq, ast.In, ast.NotIn, ast.Is, ast.IsNot)
-
-
-def _context_free(tree: ast.AST) -> bool:
-    """True when nothing in `tree` depends on the decimal context (see _CONTEXT_FREE; `not x` too; calls of
-    functions that are not `numeric`, whose arguments are walked as the rest)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.UnaryOp):
-            if not isinstance(node.op, ast.Not):
-                return False
-        elif isinstance(node, ast.Call):
-            spec = FUNCTIONS.get(node.func.id) if isinstance(node.func, ast.Name) else None
-            if spec is None or spec.numeric:
-                return False
-        elif not isinstance(node, _CONTEXT_FREE):
-            return False
-    return True
-
-
 _NOT_CONSTANT = object()
 
 
@@ -752,11 +782,11 @@ class Evaluator:
     """
 
     __slots__ = ("_clock", "_engine", "_values")
+    _engine: _Engine
 
     def __init__(self, values: Mapping[str, Any], clock: Clock) -> None:
         self._values = values
-        self._clock = clock
-        self._engine: _Engine | None = None
+        self._clock = clock  # _engine is set when first interpreting: a save that needs none pays nothing for it
 
     def functions(self) -> Mapping[str, Callable[..., Any]]:
         """The registered functions for this evaluator's clock, each made when first called (kept by the clock)."""
@@ -767,26 +797,10 @@ class Evaluator:
         program = expression.program
         if program is None:
             return self.interpret(expression)
-        functions = self.functions() if expression.functions else None
-        if not expression.decimal_context:
-            try:
-                return program(self._values, functions)
-            except KeyError as exc:
-                raise self._missing(exc, expression) from None
-        # DECIMAL_CONTEXT for this evaluation, as decimal.localcontext would set it, without copying it each time:
-        # this thread's own copy (its flags are never read; traps act on each operation's own conditions).
         try:
-            context = _THREAD.context
-        except AttributeError:
-            context = _THREAD.context = DECIMAL_CONTEXT.copy()
-        previous = decimal.getcontext()
-        decimal.setcontext(context)
-        try:
-            return program(self._values, functions)
+            return program(self._values, self._clock.functions)
         except KeyError as exc:
             raise self._missing(exc, expression) from None
-        finally:
-            decimal.setcontext(previous)
 
     def _missing(self, exc: KeyError, expression: CompiledExpression) -> Exception:
         """What a KeyError from a program means: a field missing from the values (a record stored before the
@@ -802,12 +816,14 @@ class Evaluator:
 
         Kept for expressions built without `compile_expression` and to test the compiled form against.
         """
-        if self._engine is None:
+        try:
+            engine = self._engine
+        except AttributeError:
             functions = self.functions()
-            self._engine = _Engine(operators=OPERATORS, functions={name: functions[name] for name in FUNCTIONS},
-                                   names=self._values)
+            engine = self._engine = _Engine(operators=OPERATORS, names=self._values,
+                                            functions={name: functions[name] for name in FUNCTIONS})
         with decimal.localcontext(DECIMAL_CONTEXT):
-            return self._engine.eval(expression.source, previously_parsed=expression.tree)
+            return engine.eval(expression.source, previously_parsed=expression.tree)
 
     def _has(self, name: str) -> bool:
         try:
@@ -823,14 +839,19 @@ class Evaluator:
         went wrong (a type error, a value too large, even a RecursionError or MemoryError): an
         expression in metadata never turns a save into a server error.
         """
+        program = expression.program
         try:
-            return self.evaluate(expression)
+            if program is None:
+                return self.interpret(expression)
+            return program(self._values, self._clock.functions)  # evaluate(), inlined: this runs on every save
         except ZeroDivisionError:
             return None
         except Exception as exc:  # every failure is this field's error, never a 500
             for name in expression.names:  # a loop, not any(<generator>): no frame more than the evaluation took
                 if self._values.get(name) is None:
                     return None
+            if isinstance(exc, KeyError):
+                exc = self._missing(exc, expression)
             raise EvaluationError(f"cannot compute '{expression.source}': {_reason(exc)}") from None
 
     def condition(self, expression: CompiledExpression) -> bool:
@@ -840,8 +861,6 @@ class Evaluator:
         except EvaluationError:
             return False
 
-
-_THREAD = threading.local()
 
 
 class _Functions(dict[str, Callable[..., Any]]):
