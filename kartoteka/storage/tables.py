@@ -162,3 +162,132 @@ sign_in_attempts = sa.Table(
     sa.Column("pending_since", Timestamp),
     sa.UniqueConstraint("username", "address"),
 )
+
+# --- automation (docs/automation.md) ----------------------------------------------------------------
+
+# Tasks: a to-do for one user, usually about a card; made by people or by rules (rule_key).
+tasks = sa.Table(
+    "tasks", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("title", sa.String(300), nullable=False),
+    sa.Column("description", sa.String(5000), nullable=False, server_default=""),
+    sa.Column("assignee", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("due_at", Timestamp),
+    sa.Column("done_at", Timestamp),
+    sa.Column("entity", sa.String(63)),
+    sa.Column("record_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE")),
+    sa.Column("rule_key", sa.String(127)),
+    sa.Column("created_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Index("ix_tasks_assignee_done_at_due_at", "assignee", "done_at", "due_at"),
+    sa.Index("ix_tasks_record_id", "record_id"),
+)
+
+# In-app notifications: one row per recipient, its text rendered with the fields that recipient may view.
+notifications = sa.Table(
+    "notifications", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("text", sa.String(2000), nullable=False),
+    sa.Column("entity", sa.String(63)),
+    sa.Column("record_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE")),
+    sa.Column("rule_key", sa.String(127)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("read_at", Timestamp),
+    sa.Index("ix_notifications_user_id_read_at_id", "user_id", "read_at", "id"),
+)
+
+# A card's timeline: notes, logged calls and meetings, e-mails sent, rule runs (tasks come from `tasks`).
+timeline = sa.Table(
+    "timeline", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("record_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # note | call | meeting | email | rule
+    sa.Column("body", sa.String(10000), nullable=False, server_default=""),
+    sa.Column("payload", Json),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_timeline_record_id_created_at", "record_id", "created_at"),
+)
+
+# Every rule that fired (its condition held), was stopped or failed: what ran, on what, why, how long.
+rule_runs = sa.Table(
+    "rule_runs", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("rule_key", sa.String(127), nullable=False),
+    sa.Column("record_id", Id),  # no foreign key: the log outlives a purged record
+    sa.Column("trigger", sa.String(20), nullable=False),
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("result", sa.String(20), nullable=False),  # done | blocked | failed | stopped | dry_run
+    sa.Column("actions", Json),
+    sa.Column("error", sa.String(2000)),
+    sa.Column("duration_us", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("depth", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_rule_runs_entity_record_id_id", "entity", "record_id", "id"),
+    sa.Index("ix_rule_runs_entity_rule_key_id", "entity", "rule_key", "id"),
+)
+
+# Per rule: failures in a row, and when it was disabled for them (a rule failing too often stops firing).
+rule_states = sa.Table(
+    "rule_states", metadata,
+    sa.Column("entity", sa.String(63), primary_key=True),
+    sa.Column("rule_key", sa.String(127), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("disabled_at", Timestamp),
+    sa.Column("disabled_reason", sa.String(2000)),
+    sa.Column("updated_at", Timestamp, nullable=False),
+)
+
+# Side effects written in the saving transaction and delivered after commit by `kartoteka worker`:
+# at least once, `delivery_id` the idempotency key (a webhook's webhook-id), backoff, then dead.
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("delivery_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("kind", sa.String(20), nullable=False),  # email | webhook
+    sa.Column("destination", sa.String(2000), nullable=False),
+    sa.Column("payload", Json, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False, server_default="pending"),  # pending | done | dead
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", Timestamp, nullable=False),
+    sa.Column("leased_until", Timestamp),
+    sa.Column("last_error", sa.String(2000)),
+    sa.Column("entity", sa.String(63)),
+    sa.Column("record_id", Id),
+    sa.Column("rule_key", sa.String(127)),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("delivered_at", Timestamp),
+    sa.Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),
+)
+
+# Durable timers of date-triggered rules: when each (rule, record) is due; moved when the date changes.
+rule_timers = sa.Table(
+    "rule_timers", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("rule_key", sa.String(127), nullable=False),
+    sa.Column("record_id", Id, sa.ForeignKey("records.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("due_at", Timestamp, nullable=False),
+    sa.Column("fired_at", Timestamp),
+    sa.Column("leased_until", Timestamp),
+    sa.UniqueConstraint("entity", "rule_key", "record_id"),
+    sa.Index("ix_rule_timers_fired_at_due_at", "fired_at", "due_at"),
+    sa.Index("ix_rule_timers_record_id", "record_id"),
+)
+
+# Scheduled (cron) rules: when each runs next; a worker claims a due one, runs it, sets the next run.
+rule_schedules = sa.Table(
+    "rule_schedules", metadata,
+    sa.Column("entity", sa.String(63), primary_key=True),
+    sa.Column("rule_key", sa.String(127), primary_key=True),
+    sa.Column("cron", sa.String(100), nullable=False),
+    sa.Column("next_run_at", Timestamp, nullable=False),
+    sa.Column("last_run_at", Timestamp),
+    sa.Column("leased_until", Timestamp),
+)
