@@ -28,15 +28,14 @@ from kartoteka.metadata.model import (
     Layout,
     ListSpec,
     Option,
-    RuleAction,
     RuleDef,
     Tab,
     TitleTemplate,
     Validation,
 )
+from kartoteka.metadata.rules import build_rules
 from kartoteka.metadata.sources import Path_, Problem, Source
 from kartoteka.metadata.visibility import Leak, condition_leaks
-from kartoteka.rules.actions import check_action
 
 # Without `board: {group: ...}`, a board groups by the first of these it finds, else by the card's first select.
 DEFAULT_BOARD_GROUPS = ("stage", "status")
@@ -91,8 +90,10 @@ class EntityBuilder:
     def __init__(self, source: Source, entity_names: Collection[str], roles: Collection[str] | None,
                  departments: Collection[str] | None, parse_context: ParseContext,
                  superusers: frozenset[str] = DEFAULT_SUPERUSERS,
-                 entity_labels: Mapping[str, Label] | None = None) -> None:
+                 entity_labels: Mapping[str, Label] | None = None,
+                 entity_fields: Mapping[str, Collection[str]] | None = None) -> None:
         self.source = source
+        self.entity_fields = entity_fields or {}  # every card's field names: a rule may create another card
         self.entity_labels = entity_labels or {}  # a reference field's message names its target by its label
         self.superusers = superusers
         self.raw: dict[str, Any] = source.data
@@ -176,7 +177,7 @@ class EntityBuilder:
             validations=validations,
             layout=layout,
             variants=MappingProxyType(variants),
-            rules=tuple(self.rules(raw.get("rules") or [])),
+            rules=self.rules(raw.get("rules") or [], fields),
             list=self.list_spec(raw.get("list") or {}, fields),
             description=Label.of(raw["description"]) if raw.get("description") else None,
             icon=raw.get("icon"),
@@ -526,30 +527,9 @@ class EntityBuilder:
             if expr is not None:
                 yield Validation(expr, Label.of(spec["message"]), target)
 
-    def rules(self, raw: Iterable[Mapping[str, Any]]) -> Iterable[RuleDef]:
-        """Rules: trigger fields, condition and action parameters are checked now; the engine runs them later."""
-        names: set[str] = set()
-        for i, spec in enumerate(raw):
-            path: Path_ = ("rules", i)
-            if spec["name"] in names:
-                self.report((*path, "name"), f"rule name '{spec['name']}' is used twice")
-            names.add(spec["name"])
-            trigger_fields = spec["trigger"].get("fields") or []
-            for j, name in enumerate(trigger_fields):
-                if name not in self.field_names:
-                    self.report((*path, "trigger", "fields", j), f"unknown field '{name}'"
-                                f"{suggest(name, self.field_names)}")
-            actions = []
-            for j, item in enumerate(spec["actions"]):
-                for rel, message in check_action(item, self.known_names,
-                                                 lambda text: compile_expression(text, self.known_names),
-                                                 suggest):
-                    self.report((*path, "actions", j, *rel), message)
-                (name, params), = item.items()
-                actions.append(RuleAction(name, MappingProxyType(dict(params) if isinstance(params, dict) else {})))
-            yield RuleDef(spec["name"], tuple(spec["trigger"]["on"]), tuple(trigger_fields),
-                          self.expression((*path, "condition"), spec.get("condition")), tuple(actions),
-                          spec.get("enabled", True), spec.get("description", ""))
+    def rules(self, raw: Iterable[Mapping[str, Any]], fields: Mapping[str, FieldDef]) -> tuple[RuleDef, ...]:
+        """Rules: triggers, conditions, actions and their templates are checked now (kartoteka/metadata/rules.py)."""
+        return build_rules(self, raw, fields, self.entity_fields)
 
 
 def _one_of(names: list[str]) -> str:

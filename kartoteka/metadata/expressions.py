@@ -342,8 +342,11 @@ def suggest(word: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpression:
+def compile_expression(source: str, known_names: Iterable[str],
+                       functions: Mapping[str, FunctionSpec] = FUNCTIONS) -> CompiledExpression:
     """Parse and statically check `source`; raise ExpressionError naming the first problem.
+
+    `functions` are those it may call (rule conditions have more: kartoteka/metadata/rules.py).
 
     Nothing else escapes: a source the parser cannot cope with (too deeply nested, too complex) is an
     ExpressionError too, so a bad expression is a problem line in check-config, never a traceback.
@@ -353,13 +356,13 @@ def compile_expression(source: str, known_names: Iterable[str]) -> CompiledExpre
     if len(source) > MAX_EXPRESSION_LENGTH:
         raise ExpressionError(f"expression is longer than {MAX_EXPRESSION_LENGTH} characters")
     try:
-        return _compile(source, known_names)
+        return _compile(source, known_names, functions)
     except (RecursionError, MemoryError):
         raise ExpressionError(f"'{_shown(source)}' is too deeply nested or too complex to read; "
                               f"at most {MAX_EXPRESSION_DEPTH} levels of nesting are allowed") from None
 
 
-def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
+def _compile(source: str, known_names: Iterable[str], registry: Mapping[str, FunctionSpec]) -> CompiledExpression:
     try:
         module = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
@@ -383,12 +386,12 @@ def _compile(source: str, known_names: Iterable[str]) -> CompiledExpression:
         if not isinstance(node, _ALLOWED_NODES):
             raise ExpressionError(f"'{source}': {_describe(node)} is not allowed in expressions")
         if isinstance(node, ast.Call):
-            functions.add(_check_call(node, source))
+            functions.add(_check_call(node, source, registry))
         elif isinstance(node, ast.Name) and id(node) not in call_targets:
-            if node.id not in known and node.id in FUNCTIONS:
+            if node.id not in known and node.id in registry:
                 raise ExpressionError(f"'{node.id}' in '{source}' is a function: call it as {node.id}()")
             if node.id not in known:
-                hint = suggest(node.id, known | FUNCTIONS.keys())
+                hint = suggest(node.id, known | registry.keys())
                 raise ExpressionError(f"unknown name '{node.id}' in '{source}'{hint}")
             names.add(node.id)
         elif isinstance(node, ast.Constant) and isinstance(node.value, bytes | complex):
@@ -426,13 +429,13 @@ def _shown(source: str, limit: int = 80) -> str:
     return source if len(source) <= limit else source[:limit - 3] + "..."
 
 
-def _check_call(node: ast.Call, source: str) -> str:
+def _check_call(node: ast.Call, source: str, registry: Mapping[str, FunctionSpec]) -> str:
     """The name of the registered function `node` calls; ExpressionError for any other call or wrong arguments."""
     if not isinstance(node.func, ast.Name):
         raise ExpressionError(f"'{source}': only plain function calls such as today() are allowed")
-    spec = FUNCTIONS.get(node.func.id)
+    spec = registry.get(node.func.id)
     if spec is None:
-        raise ExpressionError(f"unknown function '{node.func.id}' in '{source}'{suggest(node.func.id, FUNCTIONS)}")
+        raise ExpressionError(f"unknown function '{node.func.id}' in '{source}'{suggest(node.func.id, registry)}")
     if node.keywords:
         raise ExpressionError(f"'{source}': {spec.name}() takes no keyword arguments")
     count = len(node.args)
@@ -781,16 +784,19 @@ class Evaluator:
     (which read the clock) are made the first time an expression calls one.
     """
 
-    __slots__ = ("_clock", "_engine", "_values")
+    __slots__ = ("_engine", "_functions", "_values")
     _engine: _Engine
 
-    def __init__(self, values: Mapping[str, Any], clock: Clock) -> None:
+    def __init__(self, values: Mapping[str, Any], clock: Clock,
+                 functions: Mapping[str, Callable[..., Any]] | None = None) -> None:
         self._values = values
-        self._clock = clock  # _engine is set when first interpreting: a save that needs none pays nothing for it
+        # The registered functions made for this clock, or more (a rule condition's is_changed() and the like).
+        self._functions = clock.functions if functions is None else functions
+        # _engine is set when first interpreting: a save that needs none pays nothing for it.
 
     def functions(self) -> Mapping[str, Callable[..., Any]]:
-        """The registered functions for this evaluator's clock, each made when first called (kept by the clock)."""
-        return self._clock.functions
+        """The functions expressions call: those of the clock, each made when first called (kept by the clock)."""
+        return self._functions
 
     def evaluate(self, expression: CompiledExpression) -> Any:
         """The raw result; Python errors from the data propagate."""
@@ -798,7 +804,7 @@ class Evaluator:
         if program is None:
             return self.interpret(expression)
         try:
-            return program(self._values, self._clock.functions)
+            return program(self._values, self._functions)
         except KeyError as exc:
             raise self._missing(exc, expression) from None
 
@@ -819,9 +825,8 @@ class Evaluator:
         try:
             engine = self._engine
         except AttributeError:
-            functions = self.functions()
-            engine = self._engine = _Engine(operators=OPERATORS, names=self._values,
-                                            functions={name: functions[name] for name in FUNCTIONS})
+            # The mapping itself (made on first use, kept by the clock): simpleeval looks a called name up in it.
+            engine = self._engine = _Engine(operators=OPERATORS, names=self._values, functions=self._functions)
         with decimal.localcontext(DECIMAL_CONTEXT):
             return engine.eval(expression.source, previously_parsed=expression.tree)
 
@@ -843,7 +848,7 @@ class Evaluator:
         try:
             if program is None:
                 return self.interpret(expression)
-            return program(self._values, self._clock.functions)  # evaluate(), inlined: this runs on every save
+            return program(self._values, self._functions)  # evaluate(), inlined: this runs on every save
         except ZeroDivisionError:
             return None
         except Exception as exc:  # every failure is this field's error, never a 500

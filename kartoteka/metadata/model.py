@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import time, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -202,23 +203,67 @@ class Validation:
 
 @dataclass(frozen=True)
 class RuleAction:
-    """One action of a rule: a registered action name and its parameters."""
+    """One action of a rule: a registered action name, its parameters, and its templates checked and compiled."""
 
     name: str
     params: Mapping[str, Any]
+    stage: str = "after"  # before: changes or refuses the record being saved; after: everything else
+    templates: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # param -> RuleTemplate
+    expr: CompiledExpression | None = None  # set's `expr`
+
+
+@dataclass(frozen=True)
+class WorkWindow:
+    """Working hours a date rule fires within: weekdays (0 = Monday) and a time span, in the site's time zone."""
+
+    weekdays: frozenset[int]
+    start: time
+    end: time
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """When a rule is considered.
+
+    kind `save`: on `events` (created, updated, deleted, restored, changed); `updated` only when one of `fields`
+    changed (any field when empty); `changed` when `field` changed, from one of `from_values` to one of `to_values`
+    when given. kind `date`: `offset` from the date in `field` (negative: before it), moved into `window`.
+    kind `schedule`: by `cron`, for each record the condition selects. kind `manual`: a button and an API call,
+    for `roles` (empty: whoever may change the record), with an optional `confirm` text.
+    """
+
+    kind: str
+    events: frozenset[str] = frozenset()
+    fields: tuple[str, ...] = ()
+    field: str | None = None
+    from_values: tuple[Any, ...] | None = None
+    to_values: tuple[Any, ...] | None = None
+    offset: timedelta = timedelta(0)
+    window: WorkWindow | None = None
+    cron: str | None = None
+    roles: frozenset[str] = frozenset()
+    label: Label | None = None
+    confirm: Label | None = None
 
 
 @dataclass(frozen=True)
 class RuleDef:
-    """Trigger → condition → actions; executed by the rules engine."""
+    """Trigger → condition → actions; executed by the rules engine (kartoteka/rules/, docs/automation.md)."""
 
+    key: str
     name: str
-    on: tuple[str, ...]
-    fields: tuple[str, ...]
+    trigger: Trigger
     condition: CompiledExpression | None
     actions: tuple[RuleAction, ...]
+    stage: str = "after"  # before: evaluated inside the save, before formulas and validation; after: once written
+    priority: int = 0  # higher runs first; then the order of the file
     enabled: bool = True
     description: str = ""
+
+    @property
+    def on(self) -> tuple[str, ...]:
+        """The events of a save trigger (compatibility with the first rules format)."""
+        return tuple(sorted(self.trigger.events))
 
 
 @dataclass(frozen=True)
