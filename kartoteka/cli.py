@@ -465,6 +465,32 @@ def files_sweep_command(dry_run: bool, older_than: float | None) -> None:
     click.echo(f"Would delete {files_text}, freeing {freed}." if dry_run else f"Deleted {files_text}, freed {freed}.")
 
 
+# --- kartoteka worker: the outbox (docs/automation.md, "Outbox and worker") ---------------------------------------
+
+
+@main.command("worker")
+@click.option("--once", is_flag=True, help="Run passes until nothing is due, then exit (cron, tests).")
+def worker_command(once: bool) -> None:
+    """Deliver the outbox's e-mails and webhooks (and run what else is due) until SIGTERM or Ctrl+C."""
+    import logging
+    import threading
+
+    from kartoteka.rules.worker import run_worker, worker_jobs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = _settings()
+    except ValueError as exc:  # a KARTOTEKA_* variable that is not a valid value
+        _fail(str(exc))
+    with _platform(settings) as (_app, state):
+        stop = threading.Event()
+        try:
+            jobs = worker_jobs(state, stop.is_set)
+        except ValueError as exc:  # KARTOTEKA_SMTP_URL or KARTOTEKA_WEBHOOK_HOSTS the worker cannot use
+            _fail(str(exc))
+        run_worker(state.engine, state.settings, state.clock, once=once, stop=stop, jobs=jobs)
+
+
 def _utc(moment: datetime) -> datetime:
     """A stored time in UTC (SQLite hands times back without their zone)."""
     return moment.astimezone(UTC) if moment.tzinfo else moment

@@ -45,6 +45,34 @@ class UploadLimits:
 
 
 @dataclass(frozen=True)
+class OutboxSettings:
+    """How `kartoteka worker` delivers the outbox's e-mails and webhooks (docs/automation.md, "Outbox and worker")."""
+
+    smtp_url: str | None = None  # smtp://[user:password@]host[:port][?starttls=1] or smtps://...; None: e-mails wait
+    mail_from: str = "Kartoteka <kartoteka@localhost>"
+    webhook_hosts: tuple[str, ...] = ()  # host[:port] allowed even on private addresses; with entries, only these
+    webhook_timeout: float = 10.0  # seconds per connect, send and read
+    max_attempts: int = 8  # then the delivery is dead
+    backoff: float = 30.0  # seconds before the second attempt; doubled each time (with jitter), at most 6 hours
+    batch: int = 20  # deliveries one worker claims at once
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> OutboxSettings:
+        """KARTOTEKA_SMTP_URL, _MAIL_FROM, _WEBHOOK_HOSTS, _WEBHOOK_TIMEOUT, _OUTBOX_MAX_ATTEMPTS, _OUTBOX_BACKOFF."""
+        default = cls()
+        return cls(
+            smtp_url=env.get("KARTOTEKA_SMTP_URL", "").strip() or None,
+            mail_from=env.get("KARTOTEKA_MAIL_FROM", "").strip() or default.mail_from,
+            webhook_hosts=tuple(h.strip() for h in env.get("KARTOTEKA_WEBHOOK_HOSTS", "").split(",") if h.strip()),
+            webhook_timeout=_seconds(env.get("KARTOTEKA_WEBHOOK_TIMEOUT"), "KARTOTEKA_WEBHOOK_TIMEOUT",
+                                     default.webhook_timeout),
+            max_attempts=max(1, _count(env.get("KARTOTEKA_OUTBOX_MAX_ATTEMPTS", str(default.max_attempts)),
+                                       "KARTOTEKA_OUTBOX_MAX_ATTEMPTS")),
+            backoff=_seconds(env.get("KARTOTEKA_OUTBOX_BACKOFF"), "KARTOTEKA_OUTBOX_BACKOFF", default.backoff),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything the application factory needs; tests pass their own."""
 
@@ -59,12 +87,14 @@ class Settings:
     uploads: UploadLimits = field(default_factory=UploadLimits)
     # Lists (web and API) count their records exactly up to this many, then say "more than"; 0: always exactly.
     list_count_cap: int = 10_000
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES,
-        _UPLOAD_* and _LIST_COUNT_CAP, now (by `create_app` or a command, never at import).
+        _UPLOAD_*, _LIST_COUNT_CAP and the outbox's (OutboxSettings), now (by `create_app` or a command, never at
+        import).
 
         Relative paths and the defaults (`instance/`, `config/`) are taken from the current directory of this
         call, and resolved to absolute paths, so a server's workers agree with the process that started them.
@@ -81,6 +111,7 @@ class Settings:
             trusted_proxies=_count(env.get("KARTOTEKA_TRUSTED_PROXIES", "0"), "KARTOTEKA_TRUSTED_PROXIES"),
             uploads=UploadLimits.from_env(env),
             list_count_cap=_count(env.get("KARTOTEKA_LIST_COUNT_CAP", "10000"), "KARTOTEKA_LIST_COUNT_CAP"),
+            outbox=OutboxSettings.from_env(env),
         )
         return replace(settings, **overrides)
 
@@ -113,6 +144,19 @@ def _hours(text: str | None, name: str, default: timedelta) -> timedelta:
     if not 0 < hours <= 24 * 366:  # NaN fails too
         raise ValueError(f"{name} must be a number of hours greater than 0 (at most a year), not {text!r}.")
     return timedelta(hours=hours)
+
+
+def _seconds(text: str | None, name: str, default: float) -> float:
+    """A number of seconds from the environment, more than none and at most a day."""
+    if text is None or not text.strip():
+        return default
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 86400:  # NaN fails too
+        raise ValueError(f"{name} must be a number of seconds greater than 0 (at most a day), not {text!r}.")
+    return seconds
 
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}

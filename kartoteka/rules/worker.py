@@ -1,0 +1,148 @@
+"""`kartoteka worker`: a loop of passes, each running every job once; the outbox's delivery is one job.
+
+A job is a callable `(engine, now) -> int` that does what is due at `now` and says how much it did. A pass that did
+nothing makes the loop wait a moment (`--once`: stop). SIGTERM and SIGINT stop the worker after the delivery in
+progress; deliveries it had claimed but not started are given back at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from kartoteka.config import OutboxSettings, Settings
+from kartoteka.metadata.expressions import Clock
+from kartoteka.rules.delivery import Deliverer
+from kartoteka.rules.outbox import KINDS, bury_abandoned, claim, note_waiting, record_delivered, record_failure, release
+
+if TYPE_CHECKING:
+    from kartoteka.extensions import PlatformState
+
+Job = Callable[[sa.Engine, datetime], int]
+log = logging.getLogger("kartoteka.worker")
+
+NO_SMTP = "KARTOTEKA_SMTP_URL is not set: e-mail waits until a worker has it (never dropped)."
+MAX_IDLE_AFTER_ERROR = 30.0
+
+
+class OutboxJob:
+    """Delivers one batch of due deliveries per call: claim (leased, committed), deliver outside any transaction,
+    record each result."""
+
+    def __init__(self, settings: OutboxSettings, *, deliverer: Deliverer | None = None,
+                 stopping: Callable[[], bool] = lambda: False) -> None:
+        self.settings = settings
+        self.deliverer = deliverer or Deliverer(settings)
+        self.stopping = stopping
+        # Without an SMTP server e-mails are not claimed (no attempt is spent on them): they wait, marked so.
+        self.kinds = KINDS if settings.smtp_url else tuple(k for k in KINDS if k != "email")
+        # Long enough for the whole batch to time out at every step (connect, send, read), and then some.
+        self.lease = timedelta(seconds=60 + settings.batch * 3 * settings.webhook_timeout)
+
+    def __call__(self, engine: sa.Engine, now: datetime) -> int:
+        """Deliver what is due at `now`; how many deliveries were attempted."""
+        started = time.monotonic()
+        buried = bury_abandoned(engine, now, self.settings.max_attempts)
+        if buried:
+            log.warning("dead: %d deliveries whose workers stopped during every attempt", buried)
+        if "email" not in self.kinds and note_waiting(engine, "email", NO_SMTP):
+            log.warning(NO_SMTP)
+        batch = claim(engine, now, kinds=self.kinds, limit=self.settings.batch, lease=self.lease)
+        for index, delivery in enumerate(batch):
+            if self.stopping():
+                release(engine, batch[index:])
+                return index
+            moment = now + timedelta(seconds=time.monotonic() - started)
+            began = time.monotonic()
+            outcome = self.deliverer.deliver(delivery, moment)
+            took = (time.monotonic() - began) * 1000
+            moment = now + timedelta(seconds=time.monotonic() - started)
+            where = f"{delivery.delivery_id} {delivery.kind} {delivery.destination[:200]}"
+            if outcome.ok:
+                record_delivered(engine, delivery, moment)
+                log.info("delivered %s (attempt %d, %.0f ms): %s", where, delivery.attempts, took, outcome.detail)
+                continue
+            result = record_failure(engine, delivery, moment, outcome.detail, permanent=outcome.permanent,
+                                    max_attempts=self.settings.max_attempts, backoff=self.settings.backoff)
+            if result is None:
+                log.warning("failed %s (attempt %d, %.0f ms), its claim lost to another worker: %s", where,
+                            delivery.attempts, took, outcome.detail)
+            elif result[0] == "dead":
+                log.error("dead %s (attempt %d, %.0f ms): %s", where, delivery.attempts, took, outcome.detail)
+            else:
+                log.warning("failed %s (attempt %d, %.0f ms), next at %s: %s", where, delivery.attempts, took,
+                            f"{result[1]:%Y-%m-%d %H:%M:%S}", outcome.detail)
+        return len(batch)
+
+
+def default_jobs(settings: Settings, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
+    """The jobs of a worker with these settings: the outbox (rule timers and schedules go here, one line each)."""
+    return [OutboxJob(settings.outbox, stopping=stopping)]
+
+
+def worker_jobs(state: PlatformState, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
+    """The jobs `kartoteka worker` runs for an app's platform state (settings, engine, record service)."""
+    return default_jobs(state.settings, stopping)
+
+
+class _StopSignals:
+    """SIGTERM and SIGINT set `stop` (a second one stops at once); the previous handlers come back on exit. Only in
+    the main thread (where Python delivers signals)."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGTERM, signal.SIGINT):
+                self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, _frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise SystemExit(128 + number)
+        log.info("stopping (%s): finishing the delivery in progress", signal.Signals(number).name)
+        self.stop.set()
+
+    def __exit__(self, *_exc: object) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)  # type: ignore[arg-type]
+
+
+def run_worker(engine: sa.Engine, settings: Settings, clock: Clock, *, once: bool = False,
+               jobs: Sequence[Job] | None = None, idle: float = 1.0, stop: threading.Event | None = None) -> int:
+    """Run passes of `jobs` (default: the outbox's) until stopped; `once`: until a pass finds nothing due. What was
+    done in all."""
+    stop = stop or threading.Event()
+    jobs = list(jobs) if jobs is not None else default_jobs(settings, stop.is_set)
+    total, failures = 0, 0
+    with _StopSignals(stop):
+        log.info("worker started: %d job%s%s", len(jobs), "" if len(jobs) == 1 else "s", ", once" if once else "")
+        while not stop.is_set():
+            try:
+                done = sum(job(engine, clock.now()) for job in jobs)
+                failures = 0
+            except sa.exc.OperationalError as exc:  # the database went away: wait and try again (not once)
+                if once:
+                    raise
+                failures += 1
+                wait = min(idle * 2 ** failures, MAX_IDLE_AFTER_ERROR)
+                log.error("pass failed, next in %.0f s: %s", wait, str(exc).splitlines()[0])
+                stop.wait(wait)
+                continue
+            total += done
+            if done == 0:
+                if once:
+                    break
+                stop.wait(idle)
+    log.info("worker stopped: %d done", total)
+    return total
