@@ -11,6 +11,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kartoteka.activity.model import stored
 from kartoteka.storage.tables import notifications, tasks, timeline
 
 
@@ -19,8 +20,9 @@ def create_task(conn: sa.Connection, *, title: str, now: datetime, description: 
                 record_id: int | None = None, created_by: int | None = None, rule_key: str | None = None) -> int:
     """Insert a task; its id."""
     inserted = conn.execute(sa.insert(tasks).values(
-        title=title[:300], description=description[:5000], assignee=assignee, due_at=due_at, entity=entity,
-        record_id=record_id, rule_key=rule_key, created_by=created_by, created_at=now, updated_at=now,
+        title=title[:300], description=description[:5000], assignee=assignee,
+        due_at=stored(due_at) if due_at is not None else None, entity=entity, record_id=record_id, rule_key=rule_key,
+        created_by=created_by, created_at=stored(now), updated_at=stored(now),
     )).inserted_primary_key
     return int(inserted[0]) if inserted else 0
 
@@ -29,7 +31,8 @@ def notify(conn: sa.Connection, *, user_id: int, text: str, now: datetime, entit
            record_id: int | None = None, rule_key: str | None = None) -> int:
     """Insert one user's notification; its id."""
     inserted = conn.execute(sa.insert(notifications).values(
-        user_id=user_id, text=text[:2000], entity=entity, record_id=record_id, rule_key=rule_key, created_at=now,
+        user_id=user_id, text=text[:2000], entity=entity, record_id=record_id, rule_key=rule_key,
+        created_at=stored(now),
     )).inserted_primary_key
     return int(inserted[0]) if inserted else 0
 
@@ -39,6 +42,6 @@ def add_entry(conn: sa.Connection, *, entity: str, record_id: int, kind: str, no
     """Insert a timeline entry (note, call, meeting, email, rule); its id."""
     inserted = conn.execute(sa.insert(timeline).values(
         entity=entity, record_id=record_id, kind=kind, body=body[:10000],
-        payload=dict(payload) if payload is not None else None, user_id=user_id, created_at=now,
+        payload=dict(payload) if payload is not None else None, user_id=user_id, created_at=stored(now),
     )).inserted_primary_key
     return int(inserted[0]) if inserted else 0

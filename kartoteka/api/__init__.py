@@ -184,4 +184,5 @@ def delete_record(entity_name: str, record_id: int) -> Response:
     return Response(status=204)
 
 
-from kartoteka.api import files  # noqa: E402, F401  (registers the file routes; they import only .blueprint)
+from kartoteka.api import files  # noqa: E402, F401, I001  (registers the file routes; they import only .blueprint)
+from kartoteka.api import activity  # noqa: E402, F401  (registers the timeline, task and notification routes)

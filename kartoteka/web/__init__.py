@@ -9,6 +9,7 @@ from flask_htmx import HTMX
 from werkzeug.wrappers import Response
 
 from kartoteka.metadata.model import Label
+from kartoteka.web.activity import init_activity
 from kartoteka.web.auth import init_auth
 from kartoteka.web.formatting import currency_symbol
 from kartoteka.web.formpage import init_form_pages
@@ -32,6 +33,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     htmx.init_app(app)
     init_auth(app)
     app.register_blueprint(cards)
+    init_activity(app)  # timelines, tasks, notifications and the header's counts
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
     app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol, page_url=page_url, here=here)
     app.jinja_env.trim_blocks = True

@@ -240,11 +240,15 @@ class FormPages:
         def here() -> Hole:
             return skeleton.hole(lambda _: request.full_path.rstrip("?"))
 
+        def header_activity() -> Hole:  # the header's task and notification counts (web/activity.py): per request
+            return skeleton.hole(lambda _: self.env.globals["header_activity"]())  # type: ignore[operator]
+
         user = _UserSkeleton(g.user.roles, skeleton)
         page_context: dict[str, Any] = {name: _Unavailable(name) for name in PER_REQUEST}
         page_context.update(
             context, **nav, form=_FormSkeleton(form, skeleton), form_rows=form_rows, csrf_token=csrf_token,
-            here=here, g=_GSkeleton(g.language, user), get_flashed_messages=lambda **_: [])
+            here=here, header_activity=header_activity, g=_GSkeleton(g.language, user),
+            get_flashed_messages=lambda **_: [])
         return pieces_of(self.env.get_template(TEMPLATE).render(page_context), skeleton.nonce, skeleton.holes)
 
 

@@ -1,0 +1,191 @@
+"""A card's timeline: notes, logged calls and meetings, e-mails sent, rule runs and the card's tasks, newest first.
+
+Whoever may read a card may read its timeline and add notes, calls and meetings to it (read access is enough: a note
+changes no field of the card, as comments do elsewhere); outside the read scope the card does not exist for them
+(NotFound). Notes are free text written by people. What the platform writes (e-mails, rule runs) may carry values of
+the card's fields, so a viewer who may not view every field of the card sees neither their body nor any part of their
+payload that names a field they may not view (see `shown_payload`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from kartoteka.activity.model import (
+    KINDS,
+    USER_KINDS,
+    Entry,
+    TimelinePage,
+    cursor_int,
+    cursor_moment,
+    decode_cursor,
+    encode_cursor,
+    stored,
+    utc,
+)
+from kartoteka.activity.store import add_entry
+from kartoteka.activity.tasks import task_of, visible_tasks
+from kartoteka.errors import BadRequest, RecordValidationError
+from kartoteka.messages import Message
+from kartoteka.metadata.model import EntityDef
+from kartoteka.records.access import every_field, viewable_fields
+from kartoteka.records.model import Principal
+from kartoteka.records.service import RecordService
+from kartoteka.storage.reading import reader
+from kartoteka.storage.tables import tasks, timeline, users
+
+MAX_BODY = 10_000
+MAX_OUTCOME = 200
+MAX_DURATION = 24 * 60
+# The order of the two sources among entries of the same moment (newest first): timeline entries, then tasks.
+_ENTRY_RANK, _TASK_RANK = 1, 0
+# What a rule run's or an e-mail's payload may show to a viewer who may not view every field of the card.
+_SAFE_KEYS = frozenset({"rule_key", "rule", "result", "actions", "type", "action", "kind", "field", "fields",
+                        "value", "values", "entity", "record_id", "task_id", "state", "to", "template"})
+
+
+def shown_payload(entity: EntityDef, user: Principal, kind: str, payload: Mapping[str, Any] | None
+                  ) -> dict[str, Any]:
+    """The part of an entry's payload `user` may see: everything for those who view every field of the card;
+    otherwise only known keys, and no field (nor its value) that `user` may not view."""
+    if not payload:
+        return {}
+    viewable = viewable_fields(entity, user)
+    if kind in USER_KINDS or viewable is every_field(entity) or viewable == every_field(entity):
+        return dict(payload)
+    return _filtered(payload, viewable)
+
+
+def _filtered(value: Any, viewable: frozenset[str], top: bool = True) -> Any:
+    if isinstance(value, list):
+        return [_filtered(v, viewable, top=False) for v in value]
+    if not isinstance(value, Mapping):
+        return value
+    if isinstance(value.get("field"), str) and value["field"] not in viewable:
+        return {k: v for k, v in value.items() if k in ("type", "action", "kind")}
+    shown: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in _SAFE_KEYS:
+            continue
+        if key == "rule" and top:  # the rule's name (a text or a label by language): metadata, not data
+            shown[key] = item
+            continue
+        if key == "fields" and isinstance(item, list):
+            item = [f for f in item if f in viewable]
+        elif key == "values" and isinstance(item, Mapping):
+            item = {f: v for f, v in item.items() if f in viewable}
+        shown[key] = _filtered(item, viewable, top=False)
+    return shown
+
+
+def shows_body(entity: EntityDef, user: Principal, kind: str) -> bool:
+    """People's notes are shown to every reader; what the platform wrote only to who views every field."""
+    return kind in USER_KINDS or viewable_fields(entity, user) == every_field(entity)
+
+
+def _entries_select() -> sa.Select[Any]:
+    return (sa.select(timeline, users.c.display_name.label("author"))
+            .select_from(timeline.outerjoin(users, users.c.id == timeline.c.user_id)))
+
+
+def card_timeline(service: RecordService, entity_name: str, record_id: int, user: Principal, *, limit: int = 50,
+                  cursor: str | None = None) -> TimelinePage:
+    """A page of the card's timeline as `user` may see it (NotFound outside their read scope), newest first."""
+    record = service.get(entity_name, record_id, user)
+    entity = service.entity(record.entity)
+    entries = _entries_select().where(timeline.c.record_id == record.id, timeline.c.entity == entity.name)
+    card_tasks = visible_tasks(service.metadata, user).where(tasks.c.record_id == record.id)
+    if cursor:
+        moment_text, rank_text, id_text = decode_cursor(cursor, 3)
+        moment = stored(cursor_moment(moment_text))
+        rank, last_id = cursor_int(rank_text), cursor_int(id_text)
+        # Newest first by (moment, rank, id): what comes after the cursor's item in that order.
+        entries = entries.where(sa.or_(timeline.c.created_at < moment, sa.and_(
+            timeline.c.created_at == moment, timeline.c.id < last_id)) if rank == _ENTRY_RANK
+            else timeline.c.created_at < moment)
+        card_tasks = card_tasks.where(tasks.c.created_at <= moment if rank > _TASK_RANK else sa.or_(
+            tasks.c.created_at < moment, sa.and_(tasks.c.created_at == moment, tasks.c.id < last_id)))
+    entries = entries.order_by(timeline.c.created_at.desc(), timeline.c.id.desc()).limit(limit + 1)
+    card_tasks = card_tasks.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+    found: list[tuple[Any, int, int, Entry]] = []
+    with reader(service.engine).connect() as conn:
+        for row in conn.execute(entries):
+            kind = row.kind if row.kind in KINDS else "note"
+            moment = utc(row.created_at) or row.created_at
+            body = row.body if shows_body(entity, user, kind) else ""
+            found.append((moment, _ENTRY_RANK, row.id, Entry(
+                id=row.id, kind=kind, created_at=moment, user_id=row.user_id, author=row.author, body=body,
+                payload=shown_payload(entity, user, kind, row.payload))))
+        for row in conn.execute(card_tasks):
+            task = task_of(row)
+            found.append((task.created_at, _TASK_RANK, task.id, Entry(
+                id=task.id, kind="task", created_at=task.created_at, user_id=task.created_by,
+                author=task.created_by_name, body="", task=task)))
+    found.sort(key=lambda item: (item[0], item[1], item[2]), reverse=True)
+    page = found[:limit]
+    next_cursor = None
+    if len(found) > limit:
+        moment, rank, last_id, _ = page[-1]
+        next_cursor = encode_cursor(moment.isoformat(), rank, last_id)
+    return TimelinePage(tuple(item[3] for item in page), next_cursor)
+
+
+def log_entry(service: RecordService, entity_name: str, record_id: int, user: Principal, *, kind: str, body: Any,
+              outcome: Any = None, duration_minutes: Any = None) -> Entry:
+    """Add a note, a logged call or a meeting to a card `user` may read; returns the entry as they see it."""
+    if kind not in USER_KINDS:
+        raise BadRequest(Message("timeline.kind_invalid", "'kind' must be one of {kinds}, not {kind}.",
+                                 kinds=", ".join(USER_KINDS), kind=repr(str(kind)[:40])))
+    record = service.get(entity_name, record_id, user)
+    errors: dict[str, list[str]] = {}
+    text = body.strip() if isinstance(body, str) else ""
+    if not isinstance(body, str):
+        errors["body"] = [Message("timeline.body_type", "The text must be a text.")]
+    elif not text:
+        errors["body"] = [Message("timeline.body_required", "Write what the note says.")]
+    elif len(text) > MAX_BODY:
+        errors["body"] = [Message("timeline.body_too_long", "The text may have at most {limit} characters; this one "
+                                  "has {length}.", limit=MAX_BODY, length=len(text))]
+    payload: dict[str, Any] = {}
+    if kind != "note":
+        _outcome(outcome, payload, errors)
+        _duration(duration_minutes, payload, errors)
+    if errors:
+        raise RecordValidationError(errors, Message.counted(
+            "timeline.invalid", "The entry has {count} invalid value.", "The entry has {count} invalid values.",
+            count=sum(len(v) for v in errors.values())))
+    now = service.clock.now()
+    with service.engine.begin() as conn:
+        entry_id = add_entry(conn, entity=record.entity, record_id=record.id, kind=kind, now=now, body=text,
+                             payload=payload or None, user_id=user.id)
+    with reader(service.engine).connect() as conn:
+        row = conn.execute(_entries_select().where(timeline.c.id == entry_id)).one()
+    return Entry(id=row.id, kind=row.kind, created_at=utc(row.created_at) or row.created_at, user_id=row.user_id,
+                 author=row.author, body=row.body, payload=dict(row.payload or {}))
+
+
+def _outcome(value: Any, payload: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    if value is None or value == "":
+        return
+    if not isinstance(value, str):
+        errors["outcome"] = [Message("timeline.outcome_type", "The outcome must be a text.")]
+    elif len(value.strip()) > MAX_OUTCOME:
+        errors["outcome"] = [Message("timeline.outcome_too_long", "The outcome may have at most {limit} characters; "
+                                     "this one has {length}.", limit=MAX_OUTCOME, length=len(value.strip()))]
+    elif value.strip():
+        payload["outcome"] = value.strip()
+
+
+def _duration(value: Any, payload: dict[str, Any], errors: dict[str, list[str]]) -> None:
+    if value is None or value == "":
+        return
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii() and len(value.strip()) < 7:
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DURATION:
+        errors["duration_minutes"] = [Message("timeline.duration_invalid", "The duration must be a whole number of "
+                                              "minutes from 0 to {most}.", most=MAX_DURATION)]
+        return
+    payload["duration_minutes"] = value
