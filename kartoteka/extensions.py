@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Flask, current_app, g
@@ -11,8 +12,9 @@ from kartoteka.config import Settings
 from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.metadata.loader import load_metadata
-from kartoteka.metadata.model import Metadata
+from kartoteka.metadata.model import FieldDef, Metadata
 from kartoteka.records.service import RecordService
+from kartoteka.rules.engine import RuleEngine
 from kartoteka.storage.database import create_engine
 from kartoteka.storage.reading import close_read_scope, open_read_scope
 
@@ -37,6 +39,7 @@ class Platform:
         metadata = load_metadata(settings.config_dir, context)
         engine = create_engine(settings.database_url)
         service = RecordService(metadata, engine, clock, context)
+        RuleEngine(metadata, clock, engine, display=_display).attach(service)
         app.extensions["kartoteka"] = PlatformState(settings, clock, metadata, engine, service)
         # Every read of a request shares one connection (storage/reading.py), closed when the request ends.
         app.before_request(_open_read_scope)
@@ -54,6 +57,13 @@ class Platform:
 
 
 platform = Platform()
+
+
+def _display(field: FieldDef, value: Any, language: str) -> str:
+    """A value in rule texts as the reader's language writes it (kartoteka/web/formatting.py)."""
+    from kartoteka.web.formatting import format_value  # the web layer's formatter, lent to the rules engine
+
+    return format_value(field, value, language)
 
 
 def _open_read_scope() -> None:

@@ -159,18 +159,21 @@ def _build_rule(builder: RuleBuilder, path: tuple[str | int, ...], spec: Mapping
 def _stage(builder: RuleBuilder, path: tuple[str | int, ...], spec: Mapping[str, Any], trigger: Trigger | None,
            actions: list[RuleAction]) -> str:
     """`before` when an action changes or refuses the record being saved (set, block, tags, assign), else `after`;
-    `stage: after` with such an action, or such an action on a trigger that saves nothing, is a problem."""
+    `stage: after` with such an action, or such an action on a 'deleted' trigger, is a problem. Manual, date and
+    scheduled rules run after: what they change is saved through the record service as a change of its own."""
     changes_record = [a.name for a in actions if a.stage == BEFORE]
     declared = spec.get("stage")
     if changes_record and declared == "after":
         builder.report((*path, "stage"), f"'{changes_record[0]}' changes the record being saved, which happens "
                        "before the write: this rule's stage is 'before' (or move the action to another rule)")
-    if changes_record and trigger is not None and (trigger.kind != "save" or "deleted" in trigger.events):
-        when = trigger.kind if trigger.kind != "save" else "deleted"
-        builder.report((*path, "actions"), f"'{changes_record[0]}' changes the record being saved, but a '{when}' "
+    if changes_record and trigger is not None and "deleted" in trigger.events:
+        builder.report((*path, "actions"), f"'{changes_record[0]}' changes the record being saved, but a 'deleted' "
                        "trigger saves nothing; use create_task, notify or the like, or another trigger")
     if declared == "before" and trigger is not None and trigger.kind != "save":
-        builder.report((*path, "stage"), f"a '{trigger.kind}' trigger has no save to run before")
+        builder.report((*path, "stage"), f"a '{trigger.kind}' trigger has no save to run before: its changes to the "
+                       "record are saved as a change of their own")
+    if trigger is not None and trigger.kind != "save":
+        return "after"  # manual, date and scheduled rules save what they change through the record service
     return "before" if changes_record or declared == "before" else "after"
 
 
@@ -353,7 +356,7 @@ def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str,
     field = fields.get(params.get("field", "")) if isinstance(params.get("field"), str) else None
     if name == "set" and field is not None and (field.is_formula or field.read_only):
         report(("field",), f"'{field.name}' is {'a formula' if field.is_formula else 'read-only'}: rules cannot set it")
-    if name in ("add_tags", "remove_tags") and field is not None and not field.multiple:
+    if name in ("add_tags", "remove_tags") and field is not None and not field.is_list:
         report(("field",), f"'{field.name}' holds one value; {name} needs a field of several (tags, multiselect)")
     if name == "assign" and field is not None and field.value_type.name != "user":
         report(("field",), f"'{field.name}' is a {field.type.name} field; assign sets a user field (or the owner)")

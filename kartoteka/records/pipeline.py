@@ -129,13 +129,16 @@ class Pipeline:
 
     def run(self, incoming: Mapping[str, Any], stored: Mapping[str, Any] | None, user: Principal,
             system: Mapping[str, Any], *, check_writes: bool = True, flagged: frozenset[str] = frozenset(),
-            inferred: frozenset[str] = frozenset()) -> Prepared:
+            inferred: frozenset[str] = frozenset(), before_save: Callable[[Prepared], None] | None = None
+            ) -> Prepared:
         """Parse `incoming` over `stored` (None for a new record), compute and validate everything.
 
         `flagged` holds the checks the stored record is flagged for: they run even if none of their
         fields changed, so the next save by someone who can see them must fix them. `inferred` names
         values a form inferred from absence (an unticked box, an emptied list): one the user may not
         change now is left as stored, not refused, and an unticked consent never given records nothing.
+        `before_save` (the rules' before-save stage) sees the merged values before formulas and validation run; what it
+        sets is validated and saved with the rest.
         """
         entity = self.entity
         base = dict(stored) if stored is not None else self.defaults()
@@ -184,6 +187,8 @@ class Pipeline:
             if not same:
                 prepared.changed.add(name)
             base[name] = value
+        if before_save is not None:
+            before_save(prepared)
         evaluator = Evaluator(_Names(base, system), self.clock)
         fixed = _unconditional_conditions(entity, user.department)
         formula_errors = self._formulas(prepared, evaluator, stored)

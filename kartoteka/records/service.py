@@ -21,6 +21,7 @@ from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.metadata.types.scalar import DecimalType
 from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
+from kartoteka.records.hooks import API, Origin, SaveEvent, SaveHooks
 from kartoteka.records.model import (
     SYSTEM,
     Attention,
@@ -130,6 +131,7 @@ class Change:
     after: Mapping[str, Any] | None
     changed: frozenset[str]
     user: Principal
+    origin: Origin = API
 
 
 Listener = Callable[[Change, sa.Connection], None]
@@ -139,8 +141,10 @@ class RecordService:
     """Creates, updates, deletes, reads and lists records through one validated pipeline."""
 
     def __init__(self, metadata: Metadata, engine: sa.Engine, clock: Clock,
-                 parse_context: ParseContext | None = None, listeners: Sequence[Listener] = ()) -> None:
+                 parse_context: ParseContext | None = None, listeners: Sequence[Listener] = (),
+                 hooks: SaveHooks | None = None) -> None:
         self.metadata = metadata
+        self.hooks = hooks  # the rules engine's stages (records/hooks.py); None: no automation
         self.engine = engine
         self.clock = clock
         self.ctx = parse_context or ParseContext()
@@ -242,6 +246,20 @@ class RecordService:
             attention=attention(entity, row.flags, visible),
         )
 
+    def stored(self, conn: sa.Connection, entity: EntityDef, record_id: int
+               ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """The typed values and system values (id, owner, created_at, updated_at) of a live record, or None."""
+        row = conn.execute(_SELECT_LIVE, {"record_id": record_id, "entity": entity.name}).first()
+        if row is None:
+            return None
+        system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at),
+                  "updated_at": _utc(row.updated_at)}
+        return self._values(entity, row.data), system
+
+    def storage_json(self, entity: EntityDef, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` as the record's JSON holds them (what a webhook sends)."""
+        return self._storage(entity, values)
+
     def readable_file(self, file_id: str, user: Principal) -> bool:
         """True when `user` may download the file (see records/files.py for who may)."""
         with reader(self.engine).connect() as conn:
@@ -257,8 +275,8 @@ class RecordService:
 
     def create(self, entity_name: str, values: Mapping[str, Any], user: Principal, *,
                owner: int | None = None, connection: sa.Connection | None = None,
-               inferred: frozenset[str] = frozenset(), input_errors: Mapping[str, list[str]] | None = None
-               ) -> Record:
+               inferred: frozenset[str] = frozenset(), input_errors: Mapping[str, list[str]] | None = None,
+               origin: Origin = API) -> Record:
         """Validate and store a new record; RecordValidationError lists every problem.
 
         `input_errors` are problems the caller found reading its input (a value that did not parse, an
@@ -269,7 +287,9 @@ class RecordService:
         scope = require(self.metadata, user, entity, "create")
         now = self.clock.now()
         system = {"id": None, "owner": owner or user.id, "created_at": now, "updated_at": now}
-        prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system, inferred=inferred)
+        event = self._event("created", entity, user, origin, None, system)
+        prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system, inferred=inferred,
+                                                              before_save=self._before_save(event))
         with self._transaction(connection) as conn:
             self._check_lookups(conn, entity, prepared, None, user)
             if owner is not None and owner != user.id:
@@ -278,6 +298,8 @@ class RecordService:
             data = self._storage(entity, prepared.values)
             title = self._title(entity, prepared.values, system)
             new_owner = owner or user.id
+            if event is not None and event.owner is not None:  # a rule assigned it
+                new_owner = event.owner
             flags = prepared.unseen or None
             inserted = conn.execute(_INSERT, {
                 "entity": entity.name, "data": data, "title": title, "owner": new_owner, "version": 1,
@@ -296,9 +318,13 @@ class RecordService:
             self._sync_links(conn, entity, row.id, prepared.values, None)
             if _holds_files(entity):
                 sync_file_links(conn, entity, row.id, prepared.values, None, now)
-            if self.listeners:
-                self._notify(conn, Change("created", entity, row.id, None, prepared.values,
-                                          frozenset(prepared.changed), user))
+            if self.listeners or event is not None:
+                change = Change("created", entity, row.id, None, prepared.values, frozenset(prepared.changed), user,
+                                origin)
+                self._notify(conn, change)
+                if event is not None:
+                    event.record_id = row.id
+                    self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
         if self.statistics_every and connection is None:
             self._creates += 1
             if self._creates % self.statistics_every == 0:
@@ -308,7 +334,7 @@ class RecordService:
     def update(self, entity_name: str, record_id: int, values: Mapping[str, Any], user: Principal, *,
                expected_version: int | None, owner: int | None = None,
                connection: sa.Connection | None = None, inferred: frozenset[str] = frozenset(),
-               input_errors: Mapping[str, list[str]] | None = None) -> Record:
+               input_errors: Mapping[str, list[str]] | None = None, origin: Origin = API) -> Record:
         """Apply a partial change; a stale `expected_version` is a Conflict, never an overwrite.
 
         One read, one pipeline run, one write. A refused change raises RecordValidationError with the
@@ -331,12 +357,17 @@ class RecordService:
                 )
             stored = self._values(entity, data)
             system = {"id": row_id, "owner": row_owner, "created_at": _utc(created_at), "updated_at": now}
+            event = self._event("updated", entity, user, origin, stored, system, record_id)
             prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system,
-                                                                  flagged=_flagged_checks(row_flags), inferred=inferred)
+                                                                  flagged=_flagged_checks(row_flags), inferred=inferred,
+                                                                  before_save=self._before_save(event))
             self._check_lookups(conn, entity, prepared, record_id, user)
             new_owner = row_owner if owner is None else owner
             if new_owner != row_owner:
                 self._check_owner(conn, new_owner, scope, user, prepared)
+            if event is not None and event.owner is not None:  # a rule assigned it
+                new_owner = event.owner
+            if new_owner != row_owner:
                 prepared.changed.add("owner")
             self._refuse_if_invalid(entity, prepared, user, input_errors, row)
             flags = prepared.unseen or None
@@ -364,13 +395,17 @@ class RecordService:
             self._sync_links(conn, entity, record_id, prepared.values, stored)
             if _holds_files(entity):
                 sync_file_links(conn, entity, record_id, prepared.values, stored, now)
-            if self.listeners:
-                self._notify(conn, Change("updated", entity, record_id, stored, prepared.values,
-                                          frozenset(prepared.changed), user))
+            if self.listeners or event is not None:
+                change = Change("updated", entity, record_id, stored, prepared.values, frozenset(prepared.changed),
+                                user, origin)
+                self._notify(conn, change)
+                if event is not None:
+                    self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
         return self._record(entity, result, user, prepared.values)
 
     def delete(self, entity_name: str, record_id: int, user: Principal, *,
-               expected_version: int | None = None, connection: sa.Connection | None = None) -> None:
+               expected_version: int | None = None, connection: sa.Connection | None = None,
+               origin: Origin = API) -> None:
         """Soft-delete: the record leaves lists and lookups but stays restorable."""
         entity = self.entity(entity_name)
         now = self.clock.now()
@@ -392,7 +427,12 @@ class RecordService:
             if deleted.rowcount != 1:
                 raise Conflict(Message("record.changed_while_deleting", "{what} #{id} was changed while deleting; "
                                        "reload it first.", what=entity.label, id=record_id))
-            self._notify(conn, Change("deleted", entity, record_id, stored, None, frozenset(), user))
+            change = Change("deleted", entity, record_id, stored, None, frozenset(), user, origin)
+            self._notify(conn, change)
+            system = {"id": record_id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
+            event = self._event("deleted", entity, user, origin, stored, system, record_id)
+            if event is not None:
+                self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
 
     def validate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None) -> dict[str, list[str]]:
@@ -673,6 +713,28 @@ class RecordService:
                 conn.execute(sa.insert(record_links), [
                     {"source_id": record_id, "field": field.name, "target_id": t, "source_entity": entity.name}
                     for t in sorted(new - old)])
+
+    def _event(self, kind: str, entity: EntityDef, user: Principal, origin: Origin, stored: Mapping[str, Any] | None,
+               system: Mapping[str, Any], record_id: int | None = None) -> SaveEvent | None:
+        """The event the hooks see, or None when they want nothing of this save (no rules, automation off)."""
+        hooks = self.hooks
+        if hooks is None or not hooks.wants(entity, origin):
+            return None
+        return SaveEvent(kind, entity, user, origin, stored, system, record_id=record_id)
+
+    def _before_save(self, event: SaveEvent | None) -> Callable[[Prepared], None] | None:
+        """The pipeline's before-save stage for `event` (None: nothing to run)."""
+        if event is None:
+            return None
+        hooks = self.hooks
+        if hooks is None:  # an event is made only when there are hooks
+            return None
+
+        def before_save(prepared: Prepared) -> None:
+            event.prepared = prepared
+            hooks.before_save(event)
+
+        return before_save
 
     def _notify(self, conn: sa.Connection, change: Change) -> None:
         for listener in self.listeners:

@@ -1,0 +1,324 @@
+"""The rules engine: runs the rules of the cards at the record service's stages (docs/automation.md).
+
+Order of one save: parse and merge → before-save rules (their `set`, `block`, tags and `assign` act on the pending
+record) → formulas, visibility, validation → write → after-save rules and the other actions of the before-save
+rules, in the same transaction, each rule in a savepoint of its own → commit → the outbox is delivered by
+`kartoteka worker`. A rule fires at most once per record per originating save; saves made by rules carry the
+chain on, and at `max_depth` rule-made saves the chain stops, with a `stopped` entry in the run log.
+"""
+
+from __future__ import annotations
+
+from collections import ChainMap
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from kartoteka.metadata.actions import AFTER, BEFORE
+from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
+from kartoteka.metadata.model import EntityDef, FieldDef, Metadata, RuleDef
+from kartoteka.records.hooks import Origin, SaveEvent
+from kartoteka.records.model import Principal
+from kartoteka.rules.actions import EXECUTORS, ActionContext, ActionFailed, RuleBlocked
+from kartoteka.rules.runlog import RuleStates, Run, write_runs
+
+if TYPE_CHECKING:
+    from kartoteka.records.service import Change, RecordService
+
+DEFAULT_MAX_DEPTH = 3
+DEFAULT_FAILURE_LIMIT = 5
+
+Display = Callable[[FieldDef, Any, str], str]
+
+
+def plain_display(field_def: FieldDef, value: Any, language: str) -> str:
+    """A value as text without locale formatting (the app passes its own formatter)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+@dataclass
+class Chain:
+    """One originating save's rule runs: which rule fired on which record (each at most once)."""
+
+    fired: set[tuple[str, int | None, str]] = field(default_factory=set)
+
+
+class RuleEngine:
+    """Implements the record service's SaveHooks with the cards' rules; also runs manual, date and scheduled rules."""
+
+    def __init__(self, metadata: Metadata, clock: Clock, engine: sa.Engine, *, display: Display = plain_display,
+                 max_depth: int = DEFAULT_MAX_DEPTH, failure_limit: int = DEFAULT_FAILURE_LIMIT,
+                 base_url: str = "") -> None:
+        self.metadata = metadata
+        self.clock = clock
+        self.engine = engine
+        self.display = display
+        self.max_depth = max_depth
+        self.base_url = base_url.rstrip("/")
+        self.states = RuleStates(engine, failure_limit, metadata.superusers)
+        self.service: RecordService | None = None
+        self._before: dict[str, tuple[RuleDef, ...]] = {}
+        self._after: dict[str, tuple[RuleDef, ...]] = {}
+        self._dated: dict[str, tuple[RuleDef, ...]] = {}
+        for name, entity in metadata.entities.items():
+            save = [r for r in entity.rules if r.trigger.kind == "save"]
+            self._before[name] = tuple(r for r in save if r.stage == BEFORE)
+            self._after[name] = tuple(r for r in save if r.stage == AFTER)
+            self._dated[name] = tuple(r for r in entity.rules if r.trigger.kind == "date")
+
+    def attach(self, service: RecordService) -> RuleEngine:
+        """Make `service` call this engine at its stages (and this engine save through it)."""
+        self.service = service
+        service.hooks = self
+        return self
+
+    def rule(self, entity: EntityDef, key: str) -> RuleDef | None:
+        """The rule of `entity` called `key`, or None."""
+        return next((r for r in entity.rules if r.key == key), None)
+
+    # --- the record service's stages -------------------------------------------------------------
+
+    def wants(self, entity: EntityDef, origin: Origin) -> bool:
+        """True when a save of `entity` has rules to consider."""
+        name = entity.name
+        return origin.automation and bool(self._before.get(name) or self._after.get(name) or self._dated.get(name))
+
+    def before_save(self, event: SaveEvent) -> None:
+        """Before-save rules: conditions over the pending values; set, block, tags and assign act on them."""
+        prepared = event.prepared
+        rules = self._before.get(event.entity.name, ())
+        if prepared is None or not rules:
+            return
+        chain = _chain(event)
+        changed = frozenset(prepared.changed)
+        values: Mapping[str, Any] = ChainMap(prepared.values, dict(event.system))
+        for rule in rules:
+            if not self._considered(rule, event, changed, event.stored, prepared.values, chain):
+                continue
+            run = self._start(rule, event, event.record_id)
+            if not self._holds(rule, run, values, event, changed):
+                continue
+            context = self._context(None, event, run, prepared.values, changed)
+            for action in rule.actions:
+                if action.stage != BEFORE:
+                    continue
+                try:
+                    run.actions.append(EXECUTORS[action.name](context, action))
+                except ActionFailed as exc:
+                    run.fail(f"{action.name}: {exc}")
+                    break
+            changed = frozenset(prepared.changed)
+
+    def after_write(self, conn: sa.Connection, change: Change, event: SaveEvent) -> None:
+        """The rest of the before-save rules' actions, then the after-save rules; the run log; date timers."""
+        chain = _chain(event)
+        runs = _runs(event)
+        after = change.after if change.after is not None else change.before or {}
+        for run in list(runs):  # the before-save rules' runs
+            run.record_id = change.record_id
+            chain.fired.add((event.entity.name, change.record_id, run.rule.key))
+            if run.result == "done" and any(a.stage == AFTER for a in run.rule.actions):
+                self._execute(conn, run, event, after, change.changed, AFTER)
+        values: Mapping[str, Any] = ChainMap(dict(after), dict(event.system), {"id": change.record_id})
+        for rule in self._after.get(event.entity.name, ()):
+            if not self._considered(rule, event, change.changed, change.before, after, chain, change.record_id):
+                continue
+            run = self._start(rule, event, change.record_id)
+            if self._holds(rule, run, values, event, change.changed):
+                self._execute(conn, run, event, after, change.changed, None)
+        from kartoteka.rules.timers import schedule_timers  # one floor up the same package: timers read the engine
+
+        schedule_timers(self, conn, change)
+        write_runs(conn, [r for r in runs if r.result != "skipped"], self.clock.now(), self.states)
+
+    # --- one rule ------------------------------------------------------------------------------
+
+    def _considered(self, rule: RuleDef, event: SaveEvent, changed: frozenset[str], before: Mapping[str, Any] | None,
+                    after: Mapping[str, Any], chain: Chain, record_id: int | None = None) -> bool:
+        """Enabled, triggered by this save, and not yet fired on this record in this chain."""
+        if not rule.enabled or not triggered(rule, event.kind, changed, before, after):
+            return False
+        if self.states.disabled(event.entity.name, rule.key):  # read from the database: only for a rule triggered
+            return False
+        return (event.entity.name, record_id if record_id is not None else event.record_id, rule.key) not in chain.fired
+
+    def _start(self, rule: RuleDef, event: SaveEvent, record_id: int | None) -> Run:
+        """A run of `rule` in the event's log, marked fired in the chain; `stopped` past the depth limit."""
+        run = Run(rule, event.entity.name, record_id, event.kind, event.origin.source, event.origin.depth,
+                  event.user.id)
+        _chain(event).fired.add((event.entity.name, record_id, rule.key))
+        _runs(event).append(run)
+        if event.origin.depth >= self.max_depth:
+            run.result = "stopped"
+            run.error = (f"the chain of rule-made saves reached its limit of {self.max_depth} (last made by rule "
+                         f"'{event.origin.rule}'); this rule did not run")
+        return run
+
+    def _holds(self, rule: RuleDef, run: Run, values: Mapping[str, Any], event: SaveEvent,
+               changed: frozenset[str]) -> bool:
+        """The rule's condition on `values`; a condition that cannot be evaluated fails the run (logged)."""
+        if run.result != "done":  # stopped
+            return False
+        if rule.condition is None:
+            return True
+        functions = change_functions(self.clock, event.kind, values, event.stored, changed, event.user,
+                                     event.origin.source)
+        try:
+            held = Evaluator(values, self.clock, functions).value(rule.condition)
+        except EvaluationError as exc:
+            run.fail(f"condition: {exc}")
+            return False
+        if not held:
+            run.result = "skipped"
+        return bool(held)
+
+    def _execute(self, conn: sa.Connection, run: Run, event: SaveEvent, values: Mapping[str, Any],
+                 changed: frozenset[str], stage: str | None) -> None:
+        """The rule's actions of `stage` (None: all) in a savepoint: a failure undoes them and is logged."""
+        context = self._context(conn, event, run, dict(values), changed)
+        done: list[dict[str, Any]] = []
+        try:
+            with conn.begin_nested():
+                for action in run.rule.actions:
+                    if stage is not None and action.stage != stage:
+                        continue
+                    done.append(EXECUTORS[action.name](context, action))
+                    context.apply_record_changes()
+                context.apply_record_changes(final=True)
+        except RuleBlocked as exc:
+            run.result, run.error = "blocked", str(exc)
+            return
+        except ActionFailed as exc:
+            run.fail(str(exc))
+            return
+        except Exception as exc:  # a rule never turns a save into a server error; it is logged
+            run.fail(f"{type(exc).__name__}: {exc}")
+            return
+        run.actions.extend(done)
+
+    def _context(self, conn: sa.Connection | None, event: SaveEvent, run: Run, values: dict[str, Any],
+                 changed: frozenset[str]) -> ActionContext:
+        return ActionContext(self, conn, event, run, values, changed, self.clock.now())
+
+    # --- runs outside a save: manual, date and scheduled rules ---------------------------------------
+
+    def run_on_record(self, conn: sa.Connection, entity: EntityDef, rule: RuleDef, record_id: int, user: Principal,
+                      origin: Origin, trigger: str) -> Run:
+        """Run `rule` on a stored record now (manual button, due date, schedule): condition, then every action;
+        changes to the record itself are saved through the record service. The run is logged."""
+        service = self._service()
+        row = service.stored(conn, entity, record_id)
+        if row is None:
+            run = Run(rule, entity.name, record_id, trigger, origin.source, origin.depth, user.id)
+            run.fail("the record no longer exists")
+            write_runs(conn, [run], self.clock.now(), self.states)
+            return run
+        values, system = row
+        chain = origin.chain if isinstance(origin.chain, Chain) else Chain()
+        origin = Origin(origin.source, origin.depth, chain, origin.automation, origin.rule)
+        event = SaveEvent(trigger, entity, user, origin, values, system, record_id=record_id)
+        run = self._start(rule, event, record_id)
+        if self._holds(rule, run, ChainMap(dict(values), dict(system)), event, frozenset()):
+            self._execute(conn, run, event, values, frozenset(), None)
+        write_runs(conn, [run], self.clock.now(), self.states)
+        return run
+
+    def run_within(self, context: ActionContext, rule: RuleDef) -> dict[str, Any]:
+        """`run_rule`: another rule on the same record inside this run (once per chain); its summary."""
+        event = context.event
+        key = (event.entity.name, context.run.record_id, rule.key)
+        chain = _chain(event)
+        summary: dict[str, Any] = {"action": "run_rule", "rule": rule.key}
+        if key in chain.fired:
+            return {**summary, "result": "already ran in this chain"}
+        chain.fired.add(key)
+        if not rule.enabled or self.states.disabled(event.entity.name, rule.key):
+            return {**summary, "result": "disabled"}
+        if rule.condition is not None:
+            values = ChainMap(context.values, dict(event.system), {"id": context.run.record_id})
+            functions = change_functions(self.clock, event.kind, values, event.stored, context.changed, event.user,
+                                         event.origin.source)
+            try:
+                held = Evaluator(values, self.clock, functions).value(rule.condition)
+            except EvaluationError as exc:
+                raise ActionFailed(f"condition of '{rule.key}': {exc}") from None
+            if not held:
+                return {**summary, "result": "skipped"}
+        done = []
+        for action in rule.actions:
+            done.append(EXECUTORS[action.name](context, action))
+            context.apply_record_changes()
+        return {**summary, "actions": done}
+
+    def _service(self) -> RecordService:
+        if self.service is None:
+            raise RuntimeError("the rules engine is not attached to a record service (RuleEngine.attach)")
+        return self.service
+
+
+def _runs(event: SaveEvent) -> list[Run]:
+    runs: list[Run] = event.state.setdefault("runs", [])
+    return runs
+
+
+def _chain(event: SaveEvent) -> Chain:
+    chain = event.state.get("chain")
+    if chain is None:
+        chain = event.origin.chain if isinstance(event.origin.chain, Chain) else Chain()
+        event.state["chain"] = chain
+    return chain  # type: ignore[no-any-return]
+
+
+def triggered(rule: RuleDef, kind: str, changed: Iterable[str], before: Mapping[str, Any] | None,
+              after: Mapping[str, Any]) -> bool:
+    """Does a save of `kind` changing `changed` fire `rule`'s trigger?"""
+    trigger = rule.trigger
+    if trigger.kind != "save":
+        return False
+    changed_set = changed if isinstance(changed, frozenset | set) else frozenset(changed)
+    if kind in trigger.events and not (kind == "updated" and trigger.fields
+                                       and changed_set.isdisjoint(trigger.fields)):
+        return True
+    if "changed" in trigger.events and kind in ("created", "updated") and trigger.field in changed_set:
+        old = (before or {}).get(trigger.field) if kind == "updated" else None
+        new = after.get(trigger.field) if trigger.field is not None else None
+        return ((trigger.from_values is None or old in trigger.from_values)
+                and (trigger.to_values is None or new in trigger.to_values))
+    return False
+
+
+def change_functions(clock: Clock, kind: str, values: Mapping[str, Any], stored: Mapping[str, Any] | None,
+                     changed: frozenset[str], user: Principal, source: str) -> Mapping[str, Callable[..., Any]]:
+    """The functions a rule condition calls: the clock's, and those telling about this change."""
+    prior = stored or {}
+    is_new = kind == "created"
+
+    def is_changed(name: str) -> bool:
+        return name in changed
+
+    functions: dict[str, Callable[..., Any]] = {
+        "is_new": lambda: is_new,
+        "is_changed": is_changed,
+        "prior": lambda name: prior.get(name),
+        "changed_from": lambda name, value: is_changed(name) and prior.get(name) == value,
+        "changed_to": lambda name, value: is_changed(name) and values.get(name) == value,
+        "has_role": lambda role: role in user.roles,
+        "source": lambda: source,
+    }
+    return ChainMap(functions, clock.functions)  # type: ignore[arg-type]
+
+
+def due_moment(value: Any, offset: timedelta, tz: Any) -> datetime | None:
+    """When a date rule on `value` (a date or datetime) is due: at 09:00 of a date, in `tz`, plus `offset`."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value + offset
+    return datetime(value.year, value.month, value.day, 9, 0, tzinfo=tz) + offset
