@@ -346,6 +346,15 @@ def test_a_claim_is_held_until_its_lease_expires_then_taken_again_under_the_same
     assert len(ob.claim(engine, now)) == 1
 
 
+def test_a_claim_takes_at_most_its_limit_oldest_first(engine, fixed_clock):
+    now = fixed_clock.now()
+    ids = [_webhook(engine, "https://hooks.example.com/", now + timedelta(seconds=n)) for n in range(10)]
+    later = now + timedelta(minutes=1)
+    first, second = ob.claim(engine, later, limit=3), ob.claim(engine, later, limit=3)
+    assert [d.delivery_id for d in first + second] == ids[:6]
+    assert len(ob.claim(engine, later, limit=30)) == 4 and ob.claim(engine, later) == []
+
+
 def test_deliveries_whose_workers_died_every_time_are_dead(engine, fixed_clock):
     now = fixed_clock.now()
     delivery_id = _webhook(engine, "https://hooks.example.com/", now)

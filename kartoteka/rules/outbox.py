@@ -105,12 +105,19 @@ def claim(engine: sa.Engine, now: datetime, *, kinds: Sequence[str] = KINDS, lim
         return []
     due = _due(now, kinds)
     chosen = sa.select(outbox.c.id).where(due).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
-    if engine.dialect.name == "postgresql":
-        chosen = chosen.with_for_update(skip_locked=True)
-    statement = (sa.update(outbox).where(outbox.c.id.in_(chosen), due)
-                 .values(leased_until=now + lease, attempts=outbox.c.attempts + 1).returning(*outbox.c))
+    lease_and_count = {"leased_until": now + lease, "attempts": outbox.c.attempts + 1}
     with engine.begin() as conn:
-        rows = conn.execute(statement).all()
+        if engine.dialect.name == "postgresql":
+            # Two statements: PostgreSQL may run `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` inside an UPDATE
+            # more than once and so claim more than n rows; a plain SELECT honours the LIMIT.
+            ids = conn.execute(chosen.with_for_update(skip_locked=True)).scalars().all()
+            if not ids:
+                return []
+            rows = conn.execute(sa.update(outbox).where(outbox.c.id.in_(ids)).values(**lease_and_count)
+                                .returning(*outbox.c)).all()
+        else:  # one statement: SQLite takes the write lock first, so nobody claims between the choice and the update
+            rows = conn.execute(sa.update(outbox).where(outbox.c.id.in_(chosen), due).values(**lease_and_count)
+                                .returning(*outbox.c)).all()
     return sorted((Delivery.of(row) for row in rows), key=lambda d: (d.next_attempt_at, d.id))
 
 
