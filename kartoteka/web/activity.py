@@ -5,7 +5,6 @@ task's row are swapped in place."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import Blueprint, Flask, flash, g, redirect, render_template, request, url_for
@@ -22,7 +21,7 @@ from kartoteka.messages import N_
 from kartoteka.metadata.model import EntityDef
 from kartoteka.records.model import Record
 from kartoteka.users import list_users
-from kartoteka.web.auth import login_required, t
+from kartoteka.web.auth import _local_path, login_required, t
 from kartoteka.web.common import current_user, entity_for, submitted_version
 from kartoteka.web.formatting import format_date, format_datetime
 
@@ -166,13 +165,8 @@ def add_task(entity_name: str, record_id: int) -> Any:
 
 
 def _local(target: str | None, default: str) -> str:
-    """`target` when it is a path of this site, else `default` (never an open redirect)."""
-    if not target:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return default
-    return target
+    """`target` when it is a path of this site (as the sign-in's `next` is checked), else `default`."""
+    return _local_path(target) or default
 
 
 @activity.get("/tasks")
