@@ -98,3 +98,14 @@ class IndexBuildError(KartotekaError):
     """Stored data does not fit an index the metadata asks for (repeated unique values, a changed type)."""
 
     title = N_("Index cannot be built")
+
+
+class RuleRefused(KartotekaError):
+    """A rule run by hand did not do its work: its condition does not hold, it blocked, or an action failed."""
+
+    status = 422
+    title = N_("Rule not run")
+
+    def __init__(self, detail: str, run: object | None = None) -> None:
+        super().__init__(detail)
+        self.run = run  # the run as logged (kartoteka.rules.runlog.Run)

@@ -186,3 +186,5 @@ def delete_record(entity_name: str, record_id: int) -> Response:
 
 from kartoteka.api import files  # noqa: E402, F401, I001  (registers the file routes; they import only .blueprint)
 from kartoteka.api import activity  # noqa: E402, F401  (registers the timeline, task and notification routes)
+from kartoteka.api import rules  # noqa: E402, F401  (registers the manual rule, run log and schedule routes)
+from kartoteka.api import outbox  # noqa: E402, F401  (registers the outbox routes for administrators)

@@ -44,6 +44,7 @@ class Origin:
 
 
 API = Origin("api")
+UI = Origin("ui")
 
 
 @dataclass

@@ -193,7 +193,7 @@ def _selects(engine: RuleEngine, entity: EntityDef, rule: RuleDef, values: dict[
 
 def timers_of(conn: sa.Connection, entity: str, record_id: int) -> Iterable[tuple[str, datetime]]:
     """The pending timers of one record: (rule key, due moment), soonest first (the card shows what comes next)."""
-    return [(r.rule_key, r.due_at) for r in conn.execute(
+    return [(r.rule_key, r.due_at if r.due_at.tzinfo else r.due_at.replace(tzinfo=UTC)) for r in conn.execute(
         sa.select(rule_timers.c.rule_key, rule_timers.c.due_at).where(
             rule_timers.c.entity == entity, rule_timers.c.record_id == record_id, rule_timers.c.fired_at.is_(None))
         .order_by(rule_timers.c.due_at))]

@@ -26,13 +26,18 @@ VENDOR_FILES = {
 
 def init_web(app: Flask, node_modules: Path) -> None:
     """Register the UI blueprints, the vendor route, template helpers and htmx support."""
-    from kartoteka.web import lists  # noqa: F401  (registers the list, kanban and saved-view routes)
+    from kartoteka.web import (
+        lists,  # noqa: F401  (registers the list, kanban and saved-view routes)
+        rules,  # noqa: F401  (registers the manual rule buttons and the run log page)
+    )
+    from kartoteka.web.admin_outbox import admin_outbox
     from kartoteka.web.cards import download_file
     from kartoteka.web.common import cards
 
     htmx.init_app(app)
     init_auth(app)
     app.register_blueprint(cards)
+    app.register_blueprint(admin_outbox)  # administrators: the outbox's deliveries
     init_activity(app)  # timelines, tasks, notifications and the header's counts
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
     app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol, page_url=page_url, here=here)

@@ -15,6 +15,7 @@ from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.files import accepted_type, too_large
+from kartoteka.records.hooks import UI
 from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import FormState, Record, ids_in
 from kartoteka.records.scopes import readable_entities, require, scope_of
@@ -27,6 +28,7 @@ from kartoteka.web.formpage import render_form_page
 from kartoteka.web.forms import CONTROL_KEYS, FormInput, form_values
 from kartoteka.web.merge import merge_edit
 from kartoteka.web.pickers import named_records, resolve, suggestions
+from kartoteka.web.rules import card_rules
 
 
 @cards.app_context_processor
@@ -164,7 +166,7 @@ def new_record(entity_name: str) -> Any:
     sent = _submitted(entity)
     try:
         record = service.create(entity.name, sent.values, current_user(), owner=_owner_choice(), inferred=sent.inferred,
-                                input_errors=sent.errors)
+                                input_errors=sent.errors, origin=UI)
     except RecordValidationError as exc:
         return _refused(entity, exc, sent), 422
     flash(t("Created."), "success")
@@ -220,7 +222,7 @@ def edit_record(entity_name: str, record_id: int) -> Any:
         return _conflict(entity, record_id, sent, reason="missing"), 409
     try:
         saved = service.update(entity.name, record_id, sent.values, current_user(), expected_version=version,
-                               owner=_owner_choice(), inferred=sent.inferred, input_errors=sent.errors)
+                               owner=_owner_choice(), inferred=sent.inferred, input_errors=sent.errors, origin=UI)
     except RecordValidationError as exc:
         return _refused(entity, exc, sent, record_id, version), 422
     except Conflict:  # stale: merge, even when some value did not parse
@@ -360,8 +362,10 @@ def view_record(entity_name: str, record_id: int) -> str:
                  if f.to == entity.name and not f.multiple and scope_of(metadata, current_user(), e, "create") != "none"
                  and f.name in editable_fields(e, current_user())]
     may = service.permissions(entity.name, [record], current_user())[record.id]
+    manual, upcoming = card_rules(entity, record.id, current_user(), may.update)
     return render_template("cards/card.html", entity=entity, record=record, form=form, related=related,
                            people=people, creatable=creatable, may_update=may.update, may_delete=may.delete,
+                           manual_rules=manual, upcoming=upcoming,
                            format_datetime=lambda moment: format_datetime(moment, g.language))
 
 
@@ -374,7 +378,7 @@ def delete_record(entity_name: str, record_id: int) -> Response:
     if version is None:
         raise Conflict(t("The request did not say which version of the card it deletes; reload the card and "
                          "delete it again."))
-    platform.service.delete(entity.name, record_id, current_user(), expected_version=version)
+    platform.service.delete(entity.name, record_id, current_user(), expected_version=version, origin=UI)
     flash(t("Deleted."), "success")
     return redirect(url_for("cards.list_view", entity_name=entity.name))
 

@@ -21,6 +21,7 @@ from kartoteka.metadata.fieldtypes import FieldValueError
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
+from kartoteka.records.hooks import UI
 from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
 from kartoteka.records.query import MAX_FILTER_VALUE_LENGTH, SYSTEM_COLUMNS, Total, count_records
@@ -429,7 +430,8 @@ def move(entity_name: str, record_id: int) -> Any:
         if version is None:
             raise Conflict(Message("version.missing_move", "The move did not say which version of the card it "
                                    "changes; reload the board and move the card again."))
-        platform.service.update(entity.name, record_id, {group: target}, current_user(), expected_version=version)
+        platform.service.update(entity.name, record_id, {group: target}, current_user(), expected_version=version,
+                                origin=UI)
     except Conflict as exc:
         stale = version is not None  # else the move said no version at all: its own message
         flash(t("The card was saved meanwhile (in another tab or by someone else); the board now shows it as "
