@@ -61,6 +61,7 @@ def test_a_note_appears_in_the_timeline_without_a_reload_and_a_task_is_ticked_do
     done_row = page.locator(".task-list .task-row.is-done", has_text=title)
     expect(done_row).to_be_visible()
     expect(done_row.locator("input[type=checkbox]")).to_be_checked()
+    expect(done_row.locator("input[type=checkbox]")).to_be_focused()  # htmx gives the focus back (same id)
     page.goto("/tasks?show=done")
     expect(page.locator(".task-list .task-row", has_text=title)).to_be_visible()
     page.goto("/tasks")
