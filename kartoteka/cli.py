@@ -491,6 +491,100 @@ def worker_command(once: bool) -> None:
         run_worker(state.engine, state.settings, state.clock, once=once, stop=stop, jobs=jobs)
 
 
+@main.group("rules")
+def rules_group() -> None:
+    """See, test and re-enable the cards' rules (docs/automation.md)."""
+
+
+def _trigger_text(rule: Any) -> str:
+    trigger = rule.trigger
+    if trigger.kind == "save":
+        events = ", ".join(sorted(trigger.events))
+        if trigger.fields:
+            events += f" of {', '.join(trigger.fields)}"
+        if trigger.field is not None:
+            events += f" {trigger.field}"
+            if trigger.from_values is not None:
+                events += f" from {'/'.join(map(str, trigger.from_values))}"
+            if trigger.to_values is not None:
+                events += f" to {'/'.join(map(str, trigger.to_values))}"
+        return events
+    if trigger.kind == "date":
+        days = trigger.offset.total_seconds() / 86400
+        return f"date {trigger.field} {'+' if days >= 0 else ''}{days:g} days"
+    if trigger.kind == "schedule":
+        return f"schedule '{trigger.cron}'"
+    return "manual" + (f" ({', '.join(sorted(trigger.roles))})" if trigger.roles else "")
+
+
+@rules_group.command("list")
+@click.argument("entity", required=False)
+def rules_list_command(entity: str | None) -> None:
+    """Every rule (of ENTITY): key, stage, trigger, actions, and whether it is enabled."""
+    with _platform() as (_app, state):
+        engine = state.service.hooks
+        names = [entity] if entity else list(state.metadata.entities)
+        for name in names:
+            card = state.metadata.entities.get(name)
+            if card is None:
+                _fail(f"There is no card '{name}'; known: {', '.join(state.metadata.entities)}")
+            for rule in card.rules:
+                disabled = getattr(engine, "states", None) is not None and engine.states.disabled(name, rule.key)
+                status = "off" if not rule.enabled else "DISABLED (failing)" if disabled else "on"
+                click.echo(f"{name}.{rule.key:<28} {status:<8} {rule.stage:<6} {_trigger_text(rule):<40} "
+                           f"{', '.join(a.name for a in rule.actions)}")
+
+
+@rules_group.command("test")
+@click.argument("entity")
+@click.argument("record_id", type=int)
+@click.argument("key")
+def rules_test_command(entity: str, record_id: int, key: str) -> None:
+    """Run rule KEY on record RECORD_ID of ENTITY as a dry run (rolled back; nothing is delivered): print the trace."""
+    import json
+
+    from kartoteka.records.model import SYSTEM
+    from kartoteka.rules.engine import RuleEngine
+    from kartoteka.rules.manual import dry_run
+
+    with _platform() as (_app, state):
+        engine = state.service.hooks
+        if not isinstance(engine, RuleEngine):
+            _fail("This app has no rules engine.")
+        try:
+            result = dry_run(engine, entity, record_id, key, SYSTEM)
+        except KartotekaError as exc:
+            _fail(exc.detail)
+        run = result.run
+        click.echo(f"rule {entity}.{key} on #{record_id}: {run.result}" + (f" ({run.error})" if run.error else ""))
+        for action in run.actions:
+            click.echo("  " + json.dumps(action, ensure_ascii=False, default=str))
+        for delivery in result.deliveries:
+            click.echo(f"  would deliver {delivery['kind']} to {delivery['to']}: "
+                       + json.dumps(delivery["payload"], ensure_ascii=False, default=str)[:500])
+        click.echo("Rolled back: nothing was saved or sent.")
+
+
+@rules_group.command("enable")
+@click.argument("entity")
+@click.argument("key")
+def rules_enable_command(entity: str, key: str) -> None:
+    """Enable again a rule disabled for failing (its failure count starts from 0)."""
+    import sqlalchemy as sa
+
+    from kartoteka.storage.tables import rule_states
+
+    with _platform() as (_app, state):
+        card = state.metadata.entities.get(entity)
+        if card is None or not any(rule.key == key for rule in card.rules):
+            _fail(f"There is no rule '{key}' on '{entity}'; `kartoteka rules list` shows them.")
+        with state.engine.begin() as conn:
+            changed = conn.execute(sa.update(rule_states).where(
+                rule_states.c.entity == entity, rule_states.c.rule_key == key).values(
+                failures=0, disabled_at=None, disabled_reason=None, updated_at=_now())).rowcount
+        click.echo(f"{entity}.{key} enabled." if changed else f"{entity}.{key} was not disabled.")
+
+
 def _utc(moment: datetime) -> datetime:
     """A stored time in UTC (SQLite hands times back without their zone)."""
     return moment.astimezone(UTC) if moment.tzinfo else moment

@@ -89,3 +89,33 @@ def test_the_run_log_page_is_for_administrators(client, people, deal):
     sign_in(client, people["root"][0])
     page = text_of(client.get("/cards/rule-runs?result=done"))
     assert "count_saves" in page
+
+
+def test_the_command_line_lists_tests_and_enables_rules(runner, app, people, deal, engine):
+    import sqlalchemy as sa
+
+    from kartoteka.storage.tables import outbox, rule_states
+
+    listed = runner.invoke("rules", "list", "deal")
+    assert listed.exit_code == 0, listed.output
+    assert "deal.deal_won" in listed.output and "changed stage to won" in listed.output
+    assert "deal.mark_lost" in listed.output and "manual (admin, sales)" in listed.output
+    tested = runner.invoke("rules", "test", "deal", str(deal.id), "webhook_on_won")
+    assert tested.exit_code == 0, tested.output
+    assert "would deliver webhook to https://hooks.example.com/deals" in tested.output
+    assert "Rolled back" in tested.output
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar() == 0
+    service = app.extensions["kartoteka"].service
+    assert service.get("deal", deal.id, SYSTEM)["stage"] == "proposal"
+    unknown = runner.invoke("rules", "test", "deal", str(deal.id), "nope")
+    assert unknown.exit_code == 1 and "has no rule 'nope'" in unknown.output
+    with engine.begin() as conn:
+        conn.execute(sa.insert(rule_states).values(entity="deal", rule_key="broken", failures=5,
+                                                   disabled_at=app.extensions["kartoteka"].clock.now(),
+                                                   updated_at=app.extensions["kartoteka"].clock.now()))
+    assert "DISABLED" in runner.invoke("rules", "list", "deal").output
+    enabled = runner.invoke("rules", "enable", "deal", "broken")
+    assert enabled.exit_code == 0 and "enabled" in enabled.output
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(rule_states.c.disabled_at)).scalar() is None

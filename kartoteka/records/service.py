@@ -54,6 +54,7 @@ from kartoteka.records.scopes import (
     require,
     scope_of,
 )
+from kartoteka.storage.database import hold_transaction
 from kartoteka.storage.indexes import filled_key_columns, planned_indexes
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.keys import key_columns, key_values, misfits
@@ -542,6 +543,7 @@ class RecordService:
                 with self.engine.begin() as conn:
                     yield conn
             else:
+                hold_transaction(connection)  # SQLite: the savepoint inside the caller's transaction, not its own
                 with connection.begin_nested():
                     yield connection
         except sa.exc.IntegrityError as exc:

@@ -24,6 +24,7 @@ from kartoteka.records.hooks import Origin, SaveEvent
 from kartoteka.records.model import Principal
 from kartoteka.rules.actions import EXECUTORS, ActionContext, ActionFailed, RuleBlocked
 from kartoteka.rules.runlog import RuleStates, Run, write_runs
+from kartoteka.storage.database import hold_transaction
 
 if TYPE_CHECKING:
     from kartoteka.records.service import Change, RecordService
@@ -184,6 +185,7 @@ class RuleEngine:
         """The rule's actions of `stage` (None: all) in a savepoint: a failure undoes them and is logged."""
         context = self._context(conn, event, run, dict(values), changed)
         done: list[dict[str, Any]] = []
+        hold_transaction(conn)
         try:
             with conn.begin_nested():
                 for action in run.rule.actions:

@@ -156,3 +156,17 @@ def alembic_config(engine: sa.Engine) -> Config:
 def upgrade(engine: sa.Engine) -> None:
     """Bring the core tables to the newest migration (idempotent)."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def hold_transaction(conn: sa.Connection) -> None:
+    """Make the connection's transaction real now, before a savepoint.
+
+    SQLite's driver begins a transaction only before the first write: a SAVEPOINT before any write would begin one
+    of its own, which its RELEASE commits, out of reach of the outer transaction's rollback (a dry run, a refused
+    save). PostgreSQL's driver begins at once: nothing to do.
+    """
+    if conn.dialect.name != "sqlite":
+        return
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is not None and not dbapi.in_transaction:
+        conn.exec_driver_sql("BEGIN")
