@@ -44,9 +44,10 @@ assets: $(NODE_STAMP)
 
 install: $(STAMP) $(NODE_STAMP) catalogues
 
+# The web server, one worker (the outbox, rule timers and schedules) and an SMTP sink printing the demo's e-mail.
 demo: install
 	$(BIN)/kartoteka demo
-	$(BIN)/kartoteka serve --host 127.0.0.1 --port 5000
+	$(BIN)/python scripts/run_demo.py --host 127.0.0.1 --port 5000
 
 serve: install
 	$(BIN)/kartoteka serve
