@@ -175,3 +175,18 @@ def test_a_rule_run_shows_as_a_line_and_hides_fields_the_reader_may_not_view(rol
     body = client.get(f"/api/v1/records/deal/{card.id}/timeline", headers=headers).get_json()
     rule = next(i for i in body["items"] if i["kind"] == "rule")
     assert rule["payload"]["actions"][0] == {"type": "set", "field": "cost", "value": 777}
+
+
+def test_without_javascript_a_refused_task_shows_the_card_again_with_what_was_typed(client, rep, deal):
+    card = deal(rep)
+    sign_in(client, rep)
+    refused = client.post(f"/cards/deal/{card.id}/tasks", data={"csrf_token": CSRF, "title": " ", "due": "2026-03-09",
+                                                                "assignee": "999999"})
+    page = text_of(refused)
+    assert refused.status_code == 422 and "Please correct the highlighted fields." in page
+    assert "Give the task a title." in page and "There is no active user #999999." in page
+    assert 'value="2026-03-09"' in page and "CRM rollout" in page  # the card around it
+    refused = client.post(f"/cards/deal/{card.id}/entries", data={"csrf_token": CSRF, "kind": "call", "body": "Lunch",
+                                                                  "duration_minutes": "-5"})
+    page = text_of(refused)
+    assert refused.status_code == 422 and ">Lunch</textarea>" in page and 'value="call" checked' in page

@@ -6,7 +6,7 @@ import base64
 import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from kartoteka.errors import BadRequest
@@ -209,16 +209,3 @@ class Counts:
     open_tasks: int
     overdue_tasks: int
     unread: int
-
-
-def end_of(day: date) -> datetime:
-    """The last second of `day`, UTC (filters `due__lte=2026-03-31`)."""
-    return datetime.combine(day, END_OF_DAY, tzinfo=UTC)
-
-
-def start_of(day: date) -> datetime:
-    """The first moment of `day`, UTC."""
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-ONE_SECOND = timedelta(seconds=1)

@@ -69,6 +69,7 @@ def rule_line(entry: Any) -> str:
 def card_activity(entity: EntityDef, record: Record, form: dict[str, Any] | None = None) -> dict[str, Any]:
     """What templates/activity/_timeline.html shows of a card the user may read (called by the card page)."""
     service = platform.service
+    form = form if form is not None else g.get("activity_form")  # a refused post shown on the card (no JavaScript)
     cursor = request.args.get("timeline") or None
     try:
         page = card_timeline(service, entity.name, record.id, current_user(), limit=TIMELINE_PAGE, cursor=cursor)
@@ -91,6 +92,19 @@ def card_activity(entity: EntityDef, record: Record, form: dict[str, Any] | None
             "users": list_users(platform.state.engine, limit=500), "me": current_user().id,
             "now": platform.state.clock.now(), "form": form or {}, "errors": (form or {}).get("errors", {}),
             "back": url_for("cards.view_record", entity_name=entity.name, record_id=record.id)}
+
+
+def _texts(errors: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {name: [t(m) for m in messages] for name, messages in errors.items()}
+
+
+def _refused_on_card(entity: EntityDef, record_id: int, form: dict[str, Any]) -> tuple[str, int]:
+    """Without JavaScript, a refused entry or task: the card page again, the form holding what was typed (422)."""
+    from kartoteka.web.cards import view_record
+
+    g.activity_form = {**form, "errors": _texts(form["errors"])}
+    flash(t("Please correct the highlighted fields."), "error")
+    return view_record(entity.name, record_id), 422
 
 
 def _card_back(entity: EntityDef, record_id: int) -> Response:
@@ -122,10 +136,8 @@ def add_entry(entity_name: str, record_id: int) -> Any:
     except (RecordValidationError, BadRequest) as exc:
         errors = exc.errors if isinstance(exc, RecordValidationError) else {"kind": [exc.detail]}
         if _htmx():
-            form = {"entry": dict(sent.items()), "errors": {k: [t(m) for m in v] for k, v in errors.items()}}
-            return _timeline_section(entity, record_id, form)
-        flash(" ".join(t(m) for v in errors.values() for m in v), "error")
-        return _card_back(entity, record_id)
+            return _timeline_section(entity, record_id, {"entry": dict(sent.items()), "errors": _texts(errors)})
+        return _refused_on_card(entity, record_id, {"entry": dict(sent.items()), "errors": errors})
     if _htmx():
         return _timeline_section(entity, record_id, {"added": t("Added to the timeline.")})
     flash(t("Added to the timeline."), "success")
@@ -153,11 +165,9 @@ def add_task(entity_name: str, record_id: int) -> Any:
                  assignee=int(assignee) if assignee.isdigit() and len(assignee) < 19 else None,
                  due_at=_due_input(sent.get("due", "")), entity=entity.name, record_id=record_id)
     except RecordValidationError as exc:
-        errors = {k: [t(m) for m in v] for k, v in exc.errors.items()}
         if _htmx():
-            return _timeline_section(entity, record_id, {"task": dict(sent.items()), "errors": errors})
-        flash(" ".join(m for v in errors.values() for m in v), "error")
-        return _card_back(entity, record_id)
+            return _timeline_section(entity, record_id, {"task": dict(sent.items()), "errors": _texts(exc.errors)})
+        return _refused_on_card(entity, record_id, {"task": dict(sent.items()), "errors": exc.errors})
     if _htmx():
         return _timeline_section(entity, record_id, {"added": t("Task added.")})
     flash(t("Task added."), "success")
