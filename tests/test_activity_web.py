@@ -93,9 +93,10 @@ def test_adding_a_task_on_the_card_and_ticking_it_done_in_my_tasks(client, rep, 
     row = re.search(rf'<li id="task-{task.id}".*?</li>', page, re.S).group(0)
     assert "is-overdue" in row and "Overdue" in row and "CRM rollout" in row  # due yesterday (fixed clock: 2 March)
     ticked = client.post(f"/tasks/{task.id}/done", headers=HTMX, data={
-        "csrf_token": CSRF, "done": "1", "version": str(task.version), "next": "/tasks"})
+        "csrf_token": CSRF, "done": "1", "version": str(task.version), "next": "/tasks", "show_card": "1"})
     html = text_of(ticked)
     assert ticked.status_code == 200 and "checked" in html and "is-done" in html and "Overdue" not in html
+    assert f'href="/cards/deal/{card.id}"' in html and 'name="show_card"' in html  # as My tasks shows it
     assert get_task(service, task.id, rep).done
     assert "Send the offer" not in text_of(client.get("/tasks"))
     assert "Send the offer" in text_of(client.get("/tasks?show=done"))

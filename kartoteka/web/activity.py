@@ -214,7 +214,8 @@ def set_done(task_id: int) -> Any:
     if _htmx():
         task = get_task(platform.service, task_id, current_user())
         return render_template("activity/_task_row.html", task=task, now=platform.state.clock.now(), next=back,
-                               error=message, may_change=may_change(platform.service, task, current_user()))
+                               error=message, may_change=may_change(platform.service, task, current_user()),
+                               show_card=request.form.get("show_card") == "1")
     flash(message or (t("Task done.") if done else t("Task reopened.")), "error" if message else "success")
     return redirect(back)
 
