@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -92,6 +93,18 @@ class Delivery:
                 "delivered_at": when(self.delivered_at)}
 
 
+@contextmanager
+def bookkeeping(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction of the workers' own bookkeeping (claims, results). On PostgreSQL it commits without waiting for
+    the WAL to reach the disk (synchronous_commit off): a database crash may forget its last fraction of a second,
+    which makes a delivery repeat under its id, never lose one; and a worker records a result in a fraction of the
+    time (deliveries per second: bench/README.md)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+        yield conn
+
+
 def _due(now: datetime, kinds: Sequence[str]) -> sa.ColumnElement[bool]:
     return sa.and_(outbox.c.state == "pending", outbox.c.next_attempt_at <= now,
                    sa.or_(outbox.c.leased_until.is_(None), outbox.c.leased_until <= now), outbox.c.kind.in_(kinds))
@@ -106,11 +119,11 @@ def claim(engine: sa.Engine, now: datetime, *, kinds: Sequence[str] = KINDS, lim
     due = _due(now, kinds)
     chosen = sa.select(outbox.c.id).where(due).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
     lease_and_count = {"leased_until": now + lease, "attempts": outbox.c.attempts + 1}
-    with engine.begin() as conn:
+    with bookkeeping(engine) as conn:
         if engine.dialect.name == "postgresql":
             # Two statements: PostgreSQL may run `id IN (SELECT ... LIMIT n FOR UPDATE SKIP LOCKED)` inside an UPDATE
             # more than once and so claim more than n rows; a plain SELECT honours the LIMIT.
-            ids = conn.execute(chosen.with_for_update(skip_locked=True)).scalars().all()
+            ids: list[int] = list(conn.execute(chosen.with_for_update(skip_locked=True)).scalars())
             if not ids:
                 return []
             rows = conn.execute(sa.update(outbox).where(outbox.c.id.in_(ids)).values(**lease_and_count)
@@ -124,7 +137,7 @@ def claim(engine: sa.Engine, now: datetime, *, kinds: Sequence[str] = KINDS, lim
 def release(engine: sa.Engine, deliveries: Sequence[Delivery]) -> None:
     """Give back claimed deliveries that were not attempted (a worker stopping mid-batch): due again at once."""
     for delivery in deliveries:
-        with engine.begin() as conn:
+        with bookkeeping(engine) as conn:
             # The claim counted an attempt that was never made (and a claimed row has at least that one).
             conn.execute(sa.update(outbox).where(*_held(delivery)).values(leased_until=None,
                                                                           attempts=outbox.c.attempts - 1))
@@ -135,12 +148,15 @@ def _held(delivery: Delivery) -> tuple[sa.ColumnElement[bool], ...]:
     return outbox.c.id == delivery.id, outbox.c.state == "pending", outbox.c.leased_until == delivery.leased_until
 
 
-def record_delivered(engine: sa.Engine, delivery: Delivery, now: datetime) -> bool:
-    """Mark the delivery done (whoever holds its lease now); False when it was no longer pending."""
-    with engine.begin() as conn:
-        result = conn.execute(sa.update(outbox).where(outbox.c.id == delivery.id, outbox.c.state == "pending")
+def record_delivered(engine: sa.Engine, deliveries: Sequence[Delivery], now: datetime) -> int:
+    """Mark deliveries done, in one statement (whoever holds their lease now); how many were still pending."""
+    if not deliveries:
+        return 0
+    with bookkeeping(engine) as conn:
+        result = conn.execute(sa.update(outbox).where(outbox.c.id.in_([d.id for d in deliveries]),
+                                                      outbox.c.state == "pending")
                               .values(state="done", delivered_at=now, leased_until=None, last_error=None))
-    return bool(result.rowcount)
+    return result.rowcount or 0
 
 
 def backoff_delay(attempts: int, base: float) -> timedelta:
@@ -158,7 +174,7 @@ def record_failure(engine: sa.Engine, delivery: Delivery, now: datetime, error: 
     next_at = None if dead else now + backoff_delay(delivery.attempts, backoff)
     values: dict[str, Any] = {"leased_until": None, "last_error": error[:_ERROR_LENGTH]}
     values.update(state="dead") if dead else values.update(next_attempt_at=next_at)
-    with engine.begin() as conn:
+    with bookkeeping(engine) as conn:
         result = conn.execute(sa.update(outbox).where(*_held(delivery)).values(**values))
     return ("dead" if dead else "pending", next_at) if result.rowcount else None
 

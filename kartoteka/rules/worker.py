@@ -20,8 +20,17 @@ import sqlalchemy as sa
 
 from kartoteka.config import OutboxSettings, Settings
 from kartoteka.metadata.expressions import Clock
-from kartoteka.rules.delivery import Deliverer
-from kartoteka.rules.outbox import KINDS, bury_abandoned, claim, note_waiting, record_delivered, record_failure, release
+from kartoteka.rules.delivery import Deliverer, Outcome
+from kartoteka.rules.outbox import (
+    KINDS,
+    Delivery,
+    bury_abandoned,
+    claim,
+    note_waiting,
+    record_delivered,
+    record_failure,
+    release,
+)
 
 if TYPE_CHECKING:
     from kartoteka.extensions import PlatformState
@@ -31,6 +40,8 @@ log = logging.getLogger("kartoteka.worker")
 
 NO_SMTP = "KARTOTEKA_SMTP_URL is not set: e-mail waits until a worker has it (never dropped)."
 MAX_IDLE_AFTER_ERROR = 30.0
+CHORES_EVERY = 60.0  # seconds between burials of abandoned deliveries (and notes on waiting e-mail)
+FLUSH_EVERY = 1.0  # at most this long between a delivery and its record as done
 
 
 class OutboxJob:
@@ -46,41 +57,63 @@ class OutboxJob:
         self.kinds = KINDS if settings.smtp_url else tuple(k for k in KINDS if k != "email")
         # Long enough for the whole batch to time out at every step (connect, send, read), and then some.
         self.lease = timedelta(seconds=60 + settings.batch * 3 * settings.webhook_timeout)
+        self._chores_due: float | None = None
 
     def __call__(self, engine: sa.Engine, now: datetime) -> int:
         """Deliver what is due at `now`; how many deliveries were attempted."""
         started = time.monotonic()
+        if self._chores_due is None or started >= self._chores_due:
+            self._chores(engine, now)
+            self._chores_due = started + CHORES_EVERY
+        batch = claim(engine, now, kinds=self.kinds, limit=self.settings.batch, lease=self.lease)
+        delivered: list[Delivery] = []  # recorded together (one commit a batch, or a second when they are slow)
+        flush_at = started + FLUSH_EVERY
+        try:
+            for index, delivery in enumerate(batch):
+                if self.stopping():
+                    release(engine, batch[index:])
+                    return index
+                began = time.monotonic()
+                outcome = self.deliverer.deliver(delivery, now + timedelta(seconds=began - started))
+                ended = time.monotonic()
+                moment, took = now + timedelta(seconds=ended - started), (ended - began) * 1000
+                if outcome.ok:
+                    delivered.append(delivery)
+                    log.info("delivered %s (attempt %d, %.0f ms): %s", _where(delivery), delivery.attempts, took,
+                             outcome.detail)
+                    if ended >= flush_at:
+                        record_delivered(engine, delivered, moment)
+                        delivered, flush_at = [], ended + FLUSH_EVERY
+                    continue
+                self._failed(engine, delivery, moment, outcome, took)
+        finally:  # also when stopping or on an unexpected error: what was delivered is recorded
+            record_delivered(engine, delivered, now + timedelta(seconds=time.monotonic() - started))
+        return len(batch)
+
+    def _chores(self, engine: sa.Engine, now: datetime) -> None:
+        """Now and then: bury deliveries whose workers died every time; tell waiting e-mails why they wait."""
         buried = bury_abandoned(engine, now, self.settings.max_attempts)
         if buried:
             log.warning("dead: %d deliveries whose workers stopped during every attempt", buried)
         if "email" not in self.kinds and note_waiting(engine, "email", NO_SMTP):
             log.warning(NO_SMTP)
-        batch = claim(engine, now, kinds=self.kinds, limit=self.settings.batch, lease=self.lease)
-        for index, delivery in enumerate(batch):
-            if self.stopping():
-                release(engine, batch[index:])
-                return index
-            moment = now + timedelta(seconds=time.monotonic() - started)
-            began = time.monotonic()
-            outcome = self.deliverer.deliver(delivery, moment)
-            took = (time.monotonic() - began) * 1000
-            moment = now + timedelta(seconds=time.monotonic() - started)
-            where = f"{delivery.delivery_id} {delivery.kind} {delivery.destination[:200]}"
-            if outcome.ok:
-                record_delivered(engine, delivery, moment)
-                log.info("delivered %s (attempt %d, %.0f ms): %s", where, delivery.attempts, took, outcome.detail)
-                continue
-            result = record_failure(engine, delivery, moment, outcome.detail, permanent=outcome.permanent,
-                                    max_attempts=self.settings.max_attempts, backoff=self.settings.backoff)
-            if result is None:
-                log.warning("failed %s (attempt %d, %.0f ms), its claim lost to another worker: %s", where,
-                            delivery.attempts, took, outcome.detail)
-            elif result[0] == "dead":
-                log.error("dead %s (attempt %d, %.0f ms): %s", where, delivery.attempts, took, outcome.detail)
-            else:
-                log.warning("failed %s (attempt %d, %.0f ms), next at %s: %s", where, delivery.attempts, took,
-                            f"{result[1]:%Y-%m-%d %H:%M:%S}", outcome.detail)
-        return len(batch)
+
+    def _failed(self, engine: sa.Engine, delivery: Delivery, moment: datetime, outcome: Outcome, took: float) -> None:
+        result = record_failure(engine, delivery, moment, outcome.detail, permanent=outcome.permanent,
+                                max_attempts=self.settings.max_attempts, backoff=self.settings.backoff)
+        where = _where(delivery)
+        if result is None:
+            log.warning("failed %s (attempt %d, %.0f ms), its claim lost to another worker: %s", where,
+                        delivery.attempts, took, outcome.detail)
+        elif result[0] == "dead":
+            log.error("dead %s (attempt %d, %.0f ms): %s", where, delivery.attempts, took, outcome.detail)
+        else:
+            log.warning("failed %s (attempt %d, %.0f ms), next at %s: %s", where, delivery.attempts, took,
+                        f"{result[1]:%Y-%m-%d %H:%M:%S}", outcome.detail)
+
+
+def _where(delivery: Delivery) -> str:
+    return f"{delivery.delivery_id} {delivery.kind} {delivery.destination[:200]}"
 
 
 def default_jobs(settings: Settings, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
