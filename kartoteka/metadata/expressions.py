@@ -301,6 +301,7 @@ FUNCTIONS: dict[str, FunctionSpec] = {
                      _const(_concat)),
         FunctionSpec("year", 1, 1, "the year of a date", _const(lambda d: None if d is None else d.year)),
         FunctionSpec("month", 1, 1, "the month of a date", _const(lambda d: None if d is None else d.month)),
+        FunctionSpec("day", 1, 1, "the day of the month of a date", _const(lambda d: None if d is None else d.day)),
     )
 }
 

@@ -379,6 +379,21 @@ def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str,
             link = params.get("link")
             if isinstance(link, str) and link not in target_fields:
                 report(("link",), f"'{target}' has no field '{link}'{suggest(link, target_fields)}")
+            for target_name, source_name in (params.get("copy") or {}).items():
+                if target_name not in target_fields:
+                    report(("copy", target_name), f"'{target}' has no field '{target_name}'"
+                           f"{suggest(target_name, target_fields)}")
+                if source_name not in fields:
+                    report(("copy", target_name), f"unknown field '{source_name}'{suggest(source_name, fields)}")
+            for position, match_name in enumerate(params.get("match") or []):
+                if match_name not in target_fields:
+                    report(("match", position), f"'{target}' has no field '{match_name}'"
+                           f"{suggest(match_name, target_fields)}")
+            back = params.get("link_back")
+            back_field = fields.get(back) if isinstance(back, str) else None
+            if isinstance(back, str) and (back_field is None or back_field.to != target or back_field.multiple):
+                report(("link_back",), f"'{back}' must be a reference field of this card to '{target}'"
+                       if back_field is not None else f"unknown field '{back}'{suggest(back, fields)}")
             template_known = [*builder.known_names, *TEMPLATE_NAMES]
             for value_name, value in (params.get("values") or {}).items():
                 if isinstance(value, str):

@@ -1,7 +1,8 @@
 """Templates of rule texts (task titles, notifications, e-mails): a small, safe part of Jinja2.
 
 `{{ name }}` writes a field's value as the reader sees it; `{% if ... %}...{% endif %}`, `x if c else y`,
-comparisons, `and`/`or`/`not` and a few filters (default, upper, lower, title, capitalize, trim, truncate) are
+comparisons, `and`/`or`/`not` and a few filters (default, upper, lower, title, capitalize, trim, truncate, and
+first_word and other_words, which split a name) are
 allowed (not replace: chained on an empty pattern it would grow the text exponentially).
 Loops, attribute access, calls, assignments, macros and includes are refused when the metadata loads, so rendering
 is a bounded walk over the values (Jinja2's sandbox runs it too). Values are given as display texts.
@@ -18,7 +19,8 @@ from jinja2 import TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 MAX_OUTPUT = 20_000
-FILTERS = frozenset({"default", "upper", "lower", "title", "capitalize", "trim", "truncate", "d"})
+FILTERS = frozenset({"default", "upper", "lower", "title", "capitalize", "trim", "truncate", "d", "first_word",
+                     "other_words"})
 TESTS = frozenset({"none", "defined", "undefined"})
 _ALLOWED = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.Const, nodes.If, nodes.CondExpr,
             nodes.Compare, nodes.Operand, nodes.And, nodes.Or, nodes.Not, nodes.Concat, nodes.Filter, nodes.Test,
@@ -26,6 +28,9 @@ _ALLOWED = (nodes.Template, nodes.Output, nodes.TemplateData, nodes.Name, nodes.
 _SINGLE_BRACE = re.compile(r"(?<!\{)\{\s*([a-z_][a-z0-9_]*)\s*\}(?!\})")
 
 _ENVIRONMENT = ImmutableSandboxedEnvironment(autoescape=False, keep_trailing_newline=True)
+# 'Anna Petrova' | first_word -> 'Anna'; | other_words -> 'Petrova' (the first word when there is one only).
+_ENVIRONMENT.filters["first_word"] = lambda text: (str(text).split() or [""])[0]
+_ENVIRONMENT.filters["other_words"] = lambda text: " ".join(str(text).split()[1:]) or (str(text).split() or [""])[0]
 
 
 class TemplateProblem(ValueError):

@@ -24,7 +24,7 @@ from kartoteka.metadata.fieldtypes import FieldValueError
 from kartoteka.metadata.model import EntityDef, Label, RuleAction
 from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.hooks import Origin, SaveEvent
-from kartoteka.records.model import SYSTEM, Principal
+from kartoteka.records.model import SYSTEM, Filter, ListQuery, Principal
 from kartoteka.records.pipeline import RECORD_ERRORS, Prepared, parse_value
 from kartoteka.rules import recipients
 from kartoteka.rules.outbox import enqueue
@@ -109,7 +109,7 @@ class ActionContext:
             self.record_changes[name] = value
         self.values[name] = value
 
-    def apply_record_changes(self, final: bool = False) -> None:
+    def apply_record_changes(self) -> None:
         """Save the changes of set, tags and assign made after the write, through the record service."""
         if self.pending is not None or (not self.record_changes and self.owner_change is None):
             return
@@ -341,21 +341,53 @@ def run_webhook(context: ActionContext, action: RuleAction) -> dict[str, Any]:
 def run_create_record(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     conn = _after(context, "create_record")
     params = action.params
+    target = params["entity"]
     render = context.texts(action, context.event.user)
     values: dict[str, Any] = {}
     for name, value in (params.get("values") or {}).items():
         values[name] = render(f"values.{name}") if isinstance(value, str) else value
+    for name, source in (params.get("copy") or {}).items():
+        if context.values.get(source) not in (None, "", []):
+            values[name] = context.values[source]
     if params.get("link"):
         values[params["link"]] = context.run.record_id
     service = context.engine._service()
+    found = _matching(context, conn, target, params.get("match") or [], values)
+    if found is None:
+        try:
+            found = service.create(target, values, SYSTEM, owner=context.owner(), connection=conn,
+                                   origin=context.child_origin()).id
+        except RecordValidationError as exc:
+            raise ActionFailed(f"the new {target} was refused: {_messages(exc)}") from None
+        except KartotekaError as exc:
+            raise ActionFailed(str(exc)) from None
+        made = "created"
+    else:
+        made = "matched"
+    if params.get("link_back"):
+        context.change(params["link_back"], found)
+    return {"action": "create_record", "entity": target, "id": found, "result": made}
+
+
+def _matching(context: ActionContext, conn: sa.Connection, target: str, names: list[str],
+              values: Mapping[str, Any]) -> int | None:
+    """The live record of `target` holding the same `names` values (a list field: holding its first item)."""
+    if not names or any(values.get(name) in (None, "", []) for name in names):
+        return None
+    service = context.engine._service()
+    entity = service.entity(target)
+    filters = []
+    for name in names:
+        value = values[name]
+        if entity.fields[name].is_list:
+            filters.append(Filter(name, "contains", str(value[0] if isinstance(value, list) else value)))
+        else:
+            filters.append(Filter(name, "eq", str(value)))
     try:
-        created = service.create(params["entity"], values, SYSTEM, owner=context.owner(), connection=conn,
-                                  origin=context.child_origin())
-    except RecordValidationError as exc:
-        raise ActionFailed(f"the new {params['entity']} was refused: {_messages(exc)}") from None
-    except KartotekaError as exc:
-        raise ActionFailed(str(exc)) from None
-    return {"action": "create_record", "entity": params["entity"], "id": created.id}
+        page = service.list(target, SYSTEM, ListQuery(filters=tuple(filters), sort="id", limit=1))
+    except KartotekaError:
+        return None  # a value the field cannot be filtered by: nothing matches; the create says what is wrong
+    return page.items[0].id if page.items else None
 
 
 def run_run_rule(context: ActionContext, action: RuleAction) -> dict[str, Any]:

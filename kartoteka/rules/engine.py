@@ -192,8 +192,9 @@ class RuleEngine:
                     if stage is not None and action.stage != stage:
                         continue
                     done.append(EXECUTORS[action.name](context, action))
-                    context.apply_record_changes()
-                context.apply_record_changes(final=True)
+                # What the actions changed of the record itself, saved at once (a field shown only once another is
+                # set would be emptied by a save of the first alone).
+                context.apply_record_changes()
         except RuleBlocked as exc:
             run.result, run.error = "blocked", str(exc)
             return
@@ -256,7 +257,6 @@ class RuleEngine:
         done = []
         for action in rule.actions:
             done.append(EXECUTORS[action.name](context, action))
-            context.apply_record_changes()
         return {**summary, "actions": done}
 
     def _service(self) -> RecordService:

@@ -73,8 +73,9 @@ def pick(conn: sa.Connection, entity: EntityDef, rule_key: str, candidates: list
     if strategy == "least_loaded":
         holder = records.c.owner if field_name is None else JsonValue(
             records.c.data, field_name, entity.fields[field_name].value_type.storage)
-        counts = dict(conn.execute(sa.select(holder, sa.func.count()).where(
-            records.c.entity == entity.name, records.c.deleted_at.is_(None), holder.in_(ordered)).group_by(holder)))
+        rows = conn.execute(sa.select(holder.label("holder"), sa.func.count().label("held")).where(
+            records.c.entity == entity.name, records.c.deleted_at.is_(None)).group_by(holder)).all()
+        counts = {int(row.holder): row.held for row in rows if row.holder is not None}
         return min(ordered, key=lambda c: (counts.get(c, 0), c))
     last = _last_assigned(conn, entity.name, rule_key)
     later = [c for c in ordered if last is not None and c > last]

@@ -148,7 +148,7 @@ def _claim_schedule(db: sa.Engine, entity: str, rule: RuleDef, now: datetime) ->
             except sa.exc.IntegrityError:
                 return False  # another worker added it
             return False
-        seen = row.next_run_at if row.next_run_at.tzinfo else row.next_run_at.replace(tzinfo=UTC)
+        seen = _aware(row.next_run_at)
         if row.cron != cron:  # the schedule was edited: start again from now
             conn.execute(sa.update(rule_schedules).where(key).values(cron=cron, next_run_at=next_run(cron, now)))
             return False
@@ -173,8 +173,9 @@ def run_scheduled(engine: RuleEngine, entity: EntityDef, rule: RuleDef, now: dat
         if not rows:
             return made
         after_id = rows[-1].id
-        chosen = [row.id for row in rows if _selects(engine, entity, rule, service.typed_values(entity, row.data),
-                                                       row)]
+        empty = dict.fromkeys(entity.fields)  # a stored record leaves its empty fields out
+        chosen = [row.id for row in rows
+                  if _selects(engine, entity, rule, {**empty, **service.typed_values(entity, row.data)}, row)]
         for record_id in chosen:
             with engine.engine.begin() as conn:
                 engine.run_on_record(conn, entity, rule, record_id, SYSTEM, Origin("schedule"), "schedule")
@@ -184,16 +185,22 @@ def run_scheduled(engine: RuleEngine, entity: EntityDef, rule: RuleDef, now: dat
 def _selects(engine: RuleEngine, entity: EntityDef, rule: RuleDef, values: dict[str, Any], row: Any) -> bool:
     if rule.condition is None:
         return True
-    system = {"id": row.id, "owner": row.owner, "created_at": row.created_at, "updated_at": row.updated_at}
+    system = {"id": row.id, "owner": row.owner, "created_at": _aware(row.created_at),
+              "updated_at": _aware(row.updated_at)}
     try:
         return bool(Evaluator({**values, **system}, engine.clock).value(rule.condition))
     except EvaluationError:
         return True  # run_on_record evaluates it again and logs the failure
 
 
+def _aware(moment: datetime) -> datetime:
+    """A stored time in UTC (SQLite hands times back without their zone)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def timers_of(conn: sa.Connection, entity: str, record_id: int) -> Iterable[tuple[str, datetime]]:
     """The pending timers of one record: (rule key, due moment), soonest first (the card shows what comes next)."""
-    return [(r.rule_key, r.due_at if r.due_at.tzinfo else r.due_at.replace(tzinfo=UTC)) for r in conn.execute(
+    return [(r.rule_key, _aware(r.due_at)) for r in conn.execute(
         sa.select(rule_timers.c.rule_key, rule_timers.c.due_at).where(
             rule_timers.c.entity == entity, rule_timers.c.record_id == record_id, rule_timers.c.fired_at.is_(None))
         .order_by(rule_timers.c.due_at))]
