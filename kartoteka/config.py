@@ -87,14 +87,16 @@ class Settings:
     uploads: UploadLimits = field(default_factory=UploadLimits)
     # Lists (web and API) count their records exactly up to this many, then say "more than"; 0: always exactly.
     list_count_cap: int = 10_000
+    # Saves made by rules nest at most this deep from the save that started them (docs/automation.md).
+    rule_depth: int = 3
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES,
-        _UPLOAD_*, _LIST_COUNT_CAP and the outbox's (OutboxSettings), now (by `create_app` or a command, never at
-        import).
+        _UPLOAD_*, _LIST_COUNT_CAP, _RULE_DEPTH and the outbox's (OutboxSettings), now (by `create_app` or a command,
+        never at import).
 
         Relative paths and the defaults (`instance/`, `config/`) are taken from the current directory of this
         call, and resolved to absolute paths, so a server's workers agree with the process that started them.
@@ -111,6 +113,7 @@ class Settings:
             trusted_proxies=_count(env.get("KARTOTEKA_TRUSTED_PROXIES", "0"), "KARTOTEKA_TRUSTED_PROXIES"),
             uploads=UploadLimits.from_env(env),
             list_count_cap=_count(env.get("KARTOTEKA_LIST_COUNT_CAP", "10000"), "KARTOTEKA_LIST_COUNT_CAP"),
+            rule_depth=_count(env.get("KARTOTEKA_RULE_DEPTH", "3"), "KARTOTEKA_RULE_DEPTH"),
             outbox=OutboxSettings.from_env(env),
         )
         return replace(settings, **overrides)

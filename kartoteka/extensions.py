@@ -39,7 +39,7 @@ class Platform:
         metadata = load_metadata(settings.config_dir, context)
         engine = create_engine(settings.database_url)
         service = RecordService(metadata, engine, clock, context)
-        RuleEngine(metadata, clock, engine, display=_display).attach(service)
+        RuleEngine(metadata, clock, engine, display=_display, max_depth=settings.rule_depth).attach(service)
         app.extensions["kartoteka"] = PlatformState(settings, clock, metadata, engine, service)
         # Every read of a request shares one connection (storage/reading.py), closed when the request ends.
         app.before_request(_open_read_scope)

@@ -119,3 +119,20 @@ def test_the_command_line_lists_tests_and_enables_rules(runner, app, people, dea
     assert enabled.exit_code == 0 and "enabled" in enabled.output
     with engine.connect() as conn:
         assert conn.execute(sa.select(rule_states.c.disabled_at)).scalar() is None
+
+
+def test_the_depth_limit_is_a_setting(tmp_path, database_url, engine, clock):
+    from kartoteka import create_app
+    from kartoteka.config import Settings
+
+    settings = Settings.from_env({"KARTOTEKA_RULE_DEPTH": "1", "KARTOTEKA_DATABASE_URL": database_url,
+                                  "KARTOTEKA_CONFIG_DIR": str(RULES_CONFIG),
+                                  "KARTOTEKA_INSTANCE_DIR": str(tmp_path / "instance"), "KARTOTEKA_SECRET_KEY": "x"})
+    app = create_app(settings, clock)
+    try:
+        assert app.extensions["kartoteka"].service.hooks.max_depth == 1
+    finally:
+        app.extensions["kartoteka"].engine.dispose()
+    with pytest.raises(ValueError, match="KARTOTEKA_RULE_DEPTH must be a whole number"):
+        Settings.from_env({"KARTOTEKA_RULE_DEPTH": "deep", "KARTOTEKA_SECRET_KEY": "x",
+                           "KARTOTEKA_INSTANCE_DIR": str(tmp_path / "instance")})
