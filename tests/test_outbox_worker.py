@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from kartoteka.config import OutboxSettings, Settings
@@ -205,3 +206,25 @@ def test_a_stop_ends_the_loop(engine, fixed_clock):
     run_worker(engine, Settings("", CONFIG_DIR, "", CONFIG_DIR), Clock(fixed_clock.now), jobs=[job], idle=0.01,
                stop=stop)
     assert len(passes) == 3
+
+
+def test_a_failing_job_does_not_stop_the_others(engine, fixed_clock, caplog):
+    stop = threading.Event()
+    ran: list[str] = []
+
+    def broken(_engine, now) -> int:
+        ran.append("broken")
+        raise RuntimeError("timers table on fire")
+
+    def outbox_job(_engine, now) -> int:
+        ran.append("outbox")
+        if ran.count("outbox") == 3:
+            stop.set()
+        return 0
+
+    settings = Settings("", CONFIG_DIR, "", CONFIG_DIR)
+    run_worker(engine, settings, Clock(fixed_clock.now), jobs=[broken, outbox_job], idle=0.001, stop=stop)
+    assert ran == ["broken", "outbox"] * 3
+    assert "job broken failed: timers table on fire" in caplog.text
+    with pytest.raises(RuntimeError):  # --once reports it (exit status 1) instead
+        run_worker(engine, settings, Clock(fixed_clock.now), once=True, jobs=[broken, outbox_job])

@@ -170,19 +170,23 @@ def run_worker(engine: sa.Engine, settings: Settings, clock: Clock, *, once: boo
     with _StopSignals(stop):
         log.info("worker started: %d job%s%s", len(jobs), "" if len(jobs) == 1 else "s", ", once" if once else "")
         while not stop.is_set():
-            try:
-                done = sum(job(engine, clock.now()) for job in jobs)
-                failures = 0
-            except sa.exc.OperationalError as exc:  # the database went away: wait and try again (not once)
-                if once:
-                    raise
-                failures += 1
-                wait = min(idle * 2 ** failures, MAX_IDLE_AFTER_ERROR)
-                log.error("pass failed, next in %.0f s: %s", wait, str(exc).splitlines()[0])
-                stop.wait(wait)
-                continue
+            done, failed = 0, 0
+            for job in jobs:  # one job failing (the database away, a bug) does not keep the others from running
+                if stop.is_set():
+                    break
+                try:
+                    done += job(engine, clock.now())
+                except Exception as exc:
+                    if once:
+                        raise
+                    failed += 1
+                    log.exception("job %s failed: %s", getattr(job, "__name__", type(job).__name__),
+                                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             total += done
-            if done == 0:
+            failures = failures + 1 if failed else 0
+            if failed:  # wait longer after each failing pass, up to 30 s
+                stop.wait(min(idle * 2 ** failures, MAX_IDLE_AFTER_ERROR))
+            elif done == 0:
                 if once:
                     break
                 stop.wait(idle)
