@@ -89,7 +89,7 @@ class ActionContext:
             return self.owner_change
         if self.event.owner is not None:
             return self.event.owner
-        if self.conn is not None and self.run.record_id is not None:
+        if self.conn is not None and self.run.record_id is not None and "owner" in self.changed:
             row = self.conn.execute(sa.select(records.c.owner).where(records.c.id == self.run.record_id)).first()
             if row is not None:
                 return row.owner  # type: ignore[no-any-return]
@@ -284,18 +284,11 @@ def run_create_task(context: ActionContext, action: RuleAction) -> dict[str, Any
 def run_notify(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     conn = _after(context, "notify")
     params = action.params
-    ids: list[int] = []
-    for username in params.get("users") or []:
-        found = recipients.user_by_name(conn, username)
-        if found is not None:
-            ids.append(found)
-    if "role" in params:
-        ids.extend(recipients.users_with_role(conn, params["role"]))
-    if params.get("owner"):
-        owner = context.owner()
-        if owner is not None:
-            ids.append(owner)
-    people = recipients.principals(conn, ids)
+    names = set(params.get("users") or [])
+    role = params.get("role")
+    owner = context.owner() if params.get("owner") else None
+    people = {row.id: recipients.principal_of(row) for row in recipients.active_users(conn)  # one query for all
+              if row.username in names or (role is not None and role in (row.roles or ())) or row.id == owner}
     for user_id, person in people.items():
         notify(conn, user_id=user_id, text=context.texts(action, person)("message"), entity=context.entity.name,
                record_id=context.run.record_id, rule_key=context.run.rule.key, now=context.now)

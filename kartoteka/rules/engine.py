@@ -10,7 +10,7 @@ chain on, and at `max_depth` rule-made saves the chain stops, with a `stopped` e
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -72,13 +72,17 @@ class RuleEngine:
             save = [r for r in entity.rules if r.trigger.kind == "save"]
             self._before[name] = tuple(r for r in save if r.stage == BEFORE)
             self._after[name] = tuple(r for r in save if r.stage == AFTER)
-            self._dated[name] = tuple(r for r in entity.rules if r.trigger.kind == "date")
+            self._dated[name] = tuple(r for r in entity.rules if r.trigger.kind == "date" and r.enabled)
 
     def attach(self, service: RecordService) -> RuleEngine:
         """Make `service` call this engine at its stages (and this engine save through it)."""
         self.service = service
         service.hooks = self
         return self
+
+    def dated(self, entity: EntityDef) -> tuple[RuleDef, ...]:
+        """The enabled date rules of `entity`."""
+        return self._dated.get(entity.name, ())
 
     def rule(self, entity: EntityDef, key: str) -> RuleDef | None:
         """The rule of `entity` called `key`, or None."""
@@ -122,18 +126,21 @@ class RuleEngine:
         chain = _chain(event)
         runs = _runs(event)
         after = change.after if change.after is not None else change.before or {}
+        work: list[tuple[Run, str | None]] = []
         for run in list(runs):  # the before-save rules' runs
             run.record_id = change.record_id
             chain.fired.add((event.entity.name, change.record_id, run.rule.key))
             if run.result == "done" and any(a.stage == AFTER for a in run.rule.actions):
-                self._execute(conn, run, event, after, change.changed, AFTER)
+                work.append((run, AFTER))
         values: Mapping[str, Any] = ChainMap(dict(after), dict(event.system), {"id": change.record_id})
         for rule in self._after.get(event.entity.name, ()):
             if not self._considered(rule, event, change.changed, change.before, after, chain, change.record_id):
                 continue
             run = self._start(rule, event, change.record_id)
             if self._holds(rule, run, values, event, change.changed):
-                self._execute(conn, run, event, after, change.changed, None)
+                work.append((run, None))
+        if work:
+            self._execute_all(conn, work, event, after, change.changed)
         from kartoteka.rules.timers import schedule_timers  # one floor up the same package: timers read the engine
 
         schedule_timers(self, conn, change)
@@ -180,21 +187,42 @@ class RuleEngine:
             run.result = "skipped"
         return bool(held)
 
+    def _execute_all(self, conn: sa.Connection, work: list[tuple[Run, str | None]], event: SaveEvent,
+                     values: Mapping[str, Any], changed: frozenset[str]) -> None:
+        """Every rule's actions of a save in one savepoint (two statements, not two per rule); when one fails, all
+        are undone and each rule runs again in a savepoint of its own, so the others still do their work."""
+        hold_transaction(conn)
+        try:
+            with conn.begin_nested():
+                summaries = [self._actions(self._context(conn, event, run, dict(values), changed), run, stage)
+                             for run, stage in work]
+        except Exception:  # which rule failed, and why, is found and logged one rule at a time
+            for run, stage in work:
+                self._execute(conn, run, event, values, changed, stage)
+            return
+        for (run, _stage), done in zip(work, summaries, strict=True):
+            run.actions.extend(done)
+
+    @staticmethod
+    def _actions(context: ActionContext, run: Run, stage: str | None) -> list[dict[str, Any]]:
+        """Run the rule's actions of `stage` (None: all); their summaries. Raises what an action raises."""
+        done: list[dict[str, Any]] = []
+        for action in run.rule.actions:
+            if stage is None or action.stage == stage:
+                done.append(EXECUTORS[action.name](context, action))
+        # What the actions changed of the record itself, saved at once (a field shown only once another is set
+        # would be emptied by a save of the first alone).
+        context.apply_record_changes()
+        return done
+
     def _execute(self, conn: sa.Connection, run: Run, event: SaveEvent, values: Mapping[str, Any],
                  changed: frozenset[str], stage: str | None) -> None:
         """The rule's actions of `stage` (None: all) in a savepoint: a failure undoes them and is logged."""
         context = self._context(conn, event, run, dict(values), changed)
-        done: list[dict[str, Any]] = []
         hold_transaction(conn)
         try:
             with conn.begin_nested():
-                for action in run.rule.actions:
-                    if stage is not None and action.stage != stage:
-                        continue
-                    done.append(EXECUTORS[action.name](context, action))
-                # What the actions changed of the record itself, saved at once (a field shown only once another is
-                # set would be emptied by a save of the first alone).
-                context.apply_record_changes()
+                done = self._actions(context, run, stage)
         except RuleBlocked as exc:
             run.result, run.error = "blocked", str(exc)
             return
@@ -278,17 +306,15 @@ def _chain(event: SaveEvent) -> Chain:
     return chain  # type: ignore[no-any-return]
 
 
-def triggered(rule: RuleDef, kind: str, changed: Iterable[str], before: Mapping[str, Any] | None,
+def triggered(rule: RuleDef, kind: str, changed: frozenset[str], before: Mapping[str, Any] | None,
               after: Mapping[str, Any]) -> bool:
-    """Does a save of `kind` changing `changed` fire `rule`'s trigger?"""
+    """Does a save of `kind` changing `changed` fire `rule`'s trigger (a save trigger: the engine keeps no other
+    kind among the rules it considers for saves)?"""
     trigger = rule.trigger
-    if trigger.kind != "save":
-        return False
-    changed_set = changed if isinstance(changed, frozenset | set) else frozenset(changed)
-    if kind in trigger.events and not (kind == "updated" and trigger.fields
-                                       and changed_set.isdisjoint(trigger.fields)):
+    events = trigger.events
+    if kind in events and not (kind == "updated" and trigger.fields and changed.isdisjoint(trigger.fields)):
         return True
-    if "changed" in trigger.events and kind in ("created", "updated") and trigger.field in changed_set:
+    if "changed" in events and trigger.field in changed and kind in ("created", "updated"):
         old = (before or {}).get(trigger.field) if kind == "updated" else None
         new = after.get(trigger.field) if trigger.field is not None else None
         return ((trigger.from_values is None or old in trigger.from_values)

@@ -13,10 +13,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kartoteka.activity.store import add_entry, notify
+from kartoteka.activity.store import notify
 from kartoteka.metadata.model import RuleDef
 from kartoteka.storage.reading import reader
-from kartoteka.storage.tables import rule_runs, rule_states
+from kartoteka.storage.tables import rule_runs, rule_states, timeline
 
 # How long a process trusts what it read of rule_states (rules disabled by another process take this long).
 STATES_TTL = 15.0
@@ -97,12 +97,14 @@ def write_runs(conn: sa.Connection, runs: list[Run], now: datetime, states: Rule
         "source": run.source, "result": run.result, "actions": run.actions or None, "error": run.error,
         "duration_us": int((time.perf_counter() - run.started) * 1e6), "depth": run.depth, "user_id": run.user_id,
         "created_at": now} for run in runs])
+    shown = [run for run in runs if run.record_id is not None and run.result in ("done", "failed", "stopped")]
+    if shown:  # on the cards' timelines, in one statement
+        conn.execute(sa.insert(timeline), [{
+            "entity": run.entity, "record_id": run.record_id, "kind": "rule", "body": (run.error or "")[:10000],
+            "payload": {"rule_key": run.rule.key, "rule": run.rule.name, "result": run.result,
+                        "actions": [a.get("action") for a in run.actions]},
+            "user_id": run.user_id, "created_at": now} for run in shown])
     for run in runs:
-        if run.record_id is not None and run.result in ("done", "failed", "stopped"):
-            add_entry(conn, entity=run.entity, record_id=run.record_id, kind="rule", now=now,
-                      body=run.error or "", user_id=run.user_id,
-                      payload={"rule_key": run.rule.key, "rule": run.rule.name, "result": run.result,
-                               "actions": [a.get("action") for a in run.actions]})
         if run.result == "failed":
             _count_failure(conn, run, now, states)
         elif run.result == "done" and states.failing(run.entity, run.rule.key):

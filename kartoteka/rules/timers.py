@@ -59,7 +59,8 @@ def into_window(moment: datetime, window: WorkWindow) -> datetime:
 
 def schedule_timers(engine: RuleEngine, conn: sa.Connection, change: Change) -> None:
     """Store, move or drop the timers of the date rules of `change`'s record."""
-    rules = [r for r in change.entity.rules if r.trigger.kind == "date" and r.enabled]
+    rules = [r for r in engine.dated(change.entity) if change.kind in ("created", "deleted")
+             or r.trigger.field in change.changed]
     if not rules:
         return
     where = (rule_timers.c.entity == change.entity.name) & (rule_timers.c.record_id == change.record_id)
@@ -68,15 +69,14 @@ def schedule_timers(engine: RuleEngine, conn: sa.Connection, change: Change) -> 
         return
     for rule in rules:
         field_name = rule.trigger.field
-        if change.kind != "created" and field_name not in change.changed:
-            continue
         moment = due_at(rule, (change.after or {}).get(field_name))
         one = where & (rule_timers.c.rule_key == rule.key)
         if moment is None:
             conn.execute(sa.delete(rule_timers).where(one))
             continue
-        moved = conn.execute(sa.update(rule_timers).where(one).values(due_at=moment, fired_at=None, leased_until=None))
-        if moved.rowcount == 0:
+        moved = None if change.kind == "created" else conn.execute(  # a new record has no timers yet
+            sa.update(rule_timers).where(one).values(due_at=moment, fired_at=None, leased_until=None))
+        if moved is None or moved.rowcount == 0:
             conn.execute(sa.insert(rule_timers).values(entity=change.entity.name, rule_key=rule.key,
                                                        record_id=change.record_id, due_at=moment))
 
