@@ -455,3 +455,66 @@ def test_origin_of_rule_saves_is_rule(rules, engine, people):
     run_manual(rules, "deal", deal.id, "convert", anna)
     sources = {r.rule_key: r.source for r in _rows(engine, rule_runs)}
     assert sources["convert"] == "manual" and sources["triage"] == "rule"
+
+
+@pytest.mark.xfail(strict=True, reason="engine._execute_all runs every after-save rule of a save in one savepoint and, "
+                   "when one fails, undoes them all and runs each again; but the first pass left its marks in the "
+                   "chain (run_within: chain.fired), so the rerun of a rule that ran another with run_rule finds it "
+                   "'already ran in this chain' and its work (here a task) is lost while the run says done")
+def test_a_failing_rule_does_not_undo_the_run_rule_of_another(rules, engine, people):
+    service = rules.service
+    anna = people["anna"][0]
+    deal = service.create("deal", {"name": "x"}, anna)
+    service.update("deal", deal.id, {"name": "mixed"}, anna, expected_version=None)
+    assert [r.result for r in _runs(engine, "mixed_broken")] == ["failed"]
+    assert [r.result for r in _runs(engine, "mixed_ok")] == ["done"]
+    assert [t.title for t in _rows(engine, tasks, tasks.c.record_id == deal.id)] == ["Follow up mixed"]
+
+
+def test_a_rule_that_runs_another_alone_does_its_work(rules, engine, people):
+    """What holds: without a failing neighbour, run_rule does the other rule's work once."""
+    service = rules.service
+    anna = people["anna"][0]
+    deal = service.create("deal", {"name": "x"}, anna)
+    entity = service.entity("deal")
+    with engine.begin() as conn:
+        run = rules.run_on_record(conn, entity, rules.rule(entity, "mixed_ok"), deal.id, anna, Origin("manual"),
+                                  "manual")
+    assert run.result == "done"
+    assert [t.title for t in _rows(engine, tasks, tasks.c.record_id == deal.id)] == ["Follow up x"]
+
+
+@pytest.mark.xfail(strict=True, reason="engine._start marks a rule fired in the chain BEFORE its condition is "
+                   "checked: a rule whose condition was false for the user's save (skipped: it did not fire) is never "
+                   "considered for the rule-made save that follows in the same chain, so 'stage == won' never "
+                   "notifies when a rule wins the deal")
+def test_a_rule_skipped_by_the_users_save_still_fires_on_a_rule_made_save(rules, engine, people):
+    service = rules.service
+    anna = people["anna"][0]
+    deal = service.create("deal", {"name": "Auto", "amount": "5000"}, anna)
+    service.update("deal", deal.id, {"stage": "proposal"}, anna, expected_version=None)
+    assert service.get("deal", deal.id, SYSTEM)["stage"] == "won"  # auto_win -> win_it saved it as a rule
+    assert [n.text for n in _rows(engine, notifications, notifications.c.record_id == deal.id)] == ["Auto is won"]
+
+
+def test_a_rule_made_save_fires_the_rules_of_its_change(rules, engine, people):
+    """What holds: a rule not considered by the user's save fires on the rule-made save (manual win)."""
+    service = rules.service
+    anna = people["anna"][0]
+    deal = service.create("deal", {"name": "Hand", "stage": "new"}, anna)
+    entity = service.entity("deal")
+    with engine.begin() as conn:
+        rules.run_on_record(conn, entity, rules.rule(entity, "win_it"), deal.id, SYSTEM, Origin("manual"), "manual")
+    assert [n.text for n in _rows(engine, notifications, notifications.c.record_id == deal.id)] == ["Hand is won"]
+
+
+@pytest.mark.xfail(strict=True, reason="Timers are kept in after_write, which a save without automation "
+                   "(Origin(automation=False), 'an import may skip automation') never reaches: the date moves, the "
+                   "timer stays and fires on a date the record no longer has")
+def test_a_date_moved_without_automation_does_not_fire_at_the_old_date(rules, engine, people):
+    service = rules.service
+    anna = people["anna"][0]
+    deal = service.create("deal", {"name": "Moved", "close_date": "2026-03-05"}, anna)
+    service.update("deal", deal.id, {"close_date": "2026-06-05"}, anna, expected_version=None,
+                   origin=Origin("import", automation=False))
+    assert fire_due_timers(rules, datetime(2026, 3, 5, 10, 0, tzinfo=UTC)) == 0
