@@ -136,3 +136,16 @@ def test_the_depth_limit_is_a_setting(tmp_path, database_url, engine, clock):
     with pytest.raises(ValueError, match="KARTOTEKA_RULE_DEPTH must be a whole number"):
         Settings.from_env({"KARTOTEKA_RULE_DEPTH": "deep", "KARTOTEKA_SECRET_KEY": "x",
                            "KARTOTEKA_INSTANCE_DIR": str(tmp_path / "instance")})
+
+
+def test_a_live_form_says_which_rules_saving_would_run(client, people, deal):
+    sign_in(client, people["anna"][0])
+    page = client.get(f"/cards/deal/{deal.id}/edit")
+    assert 'id="rules-preview"' in text_of(page)
+    form = {"csrf_token": CSRF, "version": str(deal.version), "name": "Manual", "stage": "won",
+            "close_date": "2026-06-01"}
+    live = text_of(client.post(f"/cards/deal/{deal.id}/live", data=form))
+    assert "Saving will run:" in live and "Deal won" in live and "Ticket for a won deal" in live
+    assert "Deal lost" not in live
+    quiet = text_of(client.post(f"/cards/deal/{deal.id}/live", data={**form, "stage": "proposal"}))
+    assert "Saving will run" not in quiet

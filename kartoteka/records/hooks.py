@@ -76,3 +76,6 @@ class SaveHooks(Protocol):
 
     def after_write(self, conn: sa.Connection, change: Change, event: SaveEvent) -> None:
         """In the saving transaction, after the write: tasks, notifications, other records, the outbox."""
+
+    def preview(self, event: SaveEvent, changed: frozenset[str]) -> tuple[str, ...]:
+        """The names of the rules a save of the event's pending values would fire (a form shows them)."""

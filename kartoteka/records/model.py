@@ -105,6 +105,7 @@ class FormState:
     version: int | None = None  # the stored version the state was evaluated over (None for a new record)
     saved: dict[str, Any] | None = None  # the viewable stored values at that version, before the form's changes
     record: Record | None = None  # the stored record as the user sees it (None for a new one)
+    rules: tuple[str, ...] = ()  # the names of the rules saving these values would fire (what will run)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.metadata.types.scalar import DecimalType
 from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
-from kartoteka.records.hooks import API, Origin, SaveEvent, SaveHooks
+from kartoteka.records.hooks import API, UI, Origin, SaveEvent, SaveHooks
 from kartoteka.records.model import (
     SYSTEM,
     Attention,
@@ -470,8 +470,10 @@ class RecordService:
 
     def evaluate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None, *, lookups: bool = False, for_update: bool = False,
-                 inferred: frozenset[str] = frozenset()) -> FormState:
+                 inferred: frozenset[str] = frozenset(), preview: bool = False) -> FormState:
         """Compute formulas, conditions and errors for a form being edited, without saving.
+
+        With `preview` the state names the rules saving these values would fire (a live form shows them).
 
         With `lookups` the database checks run too (unique values, references, files, which also
         gives kept files their names). With `for_update` a record outside the user's update scope is
@@ -490,7 +492,15 @@ class RecordService:
             if lookups:
                 self._check_lookups(conn, entity, prepared, record_id, user)
                 self._hide_unseen(entity, prepared, user)
-        return self._form_state(entity, prepared, row, user, stored)
+        state = self._form_state(entity, prepared, row, user, stored)
+        if preview and self.hooks is not None and self.hooks.wants(entity, API):
+            system = {"id": record_id, "owner": row.owner if row is not None else user.id,
+                      "created_at": _utc(row.created_at) if row is not None else self.clock.now(),
+                      "updated_at": self.clock.now()}
+            event = SaveEvent("updated" if row is not None else "created", entity, user, UI, stored, system,
+                              prepared, record_id=record_id)
+            state.rules = self.hooks.preview(event, frozenset(prepared.changed))
+        return state
 
     def _form_state(self, entity: EntityDef, prepared: Prepared, row: sa.Row[Any] | None,
                     user: Principal, stored: Mapping[str, Any] | None = None) -> FormState:

@@ -146,6 +146,30 @@ class RuleEngine:
         schedule_timers(self, conn, change)
         write_runs(conn, [r for r in runs if r.result != "skipped"], self.clock.now(), self.states)
 
+    def preview(self, event: SaveEvent, changed: frozenset[str]) -> tuple[str, ...]:
+        """The names of the save rules a save of the event's pending values would fire (their triggers and
+        conditions over the values as the form has them; nothing runs)."""
+        prepared = event.prepared
+        if prepared is None:
+            return ()
+        values: Mapping[str, Any] = ChainMap(prepared.values, dict(event.system))
+        names = []
+        functions = None
+        for rule in (*self._before.get(event.entity.name, ()), *self._after.get(event.entity.name, ())):
+            if not rule.enabled or not triggered(rule, event.kind, changed, event.stored, prepared.values):
+                continue
+            if rule.condition is not None:
+                functions = functions or change_functions(self.clock, event.kind, values, event.stored, changed,
+                                                          event.user, event.origin.source)
+                try:
+                    if not Evaluator(values, self.clock, functions).value(rule.condition):
+                        continue
+                except EvaluationError:
+                    continue
+            if not self.states.disabled(event.entity.name, rule.key):
+                names.append(rule.name)
+        return tuple(names)
+
     # --- one rule ------------------------------------------------------------------------------
 
     def _considered(self, rule: RuleDef, event: SaveEvent, changed: frozenset[str], before: Mapping[str, Any] | None,

@@ -319,7 +319,7 @@ def _live(entity: EntityDef, record_id: int | None) -> str:
     sent = _submitted(entity, with_files=False)  # uploads wait for the save
     values = {k: v for k, v in sent.values.items() if not entity.fields[k].type.holds_files}
     state = platform.service.evaluate(entity.name, _parsable(values, sent.errors), current_user(), record_id,
-                                      for_update=record_id is not None, inferred=sent.inferred)
+                                      for_update=record_id is not None, inferred=sent.inferred, preview=True)
     touched = frozenset(n for n in request.form.get("_touched", "").split(",") if n)
     form = build_form(entity, state, state.record, submitted=request.form, form_errors=sent.errors, touched=touched)
     return render_template("cards/_live.html", entity=entity, form=form)
