@@ -113,7 +113,11 @@ class OutboxJob:
 
 
 def _where(delivery: Delivery) -> str:
-    return f"{delivery.delivery_id} {delivery.kind} {delivery.destination[:200]}"
+    """The delivery for a log line; a webhook URL without its query (which may carry a token)."""
+    destination = delivery.destination
+    if delivery.kind == "webhook":
+        destination = destination.split("?", 1)[0] + ("?..." if "?" in destination else "")
+    return f"{delivery.delivery_id} {delivery.kind} {destination[:200]}"
 
 
 def default_jobs(settings: Settings, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
