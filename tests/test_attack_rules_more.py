@@ -92,3 +92,19 @@ def test_two_workers_fire_each_due_timer_once(rules, engine, people):
     assert sum(fired) == len(made)
     assert sorted(t.record_id for t in _rows(engine, tasks)) == made
     assert all(t.fired_at is not None for t in _rows(engine, rule_timers))
+
+
+def test_a_manual_rule_blocked_with_a_long_message_is_refused_not_an_error(request, rules, engine, people):
+    """A block message has no length limit in metadata (metadata/actions.py _LABEL); the run log's error column
+    holds 2000 characters."""
+    from kartoteka.errors import RuleRefused
+    from kartoteka.rules.manual import run_manual
+
+    if engine.dialect.name == "postgresql":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="engine._execute stores a blocked run's message "
+                                              "untruncated (run.result, run.error = 'blocked', str(exc)); a block "
+                                              "message over 2000 characters overflows rule_runs.error on PostgreSQL "
+                                              "and run_manual raises a database error (a 500) instead of refusing"))
+    deal = rules.service.create("deal", {"name": "Loud"}, people["anna"])
+    with pytest.raises(RuleRefused):
+        run_manual(rules, "deal", deal.id, "refuse_loudly", people["anna"])
