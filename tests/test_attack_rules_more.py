@@ -45,16 +45,23 @@ def _rows(engine, table, *where):
 
 @pytest.mark.xfail(strict=True, reason="RuleEngine.preview (the live form's 'Saving will run:') evaluates the rules' "
                    "conditions over every stored field, hidden ones included, and shows the names to whoever edits: "
-                   "a sales rep learns whether the margin she may not view is above 500")
-def test_the_live_forms_rule_preview_tells_nothing_of_hidden_fields(rules, people):
-    service = rules.service
-    anna, root = people["anna"], people["root"]
+                   "a sales rep learns whether the margin she may not view is above 500. The card's manual-rule "
+                   "buttons, when shown only if their condition holds (RuleEngine.applies), tell the same")
+def test_the_live_form_and_the_cards_buttons_tell_nothing_of_hidden_fields(app, client, make_user):
+    from tests.test_web import sign_in, text_of
+
+    service = app.extensions["kartoteka"].service
+    anna = make_user("anna", ["sales"], password="pw-anna-123456")[0]
+    root = make_user("root", ["admin"])[0]
     deal = service.create("deal", {"name": "Oracle"}, anna)
-    service.update("deal", deal.id, {"margin": "900"}, root, expected_version=None)
-    high = service.evaluate("deal", {"name": "Oracle 2"}, anna, deal.id, preview=True).rules
-    service.update("deal", deal.id, {"margin": "100"}, root, expected_version=None)
-    low = service.evaluate("deal", {"name": "Oracle 2"}, anna, deal.id, preview=True).rules
-    assert high == low, (high, low)
+    sign_in(client, anna)
+    seen = []
+    for margin in ("900", "100"):
+        service.update("deal", deal.id, {"margin": margin}, root, expected_version=None)
+        preview = service.evaluate("deal", {"name": "Oracle 2"}, anna, deal.id, preview=True).rules
+        button = "Review the margin" in text_of(client.get(f"/cards/deal/{deal.id}"))
+        seen.append((preview, button))
+    assert seen[0] == seen[1], seen
 
 
 def test_the_preview_names_the_rules_for_who_may_view_their_fields(rules, people):
@@ -108,3 +115,14 @@ def test_a_manual_rule_blocked_with_a_long_message_is_refused_not_an_error(reque
     deal = rules.service.create("deal", {"name": "Loud"}, people["anna"])
     with pytest.raises(RuleRefused):
         run_manual(rules, "deal", deal.id, "refuse_loudly", people["anna"])
+
+
+@pytest.mark.xfail(strict=True, reason="A condition comparing prior('amount') of a record whose amount was empty "
+                   "fails the run ('cannot compute') and counts towards disabling the rule, though docs/automation.md "
+                   "says a condition over an empty value is false (a check of the fields the condition names directly "
+                   "misses those it reads only through prior())")
+def test_prior_of_an_empty_field_is_false_not_a_failure(rules, engine, people):
+    service = rules.service
+    deal = service.create("deal", {"name": "Won", "stage": "won"}, people["anna"])
+    service.update("deal", deal.id, {"amount": "5000"}, people["anna"], expected_version=None)
+    assert [r.result for r in _rows(engine, rule_runs, rule_runs.c.rule_key == "crossed_won")] == []
