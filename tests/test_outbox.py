@@ -14,7 +14,15 @@ import sqlalchemy as sa
 from kartoteka.config import OutboxSettings
 from kartoteka.errors import Conflict, NotFound
 from kartoteka.rules import outbox as ob
-from kartoteka.rules.delivery import AllowList, Deliverer, Refused, SmtpServer, check_destination, is_public
+from kartoteka.rules.delivery import (
+    AllowList,
+    Deliverer,
+    Outcome,
+    Refused,
+    SmtpServer,
+    check_destination,
+    is_public,
+)
 from kartoteka.rules.worker import OutboxJob
 from kartoteka.storage.tables import outbox
 from tests.outbox_support import Receiver, SmtpSink, verify_standard_webhook
@@ -353,6 +361,30 @@ def test_a_claim_takes_at_most_its_limit_oldest_first(engine, fixed_clock):
     first, second = ob.claim(engine, later, limit=3), ob.claim(engine, later, limit=3)
     assert [d.delivery_id for d in first + second] == ids[:6]
     assert len(ob.claim(engine, later, limit=30)) == 4 and ob.claim(engine, later) == []
+
+
+def test_a_slow_batch_moves_its_lease_on_and_skips_what_another_worker_took_over(engine, fixed_clock, caplog):
+    now = fixed_clock.now()
+    ids = [_webhook(engine, "https://hooks.example.com/", now) for _ in range(4)]
+    clock, sent = [0.0], []
+
+    class Slow:
+        def deliver(self, delivery, moment):
+            sent.append(delivery.delivery_id)
+            clock[0] += 100  # every delivery takes 100 s
+            if len(sent) == 2:  # meanwhile another worker claims the last one (as if its lease had run out)
+                with engine.begin() as conn:
+                    conn.execute(sa.update(outbox).where(outbox.c.delivery_id == ids[3])
+                                 .values(leased_until=now + timedelta(hours=1)))
+            return Outcome(True, "HTTP 200")
+
+    job = OutboxJob(OutboxSettings(webhook_timeout=10), deliverer=Slow(), timer=lambda: clock[0])
+    assert job.lease == timedelta(seconds=150)  # a few attempts' worth, not the whole batch's
+    assert job(engine, now) == 3
+    assert sent == ids[:3] and "1 claimed deliveries were taken over" in caplog.text
+    assert [_row(engine, i).state for i in ids] == ["done", "done", "done", "pending"]
+    taken = _row(engine, ids[3])
+    assert (taken.attempts, taken.leased_until) == (1, now + timedelta(hours=1))
 
 
 def test_deliveries_whose_workers_died_every_time_are_dead(engine, fixed_clock):

@@ -16,7 +16,7 @@ import random
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -141,6 +141,19 @@ def release(engine: sa.Engine, deliveries: Sequence[Delivery]) -> None:
             # The claim counted an attempt that was never made (and a claimed row has at least that one).
             conn.execute(sa.update(outbox).where(*_held(delivery)).values(leased_until=None,
                                                                           attempts=outbox.c.attempts - 1))
+
+
+def extend(engine: sa.Engine, deliveries: Sequence[Delivery], until: datetime) -> list[Delivery]:
+    """Move the lease of deliveries claimed together on to `until`: those still held, with the new lease as their
+    token (a delivery whose lease expired and that another worker claimed is not ours to deliver any more)."""
+    if not deliveries:
+        return []
+    with bookkeeping(engine) as conn:
+        held: set[int] = set(conn.execute(sa.update(outbox).where(
+            outbox.c.id.in_([d.id for d in deliveries]), outbox.c.state == "pending",
+            outbox.c.leased_until == deliveries[0].leased_until,
+        ).values(leased_until=until).returning(outbox.c.id)).scalars())
+    return [replace(d, leased_until=until) for d in deliveries if d.id in held]
 
 
 def _held(delivery: Delivery) -> tuple[sa.ColumnElement[bool], ...]:

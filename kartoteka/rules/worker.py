@@ -26,6 +26,7 @@ from kartoteka.rules.outbox import (
     Delivery,
     bury_abandoned,
     claim,
+    extend,
     note_waiting,
     record_delivered,
     record_failure,
@@ -42,6 +43,7 @@ NO_SMTP = "KARTOTEKA_SMTP_URL is not set: e-mail waits until a worker has it (ne
 MAX_IDLE_AFTER_ERROR = 30.0
 CHORES_EVERY = 60.0  # seconds between burials of abandoned deliveries (and notes on waiting e-mail)
 FLUSH_EVERY = 1.0  # at most this long between a delivery and its record as done
+LEASE_AHEAD = 3  # attempts' worth of timeouts a claim holds for before it is moved on
 
 
 class OutboxJob:
@@ -49,33 +51,48 @@ class OutboxJob:
     record each result."""
 
     def __init__(self, settings: OutboxSettings, *, deliverer: Deliverer | None = None,
-                 stopping: Callable[[], bool] = lambda: False) -> None:
+                 stopping: Callable[[], bool] = lambda: False, timer: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
         self.deliverer = deliverer or Deliverer(settings)
         self.stopping = stopping
+        self.timer = timer
         # Without an SMTP server e-mails are not claimed (no attempt is spent on them): they wait, marked so.
         self.kinds = KINDS if settings.smtp_url else tuple(k for k in KINDS if k != "email")
-        # Long enough for the whole batch to time out at every step (connect, send, read), and then some.
-        self.lease = timedelta(seconds=60 + settings.batch * 3 * settings.webhook_timeout)
+        # The longest one attempt may take (connect, send and read each up to the timeout), and some.
+        self.attempt = timedelta(seconds=3 * settings.webhook_timeout + 30)
+        # A claim holds for a few such attempts and is moved on while the batch is still being delivered: a killed
+        # worker's deliveries are claimed again by others at most this long after.
+        self.lease = timedelta(seconds=60 + LEASE_AHEAD * 3 * settings.webhook_timeout)
         self._chores_due: float | None = None
 
     def __call__(self, engine: sa.Engine, now: datetime) -> int:
         """Deliver what is due at `now`; how many deliveries were attempted."""
-        started = time.monotonic()
+        started = self.timer()
         if self._chores_due is None or started >= self._chores_due:
             self._chores(engine, now)
             self._chores_due = started + CHORES_EVERY
-        batch = claim(engine, now, kinds=self.kinds, limit=self.settings.batch, lease=self.lease)
+        pending = claim(engine, now, kinds=self.kinds, limit=self.settings.batch, lease=self.lease)
         delivered: list[Delivery] = []  # recorded together (one commit a batch, or a second when they are slow)
-        flush_at = started + FLUSH_EVERY
+        flush_at, attempted = started + FLUSH_EVERY, 0
         try:
-            for index, delivery in enumerate(batch):
+            while pending:
                 if self.stopping():
-                    release(engine, batch[index:])
-                    return index
-                began = time.monotonic()
-                outcome = self.deliverer.deliver(delivery, now + timedelta(seconds=began - started))
-                ended = time.monotonic()
+                    release(engine, pending)
+                    break
+                began = self.timer()
+                moment = now + timedelta(seconds=began - started)
+                if moment + self.attempt > pending[0].leased_until:  # type: ignore[operator]
+                    held = extend(engine, pending, moment + self.lease)
+                    if len(held) < len(pending):
+                        log.warning("%d claimed deliveries were taken over by another worker (lease expired)",
+                                    len(pending) - len(held))
+                    pending = held
+                    if not pending:
+                        break
+                delivery = pending.pop(0)
+                attempted += 1
+                outcome = self.deliverer.deliver(delivery, moment)
+                ended = self.timer()
                 moment, took = now + timedelta(seconds=ended - started), (ended - began) * 1000
                 if outcome.ok:
                     delivered.append(delivery)
@@ -87,8 +104,8 @@ class OutboxJob:
                     continue
                 self._failed(engine, delivery, moment, outcome, took)
         finally:  # also when stopping or on an unexpected error: what was delivered is recorded
-            record_delivered(engine, delivered, now + timedelta(seconds=time.monotonic() - started))
-        return len(batch)
+            record_delivered(engine, delivered, now + timedelta(seconds=self.timer() - started))
+        return attempted
 
     def _chores(self, engine: sa.Engine, now: datetime) -> None:
         """Now and then: bury deliveries whose workers died every time; tell waiting e-mails why they wait."""
