@@ -126,3 +126,19 @@ def test_prior_of_an_empty_field_is_false_not_a_failure(rules, engine, people):
     deal = service.create("deal", {"name": "Won", "stage": "won"}, people["anna"])
     service.update("deal", deal.id, {"amount": "5000"}, people["anna"], expected_version=None)
     assert [r.result for r in _rows(engine, rule_runs, rule_runs.c.rule_key == "crossed_won")] == []
+
+
+def test_a_value_cannot_add_headers_to_a_rules_email(rules, engine, people):
+    """What holds: a field value with line breaks in an e-mail's subject stays one Subject line of the message."""
+    from kartoteka.rules.delivery import email_message
+    from kartoteka.rules.outbox import Delivery
+    from kartoteka.storage.tables import outbox
+
+    service = rules.service
+    deal = service.create("deal", {"name": "x", "note": "hi\r\nBcc: thief@evil.example\r\n\r\nfake body"},
+                          people["anna"])
+    service.update("deal", deal.id, {"name": "greet"}, people["anna"], expected_version=None)
+    row = _rows(engine, outbox)[0]
+    message = email_message(Delivery.of(row), "Kartoteka <k@example.com>", datetime(2026, 3, 2, tzinfo=UTC))
+    assert message["Bcc"] is None and message.get_all("To") == ["client@example.com"]
+    assert "\n" not in message["Subject"] and "thief@evil.example" in message["Subject"]
