@@ -138,7 +138,7 @@ def _where(delivery: Delivery) -> str:
 
 
 def default_jobs(settings: Settings, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
-    """The jobs of a worker with these settings: the outbox (rule timers and schedules go here, one line each)."""
+    """The jobs of a worker that needs only its settings: the outbox (worker_jobs adds the rules engine's)."""
     return [OutboxJob(settings.outbox, stopping=stopping)]
 
 
