@@ -156,3 +156,19 @@ def test_a_weekly_date_rule_goes_on_after_the_worker_was_down(rules, engine, peo
     fixed_clock.moment = datetime(2026, 3, 31, 10, 0, tzinfo=UTC)
     assert fire_due_timers(rules, fixed_clock.now()) >= 1  # the call of the 24th (or the 17th's, late) comes
     assert str(service.get("deal", deal.id, people["root"])["next_call"]) > "2026-03-31"
+
+
+def test_an_email_to_an_address_the_saver_chose_carries_no_field_the_saver_may_not_view(rules, engine, people):
+    """A sales rep may set approver_email (to herself) and fire the rule: the e-mail must not carry the margin she
+    may not view. (Rendering e-mails with every field, whoever's change fired the rule, would let any rep mail
+    herself the hidden fields of every card she may edit.)"""
+    from kartoteka.storage.tables import outbox
+
+    service = rules.service
+    deal = service.create("deal", {"name": "x"}, people["anna"])
+    service.update("deal", deal.id, {"margin": "987"}, people["root"], expected_version=None)
+    service.update("deal", deal.id, {"name": "approve", "approver_email": "anna@home.example"}, people["anna"],
+                   expected_version=None)
+    mails = _rows(engine, outbox, outbox.c.kind == "email")
+    assert [m.payload["to"] for m in mails] == [["anna@home.example"]]
+    assert "987" not in str(mails[0].payload)
