@@ -53,24 +53,16 @@ def test_converting_a_lead_twice_is_refused_the_second_time(client, platform_sta
     assert deals == 1
 
 
-@pytest.mark.xfail(strict=True, reason="'Convert lead' (config/entities/lead.yaml) creates the company with "
-                   "country ru (the default; the lead has no country to copy) and no KPP (the lead has no KPP field), "
-                   "and company.yaml requires a KPP for a 10-digit INN: every Russian organisation's lead is refused "
-                   "('kpp: An organisation (10-digit INN) needs a KPP'); only sole proprietors convert")
 def test_a_lead_of_an_organisation_converts(client, platform_state, people):
     service = platform_state.service
     user, headers = people["sales1"]
     lead = service.create("lead", {"contact_name": "Olga Sidorova", "company_name": "Sberbank",
-                                   "inn": "7707083893", "phones": ["+7 912 345-67-81"]}, user)
+                                   "inn": "7707083893", "kpp": "773601001", "phones": ["+7 912 345-67-81"]}, user)
     done = client.post(f"/api/v1/records/lead/{lead.id}/rules/convert_lead", headers=headers)
     assert done.status_code == 200, done.get_json()["detail"]
     assert service.get("lead", lead.id, SYSTEM)["converted"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="create_record's match (rules/actions.py _matching) searches with SYSTEM's "
-                   "scope: converting a lead links the rep's lead and new deal to a contact he may not read (another "
-                   "department's), and the run he gets back says 'matched', telling him that someone in the CRM has "
-                   "that e-mail")
 def test_convert_lead_links_no_contact_outside_the_converting_reps_scope(client, platform_state, people):
     service = platform_state.service
     service.create("contact", {"first_name": "Hidden", "last_name": "Person", "emails": ["vip@secret.example"],

@@ -64,11 +64,11 @@ ACTIONS: dict[str, ActionSpec] = {
                "strategy": {"enum": ["round_robin", "least_loaded"]}},
               [], stage=BEFORE, field_params=("field",)),
         _spec("create_task", "Create a task about the record.",
-              {"title": _TEMPLATE, "description": _TEMPLATE, "assignee": _USERNAME,
+              {"title": _TEMPLATE, "description": _TEMPLATE, "assignee": _USERNAME, "assignee_field": _IDENT,
                "due_in_days": {"type": "integer", "minimum": 0, "maximum": 3650},
                "due_in_hours": {"type": "integer", "minimum": 0, "maximum": 87600},
                "due_in_working_days": {"type": "integer", "minimum": 0, "maximum": 2600}},
-              ["title"], template_params=("title", "description")),
+              ["title"], field_params=("assignee_field",), template_params=("title", "description")),
         _spec("create_record", "Create a record of any card, filled from this one and linked to it (or link the "
               "one that already matches).",
               {"entity": _IDENT, "values": {"type": "object", "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,62}$"}},

@@ -187,7 +187,7 @@ def check_config(
 
     entities: dict[str, EntityDef] = {}
     labels = {name: Label.of(source.data.get("label"), name) for name, source in names.items()}
-    entity_fields = {name: list(source.data.get("fields") or {}) for name, source in names.items()}
+    entity_fields = {name: dict(source.data.get("fields") or {}) for name, source in names.items()}
     for name, source in names.items():
         builder = EntityBuilder(source, names.keys(), list(roles) if roles is not None else None,
                                 set(departments) if departments else None, ctx, superusers, labels, entity_fields)

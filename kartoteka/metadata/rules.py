@@ -23,7 +23,7 @@ from kartoteka.metadata.expressions import (
     compile_expression,
     suggest,
 )
-from kartoteka.metadata.fieldtypes import FieldType
+from kartoteka.metadata.fieldtypes import FieldType, FieldValueError, ParseContext
 from kartoteka.metadata.model import FieldDef, Label, RuleAction, RuleDef, Trigger, WorkWindow
 from kartoteka.metadata.templates import RuleTemplate, TemplateProblem, compile_template
 
@@ -69,6 +69,7 @@ class RuleBuilder(Protocol):
 
     known_names: list[str]
     roles: Collection[str] | None
+    ctx: ParseContext
 
     def report(self, path: tuple[str | int, ...], message: str) -> None: ...
 
@@ -335,12 +336,46 @@ def _condition(builder: RuleBuilder, path: tuple[str | int, ...], text: str | No
                 builder.report(path, f"{name}() takes a field's name in quotes, e.g. {name}('stage')")
             elif literal not in fields:
                 builder.report(path, f"unknown field '{literal}' in {name}(){suggest(literal, fields)}")
+            elif name in ("changed_from", "changed_to") and len(node.args) > 1:
+                second = node.args[1]
+                options = builder.option_values(literal)
+                if (options is not None and isinstance(second, ast.Constant) and isinstance(second.value, str)
+                        and second.value not in options):
+                    builder.report(path, f"'{second.value}' is not an option of '{literal}'"
+                                   f"{suggest(second.value, options) or '; its options: ' + ', '.join(options)}")
         elif name == "has_role":
             if literal is None:
                 builder.report(path, "has_role() takes a role's name in quotes, e.g. has_role('sales_manager')")
             elif builder.roles is not None and literal not in builder.roles:
                 builder.report(path, f"unknown role '{literal}' in has_role(){suggest(literal, builder.roles)}")
+    for node in ast.walk(compiled.tree):  # source() == 'imprt' would never hold
+        if isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            if any(isinstance(o, ast.Call) and isinstance(o.func, ast.Name) and o.func.id == "source"
+                   for o in operands):
+                for operand in operands:
+                    items = operand.elts if isinstance(operand, ast.List | ast.Tuple) else [operand]
+                    for item in items:
+                        if isinstance(item, ast.Constant) and isinstance(item.value, str) and item.value not in SOURCES:
+                            builder.report(path, f"'{item.value}' is not a source of changes"
+                                           f"{suggest(item.value, SOURCES) or '; the sources: ' + ', '.join(SOURCES)}")
     return compiled
+
+
+def _unreadable(field: FieldDef, value: Any, ctx: ParseContext) -> str:
+    """Why `value` (a metadata literal) is not a value of `field`, or '' when it is."""
+    if value is None:
+        return ""
+    try:
+        if field.multiple:
+            items = value if isinstance(value, list) else [value]
+            for item in items:
+                field.type.parse(item, field, ctx)
+        else:
+            field.type.parse(value, field, ctx)
+    except FieldValueError as exc:
+        return " ".join(str(m) for m in exc.messages)
+    return ""
 
 
 def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str, params: Mapping[str, Any],
@@ -356,8 +391,24 @@ def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str,
     field = fields.get(params.get("field", "")) if isinstance(params.get("field"), str) else None
     if name == "set" and field is not None and (field.is_formula or field.read_only):
         report(("field",), f"'{field.name}' is {'a formula' if field.is_formula else 'read-only'}: rules cannot set it")
+    elif name == "set" and field is not None and "value" in params:
+        problem = _unreadable(field, params["value"], builder.ctx)
+        if problem:
+            report(("value",), f"{params['value']!r} is not a value of '{field.name}': {problem}")
+    if name in ("add_tags", "remove_tags") and field is not None and field.is_list:
+        for position, tag in enumerate(params.get("tags") or []):
+            problem = _unreadable(field, [tag], builder.ctx)
+            if problem:
+                report(("tags", position), f"{tag!r} is not a value of '{field.name}': {problem}")
     if name in ("add_tags", "remove_tags") and field is not None and not field.is_list:
         report(("field",), f"'{field.name}' holds one value; {name} needs a field of several (tags, multiselect)")
+    assignee_field = fields.get(params.get("assignee_field", "")) if isinstance(params.get("assignee_field"), str) \
+        else None
+    if name == "create_task" and assignee_field is not None and assignee_field.value_type.name != "user":
+        report(("assignee_field",), f"'{assignee_field.name}' is a {assignee_field.type.name} field; the task's "
+               "assignee comes from a user field")
+    if name == "create_task" and "assignee" in params and "assignee_field" in params:
+        report(("assignee",), "give the task one of 'assignee' (a user) or 'assignee_field' (a user field)")
     if name == "assign" and field is not None and field.value_type.name != "user":
         report(("field",), f"'{field.name}' is a {field.type.name} field; assign sets a user field (or the owner)")
     if name == "assign" and builder.roles is not None and isinstance(params.get("role"), str) \
@@ -394,6 +445,13 @@ def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str,
             if isinstance(back, str) and (back_field is None or back_field.to != target or back_field.multiple):
                 report(("link_back",), f"'{back}' must be a reference field of this card to '{target}'"
                        if back_field is not None else f"unknown field '{back}'{suggest(back, fields)}")
+            given = {*(params.get("values") or {}), *(params.get("copy") or {}), params.get("link")}
+            specs = target_fields if isinstance(target_fields, Mapping) else {}
+            for required_name, spec in specs.items():
+                if (isinstance(spec, Mapping) and spec.get("required") is True and "default" not in spec
+                        and spec.get("type") != "formula" and required_name not in given):
+                    report(("values",), f"'{target}' requires '{required_name}': give it in 'values' or 'copy', or "
+                           "every run of this rule is refused")
             template_known = [*builder.known_names, *TEMPLATE_NAMES]
             for value_name, value in (params.get("values") or {}).items():
                 if isinstance(value, str):

@@ -247,10 +247,12 @@ class RecordService:
             attention=attention(entity, row.flags, visible),
         )
 
-    def stored(self, conn: sa.Connection, entity: EntityDef, record_id: int
+    def stored(self, conn: sa.Connection, entity: EntityDef, record_id: int, *, lock: bool = False
                ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """The typed values and system values (id, owner, created_at, updated_at) of a live record, or None."""
-        row = conn.execute(_SELECT_LIVE, {"record_id": record_id, "entity": entity.name}).first()
+        """The typed values and system values (id, owner, created_at, updated_at) of a live record, or None; with
+        `lock` the row stays locked until the caller's transaction ends (PostgreSQL: FOR UPDATE)."""
+        query = _SELECT_LIVE_LOCKED if lock and self.dialect == "postgresql" else _SELECT_LIVE
+        row = conn.execute(query, {"record_id": record_id, "entity": entity.name}).first()
         if row is None:
             return None
         system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at),

@@ -26,6 +26,7 @@ from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.hooks import Origin, SaveEvent
 from kartoteka.records.model import SYSTEM, Filter, ListQuery, Principal
 from kartoteka.records.pipeline import RECORD_ERRORS, Prepared, parse_value
+from kartoteka.records.scopes import in_scope, scope_of
 from kartoteka.rules import recipients
 from kartoteka.rules.outbox import enqueue
 from kartoteka.storage.reading import reader
@@ -125,14 +126,17 @@ class ActionContext:
         except KartotekaError as exc:
             raise ActionFailed(str(exc)) from None
 
-    def texts(self, action: RuleAction, reader_: Principal | None, language: str | None = None
-              ) -> Callable[[str], str]:
-        """A renderer of `action`'s templates for `reader_` (None: every field), in their language."""
+    def texts(self, action: RuleAction, reader_: Principal | None, language: str | None = None,
+              fields: frozenset[str] | None = None) -> Callable[[str], str]:
+        """A renderer of `action`'s templates for `reader_` (None: every field, or `fields`), in their language.
+        Each value is its display text, compared as the value it is (`{% if amount > 1000 %}`,
+        `{% if stage == 'won' %}`)."""
         entity = self.entity
-        visible = every_field(entity) if reader_ is None else viewable_fields(entity, reader_)
+        visible = fields if fields is not None else every_field(entity) if reader_ is None else viewable_fields(
+            entity, reader_)
         lang = language or (reader_.language if reader_ is not None else "en")
         display = self.engine.display
-        shown = {name: display(entity.fields[name], self.values.get(name), lang)
+        shown = {name: Shown(display(entity.fields[name], self.values.get(name), lang), self.values.get(name))
                  for name in visible if name in entity.fields}
         base = {**shown, "id": str(self.run.record_id or ""), "entity_label": entity.label.get(lang),
                 "url": f"{self.engine.base_url}/cards/{entity.name}/{self.run.record_id}"}
@@ -150,6 +154,48 @@ class ActionContext:
             return str(template.render(values))
 
         return render
+
+
+class Shown(str):
+    """A value in a template: written as its display text, compared and tested as the value itself."""
+
+    value: Any
+
+    def __new__(cls, text: str, value: Any) -> Shown:
+        made = super().__new__(cls, text)
+        made.value = value
+        return made
+
+    def _compare(self, other: Any, how: Callable[[Any, Any], bool]) -> bool:
+        other = other.value if isinstance(other, Shown) else other
+        try:
+            return bool(how(self.value, other))
+        except TypeError:  # an empty value, or a value of another kind: not ordered, not equal
+            return False
+
+    def __eq__(self, other: object) -> bool:
+        return self._compare(other, lambda a, b: a == b)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    def __lt__(self, other: Any) -> bool:
+        return self._compare(other, lambda a, b: a < b)
+
+    def __le__(self, other: Any) -> bool:
+        return self._compare(other, lambda a, b: a <= b)
+
+    def __gt__(self, other: Any) -> bool:
+        return self._compare(other, lambda a, b: a > b)
+
+    def __ge__(self, other: Any) -> bool:
+        return self._compare(other, lambda a, b: a >= b)
+
+    def __bool__(self) -> bool:
+        return self.value not in (None, "", []) and self.value is not False
+
+    def __hash__(self) -> int:
+        return str.__hash__(self)
 
 
 def _display_name(context: ActionContext, user_id: int | None) -> str:
@@ -269,11 +315,18 @@ def _due(context: ActionContext, params: Mapping[str, Any]) -> datetime | None:
 def run_create_task(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     conn = _after(context, "create_task")
     params = action.params
-    assignee = recipients.user_by_name(conn, params["assignee"]) if "assignee" in params else context.owner()
-    if "assignee" in params and assignee is None:
-        raise ActionFailed(f"no active user '{params['assignee']}' to give the task to")
+    if "assignee" in params:
+        assignee = recipients.user_by_name(conn, params["assignee"])
+        if assignee is None:
+            raise ActionFailed(f"no active user '{params['assignee']}' to give the task to")
+    elif "assignee_field" in params:
+        held = context.values.get(params["assignee_field"])
+        assignee = held if isinstance(held, int) else context.owner()
+    else:
+        assignee = context.owner()
     reader_ = recipients.principals(conn, [assignee]).get(assignee) if assignee is not None else None
-    render = context.texts(action, reader_)
+    # Whoever may read the card sees its tasks: the texts show only the fields all of them may view.
+    render = context.texts(action, reader_, fields=context.engine.common_fields(context.entity))
     task = create_task(conn, title=render("title") or context.run.rule.name, description=render("description"),
                        assignee=assignee, due_at=_due(context, params), entity=context.entity.name,
                        record_id=context.run.record_id, created_by=context.event.user.id,
@@ -289,6 +342,11 @@ def run_notify(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     owner = context.owner() if params.get("owner") else None
     people = {row.id: recipients.principal_of(row) for row in recipients.active_users(conn)  # one query for all
               if row.username in names or (role is not None and role in (row.roles or ())) or row.id == owner}
+    record_owner = context.owner()
+    metadata = context.engine.metadata
+    # Only those who may read the record hear of it (a rep whose scope is his own deals is not told of others').
+    people = {user_id: person for user_id, person in people.items()
+              if in_scope(conn, scope_of(metadata, person, context.entity, "read"), person, record_owner)}
     for user_id, person in people.items():
         notify(conn, user_id=user_id, text=context.texts(action, person)("message"), entity=context.entity.name,
                record_id=context.run.record_id, rule_key=context.run.rule.key, now=context.now)
@@ -297,7 +355,7 @@ def run_notify(context: ActionContext, action: RuleAction) -> dict[str, Any]:
 
 def run_email(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     conn = _after(context, "email")
-    render = context.texts(action, context.event.user)
+    render = context.texts(action, None)  # the rule's own text, whoever's change fired it
     addresses = [a.strip() for a in re.split(r"[,;]", render("to")) if a.strip()]
     bad = [a for a in addresses if not _ADDRESS.match(a)]
     if bad or not addresses:
@@ -308,9 +366,18 @@ def run_email(context: ActionContext, action: RuleAction) -> dict[str, Any]:
                        payload={"to": addresses, "subject": subject, "body": body}, now=context.now,
                        entity=context.entity.name, record_id=context.run.record_id, rule_key=context.run.rule.key)
     if context.run.record_id is not None:
+        # On the card's timeline, what everyone who may read the card may see: parts written from other fields are
+        # left out (the e-mail itself went out whole).
+        common = context.engine.common_fields(context.entity)
+        safe = {param: not (template.names & (context.entity.fields.keys() - common))
+                for param, template in action.templates.items()}
+        payload: dict[str, Any] = {"delivery": delivery, "rule_key": context.run.rule.key}
+        if safe.get("to"):
+            payload["to"] = addresses
+        if safe.get("subject"):
+            payload["subject"] = subject
         add_entry(conn, entity=context.entity.name, record_id=context.run.record_id, kind="email", now=context.now,
-                  body=body[:10000], user_id=context.event.user.id,
-                  payload={"to": addresses, "subject": subject, "delivery": delivery, "rule_key": context.run.rule.key})
+                  body=body[:10000] if safe.get("body") else "", user_id=context.event.user.id, payload=payload)
     return {"action": "email", "delivery": delivery}
 
 
@@ -364,23 +431,27 @@ def run_create_record(context: ActionContext, action: RuleAction) -> dict[str, A
 
 def _matching(context: ActionContext, conn: sa.Connection, target: str, names: list[str],
               values: Mapping[str, Any]) -> int | None:
-    """The live record of `target` holding the same `names` values (a list field: holding its first item)."""
-    if not names or any(values.get(name) in (None, "", []) for name in names):
-        return None
+    """The live record of `target` holding the same value of the first of `names` that finds one (`[inn, name]`: the
+    company with this INN, else the one of this name; a list field: holding its first item)."""
     service = context.engine._service()
     entity = service.entity(target)
-    filters = []
     for name in names:
-        value = values[name]
+        value = values.get(name)
+        if value in (None, "", []):
+            continue
         if entity.fields[name].is_list:
-            filters.append(Filter(name, "contains", str(value[0] if isinstance(value, list) else value)))
+            found = Filter(name, "contains", str(value[0] if isinstance(value, list) else value))
         else:
-            filters.append(Filter(name, "eq", str(value)))
-    try:
-        page = service.list(target, SYSTEM, ListQuery(filters=tuple(filters), sort="id", limit=1))
-    except KartotekaError:
-        return None  # a value the field cannot be filtered by: nothing matches; the create says what is wrong
-    return page.items[0].id if page.items else None
+            found = Filter(name, "eq", str(value))
+        try:
+            # Within what the user whose change fired the rule may read: a record they may not see is not linked (nor
+            # its existence told by a 'matched').
+            page = service.list(target, context.event.user, ListQuery(filters=(found,), sort="id", limit=1))
+        except KartotekaError:
+            continue  # a value the field cannot be filtered by matches nothing; the create says what is wrong
+        if page.items:
+            return page.items[0].id
+    return None
 
 
 def run_run_rule(context: ActionContext, action: RuleAction) -> dict[str, Any]:

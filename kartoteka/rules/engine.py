@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from kartoteka.metadata.actions import AFTER, BEFORE
 from kartoteka.metadata.expressions import Clock, EvaluationError, Evaluator
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata, RuleDef
+from kartoteka.records.access import viewable_fields
 from kartoteka.records.hooks import Origin, SaveEvent
 from kartoteka.records.model import Principal
 from kartoteka.rules.actions import EXECUTORS, ActionContext, ActionFailed, RuleBlocked
@@ -48,7 +49,7 @@ def plain_display(field_def: FieldDef, value: Any, language: str) -> str:
 class Chain:
     """One originating save's rule runs: which rule fired on which record (each at most once)."""
 
-    fired: set[tuple[str, int | None, str]] = field(default_factory=set)
+    fired: set[tuple[str, object, str]] = field(default_factory=set)
 
 
 class RuleEngine:
@@ -68,6 +69,7 @@ class RuleEngine:
         self._before: dict[str, tuple[RuleDef, ...]] = {}
         self._after: dict[str, tuple[RuleDef, ...]] = {}
         self._dated: dict[str, tuple[RuleDef, ...]] = {}
+        self._common: dict[str, frozenset[str]] = {}
         for name, entity in metadata.entities.items():
             save = [r for r in entity.rules if r.trigger.kind == "save"]
             self._before[name] = tuple(r for r in save if r.stage == BEFORE)
@@ -79,6 +81,23 @@ class RuleEngine:
         self.service = service
         service.hooks = self
         return self
+
+    def common_fields(self, entity: EntityDef) -> frozenset[str]:
+        """The fields everyone who may read `entity` may view, whatever their role and department: what a text seen
+        by all its readers (a task on the card, the timeline) may show."""
+        found = self._common.get(entity.name)
+        if found is None:
+            metadata = self.metadata
+            departments: list[str | None] = [None, *metadata.departments]
+            found = frozenset(entity.fields)
+            for role in metadata.roles or ():
+                roles = frozenset({role})
+                if metadata.is_superuser(roles) or metadata.permissions.scope(roles, entity.name, "read") == "none":
+                    continue
+                for department in departments:
+                    found &= viewable_fields(entity, Principal(None, "", roles, department))
+            self._common[entity.name] = found
+        return found
 
     def dated(self, entity: EntityDef) -> tuple[RuleDef, ...]:
         """The enabled date rules of `entity`."""
@@ -93,13 +112,15 @@ class RuleEngine:
     def wants(self, entity: EntityDef, origin: Origin) -> bool:
         """True when a save of `entity` has rules to consider."""
         name = entity.name
-        return origin.automation and bool(self._before.get(name) or self._after.get(name) or self._dated.get(name))
+        if self._dated.get(name):  # date timers follow every save, even one that skips automation (an import)
+            return True
+        return origin.automation and bool(self._before.get(name) or self._after.get(name))
 
     def before_save(self, event: SaveEvent) -> None:
         """Before-save rules: conditions over the pending values; set, block, tags and assign act on them."""
         prepared = event.prepared
         rules = self._before.get(event.entity.name, ())
-        if prepared is None or not rules:
+        if prepared is None or not rules or not event.origin.automation:
             return
         chain = _chain(event)
         changed = frozenset(prepared.changed)
@@ -107,31 +128,53 @@ class RuleEngine:
         for rule in rules:
             if not self._considered(rule, event, changed, event.stored, prepared.values, chain):
                 continue
-            run = self._start(rule, event, event.record_id)
+            # Before-save rules run at any depth: they refuse or change the record being saved and make no save of
+            # their own (the depth limit stops their after-save actions, which do).
+            run = self._start(rule, event, event.record_id, limited=False)
             if not self._holds(rule, run, values, event, changed):
                 continue
             context = self._context(None, event, run, prepared.values, changed)
+            # All of a rule's changes, or none: a later action that fails leaves the pending record as it was.
+            kept = (dict(prepared.values), set(prepared.changed), {k: list(v) for k, v in prepared.errors.items()},
+                    event.owner)
             for action in rule.actions:
                 if action.stage != BEFORE:
                     continue
                 try:
                     run.actions.append(EXECUTORS[action.name](context, action))
                 except ActionFailed as exc:
+                    prepared.values.clear()
+                    prepared.values.update(kept[0])
+                    prepared.changed.clear()
+                    prepared.changed.update(kept[1])
+                    prepared.errors.clear()
+                    prepared.errors.update(kept[2])
+                    event.owner = kept[3]
                     run.fail(f"{action.name}: {exc}")
                     break
             changed = frozenset(prepared.changed)
 
     def after_write(self, conn: sa.Connection, change: Change, event: SaveEvent) -> None:
         """The rest of the before-save rules' actions, then the after-save rules; the run log; date timers."""
+        from kartoteka.rules.timers import schedule_timers  # one floor up the same package: timers read the engine
+
+        if not event.origin.automation:
+            schedule_timers(self, conn, change)
+            return
         chain = _chain(event)
         runs = _runs(event)
         after = change.after if change.after is not None else change.before or {}
+        limited = event.origin.depth >= self.max_depth
         work: list[tuple[Run, str | None]] = []
         for run in list(runs):  # the before-save rules' runs
             run.record_id = change.record_id
-            chain.fired.add((event.entity.name, change.record_id, run.rule.key))
+            if run.result != "skipped":
+                chain.fired.add((event.entity.name, change.record_id, run.rule.key))
             if run.result == "done" and any(a.stage == AFTER for a in run.rule.actions):
-                work.append((run, AFTER))
+                if limited:
+                    self._stop(run, event)
+                else:
+                    work.append((run, AFTER))
         values: Mapping[str, Any] = ChainMap(dict(after), dict(event.system), {"id": change.record_id})
         for rule in self._after.get(event.entity.name, ()):
             if not self._considered(rule, event, change.changed, change.before, after, chain, change.record_id):
@@ -141,8 +184,6 @@ class RuleEngine:
                 work.append((run, None))
         if work:
             self._execute_all(conn, work, event, after, change.changed)
-        from kartoteka.rules.timers import schedule_timers  # one floor up the same package: timers read the engine
-
         schedule_timers(self, conn, change)
         write_runs(conn, [r for r in runs if r.result != "skipped"], self.clock.now(), self.states)
 
@@ -179,48 +220,60 @@ class RuleEngine:
             return False
         if self.states.disabled(event.entity.name, rule.key):  # read from the database: only for a rule triggered
             return False
-        return (event.entity.name, record_id if record_id is not None else event.record_id, rule.key) not in chain.fired
+        return (event.entity.name, _record_key(event, record_id), rule.key) not in chain.fired
 
-    def _start(self, rule: RuleDef, event: SaveEvent, record_id: int | None) -> Run:
-        """A run of `rule` in the event's log, marked fired in the chain; `stopped` past the depth limit."""
+    def _start(self, rule: RuleDef, event: SaveEvent, record_id: int | None, *, limited: bool = True) -> Run:
+        """A run of `rule` in the event's log; `stopped` past the depth limit (unless not `limited`)."""
         run = Run(rule, event.entity.name, record_id, event.kind, event.origin.source, event.origin.depth,
                   event.user.id)
-        _chain(event).fired.add((event.entity.name, record_id, rule.key))
         _runs(event).append(run)
-        if event.origin.depth >= self.max_depth:
-            run.result = "stopped"
-            run.error = (f"the chain of rule-made saves reached its limit of {self.max_depth} (last made by rule "
-                         f"'{event.origin.rule}'); this rule did not run")
+        if limited and event.origin.depth >= self.max_depth:
+            self._stop(run, event)
         return run
+
+    def _stop(self, run: Run, event: SaveEvent) -> None:
+        """Mark `run` stopped by the depth limit, and fired in the chain (it is not considered again)."""
+        run.result = "stopped"
+        run.error = (f"the chain of rule-made saves reached its limit of {self.max_depth} (last made by rule "
+                     f"'{event.origin.rule}'); this rule's actions that follow the save did not run")
+        _chain(event).fired.add((event.entity.name, _record_key(event, run.record_id), run.rule.key))
 
     def _holds(self, rule: RuleDef, run: Run, values: Mapping[str, Any], event: SaveEvent,
                changed: frozenset[str]) -> bool:
         """The rule's condition on `values`; a condition that cannot be evaluated fails the run (logged)."""
         if run.result != "done":  # stopped
             return False
-        if rule.condition is None:
-            return True
-        functions = change_functions(self.clock, event.kind, values, event.stored, changed, event.user,
-                                     event.origin.source)
-        try:
-            held = Evaluator(values, self.clock, functions).value(rule.condition)
-        except EvaluationError as exc:
-            run.fail(f"condition: {exc}")
-            return False
-        if not held:
-            run.result = "skipped"
-        return bool(held)
+        if rule.condition is not None:
+            functions = change_functions(self.clock, event.kind, values, event.stored, changed, event.user,
+                                         event.origin.source)
+            try:
+                held = Evaluator(values, self.clock, functions).value(rule.condition)
+            except EvaluationError as exc:
+                prior = event.stored or {}
+                if any(prior.get(name) is None for name in rule.condition.names if name in event.entity.fields):
+                    held = None  # over an empty value before the change (prior()): false, as over an empty one now
+                else:
+                    run.fail(f"condition: {exc}")
+                    return False
+            if not held:
+                run.result = "skipped"
+                return False
+        _chain(event).fired.add((event.entity.name, _record_key(event, run.record_id), rule.key))
+        return True
 
     def _execute_all(self, conn: sa.Connection, work: list[tuple[Run, str | None]], event: SaveEvent,
                      values: Mapping[str, Any], changed: frozenset[str]) -> None:
         """Every rule's actions of a save in one savepoint (two statements, not two per rule); when one fails, all
         are undone and each rule runs again in a savepoint of its own, so the others still do their work."""
         hold_transaction(conn)
+        chain = _chain(event)
+        marks = set(chain.fired)  # what the chain knew before: the undone pass's saves must not count as fired
         try:
             with conn.begin_nested():
                 summaries = [self._actions(self._context(conn, event, run, dict(values), changed), run, stage)
                              for run, stage in work]
         except Exception:  # which rule failed, and why, is found and logged one rule at a time
+            chain.fired.intersection_update(marks)
             for run, stage in work:
                 self._execute(conn, run, event, values, changed, stage)
             return
@@ -244,16 +297,21 @@ class RuleEngine:
         """The rule's actions of `stage` (None: all) in a savepoint: a failure undoes them and is logged."""
         context = self._context(conn, event, run, dict(values), changed)
         hold_transaction(conn)
+        chain = _chain(event)
+        marks = set(chain.fired)
         try:
             with conn.begin_nested():
                 done = self._actions(context, run, stage)
         except RuleBlocked as exc:
+            chain.fired.intersection_update(marks)
             run.result, run.error = "blocked", str(exc)
             return
         except ActionFailed as exc:
+            chain.fired.intersection_update(marks)
             run.fail(str(exc))
             return
         except Exception as exc:  # a rule never turns a save into a server error; it is logged
+            chain.fired.intersection_update(marks)
             run.fail(f"{type(exc).__name__}: {exc}")
             return
         run.actions.extend(done)
@@ -269,7 +327,8 @@ class RuleEngine:
         """Run `rule` on a stored record now (manual button, due date, schedule): condition, then every action;
         changes to the record itself are saved through the record service. The run is logged."""
         service = self._service()
-        row = service.stored(conn, entity, record_id)
+        hold_transaction(conn, immediate=True)  # two runs at once (a double click): the second reads what the first did
+        row = service.stored(conn, entity, record_id, lock=True)
         if row is None:
             run = Run(rule, entity.name, record_id, trigger, origin.source, origin.depth, user.id)
             run.fail("the record no longer exists")
@@ -311,10 +370,39 @@ class RuleEngine:
             done.append(EXECUTORS[action.name](context, action))
         return {**summary, "actions": done}
 
+    def applies(self, conn: sa.Connection, entity: EntityDef, rule: RuleDef, record_id: int, user: Principal) -> bool:
+        """Would `rule` run on the stored record now: enabled, not disabled for failing, its condition holding (the
+        card shows only the buttons that will do something)."""
+        if not rule.enabled or self.states.disabled(entity.name, rule.key):
+            return False
+        if rule.condition is None:
+            return True
+        row = self._service().stored(conn, entity, record_id)
+        if row is None:
+            return False
+        values, system = row
+        merged = ChainMap(dict(values), dict(system))
+        functions = change_functions(self.clock, "manual", merged, values, frozenset(), user, "manual")
+        try:
+            return bool(Evaluator(merged, self.clock, functions).value(rule.condition))
+        except EvaluationError:
+            return True  # running it says what is wrong
+
     def _service(self) -> RecordService:
         if self.service is None:
             raise RuntimeError("the rules engine is not attached to a record service (RuleEngine.attach)")
         return self.service
+
+
+def _record_key(event: SaveEvent, record_id: int | None) -> object:
+    """The record a chain mark is about: its id, or for a record being created (no id yet) the save itself."""
+    if record_id is not None:
+        return record_id
+    if event.record_id is not None:
+        return event.record_id
+    # A token of this save, kept alive by the chain's set that holds it (id(event) could be reused by the next one).
+    token: object = event.state.setdefault("new_record", ("new", object()))
+    return token
 
 
 def _runs(event: SaveEvent) -> list[Run]:

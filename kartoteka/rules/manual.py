@@ -42,9 +42,15 @@ def run_manual(engine: RuleEngine, entity_name: str, record_id: int, key: str, u
     if run.result == "skipped":
         raise RuleRefused(Message("rule.condition_false", "'{name}' does not apply to this record now (its "
                                   "condition does not hold).", name=rule.name), run)
-    if run.result in ("blocked", "failed", "stopped"):
+    if run.result == "blocked":  # the rule's own message, written for whoever runs it
         raise RuleRefused(Message("rule.refused", "'{name}' did not run: {reason}", name=rule.name,
                                   reason=run.error or run.result), run)
+    if run.result in ("failed", "stopped"):
+        # The reason may quote values of fields the runner may not view: administrators read it in the run log.
+        reason = run.error if engine.metadata.is_superuser(user.roles) or user.is_system else Message(
+            "rule.failed_hidden", "an action failed; administrators see why in the rule run log")
+        raise RuleRefused(Message("rule.refused", "'{name}' did not run: {reason}", name=rule.name,
+                                  reason=reason or run.result), run)
     return run
 
 

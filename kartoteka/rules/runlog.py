@@ -105,7 +105,9 @@ def write_runs(conn: sa.Connection, runs: list[Run], now: datetime, states: Rule
                         "actions": [a.get("action") for a in run.actions]},
             "user_id": run.user_id, "created_at": now} for run in shown])
     for run in runs:
-        if run.result == "failed":
+        # A manual run's failure is told at once to whoever ran it, and is mostly the record's (a missing value):
+        # it does not count towards disabling the rule for everyone.
+        if run.result == "failed" and run.source != "manual":
             _count_failure(conn, run, now, states)
         elif run.result == "done" and states.failing(run.entity, run.rule.key):
             conn.execute(sa.update(rule_states).where(rule_states.c.entity == run.entity,

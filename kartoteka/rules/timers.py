@@ -64,6 +64,7 @@ def schedule_timers(engine: RuleEngine, conn: sa.Connection, change: Change) -> 
     if not rules:
         return
     where = (rule_timers.c.entity == change.entity.name) & (rule_timers.c.record_id == change.record_id)
+    now = engine.clock.now()
     if change.kind == "deleted":
         conn.execute(sa.delete(rule_timers).where(where))
         return
@@ -74,15 +75,19 @@ def schedule_timers(engine: RuleEngine, conn: sa.Connection, change: Change) -> 
         if moment is None:
             conn.execute(sa.delete(rule_timers).where(one))
             continue
+        # A moment already past when the date is saved (a record entered after the fact, a date set back) does not
+        # fire: only a timer stored before its moment comes due, and fires late if the worker was down.
+        fired = now if moment <= now else None
         moved = None if change.kind == "created" else conn.execute(  # a new record has no timers yet
-            sa.update(rule_timers).where(one).values(due_at=moment, fired_at=None, leased_until=None))
+            sa.update(rule_timers).where(one).values(due_at=moment, fired_at=fired, leased_until=None))
         if moved is None or moved.rowcount == 0:
             conn.execute(sa.insert(rule_timers).values(entity=change.entity.name, rule_key=rule.key,
-                                                       record_id=change.record_id, due_at=moment))
+                                                       record_id=change.record_id, due_at=moment, fired_at=fired))
 
 
 def fire_due_timers(engine: RuleEngine, now: datetime) -> int:
-    """Claim and fire the timers due by `now` (a worker's job); how many fired."""
+    """Claim and fire the timers due by `now` (a worker's job); how many fired. (A timer stored already past its
+    moment is stored fired: see schedule_timers.)"""
     fired = 0
     while True:
         claimed = _claim_timers(engine.engine, now)
@@ -92,10 +97,12 @@ def fire_due_timers(engine: RuleEngine, now: datetime) -> int:
             entity = engine.metadata.entities.get(entity_name)
             rule = engine.rule(entity, key) if entity is not None else None
             with engine.engine.begin() as conn:
-                if entity is not None and rule is not None and rule.enabled:
-                    engine.run_on_record(conn, entity, rule, record_id, SYSTEM, Origin("schedule"), "date")
+                # Fired first, in the run's transaction: a rule that moves its own date sets the timer due again.
                 conn.execute(sa.update(rule_timers).where(rule_timers.c.id == timer_id)
                              .values(fired_at=now, leased_until=None))
+                if (entity is not None and rule is not None and rule.enabled
+                        and not engine.states.disabled(entity.name, rule.key)):
+                    engine.run_on_record(conn, entity, rule, record_id, SYSTEM, Origin("schedule"), "date")
             fired += 1
 
 
@@ -128,7 +135,8 @@ def run_schedules(engine: RuleEngine, now: datetime) -> int:
     made = 0
     for entity in engine.metadata.entities.values():
         for rule in entity.rules:
-            if rule.trigger.kind != "schedule" or not rule.enabled or rule.trigger.cron is None:
+            if rule.trigger.kind != "schedule" or not rule.enabled or rule.trigger.cron is None \
+                    or engine.states.disabled(entity.name, rule.key):
                 continue
             if _claim_schedule(engine.engine, entity.name, rule, now):
                 made += run_scheduled(engine, entity, rule, now)

@@ -158,15 +158,17 @@ def upgrade(engine: sa.Engine) -> None:
     command.upgrade(alembic_config(engine), "head")
 
 
-def hold_transaction(conn: sa.Connection) -> None:
-    """Make the connection's transaction real now, before a savepoint.
+def hold_transaction(conn: sa.Connection, *, immediate: bool = False) -> None:
+    """Make the connection's transaction real now, before a savepoint (`immediate`: holding SQLite's write lock).
 
     SQLite's driver begins a transaction only before the first write: a SAVEPOINT before any write would begin one
     of its own, which its RELEASE commits, out of reach of the outer transaction's rollback (a dry run, a refused
-    save). PostgreSQL's driver begins at once: nothing to do.
+    save). A transaction that reads, decides and then writes (a rule run on a stored record) takes the write lock
+    first with `immediate`, so a second one waits for it and reads what it wrote. PostgreSQL's driver begins at
+    once (its callers lock rows): nothing to do.
     """
     if conn.dialect.name != "sqlite":
         return
     dbapi = conn.connection.dbapi_connection
     if dbapi is not None and not dbapi.in_transaction:
-        conn.exec_driver_sql("BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")

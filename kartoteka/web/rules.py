@@ -38,6 +38,7 @@ def card_rules(entity: EntityDef, record_id: int, user: Principal, may_update: b
     manual = manual_rules(engine, entity, user) if may_update else []
     names = {rule.key: rule.name for rule in entity.rules}
     with reader(platform.state.engine).connect() as conn:
+        manual = [rule for rule in manual if engine.applies(conn, entity, rule, record_id, user)]
         upcoming = [(names.get(key, key), due) for key, due in timers_of(conn, entity.name, record_id)]
     return manual, upcoming
 
