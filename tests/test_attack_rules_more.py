@@ -43,10 +43,6 @@ def _rows(engine, table, *where):
         return conn.execute(sa.select(table).where(*where).order_by(*table.primary_key.columns)).all()
 
 
-@pytest.mark.xfail(strict=True, reason="RuleEngine.preview (the live form's 'Saving will run:') evaluates the rules' "
-                   "conditions over every stored field, hidden ones included, and shows the names to whoever edits: "
-                   "a sales rep learns whether the margin she may not view is above 500. The card's manual-rule "
-                   "buttons, when shown only if their condition holds (RuleEngine.applies), tell the same")
 def test_the_live_form_and_the_cards_buttons_tell_nothing_of_hidden_fields(app, client, make_user):
     from tests.test_web import sign_in, text_of
 
@@ -101,26 +97,17 @@ def test_two_workers_fire_each_due_timer_once(rules, engine, people):
     assert all(t.fired_at is not None for t in _rows(engine, rule_timers))
 
 
-def test_a_manual_rule_blocked_with_a_long_message_is_refused_not_an_error(request, rules, engine, people):
+def test_a_manual_rule_blocked_with_a_long_message_is_refused_not_an_error(rules, engine, people):
     """A block message has no length limit in metadata (metadata/actions.py _LABEL); the run log's error column
     holds 2000 characters."""
     from kartoteka.errors import RuleRefused
     from kartoteka.rules.manual import run_manual
 
-    if engine.dialect.name == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason="engine._execute stores a blocked run's message "
-                                              "untruncated (run.result, run.error = 'blocked', str(exc)); a block "
-                                              "message over 2000 characters overflows rule_runs.error on PostgreSQL "
-                                              "and run_manual raises a database error (a 500) instead of refusing"))
     deal = rules.service.create("deal", {"name": "Loud"}, people["anna"])
     with pytest.raises(RuleRefused):
         run_manual(rules, "deal", deal.id, "refuse_loudly", people["anna"])
 
 
-@pytest.mark.xfail(strict=True, reason="A condition comparing prior('amount') of a record whose amount was empty "
-                   "fails the run ('cannot compute') and counts towards disabling the rule, though docs/automation.md "
-                   "says a condition over an empty value is false (a check of the fields the condition names directly "
-                   "misses those it reads only through prior())")
 def test_prior_of_an_empty_field_is_false_not_a_failure(rules, engine, people):
     service = rules.service
     deal = service.create("deal", {"name": "Won", "stage": "won"}, people["anna"])
@@ -144,10 +131,6 @@ def test_a_value_cannot_add_headers_to_a_rules_email(rules, engine, people):
     assert "\n" not in message["Subject"] and "thief@evil.example" in message["Subject"]
 
 
-@pytest.mark.xfail(strict=True, reason="A date rule that moves its own date (call again in a week) stops for good "
-                   "once the worker was down longer than its period: the catch-up run moves the date to a moment "
-                   "already past, and a timer saved past its moment is stored fired (timers.schedule_timers) or, "
-                   "before that, the run's own 'fired' mark overwrote the moved timer")
 def test_a_weekly_date_rule_goes_on_after_the_worker_was_down(rules, engine, people, fixed_clock):
     service = rules.service
     deal = service.create("deal", {"name": "Weekly", "next_call": "2026-03-10"}, people["anna"])
@@ -174,9 +157,6 @@ def test_an_email_to_an_address_the_saver_chose_carries_no_field_the_saver_may_n
     assert "987" not in str(mails[0].payload)
 
 
-@pytest.mark.xfail(strict=True, reason="GET /api/v1/records/<entity>/<id>/rules lists manual rules by role only "
-                   "(api/rules.py record_rules -> manual_rules), not whether the caller may change the record: a "
-                   "finance user who may only read the deal is offered 'Touch', which then answers 403")
 def test_the_api_lists_only_the_manual_rules_the_caller_may_run(app, client, make_user):
     service = app.extensions["kartoteka"].service
     anna = make_user("anna", ["sales"])[0]

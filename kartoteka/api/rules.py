@@ -57,18 +57,22 @@ def run_rule(entity_name: str, record_id: int, key: str) -> Any:
 
 @api.get("/records/<entity_name>/<int:record_id>/rules")
 def record_rules(entity_name: str, record_id: int) -> Any:
-    """The manual rules the caller may run on a record, and its date rules' pending timers (what runs next)."""
+    """The manual rules the caller may run on a record now (they may change it, and the rule's condition holds), and
+    its date rules' pending timers (what runs next)."""
     user = current_user()
-    platform.service.get(entity_name, record_id, user)  # NotFound outside the read scope
+    record = platform.service.get(entity_name, record_id, user)  # NotFound outside the read scope
     engine = rule_engine()
     entity = platform.service.entity(entity_name)
+    may_change = platform.service.permissions(entity.name, [record], user)[record.id].update
     with reader(platform.state.engine).connect() as conn:
         pending = timers_of(conn, entity.name, record_id)
+        runnable = [rule for rule in manual_rules(engine, entity, user)
+                    if may_change and engine.applies(conn, entity, rule, record_id, user)]
     names = {rule.key: rule.name for rule in entity.rules}
     manual = [{"key": rule.key, "name": rule.name,
                "label": (rule.trigger.label.get(user.language) if rule.trigger.label else rule.name),
                "confirm": rule.trigger.confirm.get(user.language) if rule.trigger.confirm else None}
-              for rule in manual_rules(engine, entity, user)]
+              for rule in runnable]
     return jsonify({"manual": manual, "scheduled": [{"rule": key, "name": names.get(key, key), "due_at": _moment(due)}
                                                     for key, due in pending]})
 

@@ -355,11 +355,15 @@ def run_notify(context: ActionContext, action: RuleAction) -> dict[str, Any]:
 
 def run_email(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     conn = _after(context, "email")
-    render = context.texts(action, None)  # the rule's own text, whoever's change fired it
-    addresses = [a.strip() for a in re.split(r"[,;]", render("to")) if a.strip()]
+    # The address from every field (the rule sends it whoever saved); the text only with what the saver may view
+    # (else a rep who may set an address field could mail herself a margin she may not view).
+    address = context.texts(action, None)
+    render = context.texts(action, context.event.user)
+    to = address("to")
+    addresses = [a.strip() for a in re.split(r"[,;]", to) if a.strip()]
     bad = [a for a in addresses if not _ADDRESS.match(a)]
     if bad or not addresses:
-        raise ActionFailed(f"no address to send to: 'to' gave '{render('to')}'" if not addresses
+        raise ActionFailed(f"no address to send to: 'to' gave '{to}'" if not addresses
                            else f"'{bad[0]}' is not an e-mail address")
     subject, body = render("subject"), render("body")
     delivery = enqueue(conn, kind="email", destination=", ".join(addresses),

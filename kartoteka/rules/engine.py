@@ -9,6 +9,7 @@ chain on, and at `max_depth` rule-made saves the chain stops, with a `stopped` e
 
 from __future__ import annotations
 
+import ast
 from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from kartoteka.records.service import Change, RecordService
 
 DEFAULT_MAX_DEPTH = 3
+_SYSTEM_NAMES = frozenset({"id", "owner", "created_at", "updated_at"})
 DEFAULT_FAILURE_LIMIT = 5
 
 Display = Callable[[FieldDef, Any, str], str]
@@ -196,9 +198,12 @@ class RuleEngine:
         values: Mapping[str, Any] = ChainMap(prepared.values, dict(event.system))
         names = []
         functions = None
+        visible = viewable_fields(event.entity, event.user)
         for rule in (*self._before.get(event.entity.name, ()), *self._after.get(event.entity.name, ())):
             if not rule.enabled or not triggered(rule, event.kind, changed, event.stored, prepared.values):
                 continue
+            if not condition_fields(rule) <= visible | _SYSTEM_NAMES:
+                continue  # whether it holds would tell of fields the user may not view
             if rule.condition is not None:
                 functions = functions or change_functions(self.clock, event.kind, values, event.stored, changed,
                                                           event.user, event.origin.source)
@@ -250,7 +255,7 @@ class RuleEngine:
                 held = Evaluator(values, self.clock, functions).value(rule.condition)
             except EvaluationError as exc:
                 prior = event.stored or {}
-                if any(prior.get(name) is None for name in rule.condition.names if name in event.entity.fields):
+                if any(prior.get(name) is None for name in condition_fields(rule) if name in event.entity.fields):
                     held = None  # over an empty value before the change (prior()): false, as over an empty one now
                 else:
                     run.fail(f"condition: {exc}")
@@ -304,7 +309,7 @@ class RuleEngine:
                 done = self._actions(context, run, stage)
         except RuleBlocked as exc:
             chain.fired.intersection_update(marks)
-            run.result, run.error = "blocked", str(exc)
+            run.result, run.error = "blocked", str(exc)[:2000]
             return
         except ActionFailed as exc:
             chain.fired.intersection_update(marks)
@@ -375,8 +380,8 @@ class RuleEngine:
         card shows only the buttons that will do something)."""
         if not rule.enabled or self.states.disabled(entity.name, rule.key):
             return False
-        if rule.condition is None:
-            return True
+        if rule.condition is None or not condition_fields(rule) <= viewable_fields(entity, user) | _SYSTEM_NAMES:
+            return True  # shown whatever fields the user may not view hold (running it says whether it applies)
         row = self._service().stored(conn, entity, record_id)
         if row is None:
             return False
@@ -403,6 +408,19 @@ def _record_key(event: SaveEvent, record_id: int | None) -> object:
     # A token of this save, kept alive by the chain's set that holds it (id(event) could be reused by the next one).
     token: object = event.state.setdefault("new_record", ("new", object()))
     return token
+
+
+def condition_fields(rule: RuleDef) -> frozenset[str]:
+    """The fields `rule`'s condition reads: its names, and the fields named in quotes to prior(), is_changed(),
+    changed_from() and changed_to()."""
+    condition = rule.condition
+    if condition is None:
+        return frozenset()
+    named = {node.args[0].value for node in ast.walk(condition.tree)
+             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+             and node.func.id in ("prior", "is_changed", "changed_from", "changed_to") and node.args
+             and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
+    return frozenset(condition.names | named)
 
 
 def _runs(event: SaveEvent) -> list[Run]:

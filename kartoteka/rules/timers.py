@@ -77,7 +77,8 @@ def schedule_timers(engine: RuleEngine, conn: sa.Connection, change: Change) -> 
             continue
         # A moment already past when the date is saved (a record entered after the fact, a date set back) does not
         # fire: only a timer stored before its moment comes due, and fires late if the worker was down.
-        fired = now if moment <= now else None
+        # A rule that moves its own date (call again in a week) after the worker was down still fires, late.
+        fired = now if moment <= now and change.origin.source not in ("rule", "schedule", "manual") else None
         moved = None if change.kind == "created" else conn.execute(  # a new record has no timers yet
             sa.update(rule_timers).where(one).values(due_at=moment, fired_at=fired, leased_until=None))
         if moved is None or moved.rowcount == 0:
