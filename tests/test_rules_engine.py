@@ -19,6 +19,7 @@ from kartoteka.rules.engine import RuleEngine
 from kartoteka.rules.timers import fire_due_timers, run_schedules
 from kartoteka.storage.indexes import sync_indexes
 from kartoteka.storage.tables import notifications, outbox, rule_runs, rule_states, rule_timers, tasks, timeline
+from kartoteka.web.formatting import format_value
 
 RULES_CONFIG = Path(__file__).resolve().parent / "fixtures" / "rules"
 
@@ -33,7 +34,7 @@ def rules(engine, metadata, clock):
     """A record service with the rules engine attached."""
     sync_indexes(engine, metadata)
     service = RecordService(metadata, engine, clock, ParseContext())
-    return RuleEngine(metadata, clock, engine).attach(service)
+    return RuleEngine(metadata, clock, engine, display=format_value).attach(service)
 
 
 @pytest.fixture
@@ -255,3 +256,24 @@ def test_a_deleted_record_drops_its_timers(rules, engine, people):
     assert _rows(engine, rule_timers)
     service.delete("deal", deal.id, people["anna"])
     assert _rows(engine, rule_timers) == []
+
+
+def test_rule_texts_are_written_in_each_readers_language(rules, engine, people, make_user):
+    ivan = make_user("ivan", ["finance"], language="ru")[0]
+    service = rules.service
+    deal = service.create("deal", {"name": "Roga", "stage": "proposal", "amount": "1500.5"}, people["anna"])
+    service.update("deal", deal.id, {"stage": "won"}, people["anna"], expected_version=None)
+    texts = {row.user_id: row.text for row in _rows(engine, notifications)}
+    assert texts[people["fiona"].id].startswith("Deal Roga won: RUB\xa01,500.50")
+    assert texts[ivan.id].startswith("Сделка Roga выиграна: 1\xa0500,50")
+
+
+def test_check_config_checks_every_language_of_a_rule_text(tmp_path):
+    from kartoteka.metadata.loader import check_config
+    from tests.conftest import write_config
+
+    deal = {"entity": "deal", "label": "Deal", "title": "{name}", "fields": {"name": {"type": "text"}},
+            "rules": [{"name": "Tell", "trigger": {"on": ["created"]},
+                       "actions": [{"notify": {"owner": True, "message": {"en": "{{ name }}", "ru": "{{ nmae }}"}}}]}]}
+    _, problems = check_config(write_config(tmp_path, {"deal": deal}), ParseContext())
+    assert any("rules[0].actions[0].notify.message.ru: unknown field 'nmae'" in str(p) for p in problems), problems

@@ -12,7 +12,10 @@ from typing import Any
 
 import jsonschema
 
-_TEMPLATE = {"type": "string", "minLength": 1, "maxLength": 5000}
+# A text once for every language, or per language ({en: ..., ru: ...}) as labels are.
+_TEMPLATE = {"type": ["string", "object"], "minLength": 1, "maxLength": 5000, "minProperties": 1,
+             "propertyNames": {"pattern": "^[a-z]{2}(-[A-Z]{2})?$"},
+             "additionalProperties": {"type": "string", "minLength": 1, "maxLength": 5000}}
 _IDENT = {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,62}$"}
 _LABEL = {"type": ["string", "object"], "minLength": 1, "minProperties": 1,
           "propertyNames": {"pattern": "^[a-z]{2}(-[A-Z]{2})?$"}, "additionalProperties": {"type": "string"}}
@@ -133,6 +136,10 @@ def check_action(
         value = params.get(param)
         if isinstance(value, str):
             problems.extend(((name, param), message) for message in check_template(value))
+        elif isinstance(value, Mapping):
+            for language, text in value.items():
+                if isinstance(text, str):
+                    problems.extend(((name, param, language), message) for message in check_template(text))
     for param in spec.expression_params:
         value = params.get(param)
         if isinstance(value, str):

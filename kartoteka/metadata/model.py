@@ -208,7 +208,8 @@ class RuleAction:
     name: str
     params: Mapping[str, Any]
     stage: str = "after"  # before: changes or refuses the record being saved; after: everything else
-    templates: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # param -> RuleTemplate
+    # param -> LocalizedTemplate (kartoteka/metadata/templates.py): a text per language, checked and compiled
+    templates: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     expr: CompiledExpression | None = None  # set's `expr`
 
 

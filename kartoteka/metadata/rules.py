@@ -25,7 +25,7 @@ from kartoteka.metadata.expressions import (
 )
 from kartoteka.metadata.fieldtypes import FieldType, FieldValueError, ParseContext
 from kartoteka.metadata.model import FieldDef, Label, RuleAction, RuleDef, Trigger, WorkWindow
-from kartoteka.metadata.templates import RuleTemplate, TemplateProblem, compile_template
+from kartoteka.metadata.templates import LocalizedTemplate, TemplateProblem, compile_localized, compile_template
 
 SAVE_EVENTS = ("created", "updated", "deleted", "restored", "changed")
 ALONE = ("date", "schedule", "manual")  # trigger kinds that take no other event beside them
@@ -141,11 +141,11 @@ def _build_rule(builder: RuleBuilder, path: tuple[str | int, ...], spec: Mapping
         if problems_before:
             continue
         action_spec = ACTIONS[name]
-        templates: dict[str, RuleTemplate] = {
-            param: compile_template(params[param], template_known, suggest)
-            for param in action_spec.template_params if isinstance(params.get(param), str)}
+        templates: dict[str, LocalizedTemplate] = {
+            param: compile_localized(params[param], template_known, suggest)
+            for param in action_spec.template_params if isinstance(params.get(param), str | Mapping)}
         if name == "create_record":
-            templates.update({f"values.{field_name}": compile_template(value, template_known, suggest)
+            templates.update({f"values.{field_name}": compile_localized(value, template_known, suggest)
                               for field_name, value in (params.get("values") or {}).items() if isinstance(value, str)})
         expr = compile_expression(params["expr"], builder.known_names) if name == "set" and "expr" in params else None
         actions.append(RuleAction(name, MappingProxyType(dict(params)), action_spec.stage,

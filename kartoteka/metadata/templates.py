@@ -54,6 +54,33 @@ class RuleTemplate:
         return text[:MAX_OUTPUT]
 
 
+@dataclass(frozen=True)
+class LocalizedTemplate:
+    """A rule text in one or more languages (`{en: ..., ru: ...}`, or one text for all): each reader gets theirs."""
+
+    by_language: Mapping[str, RuleTemplate]
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The names any of its languages reads."""
+        return frozenset().union(*(t.names for t in self.by_language.values()))
+
+    def render(self, values: Mapping[str, str], language: str = "en") -> str:
+        """The text in `language` (else English, else the text given for all, else the first)."""
+        found = self.by_language
+        template = found.get(language) or found.get("en") or found.get("") or next(iter(found.values()))
+        return template.render(values)
+
+
+def compile_localized(raw: str | Mapping[str, str], known: Iterable[str],
+                      suggest: Callable[[str, Iterable[str]], str]) -> LocalizedTemplate:
+    """A text given once (a string) or per language (a mapping), every language checked; TemplateProblem if not."""
+    names = list(known)
+    if isinstance(raw, str):
+        return LocalizedTemplate({"": compile_template(raw, names, suggest)})
+    return LocalizedTemplate({language: compile_template(text, names, suggest) for language, text in raw.items()})
+
+
 def compile_template(source: str, known: Iterable[str], suggest: Callable[[str, Iterable[str]], str]) -> RuleTemplate:
     """Parse and check `source` against the names it may read; TemplateProblem naming every problem found."""
     known_names = set(known)

@@ -151,7 +151,7 @@ class ActionContext:
             values = base
             if "owner" in template.names and "owner" not in values:
                 values = {**base, "owner": _display_name(self, self.owner())}
-            return str(template.render(values))
+            return str(template.render(values, lang))
 
         return render
 
