@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -18,7 +20,10 @@ def _declared_difference(diff: object) -> bool:
 
 
 def test_the_migrated_database_matches_the_declared_tables(engine):
-    with engine.connect() as conn:
+    with engine.connect() as conn, warnings.catch_warnings():
+        # SQLite's reflection skips the synced JSON expression indexes (kux_, klx_) with a warning: they are not
+        # declared in tables.py, and ignored below anyway.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based index")
         context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
         differences = [d for d in compare_metadata(context, tables.metadata) if _declared_difference(d)]
     assert differences == []

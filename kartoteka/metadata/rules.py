@@ -283,7 +283,7 @@ def _date_trigger(builder: RuleBuilder, path: tuple[str | int, ...], raw: Mappin
 
 
 def _is_moment(value_type: FieldType) -> bool:
-    return value_type.name in ("date", "datetime")
+    return value_type.marks_moment
 
 
 def _offset(builder: RuleBuilder, path: tuple[str | int, ...], raw: Any) -> timedelta | None:
@@ -404,12 +404,12 @@ def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str,
         report(("field",), f"'{field.name}' holds one value; {name} needs a field of several (tags, multiselect)")
     assignee_field = fields.get(params.get("assignee_field", "")) if isinstance(params.get("assignee_field"), str) \
         else None
-    if name == "create_task" and assignee_field is not None and assignee_field.value_type.name != "user":
+    if name == "create_task" and assignee_field is not None and not assignee_field.value_type.names_user:
         report(("assignee_field",), f"'{assignee_field.name}' is a {assignee_field.type.name} field; the task's "
                "assignee comes from a user field")
     if name == "create_task" and "assignee" in params and "assignee_field" in params:
         report(("assignee",), "give the task one of 'assignee' (a user) or 'assignee_field' (a user field)")
-    if name == "assign" and field is not None and field.value_type.name != "user":
+    if name == "assign" and field is not None and not field.value_type.names_user:
         report(("field",), f"'{field.name}' is a {field.type.name} field; assign sets a user field (or the owner)")
     if name == "assign" and builder.roles is not None and isinstance(params.get("role"), str) \
             and params["role"] not in builder.roles:

@@ -189,6 +189,8 @@ class FieldType:
     cell_macro = "text_cell"
     badge_macro = "text_badge"
     badge_by_default = False  # a card without `badges:` shows it in its header (tags)
+    marks_moment = False  # a date or a date and time: a date rule may count from it
+    names_user = False  # holds a user's id: `assign` may set it, a task may go to whom it names
     label_kind = "for"
     # What the widget repeats, one per item, so that a compiled form row (kartoteka/web/formrows.py) depends on
     # their number: "texts" (a box per value, when multiple), "picks" (a picker per record), "files", "users"

@@ -670,6 +670,7 @@ _PLAIN_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 class DateType(BoundedType):
     name = "date"
+    marks_moment = True
     option_schema = {"min": BOUND, "max": BOUND}
     supports_multiple = True
     json_schema = {"type": "string", "format": "date"}
@@ -744,6 +745,7 @@ class DateType(BoundedType):
 
 class DateTimeType(BoundedType):
     name = "datetime"
+    marks_moment = True
     option_schema = {"min": BOUND, "max": BOUND}
     json_schema = {"type": "string", "format": "date-time"}
     filter_kind = "range"

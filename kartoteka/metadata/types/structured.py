@@ -282,6 +282,7 @@ class ReferenceType(FieldType):
 
 class UserType(FieldType):
     name = "user"
+    names_user = True
     supports_multiple = True
     storage = "number"
     json_schema = {"type": "integer"}
