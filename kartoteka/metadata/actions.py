@@ -64,8 +64,9 @@ ACTIONS: dict[str, ActionSpec] = {
         _spec("assign", "Give the record (or a user field) to a user, in turn within a role or department, or to "
               "the least loaded of them.",
               {"field": _IDENT, "user": _USERNAME, "role": _IDENT, "department": _IDENT,
-               "strategy": {"enum": ["round_robin", "least_loaded"]}},
-              [], stage=BEFORE, field_params=("field",)),
+               "strategy": {"enum": ["round_robin", "least_loaded"]},
+               "busy_if": {"type": "string", "minLength": 1, "maxLength": 2000}},
+              [], stage=BEFORE, field_params=("field",), expression_params=("busy_if",)),
         _spec("create_task", "Create a task about the record.",
               {"title": _TEMPLATE, "description": _TEMPLATE, "assignee": _USERNAME, "assignee_field": _IDENT,
                "due_in_days": {"type": "integer", "minimum": 0, "maximum": 3650},
@@ -151,6 +152,9 @@ def check_action(
         problems.append(((name,), "'set' takes exactly one of 'value' or 'expr'"))
     if name == "assign" and sum(1 for key in ("user", "role", "department") if key in params) != 1:
         problems.append(((name,), "'assign' takes exactly one of 'user', 'role' or 'department'"))
+    if name == "assign" and "busy_if" in params and params.get("strategy") != "least_loaded":
+        problems.append(((name, "busy_if"), "'busy_if' says which records count as load: it goes with "
+                         "strategy: least_loaded"))
     if name == "assign" and "strategy" in params and "user" in params:
         problems.append(((name, "strategy"), "a strategy chooses among a role's or department's users, not one user"))
     if name == "notify" and not any(key in params for key in ("users", "role", "owner")):

@@ -210,7 +210,7 @@ class RuleAction:
     stage: str = "after"  # before: changes or refuses the record being saved; after: everything else
     # param -> LocalizedTemplate (kartoteka/metadata/templates.py): a text per language, checked and compiled
     templates: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    expr: CompiledExpression | None = None  # set's `expr`
+    expr: CompiledExpression | None = None  # set's `expr`, assign's `busy_if`
 
 
 @dataclass(frozen=True)

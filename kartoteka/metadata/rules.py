@@ -147,7 +147,8 @@ def _build_rule(builder: RuleBuilder, path: tuple[str | int, ...], spec: Mapping
         if name == "create_record":
             templates.update({f"values.{field_name}": compile_localized(value, template_known, suggest)
                               for field_name, value in (params.get("values") or {}).items() if isinstance(value, str)})
-        expr = compile_expression(params["expr"], builder.known_names) if name == "set" and "expr" in params else None
+        expression = params.get("expr") if name == "set" else params.get("busy_if") if name == "assign" else None
+        expr = compile_expression(expression, builder.known_names) if expression else None
         actions.append(RuleAction(name, MappingProxyType(dict(params)), action_spec.stage,
                                   MappingProxyType(templates), expr))
     stage = _stage(builder, path, spec, trigger, actions)

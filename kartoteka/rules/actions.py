@@ -266,6 +266,22 @@ def _tags(context: ActionContext, action: RuleAction, add: bool) -> dict[str, An
     return {"action": "add_tags" if add else "remove_tags", "field": name}
 
 
+def _busy(context: ActionContext, action: RuleAction) -> Callable[[Mapping[str, Any]], bool]:
+    """Whether a stored record (its JSON) counts as load for `least_loaded` (assign's `busy_if`)."""
+    from kartoteka.metadata.expressions import Evaluator
+
+    service = context.engine._service()
+    entity = context.entity
+    expression = action.expr
+    empty = dict.fromkeys(entity.fields)
+
+    def busy(data: Mapping[str, Any]) -> bool:
+        values = {**empty, **service.typed_values(entity, data)}
+        return expression is not None and Evaluator(values, context.engine.clock).condition(expression)
+
+    return busy
+
+
 def run_assign(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     params = action.params
     with context.reading() as conn:
@@ -276,8 +292,9 @@ def run_assign(context: ActionContext, action: RuleAction) -> dict[str, Any]:
             candidates = recipients.users_with_role(conn, params["role"])
         else:
             candidates = recipients.users_in_department(conn, params["department"])
+        busy = _busy(context, action) if action.expr is not None else None
         chosen = recipients.pick(conn, context.entity, context.run.rule.key, candidates,
-                                 params.get("strategy", "round_robin"), params.get("field"))
+                                 params.get("strategy", "round_robin"), params.get("field"), busy)
     if chosen is None:
         who = params.get("user") or params.get("role") or params.get("department")
         raise ActionFailed(f"nobody to assign to: no active user for '{who}'")

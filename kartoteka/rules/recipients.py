@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -60,12 +61,13 @@ def emails(conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
 
 
 def pick(conn: sa.Connection, entity: EntityDef, rule_key: str, candidates: list[int], strategy: str,
-         field_name: str | None) -> int | None:
+         field_name: str | None, busy: Callable[[Mapping[str, Any]], bool] | None = None) -> int | None:
     """The candidate `assign` gives a record (or its user field `field_name`) to.
 
     round_robin: the candidate after the one this rule chose last (its run log says whom), in the order of user ids;
-    least_loaded: the one holding the fewest live records of the card (as owner, or in the field). Ties go to the
-    lower id.
+    least_loaded: the one holding the fewest live records of the card (as owner, or in the field); with `busy` only
+    the records it says are load count (`busy_if: "status not in ['resolved', 'closed']"`). Ties go to the lower
+    id.
     """
     if not candidates:
         return None
@@ -73,9 +75,16 @@ def pick(conn: sa.Connection, entity: EntityDef, rule_key: str, candidates: list
     if strategy == "least_loaded":
         holder = records.c.owner if field_name is None else JsonValue(
             records.c.data, field_name, entity.fields[field_name].value_type.storage)
-        rows = conn.execute(sa.select(holder.label("holder"), sa.func.count().label("held")).where(
-            records.c.entity == entity.name, records.c.deleted_at.is_(None)).group_by(holder)).all()
-        counts = {int(row.holder): row.held for row in rows if row.holder is not None}
+        live = (records.c.entity == entity.name, records.c.deleted_at.is_(None))
+        if busy is None:
+            rows = conn.execute(sa.select(holder.label("holder"), sa.func.count().label("held")).where(*live)
+                                .group_by(holder)).all()
+            counts = {int(row.holder): row.held for row in rows if row.holder is not None}
+        else:  # each record's values judged by the expression: the candidates' records only
+            counts = {}
+            for row in conn.execute(sa.select(holder.label("holder"), records.c.data).where(*live)):
+                if row.holder is not None and int(row.holder) in ordered and busy(row.data):
+                    counts[int(row.holder)] = counts.get(int(row.holder), 0) + 1
         return min(ordered, key=lambda c: (counts.get(c, 0), c))
     last = _last_assigned(conn, entity.name, rule_key)
     later = [c for c in ordered if last is not None and c > last]
