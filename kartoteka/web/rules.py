@@ -75,5 +75,9 @@ def rule_runs_page() -> str:
         where.append(rule_runs.c.entity == entity_name)
     with reader(platform.state.engine).connect() as conn:
         rows = conn.execute(sa.select(rule_runs).where(*where).order_by(rule_runs.c.id.desc()).limit(200)).all()
-    return render_template("rules/runs.html", runs=rows, result=result, entity_name=entity_name,
-                           entities=platform.state.metadata.entities)
+    entities = platform.state.metadata.entities
+    names = {(name, rule.key): rule.name for name, entity in entities.items() for rule in entity.rules}
+    results = {"done": t("done"), "failed": t("failed"), "blocked": t("blocked"), "stopped": t("stopped"),
+               "skipped": t("skipped"), "dry_run": t("dry run")}
+    return render_template("rules/runs.html", runs=rows, result=result, entity_name=entity_name, entities=entities,
+                           rule_names=names, results=results)
