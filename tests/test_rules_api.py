@@ -88,7 +88,7 @@ def test_the_run_log_page_is_for_administrators(client, people, deal):
     assert client.get("/cards/rule-runs").status_code == 403
     sign_in(client, people["root"][0])
     page = text_of(client.get("/cards/rule-runs?result=done"))
-    assert "count_saves" in page
+    assert "Count saves" in page and "Deal · " in page
 
 
 def test_the_command_line_lists_tests_and_enables_rules(runner, app, people, deal, engine):
