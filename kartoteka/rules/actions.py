@@ -215,11 +215,11 @@ def _typed(context: ActionContext, name: str, value: Any) -> Any:
     field_def = context.entity.fields[name]
     if value is None:
         return None
-    try:
-        return field_def.type.from_formula(value, field_def) if not isinstance(value, str) else \
-            parse_value(field_def, value, context.engine._service().ctx)
-    except FieldValueError:
-        pass
+    if not isinstance(value, str):  # an expression's result or a typed literal: as a formula's result, if it can be
+        try:
+            return field_def.type.from_formula(value, field_def)
+        except FieldValueError:
+            pass
     try:
         return parse_value(field_def, value, context.engine._service().ctx)
     except FieldValueError as exc:

@@ -13,7 +13,6 @@ import ast
 from collections import ChainMap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -472,11 +471,3 @@ def change_functions(clock: Clock, kind: str, values: Mapping[str, Any], stored:
     }
     return ChainMap(functions, clock.functions)  # type: ignore[arg-type]
 
-
-def due_moment(value: Any, offset: timedelta, tz: Any) -> datetime | None:
-    """When a date rule on `value` (a date or datetime) is due: at 09:00 of a date, in `tz`, plus `offset`."""
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value + offset
-    return datetime(value.year, value.month, value.day, 9, 0, tzinfo=tz) + offset

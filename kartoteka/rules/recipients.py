@@ -50,16 +50,6 @@ def principals(conn: sa.Connection, ids: Iterable[int]) -> dict[int, Principal]:
     return {row.id: principal_of(row) for row in rows}
 
 
-def emails(conn: sa.Connection, ids: Iterable[int]) -> dict[int, str]:
-    """E-mail addresses of the active users among `ids` that have one."""
-    wanted = sorted(set(ids))
-    if not wanted:
-        return {}
-    rows = conn.execute(sa.select(users.c.id, users.c.email).where(users.c.id.in_(wanted),
-                                                                   users.c.is_active.is_(True)))
-    return {row.id: row.email for row in rows if row.email}
-
-
 def pick(conn: sa.Connection, entity: EntityDef, rule_key: str, candidates: list[int], strategy: str,
          field_name: str | None, busy: Callable[[Mapping[str, Any]], bool] | None = None) -> int | None:
     """The candidate `assign` gives a record (or its user field `field_name`) to.

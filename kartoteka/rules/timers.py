@@ -21,6 +21,7 @@ from kartoteka.metadata.expressions import EvaluationError, Evaluator
 from kartoteka.metadata.model import EntityDef, RuleDef, WorkWindow
 from kartoteka.records.hooks import Origin
 from kartoteka.records.model import SYSTEM
+from kartoteka.rules.outbox import utc
 from kartoteka.storage.tables import records, rule_schedules, rule_timers
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def _claim_schedule(db: sa.Engine, entity: str, rule: RuleDef, now: datetime) ->
             except sa.exc.IntegrityError:
                 return False  # another worker added it
             return False
-        seen = _aware(row.next_run_at)
+        seen = utc(row.next_run_at)
         if row.cron != cron:  # the schedule was edited: start again from now
             conn.execute(sa.update(rule_schedules).where(key).values(cron=cron, next_run_at=next_run(cron, now)))
             return False
@@ -194,22 +195,17 @@ def run_scheduled(engine: RuleEngine, entity: EntityDef, rule: RuleDef, now: dat
 def _selects(engine: RuleEngine, entity: EntityDef, rule: RuleDef, values: dict[str, Any], row: Any) -> bool:
     if rule.condition is None:
         return True
-    system = {"id": row.id, "owner": row.owner, "created_at": _aware(row.created_at),
-              "updated_at": _aware(row.updated_at)}
+    system = {"id": row.id, "owner": row.owner, "created_at": utc(row.created_at),
+              "updated_at": utc(row.updated_at)}
     try:
         return bool(Evaluator({**values, **system}, engine.clock).value(rule.condition))
     except EvaluationError:
         return True  # run_on_record evaluates it again and logs the failure
 
 
-def _aware(moment: datetime) -> datetime:
-    """A stored time in UTC (SQLite hands times back without their zone)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def timers_of(conn: sa.Connection, entity: str, record_id: int) -> Iterable[tuple[str, datetime]]:
     """The pending timers of one record: (rule key, due moment), soonest first (the card shows what comes next)."""
-    return [(r.rule_key, _aware(r.due_at)) for r in conn.execute(
+    return [(r.rule_key, utc(r.due_at)) for r in conn.execute(
         sa.select(rule_timers.c.rule_key, rule_timers.c.due_at).where(
             rule_timers.c.entity == entity, rule_timers.c.record_id == record_id, rule_timers.c.fired_at.is_(None))
         .order_by(rule_timers.c.due_at))]
