@@ -17,6 +17,8 @@ from typing import Any
 import phonenumbers
 import sqlalchemy as sa
 
+from kartoteka.metadata.model import EntityDef
+from kartoteka.records.hooks import Origin
 from kartoteka.records.model import SYSTEM, Principal
 from kartoteka.records.service import RecordService
 from kartoteka.storage.tables import records
@@ -26,6 +28,10 @@ DEMO_PASSWORD = "kartoteka-demo"  # noqa: S105 - printed in the docs, for demo i
 STAFF_DOMAIN = "kartoteka.example"
 # Cards in the order they are seeded: each one only points at cards seeded before it.
 DEMO_ENTITIES = ("company", "contact", "deal", "lead", "ticket", "hr_record")
+# The demo's records stand for a company's history, entered as an import that skips automation (an employee hired
+# years ago gets no onboarding task today); date timers are still set, and a few leads arrive "today" with rules on.
+HISTORY = Origin("import", automation=False)
+FRESH_LEADS = 10  # in every hundred demo leads
 
 
 @dataclass(frozen=True)
@@ -846,11 +852,12 @@ def seed_demo(service: RecordService, engine: sa.Engine, now: datetime, *, per_e
     data = DemoData(now, users, seed)
     shipped = [name for name in DEMO_ENTITIES if name in service.metadata.entities]
     stored = {name: live_records(engine, name) for name in shipped}
+    fresh = per_entity * FRESH_LEADS // 100
     builders: dict[str, Callable[[], list[Seed]]] = {
         "company": lambda: data.companies(per_entity),
         "contact": lambda: data.contacts(per_entity, stored["company"]),
         "deal": lambda: data.deals(per_entity, stored["company"], stored["contact"]),
-        "lead": lambda: data.leads(per_entity, stored["company"], stored["contact"], stored["deal"]),
+        "lead": lambda: data.leads(per_entity - fresh, stored["company"], stored["contact"], stored["deal"]),
         "ticket": lambda: data.tickets(per_entity, stored["company"], stored["contact"], stored["deal"]),
         "hr_record": lambda: data.hr_records(per_entity),
     }
@@ -863,11 +870,22 @@ def seed_demo(service: RecordService, engine: sa.Engine, now: datetime, *, per_e
             continue  # nothing to point at (the card it refers to is missing from the config)
         entity = service.metadata.entities[name]
         for values, owner in builders[name]():
-            clean = {k: v for k, v in values.items() if k in entity.fields and v is not None and v != []}
-            try:
-                service.create(name, clean, SYSTEM, owner=owner)
-            except Exception as exc:
-                exc.add_note(f"while seeding a demo {name}: {clean!r}")
-                raise
+            _seed_one(service, entity, values, owner, HISTORY)
         stored[name] = live_records(engine, name)
+        if name == "lead" and stored[name]:
+            # Leads that come in today, with automation on: the shipped rules give their owners follow-up tasks.
+            rng = data.rng("fresh-lead")
+            for _ in range(fresh):
+                _seed_one(service, entity, *data.open_lead(rng, "new"), Origin("ui"))
+            stored[name] = live_records(engine, name)
     return {name: len(stored[name]) for name in shipped}
+
+
+def _seed_one(service: RecordService, entity: EntityDef, values: Mapping[str, Any], owner: int | None,
+              origin: Origin) -> None:
+    clean = {k: v for k, v in values.items() if k in entity.fields and v is not None and v != []}
+    try:
+        service.create(entity.name, clean, SYSTEM, owner=owner, origin=origin)
+    except Exception as exc:
+        exc.add_note(f"while seeding a demo {entity.name}: {clean!r}")
+        raise

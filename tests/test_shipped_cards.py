@@ -14,7 +14,7 @@ from kartoteka.demo import DEMO_PASSWORD, DEMO_USERS, DemoData, seed_demo
 from kartoteka.errors import PermissionDenied, RecordValidationError
 from kartoteka.metadata.loader import check_config
 from kartoteka.records.model import SYSTEM, Principal
-from kartoteka.storage.tables import records, users
+from kartoteka.storage.tables import records, rule_timers, tasks, users
 from kartoteka.users import check_password, create_user
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
@@ -337,3 +337,17 @@ def test_demo_data_is_deterministic(clock):
     assert first.companies(10) == again.companies(10)
     assert first.hr_records(10) == again.hr_records(10)
     assert first.companies(10) != other.companies(10)
+
+
+def test_seed_demo_enters_history_without_automation_and_todays_leads_with_it(app, clock):
+    """The demo's past records fire no rules (no onboarding task for staff hired years ago), but date timers are
+    set, and the leads that arrive "today" get their owners' follow-up tasks from the shipped rule."""
+    state = app.extensions["kartoteka"]
+    counts = seed_demo(state.service, state.engine, clock.now(), per_entity=20)
+    assert counts["lead"] == 20
+    with state.engine.connect() as conn:
+        task_rows = conn.execute(sa.select(tasks.c.entity, tasks.c.rule_key, tasks.c.assignee)).all()
+        timers = conn.execute(sa.select(rule_timers.c.entity, rule_timers.c.rule_key)).all()
+    assert [(t.entity, t.rule_key) for t in task_rows] == [("lead", "follow_up")] * 2
+    assert all(t.assignee is not None for t in task_rows)
+    assert {(t.entity, t.rule_key) for t in timers} >= {("hr_record", "probation_ends")}
