@@ -16,9 +16,19 @@ from kartoteka.records.hooks import Origin
 from kartoteka.records.model import SYSTEM
 from kartoteka.records.service import RecordService
 from kartoteka.rules.engine import RuleEngine
+from kartoteka.rules.timer_sync import sync_date_timers
 from kartoteka.rules.timers import fire_due_timers, run_schedules
 from kartoteka.storage.indexes import sync_indexes
-from kartoteka.storage.tables import notifications, outbox, rule_runs, rule_states, rule_timers, tasks, timeline
+from kartoteka.storage.tables import (
+    notifications,
+    outbox,
+    rule_date_syncs,
+    rule_runs,
+    rule_states,
+    rule_timers,
+    tasks,
+    timeline,
+)
 from kartoteka.web.formatting import format_value
 
 RULES_CONFIG = Path(__file__).resolve().parent / "fixtures" / "rules"
@@ -204,6 +214,61 @@ def test_date_rules_keep_a_timer_moved_by_edits_and_fire_once_when_due(rules, en
     made = _rows(engine, tasks, tasks.c.record_id == deal.id)
     assert [t.title for t in made] == ["Deal T closes in 3 days"] and made[0].assignee == people["anna"].id
     assert _runs(engine, "closing_soon")[0].source == "schedule"
+
+
+def test_a_date_rule_gets_timers_for_the_records_saved_before_it_and_follows_its_trigger_changes(
+        rules, engine, metadata, clock, people):
+    """Records saved before the date rule existed get its timers from the worker (a past moment stored fired, as on
+    a save); a changed trigger recomputes them once; a removed rule's pending timers go."""
+    before_rules = RecordService(metadata, engine, clock, ParseContext())  # no engine: the rule did not exist yet
+    coming = before_rules.create("deal", {"name": "C", "close_date": "2026-04-10"}, people["anna"])
+    past = before_rules.create("deal", {"name": "P", "close_date": "2026-03-01"}, people["anna"])
+    before_rules.create("deal", {"name": "N"}, people["anna"])  # no date: no timer
+    assert _rows(engine, rule_timers) == []
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+    assert sync_date_timers(rules, now) == 1
+    timers = {t.record_id: t for t in _rows(engine, rule_timers)}
+    assert timers.keys() == {coming.id, past.id}
+    assert timers[coming.id].due_at.replace(tzinfo=UTC) == datetime(2026, 4, 7, 9, 0, tzinfo=UTC)
+    assert timers[coming.id].fired_at is None and timers[past.id].fired_at is not None
+    assert sync_date_timers(rules, now) == 0  # done once, whatever the number of worker ticks
+    assert fire_due_timers(rules, datetime(2026, 4, 8, tzinfo=UTC)) == 1
+    assert [t.title for t in _rows(engine, tasks, tasks.c.record_id == coming.id)] == ["Deal C closes in 3 days"]
+
+    # The trigger recorded differs from the metadata's (an offset edited): the timers are recomputed, the fired
+    # one whose moment moved into the future is due again.
+    with engine.begin() as conn:
+        conn.execute(sa.update(rule_date_syncs).values(trigger="close_date|-86400|None"))
+        conn.execute(sa.update(rule_timers).where(rule_timers.c.record_id == coming.id)
+                     .values(due_at=datetime(2026, 4, 9, 9, 0, tzinfo=UTC)))
+    service = rules.service
+    service.update("deal", coming.id, {"close_date": "2026-05-10"}, people["anna"], expected_version=None)
+    with engine.begin() as conn:  # a stale moment left by an older computation
+        conn.execute(sa.update(rule_timers).where(rule_timers.c.record_id == coming.id)
+                     .values(due_at=datetime(2026, 4, 9, 9, 0, tzinfo=UTC), fired_at=now))
+    assert sync_date_timers(rules, now) == 1
+    timer = _rows(engine, rule_timers, rule_timers.c.record_id == coming.id)[0]
+    assert (timer.due_at.replace(tzinfo=UTC), timer.fired_at) == (datetime(2026, 5, 7, 9, 0, tzinfo=UTC), None)
+
+    # A rule that is gone (removed or disabled in the metadata): its pending timers go, its sync row too.
+    with engine.begin() as conn:
+        conn.execute(sa.insert(rule_date_syncs).values(entity="deal", rule_key="old_rule", trigger="x"))
+        conn.execute(sa.insert(rule_timers).values(entity="deal", rule_key="old_rule", record_id=coming.id,
+                                                   due_at=datetime(2026, 6, 1, tzinfo=UTC)))
+    assert sync_date_timers(rules, now) == 0
+    assert {t.rule_key for t in _rows(engine, rule_timers)} == {"closing_soon"}
+    assert {r.rule_key for r in _rows(engine, rule_date_syncs)} == {"closing_soon"}
+
+
+def test_a_worker_holding_the_lease_keeps_others_off_a_date_rules_recomputation(rules, engine, people):
+    rules.service.create("deal", {"name": "C", "close_date": "2026-04-10"}, people["anna"])
+    now = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(rule_date_syncs).values(entity="deal", rule_key="closing_soon", trigger="old",
+                                                       leased_until=now + timedelta(minutes=5)))
+    assert sync_date_timers(rules, now) == 0  # another worker is on it
+    assert sync_date_timers(rules, now + timedelta(minutes=6)) == 1  # its lease ran out: taken over
 
 
 def test_scheduled_rules_run_once_per_time_over_the_records_they_select(rules, engine, people):

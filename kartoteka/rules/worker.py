@@ -143,14 +143,16 @@ def default_jobs(settings: Settings, stopping: Callable[[], bool] = lambda: Fals
 
 
 def worker_jobs(state: PlatformState, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
-    """The jobs `kartoteka worker` runs for an app's platform state: the outbox, then the rules engine's due date
-    timers and scheduled rules (kartoteka/rules/timers.py)."""
+    """The jobs `kartoteka worker` runs for an app's platform state: the outbox, then the rules engine's timers of
+    new or changed date rules (timer_sync.py), due date timers and scheduled rules (timers.py)."""
     from kartoteka.rules.engine import RuleEngine
+    from kartoteka.rules.timer_sync import sync_date_timers
     from kartoteka.rules.timers import fire_due_timers, run_schedules
 
     jobs = default_jobs(state.settings, stopping)
     rules = state.service.hooks
     if isinstance(rules, RuleEngine):
+        jobs.append(lambda _engine, now: sync_date_timers(rules, now))
         jobs.append(lambda _engine, now: fire_due_timers(rules, now))
         jobs.append(lambda _engine, now: run_schedules(rules, now))
     return jobs

@@ -291,3 +291,14 @@ rule_schedules = sa.Table(
     sa.Column("last_run_at", Timestamp),
     sa.Column("leased_until", Timestamp),
 )
+
+# The trigger each date rule's timers were last computed for: a new or changed date rule gets timers for the records
+# that already exist (kartoteka/rules/timer_sync.py); `leased_until` lets one worker do it.
+rule_date_syncs = sa.Table(
+    "rule_date_syncs", metadata,
+    sa.Column("entity", sa.String(63), primary_key=True),
+    sa.Column("rule_key", sa.String(127), primary_key=True),
+    sa.Column("trigger", sa.String(500)),
+    sa.Column("synced_at", Timestamp),
+    sa.Column("leased_until", Timestamp),
+)
