@@ -138,6 +138,16 @@ def test_assign_deals_records_out_in_turn(rules, people):
     assert owners == [people["anna"].id, people["boris"].id, people["anna"].id, people["boris"].id]
 
 
+def test_assign_takes_turns_within_one_transaction_of_many_saves(rules, engine, people):
+    """A bulk save (an import's batch) makes its records in one transaction: each before-save reads it, so the
+    turn moves on between records instead of every record going to the same person."""
+    service = rules.service
+    with engine.begin() as conn:
+        owners = [service.create("deal", {"name": f"B{i}"}, people["root"], connection=conn)["responsible"]
+                  for i in range(3)]
+    assert owners == [people["anna"].id, people["boris"].id, people["anna"].id]
+
+
 def test_webhook_and_email_are_written_to_the_outbox_in_the_saving_transaction(rules, engine, people):
     service = rules.service
     deal = service.create("deal", {"name": "W", "stage": "proposal", "amount": "5", "margin": "1"}, people["root"])

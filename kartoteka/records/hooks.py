@@ -62,6 +62,9 @@ class SaveEvent:
     record_id: int | None = None
     # What the engine carries from before the write to after it (rules that fired, actions left to run).
     state: dict[str, Any] = field(default_factory=dict)
+    # The saving transaction when it is open before the write (an update; a create in a caller's transaction, as an
+    # import's batch): before-save rules read through it, and so see what earlier saves of the batch wrote.
+    conn: sa.Connection | None = None
 
 
 class SaveHooks(Protocol):

@@ -290,7 +290,7 @@ class RecordService:
         scope = require(self.metadata, user, entity, "create")
         now = self.clock.now()
         system = {"id": None, "owner": owner or user.id, "created_at": now, "updated_at": now}
-        event = self._event("created", entity, user, origin, None, system)
+        event = self._event("created", entity, user, origin, None, system, conn=connection)
         prepared = Pipeline(entity, self.clock, self.ctx).run(values, None, user, system, inferred=inferred,
                                                               before_save=self._before_save(event))
         with self._transaction(connection) as conn:
@@ -360,7 +360,7 @@ class RecordService:
                 )
             stored = self._values(entity, data)
             system = {"id": row_id, "owner": row_owner, "created_at": _utc(created_at), "updated_at": now}
-            event = self._event("updated", entity, user, origin, stored, system, record_id)
+            event = self._event("updated", entity, user, origin, stored, system, record_id, conn=conn)
             prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system,
                                                                   flagged=_flagged_checks(row_flags), inferred=inferred,
                                                                   before_save=self._before_save(event))
@@ -729,12 +729,13 @@ class RecordService:
                     for t in sorted(new - old)])
 
     def _event(self, kind: str, entity: EntityDef, user: Principal, origin: Origin, stored: Mapping[str, Any] | None,
-               system: Mapping[str, Any], record_id: int | None = None) -> SaveEvent | None:
+               system: Mapping[str, Any], record_id: int | None = None, *,
+               conn: sa.Connection | None = None) -> SaveEvent | None:
         """The event the hooks see, or None when they want nothing of this save (no rules, automation off)."""
         hooks = self.hooks
         if hooks is None or not hooks.wants(entity, origin):
             return None
-        return SaveEvent(kind, entity, user, origin, stored, system, record_id=record_id)
+        return SaveEvent(kind, entity, user, origin, stored, system, record_id=record_id, conn=conn)
 
     def _before_save(self, event: SaveEvent | None) -> Callable[[Prepared], None] | None:
         """The pipeline's before-save stage for `event` (None: nothing to run)."""

@@ -77,9 +77,11 @@ class ActionContext:
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
-        """The transaction after the write; a read connection of its own before it."""
+        """The transaction after the write, or before it when it is open then; else a read connection of its own."""
         if self.conn is not None:
             yield self.conn
+        elif self.event.conn is not None:
+            yield self.event.conn
         else:
             with reader(self.engine.engine).connect() as conn:
                 yield conn
