@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from kartoteka.activity.model import Counts, TaskQuery
@@ -15,6 +16,7 @@ from kartoteka.activity.tasks import counts, get_task, list_tasks, new_task, upd
 from kartoteka.activity.timeline import card_timeline, log_entry
 from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.records.model import SYSTEM
+from kartoteka.storage.tables import rule_runs
 
 MATRIX = yaml.safe_load((Path(__file__).parent / "fixtures" / "permission_matrix.yaml").read_text("utf-8"))
 COMPANY = {"name": "Northwind Trading Ltd", "country": "gb"}
@@ -45,22 +47,31 @@ def test_a_note_a_call_and_a_task_come_back_newest_first_with_their_authors(serv
     assert page.items[2].author == "rep" and page.next_cursor is None
 
 
-def test_the_timeline_pages_through_entries_and_tasks_of_the_same_moment(service, make_user, deal, fixed_clock):
+def test_the_timeline_pages_through_entries_runs_and_tasks_of_the_same_moment(service, make_user, deal, fixed_clock):
     rep, _ = make_user("rep", ["sales"], "sales")
     card = deal(rep)
+    with service.engine.begin() as conn:  # the rules' run log, read by the timeline (a skipped run is not shown)
+        conn.execute(sa.insert(rule_runs), [
+            {"entity": "deal", "rule_key": f"run {n}", "record_id": card.id, "trigger": "updated", "source": "ui",
+             "result": "skipped" if n == 9 else "done", "actions": [{"action": "set"}], "created_at": fixed_clock.now()}
+            for n in (0, 1, 9)])
     for n in range(3):  # all at the same moment: the order is still total
         log_entry(service, "deal", card.id, rep, kind="note", body=f"note {n}")
         new_task(service, rep, title=f"task {n}", entity="deal", record_id=card.id)
     fixed_clock.advance(minutes=1)
     log_entry(service, "deal", card.id, rep, kind="note", body="latest")
-    seen, cursor = [], None
-    while True:
-        page = card_timeline(service, "deal", card.id, rep, limit=2, cursor=cursor)
-        seen.extend(e.body or e.task.title for e in page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            break
-    assert seen == ["latest", "note 2", "note 1", "note 0", "task 2", "task 1", "task 0"]
+    for limit in (1, 2, 3, 50):
+        seen, cursor = [], None
+        while True:
+            page = card_timeline(service, "deal", card.id, rep, limit=limit, cursor=cursor)
+            seen.extend(e.body or (e.task.title if e.task else e.payload["rule_key"]) for e in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert seen == ["latest", "note 2", "note 1", "note 0", "run 1", "run 0", "task 2", "task 1", "task 0"]
+    run = card_timeline(service, "deal", card.id, rep).items[4]
+    assert (run.kind, run.payload) == ("rule", {"rule_key": "run 1", "rule": "run 1", "result": "done",
+                                               "actions": ["set"]})
     with pytest.raises(BadRequest):
         card_timeline(service, "deal", card.id, rep, cursor="not-a-cursor")
 

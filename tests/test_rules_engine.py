@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from kartoteka.activity.timeline import card_timeline
 from kartoteka.errors import RecordValidationError
 from kartoteka.metadata.fieldtypes import ParseContext
 from kartoteka.records.hooks import Origin
@@ -79,7 +80,9 @@ def test_a_stage_moved_to_won_sets_fields_in_the_same_version_and_notifies_with_
     run = _runs(engine, "deal_won")[0]
     assert (run.result, run.trigger, run.source, run.record_id) == ("done", "updated", "api", deal.id)
     assert [a["action"] for a in run.actions] == ["set", "add_tags", "notify"]
-    assert [e.kind for e in _rows(engine, timeline, timeline.c.record_id == deal.id)].count("rule") >= 1
+    shown = [e for e in card_timeline(service, "deal", deal.id, people["root"]).items if e.kind == "rule"]
+    assert ("deal_won", "done", ["set", "add_tags", "notify"]) in [
+        (e.payload["rule_key"], e.payload["result"], e.payload["actions"]) for e in shown]
 
 
 @pytest.mark.parametrize(("start", "fires"), [("proposal", True), ("new", True), ("won", False)])

@@ -1,5 +1,8 @@
 """A card's timeline: notes, logged calls and meetings, e-mails sent, rule runs and the card's tasks, newest first.
 
+Three sources merged by moment: the timeline table (notes, calls, meetings, e-mails), the rules' run log (a run is
+written once, in rule_runs) and the tasks table.
+
 Whoever may read a card may read its timeline and add notes, calls and meetings to it (read access is enough: a note
 changes no field of the card, as comments do elsewhere); outside the read scope the card does not exist for them
 (NotFound). Notes are free text written by people. What the platform writes (e-mails, rule runs) may carry values of
@@ -35,13 +38,15 @@ from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.service import RecordService
 from kartoteka.storage.reading import reader
-from kartoteka.storage.tables import tasks, timeline, users
+from kartoteka.storage.tables import rule_runs, tasks, timeline, users
 
 MAX_BODY = 10_000
 MAX_OUTCOME = 200
 MAX_DURATION = 24 * 60
-# The order of the two sources among entries of the same moment (newest first): timeline entries, then tasks.
-_ENTRY_RANK, _TASK_RANK = 1, 0
+# The order of the sources among entries of the same moment (newest first): timeline entries, rule runs, tasks.
+_ENTRY_RANK, _RUN_RANK, _TASK_RANK = 2, 1, 0
+# The rule runs a card's timeline shows (the run log also keeps skipped, blocked and dry runs).
+SHOWN_RUNS = ("done", "failed", "stopped")
 # What a rule run's or an e-mail's payload may show to a viewer who may not view every field of the card.
 _SAFE_KEYS = frozenset({"rule_key", "rule", "result", "actions", "type", "action", "kind", "field", "fields",
                         "value", "values", "entity", "record_id", "task_id", "state", "to", "template"})
@@ -91,24 +96,41 @@ def _entries_select() -> sa.Select[Any]:
             .select_from(timeline.outerjoin(users, users.c.id == timeline.c.user_id)))
 
 
+def _runs_select() -> sa.Select[Any]:
+    return (sa.select(rule_runs.c.id, rule_runs.c.rule_key, rule_runs.c.result, rule_runs.c.actions,
+                      rule_runs.c.error, rule_runs.c.user_id, rule_runs.c.created_at,
+                      users.c.display_name.label("author"))
+            .select_from(rule_runs.outerjoin(users, users.c.id == rule_runs.c.user_id)))
+
+
+def _after(created_at: sa.ColumnElement[Any], row_id: sa.ColumnElement[Any], rank: int, cursor: tuple[Any, int, int]
+           ) -> sa.ColumnElement[bool]:
+    """The rows of a source of `rank` that come after the cursor's item, newest first by (moment, rank, id)."""
+    moment, cursor_rank, last_id = cursor
+    if rank > cursor_rank:
+        return created_at < moment
+    if rank < cursor_rank:
+        return created_at <= moment
+    return sa.or_(created_at < moment, sa.and_(created_at == moment, row_id < last_id))
+
+
 def card_timeline(service: RecordService, entity_name: str, record_id: int, user: Principal, *, limit: int = 50,
                   cursor: str | None = None) -> TimelinePage:
     """A page of the card's timeline as `user` may see it (NotFound outside their read scope), newest first."""
     record = service.get(entity_name, record_id, user)
     entity = service.entity(record.entity)
     entries = _entries_select().where(timeline.c.record_id == record.id, timeline.c.entity == entity.name)
+    runs = _runs_select().where(rule_runs.c.entity == entity.name, rule_runs.c.record_id == record.id,
+                                rule_runs.c.result.in_(SHOWN_RUNS))
     card_tasks = visible_tasks(service.metadata, user).where(tasks.c.record_id == record.id)
     if cursor:
         moment_text, rank_text, id_text = decode_cursor(cursor, 3)
-        moment = stored(cursor_moment(moment_text))
-        rank, last_id = cursor_int(rank_text), cursor_int(id_text)
-        # Newest first by (moment, rank, id): what comes after the cursor's item in that order.
-        entries = entries.where(sa.or_(timeline.c.created_at < moment, sa.and_(
-            timeline.c.created_at == moment, timeline.c.id < last_id)) if rank == _ENTRY_RANK
-            else timeline.c.created_at < moment)
-        card_tasks = card_tasks.where(tasks.c.created_at <= moment if rank > _TASK_RANK else sa.or_(
-            tasks.c.created_at < moment, sa.and_(tasks.c.created_at == moment, tasks.c.id < last_id)))
+        after = (stored(cursor_moment(moment_text)), cursor_int(rank_text), cursor_int(id_text))
+        entries = entries.where(_after(timeline.c.created_at, timeline.c.id, _ENTRY_RANK, after))
+        runs = runs.where(_after(rule_runs.c.created_at, rule_runs.c.id, _RUN_RANK, after))
+        card_tasks = card_tasks.where(_after(tasks.c.created_at, tasks.c.id, _TASK_RANK, after))
     entries = entries.order_by(timeline.c.created_at.desc(), timeline.c.id.desc()).limit(limit + 1)
+    runs = runs.order_by(rule_runs.c.created_at.desc(), rule_runs.c.id.desc()).limit(limit + 1)
     card_tasks = card_tasks.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
     found: list[tuple[Any, int, int, Entry]] = []
     with reader(service.engine).connect() as conn:
@@ -119,6 +141,9 @@ def card_timeline(service: RecordService, entity_name: str, record_id: int, user
             found.append((moment, _ENTRY_RANK, row.id, Entry(
                 id=row.id, kind=kind, created_at=moment, user_id=row.user_id, author=row.author, body=body,
                 payload=shown_payload(entity, user, kind, row.payload))))
+        for row in conn.execute(runs):
+            moment = utc(row.created_at) or row.created_at
+            found.append((moment, _RUN_RANK, row.id, _run_entry(entity, user, row, moment)))
         for row in conn.execute(card_tasks):
             task = task_of(row)
             found.append((task.created_at, _TASK_RANK, task.id, Entry(
@@ -131,6 +156,16 @@ def card_timeline(service: RecordService, entity_name: str, record_id: int, user
         moment, rank, last_id, _ = page[-1]
         next_cursor = encode_cursor(moment.isoformat(), rank, last_id)
     return TimelinePage(tuple(item[3] for item in page), next_cursor)
+
+
+def _run_entry(entity: EntityDef, user: Principal, row: Any, moment: Any) -> Entry:
+    """A rule run from the run log as a timeline entry: the rule's name, the result, the actions done, the error."""
+    rule = next((r for r in entity.rules if r.key == row.rule_key), None)
+    payload = {"rule_key": row.rule_key, "rule": rule.name if rule is not None else row.rule_key,
+               "result": row.result, "actions": [a.get("action") for a in row.actions or () if isinstance(a, dict)]}
+    return Entry(id=row.id, kind="rule", created_at=moment, user_id=row.user_id, author=row.author,
+                 body=(row.error or "") if shows_body(entity, user, "rule") else "",
+                 payload=shown_payload(entity, user, "rule", payload))
 
 
 def log_entry(service: RecordService, entity_name: str, record_id: int, user: Principal, *, kind: str, body: Any,

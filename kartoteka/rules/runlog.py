@@ -1,4 +1,4 @@
-"""The run log of rules (table rule_runs, and 'rule' entries on the card's timeline) and rules disabled for failing.
+"""The run log of rules (table rule_runs, which the card's timeline reads) and rules disabled for failing.
 
 A rule failing `failure_limit` times in a row is disabled (rule_states.disabled_at) and the superusers are
 notified; one run that succeeds sets the count back to 0. Enabling it again: `kartoteka rules enable`.
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from kartoteka.activity.store import notify
 from kartoteka.metadata.model import RuleDef
 from kartoteka.storage.reading import reader
-from kartoteka.storage.tables import rule_runs, rule_states, timeline
+from kartoteka.storage.tables import rule_runs, rule_states
 
 # How long a process trusts what it read of rule_states (rules disabled by another process take this long).
 STATES_TTL = 15.0
@@ -97,13 +97,6 @@ def write_runs(conn: sa.Connection, runs: list[Run], now: datetime, states: Rule
         "source": run.source, "result": run.result, "actions": run.actions or None, "error": run.error,
         "duration_us": int((time.perf_counter() - run.started) * 1e6), "depth": run.depth, "user_id": run.user_id,
         "created_at": now} for run in runs])
-    shown = [run for run in runs if run.record_id is not None and run.result in ("done", "failed", "stopped")]
-    if shown:  # on the cards' timelines, in one statement
-        conn.execute(sa.insert(timeline), [{
-            "entity": run.entity, "record_id": run.record_id, "kind": "rule", "body": (run.error or "")[:10000],
-            "payload": {"rule_key": run.rule.key, "rule": run.rule.name, "result": run.result,
-                        "actions": [a.get("action") for a in run.actions]},
-            "user_id": run.user_id, "created_at": now} for run in shown])
     for run in runs:
         # A manual run's failure is told at once to whoever ran it, and is mostly the record's (a missing value):
         # it does not count towards disabling the rule for everyone.

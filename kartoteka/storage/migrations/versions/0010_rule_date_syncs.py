@@ -4,6 +4,9 @@ A date rule added to a card (or whose field or offset changed) needs timers for 
 worker compares each rule's trigger with the one recorded here and recomputes its timers when they differ
 (kartoteka/rules/timer_sync.py).
 
+The card's timeline reads rule runs from the run log (rule_runs) instead of a copy of each run in the timeline
+table: the copies go.
+
 Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-01
@@ -30,6 +33,7 @@ def upgrade() -> None:
         sa.Column("leased_until", Timestamp),
         sa.PrimaryKeyConstraint("entity", "rule_key", name="pk_rule_date_syncs"),
     )
+    op.execute("DELETE FROM timeline WHERE kind = 'rule'")
 
 
 def downgrade() -> None:
