@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 MIB = 1 << 20
 
@@ -90,13 +91,23 @@ class Settings:
     # Saves made by rules nest at most this deep from the save that started them (docs/automation.md).
     rule_depth: int = 3
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    # The instance's time zone (an IANA name): the moments pages show (timelines, tasks, run logs) are written in it.
+    timezone: str = "UTC"
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        time_zone(self.timezone)  # an unknown zone stops the app at start, with the reason
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The instance's time zone (KARTOTEKA_TIMEZONE)."""
+        return time_zone(self.timezone)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES,
-        _UPLOAD_*, _LIST_COUNT_CAP, _RULE_DEPTH and the outbox's (OutboxSettings), now (by `create_app` or a command,
-        never at import).
+        _UPLOAD_*, _LIST_COUNT_CAP, _RULE_DEPTH, _TIMEZONE and the outbox's (OutboxSettings), now (by `create_app` or a
+        command, never at import).
 
         Relative paths and the defaults (`instance/`, `config/`) are taken from the current directory of this
         call, and resolved to absolute paths, so a server's workers agree with the process that started them.
@@ -115,6 +126,7 @@ class Settings:
             list_count_cap=_count(env.get("KARTOTEKA_LIST_COUNT_CAP", "10000"), "KARTOTEKA_LIST_COUNT_CAP"),
             rule_depth=_count(env.get("KARTOTEKA_RULE_DEPTH", "3"), "KARTOTEKA_RULE_DEPTH"),
             outbox=OutboxSettings.from_env(env),
+            timezone=env.get("KARTOTEKA_TIMEZONE", "").strip() or "UTC",
         )
         return replace(settings, **overrides)
 
@@ -123,6 +135,17 @@ def phone_region(environ: Mapping[str, str] | None = None) -> str:
     """The region for phone numbers written without a country code (KARTOTEKA_PHONE_REGION, default RU)."""
     env = os.environ if environ is None else environ
     return env.get("KARTOTEKA_PHONE_REGION", "RU").strip().upper()
+
+
+def time_zone(name: str) -> ZoneInfo:
+    """The IANA time zone called `name` (KARTOTEKA_TIMEZONE); ValueError naming the setting when there is none."""
+    try:
+        if not name or name != name.strip() or name.startswith(("/", ".")) or ".." in name:
+            raise ValueError(name)
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise ValueError(f"KARTOTEKA_TIMEZONE must be an IANA time zone such as UTC, Europe/Moscow or "
+                         f"America/New_York, not {name!r}.") from None
 
 
 def _count(text: str, name: str) -> int:

@@ -129,12 +129,18 @@ def test_a_sales_rep_cannot_see_the_timeline_or_tasks_of_another_reps_deal(servi
         new_task(service, rep, title="Snoop", entity="deal", record_id=theirs.id)
 
 
-def test_a_task_is_visible_to_its_assignee_even_without_the_card(service, make_user, deal):
-    """A task assigned to someone who may not open its card: they see and tick it, but not the card's title."""
+def test_a_task_is_visible_to_its_assignee_even_without_the_card(service, make_user, deal, fixed_clock):
+    """A task whose assignee may not open its card (a rule's, or theirs before their role changed): they see and
+    tick it, but not the card's title. People cannot make such a task (test_activity_assignees.py)."""
     rep, _ = make_user("rep", ["sales"], "sales")
     hr, _ = make_user("hr", ["hr"], "hr")
     card = deal(rep)
-    task = new_task(service, rep, title="Check the contract", assignee=hr.id, entity="deal", record_id=card.id)
+    with service.engine.begin() as conn:
+        task_id = create_task(conn, title="Check the contract", now=fixed_clock.now(), assignee=hr.id, entity="deal",
+                              record_id=card.id, created_by=rep.id)
+    task = get_task(service, task_id, rep)
+    with pytest.raises(RecordValidationError):
+        new_task(service, rep, title="Check the contract", assignee=hr.id, entity="deal", record_id=card.id)
     seen = get_task(service, task.id, hr)
     assert seen.card_title is None and seen.record_id == card.id
     assert update_task(service, task.id, {"done": True}, hr, expected_version=1).done

@@ -168,7 +168,7 @@ def test_a_rule_run_shows_as_a_line_and_hides_fields_the_reader_may_not_view(rol
         create_task(conn, title="Review", now=fixed_clock.now(), entity="deal", record_id=card.id, rule_key="x")
     sign_in(client, reader)
     page = text_of(client.get(f"/cards/deal/{card.id}"))
-    assert "Rule «Deal won» ran: done (set, notify)" in page, page[page.find("timeline-entries"):][:1500]
+    assert "Rule «Deal won» ran: done (set a field, notify)" in page, page[page.find("timeline-entries"):][:1500]
     assert ("777" in page) is sees_value
     headers = make_user("api_" + role, [role], "sales" if role == "sales" else role)[1]
     if role == "sales":

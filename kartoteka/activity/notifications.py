@@ -98,6 +98,17 @@ def mark_read(engine: sa.Engine, user: Principal, now: datetime, ids: Sequence[i
         return int(result.rowcount or 0)
 
 
+def mark_card_read(engine: sa.Engine, user: Principal, now: datetime, entity: str, record_id: int) -> int:
+    """Mark `user`'s unread notifications about one card read (they opened it); how many were unread. One UPDATE:
+    callers that know nothing is unread (the header's count) do not call it, so a page read writes nothing."""
+    user_id = _user_id(user)
+    with engine.begin() as conn:
+        result = conn.execute(sa.update(notifications).where(
+            notifications.c.user_id == user_id, notifications.c.entity == entity,
+            notifications.c.record_id == record_id, notifications.c.read_at.is_(None)).values(read_at=stored(now)))
+        return int(result.rowcount or 0)
+
+
 def get_notification(engine: sa.Engine, user: Principal, notification_id: int) -> Notification:
     """One of `user`'s notifications; NotFound for anyone else's."""
     user_id = _user_id(user)

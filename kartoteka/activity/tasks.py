@@ -2,7 +2,8 @@
 
 A task is visible to its assignee, its creator, superusers, and whoever may read its card (the record scopes of
 `records/scopes.py`, as SQL); a task of a card in the trash is hidden from everyone until the card comes back.
-A task may be changed by its assignee, its creator, superusers, and whoever may change its card.
+A task may be changed by its assignee, its creator, superusers, and whoever may change its card. A task on a card is
+assigned only to someone who may read that card (`card_readers`).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ from kartoteka.activity.model import (
 from kartoteka.activity.store import create_task
 from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.messages import Message
-from kartoteka.metadata.model import Metadata
-from kartoteka.records.model import Principal
-from kartoteka.records.scopes import readable_where
+from kartoteka.metadata.model import EntityDef, Metadata
+from kartoteka.records.model import SYSTEM, Principal
+from kartoteka.records.scopes import readable_where, scope_of
 from kartoteka.records.service import RecordService
 from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import notifications, records, tasks, users
@@ -165,16 +166,54 @@ def _clean_description(value: Any, errors: dict[str, list[str]]) -> str:
     return value
 
 
-def _check_assignee(conn: sa.Connection, value: Any, errors: dict[str, list[str]]) -> int | None:
+def _check_assignee(conn: sa.Connection, value: Any, errors: dict[str, list[str]],
+                    card: tuple[Metadata, EntityDef, int | None] | None = None) -> int | None:
+    """The assignee's id: an active user, and on a card (metadata, entity, the card's owner) one who may read it."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         errors["assignee"] = [Message("task.assignee_type", "The assignee must be a user's id.")]
         return None
-    active = conn.execute(sa.select(users.c.is_active).where(users.c.id == value)).scalar()
-    if not active:
+    if not (-(1 << 63) <= value < 1 << 63):
         errors["assignee"] = [Message("task.assignee_unknown", "There is no active user #{id}.", id=value)]
+        return None
+    person = conn.execute(sa.select(users.c.id, users.c.display_name, users.c.roles, users.c.department,
+                                    users.c.is_active).where(users.c.id == value)).first()
+    if person is None or not person.is_active:
+        errors["assignee"] = [Message("task.assignee_unknown", "There is no active user #{id}.", id=value)]
+    elif card is not None and not _readers(conn, *card, [person]):
+        errors["assignee"] = [Message("task.assignee_cannot_read", "{name} may not open this card, so cannot be given "
+                                      "a task on it; choose someone who may.", name=person.display_name)]
     return value
+
+
+def _readers(conn: sa.Connection, metadata: Metadata, entity: EntityDef, owner: int | None,
+             people: list[sa.Row[Any]]) -> list[sa.Row[Any]]:
+    """Those of `people` (rows with id, roles, department) whose read scope holds a live card of `entity` owned by
+    `owner`: their role's scope of `records/scopes.py`, as `scopes.in_scope` decides it for one user."""
+    owner_department: str | None = None
+    if owner is not None and any(p.department for p in people):
+        owner_department = conn.execute(sa.select(users.c.department).where(users.c.id == owner)).scalar()
+    found = []
+    for person in people:
+        principal = Principal(person.id, "", frozenset(person.roles or ()), person.department)
+        scope = scope_of(metadata, principal, entity, "read")
+        if scope == "all" or (scope in ("own", "department") and owner is not None and owner == person.id) or (
+                scope == "department" and person.department and owner is not None
+                and owner_department == person.department):
+            found.append(person)
+    return found
+
+
+def card_readers(service: RecordService, entity_name: str, record_id: int, user: Principal) -> list[tuple[int, str]]:
+    """The active users (id, display name, by name) who may read the card, which `user` must be able to read
+    (NotFound otherwise): whom a task on it may be assigned to."""
+    record = service.get(entity_name, record_id, user)
+    entity = service.entity(record.entity)
+    with reader(service.engine).connect() as conn:
+        people = list(conn.execute(sa.select(users.c.id, users.c.display_name, users.c.roles, users.c.department)
+                                   .where(users.c.is_active).order_by(users.c.display_name, users.c.id)))
+        return [(p.id, p.display_name) for p in _readers(conn, service.metadata, entity, record.owner, people)]
 
 
 def _check_due(value: Any, errors: dict[str, list[str]]) -> datetime | None:
@@ -192,15 +231,17 @@ def new_task(service: RecordService, user: Principal, *, title: Any, description
     """Create a task as `user`; on a card it needs read access to that card (NotFound outside the scope)."""
     if (entity is None) != (record_id is None):
         raise BadRequest(Message("task.card_incomplete", "Name both the card's entity and its id, or neither."))
+    card = None
     if entity is not None and record_id is not None:
-        service.get(entity, record_id, user)
+        record = service.get(entity, record_id, user)
+        card = (service.metadata, service.entity(record.entity), record.owner)
     errors: dict[str, list[str]] = {}
     clean_title = _clean_title(title, errors)
     clean_description = _clean_description(description, errors)
     due = _check_due(due_at, errors)
     now = service.clock.now()
     with service.engine.begin() as conn:
-        who = _check_assignee(conn, assignee, errors)
+        who = _check_assignee(conn, assignee, errors, card)
         if errors:
             raise _invalid(errors)
         task_id = create_task(conn, title=clean_title, now=now, description=clean_description, assignee=who,
@@ -251,9 +292,13 @@ def update_task(service: RecordService, task_id: int, changes: Mapping[str, Any]
             errors["done"] = [Message("task.done_type", "'done' must be true or false.")]
         elif done != task.done:
             values["done_at"] = now if done else None
+    card = None
+    if "assignee" in changes and changes["assignee"] != task.assignee and task.entity and task.record_id is not None:
+        record = service.get(task.entity, task.record_id, SYSTEM)  # the card may be outside the changer's own scope
+        card = (service.metadata, service.entity(record.entity), record.owner)
     with service.engine.begin() as conn:
         if "assignee" in changes:
-            values["assignee"] = _check_assignee(conn, changes["assignee"], errors)
+            values["assignee"] = _check_assignee(conn, changes["assignee"], errors, card)
         if errors:
             raise _invalid(errors)
         current = conn.execute(sa.select(tasks.c.version).where(tasks.c.id == task_id)).scalar()
@@ -292,8 +337,24 @@ _COUNTS = sa.select(
 )
 
 
+# The same, with how many of the unread notifications are about one card (the card page being opened).
+_COUNTS_ON_CARD = _COUNTS.add_columns(
+    sa.select(sa.func.count()).select_from(notifications)
+    .where(notifications.c.user_id == sa.bindparam("user_id"), notifications.c.read_at.is_(None),
+           notifications.c.entity == sa.bindparam("entity"), notifications.c.record_id == sa.bindparam("record_id"))
+    .scalar_subquery().label("unread_on_card"))
+
+
 def counts(engine: sa.Engine, user_id: int, now: datetime) -> Counts:
     """The header's counts for one user: open tasks assigned to them, the overdue among them, unread notifications."""
     with reader(engine).connect() as conn:
         row = conn.execute(_COUNTS, {"user_id": user_id, "now": stored(now)}).one()
     return Counts(open_tasks=row.open_tasks, overdue_tasks=row.overdue_tasks, unread=row.unread)
+
+
+def counts_on_card(engine: sa.Engine, user_id: int, now: datetime, entity: str, record_id: int) -> tuple[Counts, int]:
+    """`counts`, and how many of the unread notifications are about the card `entity` #`record_id` (one statement)."""
+    with reader(engine).connect() as conn:
+        row = conn.execute(_COUNTS_ON_CARD, {"user_id": user_id, "now": stored(now), "entity": entity,
+                                             "record_id": record_id}).one()
+    return Counts(open_tasks=row.open_tasks, overdue_tasks=row.overdue_tasks, unread=row.unread), row.unread_on_card
