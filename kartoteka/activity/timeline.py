@@ -107,11 +107,14 @@ def _after(created_at: sa.ColumnElement[Any], row_id: sa.ColumnElement[Any], ran
            ) -> sa.ColumnElement[bool]:
     """The rows of a source of `rank` that come after the cursor's item, newest first by (moment, rank, id)."""
     moment, cursor_rank, last_id = cursor
+    condition: sa.ColumnElement[bool]
     if rank > cursor_rank:
-        return created_at < moment
-    if rank < cursor_rank:
-        return created_at <= moment
-    return sa.or_(created_at < moment, sa.and_(created_at == moment, row_id < last_id))
+        condition = created_at < moment
+    elif rank < cursor_rank:
+        condition = created_at <= moment
+    else:
+        condition = sa.or_(created_at < moment, sa.and_(created_at == moment, row_id < last_id))
+    return condition
 
 
 def card_timeline(service: RecordService, entity_name: str, record_id: int, user: Principal, *, limit: int = 50,
