@@ -9,7 +9,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -666,7 +666,7 @@ def user_for_token(engine: sa.Engine, token: str, now: datetime) -> Principal | 
                 api_tokens.c.id == row.token_id,
                 sa.or_(api_tokens.c.last_used_at.is_(None), api_tokens.c.last_used_at <= now - TOKEN_TOUCH),
             ).values(last_used_at=now))
-    return _principal(row)
+    return replace(_principal(row), token_id=row.token_id)
 
 
 def ensure_user(engine: sa.Engine, username: str, roles: Iterable[str], now: datetime, **kwargs: object) -> Principal:

@@ -188,3 +188,4 @@ from kartoteka.api import files  # noqa: E402, F401, I001  (registers the file r
 from kartoteka.api import activity  # noqa: E402, F401  (registers the timeline, task and notification routes)
 from kartoteka.api import rules  # noqa: E402, F401  (registers the manual rule, run log and schedule routes)
 from kartoteka.api import outbox  # noqa: E402, F401  (registers the outbox routes for administrators)
+from kartoteka.api import history  # noqa: E402, F401  (registers the journal, revert, trash and restore routes)

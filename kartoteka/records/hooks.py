@@ -37,6 +37,8 @@ class Origin:
     chain: Any = None
     automation: bool = True
     rule: str | None = None  # the rule making this save, when source is "rule"
+    batch: str | None = None  # the import or merge this save belongs to: its journal rows carry it, undo finds them
+    reverts: int | None = None  # a revert: the version of the record it goes back to
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:

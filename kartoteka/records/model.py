@@ -18,6 +18,7 @@ class Principal:
     department: str | None = None
     language: str = "en"
     is_system: bool = False
+    token_id: int | None = None  # the API token it acts with (the journal names it)
 
 
 SYSTEM = Principal(None, "system", is_system=True)  # sees and edits every field, like a superuser

@@ -68,6 +68,17 @@ def readable_where(metadata: Metadata, user: Principal, entity: EntityDef) -> li
     return _readable_clauses(entity.name, shape.kind, user.id, user.department)
 
 
+def trash_where(metadata: Metadata, user: Principal, entity: EntityDef) -> list[sa.ColumnElement[bool]] | None:
+    """WHERE clauses for the records of `entity` in the trash that the user may see there: those within their scope
+    to delete (the trash is for who may delete); None when they may delete none."""
+    scope = scope_of(metadata, user, entity, "delete")
+    if scope == "none" or (scope != "all" and user.id is None):
+        return None
+    kind = "department" if scope == "department" and user.department else "all" if scope == "all" else "own"
+    return [records.c.entity == entity.name, records.c.deleted_at.is_not(None),
+            *_readable_clauses(entity.name, kind, user.id, user.department)[2:]]  # the owner clauses alone
+
+
 @dataclass(frozen=True)
 class ReadableShape:
     """The live records of an entity a user may read, as a statement built once per shape and its values: `kind` is

@@ -19,6 +19,7 @@ from kartoteka.metadata.expressions import Clock
 from kartoteka.metadata.fieldtypes import FieldType, ParseContext, plain_title
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.metadata.types.scalar import DecimalType
+from kartoteka.records import journal
 from kartoteka.records.access import every_field, viewable_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
 from kartoteka.records.hooks import API, UI, Origin, SaveEvent, SaveHooks
@@ -125,7 +126,7 @@ class _Written(NamedTuple):
 class Change:
     """What a save did, handed to listeners (rules, history) inside the same transaction."""
 
-    kind: str  # created | updated | deleted
+    kind: str  # created | updated | deleted | restored
     entity: EntityDef
     record_id: int
     before: Mapping[str, Any] | None
@@ -187,7 +188,7 @@ class RecordService:
                  _SELECT_LIVE_LOCKED if lock and self.dialect == "postgresql" else _SELECT_LIVE)
         row = connection.execute(query, {"record_id": record_id, "entity": entity.name}).first()
         if row is None:
-            raise NotFound(_not_found(entity, record_id))
+            raise NotFound(not_found(entity, record_id))
         return row
 
     def _visible_row(self, connection: sa.Connection, entity: EntityDef, record_id: int, user: Principal, *,
@@ -196,7 +197,7 @@ class RecordService:
         scope = require(self.metadata, user, entity, "read")
         row = self._row(connection, entity, record_id, lock=lock)
         if not in_scope(connection, scope, user, row.owner):
-            raise NotFound(_not_found(entity, record_id))
+            raise NotFound(not_found(entity, record_id))
         return row
 
     def _require_in_scope(self, conn: sa.Connection, entity: EntityDef, row: sa.Row[Any], user: Principal,
@@ -316,6 +317,8 @@ class RecordService:
             if _title_reads_id(entity):  # the id exists only now
                 title = self._title(entity, prepared.values, {**system, "id": record_id})
                 conn.execute(sa.update(records).where(records.c.id == record_id).values(title=title))
+            conn.execute(journal.INSERT, journal.row(entity, record_id, 1, "created", user, origin,
+                                                     journal.changes(None, data, None, new_owner), now))
             stored_now = self._stored_moment(now)
             row = _Written(record_id, 1, title, new_owner, stored_now, stored_now, user.id, user.id, None, flags)
             self._sync_links(conn, entity, row.id, prepared.values, None)
@@ -393,6 +396,8 @@ class RecordService:
                                        "Reload it and try again.", what=entity.label, id=record_id))
             if odd := tuple(name for name in misfits(entity, new_data) if name in changed):
                 conn.execute(_refill_statement(entity, odd), {"record_id": record_id})
+            conn.execute(journal.INSERT, journal.row(entity, record_id, version + 1, "updated", user, origin,
+                                                     journal.changes(data, new_data, row_owner, new_owner), now))
             result = _Written(record_id, version + 1, title, new_owner, created_at, self._stored_moment(now),
                               created_by, user.id, deleted_at, flags)
             self._sync_links(conn, entity, record_id, prepared.values, stored)
@@ -430,12 +435,73 @@ class RecordService:
             if deleted.rowcount != 1:
                 raise Conflict(Message("record.changed_while_deleting", "{what} #{id} was changed while deleting; "
                                        "reload it first.", what=entity.label, id=record_id))
+            conn.execute(journal.INSERT, journal.row(entity, record_id, row.version + 1, "deleted", user, origin, {},
+                                                     now))
             change = Change("deleted", entity, record_id, stored, None, frozenset(), user, origin)
             self._notify(conn, change)
             system = {"id": record_id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
             event = self._event("deleted", entity, user, origin, stored, system, record_id)
             if event is not None:
                 self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
+
+    def restore(self, entity_name: str, record_id: int, user: Principal, *,
+                connection: sa.Connection | None = None, origin: Origin = API) -> Record:
+        """Bring a record back from the trash under the same id, with its links and timeline as they were.
+
+        Who may delete a record may restore it (within their scope). Refused while a unique value of it is held by
+        a live record (someone entered it again meanwhile): the error names the field and that record.
+        """
+        entity = self.entity(entity_name)
+        now = self.clock.now()
+        with self._transaction(connection) as conn:
+            require(self.metadata, user, entity, "delete")
+            row = self._row(conn, entity, record_id, include_deleted=True)
+            if not in_scope(conn, require(self.metadata, user, entity, "read"), user, row.owner):
+                raise NotFound(not_found(entity, record_id))
+            self._require_in_scope(conn, entity, row, user, "delete")
+            if row.deleted_at is None:
+                raise Conflict(Message("record.not_deleted", "{what} #{id} is not in the trash.",
+                                       what=entity.label, id=record_id), current_version=row.version)
+            stored = self._values(entity, row.data)
+            self._refuse_taken_values(conn, entity, stored, record_id, user)
+            restored = conn.execute(
+                sa.update(records).where(records.c.id == record_id, records.c.version == row.version,
+                                         records.c.deleted_at.is_not(None))
+                .values(deleted_at=None, version=row.version + 1, updated_at=now, updated_by=user.id))
+            if restored.rowcount != 1:
+                raise Conflict(Message("record.changed_while_restoring", "{what} #{id} was changed while restoring; "
+                                       "reload it first.", what=entity.label, id=record_id))
+            conn.execute(journal.INSERT, journal.row(entity, record_id, row.version + 1, "restored", user, origin, {},
+                                                     now))
+            change = Change("restored", entity, record_id, None, stored, frozenset(stored), user, origin)
+            self._notify(conn, change)
+            system = {"id": record_id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
+            event = self._event("restored", entity, user, origin, None, system, record_id)
+            if event is not None:
+                self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
+            result = _Written(record_id, row.version + 1, row.title, row.owner, row.created_at,
+                              self._stored_moment(now), row.created_by, user.id, None, row.flags)
+        return self._record(entity, result, user, stored)
+
+    def _refuse_taken_values(self, conn: sa.Connection, entity: EntityDef, stored: Mapping[str, Any], record_id: int,
+                             user: Principal) -> None:
+        """RecordValidationError when a unique value of the record is now another live record's."""
+        query = QueryBuilder(entity, self.dialect, self.ctx, entity.fields)
+        errors: dict[str, list[Any]] = {}
+        for name, field in entity.fields.items():
+            value = stored.get(name)
+            if not field.unique or is_empty(value):
+                continue
+            other = conn.execute(sa.select(records.c.id).where(
+                records.c.entity == entity.name, records.c.deleted_at.is_(None), records.c.id != record_id,
+                query.column(name, field) == query.bind(field, value)).limit(1)).scalar()
+            if other is not None:
+                errors[name] = [self._unique_message(conn, entity, other, user)]
+        if errors:
+            raise RecordValidationError(errors, Message.counted(
+                "record.restore_taken", "{what} #{id} cannot come back: {count} of its unique values is another "
+                "record's now.", "{what} #{id} cannot come back: {count} of its unique values are other records' now.",
+                what=entity.label, id=record_id, count=len(errors)))
 
     def validate(self, entity_name: str, values: Mapping[str, Any], user: Principal,
                  record_id: int | None = None) -> dict[str, list[str]]:
@@ -1013,7 +1079,7 @@ def _holds_files(entity: EntityDef) -> bool:
     return bool(entity.file_fields)
 
 
-def _not_found(entity: EntityDef, record_id: int) -> Message:
+def not_found(entity: EntityDef, record_id: int) -> Message:
     """A record that does not exist, or that the user may not read (which is the same to them)."""
     return Message("record.not_found", "There is no {what} with id {id}.", what=entity.label, id=record_id)
 

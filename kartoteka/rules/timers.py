@@ -60,7 +60,7 @@ def into_window(moment: datetime, window: WorkWindow) -> datetime:
 
 def schedule_timers(engine: RuleEngine, conn: sa.Connection, change: Change) -> None:
     """Store, move or drop the timers of the date rules of `change`'s record."""
-    rules = [r for r in engine.dated(change.entity) if change.kind in ("created", "deleted")
+    rules = [r for r in engine.dated(change.entity) if change.kind in ("created", "deleted", "restored")
              or r.trigger.field in change.changed]
     if not rules:
         return

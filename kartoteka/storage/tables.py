@@ -302,3 +302,50 @@ rule_date_syncs = sa.Table(
     sa.Column("synced_at", Timestamp),
     sa.Column("leased_until", Timestamp),
 )
+
+# The change journal (kartoteka/records/journal.py): one row per save of a record, each changed value old -> new as
+# stored ("owner" for the owner column), enough to rebuild any version. No foreign key to records: a purge removes a
+# record's rows itself.
+journal = sa.Table(
+    "journal", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("record_id", Id, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),  # created | updated | deleted | restored | merged | reverted
+    sa.Column("source", sa.String(20), nullable=False),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("token_id", Id, sa.ForeignKey("api_tokens.id", ondelete="SET NULL")),
+    sa.Column("rule_key", sa.String(127)),
+    sa.Column("batch", sa.String(64)),  # the import or merge the save belongs to
+    sa.Column("reverts", sa.Integer),  # the version a revert went back to
+    sa.Column("changes", Json, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_journal_entity_record_id_id", "entity", "record_id", "id"),
+    sa.Index("ix_journal_batch", "batch"),
+)
+
+# Imports of CSV and XLSX files (kartoteka/imports/): who imported what into which card, with which options, how it
+# went (counts and the first row errors), and whether it was undone. The saves of an import carry
+# `batch = "import:<id>"` in the journal, which is how it is undone.
+imports = sa.Table(
+    "imports", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("file_name", sa.String(255), nullable=False),
+    sa.Column("format", sa.String(8), nullable=False),  # csv | xlsx
+    sa.Column("options", Json, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # queued | running | done | failed | undone
+    sa.Column("rows", sa.Integer, nullable=False, server_default="0"),  # data rows read so far
+    sa.Column("created", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("updated", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skipped", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("invalid", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("errors", Json),  # the first row errors: [{row, column, field, code, message, params}]
+    sa.Column("detail", Json),  # why it failed, or what its undo left alone (a message as stored)
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("undone_at", Timestamp),
+    sa.Index("ix_imports_status", "status"),
+)
