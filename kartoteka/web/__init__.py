@@ -27,6 +27,7 @@ VENDOR_FILES = {
 def init_web(app: Flask, node_modules: Path) -> None:
     """Register the UI blueprints, the vendor route, template helpers and htmx support."""
     from kartoteka.web import (
+        history,  # noqa: F401  (registers the card's history page and the trash)
         lists,  # noqa: F401  (registers the list, kanban and saved-view routes)
         rules,  # noqa: F401  (registers the manual rule buttons and the run log page)
     )

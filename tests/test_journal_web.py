@@ -1,0 +1,73 @@
+"""The card's history page with its revert buttons, and the trash page with restore and purge (shipped config)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from kartoteka.records.model import SYSTEM
+from kartoteka.storage.tables import journal, records
+from tests.test_web import CSRF, sign_in, text_of
+
+COMPANY = {"name": "Northwind Trading Ltd", "country": "gb"}
+
+
+@pytest.fixture
+def people(make_user):
+    return {name: make_user(name, roles, department)[0] for name, roles, department in
+            (("rep", ["sales"], "sales"), ("fin", ["finance"], "finance"), ("boss", ["admin"], None))}
+
+
+@pytest.fixture
+def card(app, people):
+    service = app.extensions["kartoteka"].service
+    company = service.create("company", COMPANY, SYSTEM)
+    deal = service.create("deal", {"name": "Rollout", "company": company.id, "amount": "1000"}, people["rep"])
+    service.update("deal", deal.id, {"amount": "2500", "next_step": "Send the offer"}, people["rep"],
+                   expected_version=1)
+    service.update("deal", deal.id, {"margin": "37.5"}, people["fin"], expected_version=2)
+    return deal
+
+
+def test_the_history_page_shows_changes_the_reader_may_view_and_undoes_one(client, app, people, card):
+    sign_in(client, people["rep"])
+    card_page = text_of(client.get(f"/cards/deal/{card.id}"))
+    assert f"/cards/deal/{card.id}/history" in card_page
+    page = text_of(client.get(f"/cards/deal/{card.id}/history"))
+    assert "Version 3" in page and "Version 1" in page and "Send the offer" in page
+    assert "37.5" not in page and "Margin" not in page
+    assert "1 more field changed that you may not view." in page or "more fields changed" in page
+    done = client.post(f"/cards/deal/{card.id}/revert", data={"csrf_token": CSRF, "version": "3",
+                                                                "to_version": "1", "field": "amount"})
+    assert done.status_code == 302
+    service = app.extensions["kartoteka"].service
+    saved = service.get("deal", card.id, SYSTEM)
+    assert saved["amount"] == 1000 and saved["next_step"] == "Send the offer" and saved.version == 4
+    followed = text_of(client.get(done.headers["Location"]))
+    assert "Back to version 1: Amount." in followed and "brought back to version 1" in followed
+    stale = client.post(f"/cards/deal/{card.id}/revert", data={"csrf_token": CSRF, "version": "3", "to_version": "1"},
+                        follow_redirects=True)
+    assert "Nothing was changed" in text_of(stale)
+    assert service.get("deal", card.id, SYSTEM).version == 4
+
+
+def test_the_trash_page_restores_and_an_admin_purges(client, app, people, card):
+    service = app.extensions["kartoteka"].service
+    sign_in(client, people["rep"])
+    assert client.get("/cards/deal/trash").status_code == 403  # reps may not delete deals
+    sign_in(client, people["boss"])
+    assert 'href="/cards/deal/trash"' in text_of(client.get("/cards/deal/"))
+    client.post(f"/cards/deal/{card.id}/delete", data={"csrf_token": CSRF, "version": "3"})
+    trash = text_of(client.get("/cards/deal/trash"))
+    assert "Rollout" in trash and "boss" in trash
+    back = client.post(f"/cards/deal/{card.id}/restore", data={"csrf_token": CSRF})
+    assert back.status_code == 302 and back.headers["Location"].endswith(f"/cards/deal/{card.id}")
+    assert service.get("deal", card.id, SYSTEM)["name"] == "Rollout"
+    assert "The trash is empty." in text_of(client.get("/cards/deal/trash"))
+
+    service.delete("deal", card.id, people["boss"])
+    gone = client.post(f"/cards/deal/{card.id}/purge", data={"csrf_token": CSRF}, follow_redirects=True)
+    assert "Removed for good." in text_of(gone)
+    with app.extensions["kartoteka"].engine.connect() as conn:
+        assert conn.execute(sa.select(records.c.id).where(records.c.id == card.id)).first() is None
+        assert conn.execute(sa.select(journal.c.id).where(journal.c.record_id == card.id)).first() is None
