@@ -585,6 +585,88 @@ def rules_enable_command(entity: str, key: str) -> None:
         click.echo(f"{entity}.{key} enabled." if changed else f"{entity}.{key} was not disabled.")
 
 
+@main.command("history")
+@click.argument("entity")
+@click.argument("record_id", type=int)
+@click.option("--as", "as_user", metavar="USERNAME", help="Show only what this user may view (default: everything).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True)
+def history_command(entity: str, record_id: int, as_user: str | None, limit: int) -> None:
+    """Print the change journal of record RECORD_ID of ENTITY, newest first: who changed what, old -> new."""
+    import json
+
+    from kartoteka.records.model import SYSTEM
+    from kartoteka.records.versions import history
+
+    with _platform() as (_app, state):
+        viewer = _principal_named(state, as_user) if as_user else SYSTEM
+        try:
+            page = history(state.service, entity, record_id, viewer, limit=limit)
+        except KartotekaError as exc:
+            _fail(exc.detail)
+        click.echo(f"{page.entity} #{page.record_id}: version {page.version}" + (" (in the trash)" if page.deleted
+                                                                                 else ""))
+        for entry in page.entries:
+            who = f"rule {entry.rule_key}" if entry.rule_key else entry.user or "system"
+            token = f", token #{entry.token_id}" if entry.token_id else ""
+            reverts = f" to version {entry.reverts}" if entry.reverts else ""
+            batch = f" [{entry.batch}]" if entry.batch else ""
+            click.echo(f"v{entry.version} {entry.created_at:%Y-%m-%d %H:%M:%S} UTC {entry.action}{reverts} by {who} "
+                       f"({entry.source}{token}){batch}")
+            for name, (old, new) in entry.changes.items():
+                click.echo(f"    {name}: {json.dumps(old, ensure_ascii=False, default=str)} -> "
+                           f"{json.dumps(new, ensure_ascii=False, default=str)}")
+            if entry.hidden:
+                click.echo(f"    ({_plural(entry.hidden, 'more field')} changed, not viewable by {as_user})")
+        if page.next_before is not None:
+            click.echo(f"(older entries left out: raise --limit above {limit})")
+
+
+def _principal_named(state: PlatformState, username: str) -> Any:
+    from kartoteka.users import get_user
+
+    try:
+        return get_user(state.engine, username=username)
+    except KartotekaError as exc:
+        _fail(exc.detail)
+
+
+@main.command("purge")
+@click.option("--older-than", "older_than", default="90d", show_default=True, metavar="AGE",
+              help="Remove records in the trash for longer than this: a number and d (days) or h (hours).")
+@click.option("--entity", metavar="ENTITY", help="Only this card's trash.")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def purge_command(older_than: str, entity: str | None, dry_run: bool) -> None:
+    """Remove for good the records that have been in the trash longer than AGE (run it daily from cron).
+
+    Their links, tasks, timeline and journal go with them; the consent archive stays (it is kept by law)."""
+    import re
+    from datetime import timedelta
+
+    import sqlalchemy as sa
+
+    from kartoteka.records.trash import purge
+    from kartoteka.storage.tables import records
+
+    match = re.fullmatch(r"(\d{1,5})([dh])", older_than.strip())
+    if match is None:
+        _fail(f"--older-than must be a number of days or hours, like 90d or 12h, not {older_than!r}.")
+    age = timedelta(days=int(match.group(1))) if match.group(2) == "d" else timedelta(hours=int(match.group(1)))
+    with _platform() as (_app, state):
+        if entity is not None and entity not in state.metadata.entities:
+            _fail(f"There is no card called {entity!r}; cards: {', '.join(sorted(state.metadata.entities))}.")
+        now = _now()
+        if dry_run:
+            where = [records.c.deleted_at.is_not(None), records.c.deleted_at <= now - age]
+            if entity is not None:
+                where.append(records.c.entity == entity)
+            with state.engine.connect() as conn:
+                count = conn.execute(sa.select(sa.func.count()).select_from(records).where(*where)).scalar() or 0
+            click.echo(f"Would remove {_plural(count, 'record')} deleted before {now - age:%Y-%m-%d %H:%M} UTC.")
+            return
+        count = purge(state.service, now, age, entity=entity)
+        click.echo(f"Removed {_plural(count, 'record')} deleted before {now - age:%Y-%m-%d %H:%M} UTC.")
+
+
 def _utc(moment: datetime) -> datetime:
     """A stored time in UTC (SQLite hands times back without their zone)."""
     return moment.astimezone(UTC) if moment.tzinfo else moment

@@ -169,3 +169,28 @@ def test_restore_brings_the_record_back_under_its_id_unless_its_unique_value_is_
     assert service.get("contact", contact.id, SYSTEM)["company"] == first.id
     with pytest.raises(PermissionDenied):
         service.restore("company", first.id, people["rep"])
+
+
+def test_the_history_and_purge_commands(runner, service, engine, people, deal):
+    card = deal(people["rep"], name="Cli deal", amount="10")
+    service.update("deal", card.id, {"margin": "37.5", "next_step": "Call"}, people["fin"], expected_version=None)
+    everything = runner.invoke("history", "deal", str(card.id))
+    assert everything.exit_code == 0, everything.output
+    assert "v2 " in everything.output and "margin: null -> 37.5" in everything.output
+    assert "v1 " in everything.output and "created by rep (api)" in everything.output
+    as_rep = runner.invoke("history", "deal", str(card.id), "--as", "rep")
+    assert "margin" not in as_rep.output and "37.5" not in as_rep.output
+    assert 'next_step: null -> "Call"' in as_rep.output and "more field" in as_rep.output
+    assert runner.invoke("history", "deal", "999999").exit_code == 1
+    assert runner.invoke("history", "deal", str(card.id), "--as", "nobody").exit_code == 1
+
+    service.delete("deal", card.id, people["boss"])
+    bad = runner.invoke("purge", "--older-than", "ninety")
+    assert bad.exit_code == 1 and "like 90d or 12h" in bad.output
+    # The command reads the real clock; the test's deletion happened at the fixed clock's moment, months ago.
+    assert "Would remove 0 records" in runner.invoke("purge", "--older-than", "99999d", "--dry-run").output
+    assert "Would remove 1 record " in runner.invoke("purge", "--older-than", "1d", "--dry-run").output
+    removed = runner.invoke("purge", "--older-than", "1d", "--entity", "deal")
+    assert removed.exit_code == 0 and "Removed 1 record " in removed.output, removed.output
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(records.c.id).where(records.c.id == card.id)).first() is None
