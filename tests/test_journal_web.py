@@ -71,3 +71,17 @@ def test_the_trash_page_restores_and_an_admin_purges(client, app, people, card):
     with app.extensions["kartoteka"].engine.connect() as conn:
         assert conn.execute(sa.select(records.c.id).where(records.c.id == card.id)).first() is None
         assert conn.execute(sa.select(journal.c.id).where(journal.c.record_id == card.id)).first() is None
+
+
+def test_a_reference_to_a_card_in_the_trash_shows_it_as_deleted(client, app, people):
+    service = app.extensions["kartoteka"].service
+    company = service.create("company", COMPANY | {"name": "Gone Ltd"}, SYSTEM)
+    contact = service.create("contact", {"first_name": "Ann", "last_name": "Lee", "company": company.id,
+                                         "phones": ["+44 20 7946 0958"]}, SYSTEM, owner=people["boss"].id)
+    service.delete("company", company.id, SYSTEM)
+    sign_in(client, people["boss"])
+    page = client.get(f"/cards/contact/{contact.id}").get_data(as_text=True)
+    assert '<span class="deleted-reference">Gone Ltd (deleted)</span>' in page
+    assert f'href="/cards/company/{company.id}"' not in page
+    service.restore("company", company.id, SYSTEM)
+    assert f'href="/cards/company/{company.id}"' in client.get(f"/cards/contact/{contact.id}").get_data(as_text=True)

@@ -15,7 +15,7 @@ from kartoteka.metadata.model import EntityDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
 from kartoteka.records.query import check_search_text, like_pattern
-from kartoteka.records.scopes import ReadableShape, bound_readable_where, readable_shape, readable_where
+from kartoteka.records.scopes import ReadableShape, bound_readable_where, readable_shape, readable_where, trash_where
 from kartoteka.records.service import RecordService
 from kartoteka.storage.database import casefold
 from kartoteka.storage.reading import reader
@@ -62,6 +62,19 @@ def record_titles(service: RecordService, entity_name: str, ids: Iterable[int], 
         return {}
     with reader(service.engine).connect() as conn:
         rows = conn.execute(_titles_by_ids(shape.entity, shape.kind), {"ids": wanted, **shape.params})
+        return {row.id: row.title for row in rows}
+
+
+def trashed_titles(service: RecordService, entity_name: str, ids: Iterable[int], user: Principal) -> dict[int, str]:
+    """id -> title of the records among `ids` that are in the trash and that the user could read if they were not:
+    a reference to one shows it as deleted, not as a broken link."""
+    wanted = sorted({i for i in ids if isinstance(i, int) and not isinstance(i, bool)})
+    entity = service.metadata.entities.get(entity_name)
+    where = None if entity is None or not wanted else trash_where(service.metadata, user, entity, "read")
+    if where is None:
+        return {}
+    with reader(service.engine).connect() as conn:
+        rows = conn.execute(sa.select(records.c.id, records.c.title).where(records.c.id.in_(wanted), *where))
         return {row.id: row.title for row in rows}
 
 

@@ -68,10 +68,11 @@ def readable_where(metadata: Metadata, user: Principal, entity: EntityDef) -> li
     return _readable_clauses(entity.name, shape.kind, user.id, user.department)
 
 
-def trash_where(metadata: Metadata, user: Principal, entity: EntityDef) -> list[sa.ColumnElement[bool]] | None:
-    """WHERE clauses for the records of `entity` in the trash that the user may see there: those within their scope
-    to delete (the trash is for who may delete); None when they may delete none."""
-    scope = scope_of(metadata, user, entity, "delete")
+def trash_where(metadata: Metadata, user: Principal, entity: EntityDef, action: str = "delete"
+                ) -> list[sa.ColumnElement[bool]] | None:
+    """WHERE clauses for the records of `entity` in the trash within the user's scope for `action`: delete for the
+    trash itself (it is for who may delete), read for telling a reference's target is deleted; None for no scope."""
+    scope = scope_of(metadata, user, entity, action)
     if scope == "none" or (scope != "all" and user.id is None):
         return None
     kind = "department" if scope == "department" and user.department else "all" if scope == "all" else "own"

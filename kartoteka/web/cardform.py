@@ -65,6 +65,7 @@ class CardForm:
     version: int | None = None  # the version a save of this form claims to change (default: the state's)
     url_root: str = ""  # the application's root path (request.script_root), which links in a row begin with
     record_url: str = ""  # the edited record's card page
+    trashed: frozenset[int] = frozenset()  # referenced records in the trash: shown as deleted, not linked
 
     # --- layout -------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.files import accepted_type, too_large
 from kartoteka.records.hooks import UI
-from kartoteka.records.lookup import record_titles
+from kartoteka.records.lookup import record_titles, trashed_titles
 from kartoteka.records.model import FormState, Record, ids_in
 from kartoteka.records.scopes import readable_entities, require, scope_of
 from kartoteka.users import list_users, user_names
@@ -103,10 +103,17 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
             ids.setdefault(f.to or "", set()).update(ids_in(value))
     titles: dict[int, str] = {}
     labels: dict[int, str] = {}
+    trashed: set[int] = set()
     for target, wanted in ids.items():
         found, texts = named_records(target, wanted)
         titles.update(found)
         labels.update(texts)
+        if missing := wanted - found.keys():  # deleted since, or outside the user's scope
+            gone = trashed_titles(platform.service, target, missing, user)
+            deleted = t("deleted")
+            titles.update((i, f"{title} ({deleted})") for i, title in gone.items())
+            labels.update((i, f"{title} ({deleted})") for i, title in gone.items())
+            trashed.update(gone)
     user_fields = [f for f in entity.fields.values() if f.type.refers == "user" and f.name in viewable]
     users = list_users(platform.state.engine, limit=500) if user_fields else []
     # The users the card names now stay choosable even when no longer listed (deactivated, or past the first
@@ -118,7 +125,7 @@ def build_form(entity: EntityDef, state: FormState, record: Record | None = None
     record_url = url_for("cards.view_record", entity_name=entity.name, record_id=record.id) if record else ""
     return CardForm(entity, user, state, viewable, editable_fields(entity, user), record, submitted, titles,
                     labels, users, form_errors or {}, touched, live_url=live_url, language=g.language,
-                    url_root=request.script_root, record_url=record_url)
+                    url_root=request.script_root, record_url=record_url, trashed=frozenset(trashed))
 
 
 def _inferable(entity: EntityDef) -> set[str]:
