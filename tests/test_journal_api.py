@@ -85,3 +85,29 @@ def test_the_trash_and_restore(client, people, card):
     assert again.status_code == 409 and again.get_json()["code"] == "record.not_deleted"
     history = client.get(f"/api/v1/records/deal/{card.id}/history", headers=people["rep"][1]).get_json()
     assert [e["action"] for e in history["entries"]] == ["restored", "deleted", "created"]
+
+
+def test_merge_and_its_undo_through_the_api(client, app, people):
+    service = app.extensions["kartoteka"].service
+    company = service.create("company", COMPANY, SYSTEM)
+    first = service.create("contact", {"first_name": "Ann", "last_name": "Lee", "company": company.id,
+                                       "phones": ["+44 20 7946 0958"]}, SYSTEM)
+    second = service.create("contact", {"first_name": "Anne", "last_name": "Lee", "company": company.id,
+                                        "phones": ["+44 20 7946 0959"]}, SYSTEM)
+    boss = people["boss"][1]
+    assert client.post("/api/v1/records/contact/merge", json=[1], headers=boss).status_code == 400
+    refused = client.post("/api/v1/records/contact/merge", json={"survivor": first.id, "others": [second.id],
+                                                                  "values": {"emails": ["nope"]}}, headers=boss)
+    assert refused.status_code == 422 and "emails" in refused.get_json()["errors"]
+    done = client.post("/api/v1/records/contact/merge", json={
+        "survivor": first.id, "others": [second.id], "values": {"phones": ["+44 20 7946 0958", "+44 20 7946 0959"]}},
+        headers=boss)
+    assert done.status_code == 200, done.get_json()
+    body = done.get_json()
+    assert body["merged"] == [second.id] and body["survivor"]["phones"] == ["+442079460958", "+442079460959"]
+    assert client.get(f"/api/v1/records/contact/{second.id}", headers=boss).status_code == 404
+    assert client.post(body["undo"], headers=people["rep"][1]).status_code == 403
+    undone = client.post(body["undo"], headers=boss)
+    assert undone.status_code == 200 and undone.get_json()["restored"] == [second.id]
+    assert client.get(f"/api/v1/records/contact/{second.id}", headers=boss).status_code == 200
+    assert client.post(body["undo"], headers=boss).status_code == 409

@@ -14,6 +14,7 @@ from kartoteka.extensions import platform
 from kartoteka.messages import Message
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.journal import JournalEntry
+from kartoteka.records.merging import merge, undo_merge
 from kartoteka.records.trash import trash_page
 from kartoteka.records.versions import history, revert
 
@@ -102,3 +103,30 @@ def restore_record(entity_name: str, record_id: int) -> Response:
     response = jsonify(dump_record(record_schema(entity, viewable_fields(entity, user)), record))
     response.headers["ETag"] = f'"{record.version}"'
     return response
+
+
+@api.post("/records/<entity_name>/merge")
+def merge_records(entity_name: str) -> Any:
+    """Merge `others` into `survivor`, which takes `values`; references, tasks and the timeline move to it."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest(Message("merge.body", "Send a JSON object with 'survivor' (the id that stays), 'others' "
+                                 "(the ids merged into it) and optionally 'values' (the survivor's new values)."))
+    values = body.get("values") or {}
+    if not isinstance(values, dict):
+        raise BadRequest(Message("merge.values_not_object", "'values' must be an object of field values."))
+    user = current_user()
+    done = merge(platform.service, entity_name, body.get("survivor"), body.get("others"), values, user)
+    entity = platform.service.entity(entity_name)
+    return jsonify({"merge": done.merge_id, "merged": list(done.merged),
+                    "repointed": [{"entity": e, "id": i} for e, i in done.repointed], "moved": dict(done.moved),
+                    "survivor": dump_record(record_schema(entity, viewable_fields(entity, user)), done.survivor),
+                    "undo": url_for("api.undo_merge_route", merge_id=done.merge_id)})
+
+
+@api.post("/merges/<int:merge_id>/undo")
+def undo_merge_route(merge_id: int) -> Any:
+    """Undo a merge: the merged records come back with their references, tasks and timeline."""
+    done = undo_merge(platform.service, merge_id, current_user())
+    return jsonify({"merge": done.merge_id, "restored": list(done.restored),
+                    "kept": [{"entity": e, "id": i, "field": f} for e, i, f in done.kept]})

@@ -349,3 +349,19 @@ imports = sa.Table(
     sa.Column("undone_at", Timestamp),
     sa.Index("ix_imports_status", "status"),
 )
+
+# Merges of duplicates (kartoteka/records/merging.py): which records went into the survivor, and the timeline entries,
+# tasks and notifications moved to it, so that the merge can be undone; its saves carry batch "merge:<id>".
+merges = sa.Table(
+    "merges", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("survivor_id", Id, nullable=False),
+    sa.Column("others", Json, nullable=False),
+    sa.Column("moved", Json, nullable=False),
+    sa.Column("user_id", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("undone_at", Timestamp),
+    sa.Column("undone_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
+    sa.Index("ix_merges_entity_survivor_id", "entity", "survivor_id"),
+)
