@@ -672,5 +672,11 @@ def _utc(moment: datetime) -> datetime:
     return moment.astimezone(UTC) if moment.tzinfo else moment
 
 
+from kartoteka.imports.commands import export_command, import_command, undo_import_command  # noqa: E402
+
+main.add_command(import_command)
+main.add_command(export_command)
+main.add_command(undo_import_command)
+
 if __name__ == "__main__":
     main()

@@ -143,13 +143,16 @@ def default_jobs(settings: Settings, stopping: Callable[[], bool] = lambda: Fals
 
 
 def worker_jobs(state: PlatformState, stopping: Callable[[], bool] = lambda: False) -> list[Job]:
-    """The jobs `kartoteka worker` runs for an app's platform state: the outbox, then the rules engine's timers of
-    new or changed date rules (timer_sync.py), due date timers and scheduled rules (timers.py)."""
+    """The jobs `kartoteka worker` runs for an app's platform state: the outbox, queued imports (kartoteka/imports/),
+    then the rules engine's timers of new or changed date rules (timer_sync.py), due date timers and scheduled rules
+    (timers.py)."""
+    from kartoteka.imports.service import ImportJob
     from kartoteka.rules.engine import RuleEngine
     from kartoteka.rules.timer_sync import sync_date_timers
     from kartoteka.rules.timers import fire_due_timers, run_schedules
 
     jobs = default_jobs(state.settings, stopping)
+    jobs.append(ImportJob(state.service, state.settings.instance_dir))  # imports too large to run in a request
     rules = state.service.hooks
     if isinstance(rules, RuleEngine):
         jobs.append(lambda _engine, now: sync_date_timers(rules, now))
