@@ -85,3 +85,33 @@ def test_a_reference_to_a_card_in_the_trash_shows_it_as_deleted(client, app, peo
     assert f'href="/cards/company/{company.id}"' not in page
     service.restore("company", company.id, SYSTEM)
     assert f'href="/cards/company/{company.id}"' in client.get(f"/cards/contact/{contact.id}").get_data(as_text=True)
+
+
+def test_the_merge_screen_merges_field_by_field_and_the_survivor_page_undoes_it(client, app, people):
+    service = app.extensions["kartoteka"].service
+    company = service.create("company", COMPANY, SYSTEM)
+    first = service.create("contact", {"first_name": "Ann", "last_name": "Lee", "company": company.id,
+                                       "phones": ["+44 20 7946 0958"], "position": "CFO"}, SYSTEM)
+    second = service.create("contact", {"first_name": "Anne", "last_name": "Lee", "company": company.id,
+                                        "phones": ["+44 20 7946 0959"], "city": "Leeds"}, SYSTEM)
+    sign_in(client, people["rep"])
+    assert client.get(f"/cards/contact/merge?ids={first.id},{second.id}").status_code == 403
+    sign_in(client, people["boss"])
+    screen = text_of(client.get(f"/cards/contact/merge?ids={first.id},{second.id}"))
+    assert "Keep this card" in screen and "Leeds" in screen and "every value" in screen
+    assert client.get(f"/cards/contact/merge?ids={first.id}").status_code == 400
+    done = client.post("/cards/contact/merge", data={
+        "csrf_token": CSRF, "ids": f"{first.id},{second.id}", "survivor": str(first.id),
+        "pick-first_name": str(second.id), "pick-phones": "all", "pick-city": str(second.id)})
+    assert done.status_code == 302 and f"/cards/contact/{first.id}?merged=" in done.headers["Location"]
+    kept = service.get("contact", first.id, SYSTEM)
+    assert (kept["first_name"], kept["city"], kept["position"]) == ("Anne", "Leeds", "CFO")
+    assert kept["phones"] == ["+442079460958", "+442079460959"]
+    page = text_of(client.get(done.headers["Location"]))
+    assert "Merged 2 cards into this one." in page and "Undo the merge" in page
+    merge_id = done.headers["Location"].rsplit("=", 1)[1]
+    undone = client.post(f"/cards/merges/{merge_id}/undo", data={"csrf_token": CSRF,
+                                                                   "next": f"/cards/contact/{first.id}"})
+    assert undone.status_code == 302 and undone.headers["Location"].endswith(f"/cards/contact/{first.id}")
+    assert service.get("contact", second.id, SYSTEM)["city"] == "Leeds"
+    assert service.get("contact", first.id, SYSTEM)["first_name"] == "Ann"

@@ -29,6 +29,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     from kartoteka.web import (
         history,  # noqa: F401  (registers the card's history page and the trash)
         lists,  # noqa: F401  (registers the list, kanban and saved-view routes)
+        merging,  # noqa: F401  (registers the merge screen and its undo)
         rules,  # noqa: F401  (registers the manual rule buttons and the run log page)
     )
     from kartoteka.web.admin_outbox import admin_outbox
