@@ -355,3 +355,22 @@ def test_check_config_checks_every_language_of_a_rule_text(tmp_path):
                        "actions": [{"notify": {"owner": True, "message": {"en": "{{ name }}", "ru": "{{ nmae }}"}}}]}]}
     _, problems = check_config(write_config(tmp_path, {"deal": deal}), ParseContext())
     assert any("rules[0].actions[0].notify.message.ru: unknown field 'nmae'" in str(p) for p in problems), problems
+
+
+def test_check_config_wants_a_consent_field_for_an_emails_consent(tmp_path):
+    from kartoteka.metadata.loader import check_config
+    from tests.conftest import write_config
+
+    fields = {"name": {"type": "text"}, "email": {"type": "email"}, "agreed": {"type": "boolean"},
+              "pd_consent": {"type": "consent", "policy_version": "1"}}
+    mail = {"to": "{{ email }}", "subject": "Hi", "body": "Hello"}
+    for consent, expected in (("agreed", "'agreed' is a boolean field; 'consent' names a consent field"),
+                              ("pd_consnet", "unknown field 'pd_consnet'"), ("pd_consent", None)):
+        deal = {"entity": "deal", "label": "Deal", "title": "{name}", "fields": fields,
+                "rules": [{"name": "Mail", "trigger": {"on": ["created"]},
+                           "actions": [{"email": {**mail, "consent": consent}}]}]}
+        _, problems = check_config(write_config(tmp_path / consent, {"deal": deal}), ParseContext())
+        if expected is None:
+            assert problems == []
+        else:
+            assert any(f"rules[0].actions[0].email.consent: {expected}" in str(p) for p in problems), problems

@@ -140,15 +140,22 @@ def test_leads_untouched_for_ninety_days_fall_asleep_at_night(platform_state, pe
     assert service.get("lead", fresh.id, SYSTEM)["segment"] is None
 
 
-def test_birthday_greetings_go_to_contacts_who_agreed_to_newsletters(platform_state, people, fixed_clock):
+def test_birthday_greetings_go_to_contacts_who_agreed_to_newsletters_and_consented(platform_state, people,
+                                                                                     fixed_clock):
     service = platform_state.service
     today = fixed_clock.now().date()
     tomorrow = today + timedelta(days=1)
     born = date(1990, tomorrow.month, tomorrow.day)
     agreed = service.create("contact", {"first_name": "Olga", "last_name": "K", "birthday": born.isoformat(),
-                                        "emails": ["olga@example.com"], "marketing_opt_in": True}, people["root"][0])
+                                        "emails": ["olga@example.com"], "marketing_opt_in": True,
+                                        "pd_consent": True}, people["root"][0])
     service.create("contact", {"first_name": "Petr", "last_name": "N", "birthday": born.isoformat(),
-                               "emails": ["petr@example.com"], "marketing_opt_in": False}, people["root"][0])
+                               "emails": ["petr@example.com"], "marketing_opt_in": False, "pd_consent": True},
+                   people["root"][0])
+    withdrawn = service.create("contact", {"first_name": "Ivan", "last_name": "M", "birthday": born.isoformat(),
+                                           "emails": ["ivan@example.com"], "marketing_opt_in": True,
+                                           "pd_consent": True}, people["root"][0])
+    service.update("contact", withdrawn.id, {"pd_consent": False}, people["root"][0], expected_version=None)
     rules = platform_state.service.hooks
     run_schedules(rules, fixed_clock.now())
     fixed_clock.advance(days=1)  # 09:30 tomorrow: the 09:00 run is due, and today is the birthday
@@ -158,3 +165,6 @@ def test_birthday_greetings_go_to_contacts_who_agreed_to_newsletters(platform_st
     assert "Olga" in mails[0].payload["subject"]
     assert _rows(platform_state.engine, rule_runs, rule_runs.c.record_id == agreed.id,
                  rule_runs.c.rule_key == "birthday_greeting")[0].source == "schedule"
+    skipped = _rows(platform_state.engine, rule_runs, rule_runs.c.record_id == withdrawn.id,
+                    rule_runs.c.rule_key == "birthday_greeting")[0]
+    assert skipped.actions == [{"action": "email", "skipped": "no consent", "field": "pd_consent"}]

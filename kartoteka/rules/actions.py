@@ -374,6 +374,11 @@ def run_notify(context: ActionContext, action: RuleAction) -> dict[str, Any]:
 
 def run_email(context: ActionContext, action: RuleAction) -> dict[str, Any]:
     conn = _after(context, "email")
+    consent = action.params.get("consent")
+    if consent is not None:
+        given = context.values.get(consent)
+        if not (isinstance(given, Mapping) and given.get("given") is True):
+            return {"action": "email", "skipped": "no consent", "field": consent}
     # The address from every field (the rule sends it whoever saved); the text only with what the saver may view
     # (else a rep who may set an address field could mail herself a margin she may not view).
     address = context.texts(action, None)
