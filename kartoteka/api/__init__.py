@@ -189,3 +189,4 @@ from kartoteka.api import activity  # noqa: E402, F401  (registers the timeline,
 from kartoteka.api import rules  # noqa: E402, F401  (registers the manual rule, run log and schedule routes)
 from kartoteka.api import outbox  # noqa: E402, F401  (registers the outbox routes for administrators)
 from kartoteka.api import history  # noqa: E402, F401  (registers the journal, revert, trash and restore routes)
+from kartoteka.api import imports  # noqa: E402, F401  (registers the import, undo and export routes)

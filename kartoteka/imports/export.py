@@ -14,6 +14,7 @@ import codecs
 import csv
 import dataclasses
 import io
+import itertools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -177,13 +178,15 @@ def csv_chunks(service: RecordService, entity_name: str, user: Principal, query:
     columns = export_columns(entity, user, language)
     writer_rows = _Writer(service, entity, user, columns, language, typed=False).rows(
         export_records(service, entity.name, user, query))
+    # The first page is read before anything is sent: a filter the list refuses is an error, not a cut file.
+    first = next(writer_rows, None)
     buffer = io.StringIO()
     out = csv.writer(buffer, lineterminator="\r\n")
     out.writerow([safe_text(c.header) for c in columns])
     yield codecs.BOM_UTF8 + buffer.getvalue().encode("utf-8")
     buffer.seek(0)
     buffer.truncate()
-    for row in writer_rows:
+    for row in itertools.chain([first] if first is not None else [], writer_rows):
         out.writerow([safe_text("" if v is None else v) for v in row])
         if buffer.tell() > 64 * 1024:
             yield buffer.getvalue().encode("utf-8")

@@ -64,7 +64,7 @@ def options_from_form(form: Any) -> ImportOptions:
         if not isinstance(loaded, dict) or not all(isinstance(k, str) and isinstance(v, str | None)
                                                    for k, v in loaded.items()):
             raise BadRequest(Message("import.mapping_invalid", "'mapping' must be a JSON object of column names to "
-                                     "field names, e.g. {\"Телефон\": \"phones\"}."))
+                                     "field names, e.g. {example}.", example='{"Телефон": "phones"}'))
         mapping.update({k: v or "" for k, v in loaded.items()})
     for key in form:
         if key.startswith("map.") and len(key) > 4:
