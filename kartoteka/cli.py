@@ -644,6 +644,7 @@ def purge_command(older_than: str, entity: str | None, dry_run: bool) -> None:
 
     import sqlalchemy as sa
 
+    from kartoteka.records.consent import purge_expired
     from kartoteka.records.trash import purge
     from kartoteka.storage.tables import records
 
@@ -665,6 +666,40 @@ def purge_command(older_than: str, entity: str | None, dry_run: bool) -> None:
             return
         count = purge(state.service, now, age, entity=entity)
         click.echo(f"Removed {_plural(count, 'record')} deleted before {now - age:%Y-%m-%d %H:%M} UTC.")
+        expired = purge_expired(state.engine, now, state.settings.consent_years)
+        if expired:
+            click.echo(f"Removed {_plural(expired, 'consent decision')} of removed cards older than "
+                       f"{state.settings.consent_years} years.")
+
+
+@main.group("consent")
+def consent_group() -> None:
+    """The consent archive: every consent to personal-data processing given or withdrawn."""
+
+
+@consent_group.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True, allow_dash=True))
+@click.option("--entity", metavar="ENTITY", help="Only this card's consents.")
+@click.option("--since", metavar="DATE", help="Only decisions recorded on or after this day (YYYY-MM-DD).")
+def consent_export_command(file: str, entity: str | None, since: str | None) -> None:
+    """Write the consent archive to FILE as CSV (UTF-8), oldest first, for an inspector ('-' for the output)."""
+    from kartoteka.records.consent import write_csv
+
+    start = None
+    if since is not None:
+        try:
+            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+        except ValueError:
+            _fail(f"--since must be a day like 2026-01-31, not {since!r}.")
+    with _platform() as (_app, state):
+        if entity is not None and entity not in state.metadata.entities:
+            _fail(f"There is no card called {entity!r}; cards: {', '.join(sorted(state.metadata.entities))}.")
+        if file == "-":
+            write_csv(state.engine, sys.stdout, entity=entity, since=start)
+            return
+        with open(file, "w", encoding="utf-8", newline="") as out:  # the csv module writes its own line ends
+            count = write_csv(state.engine, out, entity=entity, since=start)
+        click.echo(f"Wrote {_plural(count, 'decision')} to {file}.")
 
 
 def _utc(moment: datetime) -> datetime:
@@ -677,6 +712,10 @@ from kartoteka.imports.commands import export_command, import_command, undo_impo
 main.add_command(import_command)
 main.add_command(export_command)
 main.add_command(undo_import_command)
+
+from kartoteka.records.duplicates_cli import duplicates_command  # noqa: E402
+
+main.add_command(duplicates_command)
 
 if __name__ == "__main__":
     main()

@@ -93,10 +93,15 @@ class Settings:
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     # The instance's time zone (an IANA name): the moments pages show (timelines, tasks, run logs) are written in it.
     timezone: str = "UTC"
+    # How long the consent archive keeps a decision of a card removed for good: at least six years, by law.
+    consent_years: int = 6
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         time_zone(self.timezone)  # an unknown zone stops the app at start, with the reason
+        if self.consent_years < 6:
+            raise ValueError(f"KARTOTEKA_CONSENT_YEARS must be 6 or more (consents are kept at least six years), not "
+                             f"{self.consent_years}.")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -106,8 +111,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read KARTOTEKA_DATABASE_URL, _CONFIG_DIR, _INSTANCE_DIR, _SECRET_KEY, _PHONE_REGION, _TRUSTED_PROXIES,
-        _UPLOAD_*, _LIST_COUNT_CAP, _RULE_DEPTH, _TIMEZONE and the outbox's (OutboxSettings), now (by `create_app` or a
-        command, never at import).
+        _UPLOAD_*, _LIST_COUNT_CAP, _RULE_DEPTH, _TIMEZONE, _CONSENT_YEARS and the outbox's (OutboxSettings), now (by
+        `create_app` or a command, never at import).
 
         Relative paths and the defaults (`instance/`, `config/`) are taken from the current directory of this
         call, and resolved to absolute paths, so a server's workers agree with the process that started them.
@@ -127,6 +132,7 @@ class Settings:
             rule_depth=_count(env.get("KARTOTEKA_RULE_DEPTH", "3"), "KARTOTEKA_RULE_DEPTH"),
             outbox=OutboxSettings.from_env(env),
             timezone=env.get("KARTOTEKA_TIMEZONE", "").strip() or "UTC",
+            consent_years=_count(env.get("KARTOTEKA_CONSENT_YEARS", "6"), "KARTOTEKA_CONSENT_YEARS"),
         )
         return replace(settings, **overrides)
 

@@ -21,6 +21,8 @@ from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
 from kartoteka.metadata.types.scalar import DecimalType
 from kartoteka.records import journal
 from kartoteka.records.access import every_field, viewable_fields
+from kartoteka.records.consent import INSERT as CONSENT_INSERT
+from kartoteka.records.consent import archive_rows, consent_fields
 from kartoteka.records.files import accepted_type, readable_files, sync_file_links, too_large
 from kartoteka.records.hooks import API, UI, Origin, SaveEvent, SaveHooks
 from kartoteka.records.model import (
@@ -319,6 +321,9 @@ class RecordService:
                 conn.execute(sa.update(records).where(records.c.id == record_id).values(title=title))
             conn.execute(journal.INSERT, journal.row(entity, record_id, 1, "created", user, origin,
                                                      journal.changes(None, data, None, new_owner), now))
+            if consent_fields(entity) and (decisions := archive_rows(entity, record_id, title, None, data, user,
+                                                                     origin, now)):
+                conn.execute(CONSENT_INSERT, decisions)
             stored_now = self._stored_moment(now)
             row = _Written(record_id, 1, title, new_owner, stored_now, stored_now, user.id, user.id, None, flags)
             self._sync_links(conn, entity, row.id, prepared.values, None)
@@ -398,6 +403,9 @@ class RecordService:
                 conn.execute(_refill_statement(entity, odd), {"record_id": record_id})
             conn.execute(journal.INSERT, journal.row(entity, record_id, version + 1, "updated", user, origin,
                                                      journal.changes(data, new_data, row_owner, new_owner), now))
+            if consent_fields(entity) and (decisions := archive_rows(entity, record_id, title, data, new_data, user,
+                                                                     origin, now)):
+                conn.execute(CONSENT_INSERT, decisions)
             result = _Written(record_id, version + 1, title, new_owner, created_at, self._stored_moment(now),
                               created_by, user.id, deleted_at, flags)
             self._sync_links(conn, entity, record_id, prepared.values, stored)

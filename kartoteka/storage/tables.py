@@ -365,3 +365,25 @@ merges = sa.Table(
     sa.Column("undone_by", Id, sa.ForeignKey("users.id", ondelete="SET NULL")),
     sa.Index("ix_merges_entity_survivor_id", "entity", "survivor_id"),
 )
+
+# The consent archive (kartoteka/records/consent.py): append-only, kept at least six years, outliving purged cards;
+# the database refuses updates and early deletes (triggers of migration 0014).
+consents = sa.Table(
+    "consents", metadata,
+    sa.Column("id", Id, primary_key=True, autoincrement=True),
+    sa.Column("entity", sa.String(63), nullable=False),
+    sa.Column("record_id", Id, nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),  # the card's title when the consent was recorded
+    sa.Column("field", sa.String(63), nullable=False),
+    sa.Column("purpose", sa.String(300), nullable=False),
+    sa.Column("given", sa.Boolean, nullable=False),
+    sa.Column("decided_at", Timestamp, nullable=False),
+    sa.Column("user_id", Id),  # no foreign key: the archive keeps who, even once the user is gone
+    sa.Column("user_name", sa.String(150)),
+    sa.Column("policy_version", sa.String(100)),
+    sa.Column("policy_url", sa.String(2000)),
+    sa.Column("channel", sa.String(20), nullable=False),  # ui | api | import | rule | merge ...
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_consents_entity_record_id", "entity", "record_id"),
+    sa.Index("ix_consents_created_at", "created_at"),
+)
