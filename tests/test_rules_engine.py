@@ -21,6 +21,7 @@ from kartoteka.rules.timer_sync import sync_date_timers
 from kartoteka.rules.timers import fire_due_timers, run_schedules
 from kartoteka.storage.indexes import sync_indexes
 from kartoteka.storage.tables import (
+    journal,
     notifications,
     outbox,
     rule_date_syncs,
@@ -133,6 +134,12 @@ def test_create_record_links_the_new_card_and_runs_as_a_rule_save(rules, engine,
     run = _runs(engine, "onboarding")[0]
     ticket = service.get("ticket", run.actions[0]["id"], SYSTEM)
     assert ticket["subject"] == "Onboarding: Onb" and ticket["deal"] == deal.id and ticket.owner == people["anna"].id
+    # The journal names the rule that made the ticket, and the deal's save carries the rule's before-save change.
+    made = _rows(engine, journal, journal.c.record_id == ticket.id)
+    assert [(j.action, j.source, j.rule_key, j.user_id) for j in made] == [
+        ("created", "rule", "onboarding", None)]  # made by the rule, not by a person
+    won = _rows(engine, journal, journal.c.record_id == deal.id)[-1]
+    assert won.changes["stage"] == ["proposal", "won"] and won.source == "api" and won.version == 2
 
 
 def test_assign_deals_records_out_in_turn(rules, people):
