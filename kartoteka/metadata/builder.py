@@ -14,6 +14,7 @@ from kartoteka.metadata.expressions import CompiledExpression, ExpressionError, 
 from kartoteka.metadata.fieldtypes import FIELD_TYPES, FieldValueError, ParseContext
 from kartoteka.metadata.model import (
     DEFAULT_SUPERUSERS,
+    DUPLICATE_SCORERS,
     EVERYONE,
     EXPRESSION_SYSTEM_NAMES,
     LISTABLE_SYSTEM_FIELDS,
@@ -21,6 +22,8 @@ from kartoteka.metadata.model import (
     SYSTEM_FIELDS,
     Access,
     BoardSpec,
+    DuplicateRule,
+    DuplicatesSpec,
     EntityDef,
     FieldDef,
     Group,
@@ -185,6 +188,7 @@ class EntityBuilder:
             board=self.board(raw.get("board") or {}, fields),
             badges=self.field_list("badges", raw.get("badges"), fields, self.default_badges(fields)),
             picker=self.field_list("picker", raw.get("picker"), fields, ()),
+            duplicates=self.duplicates(raw.get("duplicates"), fields),
             superusers=self.superusers,
         )
         for leak in condition_leaks(entity, self.roles):
@@ -514,6 +518,93 @@ class EntityBuilder:
         stages = [n for n, f in fields.items() if f.type.groups_board and n in DEFAULT_BADGE_NAMES]
         return (*stages, *(n for n, f in fields.items() if f.type.badge_by_default))
 
+    # --- duplicates ---------------------------------------------------------------------------------------
+
+    def duplicates(self, raw: Mapping[str, Any] | None, fields: Mapping[str, FieldDef]) -> DuplicatesSpec:
+        """The `duplicates:` section: rules whose fields exist and can be compared so, and the fields shown."""
+        if raw is None:
+            return DuplicatesSpec()
+        rules: list[DuplicateRule] = []
+        seen: dict[str, int] = {}
+        for i, spec in enumerate(raw["rules"]):
+            rule = self.duplicate_rule(("duplicates", "rules", i), spec, fields)
+            if rule is None:
+                continue
+            if rule.key in seen and rules[seen[rule.key]].same == rule.same:
+                self.report(("duplicates", "rules", i), f"this rule repeats rules[{seen[rule.key]}] "
+                            f"(line {rules[seen[rule.key]].line}); remove one")
+                continue
+            seen.setdefault(rule.key, len(rules))
+            rules.append(rule)
+        show = self.field_list("duplicates.show", raw.get("show"), fields, ())
+        return DuplicatesSpec(tuple(rules), show)
+
+    def duplicate_rule(self, path: Path_, spec: Mapping[str, Any], fields: Mapping[str, FieldDef]
+                       ) -> DuplicateRule | None:
+        """One rule: exact (`match`) or fuzzy (`fuzzy`, with `threshold`, `scorer`, `same` or `prefix`)."""
+        if ("match" in spec) == ("fuzzy" in spec):
+            self.report(path, "a duplicates rule takes either 'match' (fields whose equal values mark a duplicate) or "
+                        "'fuzzy' (a text field compared by closeness)" + (", not both" if "match" in spec else ""))
+            return None
+        ok = True
+        line = self.source.line(path)
+        if "match" in spec:
+            for key in ("threshold", "scorer", "same", "prefix"):
+                if key in spec:
+                    self.report((*path, key), f"'{key}' applies to fuzzy rules; an exact rule (match) compares "
+                                "values as stored" + ("; list the field in 'match' instead" if key == "same" else ""))
+                    ok = False
+            for j, name in enumerate(spec["match"]):
+                ok = self.duplicate_field((*path, "match", j), name, fields, "match") and ok
+            return DuplicateRule("exact", tuple(spec["match"]), line=line) if ok else None
+        name = spec["fuzzy"]
+        ok = self.duplicate_field((*path, "fuzzy"), name, fields, "fuzzy")
+        same = tuple(spec.get("same") or ())
+        for j, other in enumerate(same):
+            if other == name:
+                self.report((*path, "same", j), f"'{other}' is the field the rule compares; 'same' names other "
+                            "fields whose equal values a candidate must share (e.g. company)")
+                ok = False
+            else:
+                ok = self.duplicate_field((*path, "same", j), other, fields, "same") and ok
+        if same and "prefix" in spec:
+            self.report((*path, "prefix"), "'prefix' blocks a fuzzy rule without 'same' (candidates whose text "
+                        "begins alike); with 'same' the candidates are those sharing its values: remove one")
+            ok = False
+        if not ok:
+            return None
+        return DuplicateRule("fuzzy", (name,), same, spec.get("threshold", 90),
+                             spec.get("scorer", DUPLICATE_SCORERS[0]), spec.get("prefix", 2), line)
+
+    def duplicate_field(self, path: Path_, name: str, fields: Mapping[str, FieldDef], role: str) -> bool:
+        """True when `name` is a field a duplicates rule may read in `role` (match, fuzzy, same); reported else."""
+        if not self.field_named(path, name):
+            return False
+        field = fields.get(name)
+        if field is None:  # reported with the field itself
+            return False
+        if field.expr is not None and field.expr.functions & _MOMENT_FUNCTIONS:
+            called = ", ".join(f"{f}()" for f in sorted(field.expr.functions & _MOMENT_FUNCTIONS))
+            self.report(path, f"formula '{name}' reads {called}: its stored value depends on the moment of the "
+                        "last save, so it cannot tell duplicates")
+            return False
+        storage = field.value_type.storage
+        if role == "fuzzy":
+            if not field.value_type.names_records or field.is_list:
+                texts = [n for n, f in fields.items() if f.value_type.names_records and not f.is_list]
+                self.report(path, f"a fuzzy rule compares one text: '{name}' is a field of type "
+                            f"{_type_name(field)}{' with several values' if field.is_list else ''}{_one_of(texts)}")
+                return False
+            return True
+        if storage not in ("text", "number") or (role == "same" and field.is_list):
+            what = "one value, a text or a number (e.g. company)" if role == "same" else \
+                "texts or numbers (e.g. phones, emails, inn)"
+            self.report(path, f"'{name}' is a field of type {_type_name(field)}"
+                        f"{' with several values' if field.is_list else ''}, which cannot tell duplicates: "
+                        f"'{role}' takes fields holding {what}")
+            return False
+        return True
+
     # --- validations and rules ----------------------------------------------------------------------
 
     def validations(self, raw: Iterable[Mapping[str, Any]]) -> Iterable[Validation]:
@@ -530,6 +621,15 @@ class EntityBuilder:
     def rules(self, raw: Iterable[Mapping[str, Any]], fields: Mapping[str, FieldDef]) -> tuple[RuleDef, ...]:
         """Rules: triggers, conditions, actions and their templates are checked now (kartoteka/metadata/rules.py)."""
         return build_rules(self, raw, fields, self.entity_fields)
+
+
+# Functions whose value depends on the moment of a save: a formula calling them holds no stable key.
+_MOMENT_FUNCTIONS = frozenset({"today", "now"})
+
+
+def _type_name(field: FieldDef) -> str:
+    """The field's type as metadata writes it (a formula: `formula (text)`)."""
+    return f"{field.type.name} ({field.value_type.name})" if field.is_formula else field.type.name
 
 
 def _one_of(names: list[str]) -> str:

@@ -289,6 +289,56 @@ class BoardSpec:
     show: tuple[str, ...] = ()
 
 
+# The rapidfuzz scorers a fuzzy duplicates rule may name (rapidfuzz.fuzz), the first being the default: token_sort_ratio
+# reads «Иванов Пётр» and «Пётр Иванов» alike, which people write both ways round.
+DUPLICATE_SCORERS = ("token_sort_ratio", "token_set_ratio", "ratio", "partial_ratio", "WRatio", "QRatio")
+
+
+@dataclass(frozen=True)
+class DuplicateRule:
+    """One way two records of a card are likely the same: `exact` when every field of `fields` shares a value
+    (a list field: any one of its values), compared as stored (phones in E.164, e-mails lower-cased); `fuzzy` when
+    the text of its one field scores at least `threshold` (0-100) with the rapidfuzz `scorer`, among the records
+    that hold the same values of `same` (blocking), or without `same` those whose text begins with the same
+    `prefix` characters."""
+
+    kind: str  # exact | fuzzy
+    fields: tuple[str, ...]
+    same: tuple[str, ...] = ()
+    threshold: int = 90
+    scorer: str = DUPLICATE_SCORERS[0]
+    prefix: int = 2
+    line: int = 0
+
+    @property
+    def key(self) -> str:
+        """What names the rule in answers: `phones`, `last_name+birthday`, `~full_name` (fuzzy)."""
+        names = "+".join(self.fields)
+        return f"~{names}" if self.kind == "fuzzy" else names
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """Every field the rule compares or blocks on: a reader who may not view one of them never learns of it."""
+        return frozenset((*self.fields, *self.same))
+
+
+@dataclass(frozen=True)
+class DuplicatesSpec:
+    """The card's `duplicates:` section: its rules (none: duplicates are not looked for) and the fields a candidate
+    shows to tell it apart."""
+
+    rules: tuple[DuplicateRule, ...] = ()
+    show: tuple[str, ...] = ()
+
+    @property
+    def looked_up(self) -> frozenset[str]:
+        """The fields the rules find records by: each needs an index (storage/duplicate_keys.py)."""
+        names: set[str] = set()
+        for rule in self.rules:
+            names.update(rule.fields if rule.kind == "exact" else rule.same or rule.fields)
+        return frozenset(names)
+
+
 @dataclass(frozen=True)
 class TitleTemplate:
     """'{first_name} {last_name}': literal parts and field names."""
@@ -331,6 +381,7 @@ class EntityDef:
     board: BoardSpec = BoardSpec()
     badges: tuple[str, ...] = ()  # fields shown as badges in a card's header
     picker: tuple[str, ...] = ()  # fields a reference picker shows next to the title
+    duplicates: DuplicatesSpec = DuplicatesSpec()  # how likely duplicates are found (no rules: not looked for)
     superusers: frozenset[str] = DEFAULT_SUPERUSERS  # roles that see and edit every field
 
     def field(self, name: str) -> FieldDef:

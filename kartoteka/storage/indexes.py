@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 
 from kartoteka.errors import IndexBuildError
 from kartoteka.metadata.model import EntityDef, FieldDef, Metadata
+from kartoteka.storage.duplicate_keys import duplicate_indexes
 from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.keys import key_columns
 from kartoteka.storage.statistics import refresh_statistics
@@ -18,8 +19,9 @@ from kartoteka.storage.tables import records
 
 # kix_: plain indexes of earlier versions (on every row of the entity, deleted ones too); found to be dropped.
 # klx_/kux_: on a field's JSON expression; kkx_: on the key column holding the field's value (storage/keys.py);
-# kox_: an entity's records by owner with their key columns (owner_indexes).
-PREFIXES = ("kix_", "klx_", "kux_", "kkx_", "kox_")
+# kox_: an entity's records by owner with their key columns (owner_indexes); kdx_: what duplicates rules look up
+# (storage/duplicate_keys.py).
+PREFIXES = ("kix_", "klx_", "kux_", "kkx_", "kox_", "kdx_")
 
 
 @dataclass(frozen=True)
@@ -210,10 +212,11 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
     """
     plans = planned_indexes(metadata)
     by_owner = owner_indexes(metadata)
+    by_duplicates = duplicate_indexes(metadata, engine.dialect.name)
     created, dropped = [], []
     with engine.begin() as connection:
         existing = existing_indexes(connection)
-        for name in sorted(existing - plans.keys() - by_owner.keys()):
+        for name in sorted(existing - plans.keys() - by_owner.keys() - by_duplicates.keys()):
             connection.execute(sa.schema.DropIndex(sa.Index(name)))
             dropped.append(name)
     failures = []
@@ -235,7 +238,7 @@ def sync_indexes(engine: sa.Engine, metadata: Metadata) -> tuple[list[str], list
                             "Fix those records, or the field's type or unique flag, and run `kartoteka init` again.")
             continue
         created.append(name)
-    for name, index in sorted(by_owner.items()):  # after the key columns they hold are filled
+    for name, index in sorted([*by_owner.items(), *by_duplicates.items()]):  # owners': after their key columns
         if name not in existing:
             with engine.begin() as connection:
                 connection.execute(sa.schema.CreateIndex(index, if_not_exists=True))
