@@ -341,6 +341,9 @@ def test_a_deleted_record_drops_its_timers(rules, engine, people):
     assert _rows(engine, rule_timers)
     service.delete("deal", deal.id, people["anna"])
     assert _rows(engine, rule_timers) == []
+    service.restore("deal", deal.id, people["root"])  # back from the trash: its timers are set again
+    assert [(t.record_id, t.rule_key, t.fired_at) for t in _rows(engine, rule_timers)] == [
+        (deal.id, "closing_soon", None)]
 
 
 def test_rule_texts_are_written_in_each_readers_language(rules, engine, people, make_user):
