@@ -76,7 +76,7 @@ def test_import_of_a_broken_file_says_why(runner, tmp_path):
     path.write_text("contact_name\nA\n")
     result = runner.invoke("import", "lead", str(path))
     assert result.exit_code == 1
-    assert "'leads.xlsx' is not an XLSX file (it is a text file (a CSV renamed .xlsx?)" in result.stderr
+    assert "'leads.xlsx' is not an XLSX file but a text (a CSV renamed .xlsx?)" in result.stderr
 
 
 def test_export_csv_with_filters_and_as_a_user(runner, engine, make_user, tmp_path):

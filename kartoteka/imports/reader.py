@@ -248,10 +248,11 @@ def _open_xlsx(path: Path, name: str, size: int) -> Table:
     if not zipfile.is_zipfile(path):
         with path.open("rb") as probe:
             head = probe.read(512)
-        hint = ("it is a text file (a CSV renamed .xlsx?): import it as .csv" if b"\x00" not in head and head.strip()
-                else "it is not an Excel workbook")
-        raise ImportFileError(Message("import.xlsx_not_zip", "'{name}' is not an XLSX file ({hint}).",
-                                      name=name[:100], hint=hint))
+        if b"\x00" not in head and head.strip():
+            raise ImportFileError(Message("import.xlsx_is_text", "'{name}' is not an XLSX file but a text (a CSV "
+                                          "renamed .xlsx?): import it as .csv.", name=name[:100]))
+        raise ImportFileError(Message("import.xlsx_not_zip", "'{name}' is not an XLSX file (an Excel workbook is a "
+                                      "ZIP archive; this is not one).", name=name[:100]))
     from openpyxl import load_workbook
 
     try:

@@ -28,6 +28,7 @@ def init_web(app: Flask, node_modules: Path) -> None:
     """Register the UI blueprints, the vendor route, template helpers and htmx support."""
     from kartoteka.web import (
         history,  # noqa: F401  (registers the card's history page and the trash)
+        imports,  # noqa: F401  (registers the import pages and the list's export)
         lists,  # noqa: F401  (registers the list, kanban and saved-view routes)
         merging,  # noqa: F401  (registers the merge screen and its undo)
         rules,  # noqa: F401  (registers the manual rule buttons and the run log page)
