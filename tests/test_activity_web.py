@@ -118,7 +118,7 @@ def test_a_stale_tick_shows_the_task_as_saved_and_says_so(client, rep, service):
 def test_the_header_counts_open_and_overdue_tasks_and_unread_notifications(client, rep, service, fixed_clock, deal):
     sign_in(client, rep)
     page = text_of(client.get("/cards/"))
-    assert re.search(r'My tasks <span class="count">0</span></a>', page)
+    assert re.search(r'My tasks</span> <span class="count">0</span></a>', page)
     new_task(service, rep, title="Later", assignee=rep.id, due_at=fixed_clock.now() + timedelta(minutes=30))
     new_task(service, rep, title="Late", assignee=rep.id, due_at=fixed_clock.now() - timedelta(minutes=1))
     with service.engine.begin() as conn:

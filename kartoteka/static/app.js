@@ -403,6 +403,37 @@
     (card.querySelector(".card-link") || card).focus();
   }
 
+  // The header: below 1280px its Menu button shows and hides the folded links (app.css, "The header"); a dropdown
+  // (the administration's links) closes on a click elsewhere or Escape, giving the focus back to its summary.
+  document.addEventListener("click", (event) => {
+    const toggle = event.target.closest(".menu-toggle");
+    if (toggle) {
+      const bar = document.getElementById(toggle.getAttribute("aria-controls"));
+      const open = bar.classList.toggle("menu-open");
+      toggle.setAttribute("aria-expanded", String(open));
+      return;
+    }
+    document.querySelectorAll("details.dropdown[open]").forEach((menu) => {
+      if (!menu.contains(event.target)) menu.removeAttribute("open");
+    });
+  });
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const menu = event.target.closest && event.target.closest("details.dropdown[open]");
+    if (menu) {
+      menu.removeAttribute("open");
+      menu.querySelector("summary").focus();
+      return;
+    }
+    const bar = event.target.closest && event.target.closest(".topbar.menu-open");
+    if (bar) {
+      bar.classList.remove("menu-open");
+      const toggle = bar.querySelector(".menu-toggle");
+      toggle.setAttribute("aria-expanded", "false");
+      toggle.focus();
+    }
+  });
+
   function init(root) {
     focusErrors();
     focusMovedCard();

@@ -170,7 +170,7 @@ def _timeline_section(entity: EntityDef, record_id: int, form: dict[str, Any] | 
 def _with_header(html: str) -> str:
     """An htmx answer that changed what the header counts (a task added, ticked, reassigned): the fragment, then the
     header's counts swapped out of band (hx-swap-oob), so the header agrees without a reload."""
-    return html + header_activity(oob=True)
+    return html + str(header_activity(oob=True))  # str: a Markup on the right would escape the fragment
 
 
 @activity.get("/cards/<entity_name>/<int:record_id>/timeline")

@@ -98,3 +98,97 @@ def test_a_note_is_added_without_javascript(browser, live_server: str) -> None:
         expect(page.locator("#timeline .timeline-entry", has_text=note)).to_be_visible()
     finally:
         context.close()
+
+
+def _header_count(page: Page) -> int:
+    return int(page.locator("header .header-tasks .count").inner_text())
+
+
+def test_the_header_count_follows_a_task_added_and_ticked_without_a_reload(page: Page, login) -> None:
+    login(page, "sales2")
+    page.goto(_first_deal(page))
+    before = _header_count(page)
+    page.evaluate("() => { window.__notReloaded = true; }")
+    title = f"Header count {uuid.uuid4().hex[:8]}"
+    page.fill("#task-title", title)
+    page.fill("#task-description", "Line one <b>not bold</b>\n" + "more words " * 30)
+    page.click(".task-form button[type=submit]")  # assigned to me by default
+    row = page.locator("#timeline .task-row", has_text=title)
+    expect(row).to_be_visible()
+    expect(page.locator("header .header-tasks .count")).to_have_text(str(before + 1))
+    details = row.locator("details.task-description")
+    expect(details.locator("summary")).to_contain_text("<b>not bold</b>")  # shown as text, shortened
+    details.locator("summary").click()
+    expect(details).to_contain_text("more words more words")
+    row.locator("input[type=checkbox]").check()
+    expect(page.locator("#timeline .task-row.is-done", has_text=title)).to_be_visible()
+    expect(page.locator("header .header-tasks .count")).to_have_text(str(before))
+    assert page.evaluate("() => window.__notReloaded === true")
+
+    page.goto("/tasks?show=done")
+    count = _header_count(page)
+    page.locator(".task-list .task-row", has_text=title).locator("input[type=checkbox]").uncheck()
+    expect(page.locator(".task-list .task-row:not(.is-done)", has_text=title)).to_be_visible()
+    expect(page.locator("header .header-tasks .count")).to_have_text(str(count + 1))
+    expect(page.locator("header .header-tasks")).to_have_attribute("aria-current", "page")  # still on My tasks
+
+
+def _top_of_each_header_item(page: Page) -> list[float]:
+    return page.evaluate("""() => [...document.querySelectorAll('header.topbar nav > ul > li')]
+        .filter((li) => li.offsetParent !== null)
+        .map((li) => Math.round(li.getBoundingClientRect().top + li.getBoundingClientRect().height / 2))""")
+
+
+def _no_sideways_scroll(page: Page) -> None:
+    assert page.evaluate("() => document.documentElement.scrollWidth <= document.documentElement.clientWidth"), \
+        page.evaluate("() => [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+
+
+def test_the_administrators_header_is_one_line_at_1280_and_folds_into_a_menu_on_a_phone(browser, live_server: str,
+                                                                                         tmp_path: Path) -> None:
+    from kartoteka.demo import DEMO_PASSWORD
+
+    for width, language in ((1280, "ru"), (1280, "en"), (390, "ru")):
+        context = browser.new_context(base_url=live_server, viewport={"width": width, "height": 800}, locale="en-US")
+        try:
+            page = context.new_page()
+            page.goto("/login")
+            page.fill("#username", "admin")
+            page.fill("#password", DEMO_PASSWORD)
+            page.press("#password", "Enter")
+            expect(page).to_have_url(re.compile(r"/cards/$"))
+            if page.locator("html").get_attribute("lang") != language:
+                if page.locator(".menu-toggle").is_visible():
+                    page.click(".menu-toggle")
+                page.click(f"header form[action='/language'] button[value={language}]")
+                expect(page.locator("html")).to_have_attribute("lang", language)
+            page.screenshot(path=str(tmp_path / f"header-admin-{width}-{language}.png"))
+            _no_sideways_scroll(page)
+            if width == 1280:
+                middles = _top_of_each_header_item(page)
+                assert len(middles) >= 12 and max(middles) - min(middles) <= 8, middles  # one line
+                expect(page.locator("header .menu-toggle")).to_be_hidden()
+                page.click("header .admin-menu summary")
+                expect(page.locator("header .admin-menu a[href='/admin/outbox/']")).to_be_visible()
+                page.keyboard.press("Escape")
+                expect(page.locator("header .admin-menu a[href='/admin/outbox/']")).to_be_hidden()
+                continue
+            toggle = page.locator("header .menu-toggle")
+            expect(toggle).to_have_attribute("aria-expanded", "false")
+            expect(page.locator("header .entity-nav")).to_be_hidden()
+            expect(page.locator("header .header-tasks")).to_be_visible()
+            expect(page.locator("header a.bell")).to_be_visible()
+            middles = _top_of_each_header_item(page)
+            assert max(middles) - min(middles) <= 8, middles  # closed: one line
+            toggle.click()
+            expect(toggle).to_have_attribute("aria-expanded", "true")
+            expect(page.locator("header .entity-nav a").first).to_be_visible()
+            expect(page.locator("header form[action='/logout'] button")).to_be_visible()
+            page.screenshot(path=str(tmp_path / f"header-admin-{width}-{language}-open.png"), full_page=True)
+            _no_sideways_scroll(page)
+            page.click("header .admin-menu summary")
+            page.click("header .admin-menu a[href='/cards/rule-runs']")
+            expect(page).to_have_url(re.compile(r"/cards/rule-runs$"))
+            _no_sideways_scroll(page)
+        finally:
+            context.close()
