@@ -10,6 +10,7 @@ from flask import Response, g, jsonify, request, url_for
 
 from kartoteka.api.blueprint import api, current_user
 from kartoteka.api.describe import describe_entity
+from kartoteka.api.duplicates import refused_as_duplicate
 from kartoteka.api.schemas import dump_record, read_record, record_schema
 from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError
 from kartoteka.extensions import platform
@@ -125,6 +126,8 @@ def create_record(entity_name: str) -> Response:
     """Create a record from a flat JSON object of field values."""
     entity, schema = _schema(entity_name)
     sent = read_record(_json_body())
+    if not sent.errors and (refused := refused_as_duplicate(entity, sent.values)) is not None:
+        return refused  # 409 with the likely duplicates, unless ?allow_duplicates=true
     record = platform.service.create(entity.name, sent.values, _user(), owner=sent.owner,
                                      input_errors=sent.errors)
     response = _record_response(schema, record, 201)
@@ -170,6 +173,10 @@ def update_record(entity_name: str, record_id: int) -> Response:
     body = _json_body()
     version = _expected_version(body, required=True)
     sent = read_record(body)
+    if entity.duplicates.rules and not sent.errors:
+        platform.service.require_changeable(entity.name, record_id, _user())  # 404 / 403 before any 409
+        if (refused := refused_as_duplicate(entity, sent.values, record_id)) is not None:
+            return refused
     record = platform.service.update(entity.name, record_id, sent.values, _user(), expected_version=version,
                                      owner=sent.owner, input_errors=sent.errors)
     return _record_response(schema, record)

@@ -137,12 +137,13 @@ def _items(value: Any) -> list[Any]:
 
 
 def candidates(service: RecordService, entity_name: str, values: Mapping[str, Any], user: Principal,
-               record_id: int | None = None, *, limit: int = CANDIDATE_LIMIT, changed_only: bool = True
-               ) -> list[Candidate]:
+               record_id: int | None = None, *, limit: int = CANDIDATE_LIMIT, changed_only: bool = True,
+               for_save: bool = True) -> list[Candidate]:
     """The live records a save of `values` (raw input, as a save takes it) would likely duplicate, best first.
 
     The values are evaluated as the save would (parsed, normalised, formulas computed) through the record service;
-    values the save would refuse find nothing (the save reports them). `record_id`: the record being changed (never
+    with `for_save`, values the save would refuse find nothing (the save reports them); without it (a search by some
+    values: a phone alone), whatever parsed is looked for. `record_id`: the record being changed (never
     its own duplicate); with `changed_only` only rules reading a field the change alters take part, so that editing a
     card already known to repeat another does not ask again and again (without it: the record's duplicates).
     """
@@ -152,7 +153,7 @@ def candidates(service: RecordService, entity_name: str, values: Mapping[str, An
     if not rules or readable is None:
         return []
     state = service.evaluate(entity.name, values, user, record_id)
-    if state.errors:
+    if for_save and state.errors:
         return []
     typed = state.values
     if record_id is not None and changed_only:

@@ -14,6 +14,7 @@ from kartoteka.files import FileTooLarge, UploadRefused, clean_name, store_file,
 from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
+from kartoteka.records.duplicates import candidates
 from kartoteka.records.files import accepted_type, too_large
 from kartoteka.records.hooks import UI
 from kartoteka.records.lookup import record_titles, trashed_titles
@@ -171,6 +172,8 @@ def new_record(entity_name: str) -> Any:
         state = service.evaluate(entity.name, _prefill(entity), current_user())
         return _render_form(entity, build_form(entity, state, touched=frozenset()))
     sent = _submitted(entity)
+    if (found := _likely_duplicates(entity, sent)) is not None:
+        return found, 409  # the candidates, with "Save anyway"
     try:
         record = service.create(entity.name, sent.values, current_user(), owner=_owner_choice(), inferred=sent.inferred,
                                 input_errors=sent.errors, origin=UI)
@@ -193,6 +196,56 @@ def _refused(entity: EntityDef, exc: RecordValidationError, sent: FormInput, rec
     if version is not None:
         form.version = version  # the values shown are those sent, made at this version, not the state's
     return _render_form(entity, form)
+
+
+def _likely_duplicates(entity: EntityDef, sent: FormInput, record_id: int | None = None,
+                       version: int | None = None) -> str | None:
+    """The form again, with the records its save would likely repeat (kartoteka/records/duplicates.py) above its
+    buttons: each with the fields that tell it apart and a link to open it, and "Save anyway", which posts the form
+    again with `_allow_duplicates`. None when there are none (or the user chose to save anyway): save."""
+    if not entity.duplicates.rules or sent.errors or request.form.get("_allow_duplicates"):
+        return None
+    user = current_user()
+    found = candidates(platform.service, entity.name, sent.values, user, record_id)
+    if not found:
+        return None
+    service = platform.service
+    state = service.evaluate(entity.name, sent.values, user, record_id, lookups=True, inferred=sent.inferred,
+                             for_update=record_id is not None)
+    form = build_form(entity, state, state.record, submitted=request.form, form_errors=sent.errors)
+    if version is not None:
+        form.version = version  # the values shown are those sent, made at this version
+    visible = viewable_fields(entity, user)
+    shown = [entity.fields[n] for n in entity.duplicates.show if n in visible]
+    titles: dict[int, str] = {}
+    names: dict[int, str] = {}
+    for f in shown:
+        ids = [i for c in found for i in ids_in(c.show.get(f.name))]
+        if f.type.refers == "record" and ids:
+            titles.update(record_titles(service, f.to or "", ids, user))
+        elif f.type.refers == "user" and ids:
+            names.update(user_names(platform.state.engine, ids))
+    rows = []
+    for c in found:
+        why = []
+        for match in c.matches:
+            field_label = ", ".join(entity.fields[n].label.get(g.language) for n in match.fields)
+            if match.kind == "exact":
+                first = entity.fields[match.fields[0]]
+                if len(match.fields) == 1 and match.values:  # as the card writes the value
+                    typed = service.typed_values(entity, {first.name: list(match.values) if first.is_list else
+                                                          match.values[0]})
+                    value = format_value(first, typed[first.name], g.language, record_titles=titles, user_names=names)
+                else:
+                    value = ", ".join(str(v) for v in match.values)
+                why.append(t("Same {field}: {value}", field=field_label, value=value))
+            else:
+                why.append(t("{field} {score}% alike", field=field_label, score=match.score))
+        rows.append({"id": c.id, "title": c.title, "why": why,
+                     "url": url_for("cards.view_record", entity_name=entity.name, record_id=c.id),
+                     "texts": [format_value(f, c.show.get(f.name), g.language, record_titles=titles, user_names=names)
+                               for f in shown]})
+    return _render_form(entity, form, duplicates=rows, duplicate_fields=shown)
 
 
 def _parsable(values: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
@@ -227,6 +280,8 @@ def edit_record(entity_name: str, record_id: int) -> Any:
     version = submitted_version()
     if version is None:
         return _conflict(entity, record_id, sent, reason="missing"), 409
+    if (found := _likely_duplicates(entity, sent, record_id, version)) is not None:
+        return found, 409
     try:
         saved = service.update(entity.name, record_id, sent.values, current_user(), expected_version=version,
                                owner=_owner_choice(), inferred=sent.inferred, input_errors=sent.errors, origin=UI)
@@ -311,13 +366,17 @@ def _with_users(listed: list[tuple[int, str]], wanted: set[int]) -> list[tuple[i
     return [*listed, *((i, t("{name} (deactivated)", name=names[i])) for i in sorted(missing) if i in names)]
 
 
-def _render_form(entity: EntityDef, form: CardForm) -> str:
+def _render_form(entity: EntityDef, form: CardForm, **extra: Any) -> str:
+    """The form's page; with `extra` (the likely duplicates) rendered by the template, which alone shows them."""
     owner_scope = scope_of(platform.state.metadata, current_user(), entity, "update" if form.record else "create")
     # The same users a user field offers, when the form already loaded them (the card's owner among them).
     owners = (list(form.users) or list_users(platform.state.engine, limit=500)) if owner_scope != "own" else []
     if owners and form.record is not None and form.record.owner is not None:
         owners = _with_users(owners, {form.record.owner})
     current_owner = form.record.owner if form.record is not None else current_user().id
+    if extra:
+        return render_template("cards/form.html", entity=entity, form=form, owners=owners,
+                               current_owner=current_owner, **extra)
     return render_form_page(entity, form, owners, current_owner, navigation())
 
 
