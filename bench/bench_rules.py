@@ -96,7 +96,9 @@ def make_config(root: Path) -> Path:
     (entities / "ruled_deal.yaml").write_text(yaml.safe_dump(ruled, allow_unicode=True, sort_keys=False))
     (root / "roles.yaml").write_text(yaml.safe_dump({
         "roles": {"admin": {"label": "Admin"}, "finance": {"label": "Finance"}, "boss": {"label": "Boss"}},
-        "permissions": {"admin": {"*": "all"}}}))
+        # Finance and the boss read every deal: a notification goes only to whom may read the card.
+        "permissions": {"admin": {"*": "all"}, "finance": {"*": {"read": "all"}},
+                        "boss": {"*": {"read": "all"}}}}))
     return root
 
 
