@@ -347,3 +347,26 @@ def test_a_file_of_20_mb_imports_in_bounded_memory(service, admin_user, tmp_path
         tracemalloc.stop()
     assert outcome.counts.created == 4000, outcome.errors[:3]
     assert peak < size / 4, f"peak {peak} bytes for a file of {size}"
+
+
+def test_utf16_with_a_bom_and_a_line_too_long(tmp_path):
+    path = tmp_path / "unicode.txt"
+    path.write_bytes("contact_name\temails\nЖанна\tz@example.com\n".encode("utf-16"))
+    with open_table(path) as table:
+        assert table.encoding == "utf-16" and table.separator == "\t"
+        assert list(table.rows) == [(2, ["Жанна", "z@example.com"])]
+    long = tmp_path / "long.csv"
+    long.write_bytes(b"contact_name,emails\n" + b"x" * (1024 * 1024 + 10) + b"\n")
+    with pytest.raises(ImportFileError) as caught, open_table(long) as table:
+        list(table.rows)
+    assert caught.value.detail.code == "import.line_too_long" and caught.value.detail.params["line"] == 2
+
+
+def test_an_export_column_of_a_formula_is_left_out_of_the_import_and_said_so(service, admin_user, tmp_path):
+    path = write(tmp_path, "leads.csv", "contact_name,emails,Lead score,Скоринг-2\nA,a@example.com,99,\n")
+    outcome = run_import(service, "lead", path, "leads.csv", admin_user, ImportOptions())
+    assert outcome.counts.created == 1
+    assert leads(service, admin_user)[0]["score"] == 10  # computed, not the file's 99
+    notes = {c.name: (c.ignored.code if c.ignored else None, c.suggestion) for c in outcome.mapping.columns}
+    assert notes["Lead score"] == ("import.column_computed", None)
+    assert notes["Скоринг-2"] == (None, "score")

@@ -140,3 +140,14 @@ def test_the_lists_export_buttons_keep_its_filters(client, app, people):
     assert xlsx.status_code == 200 and xlsx.get_data()[:2] == b"PK"
     bad = client.get("/cards/lead/export?format=doc")
     assert bad.status_code == 400
+
+
+def test_row_errors_are_shown_in_the_readers_language(client, app, make_user):
+    reader = make_user("olga", ["admin"], language="ru")[0]
+    sign_in(client, reader)
+    token = re.search(r"/import/(upload-[^?]+)", _upload(client, skip_invalid="true").headers["Location"]).group(1)
+    done = client.post(f"/cards/lead/import/{token}", data={"csrf_token": CSRF, "name": "leads.csv",
+                                                            "skip_invalid": "true", "dry_run": "false"})
+    page = text_of(client.get(done.headers["Location"]))
+    cell = re.search(r"<td>3</td><td>E-mails</td><td>([^<]*)</td>", page).group(1)
+    assert cell and "is not" not in cell and re.search("[а-я]", cell), cell

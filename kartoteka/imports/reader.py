@@ -146,7 +146,12 @@ def _open_csv(path: Path, name: str, size: int, given: str | None) -> Table:
     except BaseException:
         binary.close()
         raise
-    reader = csv.reader(_decoded_lines(binary, encoding, name), delimiter=separator)
+    if encoding.startswith("utf-16"):  # its line breaks are two bytes: decoded as a stream, which owns the file
+        text = io.TextIOWrapper(binary, encoding=encoding, newline="")
+        lines, close = iter(lambda: _read_line(text, name), ""), text.close
+    else:
+        lines, close = _decoded_lines(binary, encoding, name), binary.close
+    reader = csv.reader(lines, delimiter=separator)
     line = [0]
 
     def read_row() -> tuple[int, list[str]] | None:
@@ -164,7 +169,7 @@ def _open_csv(path: Path, name: str, size: int, given: str | None) -> Table:
     try:
         header = _header(read_row, name)
     except BaseException:
-        binary.close()
+        close()
         raise
 
     def rows() -> Iterator[tuple[int, list[str]]]:
@@ -174,16 +179,12 @@ def _open_csv(path: Path, name: str, size: int, given: str | None) -> Table:
                 yield number, cells
 
     return Table("csv", header, rows(), encoding, separator, size,
-                 _position=lambda: binary.tell() / size if not binary.closed else 1.0, _close=binary.close)
+                 _position=lambda: binary.tell() / size if not binary.closed else 1.0, _close=close)
 
 
 def _decoded_lines(binary: IO[bytes], encoding: str, name: str) -> Iterator[str]:
     """The file's lines decoded one by one (so that text not in `encoding` is an ImportFileError naming its line, and
     a line longer than MAX_LINE_BYTES one too: never a whole file read as one line)."""
-    if encoding.startswith("utf-16"):  # its line breaks are two bytes: decoded as a stream
-        stream = io.TextIOWrapper(binary, encoding=encoding, newline="")
-        yield from iter(lambda: _read_line(stream, name), "")
-        return
     decoder = codecs.getincrementaldecoder(encoding)()
     number = 0
     while True:

@@ -30,7 +30,7 @@ from kartoteka.errors import (
 from kartoteka.imports.matching import ID, Column, Mapping_, match_columns, missing_required
 from kartoteka.imports.reader import Table, open_table
 from kartoteka.imports.values import CellError, CellReader
-from kartoteka.messages import Message, json_params, message_code
+from kartoteka.messages import Message, json_params, message_code, stored_message
 from kartoteka.metadata.fieldtypes import FieldValueError
 from kartoteka.metadata.model import EntityDef
 from kartoteka.records.hooks import Origin
@@ -90,10 +90,14 @@ class RowError:
     field: str | None
     message: Message | str
 
-    def as_json(self) -> dict[str, Any]:
-        """The error as the API and the imports table give it (the message in English; `code` and `params`)."""
-        return {"row": self.row, "column": self.column, "field": self.field, "code": message_code(self.message),
-                "message": str(self.message), "params": json_params(self.message)}
+    def as_json(self, stored: bool = False) -> dict[str, Any]:
+        """The error as the API gives it (the message in English; `code` and `params`); `stored` adds the message as
+        the imports table keeps it, to be shown again in any language (`stored`, see messages.stored_message)."""
+        found = {"row": self.row, "column": self.column, "field": self.field, "code": message_code(self.message),
+                 "message": str(self.message), "params": json_params(self.message)}
+        if stored:
+            found["stored"] = stored_message(self.message)
+        return found
 
 
 @dataclass
@@ -200,7 +204,6 @@ class Importer:
         self._columns: list[Column] = []
         self._key_column: Column | None = None
         self._header_width = 0
-        self._seen_keys: set[Any] = set()
 
     # --- the file -----------------------------------------------------------------------------------------------
 
@@ -456,27 +459,28 @@ def save_progress(engine: sa.Engine, import_id: int, counts: Counts) -> None:
 
 def finish_import(engine: sa.Engine, import_id: int, outcome: Outcome, now: datetime) -> None:
     """The import's result: status, counts, the first row errors, why it failed."""
-    detail = None if outcome.detail is None else {"code": message_code(outcome.detail),
-                                                  "message": str(outcome.detail),
-                                                  "params": json_params(outcome.detail)}
+    detail = None if outcome.detail is None else said(outcome.detail)
     with engine.begin() as conn:
         conn.execute(sa.update(imports).where(imports.c.id == import_id).values(
             status=outcome.status, **outcome.counts.as_json(),
-            errors=[e.as_json() for e in outcome.errors[:STORED_ERRORS]], detail=detail, finished_at=now))
+            errors=[e.as_json(stored=True) for e in outcome.errors[:STORED_ERRORS]], detail=detail, finished_at=now))
 
 
 def fail_import(engine: sa.Engine, import_id: int, reason: Message | str, now: datetime,
                 counts: Counts | None = None) -> None:
     """The import failed before or outside its rows (a broken file, a mapping that cannot work)."""
-    values: dict[str, Any] = {"status": "failed", "finished_at": now,
-                              "detail": {"code": message_code(reason), "message": str(reason),
-                                         "params": json_params(reason)}}
+    values: dict[str, Any] = {"status": "failed", "finished_at": now, "detail": said(reason)}
     if counts is not None:
         values.update(counts.as_json())
-    if isinstance(reason, Message) and reason.code == "record.invalid":
-        values["detail"]["message"] = str(reason)
     with engine.begin() as conn:
         conn.execute(sa.update(imports).where(imports.c.id == import_id).values(**values))
+
+
+def said(message: Message | str) -> dict[str, Any]:
+    """A message as the imports table keeps it: `code`, `message` (English) and `params` as the API gives them, and
+    `stored` to show it again in any language."""
+    return {"code": message_code(message), "message": str(message), "params": json_params(message),
+            "stored": stored_message(message)}
 
 
 def import_row(engine: sa.Engine, import_id: int) -> Any:

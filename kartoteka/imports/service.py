@@ -110,11 +110,20 @@ def import_json(row: Any, outcome: Outcome | None = None) -> dict[str, Any]:
             "format": row.format, "options": row.options, "status": row.status,
             "counts": {"rows": row.rows, "created": row.created, "updated": row.updated, "skipped": row.skipped,
                        "invalid": row.invalid},
-            "errors": row.errors or [], "detail": row.detail, "created_at": _iso(row.created_at),
-            "finished_at": _iso(row.finished_at), "undone_at": _iso(row.undone_at)}
+            "errors": [_public(e) for e in row.errors or []], "detail": _public(row.detail),
+            "created_at": _iso(row.created_at), "finished_at": _iso(row.finished_at), "undone_at": _iso(row.undone_at)}
     if outcome is not None:
         body["mapping"] = outcome.mapping.as_json()
     return body
+
+
+def _public(item: Any) -> Any:
+    """A kept message (or a dict holding some) without the `stored` copies the pages read."""
+    if isinstance(item, dict):
+        return {k: _public(v) for k, v in item.items() if k != "stored"}
+    if isinstance(item, list):
+        return [_public(v) for v in item]
+    return item
 
 
 def _iso(moment: datetime | None) -> str | None:

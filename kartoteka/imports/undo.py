@@ -17,8 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from kartoteka.errors import Conflict, KartotekaError, NotFound, PermissionDenied
-from kartoteka.imports.runner import batch_name, import_row
-from kartoteka.messages import Message, json_params, message_code
+from kartoteka.imports.runner import batch_name, import_row, said
+from kartoteka.messages import Message
 from kartoteka.records.access import editable_fields
 from kartoteka.records.hooks import Origin
 from kartoteka.records.model import SYSTEM, Principal
@@ -36,8 +36,7 @@ class Kept:
 
     def as_json(self) -> dict[str, Any]:
         """As the API and the imports table give it."""
-        return {"record_id": self.record_id, "code": message_code(self.reason), "message": str(self.reason),
-                "params": json_params(self.reason)}
+        return {"record_id": self.record_id, **said(self.reason)}
 
 
 @dataclass

@@ -38,7 +38,7 @@ from kartoteka.imports.service import (
 )
 from kartoteka.imports.undo import may_manage, undo_import, visible_import
 from kartoteka.listargs import list_query
-from kartoteka.messages import Message
+from kartoteka.messages import Message, message_from_stored
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.scopes import scope_of
 from kartoteka.web.auth import login_required
@@ -209,6 +209,14 @@ def run_upload(entity_name: str, token: str) -> Any:
     return redirect(url_for("cards.import_status", import_id=import_id))
 
 
+def _said(item: Any) -> str:
+    """A message the imports table kept, in the reader's language."""
+    if not isinstance(item, dict):
+        return ""
+    stored = item.get("stored")
+    return t(message_from_stored(stored)) if isinstance(stored, dict) else t(str(item.get("message") or ""))
+
+
 def _status_context(import_id: int) -> dict[str, Any]:
     service = platform.service
     user = current_user()
@@ -218,7 +226,7 @@ def _status_context(import_id: int) -> dict[str, Any]:
     return {"row": row, "entity": entity, "done": done, "may_undo": may_manage(service, row, user) and
             row.status in ("done", "failed") and not (row.options or {}).get("dry_run") and
             (row.created or row.updated),
-            "created_at": format_datetime(row.created_at, _language()),
+            "said": _said, "created_at": format_datetime(row.created_at, _language()),
             "finished_at": format_datetime(row.finished_at, _language()) if row.finished_at else None}
 
 
