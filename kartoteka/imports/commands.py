@@ -81,7 +81,8 @@ def import_command(entity: str, file: Path, dry_run: bool, skip_invalid: bool, k
             where = f"row {error.row}" + (f", column '{error.column}'" if error.column else "")
             click.echo(f"{where}: {error.message}", err=True)
 
-        with click.progressbar(length=1000, label="Importing" if not dry_run else "Checking", file=sys.stderr,
+        label = "Checking" if dry_run else "Importing" if skip_invalid else "Checking, then importing"
+        with click.progressbar(length=1000, label=label, file=sys.stderr,
                                show_eta=True, item_show_func=lambda text: text) as bar:
             def progress(counts: Any, fraction: float) -> None:
                 rate = counts.rows / max(time.perf_counter() - started, 1e-6)

@@ -516,14 +516,24 @@ def run_import(service: RecordService, entity_name: str, path: Path, file_name: 
             if on_error is not None:
                 on_error(error)
 
+        # Without skip_invalid the file is read twice (checked, then imported): each pass is half of the progress,
+        # and while it is checked the imports row counts the rows read and the invalid ones, nothing as saved.
+        passes = 1 if dry_run or options.skip_invalid else 2
+
+        def checking(counts: Counts, fraction: float) -> None:
+            shown = counts if passes == 1 else Counts(rows=counts.rows, invalid=counts.invalid)
+            save_progress(engine, import_id, shown)
+            if progress is not None:
+                progress(counts, fraction / passes)
+
         def saved(counts: Counts, fraction: float) -> None:
             save_progress(engine, import_id, counts)
             if progress is not None:
-                progress(counts, fraction)
+                progress(counts, (passes - 1 + fraction) / passes)
 
         if dry_run or not options.skip_invalid:
             with importer.open(path, file_name) as table:
-                checked = importer.dry_run(table, on_error=remember, progress=saved)
+                checked = importer.dry_run(table, on_error=remember, progress=checking)
             checked.errors = kept
             if dry_run or checked.counts.invalid:
                 checked.status = "failed" if checked.counts.invalid else "done"

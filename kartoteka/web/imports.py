@@ -165,7 +165,7 @@ def import_preview(entity_name: str, token: str) -> Any:
     fields = [(ID, "#")] + [(n, f.label.get(_language())) for n, f in entity.fields.items() if n in editable]
     chosen = {c.name: (c.field if c.matched else "") for c in mapping.columns} if mapping else \
         {column: options.mapping.get(column, "") for column in header}
-    shown = [n for n in entity.fields if any(n in r.values for r in rows)][:12]
+    shown = [n for n in entity.fields if any(r.values.get(n) not in (None, "", []) for r in rows)][:12]
     return render_template(
         "imports/preview.html", entity=entity, token=token, name=name, options=options, mapping=mapping,
         header=header, chosen=chosen, fields=fields, rows=rows, shown=shown, problem=problem,
