@@ -113,3 +113,20 @@ def test_a_large_file_is_queued_for_the_worker_and_polled(app, client, engine, a
     assert polled["status"] == "done" and polled["counts"]["created"] == 2 and polled["finished_at"]
     assert not stored.exists()  # the upload goes once imported
     assert _live(engine) == 2
+
+
+def test_a_large_import_is_undone_by_the_worker(app, client, engine, admin, monkeypatch):
+    import kartoteka.api.imports as api_imports
+
+    done = _post(client, admin)
+    location = done.headers["Location"]
+    monkeypatch.setattr(api_imports, "UNDO_INLINE_SAVES", 1)  # two saves: more than that
+    queued = client.post(location + "/undo", headers=admin)
+    assert queued.status_code == 202 and queued.json["status"] == "queued"
+    assert client.post(location + "/undo", headers=admin).status_code == 409  # asked once
+    assert _live(engine) == 2
+    state = app.extensions["kartoteka"]
+    assert ImportJob(state.service, state.settings.instance_dir)(engine, state.clock.now()) == 1
+    polled = client.get(location, headers=admin).json
+    assert polled["status"] == "undone" and polled["detail"]["undo"]["deleted"] == 2
+    assert _live(engine) == 0

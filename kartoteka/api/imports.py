@@ -5,7 +5,8 @@
   file is imported at once (201, or 200 for a dry run; 422 when rows are invalid and nothing was imported); a large
   one is queued for `kartoteka worker` (202, `Location` of the import to poll).
 - `GET /api/v1/imports/<id>`: its status, counts and first row errors (its author or an administrator).
-- `POST /api/v1/imports/<id>/undo`: undo it (its author or an administrator).
+- `POST /api/v1/imports/<id>/undo`: undo it (its author or an administrator); an import of more than 2,000 saves is
+  undone by `kartoteka worker` (202, poll the import).
 - `GET /api/v1/records/<entity>/export?format=csv|xlsx&<list filters>`: the list as a file, streamed.
 """
 
@@ -24,7 +25,7 @@ from kartoteka.i18n import current_language
 from kartoteka.imports.export import FORMATS, csv_chunks, write_xlsx
 from kartoteka.imports.runner import import_row
 from kartoteka.imports.service import INLINE_BYTES, import_json, options_from_form, save_file, start_import
-from kartoteka.imports.undo import undo_import, visible_import
+from kartoteka.imports.undo import UNDO_INLINE_SAVES, undo_import, visible_import
 from kartoteka.listargs import list_query
 from kartoteka.messages import Message
 from kartoteka.records.scopes import require
@@ -70,8 +71,13 @@ def get_import(import_id: int) -> Response:
 @api.post("/imports/<int:import_id>/undo")
 def undo(import_id: int) -> Response:
     """Undo an import: the records it created go to the trash, those it updated get their values back."""
-    result = undo_import(platform.service, import_id, current_user())
+    result = undo_import(platform.service, import_id, current_user(), queue_over=UNDO_INLINE_SAVES)
     body = import_json(import_row(platform.service.engine, import_id))
+    if result is None:  # a large import: undone by the worker (poll the import)
+        response = jsonify(body)
+        response.status_code = 202
+        response.headers["Location"] = url_for("api.get_import", import_id=import_id)
+        return response
     body["undo"] = result.as_json()
     return jsonify(body)
 

@@ -154,6 +154,10 @@ class ImportJob:
                                    .values(status="running")).rowcount
         if claimed != 1:
             return 0
+        undo = (row.detail or {}).get("undo_requested_by", False) if isinstance(row.detail, dict) else False
+        if undo is not False:  # an undo asked for through the API or a page (undo.py, queue_over)
+            self._undo(engine, row, undo)
+            return 1
         path = stored_path(self.instance_dir, row.id, row.format)
         try:
             try:
@@ -173,3 +177,24 @@ class ImportJob:
         finally:
             path.unlink(missing_ok=True)
         return 1
+
+    def _undo(self, engine: sa.Engine, row: Any, user_id: int | None) -> None:
+        from kartoteka.imports.undo import run_undo
+        from kartoteka.records.model import SYSTEM
+        from kartoteka.users import get_user
+
+        detail = row.detail or {}
+        try:
+            user = SYSTEM if user_id is None else get_user(engine, user_id=user_id)
+        except NotFound:  # deactivated since it asked: the import goes back as it was
+            with engine.begin() as conn:
+                conn.execute(sa.update(imports).where(imports.c.id == row.id).values(
+                    status=detail.get("status_before") or "done", detail=detail.get("before")))
+            log.warning("undo of import #%s dropped: its user is no longer active", row.id)
+            return
+        try:
+            run_undo(self.service, row.id, row.entity, user, detail.get("status_before") or "done",
+                     detail.get("before"))
+        except Exception as exc:  # the row went back to its status; the worker goes on
+            log.warning("undo of import #%s failed: %s", row.id, str(exc).splitlines()[0] if str(exc) else
+                        type(exc).__name__)

@@ -120,8 +120,14 @@ def visible_import(service: RecordService, import_id: int, user: Principal) -> A
     return row
 
 
-def undo_import(service: RecordService, import_id: int, user: Principal) -> UndoResult:
-    """Undo the import `import_id` as `user` (its author or an administrator)."""
+UNDO_INLINE_SAVES = 2000  # an import with more saves than this is undone by `kartoteka worker` when asked to queue
+
+
+def undo_import(service: RecordService, import_id: int, user: Principal, *,
+                queue_over: int | None = None) -> UndoResult | None:
+    """Undo the import `import_id` as `user` (its author or an administrator). With `queue_over`, an import of more
+    saves than that is queued for `kartoteka worker` instead (None is returned; the row says `queued`, then
+    `running`, then `undone`)."""
     row = import_row(service.engine, import_id)
     if row is None:
         raise NotFound(Message("import.not_found", "There is no import #{id}.", id=import_id))
@@ -136,20 +142,38 @@ def undo_import(service: RecordService, import_id: int, user: Principal) -> Undo
     if (row.options or {}).get("dry_run"):
         raise Conflict(Message("import.dry_run_not_undone", "Import #{id} was a dry run: it saved nothing to undo.",
                                id=import_id))
-    with service.engine.begin() as conn:  # claimed: a second undo at the same time finds it taken
+    queue = False
+    if queue_over is not None:
+        with service.engine.connect() as conn:
+            saves = conn.execute(sa.select(sa.func.count()).select_from(journal)
+                                 .where(journal.c.batch == batch_name(import_id))).scalar() or 0
+        queue = saves > queue_over
+    # Claimed (a second undo at the same time finds it taken); a queued undo says who asked and the status to go
+    # back to should it fail.
+    request = {"undo_requested_by": user.id, "status_before": row.status, "before": row.detail}
+    with service.engine.begin() as conn:
         claimed = conn.execute(sa.update(imports).where(imports.c.id == import_id, imports.c.status == row.status)
-                               .values(status="running")).rowcount
+                               .values(status="queued" if queue else "running", detail=request)).rowcount
     if claimed != 1:
         raise Conflict(Message("import.still_running", "Import #{id} is still running; undo it when it is done.",
                                id=import_id))
+    if queue:
+        return None
+    return run_undo(service, import_id, row.entity, user, row.status, row.detail)
+
+
+def run_undo(service: RecordService, import_id: int, entity: str, user: Principal, status_before: str,
+             detail_before: Any) -> UndoResult:
+    """Undo a claimed import (its status `running`): `undone` when done, back to `status_before` on an error."""
     try:
-        result = undo_saves(service, row.entity, batch_name(import_id), user, origin_batch=f"undo:{import_id}")
+        result = undo_saves(service, entity, batch_name(import_id), user, origin_batch=f"undo:{import_id}")
     except BaseException:
         with service.engine.begin() as conn:
-            conn.execute(sa.update(imports).where(imports.c.id == import_id).values(status=row.status))
+            conn.execute(sa.update(imports).where(imports.c.id == import_id).values(status=status_before,
+                                                                                    detail=detail_before))
         raise
     with service.engine.begin() as conn:
         conn.execute(sa.update(imports).where(imports.c.id == import_id).values(
             status="undone", undone_at=service.clock.now(),
-            detail={"undo": result.as_json(), "before": row.detail}))
+            detail={"undo": result.as_json(), "before": detail_before}))
     return result

@@ -36,7 +36,7 @@ from kartoteka.imports.service import (
     start_import,
     upload_dir,
 )
-from kartoteka.imports.undo import may_manage, undo_import, visible_import
+from kartoteka.imports.undo import UNDO_INLINE_SAVES, may_manage, undo_import, visible_import
 from kartoteka.listargs import list_query
 from kartoteka.messages import Message, message_from_stored
 from kartoteka.records.access import editable_fields, viewable_fields
@@ -256,7 +256,10 @@ def import_progress(import_id: int) -> Any:
 @login_required
 def undo(import_id: int) -> Response:
     """Undo an import (its author or an administrator)."""
-    result = undo_import(platform.service, import_id, current_user())
+    result = undo_import(platform.service, import_id, current_user(), queue_over=UNDO_INLINE_SAVES)
+    if result is None:
+        flash(t("The import is large: it is being undone in the background."), "info")
+        return redirect(url_for("cards.import_status", import_id=import_id))
     flash(t("Import undone: {deleted} created records deleted, {reverted} updated records reverted.",
             deleted=result.deleted, reverted=result.reverted), "success")
     for kept in result.kept[:20]:
