@@ -449,6 +449,7 @@ def files_sweep_command(dry_run: bool, older_than: float | None) -> None:
     from datetime import timedelta
 
     from kartoteka.records.files import size_text, sweep_files
+    from kartoteka.storage.times import utc
 
     if older_than is not None and older_than != older_than:  # NaN passes click's range check (no comparison holds)
         raise click.BadParameter("must be a number of hours, e.g. 48", param_hint="'--older-than'")
@@ -457,7 +458,7 @@ def files_sweep_command(dry_run: bool, older_than: float | None) -> None:
         swept = sweep_files(state.engine, state.settings.instance_dir / "files", _now(), lifetime, dry_run=dry_run)
     for row in swept:
         why = "no record holds it any more" if row.attached_at is not None else \
-            f"never saved into a card, uploaded {_utc(row.created_at):%Y-%m-%d %H:%M} UTC"
+            f"never saved into a card, uploaded {utc(row.created_at):%Y-%m-%d %H:%M} UTC"
         click.echo(f"{row.id}  {size_text(row.size):>10}  {row.name}  ({why})")
     count, total = len(swept), sum(row.size for row in swept)
     freed = size_text(total) if total < 1024 else f"{size_text(total)} ({total} bytes)"
@@ -700,11 +701,6 @@ def consent_export_command(file: str, entity: str | None, since: str | None) -> 
         with open(file, "w", encoding="utf-8", newline="") as out:  # the csv module writes its own line ends
             count = write_csv(state.engine, out, entity=entity, since=start)
         click.echo(f"Wrote {_plural(count, 'decision')} to {file}.")
-
-
-def _utc(moment: datetime) -> datetime:
-    """A stored time in UTC (SQLite hands times back without their zone)."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment
 
 
 from kartoteka.imports.commands import export_command, import_command, undo_import_command  # noqa: E402

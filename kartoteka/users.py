@@ -22,6 +22,7 @@ from kartoteka.messages import Message
 from kartoteka.records.model import Principal
 from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import api_tokens, sign_in_attempts, user_sessions, users
+from kartoteka.storage.times import utc
 
 TOKEN_PREFIX = "kt_"  # noqa: S105 (a public marker of our tokens, not a secret)
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,149}$")
@@ -139,7 +140,7 @@ def session_user(engine: sa.Engine, session_id: str, now: datetime) -> Principal
                                            "idle_since": now - SESSION_IDLE}).first()
     if row is None or not hmac.compare_digest(row.password_stamp, session_stamp(row.password_hash)):
         return None
-    last_seen = _aware(row.last_seen_at)
+    last_seen = utc(row.last_seen_at)
     if last_seen is None or now - last_seen >= SESSION_TOUCH:
         with engine.begin() as conn:
             conn.execute(sa.update(user_sessions).where(user_sessions.c.id == row.session_id)
@@ -244,7 +245,7 @@ def live_sessions(engine: sa.Engine, now: datetime) -> dict[int, list[SessionInf
                             .order_by(user_sessions.c.last_seen_at.desc(), user_sessions.c.id.desc()))
         for row in rows:
             found.setdefault(row.user_id, []).append(SessionInfo(
-                _aware(row.created_at), _aware(row.last_seen_at), row.address, row.user_agent))  # type: ignore[arg-type]
+                utc(row.created_at), utc(row.last_seen_at), row.address, row.user_agent))  # type: ignore[arg-type]
     return found
 
 
@@ -391,7 +392,7 @@ def _try_count(engine: sa.Engine, name: str, where: str, now: datetime) -> _Coun
             ).returning(table.c.id, table.c.failures, table.c.pending, table.c.blocked_until)
             counts.append(conn.execute(statement).one())
         pair, address = counts
-        waits = [until for until in (_aware(row.blocked_until) for row in counts) if until is not None and until > now]
+        waits = [until for until in (utc(row.blocked_until) for row in counts) if until is not None and until > now]
         if waits:
             transaction.rollback()
             return _Counted(max(waits))
@@ -474,7 +475,7 @@ def sign_in_blocks(engine: sa.Engine, now: datetime) -> dict[str, tuple[datetime
                       sa.func.max(sign_in_attempts.c.blocked_until).label("until"), sa.func.count().label("n"))
             .where(sign_in_attempts.c.blocked_until > now, sign_in_attempts.c.username != ANY_NAME)
             .group_by(sa.func.lower(sign_in_attempts.c.username)))
-        return {row.name: (_aware(row.until), row.n) for row in rows}  # type: ignore[misc]
+        return {row.name: (utc(row.until), row.n) for row in rows}  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -494,7 +495,7 @@ def address_blocks(engine: sa.Engine, now: datetime, limit: int = 100) -> tuple[
         total = conn.execute(sa.select(sa.func.count()).select_from(table).where(waiting)).scalar_one()
         rows = conn.execute(sa.select(table.c.address, table.c.failures, table.c.blocked_until).where(waiting)
                             .order_by(table.c.blocked_until.desc(), table.c.address).limit(limit)).all()
-    return [AddressBlock(row.address, row.failures, _aware(row.blocked_until)) for row in rows], total  # type: ignore[arg-type]
+    return [AddressBlock(row.address, row.failures, utc(row.blocked_until)) for row in rows], total  # type: ignore[arg-type]
 
 
 def clear_address_block(engine: sa.Engine, address: str) -> int | None:
@@ -553,12 +554,6 @@ def list_users(engine: sa.Engine, search: str = "", limit: int = 20) -> list[tup
         return [(r.id, r.display_name) for r in conn.execute(query.order_by(users.c.display_name).limit(limit))]
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def check_password(engine: sa.Engine, username: str, password: str) -> Principal | None:
     """The user if the password matches, else None."""
     with engine.connect() as conn:
@@ -602,8 +597,8 @@ def _token_query() -> sa.Select:  # type: ignore[type-arg]
 
 
 def _token_info(row: sa.Row) -> TokenInfo:  # type: ignore[type-arg]
-    return TokenInfo(row.id, row.username, row.user_active, row.name, row.prefix, _aware(row.created_at),  # type: ignore[arg-type]
-                     _aware(row.last_used_at), _aware(row.revoked_at))
+    return TokenInfo(row.id, row.username, row.user_active, row.name, row.prefix, utc(row.created_at),  # type: ignore[arg-type]
+                     utc(row.last_used_at), utc(row.revoked_at))
 
 
 def list_tokens(engine: sa.Engine, username: str | None = None, *, revoked: bool = False) -> list[TokenInfo]:
@@ -659,7 +654,7 @@ def user_for_token(engine: sa.Engine, token: str, now: datetime) -> Principal | 
         ).first()
     if row is None:
         return None
-    used = _aware(row.token_used_at)
+    used = utc(row.token_used_at)
     if used is None or now - used >= TOKEN_TOUCH:
         with engine.begin() as conn:
             conn.execute(sa.update(api_tokens).where(

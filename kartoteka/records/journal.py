@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from kartoteka.records.access import viewable_fields
 from kartoteka.records.hooks import Origin
 from kartoteka.records.model import Principal
 from kartoteka.storage.tables import journal, users
+from kartoteka.storage.times import utc
 
 OWNER = "owner"  # the key of an owner change among a row's changes (no field may be called so: a system name)
 INSERT = sa.insert(journal)
@@ -91,7 +92,7 @@ def visible_entry(entity: EntityDef, user: Principal, stored_row: Any) -> Journa
         id=stored_row.id, version=stored_row.version, action=stored_row.action, source=stored_row.source,
         user_id=stored_row.user_id, user=stored_row.user_name, token_id=stored_row.token_id,
         rule_key=stored_row.rule_key, batch=stored_row.batch, reverts=stored_row.reverts,
-        created_at=_utc(stored_row.created_at), changes=shown,
+        created_at=utc(stored_row.created_at), changes=shown,
         hidden=len(stored_row.changes or {}) - len(shown))
 
 
@@ -109,6 +110,3 @@ def values_at(current: Mapping[str, Any], owner: int | None, later: Iterable[Any
                 data[name] = old
     return data, owner
 
-
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -6,7 +6,7 @@ import builtins
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -64,6 +64,7 @@ from kartoteka.storage.keys import key_columns, key_values, misfits
 from kartoteka.storage.reading import reader
 from kartoteka.storage.statistics import refresh_statistics
 from kartoteka.storage.tables import RECORD_COLUMNS, file_links, files, record_links, records, users
+from kartoteka.storage.times import utc
 
 TITLE_LENGTH = 300
 # Statements of the hot paths are built once; only their parameters change per call.
@@ -244,9 +245,9 @@ class RecordService:
             values = {n: v for n, v in values.items() if n in visible}
         return Record(
             id=row.id, entity=entity.name, version=row.version, title=row.title, values=values,
-            owner=row.owner, created_at=(created := _utc(row.created_at)),
-            updated_at=created if row.updated_at is row.created_at else _utc(row.updated_at),
-            created_by=row.created_by, updated_by=row.updated_by, deleted_at=_utc(row.deleted_at),
+            owner=row.owner, created_at=(created := utc(row.created_at)),
+            updated_at=created if row.updated_at is row.created_at else utc(row.updated_at),
+            created_by=row.created_by, updated_by=row.updated_by, deleted_at=utc(row.deleted_at),
             attention=attention(entity, row.flags, visible),
         )
 
@@ -258,8 +259,8 @@ class RecordService:
         row = conn.execute(query, {"record_id": record_id, "entity": entity.name}).first()
         if row is None:
             return None
-        system = {"id": row.id, "owner": row.owner, "created_at": _utc(row.created_at),
-                  "updated_at": _utc(row.updated_at)}
+        system = {"id": row.id, "owner": row.owner, "created_at": utc(row.created_at),
+                  "updated_at": utc(row.updated_at)}
         return self._values(entity, row.data), system
 
     def storage_json(self, entity: EntityDef, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -367,7 +368,7 @@ class RecordService:
                     current_version=version,
                 )
             stored = self._values(entity, data)
-            system = {"id": row_id, "owner": row_owner, "created_at": _utc(created_at), "updated_at": now}
+            system = {"id": row_id, "owner": row_owner, "created_at": utc(created_at), "updated_at": now}
             event = self._event("updated", entity, user, origin, stored, system, record_id, conn=conn)
             prepared = Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system,
                                                                   flagged=_flagged_checks(row_flags), inferred=inferred,
@@ -447,7 +448,7 @@ class RecordService:
                                                      now))
             change = Change("deleted", entity, record_id, stored, None, frozenset(), user, origin)
             self._notify(conn, change)
-            system = {"id": record_id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
+            system = {"id": record_id, "owner": row.owner, "created_at": utc(row.created_at), "updated_at": now}
             event = self._event("deleted", entity, user, origin, stored, system, record_id)
             if event is not None:
                 self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
@@ -483,7 +484,7 @@ class RecordService:
                                                      now))
             change = Change("restored", entity, record_id, None, stored, frozenset(stored), user, origin)
             self._notify(conn, change)
-            system = {"id": record_id, "owner": row.owner, "created_at": _utc(row.created_at), "updated_at": now}
+            system = {"id": record_id, "owner": row.owner, "created_at": utc(row.created_at), "updated_at": now}
             event = self._event("restored", entity, user, origin, None, system, record_id)
             if event is not None:
                 self.hooks.after_write(conn, change, event)  # type: ignore[union-attr]  # event means hooks
@@ -539,7 +540,7 @@ class RecordService:
         if record_id is not None:
             row = row if row is not None else self._visible_row(conn, entity, record_id, user)
             stored = self._values(entity, row.data) if stored is None else stored
-            system.update(owner=row.owner, created_at=_utc(row.created_at))
+            system.update(owner=row.owner, created_at=utc(row.created_at))
             flagged = _flagged_checks(row.flags)
         return Pipeline(entity, self.clock, self.ctx).run(values, stored, user, system, flagged=flagged,
                                                           inferred=inferred)
@@ -571,7 +572,7 @@ class RecordService:
         state = self._form_state(entity, prepared, row, user, stored)
         if preview and self.hooks is not None and self.hooks.wants(entity, API):
             system = {"id": record_id, "owner": row.owner if row is not None else user.id,
-                      "created_at": _utc(row.created_at) if row is not None else self.clock.now(),
+                      "created_at": utc(row.created_at) if row is not None else self.clock.now(),
                       "updated_at": self.clock.now()}
             event = SaveEvent("updated" if row is not None else "created", entity, user, UI, stored, system,
                               prepared, record_id=record_id)
@@ -1034,12 +1035,12 @@ def _stored_record(entity: EntityDef, row: sa.Row[Any], visible: frozenset[str])
     """The Record of a row of select(records, ...) with the values of the `visible` fields."""
     (record_id, _entity, data, title, owner, version, created_at, updated_at, created_by, updated_by, deleted_at,
      flags) = row[:_WIDTH]
-    created = _utc(created_at)
+    created = utc(created_at)
     return Record(
         id=record_id, entity=entity.name, version=version, title=title,
         values=_typed(_readers(entity, visible), data), owner=owner, created_at=created,
-        updated_at=created if updated_at is created_at else _utc(updated_at), created_by=created_by,
-        updated_by=updated_by, deleted_at=None if deleted_at is None else _utc(deleted_at),
+        updated_at=created if updated_at is created_at else utc(updated_at), created_by=created_by,
+        updated_by=updated_by, deleted_at=None if deleted_at is None else utc(deleted_at),
         attention=attention(entity, flags, visible) if flags else (),
     )
 
@@ -1116,12 +1117,6 @@ def attention(entity: EntityDef, flags: Any, visible: frozenset[str]) -> tuple[A
 def _flagged_checks(flags: Any) -> frozenset[str]:
     """The keys of the checks a stored record is flagged for."""
     return frozenset(f["check"] for f in flags or () if isinstance(f, dict) and isinstance(f.get("check"), str))
-
-
-def _utc(moment: datetime | None) -> Any:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 __all__ = ["SYSTEM", "Change", "RecordService"]

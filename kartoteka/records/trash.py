@@ -10,7 +10,7 @@ the consent archive has no tie to the records table and outlives them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +22,7 @@ from kartoteka.records.scopes import forbidden, trash_where
 from kartoteka.records.service import RecordService
 from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import journal, records, users
+from kartoteka.storage.times import utc
 
 PURGE_BATCH = 500
 
@@ -61,19 +62,19 @@ def trash_page(service: RecordService, entity_name: str, user: Principal, *, lim
     query = query.order_by(records.c.deleted_at.desc(), records.c.id.desc()).limit(limit + 1)
     with reader(service.engine).connect() as conn:
         rows = conn.execute(query).all()
-    items = tuple(Trashed(r.id, r.title, _utc(r.deleted_at), r.updated_by, r.display_name, r.version)
+    items = tuple(Trashed(r.id, r.title, utc(r.deleted_at), r.updated_by, r.display_name, r.version)
                   for r in rows[:limit])
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = f"{_stored(_utc(last.deleted_at)).isoformat()}|{last.id}"
+        next_cursor = f"{utc(utc(last.deleted_at)).isoformat()}|{last.id}"
     return TrashPage(items, next_cursor)
 
 
 def _decode(cursor: str) -> tuple[datetime, int]:
     moment_text, _, id_text = cursor.partition("|")
     try:
-        return _stored(datetime.fromisoformat(moment_text)), int(id_text)
+        return utc(datetime.fromisoformat(moment_text)), int(id_text)
     except ValueError:
         raise BadRequest(Message("trash.cursor_invalid", "The cursor '{cursor}' was not given by this list.",
                                  cursor=cursor[:40])) from None
@@ -83,7 +84,7 @@ def purge(service: RecordService, now: datetime, older_than: timedelta, *, entit
           record_ids: list[int] | None = None) -> int:
     """Remove for good the records deleted before `now - older_than` (or those of `record_ids` in the trash);
     how many went."""
-    where: list[Any] = [records.c.deleted_at.is_not(None), records.c.deleted_at <= _stored(now - older_than)]
+    where: list[Any] = [records.c.deleted_at.is_not(None), records.c.deleted_at <= utc(now - older_than)]
     if entity is not None:
         where.append(records.c.entity == service.entity(entity).name)
     if record_ids is not None:
@@ -101,9 +102,3 @@ def purge(service: RecordService, now: datetime, older_than: timedelta, *, entit
         purged += len(ids)
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _stored(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -20,6 +20,7 @@ from kartoteka.records.model import Principal
 from kartoteka.storage.database import fold
 from kartoteka.storage.reading import reader
 from kartoteka.storage.tables import saved_views
+from kartoteka.storage.times import utc
 
 MAX_NAME = 100
 MAX_QUERY = 2000
@@ -48,13 +49,8 @@ def clean_query(query: str) -> str:
     return urlencode([(key, value) for key, value in pairs if key not in DROPPED_KEYS], safe=",")
 
 
-def _utc(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _view(row: sa.Row[Any], user: Principal) -> SavedView:
-    return SavedView(row.id, row.user_id, row.entity, row.name, row.query, bool(row.shared), _utc(row.created_at),
+    return SavedView(row.id, row.user_id, row.entity, row.name, row.query, bool(row.shared), utc(row.created_at),
                      row.user_id == user.id)
 
 

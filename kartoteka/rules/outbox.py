@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from kartoteka.errors import BadRequest, Conflict, NotFound
 from kartoteka.messages import Message
 from kartoteka.storage.tables import outbox
+from kartoteka.storage.times import utc
 
 KINDS = ("email", "webhook")
 STATES = ("pending", "done", "dead")
@@ -43,13 +44,6 @@ def enqueue(conn: sa.Connection, *, kind: str, destination: str, payload: Mappin
         attempts=0, next_attempt_at=now, entity=entity, record_id=record_id, rule_key=rule_key, created_at=now,
     ))
     return delivery_id
-
-
-def utc(moment: datetime | None) -> datetime | None:
-    """A stored time in UTC (SQLite hands times back without their zone)."""
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
