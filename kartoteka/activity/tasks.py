@@ -31,7 +31,7 @@ from kartoteka.activity.store import create_task
 from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.messages import Message
 from kartoteka.metadata.model import EntityDef, Metadata
-from kartoteka.records.model import SYSTEM, Principal
+from kartoteka.records.model import SYSTEM, Principal, Record
 from kartoteka.records.scopes import readable_where, scope_of
 from kartoteka.records.service import RecordService
 from kartoteka.storage.reading import reader
@@ -205,10 +205,9 @@ def _readers(conn: sa.Connection, metadata: Metadata, entity: EntityDef, owner: 
     return found
 
 
-def card_readers(service: RecordService, entity_name: str, record_id: int, user: Principal) -> list[tuple[int, str]]:
-    """The active users (id, display name, by name) who may read the card, which `user` must be able to read
-    (NotFound otherwise): whom a task on it may be assigned to."""
-    record = service.get(entity_name, record_id, user)
+def card_readers(service: RecordService, record: Record) -> list[tuple[int, str]]:
+    """The active users (id, display name, by name) who may read the card `record` (as its reader got it from
+    `service.get`): whom a task on it may be assigned to."""
     entity = service.entity(record.entity)
     with reader(service.engine).connect() as conn:
         people = list(conn.execute(sa.select(users.c.id, users.c.display_name, users.c.roles, users.c.department)

@@ -140,7 +140,7 @@ def card_activity(entity: EntityDef, record: Record, form: dict[str, Any] | None
 
     return {"entity": entity, "record": record, "page": page, "kinds": USER_KINDS, "kind_labels": KIND_LABELS,
             "changeable": changeable,
-            "users": card_readers(service, entity.name, record.id, user), "me": current_user().id,
+            "users": card_readers(service, record), "me": current_user().id,
             "now": platform.state.clock.now(), "form": form or {}, "errors": (form or {}).get("errors", {}),
             "back": url_for("cards.view_record", entity_name=entity.name, record_id=record.id)}
 
