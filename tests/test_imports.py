@@ -370,3 +370,21 @@ def test_an_export_column_of_a_formula_is_left_out_of_the_import_and_said_so(ser
     notes = {c.name: (c.ignored.code if c.ignored else None, c.suggestion) for c in outcome.mapping.columns}
     assert notes["Lead score"] == ("import.column_computed", None)
     assert notes["Скоринг-2"] == (None, "score")
+
+
+def test_an_owner_column_assigns_records_and_export_times_are_left_out(service, admin_user, make_user, tmp_path):
+    rep = make_user("sales3", ["sales"])[0]
+    path = write(tmp_path, "leads.csv", "contact_name,emails,Владелец,Created (UTC)\n"
+                 "A,a@example.com,sales3,2026-01-01T00:00:00Z\nB,b@example.com,nobody,\nC,c@example.com,,\n")
+    outcome = run_import(service, "lead", path, "leads.csv", admin_user, ImportOptions(skip_invalid=True))
+    assert outcome.counts.created == 2
+    assert [(e.row, e.column, e.field, e.message.code) for e in outcome.errors] == [
+        (3, "Владелец", "owner", "import.user_unknown")]
+    a, c = leads(service, admin_user)
+    assert (a.owner, c.owner) == (rep.id, admin_user.id)
+    notes = {col.name: (col.field, col.ignored.code if col.ignored else None) for col in outcome.mapping.columns}
+    assert notes["Created (UTC)"] == ("created_at", "import.column_system")
+    # A sales rep may not give a record to someone else: the row says so, under the owner column.
+    path = write(tmp_path, "mine.csv", f"contact_name,emails,owner\nD,d@example.com,{admin_user.username}\n")
+    refused = run_import(service, "lead", path, "mine.csv", rep, ImportOptions(skip_invalid=True))
+    assert refused.counts.invalid == 1 and refused.errors[0].column == "owner"

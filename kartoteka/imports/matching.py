@@ -20,6 +20,14 @@ from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.model import Principal
 
 ID = "id"  # the record's id: a column of it serves as the upsert key `id`
+OWNER = "owner"  # the record's owner (a user's login, name or id): whom a new record is assigned to
+# What an export writes for the system columns (kartoteka/imports/export.py): the owner is read back; the times are
+# the system's own and left out, said so.
+SYSTEM_NAMES = {"owner": OWNER, "владелец": OWNER, "created": "created_at", "createdutc": "created_at",
+                "создано": "created_at", "созданоutc": "created_at", "createdat": "created_at", "updated": "updated_at",
+                "updatedutc": "updated_at", "изменено": "updated_at", "измененоutc": "updated_at",
+                "updatedat": "updated_at"}
+SYSTEM = (ID, OWNER)
 SUGGEST_CUTOFF = 70
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -53,7 +61,7 @@ class Mapping_:
 
     def used(self) -> list[Column]:
         """The columns whose values are imported (not the id's: that one only finds records)."""
-        return [c for c in self.columns if c.matched and c.field != ID]
+        return [c for c in self.columns if c.matched and c.field not in SYSTEM]
 
     def by_field(self) -> dict[str, Column]:
         """field -> its column."""
@@ -72,7 +80,7 @@ class Mapping_:
 
 def _names(entity: EntityDef, viewable: frozenset[str]) -> dict[str, str]:
     """folded name or label -> field, for the fields `viewable` (and the id)."""
-    found: dict[str, str] = {fold(ID): ID, "#": ID}
+    found: dict[str, str] = {fold(ID): ID, "#": ID, **SYSTEM_NAMES}
     for name in entity.fields:
         if name not in viewable:
             continue
@@ -111,7 +119,7 @@ def match_columns(entity: EntityDef, header: Sequence[str], user: Principal,
                 columns.append(Column(position, column, None, Message("import.column_left_out",
                                                                       "left out by the mapping")))
                 continue
-            field = target if target == ID or target in viewable else None
+            field = target if target in SYSTEM or target in viewable else None
             if field is None:
                 problems.append(Message("import.mapping_field_unknown", "Column '{column}' is mapped to '{field}', "
                                         "which is not a field of {what}.", column=column[:60], field=str(target)[:60],
@@ -123,7 +131,9 @@ def match_columns(entity: EntityDef, header: Sequence[str], user: Principal,
             columns.append(Column(position, column, None, suggestion=_suggest(key, names)))
             continue
         ignored = None
-        if field != ID and field not in editable:
+        if field in ("created_at", "updated_at"):
+            ignored = Message("import.column_system", "kept by the system")
+        elif field not in SYSTEM and field not in editable:
             ignored = (Message("import.column_computed", "computed by a formula") if entity.fields[field].is_formula
                        else Message("import.column_not_editable", "you may not change this field"))
         if ignored is None and field in taken:

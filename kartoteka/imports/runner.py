@@ -27,7 +27,7 @@ from kartoteka.errors import (
     PermissionDenied,
     RecordValidationError,
 )
-from kartoteka.imports.matching import ID, Column, Mapping_, match_columns, missing_required
+from kartoteka.imports.matching import ID, OWNER, Column, Mapping_, match_columns, missing_required
 from kartoteka.imports.reader import Table, open_table
 from kartoteka.imports.values import CellError, CellReader
 from kartoteka.messages import Message, json_params, message_code, stored_message
@@ -203,6 +203,7 @@ class Importer:
         self.mapping: Mapping_ | None = None
         self._columns: list[Column] = []
         self._key_column: Column | None = None
+        self._owner_column: Column | None = None
         self._header_width = 0
 
     # --- the file -----------------------------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class Importer:
             raise
         self._columns = self.mapping.used()
         self._key_column = self.mapping.by_field().get(self.options.key) if self.options.key else None
+        self._owner_column = self.mapping.by_field().get(OWNER)
         self._header_width = len(table.header)
         return table
 
@@ -247,6 +249,27 @@ class Importer:
             except CellError as exc:
                 problems.setdefault(name, []).append(exc.message)
         return values, problems
+
+    def _owner(self, number: int, cells: list[str], problems: dict[str, list[Any]]) -> int | None:
+        """The owner the row's owner column names (a login, a name or an id), None when there is none or it is
+        empty; a name no user has is a problem of the row under `owner`."""
+        column = self._owner_column
+        if column is None:
+            return None
+        text = cells[column.position].strip() if column.position < len(cells) else ""
+        if not text:
+            return None
+        try:
+            found = self.cells.user_id(text)
+        except CellError as exc:
+            problems.setdefault(OWNER, []).append(exc.message)
+            return None
+        digits = str(found).lstrip("#")
+        if not (digits.isdigit() and digits.isascii() and len(digits) < 19):
+            problems.setdefault(OWNER, []).append(Message("import.user_unknown", "There is no active user called "
+                                                          "'{text}' (give a login, a name or an id).", text=text[:60]))
+            return None
+        return int(digits)
 
     def _find(self, conn: sa.Connection, number: int, cells: list[str]) -> tuple[int, int] | None:
         """(id, version) of the live readable record the row's key names, None when none; _RowInvalid when the key
@@ -292,7 +315,8 @@ class Importer:
     def _errors(self, number: int, exc: KartotekaError) -> list[RowError]:
         columns = {c.field: c.name for c in self.mapping.columns if c.field} if self.mapping else {}
         if isinstance(exc, RecordValidationError):
-            return [RowError(number, columns.get(name), name if name in self.entity.fields else None, message)
+            return [RowError(number, columns.get(name), name if name in self.entity.fields or name == OWNER else None,
+                             message)
                     for name, messages in exc.errors.items() for message in messages]
         return [RowError(number, None, None, exc.detail)]
 
@@ -305,6 +329,7 @@ class Importer:
                 "import.extra_cells", "The row has {count} values, more than the {columns} columns the header names.",
                 count=self._header_width + len(extra), columns=self._header_width))])
         values, problems = self._values(number, cells)
+        owner = self._owner(number, cells, problems)
         existing = self._find(conn, number, cells)
         options = self.options
         try:
@@ -313,10 +338,11 @@ class Importer:
             if existing is not None and options.on_duplicate == "update":
                 record_id, version = existing
                 saved = self.service.update(self.entity.name, record_id, values, self.user, expected_version=version,
-                                            connection=conn, origin=self.origin, input_errors=problems or None)
+                                            owner=owner, connection=conn, origin=self.origin,
+                                            input_errors=problems or None)
                 return ("skipped" if saved.version == version else "updated"), saved
-            saved = self.service.create(self.entity.name, values, self.user, connection=conn, origin=self.origin,
-                                        input_errors=problems or None)
+            saved = self.service.create(self.entity.name, values, self.user, owner=owner, connection=conn,
+                                        origin=self.origin, input_errors=problems or None)
             return "created", saved
         except (RecordValidationError, PermissionDenied, NotFound, Conflict) as exc:
             raise _RowInvalid(self._errors(number, exc)) from None

@@ -101,6 +101,10 @@ class CellReader:
             self._options[field.name] = found
         return found
 
+    def user_id(self, text: str) -> Any:
+        """The id of the user `text` names (a login, a display name or an id); CellError when none or several."""
+        return self._user(text)
+
     def _user(self, text: str) -> Any:
         if not text or text.isdigit():
             return text

@@ -26,7 +26,7 @@ from kartoteka.errors import BadRequest, KartotekaError, RecordValidationError
 from kartoteka.extensions import platform
 from kartoteka.i18n import t
 from kartoteka.imports.errors import ImportFileError
-from kartoteka.imports.matching import ID
+from kartoteka.imports.matching import ID, OWNER
 from kartoteka.imports.reader import format_of
 from kartoteka.imports.runner import Importer, ImportOptions
 from kartoteka.imports.service import (
@@ -162,7 +162,8 @@ def import_preview(entity_name: str, token: str) -> Any:
         return redirect(url_for("cards.import_form", entity_name=entity.name))
     user = current_user()
     editable = editable_fields(entity, user)
-    fields = [(ID, "#")] + [(n, f.label.get(_language())) for n, f in entity.fields.items() if n in editable]
+    fields = [(ID, "#"), (OWNER, t("Owner"))] + [(n, f.label.get(_language())) for n, f in entity.fields.items()
+                                                 if n in editable]
     chosen = {c.name: (c.field if c.matched else "") for c in mapping.columns} if mapping else \
         {column: options.mapping.get(column, "") for column in header}
     shown = [n for n in entity.fields if any(r.values.get(n) not in (None, "", []) for r in rows)][:12]
