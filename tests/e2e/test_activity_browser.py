@@ -104,7 +104,7 @@ def _header_count(page: Page) -> int:
     return int(page.locator("header .header-tasks .count").inner_text())
 
 
-def test_the_header_count_follows_a_task_added_and_ticked_without_a_reload(page: Page, login) -> None:
+def test_the_header_count_follows_a_task_added_and_ticked_without_a_reload(page: Page, login, axe) -> None:
     login(page, "sales2")
     page.goto(_first_deal(page))
     before = _header_count(page)
@@ -120,6 +120,7 @@ def test_the_header_count_follows_a_task_added_and_ticked_without_a_reload(page:
     expect(details.locator("summary")).to_contain_text("<b>not bold</b>")  # shown as text, shortened
     details.locator("summary").click()
     expect(details).to_contain_text("more words more words")
+    axe(page, "card with a task's description opened")
     row.locator("input[type=checkbox]").check()
     expect(page.locator("#timeline .task-row.is-done", has_text=title)).to_be_visible()
     expect(page.locator("header .header-tasks .count")).to_have_text(str(before))
