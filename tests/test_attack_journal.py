@@ -139,14 +139,14 @@ def test_merging_records_outside_ones_delete_scope_is_refused_and_changes_nothin
     deal = service.create("deal", {"name": "D", "company": company.id, "contact": theirs.id}, boss)
     with pytest.raises(PermissionDenied):
         merge(service, "contact", mine.id, [theirs.id], {}, mgr)
-    with pytest.raises(PermissionDenied):  # nor as the survivor: they may not delete it, and not change it? (update all)
+    with pytest.raises(PermissionDenied):  # reps may not delete contacts at all: no merging either way
         merge(service, "contact", theirs.id, [mine.id], {}, people["rep"][0])
     assert service.get("deal", deal.id, SYSTEM)["contact"] == theirs.id
     assert service.get("contact", theirs.id, SYSTEM)["first_name"] == "Anne"
 
 
 def test_only_the_merger_or_an_admin_undoes_a_merge(service, people):
-    mgr, other_mgr = people["mgr"][0], people["boss"][0]
+    mgr = people["mgr"][0]
     a = service.create("contact", _person(first_name="Ann", last_name="Lee"), mgr)
     b = service.create("contact", _person(first_name="Anne", last_name="Lee"), mgr)
     done = merge(service, "contact", a.id, [b.id], {}, mgr)
@@ -229,6 +229,19 @@ def test_reverting_to_before_a_consent_does_not_claim_to_have_taken_it_back(serv
     done = revert(service, "contact", c.id, 1, boss)
     now = service.get("contact", c.id, SYSTEM)["pd_consent"]
     assert ("pd_consent" in done.fields) == (now is None)
+
+
+@pytest.mark.xfail(strict=True, reason="the same through revert(fields=[...]), which an import's undo uses: a consent "
+                   "an import ticked is 'reverted' (listed in fields) yet stays given, so undoing the import leaves it")
+def test_reverting_one_consent_field_to_before_it_was_given_takes_it_back_or_refuses(service, people):
+    boss = people["boss"][0]
+    c = service.create("contact", _person(first_name="Ann", last_name="Lee"), boss)
+    service.update("contact", c.id, {"pd_consent": True}, boss, expected_version=None)
+    try:
+        done = revert(service, "contact", c.id, 1, boss, fields=["pd_consent"])
+    except (RecordValidationError, BadRequest):
+        return  # refusing is honest too
+    assert done.fields == () or service.get("contact", c.id, SYSTEM)["pd_consent"] is None
 
 
 @pytest.mark.xfail(strict=True, reason="versions.revert (whole record) treats a consent like any field: going back to "
@@ -457,7 +470,7 @@ def test_a_revert_response_and_errors_never_carry_a_hidden_old_value(client, peo
 
 
 def test_a_merge_cannot_set_a_field_the_merger_may_not_change(service, people):
-    mgr, boss = people["mgr"][0], people["boss"][0]
+    mgr = people["mgr"][0]
     company = service.create("company", COMPANY, SYSTEM)
     a = service.create("deal", {"name": "A", "company": company.id}, mgr)
     b = service.create("deal", {"name": "B", "company": company.id}, mgr)
@@ -577,3 +590,20 @@ def test_the_merge_pages_refuse_who_may_not_merge_or_undo(app, client, people):
     assert response.status_code == 403
     with pytest.raises(NotFound):
         service.get("contact", mine.id, SYSTEM)
+
+
+@pytest.mark.xfail(strict=True, reason="imports/undo.py reverts an updated record with versions.revert(fields=...): "
+                   "the consent the import ticked is counted as reverted but ConsentType.settle keeps it: after the undo "
+                   "the person still 'consented', though only the (undone) import said so")
+def test_undoing_an_import_takes_back_the_consent_it_ticked(service, people, tmp_path):
+    from kartoteka.imports.runner import ImportOptions, run_import
+    from kartoteka.imports.undo import undo_import
+    boss = people["boss"][0]
+    c = service.create("contact", _person(first_name="Ann", last_name="Lee", telegram="@annlee1"), boss)
+    path = tmp_path / "consents.csv"
+    path.write_text("telegram,pd_consent\n@annlee1,yes\n", encoding="utf-8")
+    done = run_import(service, "contact", path, "consents.csv", boss,
+                      ImportOptions(key="telegram", on_duplicate="update"))
+    assert done.counts.updated == 1 and service.get("contact", c.id, SYSTEM)["pd_consent"]["given"] is True
+    undo_import(service, done.import_id, boss)
+    assert service.get("contact", c.id, SYSTEM)["pd_consent"] is None
