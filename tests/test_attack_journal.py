@@ -593,8 +593,8 @@ def test_the_merge_pages_refuse_who_may_not_merge_or_undo(app, client, people):
 
 
 @pytest.mark.xfail(strict=True, reason="imports/undo.py reverts an updated record with versions.revert(fields=...): "
-                   "the consent the import ticked is counted as reverted but ConsentType.settle keeps it: after the undo "
-                   "the person still 'consented', though only the (undone) import said so")
+                   "the consent the import ticked is counted as reverted but ConsentType.settle keeps it: after the "
+                   "undo the person still 'consented', though only the (undone) import said so")
 def test_undoing_an_import_takes_back_the_consent_it_ticked(service, people, tmp_path):
     from kartoteka.imports.runner import ImportOptions, run_import
     from kartoteka.imports.undo import undo_import
