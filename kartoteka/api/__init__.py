@@ -16,6 +16,7 @@ from kartoteka.errors import AuthenticationRequired, BadRequest, KartotekaError
 from kartoteka.extensions import platform
 from kartoteka.listargs import list_query
 from kartoteka.messages import N_, Message
+from kartoteka.records import duplicates
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.query import count_records
 from kartoteka.records.scopes import readable_entities, require, scopes_for
@@ -173,7 +174,7 @@ def update_record(entity_name: str, record_id: int) -> Response:
     body = _json_body()
     version = _expected_version(body, required=True)
     sent = read_record(body)
-    if entity.duplicates.rules and not sent.errors:
+    if not sent.errors and duplicates.worth_asking(entity, sent.values, platform.service.ctx):
         platform.service.require_changeable(entity.name, record_id, _user())  # 404 / 403 before any 409
         if (refused := refused_as_duplicate(entity, sent.values, record_id)) is not None:
             return refused

@@ -41,8 +41,9 @@ def allow_duplicates() -> bool:
 
 def refused_as_duplicate(entity: EntityDef, values: dict[str, Any], record_id: int | None = None) -> Response | None:
     """A 409 problem+json naming the records a save of `values` likely repeats (`candidates`), or None to save."""
-    if not entity.duplicates.rules or allow_duplicates():
-        return None
+    if not entity.duplicates.rules or allow_duplicates() or \
+            not duplicates.worth_asking(entity, values, platform.service.ctx):
+        return None  # a change that leaves the rules' fields alone (or does not parse) costs its save nothing more
     found = duplicates.candidates(platform.service, entity.name, values, current_user(), record_id)
     if not found:
         return None

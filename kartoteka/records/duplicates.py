@@ -26,9 +26,11 @@ import orjson
 import sqlalchemy as sa
 from rapidfuzz import fuzz, process, utils
 
+from kartoteka.metadata.fieldtypes import FieldValueError, ParseContext
 from kartoteka.metadata.model import DuplicateRule, EntityDef, FieldDef
 from kartoteka.records.access import viewable_fields
 from kartoteka.records.model import Principal
+from kartoteka.records.pipeline import parse_value
 from kartoteka.records.query import QueryBuilder
 from kartoteka.records.scopes import readable_where
 from kartoteka.records.service import RecordService
@@ -131,6 +133,43 @@ def _items(value: Any) -> list[Any]:
     if value is None or value == "" or value == []:
         return []
     return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def rule_inputs(entity: EntityDef) -> frozenset[str]:
+    """The fields whose values the card's rules depend on: those they read, and the inputs of formulas among them
+    (first_name and last_name for full_name)."""
+    found: set[str] = set()
+    waiting = [n for rule in entity.duplicates.rules for n in rule.reads]
+    while waiting:
+        name = waiting.pop()
+        if name in found:
+            continue
+        found.add(name)
+        expr = entity.fields[name].expr
+        if expr is not None:
+            waiting.extend(n for n in expr.names if n in entity.fields)
+    return frozenset(found)
+
+
+def worth_asking(entity: EntityDef, values: Mapping[str, Any], ctx: ParseContext,
+                 changed: Iterable[str] | None = None) -> bool:
+    """Whether a save of `values` may find duplicates, decided without reading the database: the card has rules, the
+    save sets a field they depend on (`changed`: those the user altered, when the caller knows; else every field sent),
+    and each such value parses (else the save refuses it, and answers with its own errors in its one run)."""
+    if not entity.duplicates.rules:
+        return False
+    touched = rule_inputs(entity) & set(values if changed is None else changed)
+    if not touched:
+        return False
+    for name in touched:
+        field_def = entity.fields[name]
+        if field_def.is_formula or name not in values:
+            continue
+        try:
+            parse_value(field_def, values[name], ctx)
+        except (FieldValueError, TypeError, ValueError):
+            return False
+    return True
 
 
 # --- before a save --------------------------------------------------------------------------------------------
@@ -340,57 +379,73 @@ def groups(service: RecordService, entity_name: str, user: Principal, *, limit: 
     if not rules or readable is None:
         return []
     names = sorted({n for rule in rules for n in rule.reads})
-    columns = [JsonValue(records.c.data, n, "json" if entity.fields[n].is_list else "text"
-                         if entity.fields[n].value_type.storage == "text" else "json").label(n) for n in names]
-    keys: dict[DuplicateRule, dict[Any, list[int]]] = {rule: defaultdict(list) for rule in rules}
-    texts: dict[DuplicateRule, dict[Any, dict[int, str]]] = {rule: defaultdict(dict) for rule in rules}
+    column_of = {n: 3 + i for i, n in enumerate(names)}  # after id, title, owner
+    # A list, or a number, comes as JSON text from SQLite (PostgreSQL parses it): read each column once per row.
+    parsed_columns = [column_of[n] for n in names if entity.fields[n].is_list or
+                      entity.fields[n].value_type.storage != "text"]
+    columns = [JsonValue(records.c.data, n, "text" if column_of[n] not in parsed_columns else "json").label(n)
+               for n in names]
+    exact = [(r, [column_of[n] for n in r.fields]) for r in rules if r.kind == "exact"]
+    fuzzy = [(r, column_of[r.fields[0]], [column_of[n] for n in r.same]) for r in rules if r.kind == "fuzzy"]
+    keys: list[dict[Any, list[int]]] = [defaultdict(list) for _ in exact]
+    texts: list[dict[Any, dict[int, str]]] = [defaultdict(dict) for _ in fuzzy]
     titles: dict[int, tuple[str, int | None]] = {}
-    statement = sa.select(*_ROW, *columns).where(*readable).order_by(records.c.id)
+    statement = sa.select(*_ROW, *columns).where(*readable)  # in no order: groups are sorted once built
     # The engine's own connection, in a transaction: PostgreSQL streams the rows through a server-side cursor.
     with service.engine.connect() as conn:
-        for row in conn.execution_options(yield_per=READ_BATCH).execute(statement):
-            values = row._mapping
-            for rule in rules:
-                if rule.kind == "exact":
-                    per_field = [_items(_value(entity.fields[n], values[n])) for n in rule.fields]
+        for raw in conn.execution_options(yield_per=READ_BATCH).execute(statement):
+            row: list[Any] = list(raw)
+            for i in parsed_columns:
+                row[i] = _stored_value(row[i])
+            record_id: int = row[0]
+            for position, (_rule, at) in enumerate(exact):
+                if len(at) == 1:
+                    value = row[at[0]]
+                    if value is None:
+                        continue
+                    for item in value if isinstance(value, list) else (value,):
+                        keys[position][(item,)].append(record_id)
+                else:
+                    per_field = [_items(row[i]) for i in at]
+                    if not all(per_field):
+                        continue
                     for key in product(*per_field):
-                        keys[rule][key].append(row.id)
-                    if all(per_field):
-                        titles.setdefault(row.id, (row.title, row.owner))
-                    continue
-                text = values[rule.fields[0]]
+                        keys[position][key].append(record_id)
+                titles.setdefault(record_id, (row[1], row[2]))
+            for position, (rule, text_at, same_at) in enumerate(fuzzy):
+                text = row[text_at]
                 if not isinstance(text, str):
                     continue
                 processed = _process(text)
                 if not processed:
                     continue
-                if rule.same:
-                    block = tuple(_value(entity.fields[n], values[n]) for n in rule.same)
-                    if any(v is None for v in block):
+                if same_at:
+                    block = tuple(row[i] for i in same_at)
+                    if None in block:
                         continue
                 else:
                     block = (processed[:rule.prefix],)
-                texts[rule][block][row.id] = processed
-                titles.setdefault(row.id, (row.title, row.owner))
+                texts[position][block][record_id] = processed
+                titles.setdefault(record_id, (row[1], row[2]))
     joined = _Groups()
-    for rule in rules:
-        if rule.kind == "exact":
-            for key, ids in keys[rule].items():
-                unique_ids = sorted(set(ids))
+    for position, (rule, _at) in enumerate(exact):
+        for key, sharing in keys[position].items():
+            if len(sharing) > 1:
+                unique_ids = sorted(set(sharing))
                 if len(unique_ids) > 1:
                     joined.join(unique_ids, Match(rule.key, "exact", rule.fields, 100, key))
-            continue
+    for position, (rule, _text_at, _same) in enumerate(fuzzy):
         scorer = _SCORERS[rule.scorer]
-        for members_of_block in texts[rule].values():
+        for members_of_block in texts[position].values():
             if len(members_of_block) < 2:
                 continue
             block_ids = list(members_of_block)
             choices = [members_of_block[i] for i in block_ids]
-            for position, row_id in enumerate(block_ids[:-1]):
-                rest = choices[position + 1:]
-                for _text, score, index in process.extract(choices[position], rest, scorer=scorer, processor=None,
+            for place, row_id in enumerate(block_ids[:-1]):
+                rest = choices[place + 1:]
+                for _text, score, index in process.extract(choices[place], rest, scorer=scorer, processor=None,
                                                            score_cutoff=rule.threshold, limit=None):
-                    joined.join([row_id, block_ids[position + 1 + index]],
+                    joined.join(sorted((row_id, block_ids[place + 1 + index])),
                                 Match(rule.key, "fuzzy", rule.fields, round(score)))
     members: dict[int, list[int]] = defaultdict(list)
     for item in list(joined.parent):
@@ -401,21 +456,19 @@ def groups(service: RecordService, entity_name: str, user: Principal, *, limit: 
     root_of = {i: n for n, ids in enumerate(found) for i in ids}
     result = [Group([Candidate(i, *titles.get(i, (f"#{i}", None))) for i in ids], []) for ids in found]
     for linked, match in joined.links:
-        at = root_of.get(linked[0])
-        if at is not None:
-            result[at].links.append((linked, match))
+        group_at = root_of.get(linked[0])
+        if group_at is not None:
+            result[group_at].links.append((linked, match))
     with reader(service.engine).connect() as conn:
         _fill_shown(conn, service, entity, user, [m for g in result for m in g.members])
     return result
 
 
-def _value(field_def: FieldDef, value: Any) -> Any:
-    """A value as read by `groups`' statement: a list field's JSON parsed; a number as stored."""
-    if value is None:
-        return None
-    if field_def.is_list or field_def.value_type.storage != "text":
-        parsed = _json(value)
-        if isinstance(parsed, float) and parsed.is_integer():
-            return int(parsed)
-        return parsed
+def _stored_value(value: Any) -> Any:
+    """A list or number as `groups`' statement reads it: SQLite's JSON text parsed; a whole float as the integer the
+    JSON holds (a reference, a count), so that equal values are one key."""
+    if isinstance(value, str | bytes):
+        value = _json(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return value

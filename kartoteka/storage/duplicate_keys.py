@@ -9,8 +9,8 @@ expression over one value:
 - PostgreSQL: a GIN index on the field's array, `kdx_<entity>__<field>__g`, which `@>` (the array holds this value)
   reads;
 - SQLite: one index per position of the first `POSITIONS` items (`json_extract(data, '$.phones[0]')`, `[1]`, `[2]`:
-  `kdx_<entity>__<field>__0`...), and a partial index of the few records holding more (`__x`), whose items are read
-  one by one. Most people have one to three phones.
+  `kdx_<entity>__<field>__0`...), and one by the number of items (`__len`), through which the few records holding more
+  are found and their items read one by one. Most people have one to three phones.
 
 Every index is partial on the entity's live records, as the others are.
 """
@@ -30,7 +30,7 @@ from kartoteka.storage.json_sql import JsonValue
 from kartoteka.storage.tables import records
 
 PREFIX = "kdx_"
-# SQLite: the items of a list field indexed by their position; a record holding more is found through `__x`.
+# SQLite: the items of a list field indexed by their position; a record holding more is found through `__len`.
 POSITIONS = 3
 
 
@@ -79,8 +79,8 @@ def _sqlite_length(element: JsonLength, compiler: Any, **kw: Any) -> str:
 
 
 def more_items(key: str) -> sa.ColumnElement[bool]:
-    """SQLite: the records holding more items under `key` than the position indexes cover (the `__x` index's rows).
-    The number is a literal, as the partial index's WHERE writes it."""
+    """SQLite: the records holding more items under `key` than the position indexes cover (a range of the `__len`
+    index). The number is a literal, which the planner weighs against the index's statistics."""
     return JsonLength(records.c.data, key) > sa.literal(POSITIONS, literal_execute=True)
 
 
@@ -120,9 +120,11 @@ def duplicate_indexes(metadata: Metadata, dialect: str) -> dict[str, sa.Index]:
                     index_name = _name(entity.name, name, str(position))
                     indexes[index_name] = sa.Index(index_name, JsonItem(records.c.data, name, position),
                                                    records.c.id, sqlite_where=live)
-                index_name = _name(entity.name, name, "x")
-                indexes[index_name] = sa.Index(index_name, records.c.id,
-                                               sqlite_where=sa.and_(live, more_items(name)))
+                # By the number of items, so that "more than POSITIONS" is a range of it: a partial index of those
+                # few records would be empty, have no statistics, and be passed over for a scan of the card.
+                index_name = _name(entity.name, name, "len")
+                indexes[index_name] = sa.Index(index_name, JsonLength(records.c.data, name), records.c.id,
+                                               sqlite_where=live)
             else:
                 kind = field.value_type.storage
                 index_name = _name(entity.name, name, kind[0])

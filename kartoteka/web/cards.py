@@ -14,7 +14,7 @@ from kartoteka.files import FileTooLarge, UploadRefused, clean_name, store_file,
 from kartoteka.metadata.fieldtypes import PICKER_TEXT_SUFFIX
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
-from kartoteka.records.duplicates import candidates
+from kartoteka.records.duplicates import candidates, worth_asking
 from kartoteka.records.files import accepted_type, too_large
 from kartoteka.records.hooks import UI
 from kartoteka.records.lookup import record_titles, trashed_titles
@@ -203,8 +203,9 @@ def _likely_duplicates(entity: EntityDef, sent: FormInput, record_id: int | None
     """The form again, with the records its save would likely repeat (kartoteka/records/duplicates.py) above its
     buttons: each with the fields that tell it apart and a link to open it, and "Save anyway", which posts the form
     again with `_allow_duplicates`. None when there are none (or the user chose to save anyway): save."""
-    if not entity.duplicates.rules or sent.errors or request.form.get("_allow_duplicates"):
-        return None
+    if sent.errors or request.form.get("_allow_duplicates") or not worth_asking(
+            entity, sent.values, platform.service.ctx, _changed_since_loaded(entity, sent) if record_id else None):
+        return None  # an edit leaving the rules' fields as loaded costs its save nothing more
     user = current_user()
     found = candidates(platform.service, entity.name, sent.values, user, record_id)
     if not found:
@@ -246,6 +247,25 @@ def _likely_duplicates(entity: EntityDef, sent: FormInput, record_id: int | None
                      "texts": [format_value(f, c.show.get(f.name), g.language, record_titles=titles, user_names=names)
                                for f in shown]})
     return _render_form(entity, form, duplicates=rows, duplicate_fields=shown)
+
+
+def _changed_since_loaded(entity: EntityDef, sent: FormInput) -> set[str] | None:
+    """The fields the user changed in an edit form, by the values it was loaded with (`_base`); None when the form did
+    not say (every field sent counts as changed)."""
+    try:
+        base_texts = json.loads(request.form.get("_base", ""))
+        base_form = MultiDict([(k, v) for k, texts in base_texts.items() for v in texts])
+        base = form_values(entity, base_form, MultiDict(), set(base_texts)).values
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return None
+    return {name for name, value in sent.values.items() if _blank_to_none(base.get(name)) != _blank_to_none(value)}
+
+
+def _blank_to_none(value: Any) -> Any:
+    """A posted value with its empty forms ("", [], a list of empty texts) as None: the snapshot leaves them out."""
+    if isinstance(value, list):
+        value = [v for v in value if v not in (None, "")]
+    return None if value in (None, "", []) else value
 
 
 def _parsable(values: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
