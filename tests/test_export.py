@@ -110,3 +110,12 @@ def test_an_export_imports_back(service, deals, tmp_path, client):
 ])
 def test_safe_text(text, written):
     assert safe_text(text) == written
+
+
+def test_export_of_the_lists_own_columns(client, deals):
+    rows = _csv(client.get("/api/v1/records/deal/export?columns=list&sort=amount", headers=deals["manager"]))
+    assert rows[0][:2] == ["id", "Deal"]
+    assert "Description" not in rows[0] and "Cost" not in rows[0] and "Amount" in rows[0]
+    assert rows[1][1] == "Rep's deal"
+    bad = client.get("/api/v1/records/deal/export?columns=some", headers=deals["manager"])
+    assert bad.status_code == 400 and bad.json["code"] == "export.columns_unknown"

@@ -7,7 +7,8 @@
 - `GET /api/v1/imports/<id>`: its status, counts and first row errors (its author or an administrator).
 - `POST /api/v1/imports/<id>/undo`: undo it (its author or an administrator); an import of more than 2,000 saves is
   undone by `kartoteka worker` (202, poll the import).
-- `GET /api/v1/records/<entity>/export?format=csv|xlsx&<list filters>`: the list as a file, streamed.
+- `GET /api/v1/records/<entity>/export?format=csv|xlsx&columns=all|list&<list filters>`: the list as a file,
+  streamed (every field the caller may view, or the list's own columns).
 """
 
 from __future__ import annotations
@@ -82,18 +83,32 @@ def undo(import_id: int) -> Response:
     return jsonify(body)
 
 
-def export_args() -> tuple[str, MultiDict[str, str]]:
-    """The format and the list's arguments (without the format, the page size and the cursor) of an export."""
+EXPORT_PARAMS = ("format", "columns", "limit", "cursor", "total")
+
+
+def export_kind() -> tuple[str, bool]:
+    """The export's format (csv, xlsx) and whether it holds the list's columns only (`columns=list`) or every field
+    the user may view (`columns=all`, the default)."""
     kind = (request.args.get("format") or "csv").lower()
     if kind not in FORMATS:
         raise BadRequest(Message("export.format_unknown", "format must be csv or xlsx, not '{format}'.",
                                  format=kind[:20]))
+    columns = (request.args.get("columns") or "all").lower()
+    if columns not in ("all", "list"):
+        raise BadRequest(Message("export.columns_unknown", "columns must be all or list, not '{columns}'.",
+                                 columns=columns[:20]))
+    return kind, columns == "list"
+
+
+def export_args() -> tuple[str, bool, MultiDict[str, str]]:
+    """The format, `columns=list` and the list's arguments (without the export's own) of an export."""
+    kind, list_only = export_kind()
     args: MultiDict[str, str] = MultiDict([(k, v) for k, v in request.args.items(multi=True)
-                                           if k not in ("format", "limit", "cursor")])
-    return kind, args
+                                           if k not in EXPORT_PARAMS])
+    return kind, list_only, args
 
 
-def export_response(entity_name: str, kind: str, query: object, language: str) -> Response:
+def export_response(entity_name: str, kind: str, query: object, language: str, list_only: bool = False) -> Response:
     """The streamed file of an export (CSV as it is written; XLSX from a temporary file, in chunks)."""
     service = platform.service
     user = current_user()
@@ -103,12 +118,12 @@ def export_response(entity_name: str, kind: str, query: object, language: str) -
     headers = {"Content-Disposition": f'attachment; filename="{entity.name}-{stamp}.{kind}"',
                "Cache-Control": "no-store"}
     if kind == "csv":
-        chunks = csv_chunks(service, entity.name, user, query, language)  # type: ignore[arg-type]
+        chunks = csv_chunks(service, entity.name, user, query, language, list_only)  # type: ignore[arg-type]
         first = next(chunks)  # errors (a bad filter) before the status is sent
         return Response(stream_with_context(_chain(first, chunks)), mimetype=FORMATS["csv"], headers=headers)
     spooled = tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024)  # noqa: SIM115 - closed by the generator
     try:
-        write_xlsx(service, entity.name, user, query, language, spooled)  # type: ignore[arg-type]
+        write_xlsx(service, entity.name, user, query, language, spooled, list_only)  # type: ignore[arg-type]
     except BaseException:
         spooled.close()
         raise
@@ -135,5 +150,5 @@ def _chain(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
 def export_records(entity_name: str) -> Response:
     """The list (`?field__op=value`, `q`, `sort`) as CSV or XLSX: the records the caller may read, the fields they
     may view."""
-    kind, args = export_args()
-    return export_response(entity_name, kind, list_query(args), current_language())
+    kind, list_only, args = export_args()
+    return export_response(entity_name, kind, list_query(args), current_language(), list_only)

@@ -151,8 +151,10 @@ def undo_import_command(import_id: int, username: str | None) -> None:
               "the system, everything).")
 @click.option("--language", type=click.Choice(["en", "ru"]), default="en", show_default=True,
               help="The language of the headers and the options' labels.")
+@click.option("--list-columns", is_flag=True, help="Only the list's columns (default: every field the user may "
+              "view).")
 def export_command(entity: str, file: Path, filters: tuple[str, ...], kind: str | None, username: str | None,
-                   language: str) -> None:
+                   language: str, list_columns: bool) -> None:
     """Export the records of ENTITY to FILE (CSV or XLSX); FILTERS as the list's URL writes them: stage__in=new,won
     amount__gte=1000 q=text sort=-amount."""
     from werkzeug.datastructures import MultiDict
@@ -177,11 +179,11 @@ def export_command(entity: str, file: Path, filters: tuple[str, ...], kind: str 
             count = 0
             with file.open("wb") as out:
                 if kind == "csv":
-                    for chunk in csv_chunks(state.service, entity, user, query, language):
+                    for chunk in csv_chunks(state.service, entity, user, query, language, list_columns):
                         out.write(chunk)
                     count = sum(1 for _ in export_records(state.service, entity, user, query))
                 else:
-                    count = write_xlsx(state.service, entity, user, query, language, out)
+                    count = write_xlsx(state.service, entity, user, query, language, out, list_columns)
         except KartotekaError as exc:
             file.unlink(missing_ok=True)
             _fail(exc.detail)

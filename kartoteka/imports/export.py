@@ -49,10 +49,19 @@ class ExportColumn:
     header: str
 
 
-def export_columns(entity: EntityDef, user: Principal, language: str) -> list[ExportColumn]:
-    """id, every field the user may view in the card's order, then owner, created and updated."""
+def export_columns(entity: EntityDef, user: Principal, language: str, list_only: bool = False) -> list[ExportColumn]:
+    """id, every field the user may view in the card's order, then owner, created and updated; `list_only`: id, the
+    title and the list's own columns (`list.columns` in the metadata) that the user may view."""
     visible = viewable_fields(entity, user)
     columns = [ExportColumn("id", None, SYSTEM_HEADERS["id"][language])]
+    if list_only:
+        columns.append(ExportColumn("title", None, entity.label.get(language)))
+        for name in entity.list.columns:
+            if name in entity.fields and name in visible:
+                columns.append(ExportColumn(name, entity.fields[name], entity.fields[name].label.get(language)))
+            elif name in SYSTEM_HEADERS and name not in entity.fields and name != "id":
+                columns.append(ExportColumn(name, None, SYSTEM_HEADERS[name].get(language, SYSTEM_HEADERS[name]["en"])))
+        return columns
     columns += [ExportColumn(name, f, f.label.get(language)) for name, f in entity.fields.items() if name in visible]
     columns += [ExportColumn(n, None, SYSTEM_HEADERS[n].get(language, SYSTEM_HEADERS[n]["en"]))
                 for n in ("owner", "created_at", "updated_at")]
@@ -170,12 +179,12 @@ def safe_text(value: Any) -> Any:
     return value
 
 
-def csv_chunks(service: RecordService, entity_name: str, user: Principal, query: ListQuery, language: str
-               ) -> Iterator[bytes]:
+def csv_chunks(service: RecordService, entity_name: str, user: Principal, query: ListQuery, language: str,
+               list_only: bool = False) -> Iterator[bytes]:
     """The list as CSV (UTF-8 with a BOM, comma-separated), in chunks of some 64 KB."""
     entity = service.entity(entity_name)
     require(service.metadata, user, entity, "read")
-    columns = export_columns(entity, user, language)
+    columns = export_columns(entity, user, language, list_only)
     writer_rows = _Writer(service, entity, user, columns, language, typed=False).rows(
         export_records(service, entity.name, user, query))
     # The first page is read before anything is sent: a filter the list refuses is an error, not a cut file.
@@ -197,7 +206,7 @@ def csv_chunks(service: RecordService, entity_name: str, user: Principal, query:
 
 
 def write_xlsx(service: RecordService, entity_name: str, user: Principal, query: ListQuery, language: str,
-               target: IO[bytes]) -> int:
+               target: IO[bytes], list_only: bool = False) -> int:
     """The list as an XLSX workbook written to `target` (openpyxl write-only: rows go to a temporary file as they
     come); how many records."""
     from openpyxl import Workbook
@@ -205,7 +214,7 @@ def write_xlsx(service: RecordService, entity_name: str, user: Principal, query:
 
     entity = service.entity(entity_name)
     require(service.metadata, user, entity, "read")
-    columns = export_columns(entity, user, language)
+    columns = export_columns(entity, user, language, list_only)
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(title=_sheet_title(entity.label_plural.get(language)))
     sheet.append([_text_cell(sheet, c.header, WriteOnlyCell) for c in columns])

@@ -38,7 +38,7 @@ from kartoteka.imports.service import (
 )
 from kartoteka.imports.undo import UNDO_INLINE_SAVES, may_manage, undo_import, visible_import
 from kartoteka.listargs import list_query
-from kartoteka.messages import Message, message_from_stored
+from kartoteka.messages import message_from_stored
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.scopes import scope_of
 from kartoteka.web.auth import login_required
@@ -272,15 +272,12 @@ def undo(import_id: int) -> Response:
 @login_required
 def export(entity_name: str) -> Any:
     """The list as a file: its filters, search and sort as the list page reads them."""
-    from kartoteka.api.imports import export_response
+    from kartoteka.api.imports import EXPORT_PARAMS, export_kind, export_response
     from kartoteka.web.lists import _clean_args, _read_typed
 
     entity = entity_for(entity_name)
-    kind = (request.args.get("format") or "csv").lower()
-    if kind not in ("csv", "xlsx"):
-        raise BadRequest(Message("export.format_unknown", "format must be csv or xlsx, not '{format}'.",
-                                 format=kind[:20]))
+    kind, list_only = export_kind()
     args: MultiDict[str, str] = MultiDict([(k, v) for k, v in _clean_args(entity).items(multi=True)
-                                           if k not in ("format", "limit", "cursor", "total")])
+                                           if k not in EXPORT_PARAMS])
     query = list_query(_read_typed(entity, args), skip_empty=True)
-    return export_response(entity.name, kind, query, _language())
+    return export_response(entity.name, kind, query, _language(), list_only)
