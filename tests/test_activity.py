@@ -41,7 +41,8 @@ def test_a_note_a_call_and_a_task_come_back_newest_first_with_their_authors(serv
     fixed_clock.advance(minutes=1)
     log_entry(service, "deal", card.id, rep, kind="meeting", body="Demo", outcome="liked it", duration_minutes="45")
     page = card_timeline(service, "deal", card.id, rep)
-    assert [e.kind for e in page.items] == ["meeting", "task", "note"]
+    assert [e.kind for e in page.items] == ["meeting", "task", "note", "change"]  # the card's creation, last
+    assert page.items[3].payload["action"] == "created" and page.items[3].payload["version"] == 1
     assert page.items[0].payload == {"outcome": "liked it", "duration_minutes": 45}
     assert page.items[1].task.title == "Send the offer" and page.items[1].author == "rep"
     assert page.items[2].author == "rep" and page.next_cursor is None
@@ -64,12 +65,14 @@ def test_the_timeline_pages_through_entries_runs_and_tasks_of_the_same_moment(se
         seen, cursor = [], None
         while True:
             page = card_timeline(service, "deal", card.id, rep, limit=limit, cursor=cursor)
-            seen.extend(e.body or (e.task.title if e.task else e.payload["rule_key"]) for e in page.items)
+            seen.extend(e.body or (e.task.title if e.task else e.payload["rule_key"] or e.payload["action"])
+                        for e in page.items)
             cursor = page.next_cursor
             if cursor is None:
                 break
-        assert seen == ["latest", "note 2", "note 1", "note 0", "run 1", "run 0", "task 2", "task 1", "task 0"]
-    run = card_timeline(service, "deal", card.id, rep).items[4]
+        assert seen == ["latest", "note 2", "note 1", "note 0", "created", "run 1", "run 0", "task 2", "task 1",
+                        "task 0"]
+    run = card_timeline(service, "deal", card.id, rep).items[5]
     assert (run.kind, run.payload) == ("rule", {"rule_key": "run 1", "rule": "run 1", "result": "done",
                                                "actions": ["set"]})
     with pytest.raises(BadRequest):
@@ -100,7 +103,7 @@ def test_the_timeline_and_tasks_of_a_card_follow_its_read_scope(role, service, m
                               record_id=card.id, created_by=owner.id)
     may_read = MATRIX["expected"][role]["deal"].split()[1] == "all"
     if may_read:
-        assert [e.kind for e in card_timeline(service, "deal", card.id, me).items] == ["note", "task"]
+        assert [e.kind for e in card_timeline(service, "deal", card.id, me).items] == ["note", "change", "task"]
         assert get_task(service, task_id, me).card_title == "CRM rollout"
         assert [t.id for t in list_tasks(service, me, TaskQuery(entity="deal")).items] == [task_id]
         log_entry(service, "deal", card.id, me, kind="note", body="Seen")

@@ -40,7 +40,7 @@ def test_a_note_is_added_and_read_back_newest_first(client, people, deals, fixed
     timeline = client.get(f"{url}/timeline", headers=headers)
     assert timeline.status_code == 200
     items = timeline.get_json()["items"]
-    assert [i["kind"] for i in items] == ["call", "note"]
+    assert [i["kind"] for i in items] == ["call", "note", "change"]  # the card's creation, from the journal
     assert items[0]["payload"] == {"outcome": "interested", "duration_minutes": 15}
 
 
@@ -68,7 +68,7 @@ def test_the_timeline_follows_the_read_scope_of_the_card(who, status, client, pe
         assert answer.mimetype == "application/problem+json"
         assert client.post(f"{url}/notes", json={"body": "x"}, headers=headers).status_code == status
     else:
-        assert [i["body"] for i in answer.get_json()["items"]] == ["hi"]
+        assert [(i["kind"], i["body"]) for i in answer.get_json()["items"]] == [("note", "hi"), ("change", "")]
 
 
 def test_tasks_are_created_listed_with_filters_and_changed_with_versions(client, people, deals, fixed_clock):

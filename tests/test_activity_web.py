@@ -35,7 +35,7 @@ def test_a_note_added_without_javascript_comes_back_on_the_card(client, rep, dea
     sign_in(client, rep)
     url = f"/cards/deal/{card.id}"
     page = text_of(client.get(url))
-    assert 'id="timeline"' in page and "Nothing here yet." in page
+    assert 'id="timeline"' in page and "Card created" in page
     posted = client.post(f"{url}/entries", data={"csrf_token": CSRF, "kind": "note", "body": "Asked for a discount"})
     assert posted.status_code == 302 and posted.headers["Location"].endswith(f"{url}#timeline")
     page = text_of(client.get(url))

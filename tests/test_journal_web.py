@@ -115,3 +115,13 @@ def test_the_merge_screen_merges_field_by_field_and_the_survivor_page_undoes_it(
     assert undone.status_code == 302 and undone.headers["Location"].endswith(f"/cards/contact/{first.id}")
     assert service.get("contact", second.id, SYSTEM)["city"] == "Leeds"
     assert service.get("contact", first.id, SYSTEM)["first_name"] == "Ann"
+
+
+def test_the_cards_timeline_shows_its_changes_as_the_reader_may_see_them(client, app, people, card):
+    sign_in(client, people["rep"])
+    page = text_of(client.get(f"/cards/deal/{card.id}"))
+    assert "Card created" in page and "Changed" in page and "Send the offer" in page
+    assert "37.5" not in page and "more fields changed that you may not view." in page  # margin and its amount
+    assert f'/cards/deal/{card.id}/history#version-2' in page
+    sign_in(client, people["fin"])
+    assert "37.5" in text_of(client.get(f"/cards/deal/{card.id}"))

@@ -1,7 +1,8 @@
 """A card's timeline: notes, logged calls and meetings, e-mails sent, rule runs and the card's tasks, newest first.
 
-Three sources merged by moment: the timeline table (notes, calls, meetings, e-mails), the rules' run log (a run is
-written once, in rule_runs) and the tasks table.
+Four sources merged by moment: the timeline table (notes, calls, meetings, e-mails), the change journal (each save:
+its fields old -> new, cut to what the viewer may view), the rules' run log (a run is written once, in rule_runs)
+and the tasks table.
 
 Whoever may read a card may read its timeline and add notes, calls and meetings to it (read access is enough: a note
 changes no field of the card, as comments do elsewhere); outside the read scope the card does not exist for them
@@ -35,16 +36,19 @@ from kartoteka.errors import BadRequest, RecordValidationError
 from kartoteka.messages import Message
 from kartoteka.metadata.model import EntityDef
 from kartoteka.records.access import every_field, viewable_fields
+from kartoteka.records.journal import entries_query as journal_entries_query
+from kartoteka.records.journal import visible_entry
 from kartoteka.records.model import Principal
 from kartoteka.records.service import RecordService
 from kartoteka.storage.reading import reader
-from kartoteka.storage.tables import rule_runs, tasks, timeline, users
+from kartoteka.storage.tables import journal, rule_runs, tasks, timeline, users
 
 MAX_BODY = 10_000
 MAX_OUTCOME = 200
 MAX_DURATION = 24 * 60
-# The order of the sources among entries of the same moment (newest first): timeline entries, rule runs, tasks.
-_ENTRY_RANK, _RUN_RANK, _TASK_RANK = 2, 1, 0
+# The order of the sources among entries of the same moment (newest first): timeline entries, the journal's saves,
+# rule runs, tasks.
+_ENTRY_RANK, _CHANGE_RANK, _RUN_RANK, _TASK_RANK = 3, 2, 1, 0
 # The rule runs a card's timeline shows (the run log also keeps skipped, blocked and dry runs).
 SHOWN_RUNS = ("done", "failed", "stopped")
 # What a rule run's or an e-mail's payload may show to a viewer who may not view every field of the card.
@@ -126,15 +130,18 @@ def card_timeline(service: RecordService, entity_name: str, record_id: int, user
     runs = _runs_select().where(rule_runs.c.entity == entity.name, rule_runs.c.record_id == record.id,
                                 rule_runs.c.result.in_(SHOWN_RUNS))
     card_tasks = visible_tasks(service.metadata, user).where(tasks.c.record_id == record.id)
+    changes = journal_entries_query(entity, record.id)
     if cursor:
         moment_text, rank_text, id_text = decode_cursor(cursor, 3)
         after = (stored(cursor_moment(moment_text)), cursor_int(rank_text), cursor_int(id_text))
         entries = entries.where(_after(timeline.c.created_at, timeline.c.id, _ENTRY_RANK, after))
         runs = runs.where(_after(rule_runs.c.created_at, rule_runs.c.id, _RUN_RANK, after))
         card_tasks = card_tasks.where(_after(tasks.c.created_at, tasks.c.id, _TASK_RANK, after))
+        changes = changes.where(_after(journal.c.created_at, journal.c.id, _CHANGE_RANK, after))
     entries = entries.order_by(timeline.c.created_at.desc(), timeline.c.id.desc()).limit(limit + 1)
     runs = runs.order_by(rule_runs.c.created_at.desc(), rule_runs.c.id.desc()).limit(limit + 1)
     card_tasks = card_tasks.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(limit + 1)
+    changes = changes.order_by(None).order_by(journal.c.created_at.desc(), journal.c.id.desc()).limit(limit + 1)
     found: list[tuple[Any, int, int, Entry]] = []
     with reader(service.engine).connect() as conn:
         for row in conn.execute(entries):
@@ -147,6 +154,13 @@ def card_timeline(service: RecordService, entity_name: str, record_id: int, user
         for row in conn.execute(runs):
             moment = utc(row.created_at) or row.created_at
             found.append((moment, _RUN_RANK, row.id, _run_entry(entity, user, row, moment)))
+        for row in conn.execute(changes):
+            change = visible_entry(entity, user, row)
+            found.append((change.created_at, _CHANGE_RANK, row.id, Entry(
+                id=row.id, kind="change", created_at=change.created_at, user_id=row.user_id, author=row.user_name,
+                body="", payload={"version": change.version, "action": change.action, "source": change.source,
+                                  "rule_key": change.rule_key, "reverts": change.reverts, "changes": change.changes,
+                                  "hidden": change.hidden})))
         for row in conn.execute(card_tasks):
             task = task_of(row)
             found.append((task.created_at, _TASK_RANK, task.id, Entry(

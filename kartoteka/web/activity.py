@@ -42,7 +42,11 @@ activity = Blueprint("activity", __name__)
 SHOWS = {"open": False, "done": True, "all": None}
 TIMELINE_PAGE = 20
 KIND_LABELS = {"note": N_("Note"), "call": N_("Call"), "meeting": N_("Meeting"), "email": N_("E-mail"),
-               "rule": N_("Rule"), "task": N_("Task")}
+               "rule": N_("Rule"), "task": N_("Task"), "change": N_("Change")}
+# What a journal entry on the timeline says the save did.
+CHANGE_LABELS = {"created": N_("Card created"), "updated": N_("Changed"), "deleted": N_("Moved to the trash"),
+                 "restored": N_("Restored from the trash"), "merged": N_("Changed by a merge"),
+                 "reverted": N_("Brought back to an earlier version")}
 RESULT_LABELS = {"done": N_("done"), "blocked": N_("blocked"), "failed": N_("failed"), "stopped": N_("stopped"),
                  "skipped": N_("skipped"), "dry_run": N_("dry run")}
 # A rule's actions as the timeline and the run log name them (metadata/actions.py: the action types).
@@ -138,8 +142,12 @@ def card_activity(entity: EntityDef, record: Record, form: dict[str, Any] | None
         return card_changeable or user.id in (task.assignee, task.created_by) or service.metadata.is_superuser(
             user.roles)
 
+    from kartoteka.web.history import describe_changes  # the history page's own rendering of journal changes
+
+    change_rows = describe_changes(entity, [(item.id, item.payload.get("changes") or {}) for item in page.items
+                                            if item.kind == "change" and item.payload.get("action") != "created"])
     return {"entity": entity, "record": record, "page": page, "kinds": USER_KINDS, "kind_labels": KIND_LABELS,
-            "changeable": changeable,
+            "changeable": changeable, "change_rows": change_rows, "change_labels": CHANGE_LABELS,
             "users": card_readers(service, record), "me": current_user().id,
             "now": platform.state.clock.now(), "form": form or {}, "errors": (form or {}).get("errors", {}),
             "back": url_for("cards.view_record", entity_name=entity.name, record_id=record.id)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -37,12 +38,20 @@ def _page_cursor(name: str) -> int | None:
 
 def _shown_changes(entity: EntityDef, entries: tuple[JournalEntry, ...]) -> dict[int, list[dict[str, Any]]]:
     """Each entry's changes as the page shows them: the field's label, the old and new values as display text."""
+    return describe_changes(entity, [(entry.id, entry.changes) for entry in entries])
+
+
+def describe_changes(entity: EntityDef, items: Iterable[tuple[int, Mapping[str, Any]]]
+                     ) -> dict[int, list[dict[str, Any]]]:
+    """Journal changes ({field: [old, new]} as stored, already cut to what the reader may view) as display rows:
+    the field's label, the old and new values as text; by the key each came with (a journal row's id)."""
     service = platform.service
     user = current_user()
     people: set[int] = set()
     targets: dict[str, set[int]] = {}
-    for entry in entries:
-        for name, pair in entry.changes.items():
+    items = list(items)
+    for _key, changes in items:
+        for name, pair in changes.items():
             field = entity.fields.get(name)
             for value in pair:
                 if name == OWNER or (field is not None and field.type.refers == "user"):
@@ -54,9 +63,9 @@ def _shown_changes(entity: EntityDef, entries: tuple[JournalEntry, ...]) -> dict
     for target, ids in targets.items():
         titles.update(record_titles(service, target, ids, user))
     shown: dict[int, list[dict[str, Any]]] = {}
-    for entry in entries:
+    for key, changes in items:
         rows = []
-        for name, (old, new) in entry.changes.items():
+        for name, (old, new) in changes.items():
             field = entity.fields.get(name)
             if name == OWNER:
                 rows.append({"name": name, "label": t("Owner"), "old": names.get(old, "") if old else "",
@@ -70,7 +79,7 @@ def _shown_changes(entity: EntityDef, entries: tuple[JournalEntry, ...]) -> dict
             rows.append({"name": name, "label": label_text(field.label), "field": not field.is_formula,
                          "old": format_value(field, typed[0], g.language, user_names=names, record_titles=titles),
                          "new": format_value(field, typed[1], g.language, user_names=names, record_titles=titles)})
-        shown[entry.id] = rows
+        shown[key] = rows
     return shown
 
 
