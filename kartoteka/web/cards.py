@@ -21,10 +21,11 @@ from kartoteka.records.lookup import record_titles, trashed_titles
 from kartoteka.records.model import FormState, Record, ids_in
 from kartoteka.records.scopes import readable_entities, require, scope_of
 from kartoteka.users import list_users, user_names
+from kartoteka.web.activity import when
 from kartoteka.web.auth import login_required, t
 from kartoteka.web.cardform import CardForm
 from kartoteka.web.common import board_field, cards, current_user, entity_for, scopes, submitted_version
-from kartoteka.web.formatting import format_datetime, format_value
+from kartoteka.web.formatting import format_value
 from kartoteka.web.formpage import render_form_page
 from kartoteka.web.forms import CONTROL_KEYS, FormInput, form_values
 from kartoteka.web.merge import merge_edit
@@ -452,7 +453,7 @@ def view_record(entity_name: str, record_id: int) -> str:
     return render_template("cards/card.html", entity=entity, record=record, form=form, related=related,
                            people=people, creatable=creatable, may_update=may.update, may_delete=may.delete,
                            manual_rules=manual, upcoming=upcoming,
-                           format_datetime=lambda moment: format_datetime(moment, g.language))
+                           format_datetime=when)
 
 
 @cards.post("/<entity_name>/<int:record_id>/delete")

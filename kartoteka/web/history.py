@@ -24,9 +24,10 @@ from kartoteka.records.trash import purge, trash_page
 from kartoteka.records.versions import history, revert
 from kartoteka.users import user_names
 from kartoteka.web import label_text
+from kartoteka.web.activity import when
 from kartoteka.web.auth import login_required
 from kartoteka.web.common import cards, current_user, entity_for, submitted_version
-from kartoteka.web.formatting import format_datetime, format_value
+from kartoteka.web.formatting import format_value
 
 PAGE_SIZE = 50
 
@@ -104,7 +105,7 @@ def record_history(entity_name: str, record_id: int) -> str:
     return render_template("history/history.html", entity=entity, page=page, record=record,
                            changes=_shown_changes(entity, page.entries), may_update=may_update,
                            editable=editable_fields(entity, user),
-                           format_datetime=lambda moment: format_datetime(moment, g.language))
+                           format_datetime=when)
 
 
 @cards.post("/<entity_name>/<int:record_id>/revert")
@@ -145,7 +146,7 @@ def trash_view(entity_name: str) -> str:
     page = trash_page(platform.service, entity.name, current_user(), limit=PAGE_SIZE, cursor=cursor)
     return render_template("history/trash.html", entity=entity, page=page,
                            may_purge=platform.state.metadata.is_superuser(current_user().roles),
-                           format_datetime=lambda moment: format_datetime(moment, g.language))
+                           format_datetime=when)
 
 
 @cards.post("/<entity_name>/<int:record_id>/restore")

@@ -208,7 +208,7 @@ class ListPage:
             if column.name in ("owner", "created_by", "updated_by"):
                 return self.people.get(value, "") if value else ""
             if hasattr(value, "isoformat"):
-                return format_datetime(value, g.language)
+                return format_datetime(value, g.language, platform.state.settings.zone)
             return "" if value is None else str(value)
         return format_value(column.field, record.values.get(column.name), g.language, user_names=self.people,
                             record_titles=self.titles.get(column.name, {}))
