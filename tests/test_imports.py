@@ -388,3 +388,23 @@ def test_an_owner_column_assigns_records_and_export_times_are_left_out(service, 
     path = write(tmp_path, "mine.csv", f"contact_name,emails,owner\nD,d@example.com,{admin_user.username}\n")
     refused = run_import(service, "lead", path, "mine.csv", rep, ImportOptions(skip_invalid=True))
     assert refused.counts.invalid == 1 and refused.errors[0].column == "owner"
+
+
+def test_undo_says_which_values_it_could_not_take_back(service, admin_user, tmp_path):
+    """A consent an import gave cannot be emptied by a revert (the consent type keeps a value once given): the undo
+    names it instead of counting it as taken back."""
+    company = service.create("company", {"name": "Northwind", "country": "kz"}, admin_user)
+    contact = service.create("contact", {"first_name": "Ann", "last_name": "Lee", "company": company.id,
+                                         "emails": ["ann@example.com"]}, admin_user)
+    path = write(tmp_path, "consents.csv", f"id,position,pd_consent\n{contact.id},CFO,yes\n")
+    done = run_import(service, "contact", path, "consents.csv", admin_user,
+                      ImportOptions(key="id", on_duplicate="update"))
+    assert done.counts.updated == 1, [e.as_json() for e in done.errors]
+    result = undo_import(service, done.import_id, admin_user)
+    after = service.get("contact", contact.id, admin_user)
+    assert after["position"] is None  # taken back
+    if after["pd_consent"] is not None:
+        assert [k.reason.code for k in result.kept] == ["import.undo_value_kept"]
+        assert "Consent" in result.kept[0].reason
+    else:
+        assert result.kept == []

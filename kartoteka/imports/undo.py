@@ -88,9 +88,21 @@ def undo_saves(service: RecordService, entity_name: str, batch: str, user: Princ
                               if name in entity.fields and not entity.fields[name].is_formula and name in editable})
             if not changed:
                 continue
-            revert(service, entity.name, record_id, first.version - 1, user, fields=changed,
-                   expected_version=last.version, origin=origin)
+            done = revert(service, entity.name, record_id, first.version - 1, user, fields=changed,
+                          expected_version=last.version, origin=origin)
             result.reverted += 1
+            # A value the save could not bring back (a field type that keeps what it had, as a consent given, which
+            # an empty value never clears) is said, not claimed undone.
+            before = {}
+            for save in its:  # newest first: the oldest save's old value wins
+                before.update({n: pair[0] for n, pair in (save.changes or {}).items() if n in changed})
+            now = service.storage_json(entity, {n: done.record.values.get(n) for n in changed})
+            stuck = [n for n in changed if n in done.record.values and now.get(n) != before.get(n)]
+            if stuck:
+                result.kept.append(Kept(record_id, Message(
+                    "import.undo_value_kept", "#{id}: {fields} could not be taken back to what it was before the "
+                    "import (the field keeps a value once given); change it by hand.", id=record_id,
+                    fields=", ".join(str(entity.fields[n].label) for n in stuck))))
         except Conflict:
             result.kept.append(Kept(record_id, _changed(record_id, last.version, None)))
         except (PermissionDenied, NotFound, KartotekaError) as exc:
