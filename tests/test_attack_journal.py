@@ -651,3 +651,18 @@ def test_two_opposite_merges_at_once_end_in_one_merge_and_a_clear_refusal(servic
                 records.c.id.in_([a.id, b.id]), records.c.deleted_at.is_(None))).scalar()
         assert live == 1
     assert failures == []
+
+
+def test_the_timeline_shows_journal_changes_cut_to_what_the_reader_may_view(app, client, people, deal):
+    from tests.test_web import sign_in, text_of
+    service = _svc(app)
+    service.update("deal", deal.id, {"margin": "31.7", "cost": "123.45"}, people["fin"][0], expected_version=None)
+    service.update("deal", deal.id, {"next_step": "Call them"}, people["rep"][0], expected_version=None)
+    api = client.get(f"/api/v1/records/deal/{deal.id}/timeline", headers=people["rep"][1])
+    assert api.status_code == 200
+    body = api.get_data(as_text=True)
+    assert "31.7" not in body and "margin" not in body and "123.45" not in body and "Call them" in body
+    assert client.get(f"/api/v1/records/deal/{deal.id}/timeline", headers=people["other"][1]).status_code == 404
+    sign_in(client, people["rep"][0])
+    page = text_of(client.get(f"/cards/deal/{deal.id}"))
+    assert "31.7" not in page and "123.45" not in page
