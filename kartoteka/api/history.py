@@ -23,7 +23,7 @@ MAX_PAGE = 200
 
 def _limit() -> int:
     text = request.args.get("limit", "50")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    if not (text.isascii() and text.isdigit() and len(text) <= 4) or not 1 <= int(text) <= MAX_PAGE:
         raise BadRequest(Message("page.limit_invalid", "'limit' must be a whole number from 1 to {most}.",
                                  most=MAX_PAGE))
     return int(text)
@@ -47,7 +47,7 @@ def entry_json(entry: JournalEntry) -> dict[str, Any]:
 def record_history(entity_name: str, record_id: int) -> Any:
     """The record's journal, newest first, showing only the fields the caller may view (`?limit=&before=`)."""
     before_text = request.args.get("before")
-    if before_text is not None and not before_text.isdigit():
+    if before_text is not None and not (before_text.isascii() and before_text.isdigit() and len(before_text) < 19):
         raise BadRequest(Message("journal.before_invalid", "'before' must be the id of a history entry."))
     page = history(platform.service, entity_name, record_id, current_user(), limit=_limit(),
                    before=int(before_text) if before_text else None)
