@@ -218,3 +218,9 @@ def test_a_save_asks_only_when_it_sets_a_field_the_rules_depend_on_and_it_parses
     # An edit form says which fields changed: sent but unchanged, they ask nothing.
     assert not duplicates.worth_asking(contact, {"phones": ["+79123456789"], "position": "CFO"}, ctx, {"position"})
     assert not duplicates.worth_asking(metadata.entity("deal"), {"name": "X"}, ctx)
+
+
+def test_shown_texts_stay_texts_whatever_they_look_like(service):
+    holder = _contact(service, "Цифров", "Ян", phones=["+7 912 345-67-89"], position="2024", city="true")
+    (found,) = candidates(service, "contact", {"last_name": "A", "first_name": "B", "phones": "+79123456789"}, SYSTEM)
+    assert found.id == holder.id and found.show == {"position": "2024", "city": "true"}

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import product
 from typing import Any
 
@@ -313,20 +314,29 @@ def _prefix_ranges(text: str, length: int) -> list[tuple[str, str]]:
 
 def _fill_shown(conn: sa.Connection, service: RecordService, entity: EntityDef, user: Principal,
                 found: Sequence[Candidate]) -> None:
-    """The `show` fields of each candidate the user may view, typed, read in one statement per batch."""
+    """The `show` fields of each candidate the user may view, typed, read in one statement per batch (built once: its
+    ids are one expanding parameter)."""
     visible = viewable_fields(entity, user)
-    shown = [n for n in entity.duplicates.show if n in visible]
+    shown = tuple(n for n in entity.duplicates.show if n in visible)
     if not shown or not found:
         return
     by_id = {c.id: c for c in found}
     ids = sorted(by_id)
+    statement, parsed = _shown_statement(entity, shown)
     for start in range(0, len(ids), READ_BATCH):
-        batch = ids[start:start + READ_BATCH]
-        statement = sa.select(records.c.id, *(JsonValue(records.c.data, n, "json").label(n) for n in shown)) \
-            .where(records.c.id.in_(batch))
-        for row in conn.execute(statement):
-            stored = {n: _json(row._mapping[n]) for n in shown}
-            by_id[row.id].show = service.typed_values(entity, {n: v for n, v in stored.items() if v is not None})
+        for row in conn.execute(statement, {"ids": ids[start:start + READ_BATCH]}):
+            stored = {n: _stored_value(v) if n in parsed else v for n, v in zip(shown, row[1:], strict=True)}
+            by_id[row[0]].show = service.typed_values(entity, {n: v for n, v in stored.items() if v is not None})
+
+
+@lru_cache(maxsize=256)
+def _shown_statement(entity: EntityDef, shown: tuple[str, ...]) -> tuple[sa.Select[Any], frozenset[str]]:
+    """The statement reading the `shown` fields of records by id, and which of them come as JSON to parse (lists and
+    numbers: SQLite gives their JSON text; a text is read as a text, never parsed: «2024» stays a text)."""
+    parsed = frozenset(n for n in shown if entity.fields[n].is_list or entity.fields[n].value_type.storage != "text")
+    columns = [JsonValue(records.c.data, n, "json" if n in parsed else "text").label(n) for n in shown]
+    statement = sa.select(records.c.id, *columns).where(records.c.id.in_(sa.bindparam("ids", expanding=True)))
+    return statement, parsed
 
 
 def _json(value: Any) -> Any:
