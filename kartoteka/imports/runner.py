@@ -33,6 +33,7 @@ from kartoteka.imports.values import CellError, CellReader
 from kartoteka.messages import Message, json_params, message_code, stored_message
 from kartoteka.metadata.fieldtypes import FieldValueError
 from kartoteka.metadata.model import EntityDef
+from kartoteka.records.bulk import create_many
 from kartoteka.records.hooks import Origin
 from kartoteka.records.model import Principal
 from kartoteka.records.pipeline import parse_value
@@ -347,6 +348,54 @@ class Importer:
         except (RecordValidationError, PermissionDenied, NotFound, Conflict) as exc:
             raise _RowInvalid(self._errors(number, exc)) from None
 
+    def rows(self, conn: sa.Connection, batch: list[tuple[int, list[str]]]
+             ) -> Iterator[tuple[int, tuple[str, Any] | _RowInvalid]]:
+        """Save a batch of rows in `conn`'s transaction: each row's number and ("created" | "updated" | "skipped",
+        the record) or its _RowInvalid. Without a key every row is a new record: they are saved together through
+        the record service's create_many (one pipeline run per row, the database's checks and writes once for the
+        batch); with a key each row may find one made by an earlier row, so they are saved one by one."""
+        if self._key_column is not None:
+            for number, cells in batch:
+                try:
+                    yield number, self.row(conn, number, cells)
+                except _RowInvalid as exc:
+                    yield number, exc
+            return
+        together: list[tuple[int, dict[str, Any], int | None]] = []
+        alone: dict[int, _RowInvalid] = {}
+        for number, cells in batch:
+            extra = [c for c in cells[self._header_width:] if c.strip()]
+            if extra:
+                alone[number] = _RowInvalid([RowError(number, None, None, Message(
+                    "import.extra_cells", "The row has {count} values, more than the {columns} columns the header "
+                    "names.", count=self._header_width + len(extra), columns=self._header_width))])
+                continue
+            values, problems = self._values(number, cells)
+            owner = self._owner(number, cells, problems)
+            if problems:  # one save, so that its errors and the pipeline's are told together
+                try:
+                    self.service.create(self.entity.name, values, self.user, owner=owner, connection=conn,
+                                        origin=self.origin, input_errors=problems)
+                except (RecordValidationError, PermissionDenied, NotFound, Conflict) as exc:
+                    alone[number] = _RowInvalid(self._errors(number, exc))
+                continue
+            together.append((number, values, owner))
+        try:
+            outcomes = create_many(self.service, self.entity.name, [v for _, v, _ in together], self.user,
+                                   connection=conn, origin=self.origin, owners=[o for _, _, o in together])
+        except (PermissionDenied, NotFound, Conflict) as exc:
+            outcomes = [exc] * len(together)  # type: ignore[list-item]
+        saved = {number: outcome for (number, _, _), outcome in zip(together, outcomes, strict=True)}
+        for number, _cells in batch:
+            if number in alone:
+                yield number, alone[number]
+                continue
+            outcome = saved[number]
+            if isinstance(outcome, KartotekaError):
+                yield number, _RowInvalid(self._errors(number, outcome))
+            else:
+                yield number, ("created", outcome)
+
     # --- many rows ----------------------------------------------------------------------------------------------
 
     def _batches(self, table: Table) -> Iterator[list[tuple[int, list[str]]]]:
@@ -388,15 +437,14 @@ class Importer:
             with self.service.engine.connect() as conn:
                 transaction = conn.begin()
                 try:
-                    for number, cells in batch:
+                    for _number, result in self.rows(conn, batch):
                         counts.rows += 1
-                        try:
-                            action, _saved = self.row(conn, number, cells)
-                            setattr(counts, action, getattr(counts, action) + 1)
-                        except _RowInvalid as exc:
+                        if isinstance(result, _RowInvalid):
                             counts.invalid += 1
-                            for error in exc.errors:
+                            for error in result.errors:
                                 errors.append(error) if on_error is None else on_error(error)
+                        else:
+                            setattr(counts, result[0], getattr(counts, result[0]) + 1)
                 finally:
                     transaction.rollback()
             if progress is not None:
@@ -416,20 +464,19 @@ class Importer:
             for batch in self._batches(table):
                 done = Counts()
                 with self.service.engine.begin() as conn:
-                    for number, cells in batch:
+                    for _number, result in self.rows(conn, batch):
                         done.rows += 1
-                        try:
-                            action, _saved = self.row(conn, number, cells)
-                            setattr(done, action, getattr(done, action) + 1)
-                        except _RowInvalid as exc:
-                            if not self.options.skip_invalid:
-                                raise _Aborted(exc.errors) from None
-                            done.invalid += 1
-                            for error in exc.errors:
-                                if on_error is not None:
-                                    on_error(error)
-                                if len(errors) < STORED_ERRORS:
-                                    errors.append(error)
+                        if not isinstance(result, _RowInvalid):
+                            setattr(done, result[0], getattr(done, result[0]) + 1)
+                            continue
+                        if not self.options.skip_invalid:
+                            raise _Aborted(result.errors)
+                        done.invalid += 1
+                        for error in result.errors:
+                            if on_error is not None:
+                                on_error(error)
+                            if len(errors) < STORED_ERRORS:
+                                errors.append(error)
                 for name in ("rows", "created", "updated", "skipped", "invalid"):
                     setattr(counts, name, getattr(counts, name) + getattr(done, name))
                 if progress is not None:
