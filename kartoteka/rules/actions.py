@@ -73,7 +73,9 @@ class ActionContext:
     def child_origin(self) -> Origin:
         """The origin of a save this rule makes: one deeper in the same chain."""
         origin = self.event.origin
-        return Origin("rule", origin.depth + 1, self.event.state.get("chain", origin.chain), rule=self.run.rule.key)
+        # The batch goes along: the journal tells which import or merge a rule's save answered.
+        return Origin("rule", origin.depth + 1, self.event.state.get("chain", origin.chain), rule=self.run.rule.key,
+                      batch=origin.batch)
 
     @contextmanager
     def reading(self) -> Iterator[sa.Connection]:
