@@ -52,13 +52,7 @@ def deal(app, people):
 
 # --- crashes on odd input ---------------------------------------------------------------------------------------
 
-ODD_DIGITS = pytest.mark.xfail(strict=True, reason="api/history.py checks str.isdigit(), which accepts '²' (int() then "
-                               "raises ValueError -> 500) and numbers past 64 bits (the database overflows -> 500)")
-
-
-@pytest.mark.parametrize("query", [pytest.param("before=%C2%B2", marks=ODD_DIGITS),
-                                   pytest.param("limit=%C2%B2", marks=ODD_DIGITS),
-                                   pytest.param("before=99999999999999999999999", marks=ODD_DIGITS),
+@pytest.mark.parametrize("query", ["before=%C2%B2", "limit=%C2%B2", "before=99999999999999999999999",
                                    "before=abc", "limit=0", "limit=201", "before=-1"])
 def test_history_paging_with_odd_digits_is_a_400_not_a_500(client, people, deal, query):
     response = client.get(f"/api/v1/records/deal/{deal.id}/history?{query}", headers=people["rep"][1])
@@ -666,3 +660,23 @@ def test_the_timeline_shows_journal_changes_cut_to_what_the_reader_may_view(app,
     sign_in(client, people["rep"][0])
     page = text_of(client.get(f"/cards/deal/{deal.id}"))
     assert "31.7" not in page and "123.45" not in page
+
+
+@pytest.mark.xfail(strict=True, reason="undo_merge restores every merged record that is in the trash, without asking "
+                   "why it is there: one restored by hand and then merged into another card comes back from that "
+                   "later merge too, a duplicate again, while its references stay on the later survivor")
+def test_undoing_an_old_merge_does_not_bring_back_a_record_a_later_merge_took(service, people):
+    boss = people["boss"][0]
+    company = service.create("company", COMPANY, SYSTEM)
+    a = service.create("contact", _person(first_name="Ann", last_name="Lee"), boss)
+    b = service.create("contact", _person(first_name="Anne", last_name="Lee"), boss)
+    c = service.create("contact", _person(first_name="A.", last_name="Lee"), boss)
+    deal = service.create("deal", {"name": "D", "company": company.id, "contact": b.id}, boss)
+    first = merge(service, "contact", a.id, [b.id], {}, boss)
+    service.restore("contact", b.id, boss)  # "that was wrong" - by hand, not with Undo
+    service.update("deal", deal.id, {"contact": b.id}, boss, expected_version=None)
+    merge(service, "contact", c.id, [b.id], {}, boss)  # the right merge
+    assert service.get("deal", deal.id, SYSTEM)["contact"] == c.id
+    undo_merge(service, first.merge_id, boss)
+    with pytest.raises(NotFound):  # B belongs to the later merge now
+        service.get("contact", b.id, SYSTEM)
