@@ -70,3 +70,22 @@ def test_a_candidate_shows_only_the_fields_the_reader_may_view(service, people, 
     assert "passport" not in response.get_data(as_text=True) and "4510" not in response.get_data(as_text=True)
     (group,) = groups(service, "person", rep) or [None]
     assert group is None  # one record only: no group
+
+
+def test_the_form_shows_a_candidate_without_the_fields_the_reader_may_not_view(service, people, client):
+    from tests.test_web import CSRF, sign_in, text_of
+
+    boss, rep = people
+    holder = service.create("person", {"full_name": "Анна Петрова", "phones": ["+7 912 345-67-89"],
+                                       "passport": "4510 123456", "note": "VIP"}, SYSTEM)
+    sign_in(client, rep)
+    page = client.post("/cards/person/new", data={"csrf_token": CSRF, "full_name": "Другая Анна",
+                                                  "phones": "+7 912 345 67 89"})
+    assert page.status_code == 409
+    html = text_of(page)
+    assert f"/cards/person/{holder.id}" in html and "VIP" in html
+    assert "4510" not in html and "Passport" not in html
+    sign_in(client, boss)
+    page = client.post("/cards/person/new", data={"csrf_token": CSRF, "full_name": "Другая Анна",
+                                                  "phones": "+7 912 345 67 89"})
+    assert page.status_code == 409 and "4510 123456" in text_of(page) and "Passport" in text_of(page)
