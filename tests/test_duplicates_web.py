@@ -92,6 +92,9 @@ def test_a_rep_is_never_told_of_a_record_outside_their_scope(client, service, en
     # Boris's (same department) by the phone, her own by the name at the same company; never Gleb's.
     assert {c["id"] for c in refused.get_json()["candidates"]} == {mine.id, created.get_json()["id"]}
     assert hidden.id not in {c["id"] for c in refused.get_json()["candidates"]}
+    # Finance reads contacts but may not create them: 403, never the candidates.
+    _fin, finance = make_user("fina", ["finance"], department="finance")
+    assert client.post("/api/v1/records/contact", json=sent, headers=finance).status_code == 403
     # A colleague's contact the rep may read but not change: 403 for the change, before any 409.
     colleague = client.patch(f"/api/v1/records/contact/{mine.id}", json={"phones": ["+7 912 345-67-89"]},
                              headers={**rep, "If-Match": '"1"'})

@@ -44,6 +44,8 @@ def refused_as_duplicate(entity: EntityDef, values: dict[str, Any], record_id: i
     if not entity.duplicates.rules or allow_duplicates() or \
             not duplicates.worth_asking(entity, values, platform.service.ctx):
         return None  # a change that leaves the rules' fields alone (or does not parse) costs its save nothing more
+    if record_id is None:  # 403 for a role that may not create these cards, before any 409
+        require(platform.state.metadata, current_user(), entity, "create")
     found = duplicates.candidates(platform.service, entity.name, values, current_user(), record_id)
     if not found:
         return None
