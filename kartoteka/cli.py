@@ -689,7 +689,8 @@ def consent_export_command(file: str, entity: str | None, since: str | None) -> 
     start = None
     if since is not None:
         try:
-            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+            start = datetime.fromisoformat(since)
+            start = start.astimezone(UTC) if start.tzinfo else start.replace(tzinfo=UTC)
         except ValueError:
             _fail(f"--since must be a day like 2026-01-31, not {since!r}.")
     with _platform() as (_app, state):

@@ -59,8 +59,6 @@ def test_history_paging_with_odd_digits_is_a_400_not_a_500(client, people, deal,
     assert response.status_code == 400, response.status_code
 
 
-@pytest.mark.xfail(strict=True, reason="trash._decode accepts any int after '|' (and int() takes '٣'); an id past 64 "
-                   "bits overflows the database driver: 500")
 def test_trash_cursor_with_a_huge_id_is_a_400_not_a_500(client, people, deal):
     response = client.get("/api/v1/trash/deal?cursor=2026-01-01T00:00:00%7C99999999999999999999999",
                           headers=people["boss"][1])
@@ -94,9 +92,7 @@ def test_revert_with_odd_bodies_is_a_4xx(client, people, deal, body):
 
 @pytest.mark.parametrize("body", [{"survivor": 1, "others": "2"}, {"survivor": "1", "others": [2]},
                                   {"survivor": 1, "others": [10 ** 30]},
-                                  pytest.param({"survivor": 10 ** 30, "others": [1]}, marks=pytest.mark.xfail(
-                                      strict=True, reason="merging._others takes any Python int: a survivor id past "
-                                      "64 bits reaches the database (OverflowError / NumericValueOutOfRange): 500")),
+                                  {"survivor": 10 ** 30, "others": [1]},
                                   {"survivor": 1, "others": [2], "values": []}, {"survivor": 1, "others": [2],
                                                                                 "values": {"nope": 1}},
                                   {}, [], {"survivor": 1, "others": [-5]}])
@@ -107,9 +103,6 @@ def test_merge_with_odd_bodies_is_a_4xx(client, people, deal, body):
 
 # --- scope: history, trash, restore, merge --------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="versions._readable_row lets anyone with *some* delete scope read a trashed "
-                   "record's journal: it checks require(delete), not that the record lies within the delete scope "
-                   "(the trash list and restore do)")
 def test_history_of_a_trashed_record_outside_ones_delete_scope_is_not_found(service, people):
     """The trash is for who may delete the card within their scope: a sales manager (delete: department) does not
     see the trash of support's deals, so neither may they read the journal of one of them."""
@@ -152,23 +145,20 @@ def test_only_the_merger_or_an_admin_undoes_a_merge(service, people):
 
 # --- undo of a merge after things happened ----------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="merging._revert_save skips a survivor that is in the trash (stored() is None) "
-                   "without naming it in `kept`: the undo reports success while the survivor keeps the merged values")
 def test_undoing_a_merge_whose_survivor_was_deleted_since_reverts_it_or_says_so(service, people):
     boss = people["boss"][0]
     a = service.create("contact", _person(first_name="Ann", last_name="Lee", position="CFO"), boss)
     b = service.create("contact", _person(first_name="Anne", last_name="Lee", position="CEO"), boss)
     done = merge(service, "contact", a.id, [b.id], {"position": "CEO"}, boss)
     service.delete("contact", a.id, boss)
-    undone = undo_merge(service, done.merge_id, boss)
-    with service.engine.connect() as conn:
-        data = conn.execute(sa.select(records.c.data).where(records.c.id == a.id)).scalar()
-    assert data.get("position") == "CFO" or ("contact", a.id, "position") in undone.kept
+    with pytest.raises(Conflict) as refused:  # said, not claimed done: restore the survivor first
+        undo_merge(service, done.merge_id, boss)
+    assert refused.value.detail.code == "merge.survivor_gone"
+    service.restore("contact", a.id, boss)
+    undo_merge(service, done.merge_id, boss)
+    assert service.get("contact", a.id, SYSTEM)["position"] == "CFO"
 
 
-@pytest.mark.xfail(strict=True, reason="undo_merge calls service.restore on a purged merged record: NotFound "
-                   "'There is no Contact with id N' (404) rolls back the whole undo, so the survivor keeps the "
-                   "merged values and repointed references for ever, with an error that does not say why")
 def test_undoing_a_merge_after_a_merged_record_was_purged_reverts_the_rest_or_says_why(service, people,
                                                                                         fixed_clock):
     boss = people["boss"][0]
@@ -186,36 +176,31 @@ def test_undoing_a_merge_after_a_merged_record_was_purged_reverts_the_rest_or_sa
 
 # --- consent ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="merge: the survivor takes a consent value through ConsentType.parse/settle, "
-                   "which stamps the merging user, the merge time and today's policy as the decision: the person's "
-                   "own decision (who, when, policy version) is replaced by a fabricated one, also in the archive")
 def test_a_merge_keeps_the_persons_own_consent_decision(service, people, fixed_clock):
     boss, mkt_boss = people["boss"][0], people["mgr"][0]
     a = service.create("contact", _person(first_name="Ann", last_name="Lee"), boss)
     b = service.create("contact", _person(first_name="Anne", last_name="Lee", pd_consent=True), mkt_boss)
     given = service.get("contact", b.id, SYSTEM)["pd_consent"]
     fixed_clock.advance(days=30)
-    done = merge(service, "contact", a.id, [b.id], {"pd_consent": given}, boss)
-    assert done.survivor["pd_consent"] == given
+    with pytest.raises(RecordValidationError) as refused:  # nobody decides for the person, not even a merge
+        merge(service, "contact", a.id, [b.id], {"pd_consent": given}, boss)
+    assert [m.code for m in refused.value.errors["pd_consent"]] == ["merge.consent_kept"]
+    done = merge(service, "contact", a.id, [b.id], {}, boss)
+    assert done.survivor["pd_consent"] is None  # its own; B's decision stays B's, in the archive
 
 
-@pytest.mark.xfail(strict=True, reason="undo_merge reverts a consent field to None, which ConsentType.settle turns "
-                   "into 'keep the stored consent': the survivor keeps a consent it never had, and the undo does not "
-                   "name it in `kept`")
 def test_undoing_a_merge_takes_back_the_consent_the_survivor_got_from_it(service, people):
     boss = people["boss"][0]
     a = service.create("contact", _person(first_name="Ann", last_name="Lee"), boss)
     b = service.create("contact", _person(first_name="Anne", last_name="Lee", pd_consent=True), boss)
-    done = merge(service, "contact", a.id, [b.id], {"pd_consent": True}, boss)
-    assert done.survivor["pd_consent"]["given"] is True
-    undone = undo_merge(service, done.merge_id, boss)
-    survivor = service.get("contact", a.id, SYSTEM)["pd_consent"]
-    assert survivor is None or ("contact", a.id, "pd_consent") in undone.kept
+    with pytest.raises(RecordValidationError):  # a merge gives no consent, so an undo has none to take back
+        merge(service, "contact", a.id, [b.id], {"pd_consent": True}, boss)
+    done = merge(service, "contact", a.id, [b.id], {}, boss)
+    undo_merge(service, done.merge_id, boss)
+    assert service.get("contact", a.id, SYSTEM)["pd_consent"] is None
+    assert service.get("contact", b.id, SYSTEM)["pd_consent"]["given"] is True
 
 
-@pytest.mark.xfail(strict=True, reason="versions.revert lists a consent field as reverted when going back to a version "
-                   "before it was given, but ConsentType.settle keeps the stored consent: the result claims a change "
-                   "that did not happen")
 def test_reverting_to_before_a_consent_does_not_claim_to_have_taken_it_back(service, people):
     boss = people["boss"][0]
     c = service.create("contact", _person(first_name="Ann", last_name="Lee"), boss)
@@ -225,8 +210,6 @@ def test_reverting_to_before_a_consent_does_not_claim_to_have_taken_it_back(serv
     assert ("pd_consent" in done.fields) == (now is None)
 
 
-@pytest.mark.xfail(strict=True, reason="the same through revert(fields=[...]), which an import's undo uses: a consent "
-                   "an import ticked is 'reverted' (listed in fields) yet stays given, so undoing the import leaves it")
 def test_reverting_one_consent_field_to_before_it_was_given_takes_it_back_or_refuses(service, people):
     boss = people["boss"][0]
     c = service.create("contact", _person(first_name="Ann", last_name="Lee"), boss)
@@ -238,9 +221,6 @@ def test_reverting_one_consent_field_to_before_it_was_given_takes_it_back_or_ref
     assert done.fields == () or service.get("contact", c.id, SYSTEM)["pd_consent"] is None
 
 
-@pytest.mark.xfail(strict=True, reason="versions.revert (whole record) treats a consent like any field: going back to "
-                   "a version before the person withdrew consent gives it again, stamped as a new decision of the "
-                   "reverting user (and archived as 'given'), though the person said no")
 def test_going_back_to_an_older_version_never_gives_a_withdrawn_consent_again(service, engine, people):
     boss = people["boss"][0]
     c = service.create("contact", _person(first_name="Ann", last_name="Lee", position="CFO", pd_consent=True), boss)
@@ -252,8 +232,6 @@ def test_going_back_to_an_older_version_never_gives_a_withdrawn_consent_again(se
         assert [r.given for r in conn.execute(sa.select(consents).order_by(consents.c.id))] == [True, False]
 
 
-@pytest.mark.xfail(strict=True, reason="consent.write_csv writes titles as they are: a card titled '=HYPERLINK(...)' "
-                   "becomes a formula in the inspector's spreadsheet (the records export neutralises these)")
 def test_the_consent_export_does_not_hand_a_spreadsheet_formulas(service, engine, people):
     from kartoteka.records.consent import write_csv
     boss = people["boss"][0]
@@ -384,9 +362,6 @@ def orgs(tmp_path, engine, clock, make_user):
     return RecordService(metadata, engine, clock, ParseContext()), make_user("root", ["admin"])[0]
 
 
-@pytest.mark.xfail(strict=True, reason="undo_merge reverts the survivor's saves before it restores the merged records: "
-                   "the survivor's repointed reference goes back to a record still in the trash, the reference check "
-                   "refuses it and the whole undo fails (the merge can never be undone)")
 def test_a_merge_where_the_survivor_refers_to_a_merged_record_can_be_undone(orgs):
     service, root = orgs
     a = service.create("org", {"name": "A"}, root)
@@ -586,9 +561,6 @@ def test_the_merge_pages_refuse_who_may_not_merge_or_undo(app, client, people):
         service.get("contact", mine.id, SYSTEM)
 
 
-@pytest.mark.xfail(strict=True, reason="imports/undo.py reverts an updated record with versions.revert(fields=...): "
-                   "the consent the import ticked is counted as reverted but ConsentType.settle keeps it: after the "
-                   "undo the person still 'consented', though only the (undone) import said so")
 def test_undoing_an_import_takes_back_the_consent_it_ticked(service, people, tmp_path):
     from kartoteka.imports.runner import ImportOptions, run_import
     from kartoteka.imports.undo import undo_import
@@ -599,8 +571,10 @@ def test_undoing_an_import_takes_back_the_consent_it_ticked(service, people, tmp
     done = run_import(service, "contact", path, "consents.csv", boss,
                       ImportOptions(key="telegram", on_duplicate="update"))
     assert done.counts.updated == 1 and service.get("contact", c.id, SYSTEM)["pd_consent"]["given"] is True
-    undo_import(service, done.import_id, boss)
-    assert service.get("contact", c.id, SYSTEM)["pd_consent"] is None
+    undone = undo_import(service, done.import_id, boss)
+    # A consent stays as given (the archive keeps the decision the import recorded); the undo says so, by name.
+    assert [k.reason.code for k in undone.kept] == ["import.undo_value_kept"]
+    assert "Consent to personal data processing" in str(undone.kept[0].reason)
 
 
 # --- races ------------------------------------------------------------------------------------------------------
@@ -610,11 +584,6 @@ def test_two_opposite_merges_at_once_end_in_one_merge_and_a_clear_refusal(servic
     import threading
 
     from kartoteka.errors import KartotekaError
-    if engine.dialect.name == "postgresql":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "merge locks the merged records (delete) and then the survivor (update): two opposite merges lock A, B "
-            "and B, A, PostgreSQL breaks the deadlock and the loser gets a raw OperationalError (a 500), not a "
-            "Conflict; lock every record of a merge in id order first")))
     boss = people["boss"][0]
     failures = []
     for _ in range(12):
@@ -662,9 +631,6 @@ def test_the_timeline_shows_journal_changes_cut_to_what_the_reader_may_view(app,
     assert "31.7" not in page and "123.45" not in page
 
 
-@pytest.mark.xfail(strict=True, reason="undo_merge restores every merged record that is in the trash, without asking "
-                   "why it is there: one restored by hand and then merged into another card comes back from that "
-                   "later merge too, a duplicate again, while its references stay on the later survivor")
 def test_undoing_an_old_merge_does_not_bring_back_a_record_a_later_merge_took(service, people):
     boss = people["boss"][0]
     company = service.create("company", COMPANY, SYSTEM)
@@ -677,6 +643,8 @@ def test_undoing_an_old_merge_does_not_bring_back_a_record_a_later_merge_took(se
     service.update("deal", deal.id, {"contact": b.id}, boss, expected_version=None)
     merge(service, "contact", c.id, [b.id], {}, boss)  # the right merge
     assert service.get("deal", deal.id, SYSTEM)["contact"] == c.id
-    undo_merge(service, first.merge_id, boss)
-    with pytest.raises(NotFound):  # B belongs to the later merge now
+    with pytest.raises(Conflict) as refused:  # B belongs to the later merge now: undo that first
+        undo_merge(service, first.merge_id, boss)
+    assert refused.value.detail.code == "merge.superseded"
+    with pytest.raises(NotFound):
         service.get("contact", b.id, SYSTEM)

@@ -24,6 +24,7 @@ from typing import IO, Any
 
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import viewable_fields
+from kartoteka.records.cells import safe_text
 from kartoteka.records.lookup import record_titles
 from kartoteka.records.model import ListQuery, Principal, Record, ids_in
 from kartoteka.records.scopes import require
@@ -37,7 +38,6 @@ SYSTEM_HEADERS = {"id": {"en": "id", "ru": "id"}, "owner": {"en": "Owner", "ru":
                   "created_at": {"en": "Created (UTC)", "ru": "Создано (UTC)"},
                   "updated_at": {"en": "Updated (UTC)", "ru": "Изменено (UTC)"}}
 _YES = {"en": ("yes", "no"), "ru": ("да", "нет")}
-_NUMBER = re.compile(r"[+-][\d\s().-]*")
 
 
 @dataclass(frozen=True)
@@ -167,16 +167,6 @@ class _Writer:
         if isinstance(value, Decimal | int | float):
             return value if self.typed else (format(value, "f") if isinstance(value, Decimal) else str(value))
         return str(value)
-
-
-def safe_text(value: Any) -> Any:
-    """A text a spreadsheet would run as a formula, written with a leading apostrophe; anything else as it is."""
-    if not isinstance(value, str) or not value:
-        return value
-    first = value[0]
-    if first in "=@\t\r" or (first in "+-" and not _NUMBER.fullmatch(value)):
-        return "'" + value
-    return value
 
 
 def csv_chunks(service: RecordService, entity_name: str, user: Principal, query: ListQuery, language: str,

@@ -84,8 +84,16 @@ def undo_saves(service: RecordService, entity_name: str, batch: str, user: Princ
                 service.delete(entity.name, record_id, user, expected_version=last.version, origin=origin)
                 result.deleted += 1
                 continue
-            changed = sorted({name for save in its for name in (save.changes or {})
-                              if name in entity.fields and not entity.fields[name].is_formula and name in editable})
+            touched = {name for save in its for name in (save.changes or {})
+                       if name in entity.fields and not entity.fields[name].is_formula and name in editable}
+            # A consent is the person's decision, kept in the consent archive as given: no undo takes it back.
+            consents = sorted(n for n in touched if entity.fields[n].type.name == "consent")
+            changed = sorted(n for n in touched if n not in consents)
+            if consents:
+                result.kept.append(Kept(record_id, Message(
+                    "import.undo_value_kept", "#{id}: {fields} could not be taken back to what it was before the "
+                    "import (the field keeps a value once given); change it by hand.", id=record_id,
+                    fields=", ".join(str(entity.fields[n].label) for n in consents))))
             if not changed:
                 continue
             done = revert(service, entity.name, record_id, first.version - 1, user, fields=changed,

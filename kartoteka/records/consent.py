@@ -18,6 +18,7 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from kartoteka.metadata.model import EntityDef, FieldDef
+from kartoteka.records.cells import safe_text
 from kartoteka.records.hooks import Origin
 from kartoteka.records.model import Principal
 from kartoteka.storage.tables import consents, records
@@ -82,7 +83,7 @@ def write_csv(engine: sa.Engine, out: IO[str], **filters: Any) -> int:
     writer.writerow(EXPORT_COLUMNS)
     count = 0
     for row in rows_for_export(engine, **filters):
-        writer.writerow(row)
+        writer.writerow([safe_text(cell) for cell in row])  # a title like "=HYPERLINK(...)" stays a text
         count += 1
     return count
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied
+from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.messages import Message
 from kartoteka.records import journal
 from kartoteka.records.hooks import Origin
@@ -60,11 +60,14 @@ def _acting(user: Principal) -> Principal:
     return dataclasses.replace(user, is_system=True)
 
 
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
 def _others(survivor_id: Any, other_ids: Any) -> list[int]:
-    if isinstance(survivor_id, bool) or not isinstance(survivor_id, int):
+    if not _is_id(survivor_id):
         raise BadRequest(Message("merge.survivor_invalid", "'survivor' must be the id of the record that stays."))
-    if not isinstance(other_ids, list | tuple) or not other_ids or any(
-            isinstance(i, bool) or not isinstance(i, int) for i in other_ids):
+    if not isinstance(other_ids, list | tuple) or not other_ids or not all(_is_id(i) for i in other_ids):
         raise BadRequest(Message("merge.others_invalid", "'others' must be a list of the ids of the records merged "
                                  "into the survivor."))
     others = list(dict.fromkeys(other_ids))
@@ -85,11 +88,17 @@ def merge(service: RecordService, entity_name: str, survivor_id: Any, other_ids:
     others = _others(survivor_id, other_ids)
     require(service.metadata, user, entity, "update")
     require(service.metadata, user, entity, "delete")
+    consents = sorted(name for name in values if name in entity.fields and entity.fields[name].type.name == "consent")
+    if consents:
+        raise RecordValidationError({name: [Message(
+            "merge.consent_kept", "A consent is the person's own decision: the card that stays keeps its own, and "
+            "the merged cards' decisions stay in the consent archive.")] for name in consents})
     now = service.clock.now()
     for record_id in (survivor_id, *others):  # NotFound for what the user may not read
         service.get(entity.name, record_id, user)
     with service.engine.begin() as conn:
         hold_transaction(conn, immediate=True)
+        _lock(conn, [survivor_id, *others])
         merge_id = conn.execute(sa.insert(merges).values(
             entity=entity.name, survivor_id=survivor_id, others=others, moved={}, user_id=user.id,
             created_at=now)).inserted_primary_key[0]  # type: ignore[index]
@@ -116,6 +125,13 @@ def merge(service: RecordService, entity_name: str, survivor_id: Any, other_ids:
     survivor = service.get(entity.name, survivor_id, user)
     return MergeResult(merge_id, survivor, tuple(others), tuple(repointed),
                        {name: sum(len(ids) for ids in found.values()) for name, found in moved.items()})
+
+
+def _lock(conn: sa.Connection, ids: list[int]) -> None:
+    """Lock the merge's records in the order of their ids (PostgreSQL), so two merges of the same records wait for
+    each other instead of deadlocking; SQLite's write lock (hold_transaction) already serialises them."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(records.c.id).where(records.c.id.in_(ids)).order_by(records.c.id).with_for_update())
 
 
 def _repoint(service: RecordService, conn: sa.Connection, others: list[int], survivor_id: int, acting: Principal,
@@ -157,7 +173,7 @@ def _repoint(service: RecordService, conn: sa.Connection, others: list[int], sur
 
 def undo_merge(service: RecordService, merge_id: int, user: Principal) -> UndoResult:
     """Undo a merge: the merged records come back, activity moves back, the merge's changes are reverted where
-    nothing changed them since (those are named in `kept`)."""
+    nothing changed them since (those are named in `kept`, with the consents, which only their person changes)."""
     with service.engine.connect() as conn:
         row = conn.execute(sa.select(merges).where(merges.c.id == merge_id)).first()
     if row is None:
@@ -170,25 +186,30 @@ def undo_merge(service: RecordService, merge_id: int, user: Principal) -> UndoRe
         raise Conflict(Message("merge.already_undone", "Merge #{id} was undone already.", id=merge_id))
     acting = _acting(user)
     origin = Origin("merge", batch=f"unmerge:{merge_id}")
+    batch = f"merge:{merge_id}"
     kept: list[tuple[str, int, str]] = []
+    others = [int(i) for i in row.others]
     with service.engine.begin() as conn:
         hold_transaction(conn, immediate=True)
+        _lock(conn, [row.survivor_id, *others])
         taken = conn.execute(sa.update(merges).where(merges.c.id == merge_id, merges.c.undone_at.is_(None))
                              .values(undone_at=service.clock.now(), undone_by=user.id))
         if taken.rowcount != 1:
             raise Conflict(Message("merge.already_undone", "Merge #{id} was undone already.", id=merge_id))
-        others = [int(i) for i in row.others]
-        saves = conn.execute(sa.select(journal_table).where(journal_table.c.batch == f"merge:{merge_id}",
+        _check_undoable(conn, entity.name, row.survivor_id, others, batch, merge_id)
+        saves = conn.execute(sa.select(journal_table).where(journal_table.c.batch == batch,
                                                             journal_table.c.action != "deleted")
                              .order_by(journal_table.c.id.desc())).all()
-        # The survivor first (it gives back unique values the merged records hold), then the merged records come
-        # back, then the references point at them again.
-        for save in saves:
-            if save.record_id == row.survivor_id and save.entity == entity.name:
-                kept.extend(_revert_save(service, conn, save, acting, origin))
+        survivor_saves = [save for save in saves if save.record_id == row.survivor_id and save.entity == entity.name]
+        # The survivor gives back what it took first (a unique value a merged record holds), its references to the
+        # merged records last (they must be back for the reference check); then the other records' references.
+        for save in survivor_saves:
+            kept.extend(_revert_save(service, conn, save, acting, origin, references=False))
         for other in others:
             with contextlib.suppress(Conflict):  # restored by hand since: nothing to bring back
                 service.restore(entity.name, other, acting, connection=conn, origin=origin)
+        for save in survivor_saves:
+            kept.extend(_revert_save(service, conn, save, acting, origin, references=True))
         for name, found in (row.moved or {}).items():
             table = _MOVED.get(name)
             if table is None:
@@ -201,12 +222,35 @@ def undo_merge(service: RecordService, merge_id: int, user: Principal) -> UndoRe
         for save in saves:
             if not (save.record_id == row.survivor_id and save.entity == entity.name):
                 kept.extend(_revert_save(service, conn, save, acting, origin))
-    return UndoResult(merge_id, tuple(others), tuple(kept))
+    return UndoResult(merge_id, tuple(others), tuple(dict.fromkeys(kept)))
 
 
-def _revert_save(service: RecordService, conn: sa.Connection, save: Any, acting: Principal,
-                 origin: Origin) -> list[tuple[str, int, str]]:
-    """Put back the old values of one save of the merge, each only if nothing changed it since; the fields left."""
+def _check_undoable(conn: sa.Connection, entity: str, survivor_id: int, others: list[int], batch: str,
+                    merge_id: int) -> None:
+    """Conflict when the merge cannot be undone as it was made: its survivor is in the trash, or a merged record was
+    removed for good or went to the trash again by something later (another merge)."""
+    found = {r.id: r for r in conn.execute(sa.select(records.c.id, records.c.deleted_at)
+                                           .where(records.c.id.in_([survivor_id, *others])))}
+    survivor = found.get(survivor_id)
+    if survivor is None or survivor.deleted_at is not None:
+        raise Conflict(Message("merge.survivor_gone", "The card merge #{id} kept is in the trash or removed: restore "
+                               "it first, then undo the merge.", id=merge_id))
+    for other in others:
+        if other not in found:
+            raise Conflict(Message("merge.record_purged", "#{record}, merged by merge #{id}, was removed for good: "
+                                   "the merge can no longer be undone.", record=other, id=merge_id))
+        last = conn.execute(sa.select(journal_table.c.action, journal_table.c.batch)
+                            .where(journal_table.c.entity == entity, journal_table.c.record_id == other)
+                            .order_by(journal_table.c.id.desc()).limit(1)).first()
+        if found[other].deleted_at is not None and (last is None or last.batch != batch):
+            raise Conflict(Message("merge.superseded", "#{record} went to the trash again after merge #{id} (merged "
+                                   "or deleted later): undo that first.", record=other, id=merge_id))
+
+
+def _revert_save(service: RecordService, conn: sa.Connection, save: Any, acting: Principal, origin: Origin,
+                 references: bool | None = None) -> list[tuple[str, int, str]]:
+    """Put back the old values of one save of the merge, each only if nothing changed it since (with `references`
+    True or False, only the reference fields or only the others); the fields left, and its consents."""
     entity = service.metadata.entities.get(save.entity)
     stored = service.stored(conn, entity, save.record_id, lock=True) if entity is not None else None
     if entity is None or stored is None:
@@ -217,7 +261,9 @@ def _revert_save(service: RecordService, conn: sa.Connection, save: Any, acting:
     for name, (old, new) in (save.changes or {}).items():
         if name == journal.OWNER or name not in entity.fields or entity.fields[name].is_formula:
             continue
-        if with_data.get(name) != new:
+        if references is not None and (entity.fields[name].type.refers == "record") != references:
+            continue
+        if entity.fields[name].type.name == "consent" or with_data.get(name) != new:
             left.append((save.entity, save.record_id, name))
             continue
         update[name] = service.typed_values(entity, {name: old})[name]

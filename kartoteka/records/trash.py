@@ -74,6 +74,8 @@ def trash_page(service: RecordService, entity_name: str, user: Principal, *, lim
 def _decode(cursor: str) -> tuple[datetime, int]:
     moment_text, _, id_text = cursor.partition("|")
     try:
+        if not (id_text.isascii() and id_text.isdigit() and len(id_text) < 19) or len(moment_text) > 40:
+            raise ValueError(cursor)
         return utc(datetime.fromisoformat(moment_text)), int(id_text)
     except ValueError:
         raise BadRequest(Message("trash.cursor_invalid", "The cursor '{cursor}' was not given by this list.",

@@ -2,7 +2,8 @@
 
 A revert is a save like any other: it goes through the record service (validation, permissions, formulas, rules)
 with the version it goes back to in its origin, and is journalled as `reverted`. Only values the user may view and
-change come back; the others stay as they are and are named in the result.
+change come back; the others stay as they are and are named in the result. A consent is never reverted: it is the
+person's own decision, changed only when they give or withdraw it.
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ def _readable_row(conn: sa.Connection, service: RecordService, entity: EntityDef
     missing = NotFound(not_found(entity, record_id))
     if row is None or not in_scope(conn, scope, user, row.owner):
         raise missing
-    if row.deleted_at is not None:  # the trash is for those who may delete: for the others it does not exist
+    if row.deleted_at is not None:  # the trash is for those who may delete it: for the others it does not exist
         try:
-            require(service.metadata, user, entity, "delete")
+            delete_scope = require(service.metadata, user, entity, "delete")
         except PermissionDenied:
             raise missing from None
+        if not in_scope(conn, delete_scope, user, row.owner):
+            raise missing
     return row
 
 
@@ -121,8 +124,9 @@ def revert(service: RecordService, entity_name: str, record_id: int, version: An
     viewable, editable = viewable_fields(entity, user), editable_fields(entity, user)
     if fields is None:
         differing = sorted(n for n in entity.fields if target.get(n) != current.get(n))
-        chosen = [n for n in differing if n in editable]
-        kept = tuple(n for n in differing if n not in editable and not entity.fields[n].is_formula)
+        chosen = [n for n in differing if n in editable and not _is_consent(entity, n)]
+        kept = tuple(n for n in differing if (n not in editable or _is_consent(entity, n))
+                     and not entity.fields[n].is_formula)
     else:
         chosen = _chosen_fields(entity, fields, viewable)
         kept = ()
@@ -142,6 +146,10 @@ def _chosen_fields(entity: EntityDef, fields: Sequence[Any], viewable: frozenset
         if not isinstance(name, str) or name not in entity.fields or name not in viewable:
             errors.setdefault("fields", []).append(Message("journal.field_unknown", "{what} has no field '{name}'.",
                                                            what=entity.label, name=str(name)[:63]))
+        elif _is_consent(entity, name):
+            errors.setdefault("fields", []).append(Message(
+                "journal.field_consent", "'{name}' is a person's consent: it changes only when they give or withdraw "
+                "it, never by going back to an earlier version.", name=name))
         elif entity.fields[name].is_formula:
             errors.setdefault("fields", []).append(Message(
                 "journal.field_computed", "'{name}' is computed by a formula: it follows the fields it is computed "
@@ -151,3 +159,8 @@ def _chosen_fields(entity: EntityDef, fields: Sequence[Any], viewable: frozenset
     if errors:
         raise RecordValidationError(errors)
     return chosen
+
+
+def _is_consent(entity: EntityDef, name: str) -> bool:
+    """A consent is the person's decision, archived as made: no revert, undo or merge makes it for them."""
+    return entity.fields[name].type.name == "consent"
