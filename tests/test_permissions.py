@@ -85,7 +85,9 @@ class ApiActor:
 
     def create(self, entity, values, owner):
         body = dict(values, **({"owner": owner} if owner else {}))
-        self._check(self.client.post(f"/api/v1/records/{entity}", json=body, headers=self.headers))
+        # The same values again and again: the API's duplicates 409 (which the service never asks) stays out of it.
+        self._check(self.client.post(f"/api/v1/records/{entity}?allow_duplicates=true", json=body,
+                                     headers=self.headers))
 
 
 def _outcome(call) -> str:
