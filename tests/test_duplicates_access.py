@@ -19,9 +19,11 @@ ENTITIES = {
             "passport": {"type": "text", "access": {"view": ["boss"]}},
             "team": {"type": "reference", "to": "team"},
             "note": {"type": "text"},
+            "codes": {"type": "integer", "multiple": True},
         },
         "duplicates": {
-            "rules": [{"match": ["phones"]}, {"match": ["passport"]}, {"fuzzy": "full_name", "same": ["team"]}],
+            "rules": [{"match": ["phones"]}, {"match": ["passport"]}, {"fuzzy": "full_name", "same": ["team"]},
+                      {"match": ["codes"]}],
             "show": ["team", "passport", "note"],
         },
     },
@@ -45,7 +47,7 @@ def test_a_rule_on_a_hidden_field_never_matches_for_those_who_may_not_view_it(se
     boss, rep = people
     first = service.create("person", {"full_name": "Анна Петрова", "passport": "4510 123456"}, SYSTEM)
     second = service.create("person", {"full_name": "Олег Иванов", "passport": "4510 123456"}, SYSTEM)
-    assert [r.key for r in readable_rules(service.entity("person"), rep)] == ["phones", "~full_name"]
+    assert [r.key for r in readable_rules(service.entity("person"), rep)] == ["phones", "~full_name", "codes"]
     assert [[m.id for m in g.members] for g in groups(service, "person", boss)] == [[first.id, second.id]]
     assert groups(service, "person", rep) == []  # the shared passport is not theirs to learn of
     found = candidates(service, "person", {"full_name": "Кто-то", "passport": "4510 123456"}, boss)
@@ -89,3 +91,13 @@ def test_the_form_shows_a_candidate_without_the_fields_the_reader_may_not_view(s
     page = client.post("/cards/person/new", data={"csrf_token": CSRF, "full_name": "Другая Анна",
                                                   "phones": "+7 912 345 67 89"})
     assert page.status_code == 409 and "4510 123456" in text_of(page) and "Passport" in text_of(page)
+
+
+def test_a_list_of_numbers_is_matched_as_numbers_at_any_position(service, people):
+    boss, _rep = people
+    first = service.create("person", {"full_name": "Первый", "codes": [7]}, SYSTEM)
+    fourth = service.create("person", {"full_name": "Четвёртый", "codes": [1, 2, 3, 12]}, SYSTEM)
+    service.create("person", {"full_name": "Другой", "codes": [70, 120]}, SYSTEM)
+    found = candidates(service, "person", {"full_name": "Новый", "codes": ["7", "12"]}, boss)
+    assert [c.id for c in found] == [first.id, fourth.id]
+    assert [c.matches[0].values for c in found] == [(7,), (12,)]

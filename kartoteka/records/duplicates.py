@@ -252,8 +252,8 @@ def _equal(query: QueryBuilder, field_def: FieldDef, values: Sequence[Any]) -> l
         return [JsonArrayContains(records.c.data, field_def.name, v) for v in stored]
     clauses: list[sa.ColumnElement[bool]] = []
     for value in stored:  # the position indexes, then the few records holding more items
-        clauses.extend(JsonItem(records.c.data, field_def.name, p) == sa.literal(value, sa.String())
-                       for p in range(POSITIONS))
+        # Bound as stored (a text as a text, a number as a number): SQLite compares an item with its own type.
+        clauses.extend(JsonItem(records.c.data, field_def.name, p) == sa.literal(value) for p in range(POSITIONS))
         clauses.append(sa.and_(more_items(field_def.name), JsonArrayContains(records.c.data, field_def.name, value)))
     return clauses
 
