@@ -108,7 +108,7 @@ def test_the_merge_screen_merges_field_by_field_and_the_survivor_page_undoes_it(
     assert (kept["first_name"], kept["city"], kept["position"]) == ("Anne", "Leeds", "CFO")
     assert kept["phones"] == ["+442079460958", "+442079460959"]
     page = text_of(client.get(done.headers["Location"]))
-    assert "Merged 2 cards into this one." in page and "Undo the merge" in page
+    assert "Merged 1 card into this one." in page and "Undo the merge" in page
     merge_id = done.headers["Location"].rsplit("=", 1)[1]
     undone = client.post(f"/cards/merges/{merge_id}/undo", data={"csrf_token": CSRF,
                                                                    "next": f"/cards/contact/{first.id}"})
@@ -125,3 +125,33 @@ def test_the_cards_timeline_shows_its_changes_as_the_reader_may_see_them(client,
     assert f'/cards/deal/{card.id}/history#version-2' in page
     sign_in(client, people["fin"])
     assert "37.5" in text_of(client.get(f"/cards/deal/{card.id}"))
+
+
+def test_a_cards_likely_duplicates_lead_to_the_merge_screen_and_its_history_undoes_the_merge(client, app, people):
+    service = app.extensions["kartoteka"].service
+    company = service.create("company", COMPANY, SYSTEM)
+    first = service.create("contact", {"first_name": "Ann", "last_name": "Lee", "company": company.id,
+                                       "phones": ["+44 20 7946 0958"]}, SYSTEM)
+    second = service.create("contact", {"first_name": "Ann", "last_name": "Lee", "company": company.id,
+                                        "phones": ["+44 20 7946 0958"], "city": "Leeds"}, SYSTEM)
+    sign_in(client, people["boss"])
+    page = text_of(client.get(f"/cards/contact/{first.id}"))
+    assert "This card looks like 1 other:" in page
+    assert f"/cards/contact/merge?ids={first.id}%2C{second.id}" in page or \
+        f"/cards/contact/merge?ids={first.id},{second.id}" in page
+    screen = client.get(f"/cards/contact/merge?ids={first.id},{second.id}").get_data(as_text=True)
+    assert f'name="ids" value="{first.id},{second.id}"' in screen
+    done = client.post("/cards/contact/merge", data={"csrf_token": CSRF, "ids": f"{first.id},{second.id}",
+                                                     "survivor": str(first.id), "pick-city": str(second.id)})
+    assert done.status_code == 302
+    history = text_of(client.get(f"/cards/contact/{first.id}/history"))
+    assert "Undo the merge" in history
+    merge_id = done.headers["Location"].rsplit("=", 1)[1]
+    undone = client.post(f"/cards/merges/{merge_id}/undo", data={
+        "csrf_token": CSRF, "next": f"/cards/contact/{first.id}/history"}, follow_redirects=True)
+    assert "The merge was undone: 1 card is back." in text_of(undone)
+    again = client.post(f"/cards/merges/{merge_id}/undo", data={
+        "csrf_token": CSRF, "next": f"/cards/contact/{first.id}/history"}, follow_redirects=True)
+    assert "The merge was not undone" in text_of(again)
+    sign_in(client, people["rep"])  # may not merge contacts: no offer
+    assert "looks like" not in text_of(client.get(f"/cards/contact/{first.id}"))

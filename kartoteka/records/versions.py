@@ -35,6 +35,7 @@ class History:
 
     entity: str
     record_id: int
+    title: str
     version: int
     deleted: bool
     entries: tuple[journal.JournalEntry, ...]
@@ -55,7 +56,7 @@ def _readable_row(conn: sa.Connection, service: RecordService, entity: EntityDef
     """The record's row, live or in the trash, when `user` may read it; NotFound otherwise."""
     scope = require(service.metadata, user, entity, "read")
     row = conn.execute(sa.select(records.c.id, records.c.data, records.c.owner, records.c.version,
-                                 records.c.deleted_at).where(records.c.id == record_id,
+                                 records.c.deleted_at, records.c.title).where(records.c.id == record_id,
                                                              records.c.entity == entity.name)).first()
     missing = NotFound(not_found(entity, record_id))
     if row is None or not in_scope(conn, scope, user, row.owner):
@@ -81,7 +82,7 @@ def history(service: RecordService, entity_name: str, record_id: int, user: Prin
             query = query.where(journal_table.c.id < before)
         rows = conn.execute(query.limit(limit + 1)).all()
     shown = tuple(journal.visible_entry(entity, user, r) for r in rows[:limit])
-    return History(entity.name, record_id, row.version, row.deleted_at is not None, shown,
+    return History(entity.name, record_id, row.title, row.version, row.deleted_at is not None, shown,
                    shown[-1].id if len(rows) > limit else None)
 
 

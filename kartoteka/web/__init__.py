@@ -43,7 +43,10 @@ def init_web(app: Flask, node_modules: Path) -> None:
     app.register_blueprint(admin_outbox)  # administrators: the outbox's deliveries
     init_activity(app)  # timelines, tasks, notifications and the header's counts
     app.add_url_rule("/files/<file_id>", "download_file", download_file)
-    app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol, page_url=page_url, here=here)
+    from kartoteka.web.merging import duplicates_of
+
+    app.jinja_env.globals.update(label=label_text, currency_symbol=currency_symbol, page_url=page_url, here=here,
+                                 duplicates_of=duplicates_of)
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True
     init_form_rows(app)

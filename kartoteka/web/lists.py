@@ -22,7 +22,7 @@ from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
 from kartoteka.records.board import board_totals
 from kartoteka.records.hooks import UI
-from kartoteka.records.lookup import record_titles
+from kartoteka.records.lookup import record_titles, trashed_titles
 from kartoteka.records.model import Filter, ListQuery, Record, ids_in
 from kartoteka.records.query import MAX_FILTER_VALUE_LENGTH, SYSTEM_COLUMNS, Total, count_records
 from kartoteka.records.views import delete_view, list_views, save_view
@@ -199,7 +199,12 @@ class ListPage:
         for c in self.columns:
             if c.field is not None and c.field.type.refers == "record":
                 ids = [i for r in self.page.items for i in ids_in(r.values.get(c.name))]
-                self.titles[c.name] = record_titles(service, c.field.to or "", ids, user)
+                titles = record_titles(service, c.field.to or "", ids, user)
+                if missing := set(ids) - titles.keys():  # in the trash (or outside the scope): said, not "#12"
+                    deleted = t("deleted")
+                    titles.update((i, f"{title} ({deleted})")
+                                  for i, title in trashed_titles(service, c.field.to or "", missing, user).items())
+                self.titles[c.name] = titles
 
     def cell(self, record: Record, column: Column) -> str:
         """A cell's text."""

@@ -8,9 +8,9 @@ from typing import Any
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from kartoteka.errors import BadRequest, Conflict, PermissionDenied, RecordValidationError
+from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
 from kartoteka.extensions import platform
-from kartoteka.i18n import t
+from kartoteka.i18n import t, tn
 from kartoteka.messages import Message
 from kartoteka.metadata.model import EntityDef, FieldDef
 from kartoteka.records.access import editable_fields, viewable_fields
@@ -120,7 +120,7 @@ def merge_cards(entity_name: str) -> Response:
             for message in messages:
                 flash(f"{label_text(field.label)}: {t(message)}" if field is not None else t(message), "error")
         return redirect(url_for("cards.merge_screen", entity_name=entity.name, ids=",".join(map(str, ids))))
-    flash(t("Merged {count} cards into this one.", count=len(done.merged) + 1), "success")
+    flash(tn("Merged {count} card into this one.", "Merged {count} cards into this one.", len(done.merged)), "success")
     return redirect(url_for("cards.view_record", entity_name=entity.name, record_id=survivor_id,
                             merged=done.merge_id))
 
@@ -128,13 +128,33 @@ def merge_cards(entity_name: str) -> Response:
 @cards.post("/merges/<int:merge_id>/undo")
 @login_required
 def undo_merge_view(merge_id: int) -> Response:
-    """Undo a merge; back to the survivor."""
-    done = undo_merge(platform.service, merge_id, current_user())
-    flash(t("The merge was undone: {count} cards are back.", count=len(done.restored)), "success")
+    """Undo a merge; back to the page it was asked from."""
+    target = request.form.get("next", "")
+    back = target if target.startswith("/cards/") and "//" not in target else url_for("cards.index")
+    try:
+        done = undo_merge(platform.service, merge_id, current_user())
+    except (Conflict, PermissionDenied, NotFound) as exc:
+        flash(t("The merge was not undone: {reason}", reason=t(exc.detail)), "error")
+        return redirect(back)
+    flash(tn("The merge was undone: {count} card is back.", "The merge was undone: {count} cards are back.",
+             len(done.restored)), "success")
     for entity_name, record_id, field_name in done.kept:
         entity = platform.state.metadata.entities.get(entity_name)
         field = entity.fields.get(field_name) if entity is not None else None
         flash(t("Left as it is, changed after the merge: {field} of #{id}.",
                 field=label_text(field.label) if field is not None else field_name, id=record_id), "info")
-    target = request.form.get("next", "")
-    return redirect(target if target.startswith("/cards/") and "//" not in target else url_for("cards.index"))
+    return redirect(back)
+
+
+def duplicates_of(entity: EntityDef, record: Record) -> list[Any]:
+    """The card's likely duplicates by its card's `duplicates:` rules, for who may merge them (change and delete);
+    [] for the others or a card without rules (the card page offers the merge screen with them)."""
+    from kartoteka.records.duplicates import candidates
+    from kartoteka.records.scopes import scope_of
+
+    user = current_user()
+    metadata = platform.state.metadata
+    if not entity.duplicates.rules or "none" in (scope_of(metadata, user, entity, "delete"),
+                                            scope_of(metadata, user, entity, "update")):
+        return []
+    return candidates(platform.service, entity.name, {}, user, record.id, changed_only=False, for_save=False)
