@@ -87,7 +87,7 @@ def undo_saves(service: RecordService, entity_name: str, batch: str, user: Princ
             touched = {name for save in its for name in (save.changes or {})
                        if name in entity.fields and not entity.fields[name].is_formula and name in editable}
             # A consent is the person's decision, kept in the consent archive as given: no undo takes it back.
-            consents = sorted(n for n in touched if entity.fields[n].type.name == "consent")
+            consents = sorted(n for n in touched if entity.fields[n].type.personal_decision)
             changed = sorted(n for n in touched if n not in consents)
             if consents:
                 result.kept.append(Kept(record_id, Message(

@@ -411,7 +411,7 @@ def _check_params(builder: RuleBuilder, where: tuple[str | int, ...], name: str,
     if name == "create_task" and "assignee" in params and "assignee_field" in params:
         report(("assignee",), "give the task one of 'assignee' (a user) or 'assignee_field' (a user field)")
     consent = fields.get(params.get("consent", "")) if isinstance(params.get("consent"), str) else None
-    if name == "email" and consent is not None and consent.type.name != "consent":
+    if name == "email" and consent is not None and not consent.type.personal_decision:
         report(("consent",), f"'{consent.name}' is a {consent.type.name} field; 'consent' names a consent field, "
                "whose consent the e-mail needs")
     if name == "assign" and field is not None and not field.value_type.names_user:

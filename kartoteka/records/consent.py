@@ -32,7 +32,7 @@ EXPORT_COLUMNS = ("id", "entity", "record_id", "subject", "field", "purpose", "s
 @lru_cache(maxsize=1024)
 def consent_fields(entity: EntityDef) -> tuple[FieldDef, ...]:
     """The consent fields of a card (most have none: their saves add nothing here)."""
-    return tuple(f for f in entity.fields.values() if f.type.name == "consent")
+    return tuple(f for f in entity.fields.values() if f.type.personal_decision)
 
 
 def archive_rows(entity: EntityDef, record_id: int, title: str, before: Mapping[str, Any] | None,

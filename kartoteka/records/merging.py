@@ -88,7 +88,7 @@ def merge(service: RecordService, entity_name: str, survivor_id: Any, other_ids:
     others = _others(survivor_id, other_ids)
     require(service.metadata, user, entity, "update")
     require(service.metadata, user, entity, "delete")
-    consents = sorted(name for name in values if name in entity.fields and entity.fields[name].type.name == "consent")
+    consents = sorted(name for name in values if name in entity.fields and entity.fields[name].type.personal_decision)
     if consents:
         raise RecordValidationError({name: [Message(
             "merge.consent_kept", "A consent is the person's own decision: the card that stays keeps its own, and "
@@ -263,7 +263,7 @@ def _revert_save(service: RecordService, conn: sa.Connection, save: Any, acting:
             continue
         if references is not None and (entity.fields[name].type.refers == "record") != references:
             continue
-        if entity.fields[name].type.name == "consent" or with_data.get(name) != new:
+        if entity.fields[name].type.personal_decision or with_data.get(name) != new:
             left.append((save.entity, save.record_id, name))
             continue
         update[name] = service.typed_values(entity, {name: old})[name]

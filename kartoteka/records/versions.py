@@ -164,4 +164,4 @@ def _chosen_fields(entity: EntityDef, fields: Sequence[Any], viewable: frozenset
 
 def _is_consent(entity: EntityDef, name: str) -> bool:
     """A consent is the person's decision, archived as made: no revert, undo or merge makes it for them."""
-    return entity.fields[name].type.name == "consent"
+    return entity.fields[name].type.personal_decision

@@ -40,7 +40,7 @@ def _fields(entity: EntityDef, cards_shown: list[Record]) -> list[FieldDef]:
     """The fields the user may change and that hold a value on some card, in the card's order."""
     editable = editable_fields(entity, current_user())
     return [f for name, f in entity.fields.items() if name in editable and not f.type.holds_files
-            and f.type.name != "consent"  # a person's consent is not merged: the survivor keeps its own
+            and not f.type.personal_decision  # a person's consent is not merged: the survivor keeps its own
             and any(c.values.get(name) not in (None, [], "") for c in cards_shown)]
 
 

@@ -172,6 +172,8 @@ class FieldType:
     names_records = False
     # A false visible_if empties it on save; consent is an archive and is never emptied.
     emptied_when_hidden = True
+    # The person's own decision (consent): kept in the consent archive; no revert, merge or undo makes it for them.
+    personal_decision = False
     # What a kanban board may do with it: one column per option, or add the values up.
     groups_board = False
     sums_board = False

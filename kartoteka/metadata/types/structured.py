@@ -399,6 +399,7 @@ class ConsentType(FieldType):
     storage = "json"
     filter_kind = "presence"
     emptied_when_hidden = False  # an archive of who agreed when
+    personal_decision = True
     widget = "consent"
     label_kind = "own"
     required_message = Message("consent.required", "Consent is required.")
