@@ -466,7 +466,7 @@ def delete_record(entity_name: str, record_id: int) -> Response:
         raise Conflict(t("The request did not say which version of the card it deletes; reload the card and "
                          "delete it again."))
     platform.service.delete(entity.name, record_id, current_user(), expected_version=version, origin=UI)
-    flash(t("Deleted."), "success")
+    flash(t("Moved to the trash: whoever may delete these cards can restore it from the list's Trash."), "success")
     return redirect(url_for("cards.list_view", entity_name=entity.name))
 
 
