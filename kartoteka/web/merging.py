@@ -8,7 +8,7 @@ from typing import Any
 from flask import flash, g, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from kartoteka.errors import BadRequest, Conflict, NotFound, PermissionDenied, RecordValidationError
+from kartoteka.errors import BadRequest, Conflict, PermissionDenied, RecordValidationError
 from kartoteka.extensions import platform
 from kartoteka.i18n import t, tn
 from kartoteka.messages import Message
@@ -133,7 +133,7 @@ def undo_merge_view(merge_id: int) -> Response:
     back = target if target.startswith("/cards/") and "//" not in target else url_for("cards.index")
     try:
         done = undo_merge(platform.service, merge_id, current_user())
-    except (Conflict, PermissionDenied, NotFound) as exc:
+    except Conflict as exc:  # undone already, or no longer possible: said on the page (403 and 404 stay errors)
         flash(t("The merge was not undone: {reason}", reason=t(exc.detail)), "error")
         return redirect(back)
     flash(tn("The merge was undone: {count} card is back.", "The merge was undone: {count} cards are back.",
