@@ -67,7 +67,7 @@ def trash_page(service: RecordService, entity_name: str, user: Principal, *, lim
     next_cursor = None
     if len(rows) > limit:
         last = rows[limit - 1]
-        next_cursor = f"{utc(utc(last.deleted_at)).isoformat()}|{last.id}"
+        next_cursor = f"{utc(last.deleted_at).isoformat()}|{last.id}"
     return TrashPage(items, next_cursor)
 
 
