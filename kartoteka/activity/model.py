@@ -11,6 +11,7 @@ from typing import Any
 
 from kartoteka.errors import BadRequest
 from kartoteka.messages import Message
+from kartoteka.storage.times import utc
 
 # Timeline kinds: what people log from the card (USER_KINDS) and what the platform writes (e-mails, rule runs).
 KINDS = ("note", "call", "meeting", "email", "rule")
@@ -20,16 +21,9 @@ MAX_PAGE = 200
 END_OF_DAY = time(23, 59, 59)
 
 
-def utc(moment: datetime | None) -> datetime | None:
-    """A timestamp as the database gives it back, made UTC (SQLite keeps the wall-clock time without its offset)."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def stored(moment: datetime) -> datetime:
-    """A moment as it is written: in UTC, so that SQLite's offset-less text orders and compares as time does."""
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+# A moment as it is written: in UTC, so that SQLite's offset-less text orders and compares as time does (the same
+# conversion as reading one back: kartoteka.storage.times.utc).
+stored = utc
 
 
 def due_moment(value: date | datetime) -> datetime:
